@@ -1,0 +1,33 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+
+/** What resolving a nodeset may read from the machine: files and the environment. */
+export interface ConfigHost {
+  /** The file's text, or undefined when it does not exist or cannot be read. */
+  readFile(path: string): string | undefined;
+  env: Readonly<Record<string, string | undefined>>;
+  home: string;
+}
+
+export function realHost(env: NodeJS.ProcessEnv = process.env): ConfigHost {
+  return {
+    readFile(path) {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch {
+        return undefined;
+      }
+    },
+    env,
+    home: env['HOME'] ?? homedir(),
+  };
+}
+
+/** An in-memory host for tests and benchmarks. */
+export function memoryHost(files: Record<string, string>, env: Record<string, string> = {}, home = '/home/user'): ConfigHost {
+  return {
+    readFile: (path) => files[path],
+    env: { HOME: home, ...env },
+    home,
+  };
+}

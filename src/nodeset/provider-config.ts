@@ -1,0 +1,125 @@
+import { dirname, resolve as resolvePath } from 'node:path';
+import type { ConfigHost } from '../config/host.js';
+import { InterpolationError, Interpolator } from '../config/interpolate.js';
+import { diagnostic, type Diagnostic } from '../diagnostics.js';
+import { parseIni, type Entry, type Section } from '../ini/parse.js';
+import { isSecretKey, Secret } from '../secret.js';
+import type { ProviderConfig, ProviderType } from './types.js';
+
+/** The settings each provider accepts, besides `provider` and `name`. */
+const COMMON = ['username', 'secret', 'secret_file', 'image', 'size', 'region', 'endpoint', 'key_name'];
+export const PROVIDER_KEYS: Record<ProviderType, string[]> = {
+  local: [...COMMON, 'bridge', 'subnet', 'proxy_port', 'lxc_path', 'mirror'],
+  ec2: [...COMMON, 'subnet_id', 'security_group', 'availability_zone', 'session_token', 'profile'],
+  openstack: [...COMMON, 'auth_url', 'tenant', 'project', 'domain', 'network', 'password'],
+  rackspace: [...COMMON, 'auth_url', 'network', 'api_key'],
+  kvm: [...COMMON, 'uri', 'pool', 'base_image', 'network', 'bridge', 'subnet'],
+};
+
+export function userConfigPath(host: ConfigHost): string {
+  return host.env['SILVERLINING_CONFIG'] ?? `${host.home}/.silverlining.conf`;
+}
+
+/**
+ * The `[provider]` section of a nodeset, completed from `[provider:NAME]` of the user's
+ * config when it names one. Inline keys win over the user's config. No section: `local`.
+ */
+export function resolveProvider(
+  section: Section | undefined,
+  nodesetFile: string,
+  values: Interpolator,
+  host: ConfigHost,
+  diagnostics: Diagnostic[],
+): ProviderConfig {
+  const layers: { section: Section; values: Interpolator; baseDir: string }[] = [];
+  let name: string | null = null;
+
+  const nameEntry = section?.entries.get('name');
+  if (section && nameEntry) {
+    name = tryValue(values, 'provider', nameEntry, diagnostics);
+    if (name !== null) {
+      const path = userConfigPath(host);
+      const text = host.readFile(path);
+      if (text === undefined) {
+        diagnostics.push(diagnostic(nameEntry.file, nameEntry.line, 'name', `provider "${name}" needs ${path}, which cannot be read`));
+      } else {
+        const user = parseIni(text, path);
+        diagnostics.push(...user.diagnostics);
+        const named = user.doc.sections.get(`provider:${name}`);
+        if (!named) {
+          diagnostics.push(diagnostic(nameEntry.file, nameEntry.line, 'name', `no [provider:${name}] section in ${path}`));
+        } else {
+          layers.push({ section: named, values: new Interpolator(user.doc, host.env), baseDir: dirname(path) });
+        }
+      }
+    }
+  }
+  if (section) layers.push({ section, values, baseDir: dirname(nodesetFile) });
+
+  // Later layers win.
+  const merged = new Map<string, { entry: Entry; values: Interpolator; baseDir: string; section: string; layer: number }>();
+  layers.forEach((layer, index) => {
+    for (const [key, entry] of layer.section.entries) {
+      if (layer.section === section && key === 'name') continue;
+      merged.set(key, { entry, values: layer.values, baseDir: layer.baseDir, section: layer.section.name, layer: index });
+    }
+  });
+  // `secret` and `secret_file` are one setting: the later layer's wins; both in one layer is an error.
+  const secret = merged.get('secret');
+  const secretFile = merged.get('secret_file');
+  if (secret && secretFile) {
+    if (secret.layer === secretFile.layer) {
+      diagnostics.push(diagnostic(secretFile.entry.file, secretFile.entry.line, 'secret_file', 'set either secret or secret_file, not both'));
+    }
+    merged.delete(secret.layer >= secretFile.layer ? 'secret_file' : 'secret');
+  }
+
+  let type: ProviderType = 'local';
+  const typeEntry = merged.get('provider');
+  if (typeEntry) {
+    const t = tryValue(typeEntry.values, typeEntry.section, typeEntry.entry, diagnostics);
+    if (t !== null) {
+      if (t in PROVIDER_KEYS) type = t as ProviderType;
+      else {
+        diagnostics.push(diagnostic(typeEntry.entry.file, typeEntry.entry.line, 'provider', `unknown provider "${t}" (known: ${Object.keys(PROVIDER_KEYS).join(', ')})`));
+      }
+    }
+  }
+
+  const allowed = PROVIDER_KEYS[type];
+  const settings: Record<string, string | Secret> = {};
+  for (const [key, m] of merged) {
+    if (key === 'provider') continue;
+    if (!allowed.includes(key)) {
+      diagnostics.push(diagnostic(m.entry.file, m.entry.line, key, `unknown key for provider ${type} (known: ${allowed.join(', ')})`));
+      continue;
+    }
+    const v = tryValue(m.values, m.section, m.entry, diagnostics);
+    if (v === null) continue;
+    if (key === 'secret_file') {
+      const path = resolvePath(m.baseDir, v.replace(/^~(?=\/)/, host.home));
+      const content = host.readFile(path);
+      if (content === undefined) {
+        diagnostics.push(diagnostic(m.entry.file, m.entry.line, key, `cannot read ${path}`));
+        continue;
+      }
+      settings['secret_file'] = path;
+      settings['secret'] = new Secret(content.trim());
+      continue;
+    }
+    settings[key] = isSecretKey(key) ? new Secret(v) : v;
+  }
+  return { type, name, settings };
+}
+
+function tryValue(values: Interpolator, section: string, entry: Entry, diagnostics: Diagnostic[]): string | null {
+  try {
+    return values.value(section, entry);
+  } catch (e) {
+    if (e instanceof InterpolationError) {
+      diagnostics.push(e.diagnostic);
+      return null;
+    }
+    throw e;
+  }
+}

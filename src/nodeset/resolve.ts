@@ -1,0 +1,382 @@
+import { relative } from 'node:path';
+import type { ConfigHost } from '../config/host.js';
+import { InterpolationError, Interpolator } from '../config/interpolate.js';
+import { loadLayered } from '../config/load.js';
+import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
+import type { Entry, IniDocument, Section } from '../ini/parse.js';
+import { resolveProvider } from './provider-config.js';
+import type { Location, NodeSpec, Nodeset, Role, Size } from './types.js';
+import { APP_NAME, checkHostname, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
+
+/** Services the setup layers know how to run. */
+export const KNOWN_SERVICES = ['mysql', 'postgresql'];
+
+const SECTION_KEYS: Record<string, string[]> = {
+  general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],
+  appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer'],
+  balancer: ['node_name', 'size', 'hostnames'],
+  service: ['nodes', 'size', 'node_name'],
+};
+
+/** Reads, merges and resolves a nodeset file; throws ConfigError with every problem found. */
+export function loadNodeset(path: string, host: ConfigHost, cwd = process.cwd()): Nodeset {
+  const display = path.startsWith('/') ? relative(cwd, path) || path : path;
+  const loaded = loadLayered(path, host, display.startsWith('..') ? path : display);
+  if (loaded.diagnostics.length > 0 && loaded.doc.sections.size === 0) throw new ConfigError(loaded.diagnostics);
+  const { nodeset, diagnostics } = resolveNodeset(loaded.doc, path, host);
+  const all = [...loaded.diagnostics, ...diagnostics];
+  if (all.length > 0 || !nodeset) throw new ConfigError(all);
+  return nodeset;
+}
+
+/** Pure resolution of a merged document into a typed nodeset, with every problem located. */
+export function resolveNodeset(doc: IniDocument, path: string, host: ConfigHost): { nodeset: Nodeset | null; diagnostics: Diagnostic[] } {
+  const r = new Resolution(doc, host);
+  const nodeset = r.run(path);
+  return { nodeset, diagnostics: r.diagnostics };
+}
+
+interface TierSpec {
+  role: Role;
+  section: Section;
+  count: number;
+  prefix: string;
+}
+
+class Resolution {
+  readonly diagnostics: Diagnostic[] = [];
+  private readonly values: Interpolator;
+
+  constructor(
+    private readonly doc: IniDocument,
+    private readonly host: ConfigHost,
+  ) {
+    this.values = new Interpolator(doc, host.env);
+  }
+
+  run(path: string): Nodeset | null {
+    this.checkSectionsAndKeys();
+    const general = this.doc.sections.get('general');
+    const name = this.required(general, 'general', 'name', (v) => (NODESET_NAME.test(v) ? null : `"${v}" must be lowercase letters, digits and "-", at most 40 characters`));
+    const baseDomain = this.optional(general, 'base_domain', (v) => checkHostname(v));
+    const setEtcHosts = this.bool(general, 'set_etc_hosts') ?? true;
+    const provider = resolveProvider(this.doc.sections.get('provider'), path, this.values, this.host, this.diagnostics);
+    const defaultSize = this.providerSize(provider.settings['size']);
+
+    const appserver = this.doc.sections.get('appserver');
+    const balancer = this.doc.sections.get('balancer');
+    const tiers: TierSpec[] = [];
+    if (appserver) tiers.push({ role: 'appserver', section: appserver, count: this.count(appserver) ?? 1, prefix: 'app' });
+    const services: string[] = [];
+    for (const section of this.doc.sections.values()) {
+      if (!section.name.startsWith('service:')) continue;
+      const svc = section.name.slice('service:'.length);
+      services.push(svc);
+      tiers.push({ role: `service:${svc}`, section, count: this.count(section) ?? 1, prefix: svc });
+    }
+
+    const appCount = appserver ? (this.count(appserver) ?? 1) : 0;
+    const explicitLb = appserver ? this.bool(appserver, 'load_balancer') : null;
+    const loadBalancer = explicitLb ?? (appCount > 1 || balancer !== undefined);
+    if (explicitLb === false && balancer) {
+      const e = appserver!.entries.get('load_balancer')!;
+      this.diagnostics.push(diagnostic(e.file, e.line, 'load_balancer', 'is false but the nodeset has a [balancer] section'));
+    }
+    if (loadBalancer && appCount === 0) {
+      const where = balancer ?? appserver;
+      if (where) this.diagnostics.push(diagnostic(where.file, where.line, balancer ? '[balancer]' : 'load_balancer', 'a load balancer needs at least one app server'));
+    }
+
+    const locations = appserver ? this.locations(appserver) : [];
+    const nodes: NodeSpec[] = [];
+    for (const tier of tiers) nodes.push(...this.expandTier(tier, baseDomain, defaultSize));
+    let hostnames: string[] = [];
+    if (loadBalancer) {
+      const section = balancer ?? this.implicitBalancer(appserver);
+      if (section) {
+        nodes.push(...this.expandTier({ role: 'balancer', section, count: 1, prefix: 'balancer' }, baseDomain, defaultSize));
+        hostnames = this.hostnames(balancer, locations);
+      }
+    }
+    this.checkUniqueNames(nodes);
+    if (nodes.length === 0 && general && this.diagnostics.length === 0) {
+      this.diagnostics.push(diagnostic(general.file, general.line, '[general]', 'the nodeset implies no nodes: add an [appserver] or [service:NAME] section'));
+    }
+
+    if (this.diagnostics.length > 0 || name === null) return null;
+    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services };
+  }
+
+  private checkSectionsAndKeys(): void {
+    if (!this.doc.sections.has('general')) {
+      this.diagnostics.push(diagnostic(this.doc.file, 1, '[general]', 'missing section (it must give at least name)'));
+    }
+    for (const section of this.doc.sections.values()) {
+      const kind = section.name.startsWith('service:') ? 'service' : section.name;
+      if (section.name === 'provider' || section.name === 'vars' || section.name.startsWith('vars:')) continue;
+      if (kind === 'service') {
+        const svc = section.name.slice('service:'.length);
+        if (!KNOWN_SERVICES.includes(svc)) {
+          this.diagnostics.push(diagnostic(section.file, section.line, `[${section.name}]`, `unknown service "${svc}" (known: ${KNOWN_SERVICES.join(', ')})`));
+        }
+      }
+      const keys = SECTION_KEYS[kind];
+      if (!keys) {
+        this.diagnostics.push(diagnostic(section.file, section.line, `[${section.name}]`, 'unknown section (known: general, provider, appserver, service:NAME, balancer, vars)'));
+        continue;
+      }
+      for (const entry of section.entries.values()) {
+        if (!keys.includes(entry.key)) {
+          this.diagnostics.push(diagnostic(entry.file, entry.line, entry.key, `unknown key in [${section.name}] (known: ${keys.join(', ')})`));
+        }
+      }
+      if (kind !== 'service' && kind !== 'appserver' && kind !== 'balancer') this.noNodeIndex(section);
+    }
+  }
+
+  /** `{{n}}` only means something inside a tier section. */
+  private noNodeIndex(section: Section): void {
+    for (const entry of section.entries.values()) {
+      if (entry.value.includes('{{')) {
+        this.diagnostics.push(diagnostic(entry.file, entry.line, entry.key, '{{n}} is only defined in [appserver], [service:NAME] and [balancer]'));
+      }
+    }
+  }
+
+  private value(section: Section, entry: Entry): string | null {
+    try {
+      return this.values.value(section.name, entry);
+    } catch (e) {
+      if (e instanceof InterpolationError) {
+        this.diagnostics.push(e.diagnostic);
+        return null;
+      }
+      throw e;
+    }
+  }
+
+  private optional(section: Section | undefined, key: string, check: (v: string) => string | null): string | null {
+    const entry = section?.entries.get(key);
+    if (!section || !entry) return null;
+    const v = this.value(section, entry);
+    if (v === null) return null;
+    const problem = check(v);
+    if (problem) {
+      this.diagnostics.push(diagnostic(entry.file, entry.line, key, problem));
+      return null;
+    }
+    return v;
+  }
+
+  private required(section: Section | undefined, sectionName: string, key: string, check: (v: string) => string | null): string | null {
+    if (section && !section.entries.has(key)) {
+      this.diagnostics.push(diagnostic(section.file, section.line, key, `[${sectionName}] ${key} is required`));
+      return null;
+    }
+    return this.optional(section, key, check);
+  }
+
+  private bool(section: Section | undefined, key: string): boolean | null {
+    const entry = section?.entries.get(key);
+    if (!section || !entry) return null;
+    const v = this.value(section, entry);
+    if (v === null) return null;
+    const parsed = parseBool(v);
+    if (!parsed.ok) {
+      this.diagnostics.push(diagnostic(entry.file, entry.line, key, parsed.error));
+      return null;
+    }
+    return parsed.value;
+  }
+
+  private readonly counts = new Map<Section, number | null>();
+  private count(section: Section): number | null {
+    if (this.counts.has(section)) return this.counts.get(section)!;
+    const entry = section.entries.get('nodes');
+    let result: number | null = 1;
+    if (entry) {
+      const v = this.value(section, entry);
+      const parsed = v === null ? null : parseCount(v);
+      if (parsed && !parsed.ok) this.diagnostics.push(diagnostic(entry.file, entry.line, 'nodes', parsed.error));
+      result = parsed?.ok ? parsed.value : null;
+    }
+    this.counts.set(section, result);
+    return result;
+  }
+
+  private providerSize(value: unknown): Size | null {
+    if (typeof value !== 'string') return null;
+    const parsed = parseSize(value);
+    if (!parsed.ok) {
+      const entry = this.doc.sections.get('provider')?.entries.get('size');
+      this.diagnostics.push(diagnostic(entry?.file ?? this.doc.file, entry?.line ?? 1, 'size', parsed.error));
+      return null;
+    }
+    return parsed.value;
+  }
+
+  private expandTier(tier: TierSpec, baseDomain: string | null, defaultSize: Size | null): NodeSpec[] {
+    const { section, count } = tier;
+    const nameEntry = section.entries.get('node_name');
+    let template: string | null;
+    let where: { file: string; line: number; key: string };
+    if (nameEntry) {
+      template = this.value(section, nameEntry);
+      where = { file: nameEntry.file, line: nameEntry.line, key: 'node_name' };
+    } else if (baseDomain) {
+      template = tier.role === 'appserver' || count > 1 ? `${tier.prefix}{{n}}.${baseDomain}` : `${tier.prefix}.${baseDomain}`;
+      where = { file: section.file, line: section.line, key: 'node_name' };
+    } else {
+      const general = this.doc.sections.get('general');
+      if (general && !general.entries.has('base_domain') || !general) {
+        this.diagnostics.push(diagnostic(section.file, section.line, 'node_name', `[${section.name}] needs node_name, or base_domain in [general] to derive it`));
+      }
+      return [];
+    }
+    const sizeEntry = section.entries.get('size');
+    const sizeTemplate = sizeEntry ? this.value(section, sizeEntry) : null;
+    if (template === null || (sizeEntry && sizeTemplate === null)) return [];
+
+    const nodes: NodeSpec[] = [];
+    for (let n = 1; n <= count; n++) {
+      const name = this.fillIndex(template, n, where);
+      if (name === null) return [];
+      const problem = checkHostname(name);
+      if (problem) {
+        this.diagnostics.push(diagnostic(where.file, where.line, where.key, `node ${n}: ${problem}`));
+        return [];
+      }
+      let size = defaultSize;
+      if (sizeEntry && sizeTemplate !== null) {
+        const text = this.fillIndex(sizeTemplate, n, { file: sizeEntry.file, line: sizeEntry.line, key: 'size' });
+        if (text === null) return [];
+        const parsed = parseSize(text);
+        if (!parsed.ok) {
+          this.diagnostics.push(diagnostic(sizeEntry.file, sizeEntry.line, 'size', parsed.error));
+          return [];
+        }
+        size = parsed.value;
+      }
+      nodes.push({ name: name.toLowerCase(), role: tier.role, index: n, size });
+    }
+    return nodes;
+  }
+
+  private fillIndex(template: string, n: number, where: { file: string; line: number; key: string }): string | null {
+    let bad: string | null = null;
+    const out = template.replace(/\{\{\s*([^}]*?)\s*\}\}/g, (m, name: string) => {
+      if (name === 'n') return String(n);
+      bad = m;
+      return m;
+    });
+    if (bad) {
+      this.diagnostics.push(diagnostic(where.file, where.line, where.key, `unknown placeholder ${bad} (only {{n}} is defined)`));
+      return null;
+    }
+    return out;
+  }
+
+  private locations(section: Section): Location[] {
+    const entry = section.entries.get('locations');
+    if (!entry) return [];
+    const lines = this.valueLines(section, entry);
+    if (lines === null) return [];
+    const out: Location[] = [];
+    const seen = new Map<string, number>();
+    for (const item of lines) {
+      const text = item.text;
+      const parts = text.split(/\s+/).filter(Boolean);
+      const fail = (message: string) => this.diagnostics.push(diagnostic(entry.file, item.line, 'locations', message));
+      if (parts.length !== 2) {
+        fail(`expected "URL APP_NAME", got "${text}"`);
+        continue;
+      }
+      const [urlText, app] = parts as [string, string];
+      let url: URL;
+      try {
+        url = new URL(urlText);
+      } catch {
+        fail(`"${urlText}" is not a URL`);
+        continue;
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        fail(`"${urlText}" must start with http:// or https://`);
+        continue;
+      }
+      const hostProblem = checkHostname(url.hostname);
+      if (hostProblem) {
+        fail(hostProblem);
+        continue;
+      }
+      if (url.search || url.hash || url.username) {
+        fail(`"${urlText}" must be scheme, host and path only`);
+        continue;
+      }
+      if (!APP_NAME.test(app)) {
+        fail(`app name "${app}" must match [a-z][a-z0-9_-]*`);
+        continue;
+      }
+      const path = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
+      const port = url.port ? Number(url.port) : null;
+      const normal = `${url.protocol}//${url.hostname}${port ? `:${port}` : ''}${path}`;
+      const dup = seen.get(normal);
+      if (dup !== undefined) {
+        fail(`${normal} is already mapped on line ${dup}`);
+        continue;
+      }
+      seen.set(normal, item.line);
+      out.push({ url: normal, scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.hostname, port, path, app });
+    }
+    return out;
+  }
+
+  /** The resolved lines of a multi-line value, each with the line it came from. */
+  private valueLines(section: Section, entry: Entry): { text: string; line: number }[] | null {
+    const v = this.value(section, entry);
+    if (v === null) return null;
+    const texts = v.split('\n').map((t) => t.trim()).filter(Boolean);
+    const same = texts.length === entry.lines.length;
+    return texts.map((text, i) => ({ text, line: same ? entry.lines[i]!.line : entry.line }));
+  }
+
+  private implicitBalancer(appserver: Section | undefined): Section | undefined {
+    return appserver ? { name: 'balancer', file: appserver.file, line: appserver.line, entries: new Map() } : undefined;
+  }
+
+  private hostnames(balancer: Section | undefined, locations: Location[]): string[] {
+    const entry = balancer?.entries.get('hostnames');
+    if (!balancer || !entry) return [...new Set(locations.map((l) => l.host))];
+    const lines = this.valueLines(balancer, entry);
+    if (lines === null) return [];
+    const out: string[] = [];
+    for (const item of lines) {
+      for (const name of item.text.split(/\s+/).filter(Boolean)) {
+        const problem = checkHostname(name, true);
+        if (problem) this.diagnostics.push(diagnostic(entry.file, item.line, 'hostnames', problem));
+        else if (!out.includes(name.toLowerCase())) out.push(name.toLowerCase());
+      }
+    }
+    return out;
+  }
+
+  private checkUniqueNames(nodes: NodeSpec[]): void {
+    const byName = new Map<string, NodeSpec>();
+    for (const node of nodes) {
+      const prior = byName.get(node.name);
+      if (prior) {
+        const section = this.sectionOf(node.role);
+        const entry = section?.entries.get('node_name');
+        this.diagnostics.push(
+          diagnostic(entry?.file ?? section?.file ?? this.doc.file, entry?.line ?? section?.line ?? 1, 'node_name',
+            `duplicate node name ${node.name} (${node.role} ${node.index} and ${prior.role} ${prior.index}; use {{n}} for several nodes)`),
+        );
+        continue;
+      }
+      byName.set(node.name, node);
+    }
+  }
+
+  private sectionOf(role: Role): Section | undefined {
+    return this.doc.sections.get(role);
+  }
+}

@@ -1,0 +1,54 @@
+import type { Secret } from '../secret.js';
+
+export type Role = 'appserver' | 'balancer' | `service:${string}`;
+
+export type Size = { kind: 'ram'; mb: number } | { kind: 'id'; id: string };
+
+export interface NodeSpec {
+  name: string;
+  role: Role;
+  /** 1-based index inside its tier. */
+  index: number;
+  /** null: the provider's default size. */
+  size: Size | null;
+}
+
+export interface Location {
+  /** Normalised URL: scheme, host, optional port, path ending in `/`. */
+  url: string;
+  scheme: 'http' | 'https';
+  host: string;
+  port: number | null;
+  path: string;
+  app: string;
+}
+
+export type ProviderType = 'local' | 'ec2' | 'openstack' | 'rackspace' | 'kvm';
+
+export interface ProviderConfig {
+  type: ProviderType;
+  /** The `[provider:NAME]` of the user's config this came from, if any. */
+  name: string | null;
+  /** Every other setting, secrets wrapped so they never print. */
+  settings: Record<string, string | Secret>;
+}
+
+export interface Nodeset {
+  name: string;
+  file: string;
+  baseDomain: string | null;
+  setEtcHosts: boolean;
+  provider: ProviderConfig;
+  loadBalancer: boolean;
+  nodes: NodeSpec[];
+  locations: Location[];
+  /** Host names the balancer answers for. */
+  hostnames: string[];
+  /** Services the nodeset runs, by name (`mysql`, `postgresql`). */
+  services: string[];
+}
+
+export function formatSize(size: Size | null): string | null {
+  if (!size) return null;
+  return size.kind === 'ram' ? `ram ${size.mb}MB` : `id ${size.id}`;
+}

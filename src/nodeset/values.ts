@@ -1,0 +1,57 @@
+import type { Size } from './types.js';
+
+/** Pure validators for single values: each returns the parsed value or an error message. */
+export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = <T>(error: string): Parsed<T> => ({ ok: false, error });
+
+export function parseBool(text: string): Parsed<boolean> {
+  const t = text.trim().toLowerCase();
+  if (['true', 'yes', 'on', '1'].includes(t)) return ok(true);
+  if (['false', 'no', 'off', '0'].includes(t)) return ok(false);
+  return fail(`must be true or false, got "${text}"`);
+}
+
+export function parseCount(text: string, max = 10000): Parsed<number> {
+  const t = text.trim();
+  if (!/^-?\d+$/.test(t)) return fail(`must be a whole number, got "${text}"`);
+  const n = Number(t);
+  if (n < 0) return fail(`must not be negative, got ${n}`);
+  if (n > max) return fail(`must be at most ${max}, got ${n}`);
+  return ok(n);
+}
+
+const UNITS: Record<string, number> = { '': 1, m: 1, mb: 1, mib: 1, g: 1024, gb: 1024, gib: 1024 };
+
+/** `ram 256MB`, `ram 1GB`, `ram 512` (MB), or `id FLAVOR`. */
+export function parseSize(text: string): Parsed<Size> {
+  const t = text.trim();
+  const ram = /^ram\s+(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(t);
+  if (ram) {
+    const unit = UNITS[(ram[2] ?? '').toLowerCase()];
+    if (unit === undefined) return fail(`unknown unit "${ram[2]}" in "${text}" (use MB or GB)`);
+    const mb = Math.round(Number(ram[1]) * unit);
+    if (mb <= 0) return fail(`memory must be more than 0, got "${text}"`);
+    return ok({ kind: 'ram', mb });
+  }
+  const id = /^id\s+(\S+)$/.exec(t);
+  if (id && id[1]) return ok({ kind: 'id', id: id[1] });
+  return fail(`must be "ram <N>MB", "ram <N>GB" or "id <flavor>", got "${text}"`);
+}
+
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
+
+/** RFC 1123 host name; `allowWildcard` admits a leading `*.`. */
+export function checkHostname(name: string, allowWildcard = false): string | null {
+  const n = allowWildcard && name.startsWith('*.') ? name.slice(2) : name;
+  if (n.length === 0) return 'is empty';
+  if (n.length > 253) return `"${name}" is not a valid host name (longer than 253 characters)`;
+  const bad = n.split('.').find((label) => !LABEL.test(label));
+  if (bad !== undefined) return `"${name}" is not a valid host name`;
+  if (/^\d+$/.test(n.split('.').at(-1) ?? '')) return `"${name}" is not a valid host name (numeric top-level label)`;
+  return null;
+}
+
+export const APP_NAME = /^[a-z][a-z0-9_-]*$/;
+export const NODESET_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;

@@ -1,0 +1,166 @@
+import test from 'ava';
+import { memoryHost } from '../../src/config/host.js';
+import { ConfigError, formatDiagnostic } from '../../src/diagnostics.js';
+import { loadNodeset } from '../../src/nodeset/resolve.js';
+import { formatSize } from '../../src/nodeset/types.js';
+
+const F = '/t/set.conf';
+const base = '[general]\nname = shop\nbase_domain = shop.com\n';
+
+function load(text: string, files: Record<string, string> = {}, env: Record<string, string> = {}) {
+  return loadNodeset(F, memoryHost({ [F]: text, ...files }, env));
+}
+
+function errors(text: string, files: Record<string, string> = {}, env: Record<string, string> = {}): string[] {
+  try {
+    load(text, files, env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.diagnostics.map(formatDiagnostic);
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+test('the design notes nodeset resolves to every node it implies', (t) => {
+  const ns = load(`${base}
+[appserver]
+locations =
+    http://shop.com/ blog
+    http://shop.com/wiki wiki
+nodes = 3
+size = ram 1GB
+node_name = app{{n}}.\${general:base_domain}
+[service:mysql]
+[balancer]
+node_name = lb.shop.com
+hostnames =
+    shop.com
+    baz.com
+`);
+  t.deepEqual(ns.nodes.map((n) => [n.name, n.role, n.index, formatSize(n.size)]), [
+    ['app1.shop.com', 'appserver', 1, 'ram 1024MB'],
+    ['app2.shop.com', 'appserver', 2, 'ram 1024MB'],
+    ['app3.shop.com', 'appserver', 3, 'ram 1024MB'],
+    ['mysql.shop.com', 'service:mysql', 1, null],
+    ['lb.shop.com', 'balancer', 1, null],
+  ]);
+  t.deepEqual(ns.locations.map((l) => [l.url, l.app]), [
+    ['http://shop.com/', 'blog'],
+    ['http://shop.com/wiki/', 'wiki'],
+  ]);
+  t.deepEqual(ns.hostnames, ['shop.com', 'baz.com']);
+  t.true(ns.loadBalancer);
+  t.true(ns.setEtcHosts);
+  t.is(ns.provider.type, 'local');
+});
+
+test('names derive from base_domain: app{{n}} always, a single service or balancer without index', (t) => {
+  const ns = load(`${base}[appserver]\n[service:postgresql]\nnodes = 2\n[service:mysql]\n[balancer]\n`);
+  t.deepEqual(ns.nodes.map((n) => n.name), ['app1.shop.com', 'postgresql1.shop.com', 'postgresql2.shop.com', 'mysql.shop.com', 'balancer.shop.com']);
+});
+
+test('load_balancer: off for one app server, on for several, implied balancer answers for the locations\' hosts', (t) => {
+  const one = load(`${base}[appserver]\nlocations = http://a.shop.com/ x\n`);
+  t.false(one.loadBalancer);
+  t.false(one.nodes.some((n) => n.role === 'balancer'));
+  const two = load(`${base}[appserver]\nnodes = 2\nlocations = http://a.shop.com/ x\n`);
+  t.true(two.loadBalancer);
+  t.deepEqual(two.nodes.filter((n) => n.role === 'balancer').map((n) => n.name), ['balancer.shop.com']);
+  t.deepEqual(two.hostnames, ['a.shop.com']);
+  const explicitOff = load(`${base}[appserver]\nnodes = 2\nload_balancer = false\n`);
+  t.false(explicitOff.loadBalancer);
+  t.is(explicitOff.nodes.length, 2);
+  const withSection = load(`${base}[appserver]\n[balancer]\n`);
+  t.true(withSection.loadBalancer);
+});
+
+test('sizes: ram in MB or GB, plain numbers are MB, id names a flavor, provider size is the default', (t) => {
+  const ns = load(`${base}[provider]\nprovider = local\nsize = ram 2GB\n[appserver]\nsize = ram 512\n[service:mysql]\nsize = id m1.small\n[service:postgresql]\n`);
+  t.deepEqual(ns.nodes.map((n) => formatSize(n.size)), ['ram 512MB', 'id m1.small', 'ram 2048MB']);
+});
+
+test('{{n}} works in size too, and nodes = 0 turns a tier off', (t) => {
+  const ns = load(`${base}[appserver]\nnodes = 2\nload_balancer = false\nsize = ram {{n}}GB\n[service:mysql]\nnodes = 0\n`);
+  t.deepEqual(ns.nodes.map((n) => formatSize(n.size)), ['ram 1024MB', 'ram 2048MB']);
+});
+
+test('provider from ~/.silverlining.conf, inline keys win, secret_file read and redacted', (t) => {
+  const ns = load(
+    `${base}[provider]\nname = rs\nregion = ORD\n[appserver]\n`,
+    {
+      '/home/user/.silverlining.conf': '[provider:rs]\nprovider = rackspace\nusername = bob\nregion = DFW\nsecret_file = ~/.rs-secret\n',
+      '/home/user/.rs-secret': 'hunter2\n',
+    },
+  );
+  t.is(ns.provider.type, 'rackspace');
+  t.is(ns.provider.name, 'rs');
+  t.is(ns.provider.settings['region'], 'ORD');
+  t.is(ns.provider.settings['username'], 'bob');
+  const secret = ns.provider.settings['secret'];
+  t.is(typeof secret === 'object' ? secret.reveal() : secret, 'hunter2');
+  t.false(JSON.stringify(ns).includes('hunter2'));
+  t.false(`${String(secret)}`.includes('hunter2'));
+});
+
+test('$SILVERLINING_CONFIG points at another user config', (t) => {
+  const ns = load(`${base}[provider]\nname = k\n[appserver]\n`, { '/etc/silver.conf': '[provider:k]\nprovider = kvm\nuri = qemu:///system\n' }, { SILVERLINING_CONFIG: '/etc/silver.conf' });
+  t.is(ns.provider.type, 'kvm');
+  t.is(ns.provider.settings['uri'], 'qemu:///system');
+});
+
+test('a [vars] section holds free variables for interpolation', (t) => {
+  const ns = load(`${base}[vars]\ncount = 2\n[appserver]\nnodes = \${vars:count}\nload_balancer = no\n`);
+  t.is(ns.nodes.length, 2);
+});
+
+// Every malformed input of SPEC §1: one located line each, `FILE:LINE: key: what is wrong`.
+const cases: [string, string, Record<string, string>, RegExp][] = [
+  ['undefined variable', `${base}[appserver]\nnode_name = \${NOT_SET_ANYWHERE}{{n}}.x.com\n`, {}, /^\/t\/set\.conf:5: node_name: \$\{NOT_SET_ANYWHERE\}: environment variable NOT_SET_ANYWHERE is not set$/],
+  ['undefined key', `${base}[appserver]\nnode_name = app{{n}}.\${general:domain}\n`, {}, /^\/t\/set\.conf:5: node_name: \$\{general:domain\}: no key domain in \[general\]$/],
+  ['reference to an unknown section', `${base}[appserver]\nsize = \${sizes:app}\n`, {}, /^\/t\/set\.conf:5: size: \$\{sizes:app\}: no section \[sizes\]$/],
+  ['cycle', `${base}[appserver]\nnodes = \${balancer:size}\n[balancer]\nsize = \${appserver:nodes}\n`, {}, /^\/t\/set\.conf:5: nodes: interpolation cycle: \[appserver\] nodes -> \[balancer\] size -> \[appserver\] nodes$/],
+  ['unknown section', `${base}[appservers]\n`, {}, /^\/t\/set\.conf:4: \[appservers\]: unknown section/],
+  ['unknown key', `${base}[appserver]\nnode = 3\n`, {}, /^\/t\/set\.conf:5: node: unknown key in \[appserver\]/],
+  ['non-numeric nodes', `${base}[appserver]\nnodes = three\n`, {}, /^\/t\/set\.conf:5: nodes: must be a whole number, got "three"$/],
+  ['negative nodes', `${base}[appserver]\nnodes = -2\n`, {}, /^\/t\/set\.conf:5: nodes: must not be negative, got -2$/],
+  ['bad size', `${base}[appserver]\nsize = 256MB\n`, {}, /^\/t\/set\.conf:5: size: must be "ram <N>MB", "ram <N>GB" or "id <flavor>", got "256MB"$/],
+  ['bad size unit', `${base}[appserver]\nsize = ram 2TB\n`, {}, /^\/t\/set\.conf:5: size: unknown unit "TB"/],
+  ['duplicate node names', `${base}[appserver]\nnodes = 2\nnode_name = app.shop.com\n`, {}, /^\/t\/set\.conf:6: node_name: duplicate node name app\.shop\.com/],
+  ['duplicate names across tiers', `${base}[appserver]\nnode_name = db.shop.com\n[service:postgresql]\nnode_name = db.shop.com\n`, {}, /^\/t\/set\.conf:7: node_name: duplicate node name db\.shop\.com \(service:postgresql 1 and appserver 1/],
+  ['invalid node hostname', `${base}[appserver]\nnode_name = app_{{n}}.shop.com\n`, {}, /^\/t\/set\.conf:5: node_name: node 1: "app_1\.shop\.com" is not a valid host name$/],
+  ['invalid balancer hostname', `${base}[appserver]\n[balancer]\nhostnames =\n    good.com\n    -bad.com\n`, {}, /^\/t\/set\.conf:8: hostnames: "-bad\.com" is not a valid host name$/],
+  ['invalid base_domain', `[general]\nname = x\nbase_domain = foo..com\n[appserver]\n`, {}, /^\/t\/set\.conf:3: base_domain: "foo\.\.com" is not a valid host name$/],
+  ['continuation line with no key', `${base}[appserver]\n   http://shop.com/ blog\n`, {}, /^\/t\/set\.conf:5: http:\/\/shop\.com\/ blog: continuation line with no key/],
+  ['missing extends file', `[general]\nextends = ../base/common.conf\nname = x\n[appserver]\nnode_name = a.b.com\n`, {}, /^\/t\/set\.conf:2: extends: \.\.\/base\/common\.conf: no such file/],
+  ['missing secret_file', `${base}[provider]\nprovider = rackspace\nsecret_file = \${HOME}/.nope\n[appserver]\n`, {}, /^\/t\/set\.conf:6: secret_file: cannot read \/home\/user\/\.nope$/],
+  ['unknown provider', `${base}[provider]\nprovider = azure\n[appserver]\n`, {}, /^\/t\/set\.conf:5: provider: unknown provider "azure"/],
+  ['unknown provider key', `${base}[provider]\nprovider = local\nflavour = big\n[appserver]\n`, {}, /^\/t\/set\.conf:6: flavour: unknown key for provider local/],
+  ['named provider missing from the user config', `${base}[provider]\nname = nope\n[appserver]\n`, { '/home/user/.silverlining.conf': '[provider:other]\nprovider = local\n' }, /^\/t\/set\.conf:5: name: no \[provider:nope\] section in \/home\/user\/\.silverlining\.conf$/],
+  ['bad boolean', `${base}set_etc_hosts = maybe\n[appserver]\n`, {}, /^\/t\/set\.conf:4: set_etc_hosts: must be true or false, got "maybe"$/],
+  ['bad location', `${base}[appserver]\nlocations = ftp://shop.com/ blog\n`, {}, /^\/t\/set\.conf:5: locations: "ftp:\/\/shop\.com\/" must start with http/],
+  ['location without app', `${base}[appserver]\nlocations =\n    http://shop.com/\n`, {}, /^\/t\/set\.conf:6: locations: expected "URL APP_NAME"/],
+  ['duplicate location', `${base}[appserver]\nlocations =\n    http://shop.com/ a\n    http://shop.com ab\n`, {}, /^\/t\/set\.conf:7: locations: http:\/\/shop\.com\/ is already mapped on line 6$/],
+  ['missing name', `[general]\nbase_domain = x.com\n[appserver]\n`, {}, /^\/t\/set\.conf:1: name: \[general\] name is required$/],
+  ['{{n}} outside a tier', `[general]\nname = x{{n}}\nbase_domain = x.com\n[appserver]\n`, {}, /^\/t\/set\.conf:2: name: \{\{n\}\} is only defined/],
+  ['unknown placeholder', `${base}[appserver]\nnode_name = app{{i}}.x.com\n`, {}, /^\/t\/set\.conf:5: node_name: unknown placeholder \{\{i\}\}/],
+  ['no base_domain to derive names', `[general]\nname = x\n[appserver]\n`, {}, /^\/t\/set\.conf:3: node_name: \[appserver\] needs node_name, or base_domain/],
+  ['balancer with load_balancer = false', `${base}[appserver]\nload_balancer = false\n[balancer]\n`, {}, /^\/t\/set\.conf:5: load_balancer: is false but the nodeset has a \[balancer\] section$/],
+];
+
+for (const [name, text, files, expected] of cases) {
+  test(`bad input is a located error: ${name}`, (t) => {
+    const lines = errors(text, files);
+    t.true(lines.some((l) => expected.test(l)), `got:\n${lines.join('\n')}`);
+  });
+}
+
+test('every error of a file is reported at once', (t) => {
+  const lines = errors(`${base}colour = red\n[appserver]\nnodes = x\nsize = big\n[service:redis]\n`);
+  t.is(lines.length, 4, lines.join('\n'));
+  t.deepEqual(lines.map((l) => Number(l.split(':')[1])), [4, 6, 7, 8]);
+});
+
+test('an error in an extended file names that file', (t) => {
+  const lines = errors('[general]\nextends = base.conf\n[appserver]\n', { '/t/base.conf': '[general]\nname = x\nbase_domain = x.com\nnodez = 2\n' });
+  t.true(lines.some((l) => /^\/t\/base\.conf:4: nodez: unknown key in \[general\]/.test(l)), lines.join('\n'));
+});
