@@ -1,0 +1,28 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+const FILE = join(process.cwd(), 'bench/RESULTS.md');
+
+/** Replaces (or appends) one benchmark's section of bench/RESULTS.md, between markers. */
+export function writeSection(id: string, title: string, command: string, lines: string[]): void {
+  const begin = `<!-- ${id}:begin -->`;
+  const end = `<!-- ${id}:end -->`;
+  const machine = `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GB, node ${process.version}`;
+  const body = [
+    begin,
+    `## ${title}`,
+    '',
+    `Command: \`${command}\` — run ${new Date().toISOString().slice(0, 10)} on ${machine}`,
+    '',
+    '```',
+    ...lines,
+    '```',
+    end,
+  ].join('\n');
+  let text = existsSync(FILE) ? readFileSync(FILE, 'utf8') : '# Benchmark results\n\nEach section is rewritten by the command it names.\n';
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  text = a >= 0 && b > a ? text.slice(0, a) + body + text.slice(b + end.length) : `${text.trimEnd()}\n\n${body}\n`;
+  writeFileSync(FILE, text);
+}
