@@ -1,18 +1,39 @@
 import { Command, CommanderError } from 'commander';
 import { realHost, type ConfigHost } from './config/host.js';
 import { ConfigError, ExitError, formatDiagnostic } from './diagnostics.js';
+import { createNodes, failedCount, renderCreateReport } from './commands/create-node.js';
+import { deleteNodes, listNodes, renderNodeList } from './commands/nodes.js';
 import { planJson, renderPlan } from './commands/plan.js';
 import { loadNodeset } from './nodeset/resolve.js';
+import type { Nodeset } from './nodeset/types.js';
 import { processIo, type Io } from './output/io.js';
+import type { Runtime } from './runtime.js';
+import { defaultRuntime } from './runtime-default.js';
 
 export const VERSION = '0.1.0';
 
 export interface MainOptions {
   io?: Io;
   host?: ConfigHost;
+  runtime?: Runtime;
 }
 
-function build(io: Io, host: ConfigHost): Command {
+/**
+ * Commands take a nodeset file; like Silverlining, a name without `.conf` would be a single
+ * host, which silver does not manage on its own: say so instead of guessing.
+ */
+function nodesetFile(arg: string): string {
+  if (!arg.endsWith('.conf')) {
+    throw new ExitError(
+      `"${arg}" is not a nodeset file: silver works on nodesets (a file ending in .conf). For one server, write a nodeset with a single [appserver] (see nodesets/single.conf).`,
+      2,
+    );
+  }
+  return arg;
+}
+
+function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
+  const load = (file: string): Nodeset => loadNodeset(nodesetFile(file), host);
   const program = new Command('silver')
     .description('Provision multi-server nodesets from one INI file and deploy web applications onto them.')
     .version(VERSION)
@@ -27,18 +48,65 @@ function build(io: Io, host: ConfigHost): Command {
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print JSON for scripts')
     .action((file: string, opts: { json?: boolean }) => {
-      const ns = loadNodeset(file, host);
+      const ns = load(file);
       io.out(opts.json ? JSON.stringify(planJson(ns), null, 2) : renderPlan(ns));
     });
 
+  program
+    .command('create-node')
+    .description('create every node the nodeset implies that does not exist yet, and wait until each answers SSH')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--json', 'print the report as JSON')
+    .option('--concurrency <n>', 'nodes created at once', (v) => positiveInt(v, '--concurrency'), 8)
+    .option('--timeout <seconds>', 'how long a node may take to answer SSH', (v) => positiveInt(v, '--timeout'), 120)
+    .action(async (file: string, opts: { json?: boolean; concurrency: number; timeout: number }) => {
+      const ns = load(file);
+      const report = await createNodes(ns, runtime(), { concurrency: opts.concurrency, sshTimeoutMs: opts.timeout * 1000 });
+      io.out(opts.json ? JSON.stringify(report, null, 2) : renderCreateReport(report));
+      if (failedCount(report) > 0) throw new ExitError('', 1);
+    });
+
+  program
+    .command('list-nodes')
+    .description('list the nodes of a nodeset as the provider sees them (and the ones missing or orphaned)')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--json', 'print JSON for scripts')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      const ns = load(file);
+      const nodes = await listNodes(ns, runtime());
+      io.out(opts.json ? JSON.stringify(nodes, null, 2) : renderNodeList(ns, nodes));
+    });
+
+  program
+    .command('delete-node')
+    .description('delete the nodes of a nodeset (all, --node NAME, or --orphans), and what the provider set up for them')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--node <name...>', 'only these nodes')
+    .option('--orphans', 'only the nodes the file no longer implies')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (file: string, opts: { node?: string[]; orphans?: boolean; yes?: boolean }) => {
+      if (opts.node && opts.orphans) throw new ExitError('use either --node or --orphans', 2);
+      const ns = load(file);
+      const r = await deleteNodes(ns, runtime(), { nodes: opts.node ?? [], orphans: opts.orphans ?? false, yes: opts.yes ?? false, concurrency: 8 });
+      io.out(`nodeset ${ns.name}: deleted ${r.deleted.length}, failed ${r.failed.length}`);
+      if (r.failed.length > 0) throw new ExitError('', 1);
+    });
+
   return program;
+}
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new ExitError(`${flag} must be a whole number above 0, got "${v}"`, 2);
+  return n;
 }
 
 /** Runs silver with these arguments; resolves to the exit code. One catch, at the top. */
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   const io = options.io ?? processIo;
   const host = options.host ?? realHost();
-  const program = build(io, host);
+  let rt = options.runtime;
+  const program = build(io, host, () => (rt ??= defaultRuntime(io, host)));
   const verbose = argv.includes('-v') || argv.includes('--verbose');
   try {
     await program.parseAsync(argv, { from: 'user' });

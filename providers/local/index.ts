@@ -1,0 +1,271 @@
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Nodeset, ProviderConfig } from '../../src/nodeset/types.js';
+import type { CreatedNode, CreateRequest, Flavor, NodeState, Provider, ProviderNode } from '../../src/provider.js';
+import type { StateDir } from '../../src/state.js';
+import { run } from '../../src/util/exec.js';
+import {
+  allocateAddress, aptMirrors, configValue, containerName, DEFAULTS, GOLDEN_PREFIX, hostAddress,
+  LOCAL_FLAVORS, nodeConfig, parseLabels, parseSubnet, type LocalSettings,
+} from './config.js';
+import { ensureGolden, goldenName } from './golden.js';
+import { ensureHostTools } from './host-tools.js';
+import { withLock } from './lock.js';
+import { ensureBridge, ensureProxy, proxyUrl, removeBridge, stopProxy } from './network.js';
+
+/**
+ * The embedded `local` provider: every node is an LXC container on this machine, an overlay
+ * clone of a golden Debian image, on an isolated bridge with a fixed private address.
+ * Labels live in the container's own config file, so `list` asks LXC, not a local cache.
+ */
+
+function setting(config: ProviderConfig, key: string): string | undefined {
+  const v = config.settings[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function readAptSources(): { name: string; text: string }[] {
+  const files: { name: string; text: string }[] = [];
+  const add = (path: string) => {
+    try {
+      files.push({ name: path, text: readFileSync(path, 'utf8') });
+    } catch {
+      /* absent */
+    }
+  };
+  add('/etc/apt/sources.list');
+  const dir = '/etc/apt/sources.list.d';
+  if (existsSync(dir)) for (const f of readdirSync(dir)) if (/\.(list|sources)$/.test(f)) add(join(dir, f));
+  return files;
+}
+
+export function localSettings(config: ProviderConfig): LocalSettings & { security: string | null } {
+  const apt = aptMirrors(readAptSources());
+  const port = Number(setting(config, 'proxy_port') ?? DEFAULTS.proxyPort);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`local provider: proxy_port must be a port number, got "${setting(config, 'proxy_port')}"`);
+  const bridge = setting(config, 'bridge') ?? DEFAULTS.bridge;
+  if (!/^[a-zA-Z0-9_-]{1,15}$/.test(bridge)) throw new Error(`local provider: bridge must be an interface name of at most 15 characters, got "${bridge}"`);
+  return {
+    lxcPath: setting(config, 'lxc_path') ?? DEFAULTS.lxcPath,
+    bridge,
+    prefix: parseSubnet(setting(config, 'subnet') ?? DEFAULTS.subnet),
+    proxyPort: port,
+    mirror: setting(config, 'mirror') ?? apt.mirror,
+    security: apt.security,
+  };
+}
+
+export function createProvider(config: ProviderConfig, _state: StateDir): Provider {
+  return new LocalProvider(localSettings(config));
+}
+
+interface Container {
+  name: string;
+  dir: string;
+  config: string;
+}
+
+export class LocalProvider implements Provider {
+  readonly type = 'local';
+  readonly adminUser = 'root';
+  private golden: string | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly s: LocalSettings & { security: string | null }) {}
+
+  async prepare(_ns: Nodeset, report: (m: string) => void): Promise<void> {
+    await ensureHostTools(report);
+    mkdirSync(this.s.lxcPath, { recursive: true, mode: 0o755 });
+    if (await ensureBridge(this.s)) report(`local: bridge ${this.s.bridge} ${hostAddress(this.s)}/24 (no uplink, no NAT)`);
+    const hosts = [this.s.mirror, this.s.security].filter((u): u is string => !!u).map((u) => new URL(u).hostname);
+    if (await ensureProxy(this.s, [...new Set(hosts)])) report(`local: package proxy on ${proxyUrl(this.s)} (bridge subnet only, Debian mirrors only)`);
+    this.golden = await ensureGolden(this.s, this.s.security, report);
+  }
+
+  async listSizes(): Promise<Flavor[]> {
+    return LOCAL_FLAVORS;
+  }
+
+  async listImages(): Promise<string[]> {
+    return ['debian-bookworm'];
+  }
+
+  async resolveImage(image: string | null): Promise<string> {
+    if (image && image !== 'debian-bookworm' && image !== 'bookworm') throw new Error(`local provider: image "${image}" is not available (only debian-bookworm)`);
+    return 'debian-bookworm';
+  }
+
+  private containers(): Container[] {
+    if (!existsSync(this.s.lxcPath)) return [];
+    const out: Container[] = [];
+    for (const name of readdirSync(this.s.lxcPath)) {
+      const file = join(this.s.lxcPath, name, 'config');
+      if (name.startsWith('.') || name.startsWith(GOLDEN_PREFIX) || !existsSync(file)) continue;
+      out.push({ name, dir: join(this.s.lxcPath, name), config: readFileSync(file, 'utf8') });
+    }
+    return out;
+  }
+
+  private async states(): Promise<Map<string, NodeState>> {
+    const r = await run(['lxc-ls', '-P', this.s.lxcPath, '--fancy', '-F', 'NAME,STATE'], { allowFailure: true });
+    const map = new Map<string, NodeState>();
+    for (const line of r.stdout.split('\n').slice(1)) {
+      const [name, state] = line.trim().split(/\s+/);
+      if (!name || !state) continue;
+      map.set(name, state === 'RUNNING' ? 'running' : state === 'STOPPED' ? 'stopped' : state === 'STARTING' ? 'pending' : 'unknown');
+    }
+    return map;
+  }
+
+  private toNode(c: Container, states: Map<string, NodeState>): ProviderNode | null {
+    const labels = parseLabels(c.config);
+    if (!labels) return null;
+    const addr = configValue(c.config, 'lxc.net.0.ipv4.address');
+    return { ...labels, id: c.name, state: states.get(c.name) ?? 'unknown', privateAddress: addr ? addr.split('/')[0]! : null, publicAddress: null };
+  }
+
+  async list(nodeset: string): Promise<ProviderNode[]> {
+    const containers = this.containers().filter((c) => parseLabels(c.config)?.nodeset === nodeset);
+    if (containers.length === 0) return [];
+    const states = await this.states();
+    return containers.map((c) => this.toNode(c, states)).filter((n): n is ProviderNode => n !== null);
+  }
+
+  /** Addresses on this bridge already given to a container (of any nodeset). */
+  private usedAddresses(): Set<string> {
+    const used = new Set<string>();
+    for (const c of this.containers()) {
+      if (configValue(c.config, 'lxc.net.0.link') !== this.s.bridge) continue;
+      const a = configValue(c.config, 'lxc.net.0.ipv4.address');
+      if (a) used.add(a.split('/')[0]!);
+    }
+    return used;
+  }
+
+  /** One allocation at a time: in this process (a queue) and between processes (a lock). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(() => withLock(join(this.s.lxcPath, `.alloc-${this.s.bridge}.lock`), fn));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async create(req: CreateRequest): Promise<CreatedNode> {
+    const golden = this.golden ?? goldenName();
+    const name = containerName(req.labels.nodeset, req.labels.name);
+    const { address, dir } = await this.serial(async () => {
+      if (existsSync(join(this.s.lxcPath, name))) {
+        // A leftover of an interrupted run that never got its labels: start again.
+        await run(['lxc-destroy', '-n', name, '-P', this.s.lxcPath, '-f'], { allowFailure: true });
+      }
+      const address = allocateAddress(this.s.prefix, new Set([...this.usedAddresses(), hostAddress(this.s)]));
+      if (!address) throw new Error(`no free address left in ${this.s.prefix}.0/24`);
+      await run(['lxc-copy', '-P', this.s.lxcPath, '-n', golden, '-N', name, '-s', '-B', 'overlay']);
+      const dir = join(this.s.lxcPath, name);
+      const configFile = join(dir, 'config');
+      writeFileSync(
+        configFile,
+        nodeConfig(readFileSync(configFile, 'utf8'), {
+          labels: req.labels, bridge: this.s.bridge, address, memoryMb: req.flavor.ramMb, cgroup: cgroupVersion(),
+        }),
+      );
+      return { address, dir };
+    });
+
+    const delta = join(dir, 'overlay', 'delta');
+    const goldenRoot = join(this.s.lxcPath, golden, 'rootfs');
+    const put = (rel: string, content: string, mode: number) => writeInto(delta, goldenRoot, rel, content, mode);
+    put('root/.ssh/authorized_keys', `${req.authorizedKey.trim()}\n`, 0o600);
+    put('etc/ssh/ssh_host_ed25519_key', req.hostKey.private, 0o600);
+    put('etc/ssh/ssh_host_ed25519_key.pub', `${req.hostKey.public.trim()}\n`, 0o644);
+    put('etc/hostname', `${req.labels.name}\n`, 0o644);
+    put('etc/hosts', `127.0.0.1 localhost\n127.0.1.1 ${req.labels.name} ${req.labels.name.split('.')[0]}\n::1 localhost ip6-localhost ip6-loopback\n`, 0o644);
+    put('etc/apt/apt.conf.d/01silver-proxy', `Acquire::http::Proxy "${proxyUrl(this.s)}";\nAcquire::https::Proxy "${proxyUrl(this.s)}";\n`, 0o644);
+    put('etc/apt/sources.list', sourcesList(this.s.mirror, this.s.security), 0o644);
+
+    await run(['lxc-start', '-n', name, '-P', this.s.lxcPath, '-d']);
+    const node: ProviderNode = { ...req.labels, id: name, state: 'running', privateAddress: address, publicAddress: null };
+    return { node, hostKey: req.hostKey.public };
+  }
+
+  async start(node: ProviderNode): Promise<ProviderNode> {
+    await run(['lxc-start', '-n', node.id, '-P', this.s.lxcPath, '-d']);
+    return { ...node, state: 'running' };
+  }
+
+  async waitReachable(node: ProviderNode, timeoutMs: number): Promise<ProviderNode> {
+    const address = node.privateAddress;
+    if (!address) throw new Error(`${node.name} has no address`);
+    const deadline = Date.now() + timeoutMs;
+    while (!(await portOpen(address, 22, 500))) {
+      if (Date.now() > deadline) throw new Error(`${node.name}: port 22 on ${address} did not answer within ${timeoutMs / 1000}s`);
+      await sleep(50);
+    }
+    return node;
+  }
+
+  async hostKey(node: ProviderNode): Promise<string | null> {
+    const file = join(this.s.lxcPath, node.id, 'overlay', 'delta', 'etc/ssh/ssh_host_ed25519_key.pub');
+    return existsSync(file) ? readFileSync(file, 'utf8').trim() : null;
+  }
+
+  async destroy(node: ProviderNode): Promise<void> {
+    await run(['lxc-destroy', '-n', node.id, '-P', this.s.lxcPath, '-f']);
+  }
+
+  async release(_nodeset: string): Promise<void> {
+    const onBridge = this.containers().filter((c) => configValue(c.config, 'lxc.net.0.link') === this.s.bridge && parseLabels(c.config));
+    if (onBridge.length > 0) return;
+    await stopProxy(this.s);
+    await removeBridge(this.s.bridge);
+  }
+}
+
+/** 2 where the memory controller is on the unified hierarchy, else 1. */
+function cgroupVersion(): 1 | 2 {
+  try {
+    return readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').split(/\s+/).includes('memory') ? 2 : 1;
+  } catch {
+    return 1;
+  }
+}
+
+function sourcesList(mirror: string | null, security: string | null): string {
+  const lines = [];
+  if (mirror) lines.push(`deb ${mirror} bookworm main`, `deb ${mirror} bookworm-updates main`);
+  if (security) lines.push(`deb ${security} bookworm-security main`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Writes a file into an overlay clone's upper layer before it boots. Missing parent folders are
+ * made with the golden's owner and mode: an upper folder's mode wins in overlayfs.
+ */
+function writeInto(delta: string, goldenRoot: string, rel: string, content: string, mode: number): void {
+  const parts = dirname(rel).split('/').filter((p) => p && p !== '.');
+  let sub = '';
+  for (const p of parts) {
+    sub = sub ? `${sub}/${p}` : p;
+    const target = join(delta, sub);
+    if (existsSync(target)) continue;
+    const ref = join(goldenRoot, sub);
+    const st = existsSync(ref) ? statSync(ref) : null;
+    mkdirSync(target, { mode: st ? st.mode & 0o7777 : 0o755 });
+    if (st) chownSync(target, st.uid, st.gid);
+  }
+  writeFileSync(join(delta, rel), content, { mode });
+}
+
+function portOpen(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}

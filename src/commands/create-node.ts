@@ -1,0 +1,132 @@
+import pLimit from 'p-limit';
+import ssh2 from 'ssh2';
+import { formatSize, type Nodeset } from '../nodeset/types.js';
+import { pickFlavor, type Provider, type ProviderNode } from '../provider.js';
+import type { Runtime } from '../runtime.js';
+import { retryUntil } from '../util/retry-until.js';
+
+export type CreateStatus = 'created' | 'existing' | 'started' | 'failed';
+
+export interface CreateOutcome {
+  name: string;
+  role: string;
+  status: CreateStatus;
+  address: string | null;
+  seconds: number;
+  error?: string;
+}
+
+export interface CreateReport {
+  nodeset: string;
+  outcomes: CreateOutcome[];
+  /** Nodes the provider has for this nodeset that the file no longer implies. */
+  orphans: { name: string; role: string; address: string | null }[];
+  seconds: number;
+}
+
+export interface CreateOptions {
+  concurrency: number;
+  sshTimeoutMs: number;
+}
+
+/** Creates every node of the nodeset that the provider does not have yet; starts stopped ones. */
+export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions): Promise<CreateReport> {
+  const t0 = rt.now();
+  const provider = await rt.providerFor(ns.provider);
+  await provider.prepare(ns, (m) => rt.io.err(m));
+  const existing = new Map((await provider.list(ns.name)).map((n) => [n.name, n]));
+  const wanted = new Set(ns.nodes.map((n) => n.name));
+  const orphans = [...existing.values()].filter((n) => !wanted.has(n.name));
+  const deployKey = rt.state.deployKey();
+  const image = await provider.resolveImage(typeof ns.provider.settings['image'] === 'string' ? ns.provider.settings['image'] : null);
+  const flavors = await provider.listSizes();
+
+  const limit = pLimit(opts.concurrency);
+  const outcomes = await Promise.all(
+    ns.nodes.map((spec) =>
+      limit(async (): Promise<CreateOutcome> => {
+        const start = rt.now();
+        const done = (status: CreateStatus, node: ProviderNode | null, error?: string): CreateOutcome => {
+          const seconds = (rt.now() - start) / 1000;
+          const line = error ? `failed after ${seconds.toFixed(1)}s: ${error}` : `${status}${node?.privateAddress ? ` ${node.privateAddress}` : ''} (${seconds.toFixed(1)}s)`;
+          rt.io.err(`${spec.name}: ${line}`);
+          return { name: spec.name, role: spec.role, status, address: node?.privateAddress ?? null, seconds, ...(error ? { error } : {}) };
+        };
+        let node = existing.get(spec.name) ?? null;
+        try {
+          if (node && node.state === 'running') {
+            await ensurePinned(ns, rt, provider, node);
+            return done('existing', node);
+          }
+          if (node) {
+            rt.io.err(`${spec.name}: starting (it was ${node.state})`);
+            node = await provider.start(node);
+            node = await reachable(ns, rt, provider, node, deployKey.private, opts.sshTimeoutMs);
+            return done('started', node);
+          }
+          const flavor = pickFlavor(flavors, spec.size, flavors.find((f) => f.default) ?? flavors[0]!);
+          if (typeof flavor === 'string') throw new Error(flavor);
+          rt.io.err(`${spec.name}: creating ${spec.role} (${formatSize(spec.size) ?? 'default size'} -> ${flavor.id})`);
+          const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `root@${spec.name}` });
+          const created = await provider.create({
+            labels: { nodeset: ns.name, role: spec.role, name: spec.name, index: spec.index },
+            flavor,
+            image,
+            authorizedKey: deployKey.public,
+            hostKey,
+          });
+          node = created.node;
+          if (created.hostKey) rt.state.pin(ns.name, spec.name, node.privateAddress, created.hostKey);
+          node = await reachable(ns, rt, provider, node, deployKey.private, opts.sshTimeoutMs);
+          return done('created', node);
+        } catch (e) {
+          return done('failed', node, (e as Error).message);
+        }
+      }),
+    ),
+  );
+  return {
+    nodeset: ns.name,
+    outcomes,
+    orphans: orphans.map((n) => ({ name: n.name, role: n.role, address: n.privateAddress })),
+    seconds: (rt.now() - t0) / 1000,
+  };
+}
+
+async function ensurePinned(ns: Nodeset, rt: Runtime, provider: Provider, node: ProviderNode): Promise<void> {
+  if (rt.state.pinnedKeys(ns.name).has(node.name)) return;
+  const key = await provider.hostKey(node);
+  if (key) rt.state.pin(ns.name, node.name, node.privateAddress, key);
+}
+
+/** Waits for the SSH port, pins the host key if the provider could not tell it earlier, and logs in. */
+async function reachable(ns: Nodeset, rt: Runtime, provider: Provider, node: ProviderNode, privateKey: string, timeoutMs: number): Promise<ProviderNode> {
+  const deadline = rt.now() + timeoutMs;
+  const up = await provider.waitReachable(node, timeoutMs);
+  await ensurePinned(ns, rt, provider, up);
+  const hostKey = rt.state.pinnedKeys(ns.name).get(up.name);
+  if (!hostKey) throw new Error('the provider cannot tell the host key, and none is pinned');
+  const address = up.privateAddress ?? up.publicAddress;
+  if (!address) throw new Error('the node has no address');
+  await retryUntil(deadline, rt.now, () =>
+    rt.sshProbe({ name: up.name, host: address, username: provider.adminUser, privateKey, hostKey, timeoutMs: 5000 }),
+  );
+  return up;
+}
+
+export function renderCreateReport(r: CreateReport): string {
+  const count = (s: CreateStatus) => r.outcomes.filter((o) => o.status === s).length;
+  const lines = [
+    `nodeset ${r.nodeset}: created ${count('created')}, started ${count('started')}, already there ${count('existing')}, failed ${count('failed')} (${r.seconds.toFixed(1)}s)`,
+  ];
+  for (const o of r.outcomes.filter((x) => x.status === 'failed')) lines.push(`  failed: ${o.name}: ${o.error}`);
+  if (r.orphans.length > 0) {
+    lines.push(`not in the nodeset file any more: ${r.orphans.map((o) => o.name).join(', ')}`);
+    lines.push('  (remove them with: silver delete-node FILE --orphans)');
+  }
+  return lines.join('\n');
+}
+
+export function failedCount(r: CreateReport): number {
+  return r.outcomes.filter((o) => o.status === 'failed').length;
+}

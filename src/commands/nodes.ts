@@ -1,0 +1,91 @@
+import pLimit from 'p-limit';
+import { ExitError } from '../diagnostics.js';
+import type { Nodeset } from '../nodeset/types.js';
+import { table } from '../output/table.js';
+import type { ProviderNode } from '../provider.js';
+import type { Runtime } from '../runtime.js';
+
+export interface ListedNode {
+  name: string;
+  role: string;
+  /** Provider state, or `missing` for a node the file implies that does not exist. */
+  state: string;
+  address: string | null;
+  /** False for a node the provider has that the file no longer implies. */
+  inNodeset: boolean;
+}
+
+/** The nodes of a nodeset as the provider sees them, plus the ones the file implies that are missing. */
+export async function listNodes(ns: Nodeset, rt: Runtime): Promise<ListedNode[]> {
+  const provider = await rt.providerFor(ns.provider);
+  const found = new Map((await provider.list(ns.name)).map((n) => [n.name, n]));
+  const out: ListedNode[] = ns.nodes.map((spec) => {
+    const n = found.get(spec.name);
+    return { name: spec.name, role: spec.role, state: n?.state ?? 'missing', address: n?.privateAddress ?? null, inNodeset: true };
+  });
+  const wanted = new Set(ns.nodes.map((n) => n.name));
+  for (const n of found.values()) {
+    if (!wanted.has(n.name)) out.push({ name: n.name, role: n.role, state: n.state, address: n.privateAddress, inNodeset: false });
+  }
+  return out;
+}
+
+export function renderNodeList(ns: Nodeset, nodes: ListedNode[]): string {
+  const rows = nodes.map((n) => [n.name, n.role, n.state, n.address ?? '-', n.inNodeset ? '' : 'not in the file (orphan)']);
+  const lines = [table(['NODE', 'ROLE', 'STATE', 'ADDRESS', 'NOTE'], rows)];
+  const orphans = nodes.filter((n) => !n.inNodeset).length;
+  if (orphans > 0) lines.push(`${orphans} orphan${orphans === 1 ? '' : 's'}: remove with silver delete-node ${ns.file} --orphans`);
+  return lines.join('\n');
+}
+
+export interface DeleteOptions {
+  nodes: string[];
+  orphans: boolean;
+  yes: boolean;
+  concurrency: number;
+}
+
+/** Deletes the chosen nodes of this nodeset (all of them by default), after asking. */
+export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions): Promise<{ deleted: string[]; failed: { name: string; error: string }[] }> {
+  const provider = await rt.providerFor(ns.provider);
+  const all = await provider.list(ns.name);
+  const wanted = new Set(ns.nodes.map((n) => n.name));
+  let targets: ProviderNode[];
+  if (opts.orphans) {
+    targets = all.filter((n) => !wanted.has(n.name));
+  } else if (opts.nodes.length > 0) {
+    const unknown = opts.nodes.filter((name) => !all.some((n) => n.name === name));
+    if (unknown.length > 0) throw new ExitError(`no node ${unknown.join(', ')} in nodeset ${ns.name} (it has: ${all.map((n) => n.name).join(', ') || 'none'})`, 2);
+    targets = all.filter((n) => opts.nodes.includes(n.name));
+  } else {
+    targets = all;
+  }
+  if (targets.length === 0) {
+    rt.io.err(`nodeset ${ns.name}: nothing to delete`);
+    if (all.length === 0) await provider.release(ns.name);
+    return { deleted: [], failed: [] };
+  }
+  const question = `Delete ${targets.length} node${targets.length === 1 ? '' : 's'} of nodeset ${ns.name} (${targets.map((n) => n.name).join(', ')})? This destroys their disks.`;
+  if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing deleted (answer y, or pass -y)', 1);
+
+  const limit = pLimit(opts.concurrency);
+  const deleted: string[] = [];
+  const failed: { name: string; error: string }[] = [];
+  await Promise.all(
+    targets.map((n) =>
+      limit(async () => {
+        try {
+          await provider.destroy(n);
+          deleted.push(n.name);
+          rt.io.err(`${n.name}: deleted`);
+        } catch (e) {
+          failed.push({ name: n.name, error: (e as Error).message });
+          rt.io.err(`${n.name}: delete failed: ${(e as Error).message}`);
+        }
+      }),
+    ),
+  );
+  rt.state.unpin(ns.name, deleted);
+  if (deleted.length === all.length) await provider.release(ns.name);
+  return { deleted, failed };
+}

@@ -1,0 +1,39 @@
+import { createInterface } from 'node:readline/promises';
+import type { ConfigHost } from './config/host.js';
+import { ExitError } from './diagnostics.js';
+import type { ProviderConfig } from './nodeset/types.js';
+import type { Io } from './output/io.js';
+import type { Provider } from './provider.js';
+import type { Runtime } from './runtime.js';
+import { sshProbe } from './ssh/connect.js';
+import { StateDir } from './state.js';
+
+/** Providers load only when a nodeset uses them (pkgcloud, the AWS SDK stay out of other paths). */
+const PROVIDERS: Record<string, () => Promise<{ createProvider(config: ProviderConfig, state: StateDir): Provider }>> = {
+  local: () => import('../providers/local/index.js'),
+};
+
+export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
+  const state = StateDir.fromEnv(host.env as NodeJS.ProcessEnv);
+  return {
+    io,
+    host,
+    state,
+    async providerFor(config) {
+      const load = PROVIDERS[config.type];
+      if (!load) throw new ExitError(`provider "${config.type}" is not available in this version of silver (available: ${Object.keys(PROVIDERS).join(', ')})`, 1);
+      return (await load()).createProvider(config, state);
+    },
+    sshProbe,
+    now: () => Date.now(),
+    async confirm(question) {
+      if (!process.stdin.isTTY) return false;
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      try {
+        return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+      } finally {
+        rl.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,19 @@
+import type { ConfigHost } from './config/host.js';
+import type { ProviderConfig } from './nodeset/types.js';
+import type { Io } from './output/io.js';
+import type { Provider } from './provider.js';
+import type { SshTarget } from './ssh/connect.js';
+import type { StateDir } from './state.js';
+
+/** Everything a command touches outside itself, passed in (no module singletons). */
+export interface Runtime {
+  io: Io;
+  host: ConfigHost;
+  state: StateDir;
+  providerFor(config: ProviderConfig): Promise<Provider>;
+  /** Proves a node answers SSH with its pinned host key. */
+  sshProbe(target: SshTarget): Promise<void>;
+  now(): number;
+  /** Asks the user a yes/no question; false when nobody can answer. */
+  confirm(question: string): Promise<boolean>;
+}

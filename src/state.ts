@@ -1,0 +1,90 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import type { KeyPair } from './provider.js';
+
+/**
+ * Local state under `~/.silverlining/` (or `$SILVER_HOME`): only keys, pinned host keys and
+ * caches. Which nodes exist is always asked of the provider.
+ */
+export class StateDir {
+  constructor(readonly root: string) {}
+
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): StateDir {
+    return new StateDir(env['SILVER_HOME'] ?? join(env['HOME'] ?? '/root', '.silverlining'));
+  }
+
+  private ensure(dir: string): string {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  }
+
+  /** The deploy key pair, generated (ed25519) on first use. */
+  deployKey(): KeyPair {
+    const dir = this.ensure(this.root);
+    const priv = join(dir, 'id_ed25519');
+    const pub = `${priv}.pub`;
+    if (!existsSync(priv) || !existsSync(pub)) {
+      const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'silver-deploy' });
+      writeFileSync(priv, pair.private, { mode: 0o600 });
+      writeFileSync(pub, `${pair.public}\n`, { mode: 0o644 });
+    }
+    chmodSync(priv, 0o600);
+    return { private: readFileSync(priv, 'utf8'), public: readFileSync(pub, 'utf8').trim() };
+  }
+
+  /** A place for a provider's own files (images, bridge state), created on demand. */
+  cacheDir(...parts: string[]): string {
+    return this.ensure(join(this.root, 'cache', ...parts));
+  }
+
+  knownHostsFile(nodeset: string): string {
+    return join(this.ensure(join(this.root, 'nodesets', nodeset)), 'known_hosts');
+  }
+
+  /** Pinned host keys of a nodeset: node name → OpenSSH public key (`type base64`). */
+  pinnedKeys(nodeset: string): Map<string, string> {
+    const file = this.knownHostsFile(nodeset);
+    const keys = new Map<string, string>();
+    if (!existsSync(file)) return keys;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const [names, type, data] = line.trim().split(/\s+/);
+      if (!names || !type || !data) continue;
+      keys.set(names.split(',')[0]!, `${type} ${data}`);
+    }
+    return keys;
+  }
+
+  /** Pins (or re-pins, for a node created anew) the host key of a node; written atomically. */
+  pin(nodeset: string, name: string, address: string | null, key: string): void {
+    const keys = this.pinnedKeys(nodeset);
+    const [type, data] = key.trim().split(/\s+/);
+    keys.set(name, `${type} ${data}`);
+    this.writePins(nodeset, keys, new Map([[name, address]]));
+  }
+
+  unpin(nodeset: string, names: readonly string[]): void {
+    const keys = this.pinnedKeys(nodeset);
+    for (const n of names) keys.delete(n);
+    this.writePins(nodeset, keys, new Map());
+  }
+
+  private writePins(nodeset: string, keys: Map<string, string>, addresses: Map<string, string | null>): void {
+    const file = this.knownHostsFile(nodeset);
+    const old = new Map<string, string>();
+    if (existsSync(file)) {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        const names = line.trim().split(/\s+/)[0];
+        if (names) old.set(names.split(',')[0]!, names);
+      }
+    }
+    const lines = [...keys].map(([name, key]) => {
+      const address = addresses.get(name);
+      const names = address ? `${name},${address}` : (old.get(name) ?? name);
+      return `${names} ${key}`;
+    });
+    const tmp = `${file}.tmp`;
+    writeFileSync(tmp, lines.length ? `${lines.join('\n')}\n` : '', { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+}
