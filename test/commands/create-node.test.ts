@@ -1,0 +1,113 @@
+import test from 'ava';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryProvider } from '../../providers/memory/index.js';
+import { memoryHost } from '../../src/config/host.js';
+import { createNodes, renderCreateReport } from '../../src/commands/create-node.js';
+import { deleteNodes, listNodes } from '../../src/commands/nodes.js';
+import { loadNodeset } from '../../src/nodeset/resolve.js';
+import { memoryIo } from '../../src/output/io.js';
+import type { Runtime } from '../../src/runtime.js';
+import { StateDir } from '../../src/state.js';
+
+function setup(nodes: number, provider = new MemoryProvider()) {
+  const text = `[general]\nname = shop\nbase_domain = shop.test\n[appserver]\nnodes = ${nodes}\nsize = ram 300MB\nload_balancer = false\n[service:postgresql]\n`;
+  const host = memoryHost({ '/n/shop.conf': text });
+  const io = memoryIo();
+  const probes: string[] = [];
+  const state = new StateDir(mkdtempSync(join(tmpdir(), 'silver-state-')));
+  const rt: Runtime = {
+    io,
+    host,
+    state,
+    providerFor: async () => provider,
+    sshProbe: async (target) => {
+      probes.push(`${target.name} ${target.host} ${target.hostKey.split(' ')[0]}`);
+    },
+    now: () => Date.now(),
+    confirm: async () => false,
+  };
+  return { ns: loadNodeset('/n/shop.conf', host), rt, io, provider, probes, state };
+}
+
+const opts = { concurrency: 4, sshTimeoutMs: 1000 };
+
+test('create-node creates the missing nodes with the smallest fitting flavor, pins keys, probes SSH', async (t) => {
+  const { ns, rt, provider, probes, state } = setup(2);
+  const r = await createNodes(ns, rt, opts);
+  t.deepEqual(r.outcomes.map((o) => [o.name, o.status]), [
+    ['app1.shop.test', 'created'],
+    ['app2.shop.test', 'created'],
+    ['postgresql.shop.test', 'created'],
+  ]);
+  t.true(provider.calls.includes('create app1.shop.test medium'), 'ram 300MB -> the 1024 MB flavor');
+  t.true(provider.calls.includes('create postgresql.shop.test small'), 'no size -> the smallest flavor');
+  t.is(probes.length, 3);
+  t.is(state.pinnedKeys('shop').size, 3);
+  t.regex(renderCreateReport(r), /created 3, started 0, already there 0, failed 0/);
+});
+
+test('a re-run creates nothing; raising nodes creates only the new ones', async (t) => {
+  const { ns, rt, provider } = setup(2);
+  await createNodes(ns, rt, opts);
+  const again = await createNodes(ns, rt, opts);
+  t.deepEqual(again.outcomes.map((o) => o.status), ['existing', 'existing', 'existing']);
+  const bigger = setup(3, provider);
+  bigger.rt.state = rt.state;
+  const r = await createNodes(bigger.ns, bigger.rt, opts);
+  t.deepEqual(r.outcomes.filter((o) => o.status === 'created').map((o) => o.name), ['app3.shop.test']);
+  t.is(provider.calls.filter((c) => c.startsWith('create')).length, 4);
+});
+
+test('a failing node is reported and the others finish', async (t) => {
+  const { ns, rt } = setup(2, new MemoryProvider({ failOn: new Set(['app1.shop.test']) }));
+  const r = await createNodes(ns, rt, opts);
+  t.deepEqual(r.outcomes.map((o) => o.status), ['failed', 'created', 'created']);
+  t.regex(r.outcomes[0]!.error!, /simulated failure/);
+  t.regex(renderCreateReport(r), /failed: app1\.shop\.test: simulated failure/);
+});
+
+test('scaling down: orphans are named by create-node and list-nodes, and --orphans deletes only them', async (t) => {
+  const big = setup(3);
+  await createNodes(big.ns, big.rt, opts);
+  const small = setup(1, big.provider);
+  small.rt.state = big.rt.state;
+  const r = await createNodes(small.ns, small.rt, opts);
+  t.deepEqual(r.orphans.map((o) => o.name), ['app2.shop.test', 'app3.shop.test']);
+  t.regex(renderCreateReport(r), /not in the nodeset file any more: app2\.shop\.test, app3\.shop\.test/);
+  const listed = await listNodes(small.ns, small.rt);
+  t.deepEqual(listed.filter((n) => !n.inNodeset).map((n) => n.name), ['app2.shop.test', 'app3.shop.test']);
+  const d = await deleteNodes(small.ns, small.rt, { nodes: [], orphans: true, yes: true, concurrency: 2 });
+  t.deepEqual(d.deleted.sort(), ['app2.shop.test', 'app3.shop.test']);
+  t.deepEqual((await big.provider.list('shop')).map((n) => n.name).sort(), ['app1.shop.test', 'postgresql.shop.test']);
+  t.is(big.provider.released, 0, 'nodes remain: shared resources stay');
+});
+
+test('delete-node asks first and deletes nothing without a yes', async (t) => {
+  const { ns, rt, provider } = setup(1);
+  await createNodes(ns, rt, opts);
+  await t.throwsAsync(deleteNodes(ns, rt, { nodes: [], orphans: false, yes: false, concurrency: 2 }), { message: /nothing deleted/ });
+  t.is((await provider.list('shop')).length, 2);
+  const d = await deleteNodes(ns, rt, { nodes: [], orphans: false, yes: true, concurrency: 2 });
+  t.is(d.deleted.length, 2);
+  t.is(provider.released, 1, 'the last node gone: the provider releases what it shared');
+  t.is(rt.state.pinnedKeys('shop').size, 0);
+});
+
+test('delete-node --node refuses a name the nodeset does not have', async (t) => {
+  const { ns, rt } = setup(1);
+  await createNodes(ns, rt, opts);
+  await t.throwsAsync(deleteNodes(ns, rt, { nodes: ['nope.shop.test'], orphans: false, yes: true, concurrency: 2 }), { message: /no node nope\.shop\.test in nodeset shop/ });
+});
+
+test('only the nodes of this nodeset are listed and deleted', async (t) => {
+  const provider = new MemoryProvider();
+  const a = setup(1, provider);
+  await createNodes(a.ns, a.rt, opts);
+  const otherHost = memoryHost({ '/n/other.conf': '[general]\nname = other\nbase_domain = o.test\n[appserver]\n' });
+  const other = loadNodeset('/n/other.conf', otherHost);
+  await createNodes(other, a.rt, opts);
+  await deleteNodes(a.ns, a.rt, { nodes: [], orphans: false, yes: true, concurrency: 2 });
+  t.deepEqual((await provider.list('other')).map((n) => n.name), ['app1.o.test']);
+});

@@ -1,0 +1,90 @@
+import type { ExecutionContext, TestFn } from 'ava';
+import ssh2 from 'ssh2';
+import type { Nodeset } from '../../src/nodeset/types.js';
+import { pickFlavor, type Provider } from '../../src/provider.js';
+
+/**
+ * The provider contract: every provider adapter passes these tests (the in-memory reference,
+ * `local` against real LXC, the cloud providers against their API fixtures).
+ */
+export interface ContractOptions {
+  name: string;
+  make: () => Promise<Provider>;
+  /** A nodeset name the test owns; its nodes are removed before and after. */
+  nodeset: string;
+  authorizedKey: string;
+  timeoutMs?: number;
+}
+
+function fakeNodeset(name: string): Nodeset {
+  return {
+    name, file: `${name}.conf`, baseDomain: 'contract.test', setEtcHosts: true,
+    provider: { type: 'local', name: null, settings: {} }, loadBalancer: false,
+    nodes: [], locations: [], hostnames: [], services: [],
+  };
+}
+
+async function wipe(p: Provider, nodeset: string): Promise<void> {
+  for (const n of await p.list(nodeset)) await p.destroy(n);
+}
+
+export function providerContract(test: TestFn, o: ContractOptions): void {
+  const title = (s: string) => `provider contract (${o.name}): ${s}`;
+  let provider: Provider;
+
+  test.serial.before(async () => {
+    provider = await o.make();
+    await provider.prepare(fakeNodeset(o.nodeset), () => undefined);
+    await wipe(provider, o.nodeset);
+  });
+  test.serial.after.always(async () => {
+    if (!provider) return;
+    await wipe(provider, o.nodeset);
+    await wipe(provider, `${o.nodeset}-other`);
+    await provider.release(o.nodeset);
+  });
+
+  test.serial(title('sizes are listed and ram sizes resolve to the smallest fitting flavor'), async (t: ExecutionContext) => {
+    const flavors = await provider.listSizes();
+    t.true(flavors.length > 0);
+    const sorted = [...flavors].sort((a, b) => a.ramMb - b.ramMb);
+    const smallest = sorted[0]!;
+    t.deepEqual(pickFlavor(flavors, { kind: 'ram', mb: smallest.ramMb }, smallest), smallest);
+    const second = sorted.find((f) => f.ramMb > smallest.ramMb);
+    if (second) t.deepEqual(pickFlavor(flavors, { kind: 'ram', mb: smallest.ramMb + 1 }, smallest), second);
+    t.deepEqual(pickFlavor(flavors, { kind: 'id', id: smallest.id }, smallest), smallest);
+    t.is(typeof pickFlavor(flavors, { kind: 'id', id: 'no-such-flavor' }, smallest), 'string');
+    t.truthy(await provider.resolveImage(null));
+  });
+
+  test.serial(title('a created node is labelled, found again by its labels, reachable, and has the host key silver gave'), async (t) => {
+    const flavors = await provider.listSizes();
+    const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+    const labels = { nodeset: o.nodeset, role: 'appserver' as const, name: 'app1.contract.test', index: 1 };
+    const created = await provider.create({ labels, flavor: flavors[0]!, image: await provider.resolveImage(null), authorizedKey: o.authorizedKey, hostKey });
+    t.like(created.node, labels);
+    const found = await provider.list(o.nodeset);
+    t.is(found.length, 1);
+    t.like(found[0]!, { ...labels, id: created.node.id });
+    t.truthy(found[0]!.privateAddress ?? found[0]!.publicAddress);
+    const up = await provider.waitReachable(found[0]!, o.timeoutMs ?? 60_000);
+    t.is(up.name, labels.name);
+    const key = created.hostKey ?? (await provider.hostKey(up));
+    t.is(key?.split(' ').slice(0, 2).join(' '), hostKey.public.split(' ').slice(0, 2).join(' '));
+    t.deepEqual(await provider.list(`${o.nodeset}-other`), [], 'other nodesets do not see it');
+  });
+
+  test.serial(title('destroy removes the node and only that node'), async (t) => {
+    const flavors = await provider.listSizes();
+    const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+    const other = await provider.create({
+      labels: { nodeset: `${o.nodeset}-other`, role: 'balancer', name: 'lb.contract.test', index: 1 },
+      flavor: flavors[0]!, image: await provider.resolveImage(null), authorizedKey: o.authorizedKey, hostKey,
+    });
+    for (const n of await provider.list(o.nodeset)) await provider.destroy(n);
+    t.deepEqual(await provider.list(o.nodeset), []);
+    t.deepEqual((await provider.list(`${o.nodeset}-other`)).map((n) => n.id), [other.node.id]);
+    await provider.destroy(other.node);
+    t.deepEqual(await provider.list(`${o.nodeset}-other`), []);
+  });
+}
