@@ -3,7 +3,9 @@ import { realHost, type ConfigHost } from './config/host.js';
 import { ConfigError, ExitError, formatDiagnostic } from './diagnostics.js';
 import { createNodes, failedCount, renderCreateReport } from './commands/create-node.js';
 import { deleteNodes, listNodes, renderNodeList } from './commands/nodes.js';
+import { execOnNodes, renderExec } from './commands/exec.js';
 import { planJson, renderPlan } from './commands/plan.js';
+import { renderSetupReport, setupNodes } from './commands/setup-node.js';
 import { loadNodeset } from './nodeset/resolve.js';
 import type { Nodeset } from './nodeset/types.js';
 import { processIo, type Io } from './output/io.js';
@@ -64,6 +66,35 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
       const report = await createNodes(ns, runtime(), { concurrency: opts.concurrency, sshTimeoutMs: opts.timeout * 1000 });
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderCreateReport(report));
       if (failedCount(report) > 0) throw new ExitError('', 1);
+    });
+
+  program
+    .command('setup-node')
+    .description('layered setup of every node (base, wiring, its role), then every host knows every other')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--json', 'print the report as JSON')
+    .option('--dry-run', 'run only the checks and show what would change')
+    .option('--concurrency <n>', 'nodes set up at once', (v) => positiveInt(v, '--concurrency'), 32)
+    .action(async (file: string, opts: { json?: boolean; dryRun?: boolean; concurrency: number }) => {
+      const ns = load(file);
+      const report = await setupNodes(ns, runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency });
+      io.out(opts.json ? JSON.stringify(report, null, 2) : renderSetupReport(report));
+      if (report.nodes.some((n) => n.status === 'failed')) throw new ExitError('', 1);
+    });
+
+  program
+    .command('exec')
+    .description('run a command on the nodes of a nodeset (all, --node NAME or --role ROLE) and print each one\'s output and exit code')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .option('--node <name...>', 'only these nodes')
+    .option('--role <role>', 'only the nodes of this role (appserver, balancer, service:NAME)')
+    .option('--json', 'print JSON for scripts')
+    .action(async (file: string, command: string[], opts: { node?: string[]; role?: string; json?: boolean }) => {
+      const ns = load(file);
+      const outcomes = await execOnNodes(ns, runtime(), command, { ...(opts.node ? { node: opts.node } : {}), ...(opts.role ? { role: opts.role } : {}) });
+      io.out(opts.json ? JSON.stringify(outcomes, null, 2) : renderExec(outcomes));
+      if (outcomes.some((o) => o.code !== 0)) throw new ExitError('', 1);
     });
 
   program

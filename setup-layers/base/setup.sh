@@ -1,0 +1,84 @@
+# base — every node: packages, the deploy user with only the sudo rules deployment needs, one
+# unprivileged user per application, silver's directories, and a firewall that opens only what
+# the node's role serves. Services of other roles are kept off.
+# Input (set by silver): SILVER_ROLE SILVER_PACKAGES SILVER_DEPLOY_KEY SILVER_APPS SILVER_APPSERVER_ADDRS
+
+ensure_pkgs $SILVER_PACKAGES
+
+# The deploy user: logs in with the deploy key; root only through the helpers silver installs.
+ensure_user silver /home/silver /bin/sh
+ensure_dir /home/silver/.ssh 700 silver:silver
+printf '%s\n' "$SILVER_DEPLOY_KEY" | ensure_file /home/silver/.ssh/authorized_keys 600 silver:silver
+ensure_dir /usr/local/lib/silverlining 755 root:root
+ensure_dir /usr/local/lib/silverlining/bin 755 root:root
+_sudoers=$(mktemp)
+cat > "$_sudoers" <<'EOT'
+# managed by silver: the deploy user may run silver's root-owned helpers, nothing else
+silver ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/
+EOT
+if ! cmp -s "$_sudoers" /etc/sudoers.d/silver 2> /dev/null; then
+  visudo -cqf "$_sudoers" || { echo "sudoers rule does not validate" >&2; exit 1; }
+fi
+ensure_file /etc/sudoers.d/silver 440 root:root < "$_sudoers"
+rm -f "$_sudoers"
+
+# Directories: configuration, instances, locks, logs.
+ensure_dir /etc/silverlining 755 root:root
+ensure_dir /var/lib/silverlining 755 root:root
+ensure_dir /var/lib/silverlining/apps 755 silver:silver
+ensure_dir /var/lib/silverlining/locks 755 silver:silver
+ensure_dir /var/log/silverlining 755 root:root
+
+# One unprivileged user per application, with its own home and log directory.
+for app in $SILVER_APPS; do
+  ensure_user "app-$app" "/var/lib/silverlining/home/$app"
+  ensure_dir "/var/log/silverlining/$app" 750 "app-$app:app-$app"
+done
+
+# Services that belong to other roles stay off.
+for unit in nginx haproxy postgresql mariadb; do
+  case "$SILVER_ROLE:$unit" in
+    appserver:nginx | balancer:haproxy | service:postgresql:postgresql | service:mysql:mariadb) ;;
+    *) ensure_off "$unit" ;;
+  esac
+done
+
+# Firewall: SSH, then only what the role serves.
+case "$SILVER_ROLE" in
+  appserver) _rules="		tcp dport 80 accept" ;;
+  balancer) _rules="		tcp dport { 80, 443 } accept" ;;
+  service:postgresql | service:mysql)
+    _port=5432
+    [ "$SILVER_ROLE" = service:mysql ] && _port=3306
+    _rules=""
+    if [ -n "$SILVER_APPSERVER_ADDRS" ]; then
+      _rules="		ip saddr { $(echo $SILVER_APPSERVER_ADDRS | sed 's/ /, /g') } tcp dport $_port accept"
+    fi
+    ;;
+  *) _rules="" ;;
+esac
+ensure_file /etc/nftables.conf 755 root:root <<EOT
+#!/usr/sbin/nft -f
+# managed by silver: role $SILVER_ROLE
+flush ruleset
+table inet silver {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif "lo" accept
+		ct state established,related accept
+		ct state invalid drop
+		meta l4proto { icmp, ipv6-icmp } accept
+		tcp dport 22 accept
+$_rules
+	}
+}
+EOT
+_fw_changed=$CHANGED
+if [ "$_fw_changed" = 1 ] || ! nft list table inet silver > /dev/null 2>&1; then
+  [ "$_fw_changed" = 1 ] || changed "load firewall rules"
+  act nft -f /etc/nftables.conf
+fi
+if ! systemctl is-enabled -q nftables 2> /dev/null; then
+  changed "enable nftables"
+  act systemctl enable -q nftables
+fi

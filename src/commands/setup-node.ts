@@ -1,0 +1,116 @@
+import pLimit from 'p-limit';
+import type { Nodeset } from '../nodeset/types.js';
+import { table } from '../output/table.js';
+import type { Runtime } from '../runtime.js';
+import { layersFor, layerScript, layerVars, parseLayerOutput, type AddressedNode } from '../setup/plan.js';
+import { SshPool } from '../ssh/pool.js';
+import { connectNodes } from '../ssh/targets.js';
+import { tail } from '../util/exec.js';
+
+export interface LayerResult {
+  layer: string;
+  changes: string[];
+  seconds: number;
+  error?: string;
+}
+
+export interface NodeSetupResult {
+  name: string;
+  role: string;
+  status: 'changed' | 'unchanged' | 'failed';
+  layers: LayerResult[];
+  seconds: number;
+  error?: string;
+}
+
+export interface SetupReport {
+  nodeset: string;
+  dryRun: boolean;
+  nodes: NodeSetupResult[];
+  seconds: number;
+}
+
+export interface SetupOptions {
+  dryRun: boolean;
+  concurrency: number;
+}
+
+/** Layered setup of every node, then the wiring, concurrently over nodes; one connection each. */
+export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): Promise<SetupReport> {
+  const t0 = rt.now();
+  const { targets, missing, addressed } = await connectNodes(ns, rt);
+  const pool = new SshPool(targets);
+  const deployKey = rt.state.deployKey().public;
+  const limit = pLimit(opts.concurrency);
+  const results = new Map<string, NodeSetupResult>();
+  for (const m of missing) {
+    results.set(m.name, { name: m.name, role: m.role, status: 'failed', layers: [], seconds: 0, error: m.error });
+    rt.io.err(`${m.name}: failed: ${m.error}`);
+  }
+  try {
+    await Promise.all(
+      addressed.map((node) =>
+        limit(async () => {
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun));
+        }),
+      ),
+    );
+  } finally {
+    await pool.close();
+  }
+  return {
+    nodeset: ns.name,
+    dryRun: opts.dryRun,
+    nodes: ns.nodes.map((n) => results.get(n.name)!).filter(Boolean),
+    seconds: (rt.now() - t0) / 1000,
+  };
+}
+
+async function setupOne(ns: Nodeset, rt: Runtime, pool: SshPool, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean): Promise<NodeSetupResult> {
+  const start = rt.now();
+  const layers: LayerResult[] = [];
+  const verb = check ? 'would change' : 'changed';
+  for (const layer of layersFor(node.role)) {
+    const t = rt.now();
+    try {
+      const script = layerScript(layer, layerVars(ns, node, all, layer, deployKey, check));
+      const r = await pool.exec(node.name, 'sh -s', script);
+      const { changes } = parseLayerOutput(r.stdout);
+      for (const c of changes) rt.io.err(`${node.name}: ${layer}: ${verb}: ${c}`);
+      const seconds = (rt.now() - t) / 1000;
+      if (r.code !== 0) {
+        const error = `${layer} exited ${r.code}: ${tail(r.stderr || r.stdout, 5)}`;
+        layers.push({ layer, changes, seconds, error });
+        rt.io.err(`${node.name}: ${layer}: failed: ${error}`);
+        return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error };
+      }
+      layers.push({ layer, changes, seconds });
+      rt.io.err(`${node.name}: ${layer}: ${changes.length === 0 ? 'unchanged' : `${changes.length} ${verb}`} (${seconds.toFixed(1)}s)`);
+    } catch (e) {
+      const error = `${layer}: ${(e as Error).message}`;
+      layers.push({ layer, changes: [], seconds: (rt.now() - t) / 1000, error });
+      rt.io.err(`${node.name}: ${layer}: failed: ${(e as Error).message}`);
+      return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error };
+    }
+  }
+  const any = layers.some((l) => l.changes.length > 0);
+  return { name: node.name, role: node.role, status: any ? 'changed' : 'unchanged', layers, seconds: (rt.now() - start) / 1000 };
+}
+
+export function renderSetupReport(r: SetupReport): string {
+  const rows = r.nodes.map((n) => [
+    n.name,
+    n.role,
+    n.status === 'changed' && r.dryRun ? 'would change' : n.status,
+    String(n.layers.reduce((a, l) => a + l.changes.length, 0)),
+    `${n.seconds.toFixed(1)}s`,
+    n.error ?? '',
+  ]);
+  const count = (s: string) => r.nodes.filter((n) => n.status === s).length;
+  const lines = [table(['NODE', 'ROLE', 'RESULT', 'CHANGES', 'TIME', 'ERROR'], rows)];
+  const changed = count('changed');
+  const head = r.dryRun ? `dry run: ${changed} would change` : `${changed} changed`;
+  lines.push(`nodeset ${r.nodeset}: ${head}, ${count('unchanged')} unchanged, ${count('failed')} failed (${r.seconds.toFixed(1)}s)`);
+  if (!r.dryRun && changed === 0 && count('failed') === 0) lines.push('no changes: every node was already set up');
+  return lines.join('\n');
+}

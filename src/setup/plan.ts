@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { layerPackages, layersRoot } from '../layers.js';
+import type { Nodeset, Role } from '../nodeset/types.js';
+import { quoteArg } from '../ssh/quote.js';
+
+/** A node as setup sees it: its spec plus the address the provider gave it. */
+export interface AddressedNode {
+  name: string;
+  role: Role;
+  address: string;
+}
+
+/** The layers a node gets, in order: base, wiring, then its role's layer. */
+export function layersFor(role: Role): string[] {
+  const roleLayer = role.startsWith('service:') ? `service/${role.slice('service:'.length)}` : role;
+  return ['base', 'wire', roleLayer];
+}
+
+/** `/etc/silverlining/nodeset.conf` in the design notes' format: `role = name address`. */
+export function nodesetConf(nodes: readonly AddressedNode[]): string {
+  return nodes.map((n) => `${n.role.replace(':', '.')} = ${n.name} ${n.address}`).join('\n');
+}
+
+/** The lines of the managed `/etc/hosts` block: address, full name, and the short name when unique. */
+export function hostsLines(nodes: readonly AddressedNode[]): string {
+  const shortCount = new Map<string, number>();
+  for (const n of nodes) {
+    const s = n.name.split('.')[0]!;
+    shortCount.set(s, (shortCount.get(s) ?? 0) + 1);
+  }
+  return nodes
+    .map((n) => {
+      const s = n.name.split('.')[0]!;
+      return s !== n.name && shortCount.get(s) === 1 ? `${n.address} ${n.name} ${s}` : `${n.address} ${n.name}`;
+    })
+    .join('\n');
+}
+
+/** The variables one layer's script gets on one node. */
+export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly AddressedNode[], layer: string, deployKey: string, check: boolean): Record<string, string> {
+  const appservers = all.filter((n) => n.role === 'appserver');
+  const apps = [...new Set(ns.locations.map((l) => l.app))];
+  return {
+    SILVER_CHECK: check ? '1' : '0',
+    SILVER_NODESET: ns.name,
+    SILVER_NODE: node.name,
+    SILVER_ROLE: node.role,
+    SILVER_ADDRESS: node.address,
+    SILVER_LAYER: layer,
+    SILVER_PACKAGES: layerPackages(layer).join(' '),
+    SILVER_DEPLOY_KEY: deployKey,
+    SILVER_APPS: apps.join(' '),
+    SILVER_APPSERVER_ADDRS: appservers.map((n) => n.address).join(' '),
+    SILVER_APPSERVERS: appservers.map((n) => `${n.name} ${n.address}`).join('\n'),
+    SILVER_HOSTNAMES: ns.hostnames.join(' '),
+    SILVER_LOCATIONS: ns.locations.map((l) => `${l.host} ${l.path} ${l.app}`).join('\n'),
+    SILVER_SET_ETC_HOSTS: ns.setEtcHosts ? 'true' : 'false',
+    SILVER_HOSTS_LINES: hostsLines(all),
+    SILVER_NODESET_CONF: nodesetConf(all),
+  };
+}
+
+const cache = new Map<string, string>();
+function layerFile(path: string): string {
+  let text = cache.get(path);
+  if (text === undefined) {
+    text = readFileSync(path, 'utf8');
+    cache.set(path, text);
+  }
+  return text;
+}
+
+/** The whole script sent to `sh -s`: the variables, lib.sh, then the layer's setup.sh. */
+export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot()): string {
+  const assignments = Object.entries(vars).map(([k, v]) => `${k}=${quoteArg(v)}`);
+  return [
+    `# silver layer ${layer}`,
+    ...assignments,
+    layerFile(join(root, 'lib.sh')),
+    layerFile(join(root, layer, 'setup.sh')),
+    '',
+  ].join('\n');
+}
+
+export interface LayerOutput {
+  changes: string[];
+}
+
+/** The changes a layer reported on stdout (`silver-changed:` or, checking only, `silver-would:`). */
+export function parseLayerOutput(stdout: string): LayerOutput {
+  const changes: string[] = [];
+  for (const line of stdout.split('\n')) {
+    const m = /^silver-(?:changed|would): (.*)$/.exec(line);
+    if (m && m[1]) changes.push(m[1]);
+  }
+  return { changes };
+}

@@ -1,0 +1,48 @@
+import type { Nodeset } from '../nodeset/types.js';
+import type { Runtime } from '../runtime.js';
+import type { AddressedNode } from '../setup/plan.js';
+import type { SshTarget } from './connect.js';
+
+export interface NodeTargets {
+  /** One SSH target per node that exists and is running. */
+  targets: SshTarget[];
+  addressed: AddressedNode[];
+  /** Nodes the file implies that cannot be reached, and why. */
+  missing: { name: string; role: string; error: string }[];
+}
+
+/** Finds the nodeset's nodes at the provider and pairs each with its address and pinned host key. */
+export async function connectNodes(ns: Nodeset, rt: Runtime): Promise<NodeTargets> {
+  const provider = await rt.providerFor(ns.provider);
+  const found = new Map((await provider.list(ns.name)).map((n) => [n.name, n]));
+  const pins = rt.state.pinnedKeys(ns.name);
+  const key = rt.state.deployKey();
+  const targets: SshTarget[] = [];
+  const addressed: AddressedNode[] = [];
+  const missing: NodeTargets['missing'] = [];
+  for (const spec of ns.nodes) {
+    const node = found.get(spec.name);
+    const address = node?.privateAddress ?? node?.publicAddress;
+    if (!node) {
+      missing.push({ name: spec.name, role: spec.role, error: 'the node does not exist: run silver create-node first' });
+      continue;
+    }
+    if (node.state !== 'running' || !address) {
+      missing.push({ name: spec.name, role: spec.role, error: `the node is ${node.state}: run silver create-node to start it` });
+      continue;
+    }
+    let hostKey = pins.get(spec.name);
+    if (!hostKey) {
+      const fromProvider = await provider.hostKey(node);
+      if (!fromProvider) {
+        missing.push({ name: spec.name, role: spec.role, error: 'no pinned host key for this node (run silver create-node)' });
+        continue;
+      }
+      rt.state.pin(ns.name, spec.name, address, fromProvider);
+      hostKey = fromProvider;
+    }
+    targets.push({ name: spec.name, host: address, username: provider.adminUser, privateKey: key.private, hostKey, timeoutMs: 20_000 });
+    addressed.push({ name: spec.name, role: spec.role, address });
+  }
+  return { targets, addressed, missing };
+}
