@@ -180,7 +180,8 @@ export class LocalProvider implements Provider {
     put('etc/ssh/ssh_host_ed25519_key', req.hostKey.private, 0o600);
     put('etc/ssh/ssh_host_ed25519_key.pub', `${req.hostKey.public.trim()}\n`, 0o644);
     put('etc/hostname', `${req.labels.name}\n`, 0o644);
-    put('etc/hosts', `127.0.0.1 localhost\n127.0.1.1 ${req.labels.name} ${req.labels.name.split('.')[0]}\n::1 localhost ip6-localhost ip6-loopback\n`, 0o644);
+    // The node's own name resolves to its private address (the nodeset block adds the others).
+    put('etc/hosts', `127.0.0.1 localhost\n${address} ${req.labels.name} ${req.labels.name.split('.')[0]}\n::1 localhost ip6-localhost ip6-loopback\n`, 0o644);
     put('etc/apt/apt.conf.d/01silver-proxy', `Acquire::http::Proxy "${proxyUrl(this.s)}";\nAcquire::https::Proxy "${proxyUrl(this.s)}";\n`, 0o644);
     put('etc/apt/sources.list', sourcesList(this.s.mirror, this.s.security), 0o644);
 

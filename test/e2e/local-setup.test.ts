@@ -1,0 +1,151 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { containerName } from '../../providers/local/config.js';
+import { silver } from '../helpers/cli.js';
+import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+
+const exec = promisify(execFile);
+const NODESET = 'silvertest-setup';
+const config = testProviderConfig('silvert2', 252);
+const run = canRunLxc ? test.serial : test.serial.skip;
+
+const dir = mkdtempSync(join(tmpdir(), 'silver-setup-'));
+const env = { SILVER_HOME: join(dir, 'home') };
+const file = join(dir, 'setup.conf');
+writeFileSync(file, `[general]
+name = ${NODESET}
+base_domain = setup.test
+
+[provider]
+provider = local
+bridge = silvert2
+subnet = 10.213.252.0/24
+proxy_port = ${config.settings['proxy_port']}
+
+[appserver]
+nodes = 2
+size = ram 256MB
+locations =
+    http://setup.test/ hello
+    http://setup.test/blog/ blog
+
+[service:postgresql]
+node_name = db.setup.test
+size = ram 512MB
+
+[balancer]
+hostnames = setup.test
+`);
+
+/** Runs a shell command on one node with silver exec; returns its stdout. */
+async function on(node: string, command: string): Promise<{ code: number; out: string }> {
+  const r = await silver(['exec', file, '--node', node, '--json', '--', 'sh', '-c', command], env);
+  const [o] = JSON.parse(r.stdout) as { code: number; stdout: string }[];
+  return { code: o!.code, out: o!.stdout };
+}
+
+test.before(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+test.after.always(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+
+run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL only for app servers, a no-op re-run', async (t) => {
+  const created = await silver(['create-node', file], env);
+  t.is(created.code, 0, created.stderr);
+  const first = await silver(['setup-node', file], env);
+  t.is(first.code, 0, first.stderr + first.stdout);
+  t.regex(first.stdout, /4 changed, 0 unchanged, 0 failed/);
+  t.regex(first.stderr, /db\.setup\.test: service\/postgresql: changed: /);
+
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  const addr = Object.fromEntries(nodes.map((n) => [n.name, n.address]));
+  const expectedConf = [
+    `appserver = app1.setup.test ${addr['app1.setup.test']}`,
+    `appserver = app2.setup.test ${addr['app2.setup.test']}`,
+    `service.postgresql = db.setup.test ${addr['db.setup.test']}`,
+    `balancer = balancer.setup.test ${addr['balancer.setup.test']}`,
+  ].join('\n');
+  for (const n of nodes) {
+    t.is((await on(n.name, 'cat /etc/silverlining/nodeset.conf')).out.trim(), expectedConf, `${n.name}: nodeset.conf`);
+    const hosts = (await on(n.name, 'cat /etc/hosts')).out;
+    t.regex(hosts, /^127\.0\.0\.1 localhost$/m, `${n.name}: other lines of /etc/hosts stay`);
+    for (const m of nodes) t.true(hosts.includes(`${m.address} ${m.name}`), `${n.name} resolves ${m.name}`);
+    t.is((await on(n.name, `getent hosts db.setup.test | head -1 | cut -d' ' -f1`)).out.trim(), addr['db.setup.test']!);
+  }
+
+  // The balancer answers on port 80, for its host names, with both app servers in rotation.
+  const health = await fetch(`http://${addr['balancer.setup.test']}/.silver/balancer-health`);
+  t.is(health.status, 200);
+  const viaBalancer = await fetch(`http://${addr['balancer.setup.test']}/`, { headers: { Host: 'other.test' } });
+  t.is(viaBalancer.status, 404, 'an unknown host name is refused');
+  const status = await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status');
+  t.regex(status.out, /app1\.setup\.test \S+ up ready/);
+  t.regex(status.out, /app2\.setup\.test \S+ up ready/);
+  // One app server out of rotation and back.
+  t.is((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer disable app1.setup.test')).code, 0);
+  t.regex((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status')).out, /app1\.setup\.test \S+ \S+ maint/);
+  t.is((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer enable app1.setup.test')).code, 0);
+
+  // Each app server's front proxy answers on port 80.
+  t.is((await fetch(`http://${addr['app1.setup.test']}/.silver/health`)).status, 200);
+
+  // PostgreSQL: reachable from an app server, refused from the balancer.
+  const probe = `timeout 3 python3 -c "import socket; socket.create_connection(('db.setup.test', 5432), 2)" && echo open || echo closed`;
+  t.is((await on('app1.setup.test', probe)).out.trim(), 'open');
+  t.is((await on('balancer.setup.test', probe)).out.trim(), 'closed');
+
+  // Services run only where they belong.
+  const active = async (node: string, unit: string) => (await on(node, `systemctl is-active ${unit} || true`)).out.trim();
+  t.is(await active('balancer.setup.test', 'haproxy'), 'active');
+  t.is(await active('balancer.setup.test', 'nginx'), 'inactive');
+  t.is(await active('balancer.setup.test', 'postgresql@15-main'), 'inactive');
+  t.is(await active('app1.setup.test', 'nginx'), 'active');
+  t.is(await active('app1.setup.test', 'haproxy'), 'inactive');
+  t.is(await active('db.setup.test', 'postgresql@15-main'), 'active');
+  t.is(await active('db.setup.test', 'mariadb'), 'inactive');
+  // The deploy user may run silver's helpers as root and nothing else.
+  t.regex((await on('app1.setup.test', 'sudo -l -U silver')).out, /\(root\) NOPASSWD: \/usr\/local\/lib\/silverlining\/bin\/\s*$/);
+
+  const second = await silver(['setup-node', file], env);
+  t.is(second.code, 0, second.stderr);
+  t.regex(second.stdout, /0 changed, 4 unchanged, 0 failed/);
+  t.regex(second.stdout, /no changes/);
+
+  // --dry-run shows what would change and changes nothing.
+  await on('app2.setup.test', 'rm /etc/silverlining/nodeset.conf');
+  const dry = await silver(['setup-node', file, '--dry-run'], env);
+  t.regex(dry.stderr, /app2\.setup\.test: wire: would change: \/etc\/silverlining\/nodeset\.conf/);
+  t.regex(dry.stdout, /dry run: 1 would change, 3 unchanged/);
+  t.is((await on('app2.setup.test', 'test -e /etc/silverlining/nodeset.conf && echo yes || echo no')).out.trim(), 'no');
+});
+
+run('setup-node: a node whose sshd is down is reported failed, the others succeed, and a re-run converges', async (t) => {
+  const app2 = containerName(NODESET, 'app2.setup.test');
+  await on('app2.setup.test', 'rm -f /etc/silverlining/nodeset.conf');
+  await exec('lxc-attach', ['-P', '/var/lib/silverlining/lxc', '-n', app2, '--', 'systemctl', 'stop', 'ssh.service', 'ssh.socket']);
+  const r = await silver(['setup-node', file, '--json'], env);
+  t.is(r.code, 1);
+  const report = JSON.parse(r.stdout) as { nodes: { name: string; status: string; error?: string }[] };
+  const by = Object.fromEntries(report.nodes.map((n) => [n.name, n]));
+  t.is(by['app2.setup.test']!.status, 'failed');
+  t.regex(by['app2.setup.test']!.error!, /ECONNREFUSED|connect|closed/i);
+  t.is(by['app1.setup.test']!.status, 'unchanged');
+  t.not(by['db.setup.test']!.status, 'failed');
+  t.not(by['balancer.setup.test']!.status, 'failed');
+
+  await exec('lxc-attach', ['-P', '/var/lib/silverlining/lxc', '-n', app2, '--', 'systemctl', 'start', 'ssh.service']);
+  const again = await silver(['setup-node', file], env);
+  t.is(again.code, 0, again.stderr);
+  t.regex(again.stdout, /0 failed/);
+  t.regex(again.stderr, /app2\.setup\.test: wire: changed: \/etc\/silverlining\/nodeset\.conf/);
+  const last = await silver(['setup-node', file], env);
+  t.regex(last.stdout, /0 changed, 4 unchanged, 0 failed/);
+});
+
+if (!canRunLxc) test('real-container tests need root', (t) => t.pass());
