@@ -6,6 +6,9 @@ import { deleteNodes, listNodes, renderNodeList } from './commands/nodes.js';
 import { execOnNodes, renderExec } from './commands/exec.js';
 import { planJson, renderPlan } from './commands/plan.js';
 import { renderSetupReport, setupNodes } from './commands/setup-node.js';
+import { renderStatus, status } from './commands/status.js';
+import { renderUpdateReport, rollback, unlock, update } from './commands/update.js';
+import { loadApp } from './app/app-ini.js';
 import { loadNodeset } from './nodeset/resolve.js';
 import type { Nodeset } from './nodeset/types.js';
 import { processIo, type Io } from './output/io.js';
@@ -80,6 +83,51 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
       const report = await setupNodes(ns, runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency });
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderSetupReport(report));
       if (report.nodes.some((n) => n.status === 'failed')) throw new ExitError('', 1);
+    });
+
+  program
+    .command('update')
+    .description('deploy an app: its services, half-deploy to every app server, activate one at a time, roll back on failure')
+    .argument('<app-dir>', 'the application directory (with app.ini)')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--json', 'print the report as JSON')
+    .action(async (dir: string, file: string, opts: { json?: boolean }) => {
+      const ns = load(file);
+      const app = loadApp(dir, host);
+      const report = await update(ns, app, runtime());
+      io.out(opts.json ? JSON.stringify(report, null, 2) : renderUpdateReport(report));
+      if (!report.ok) throw new ExitError('', 1);
+    });
+
+  program
+    .command('status')
+    .description("each node, and each app's active, previous and staged instances")
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--json', 'print JSON for scripts')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      const r = await status(load(file), runtime());
+      io.out(opts.json ? JSON.stringify(r, null, 2) : renderStatus(r));
+    });
+
+  program
+    .command('rollback')
+    .description('activate the previous instance of an app, one app server at a time')
+    .argument('<app>', 'the app name')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--json', 'print the report as JSON')
+    .action(async (app: string, file: string, opts: { json?: boolean }) => {
+      const r = await rollback(load(file), app, runtime());
+      io.out(opts.json ? JSON.stringify(r, null, 2) : r.nodes.map((n) => `${n.node}: ${n.ok ? `${n.to} active (was ${n.from ?? 'none'})` : `failed: ${n.error}`}`).join('\n'));
+      if (!r.ok) throw new ExitError('', 1);
+    });
+
+  program
+    .command('unlock')
+    .description('break a stale deploy lock of a nodeset on purpose (names the holder it removes)')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .action(async (file: string) => {
+      const holder = await unlock(load(file), runtime());
+      io.out(holder ? `removed the deploy lock held by ${holder}` : 'the nodeset was not locked');
     });
 
   program

@@ -72,39 +72,8 @@ ensure_file /etc/haproxy/haproxy.cfg 644 root:root < "$_cfg"
 _changed=$CHANGED
 rm -f "$_cfg"
 
-ensure_file /usr/local/lib/silverlining/bin/silver-balancer 755 root:root <<'EOT'
-#!/usr/bin/python3
-"""silver-balancer disable|enable|drain|status [NODE]: one app server out of rotation and back."""
-import socket, sys
+# bin/silver-balancer is installed by silver with every layer's bin/ helpers.
 
-def call(cmd):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect("/run/haproxy/admin.sock")
-    s.sendall((cmd + "\n").encode())
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    return out.decode()
-
-action = sys.argv[1] if len(sys.argv) > 1 else "status"
-if action == "status":
-    for line in call("show servers state appservers").splitlines()[2:]:
-        f = line.split()
-        if len(f) > 6:
-            state = {"0": "stopped", "1": "starting", "2": "up", "3": "soft-stopping"}.get(f[5], f[5])
-            admin = "maint" if int(f[6]) & 1 else ("drain" if int(f[6]) & 8 else "ready")
-            print(f[3], f[4], state, admin)
-    sys.exit(0)
-if action not in ("disable", "enable", "drain") or len(sys.argv) != 3:
-    sys.exit("usage: silver-balancer disable|enable|drain|status [NODE]")
-state = {"disable": "maint", "enable": "ready", "drain": "drain"}[action]
-out = call("set server appservers/%s state %s" % (sys.argv[2], state)).strip()
-if out:
-    sys.exit(out)
-EOT
 
 ensure_on haproxy
 [ "$_changed" = 1 ] && reload_unit haproxy

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { layerPackages, layersRoot } from '../layers.js';
 import type { Nodeset, Role } from '../nodeset/types.js';
@@ -71,13 +71,29 @@ function layerFile(path: string): string {
   return text;
 }
 
-/** The whole script sent to `sh -s`: the variables, lib.sh, then the layer's setup.sh. */
+const HELPERS = '/usr/local/lib/silverlining/bin';
+
+/** The layer's `bin/` helpers, installed root-owned where the deploy user's sudo rule points. */
+function helperInstalls(layer: string, root: string): string[] {
+  const dir = join(root, layer, 'bin');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .sort()
+    .map((name) => {
+      const text = layerFile(join(dir, name));
+      if (text.includes('\nSILVER_HELPER_EOF\n')) throw new Error(`${layer}/bin/${name} contains the heredoc marker`);
+      return `ensure_dir ${HELPERS} 755 root:root\nensure_file ${HELPERS}/${name} 755 root:root <<'SILVER_HELPER_EOF'\n${text.endsWith('\n') ? text : `${text}\n`}SILVER_HELPER_EOF`;
+    });
+}
+
+/** The whole script sent to `sh -s`: the variables, lib.sh, the layer's helpers, then its setup.sh. */
 export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot()): string {
   const assignments = Object.entries(vars).map(([k, v]) => `${k}=${quoteArg(v)}`);
   return [
     `# silver layer ${layer}`,
     ...assignments,
     layerFile(join(root, 'lib.sh')),
+    ...helperInstalls(layer, root),
     layerFile(join(root, layer, 'setup.sh')),
     '',
   ].join('\n');

@@ -11,8 +11,11 @@ export interface NodeTargets {
   missing: { name: string; role: string; error: string }[];
 }
 
-/** Finds the nodeset's nodes at the provider and pairs each with its address and pinned host key. */
-export async function connectNodes(ns: Nodeset, rt: Runtime): Promise<NodeTargets> {
+/**
+ * Finds the nodeset's nodes at the provider and pairs each with its address and pinned host key.
+ * `user`: the login (default: the provider's admin user; `silver`, the deploy user, for deploys).
+ */
+export async function connectNodes(ns: Nodeset, rt: Runtime, user?: string): Promise<NodeTargets> {
   const provider = await rt.providerFor(ns.provider);
   const found = new Map((await provider.list(ns.name)).map((n) => [n.name, n]));
   const pins = rt.state.pinnedKeys(ns.name);
@@ -41,7 +44,7 @@ export async function connectNodes(ns: Nodeset, rt: Runtime): Promise<NodeTarget
       rt.state.pin(ns.name, spec.name, address, fromProvider);
       hostKey = fromProvider;
     }
-    targets.push({ name: spec.name, host: address, username: provider.adminUser, privateKey: key.private, hostKey, timeoutMs: 20_000 });
+    targets.push({ name: spec.name, host: address, username: user ?? provider.adminUser, privateKey: key.private, hostKey, timeoutMs: 20_000 });
     addressed.push({ name: spec.name, role: spec.role, address });
   }
   return { targets, addressed, missing };

@@ -1,0 +1,67 @@
+"""hello — silver's example app: counts visits in PostgreSQL. Small enough to read in a minute.
+
+Environment (set by silver): PORT, SILVER_INSTANCE_NAME, CONFIG_PG_* (the service node).
+"""
+import os
+import socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg2
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
+INSTANCE = os.environ.get("SILVER_INSTANCE_NAME", "dev")
+NODE = socket.gethostname()
+
+
+def db():
+    return psycopg2.connect(
+        dbname=os.environ["CONFIG_PG_DBNAME"], user=os.environ["CONFIG_PG_USER"],
+        password=os.environ["CONFIG_PG_PASSWORD"], host=os.environ["CONFIG_PG_HOST"],
+        port=os.environ["CONFIG_PG_PORT"], connect_timeout=3)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, code, text):
+        body = (text + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        try:
+            if self.path == "/health":
+                # A file "unhealthy-on-NODE" in the app makes that node fail: for rollback tests.
+                if os.path.exists(os.path.join(HERE, "unhealthy-on-" + NODE)):
+                    return self.reply(503, "unhealthy on purpose")
+                with db() as c, c.cursor() as cur:
+                    cur.execute("SELECT 1")
+                return self.reply(200, "ok")
+            if self.path == "/setup-stuff":
+                role = self.headers.get("X-Silverlining-Update", "none")
+                with db() as c, c.cursor() as cur:
+                    if role == "primary":
+                        cur.execute("CREATE TABLE IF NOT EXISTS visits (n serial PRIMARY KEY, at timestamptz DEFAULT now())")
+                        cur.execute("CREATE TABLE IF NOT EXISTS fetches (instance text, node text, role text)")
+                    cur.execute("INSERT INTO fetches VALUES (%s, %s, %s)", (INSTANCE, NODE, role))
+                return self.reply(200, "set up (%s)" % role)
+            if self.path == "/fetches":
+                with db() as c, c.cursor() as cur:
+                    cur.execute("SELECT instance, node, role FROM fetches ORDER BY 1, 2")
+                    return self.reply(200, "\n".join(" ".join(r) for r in cur.fetchall()))
+            with db() as c, c.cursor() as cur:
+                cur.execute("INSERT INTO visits DEFAULT VALUES RETURNING n")
+                n = cur.fetchone()[0]
+            self.reply(200, "hello from %s: version %s, %s, visit %d" % (NODE, VERSION, INSTANCE, n))
+        except Exception as e:  # a failed request says why
+            self.reply(500, "error: %s" % e)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()

@@ -1,0 +1,100 @@
+import { join } from 'node:path';
+import type { ConfigHost } from '../config/host.js';
+import { InterpolationError, Interpolator } from '../config/interpolate.js';
+import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
+import { parseIni } from '../ini/parse.js';
+import { KNOWN_SERVICES } from '../nodeset/resolve.js';
+import { APP_NAME } from '../nodeset/values.js';
+
+/** One `update_fetch` step: an HTTP path called on the new instance, or a command run in it. */
+export type FetchStep = { kind: 'path'; path: string } | { kind: 'script'; command: string };
+
+export interface AppConfig {
+  dir: string;
+  file: string;
+  name: string;
+  runner: string;
+  services: string[];
+  updateFetch: FetchStep[];
+  healthCheck: string;
+  packages: string[];
+  defaultLocation: string | null;
+}
+
+const KEYS = ['app_name', 'runner', 'update_fetch', 'health_check', 'packages', 'default_location'];
+
+/** Reads `DIR/app.ini` ([production]) with the nodeset's INI engine; throws ConfigError with every problem. */
+export function loadApp(dir: string, host: ConfigHost): AppConfig {
+  const file = join(dir, 'app.ini');
+  const text = host.readFile(file);
+  if (text === undefined) throw new ConfigError([diagnostic(file, 0, 'app.ini', 'cannot read app.ini: is this an application directory?')]);
+  const { doc, diagnostics } = parseIni(text, file);
+  const d: Diagnostic[] = [...diagnostics];
+  const section = doc.sections.get('production');
+  if (!section) throw new ConfigError([...d, diagnostic(file, 1, '[production]', 'missing section: app.ini needs [production]')]);
+  const values = new Interpolator(doc, host.env);
+  const get = (key: string): { value: string; line: number } | null => {
+    const e = section.entries.get(key);
+    if (!e) return null;
+    try {
+      return { value: values.value('production', e), line: e.line };
+    } catch (err) {
+      if (err instanceof InterpolationError) d.push(err.diagnostic);
+      else throw err;
+      return null;
+    }
+  };
+  for (const [key, e] of section.entries) {
+    if (KEYS.includes(key)) continue;
+    if (key.startsWith('service.')) {
+      const svc = key.slice('service.'.length);
+      if (!KNOWN_SERVICES.includes(svc)) d.push(diagnostic(file, e.line, key, `unknown service "${svc}" (known: ${KNOWN_SERVICES.join(', ')})`));
+      continue;
+    }
+    d.push(diagnostic(file, e.line, key, `unknown key in [production] (known: ${KEYS.join(', ')}, service.NAME)`));
+  }
+  for (const name of doc.sections.keys()) {
+    if (name !== 'production') d.push(diagnostic(file, doc.sections.get(name)!.line, `[${name}]`, 'unknown section (app.ini has only [production])'));
+  }
+
+  const nameV = get('app_name');
+  if (!nameV && !section.entries.has('app_name')) d.push(diagnostic(file, section.line, 'app_name', 'app_name is required'));
+  else if (nameV && !APP_NAME.test(nameV.value)) d.push(diagnostic(file, nameV.line, 'app_name', `"${nameV.value}" must match [a-z][a-z0-9_-]*`));
+
+  const runnerV = get('runner');
+  if (!runnerV && !section.entries.has('runner')) d.push(diagnostic(file, section.line, 'runner', 'runner is required: the command that starts an HTTP server on $PORT'));
+  else if (runnerV && (runnerV.value.trim() === '' || /['\n%]/.test(runnerV.value))) {
+    d.push(diagnostic(file, runnerV.line, 'runner', 'must be one line, not empty, without single quotes or %'));
+  }
+
+  const updateFetch: FetchStep[] = [];
+  const fetchEntry = section.entries.get('update_fetch');
+  if (fetchEntry && get('update_fetch')) {
+    for (const item of fetchEntry.lines) {
+      for (const part of item.text.startsWith('script:') ? [item.text] : item.text.split(/\s+/).filter(Boolean)) {
+        if (part.startsWith('script:')) {
+          const command = part.slice('script:'.length).trim();
+          if (!command) d.push(diagnostic(file, item.line, 'update_fetch', 'script: needs a command'));
+          else updateFetch.push({ kind: 'script', command });
+        } else if (/^\/[^\s]*$/.test(part)) updateFetch.push({ kind: 'path', path: part });
+        else d.push(diagnostic(file, item.line, 'update_fetch', `"${part}" must be a path starting with / or script:COMMAND`));
+      }
+    }
+  }
+
+  const healthV = get('health_check');
+  const healthCheck = healthV?.value.trim() || '/';
+  if (!healthCheck.startsWith('/') || /\s/.test(healthCheck)) d.push(diagnostic(file, healthV?.line ?? section.line, 'health_check', `"${healthCheck}" must be a path starting with /`));
+
+  const packages = (get('packages')?.value ?? '').split(/\s+/).filter(Boolean);
+  const pkgEntry = section.entries.get('packages');
+  for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) d.push(diagnostic(file, pkgEntry?.line ?? section.line, 'packages', `"${p}" is not a Debian package name`));
+
+  const services = [...section.entries.keys()].filter((k) => k.startsWith('service.')).map((k) => k.slice('service.'.length));
+  const defaultLocation = get('default_location')?.value.trim() || null;
+
+  if (d.length > 0) throw new ConfigError(d);
+  return {
+    dir, file, name: nameV!.value, runner: runnerV!.value.trim(), services, updateFetch, healthCheck, packages, defaultLocation,
+  };
+}

@@ -1,0 +1,89 @@
+import type { SshPool } from '../ssh/pool.js';
+import { quoteCommand } from '../ssh/quote.js';
+import { tail } from '../util/exec.js';
+
+/**
+ * Builds the deploy user's remote commands (argv through `sudo -n` to silver's root-owned
+ * helpers) and runs them on one node; a non-zero exit becomes an error with the stderr tail.
+ */
+const BIN = '/usr/local/lib/silverlining/bin';
+
+export function deployCommand(...args: string[]): string {
+  return quoteCommand(['sudo', '-n', `${BIN}/silver-deploy`, ...args]);
+}
+
+export function dbCommand(service: string, ...args: string[]): string {
+  return quoteCommand(['sudo', '-n', `${BIN}/silver-db-${service}`, ...args]);
+}
+
+export class RemoteError extends Error {
+  constructor(node: string, what: string, stderr: string) {
+    super(`${node}: ${what}: ${tail(stderr, 3) || 'failed'}`);
+    this.name = 'RemoteError';
+  }
+}
+
+export async function remote(pool: SshPool, node: string, what: string, command: string, stdin?: string | Buffer, timeoutMs?: number): Promise<string> {
+  const r = await pool.exec(node, command, stdin, timeoutMs);
+  if (r.code !== 0) throw new RemoteError(node, what, r.stderr || r.stdout);
+  return r.stdout;
+}
+
+export interface InstanceState {
+  name: string;
+  port: number;
+  running: boolean;
+}
+
+export interface AppState {
+  app: string;
+  active: string | null;
+  previous: string | null;
+  instances: InstanceState[];
+}
+
+/** Parses `silver-deploy status`: `app NAME active X previous Y instances I:PORT:STATE ...`. */
+export function parseStatus(stdout: string): AppState[] {
+  const out: AppState[] = [];
+  for (const line of stdout.split('\n')) {
+    const m = /^app (\S+) active (\S+) previous (\S+) instances(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const instances = (m[4] ?? '')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((item) => {
+        const [name, port, state] = item.split(':');
+        return { name: name!, port: Number(port), running: state === 'active' };
+      });
+    out.push({ app: m[1]!, active: m[2] === '-' ? null : m[2]!, previous: m[3] === '-' ? null : m[3]!, instances });
+  }
+  return out;
+}
+
+/** The next instance name `APP.YYYY-MM-DD_NNN` after every one that exists on any node. */
+export function nextInstanceName(app: string, date: Date, existing: readonly string[]): string {
+  const day = date.toISOString().slice(0, 10);
+  const prefix = `${app}.${day}_`;
+  const max = existing.filter((n) => n.startsWith(prefix)).reduce((m, n) => Math.max(m, Number(n.slice(prefix.length)) || 0), 0);
+  if (max >= 999) throw new Error(`more than 999 instances of ${app} today`);
+  return `${prefix}${String(max + 1).padStart(3, '0')}`;
+}
+
+/** A port no instance of any app uses on these nodes, from 20001. */
+export function freePort(used: readonly number[]): number {
+  const taken = new Set(used);
+  for (let p = 20001; p < 30000; p++) if (!taken.has(p)) return p;
+  throw new Error('no free instance port between 20001 and 29999');
+}
+
+/** The environment file: `KEY='value'` lines, readable by systemd and by a POSIX shell. */
+export function envFile(vars: Record<string, string>): string {
+  return Object.entries(vars)
+    .map(([k, v]) => {
+      if (!/^[A-Z_][A-Z0-9_]*$/.test(k)) throw new Error(`bad environment variable name ${k}`);
+      if (/['\n\\]/.test(v)) throw new Error(`environment value of ${k} has a quote, backslash or newline`);
+      return `${k}='${v}'`;
+    })
+    .join('\n') + '\n';
+}
