@@ -134,6 +134,7 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
   let failure: UpdateReport['failure'] = null;
   let step = 'lock';
   let node = s.appservers[0]!.name;
+  let beforeStates = new Map<string, AppState[]>();
   try {
     await s.lock(`update ${app.name}`);
     const packed = tarball(app.dir);
@@ -157,6 +158,7 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
     // Name and port of the new instance, from what every app server has.
     step = 'status';
     const before = await s.status();
+    beforeStates = before;
     const states = [...before.values()].flat();
     instance = nextInstanceName(app.name, new Date(rt.now()), states.filter((a) => a.app === app.name).flatMap((a) => a.instances.map((i) => i.name)));
     const port = freePort(states.flatMap((a) => a.instances.map((i) => i.port)));
@@ -227,7 +229,7 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
     failure = { node, step, error };
     rt.io.err(`${node}: FAILED at ${step}: ${error}`);
     steps.push({ node, step, ok: false, detail: error });
-    if (instance) await rollbackSwitched(s, app.name, instance, activated, node, rolledBack, say);
+    if (instance) await rollbackSwitched(s, app.name, instance, activated, node, rolledBack, say, beforeStates);
   } finally {
     await s.close();
   }
@@ -235,18 +237,22 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
 }
 
 /** After a failure: nodes already switched go back to the previous instance; the failing node stops the new one. */
-async function rollbackSwitched(s: Session, app: string, instance: string, switched: string[], failedNode: string, rolledBack: string[], say: (n: string, t: string) => void): Promise<void> {
+async function rollbackSwitched(
+  s: Session, app: string, instance: string, switched: string[], failedNode: string, rolledBack: string[],
+  say: (n: string, t: string) => void, before: Map<string, AppState[]>,
+): Promise<void> {
   if (!switched.includes(failedNode)) {
     await remote(s.pool, failedNode, 'stopping the new instance', deployCommand('stop', app, instance)).catch(() => undefined);
   }
   for (const n of [...switched].reverse()) {
     try {
-      const state = (await s.status()).get(n)?.find((a) => a.app === app);
-      const prev = state?.previous ?? null;
+      // Back to exactly the state before this update: the same active and previous instances.
+      const state = before.get(n)?.find((a) => a.app === app);
+      const prev = state?.active ?? null;
       if (prev) {
         await remote(s.pool, n, 'starting the previous instance', deployCommand('start', app, prev));
         await remote(s.pool, n, 'waiting for the previous instance', deployCommand('wait', app, prev, '-', '60', '2xx'));
-        await remote(s.pool, n, 'switching back', deployCommand('switch', app, prev));
+        await remote(s.pool, n, 'switching back', deployCommand('switch', app, prev, state?.previous ?? '-'));
       } else {
         await remote(s.pool, n, 'switching off', deployCommand('unswitch', app));
       }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { containerName } from '../../providers/local/config.js';
 import { silver } from '../helpers/cli.js';
+import { httpGet } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 
 const exec = promisify(execFile);
@@ -82,8 +83,10 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
   // The balancer answers on port 80, for its host names, with both app servers in rotation.
   const health = await fetch(`http://${addr['balancer.setup.test']}/.silver/balancer-health`);
   t.is(health.status, 200);
-  const viaBalancer = await fetch(`http://${addr['balancer.setup.test']}/`, { headers: { Host: 'other.test' } });
+  const viaBalancer = await httpGet(addr['balancer.setup.test']!, 'other.test');
   t.is(viaBalancer.status, 404, 'an unknown host name is refused');
+  const known = await httpGet(addr['balancer.setup.test']!, 'setup.test');
+  t.is(known.status, 502, 'a known host name reaches an app server (no app deployed yet)');
   const status = await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status');
   t.regex(status.out, /app1\.setup\.test \S+ up ready/);
   t.regex(status.out, /app2\.setup\.test \S+ up ready/);

@@ -1,0 +1,77 @@
+import { request, Agent } from 'node:http';
+
+export interface LoadResult {
+  total: number;
+  failed: number;
+  /** The first few failures, for the assertion message. */
+  failures: string[];
+  /** How many answers carried each body prefix (e.g. the version an app served). */
+  bodies: Map<string, number>;
+}
+
+/**
+ * A bounded HTTP load loop against one of the project's own addresses: `concurrency` workers
+ * send requests until stopped, `maxRequests` are sent, or `maxSeconds` pass, whichever is first.
+ */
+export function startLoad(address: string, hostHeader: string, opts: { concurrency?: number; maxRequests?: number; maxSeconds?: number; classify?: (body: string) => string } = {}) {
+  const { concurrency = 6, maxRequests = 50_000, maxSeconds = 180, classify = (b) => b } = opts;
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const result: LoadResult = { total: 0, failed: 0, failures: [], bodies: new Map() };
+  const deadline = Date.now() + maxSeconds * 1000;
+  let stopping = false;
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const req = request({ host: address, port: 80, path: '/', headers: { Host: hostHeader }, agent, timeout: 10_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (body += c));
+        res.on('end', () => {
+          result.total++;
+          if (res.statusCode !== 200) {
+            result.failed++;
+            if (result.failures.length < 5) result.failures.push(`${res.statusCode}: ${body.slice(0, 120)}`);
+          } else {
+            const k = classify(body);
+            result.bodies.set(k, (result.bodies.get(k) ?? 0) + 1);
+          }
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (e) => {
+        result.total++;
+        result.failed++;
+        if (result.failures.length < 5) result.failures.push(e.message);
+        resolve();
+      });
+      req.end();
+    });
+  const worker = async () => {
+    while (!stopping && result.total < maxRequests && Date.now() < deadline) await once();
+  };
+  const workers = Array.from({ length: concurrency }, worker);
+  return {
+    result,
+    async stop(): Promise<LoadResult> {
+      stopping = true;
+      await Promise.all(workers);
+      agent.destroy();
+      return result;
+    },
+  };
+}
+
+/** One GET with a Host header (fetch() cannot set Host): status and body. */
+export function httpGet(address: string, hostHeader: string, path = '/'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: address, port: 80, path, headers: { Host: hostHeader }, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
