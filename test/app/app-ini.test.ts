@@ -1,0 +1,66 @@
+import test from 'ava';
+import { loadApp } from '../../src/app/app-ini.js';
+import { memoryHost } from '../../src/config/host.js';
+import { ConfigError, formatDiagnostic } from '../../src/diagnostics.js';
+
+const load = (text: string) => loadApp('/a', memoryHost({ '/a/app.ini': text }));
+function errors(text: string): string[] {
+  try {
+    load(text);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.diagnostics.map(formatDiagnostic);
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+test('the design notes app.ini and every key', (t) => {
+  const app = load(`[production]
+app_name = blog
+runner = python3 app.py
+service.postgresql =
+service.mysql =
+update_fetch =
+    /setup-stuff
+    script:python3 migrate.py --all
+health_check = /health
+packages = python3-psycopg2 python3-mysqldb
+default_location = http://foobar.com/
+`);
+  t.is(app.name, 'blog');
+  t.is(app.runner, 'python3 app.py');
+  t.deepEqual(app.services, ['postgresql', 'mysql']);
+  t.deepEqual(app.updateFetch, [{ kind: 'path', path: '/setup-stuff' }, { kind: 'script', command: 'python3 migrate.py --all' }]);
+  t.is(app.healthCheck, '/health');
+  t.deepEqual(app.packages, ['python3-psycopg2', 'python3-mysqldb']);
+  t.is(app.defaultLocation, 'http://foobar.com/');
+});
+
+test('health_check defaults to /, update_fetch to nothing', (t) => {
+  const app = load('[production]\napp_name = x\nrunner = ./run\n');
+  t.is(app.healthCheck, '/');
+  t.deepEqual(app.updateFetch, []);
+});
+
+const cases: [string, string, RegExp][] = [
+  ['missing app_name', '[production]\nrunner = x\n', /^\/a\/app\.ini:1: app_name: app_name is required$/],
+  ['bad app_name', '[production]\napp_name = Blog\nrunner = x\n', /^\/a\/app\.ini:2: app_name: "Blog" must match/],
+  ['missing runner', '[production]\napp_name = b\n', /^\/a\/app\.ini:1: runner: runner is required/],
+  ['runner with a quote', "[production]\napp_name = b\nrunner = sh -c 'x'\n", /^\/a\/app\.ini:3: runner: must be one line/],
+  ['unknown key', '[production]\napp_name = b\nrunner = x\nworkers = 4\n', /^\/a\/app\.ini:4: workers: unknown key in \[production\]/],
+  ['unknown service', '[production]\napp_name = b\nrunner = x\nservice.redis =\n', /^\/a\/app\.ini:4: service\.redis: unknown service "redis"/],
+  ['bad update_fetch', '[production]\napp_name = b\nrunner = x\nupdate_fetch = setup\n', /^\/a\/app\.ini:4: update_fetch: "setup" must be a path/],
+  ['bad health_check', '[production]\napp_name = b\nrunner = x\nhealth_check = health\n', /^\/a\/app\.ini:4: health_check: "health" must be a path/],
+  ['bad package', '[production]\napp_name = b\nrunner = x\npackages = Not_A_Package\n', /^\/a\/app\.ini:4: packages: "Not_A_Package" is not a Debian package name/],
+  ['no [production]', '[devel]\napp_name = b\n', /^\/a\/app\.ini:1: \[production\]: missing section/],
+];
+for (const [name, text, expected] of cases) {
+  test(`bad app.ini is a located error: ${name}`, (t) => {
+    const lines = errors(text);
+    t.true(lines.some((l) => expected.test(l)), lines.join('\n'));
+  });
+}
+
+test('a missing app.ini says so', (t) => {
+  t.throws(() => loadApp('/nowhere', memoryHost({})), { message: /cannot read app\.ini/ });
+});
