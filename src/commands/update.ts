@@ -1,4 +1,8 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { layersRoot } from '../layers.js';
 import { hostname, userInfo } from 'node:os';
 import type { AppConfig } from '../app/app-ini.js';
 import { dbCommand, deployCommand, envFile, freePort, nextInstanceName, parseStatus, remote, type AppState } from '../deploy/remote.js';
@@ -94,6 +98,28 @@ export class Session {
     this.locked = false;
   }
 
+  /**
+   * The helpers on the nodes must be the ones this silver ships (setup-node installs them):
+   * an update against older helpers stops before it changes anything.
+   */
+  async checkHelpers(services: string[]): Promise<void> {
+    const wanted: [AddressedNode, string, string][] = [
+      ...this.appservers.map((n): [AddressedNode, string, string] => [n, 'appserver', 'silver-deploy']),
+      ...services.map((svc): [AddressedNode, string, string] => [this.all.find((n) => n.role === `service:${svc}`)!, `service/${svc}`, `silver-db-${svc}`]),
+    ];
+    const stale: string[] = [];
+    await Promise.all(
+      wanted.map(async ([node, layer, helper]) => {
+        const local = createHash('sha256').update(readFileSync(join(layersRoot(), layer, 'bin', helper))).digest('hex');
+        const r = await this.pool.exec(node.name, quoteCommand(['sha256sum', `/usr/local/lib/silverlining/bin/${helper}`]));
+        if (r.code !== 0 || r.stdout.split(/\s+/)[0] !== local) stale.push(`${node.name} (${helper})`);
+      }),
+    );
+    if (stale.length > 0) {
+      throw new ExitError(`the nodes are not set up for this version of silver: ${stale.sort().join(', ')}; run silver setup-node ${this.ns.file} first`, 1);
+    }
+  }
+
   async status(): Promise<Map<string, AppState[]>> {
     const out = new Map<string, AppState[]>();
     await Promise.all(this.appservers.map(async (n) => out.set(n.name, parseStatus(await remote(this.pool, n.name, 'status', deployCommand('status'))))));
@@ -132,10 +158,12 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
   const activated: string[] = [];
   const rolledBack: string[] = [];
   let failure: UpdateReport['failure'] = null;
-  let step = 'lock';
+  let step = 'check helpers';
   let node = s.appservers[0]!.name;
   let beforeStates = new Map<string, AppState[]>();
   try {
+    await s.checkHelpers(app.services);
+    step = 'lock';
     await s.lock(`update ${app.name}`);
     const packed = tarball(app.dir);
 

@@ -40,6 +40,12 @@ function version(v: string, extra: Record<string, string> = {}): string {
 const versionOf = (body: string) => /version (\S+),/.exec(body)?.[1] ?? body.slice(0, 40);
 let balancer = '';
 
+/** Runs a shell command on one node (as root, with silver exec); returns its stdout. */
+async function on(node: string, command: string): Promise<string> {
+  const r = await silver(['exec', file, '--node', node, '--json', '--', 'sh', '-c', command], env);
+  return (JSON.parse(r.stdout) as { stdout: string }[])[0]!.stdout;
+}
+
 async function statusJson() {
   const r = await silver(['status', file, '--json'], env);
   return JSON.parse(r.stdout) as { apps: { node: string; app: string; active: string; previous: string }[] };
@@ -72,6 +78,20 @@ run('update v1, then v2 under load: zero failed requests, every app server on v2
   const v1 = await silver(['update', version('1'), file], env);
   t.is(v1.code, 0, v1.stderr);
   t.regex(v1.stdout, /hello\.\d{4}-\d\d-\d\d_\d{3} active on 2 app servers/);
+
+  // The app's database password: generated, only in the app user's environment file, never printed.
+  const password = (await on('db.update.test', 'cat /var/lib/silverlining/services/postgresql/hello.password')).trim();
+  t.regex(password, /^[A-Za-z0-9]{20,}$/);
+  t.false(v1.stdout.includes(password) || v1.stderr.includes(password), 'the password is not in the output');
+  const envStat = await on('app1.update.test', 'stat -c "%a %U" /var/lib/silverlining/apps/hello/active/env');
+  t.is(envStat.trim(), '600 app-hello');
+  t.regex(await on('app1.update.test', 'cat /var/lib/silverlining/apps/hello/active/env'), /^CONFIG_PG_HOST='db\.update\.test'$/m);
+  // The app's user reaches its own database, and no other one.
+  const psql = (db: string) => `PGPASSWORD=${password} psql -h db.update.test -U hello -d ${db} -tAc 'select 42' 2>&1 || true`;
+  t.is((await on('app1.update.test', psql('hello'))).trim(), '42');
+  t.regex(await on('app1.update.test', psql('postgres')), /no pg_hba\.conf entry/);
+  // The app runs as its own unprivileged user.
+  t.regex(await on('app1.update.test', 'ps -o user= -C python3'), /^app-hello$/m);
 
   const load = startLoad(balancer, 'update.test', { classify: versionOf });
   await new Promise((r) => setTimeout(r, 1000));
