@@ -3,6 +3,7 @@ import ssh2 from 'ssh2';
 import { formatSize, type Nodeset } from '../nodeset/types.js';
 import { pickFlavor, type Provider, type ProviderNode } from '../provider.js';
 import type { Runtime } from '../runtime.js';
+import { fingerprint } from '../ssh/connect.js';
 import { retryUntil } from '../util/retry-until.js';
 
 export type CreateStatus = 'created' | 'existing' | 'started' | 'failed';
@@ -104,12 +105,16 @@ async function reachable(ns: Nodeset, rt: Runtime, provider: Provider, node: Pro
   const deadline = rt.now() + timeoutMs;
   const up = await provider.waitReachable(node, timeoutMs);
   await ensurePinned(ns, rt, provider, up);
-  const hostKey = rt.state.pinnedKeys(ns.name).get(up.name);
-  if (!hostKey) throw new Error('the provider cannot tell the host key, and none is pinned');
-  const address = up.privateAddress ?? up.publicAddress;
+  const address = up.publicAddress ?? up.privateAddress;
   if (!address) throw new Error('the node has no address');
+  const pinned = rt.state.pinnedKeys(ns.name).get(up.name) ?? '';
+  // A provider that cannot tell the key: the first key seen is pinned, and said so.
+  const onFirstKey = (key: string) => {
+    rt.state.pin(ns.name, up.name, address, key);
+    rt.io.err(`${up.name}: host key ${fingerprint(key)} pinned on first contact (the provider could not tell it)`);
+  };
   await retryUntil(deadline, rt.now, () =>
-    rt.sshProbe({ name: up.name, host: address, username: provider.adminUser, privateKey, hostKey, timeoutMs: 5000 }),
+    rt.sshProbe({ name: up.name, host: address, username: provider.adminUser, privateKey, hostKey: rt.state.pinnedKeys(ns.name).get(up.name) ?? pinned, onFirstKey, timeoutMs: 5000 }),
   );
   return up;
 }

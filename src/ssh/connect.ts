@@ -8,8 +8,12 @@ export interface SshTarget {
   port?: number;
   username: string;
   privateKey: string;
-  /** The pinned host public key (`type base64 [comment]`); the connection is refused if it differs. */
+  /**
+   * The pinned host public key (`type base64 [comment]`); the connection is refused if it differs.
+   * Empty: trust on first use; the key seen is handed to `onFirstKey` to be pinned.
+   */
   hostKey: string;
+  onFirstKey?: (key: string) => void;
   timeoutMs?: number;
 }
 
@@ -30,6 +34,12 @@ export function fingerprint(key: string | Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
+/** The algorithm name at the start of an SSH public key blob (`ssh-ed25519`, ...). */
+export function keyType(blob: Buffer): string {
+  const len = blob.readUInt32BE(0);
+  return blob.subarray(4, 4 + len).toString('ascii');
+}
+
 /** Opens one SSH connection with strict checking of the pinned host key. */
 export function sshConnect(target: SshTarget): Promise<ssh2.Client> {
   const pinned = Buffer.from(target.hostKey.trim().split(/\s+/)[1] ?? '', 'base64');
@@ -48,6 +58,10 @@ export function sshConnect(target: SshTarget): Promise<ssh2.Client> {
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,
         hostVerifier: (key: Buffer) => {
+          if (target.hostKey === '' && target.onFirstKey) {
+            target.onFirstKey(`${keyType(key)} ${key.toString('base64')}`);
+            return true;
+          }
           if (key.equals(pinned)) return true;
           mismatch = new HostKeyMismatch(target.name, target.hostKey, `x ${key.toString('base64')}`);
           return false;

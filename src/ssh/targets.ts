@@ -25,7 +25,9 @@ export async function connectNodes(ns: Nodeset, rt: Runtime, user?: string): Pro
   const missing: NodeTargets['missing'] = [];
   for (const spec of ns.nodes) {
     const node = found.get(spec.name);
+    // Nodes talk to each other on private addresses; silver reaches them on the public one if any.
     const address = node?.privateAddress ?? node?.publicAddress;
+    const sshHost = node?.publicAddress ?? address;
     if (!node) {
       missing.push({ name: spec.name, role: spec.role, error: 'the node does not exist: run silver create-node first' });
       continue;
@@ -44,7 +46,7 @@ export async function connectNodes(ns: Nodeset, rt: Runtime, user?: string): Pro
       rt.state.pin(ns.name, spec.name, address, fromProvider);
       hostKey = fromProvider;
     }
-    targets.push({ name: spec.name, host: address, username: user ?? provider.adminUser, privateKey: key.private, hostKey, timeoutMs: 20_000 });
+    targets.push({ name: spec.name, host: sshHost!, username: user ?? provider.adminUser, privateKey: key.private, hostKey, timeoutMs: 20_000 });
     addressed.push({ name: spec.name, role: spec.role, address });
   }
   return { targets, addressed, missing };
