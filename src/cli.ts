@@ -9,6 +9,7 @@ import { renderSetupReport, setupNodes } from './commands/setup-node.js';
 import { renderStatus, status } from './commands/status.js';
 import { renderUpdateReport, rollback, unlock, update } from './commands/update.js';
 import { loadApp } from './app/app-ini.js';
+import { providerByName, renderSizes } from './commands/catalog.js';
 import { loadNodeset } from './nodeset/resolve.js';
 import type { Nodeset } from './nodeset/types.js';
 import { processIo, type Io } from './output/io.js';
@@ -128,6 +129,37 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .action(async (file: string) => {
       const holder = await unlock(load(file), runtime());
       io.out(holder ? `removed the deploy lock held by ${holder}` : 'the nodeset was not locked');
+    });
+
+  const providerOf = (file: string | undefined, name: string | undefined) => {
+    if (file && name) throw new ExitError('give either a nodeset file or --provider, not both', 2);
+    if (name) return providerByName(name, host);
+    if (file) return load(file).provider;
+    throw new ExitError('give a nodeset file or --provider NAME', 2);
+  };
+
+  program
+    .command('list-sizes')
+    .description("the sizes (flavors) a provider offers: the nodeset's provider, or --provider NAME")
+    .argument('[nodeset]', 'the nodeset file (.conf)')
+    .option('--provider <name>', 'a [provider:NAME] of ~/.silverlining.conf, or a provider type')
+    .option('--json', 'print JSON for scripts')
+    .action(async (file: string | undefined, opts: { provider?: string; json?: boolean }) => {
+      const provider = await runtime().providerFor(providerOf(file, opts.provider));
+      const sizes = await provider.listSizes();
+      io.out(opts.json ? JSON.stringify(sizes, null, 2) : renderSizes(sizes));
+    });
+
+  program
+    .command('list-images')
+    .description("the images a provider offers: the nodeset's provider, or --provider NAME")
+    .argument('[nodeset]', 'the nodeset file (.conf)')
+    .option('--provider <name>', 'a [provider:NAME] of ~/.silverlining.conf, or a provider type')
+    .option('--json', 'print JSON for scripts')
+    .action(async (file: string | undefined, opts: { provider?: string; json?: boolean }) => {
+      const provider = await runtime().providerFor(providerOf(file, opts.provider));
+      const images = await provider.listImages();
+      io.out(opts.json ? JSON.stringify(images, null, 2) : images.join('\n'));
     });
 
   program
