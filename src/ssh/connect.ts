@@ -54,6 +54,8 @@ export function sshConnect(target: SshTarget): Promise<ssh2.Client> {
         port: target.port ?? 22,
         username: target.username,
         privateKey: target.privateKey,
+        // The user's agent, when there is one, is tried after the deploy key.
+        ...(process.env['SSH_AUTH_SOCK'] ? { agent: process.env['SSH_AUTH_SOCK'] } : {}),
         readyTimeout: target.timeoutMs ?? 20_000,
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,
