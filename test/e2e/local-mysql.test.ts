@@ -1,0 +1,65 @@
+import test from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { silver } from '../helpers/cli.js';
+import { httpGet } from '../helpers/load.js';
+import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+
+const NODESET = 'silvertest-mysql';
+const config = testProviderConfig('silvert4', 254);
+const run = canRunLxc ? test.serial : test.serial.skip;
+const dir = mkdtempSync(join(tmpdir(), 'silver-mysql-'));
+const env = { SILVER_HOME: join(dir, 'home') };
+const file = join(dir, 'mysql.conf');
+writeFileSync(file, `[general]
+name = ${NODESET}
+base_domain = mysql.test
+[provider]
+provider = local
+bridge = silvert4
+subnet = 10.213.254.0/24
+proxy_port = ${config.settings['proxy_port']}
+[appserver]
+locations = http://counter.test/ counter
+[service:mysql]
+`);
+
+async function on(node: string, command: string): Promise<string> {
+  const r = await silver(['exec', file, '--node', node, '--json', '--', 'sh', '-c', command], env);
+  return (JSON.parse(r.stdout) as { stdout: string }[])[0]!.stdout;
+}
+
+test.before(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+test.after.always(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+
+run('MariaDB for real: one app server, a MySQL node, an app whose update_fetch is a script, a user confined to its database', async (t) => {
+  t.is((await silver(['create-node', file], env)).code, 0);
+  const setup = await silver(['setup-node', file], env);
+  t.is(setup.code, 0, setup.stdout + setup.stderr);
+  t.regex(setup.stderr, /mysql\.mysql\.test: service\/mysql: changed: \/etc\/mysql\/mariadb\.conf\.d\/60-silver\.cnf/);
+  t.is((await on('mysql.mysql.test', 'systemctl is-active mariadb')).trim(), 'active');
+  t.regex(await on('mysql.mysql.test', 'ss -ltn'), /10\.213\.254\.\d+:3306/, 'MariaDB listens on the private address');
+
+  const u = await silver(['update', 'test/fixtures/apps/counter-mysql', file], env);
+  t.is(u.code, 0, u.stderr);
+  t.regex(u.stderr, /update_fetch script:python3 migrate\.py \(primary\) ok/);
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  const app = nodes.find((n) => n.name === 'app1.mysql.test')!.address;
+  const r = await httpGet(app, 'counter.test');
+  t.is(r.status, 200);
+  t.regex(r.body, /primary=1 visit=1/);
+
+  // The app's user reaches its own database and no other.
+  const pw = (await on('mysql.mysql.test', 'cat /var/lib/silverlining/services/mysql/counter.password')).trim();
+  t.false(u.stdout.includes(pw) || u.stderr.includes(pw), 'the password is not in the output');
+  const query = (db: string) => `python3 -c "import pymysql; c = pymysql.connect(host='mysql.mysql.test', user='counter', password='${pw}', database='${db}'); print('connected')" 2>&1 | tail -1`;
+  t.is((await on('app1.mysql.test', query('counter'))).trim(), 'connected');
+  t.regex(await on('app1.mysql.test', query('mysql')), /Access denied/);
+});
+
+if (!canRunLxc) test('real-container tests need root', (t) => t.pass());
