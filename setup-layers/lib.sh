@@ -96,38 +96,77 @@ ensure_user() {
   fi
 }
 
-unit_exists() {
-  [ -n "$(systemctl list-unit-files --no-legend "$1" 2> /dev/null)" ]
+# Unit states, one systemctl call for many units: unit_cache UNIT.service...
+# Lines "ID LOADSTATE ACTIVESTATE UNITFILESTATE"; helpers below read it, or ask systemd for one unit.
+_UNIT_CACHE=""
+unit_cache() {
+  _UNIT_CACHE=$(systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$@" 2> /dev/null | awk -F= '
+    /^Id=/ { id = $2 } /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
+    /^$/ { if (id != "") print id, ld, act, (uf == "" ? "-" : uf); id = ""; ld = ""; act = ""; uf = "" }
+    END { if (id != "") print id, ld, act, (uf == "" ? "-" : uf) }')
+}
+
+# unit_state UNIT: sets _LOAD, _ACTIVE, _FILE (from the cache when it has the unit).
+unit_state() {
+  _u=$1
+  case "$_u" in *.*) ;; *) _u="$_u.service" ;; esac
+  _line=$(printf '%s\n' "$_UNIT_CACHE" | awk -v u="$_u" '$1 == u { print; exit }')
+  if [ -z "$_line" ]; then
+    _line=$(systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$_u" 2> /dev/null | awk -F= '
+      /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
+      END { print "x", ld, act, (uf == "" ? "-" : uf) }')
+  fi
+  set -- $_line
+  _LOAD=${2:-not-found} _ACTIVE=${3:-inactive} _FILE=${4:--}
+}
+
+# Forget a unit's cached state after changing it.
+unit_forget() {
+  _UNIT_CACHE=$(printf '%s\n' "$_UNIT_CACHE" | awk -v u="$1.service" '$1 != u')
 }
 
 # ensure_on UNIT: enabled and running.
 ensure_on() {
-  if ! systemctl is-enabled -q "$1" 2> /dev/null; then
-    changed "enable $1"
-    act systemctl enable -q "$1"
-  fi
-  if ! systemctl is-active -q "$1"; then
+  unit_state "$1"
+  case "$_FILE" in
+    enabled | enabled-runtime | static | alias | indirect | generated) ;;
+    *)
+      changed "enable $1"
+      act systemctl enable -q "$1"
+      ;;
+  esac
+  if [ "$_ACTIVE" != active ]; then
     changed "start $1"
     act systemctl start "$1"
   fi
+  unit_forget "$1"
 }
 
 # ensure_off UNIT: not running, not enabled (if installed at all).
 ensure_off() {
-  unit_exists "$1.service" || return 0
-  if systemctl is-active -q "$1"; then
+  unit_state "$1"
+  [ "$_LOAD" = loaded ] || return 0
+  if [ "$_ACTIVE" = active ] || [ "$_ACTIVE" = activating ] || [ "$_ACTIVE" = reloading ]; then
     changed "stop $1 (not this node's role)"
     act systemctl stop "$1"
   fi
-  if systemctl is-enabled -q "$1" 2> /dev/null; then
-    changed "disable $1 (not this node's role)"
-    act systemctl disable -q "$1"
-  fi
+  case "$_FILE" in
+    enabled | enabled-runtime)
+      changed "disable $1 (not this node's role)"
+      act systemctl disable -q "$1"
+      ;;
+  esac
+  unit_forget "$1"
+}
+
+is_active() {
+  unit_state "$1"
+  [ "$_ACTIVE" = active ]
 }
 
 # reload UNIT / restart UNIT, only when running (a stopped unit picks the change up on start).
 reload_unit() {
-  if systemctl is-active -q "$1"; then
+  if is_active "$1"; then
     changed "reload $1"
     act systemctl reload "$1"
   fi

@@ -4,6 +4,7 @@
 # Input: SILVER_PACKAGES SILVER_LOCATIONS (lines "HOST PATH APP") SILVER_APPS
 
 ensure_pkgs $SILVER_PACKAGES
+unit_cache nginx.service
 ensure_dir /etc/silverlining/nginx 755 root:root
 
 for app in $SILVER_APPS; do

@@ -35,7 +35,8 @@ for app in $SILVER_APPS; do
   ensure_dir "/var/log/silverlining/$app" 750 "app-$app:app-$app"
 done
 
-# Services that belong to other roles stay off.
+# Services that belong to other roles stay off (their states read in one systemctl call).
+unit_cache nginx.service haproxy.service postgresql.service mariadb.service nftables.service
 for unit in nginx haproxy postgresql mariadb; do
   case "$SILVER_ROLE:$unit" in
     appserver:nginx | balancer:haproxy | service:postgresql:postgresql | service:mysql:mariadb) ;;
@@ -78,7 +79,8 @@ if [ "$_fw_changed" = 1 ] || ! nft list table inet silver > /dev/null 2>&1; then
   [ "$_fw_changed" = 1 ] || changed "load firewall rules"
   act nft -f /etc/nftables.conf
 fi
-if ! systemctl is-enabled -q nftables 2> /dev/null; then
+unit_state nftables
+if [ "$_FILE" != enabled ]; then
   changed "enable nftables"
   act systemctl enable -q nftables
 fi

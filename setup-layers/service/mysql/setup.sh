@@ -12,8 +12,9 @@ skip-name-resolve
 EOT
 _restart=$CHANGED
 
+unit_cache mariadb.service
 ensure_on mariadb
-if [ "$_restart" = 1 ] && systemctl is-active -q mariadb; then
+if [ "$_restart" = 1 ] && is_active mariadb; then
   restart_unit mariadb
 fi
 true

@@ -39,8 +39,9 @@ ensure_file "$_dir/pg_hba.conf" 640 postgres:postgres < "$_hba"
 _reload=$CHANGED
 rm -f "$_hba"
 
+unit_cache postgresql.service "$_unit.service"
 ensure_on postgresql
-if ! systemctl is-active -q "$_unit"; then
+if ! is_active "$_unit"; then
   changed "start $_unit"
   act systemctl start "$_unit"
 elif [ "$_restart" = 1 ]; then
