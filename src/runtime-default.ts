@@ -11,6 +11,7 @@ import { StateDir } from './state.js';
 /** Providers load only when a nodeset uses them (pkgcloud, the AWS SDK stay out of other paths). */
 const PROVIDERS: Record<string, () => Promise<{ createProvider(config: ProviderConfig, state: StateDir): Provider }>> = {
   local: () => import('../providers/local/index.js'),
+  ec2: () => import('../providers/ec2/index.js'),
 };
 
 export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
