@@ -12,6 +12,8 @@ import { StateDir } from './state.js';
 const PROVIDERS: Record<string, () => Promise<{ createProvider(config: ProviderConfig, state: StateDir): Provider }>> = {
   local: () => import('../providers/local/index.js'),
   ec2: () => import('../providers/ec2/index.js'),
+  openstack: () => import('../providers/openstack/index.js'),
+  rackspace: () => import('../providers/rackspace/index.js'),
 };
 
 export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
