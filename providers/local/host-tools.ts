@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { ExitError } from '../../src/diagnostics.js';
 import { run } from '../../src/util/exec.js';
 
@@ -49,4 +49,25 @@ export async function ensureHostTools(report: (m: string) => void): Promise<void
   if (r.code !== 0) throw new ExitError(`local: apt-get install ${missing.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`, 1);
   const still = missingHostPackages();
   if (still.length > 0) throw new ExitError(`local: still missing after apt-get install: ${still.join(' ')}`, 1);
+}
+
+/**
+ * Every node runs its own systemd, which holds several inotify instances: Debian's default of
+ * 128 per user runs out at about ten nodes, and then a node's services fail to start. Raise the
+ * limits (as LXD's documentation advises) when they are lower, and say so.
+ */
+export const INOTIFY_LIMITS: Record<string, number> = { max_user_instances: 1024, max_user_watches: 524288 };
+
+export function raiseInotifyLimits(report: (m: string) => void): void {
+  for (const [key, wanted] of Object.entries(INOTIFY_LIMITS)) {
+    const file = `/proc/sys/fs/inotify/${key}`;
+    try {
+      const current = Number(readFileSync(file, 'utf8').trim());
+      if (current >= wanted) continue;
+      writeFileSync(file, String(wanted));
+      report(`local: fs.inotify.${key} raised from ${current} to ${wanted} (containers each run systemd)`);
+    } catch {
+      report(`local: cannot raise fs.inotify.${key} to ${wanted}; many nodes at once may fail to start services`);
+    }
+  }
 }

@@ -11,7 +11,7 @@ import {
   LOCAL_FLAVORS, nodeConfig, parseLabels, parseSubnet, type LocalSettings,
 } from './config.js';
 import { ensureGolden, goldenName } from './golden.js';
-import { ensureHostTools } from './host-tools.js';
+import { ensureHostTools, raiseInotifyLimits } from './host-tools.js';
 import { withLock } from './lock.js';
 import { ensureBridge, ensureProxy, proxyUrl, removeBridge, stopProxy } from './network.js';
 
@@ -77,6 +77,7 @@ export class LocalProvider implements Provider {
 
   async prepare(_ns: Nodeset, report: (m: string) => void): Promise<void> {
     await ensureHostTools(report);
+    raiseInotifyLimits(report);
     mkdirSync(this.s.lxcPath, { recursive: true, mode: 0o755 });
     if (await ensureBridge(this.s)) report(`local: bridge ${this.s.bridge} ${hostAddress(this.s)}/24 (no uplink, no NAT)`);
     const hosts = [this.s.mirror, this.s.security].filter((u): u is string => !!u).map((u) => new URL(u).hostname);
