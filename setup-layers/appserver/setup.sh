@@ -38,7 +38,7 @@ EOT
     echo "server {"
     echo "	listen 80;"
     echo "	server_name $host;"
-    echo "	location = /.silver/health { access_log off; default_type text/plain; return 200 \"ok\\n\"; }"
+    printf '\tlocation = /.silver/health { access_log off; default_type text/plain; return 200 "ok\\n"; }\n'
     printf '%s\n' "$SILVER_LOCATIONS" | awk -v h="$host" 'NF == 3 && $1 == h { print $2, $3 }' | while read -r path app; do
       cat <<EOT
 	location $path {
