@@ -17,29 +17,61 @@ act() {
   if [ "$CHECK" != 1 ]; then "$@"; fi
 }
 
+# Fewer processes, faster no-op runs: contents are compared in the shell, and modes/owners of
+# the paths a layer manages are read with one `stat` call (prestat) instead of one per path.
+NL='
+'
+
+# _slurp: stdin into _S, every line ending in a newline (no process started).
+_slurp() {
+  _S=''
+  while IFS= read -r _l || [ -n "$_l" ]; do _S="$_S$_l$NL"; done
+}
+
+# prestat PATH...: remembers "mode owner:group" of these paths (missing ones are left out).
+_STAT="$NL"
+prestat() {
+  _STAT="$NL$(stat -c '%n %a %U:%G' "$@" 2> /dev/null || true)$NL"
+}
+
+# stat_of PATH: sets _ST to "mode owner:group" (empty when the path does not exist).
+stat_of() {
+  case "$_STAT" in
+    *"$NL$1 "*)
+      _ST=${_STAT#*"$NL$1 "}
+      _ST=${_ST%%"$NL"*}
+      ;;
+    *) _ST=$(stat -c '%a %U:%G' "$1" 2> /dev/null || true) ;;
+  esac
+}
+
 # ensure_file PATH MODE OWNER:GROUP  < content
 ensure_file() {
   _path=$1 _mode=$2 _owner=$3
-  _tmp=$(mktemp)
-  cat > "$_tmp"
+  _slurp
+  _want=$_S
   CHANGED=0
-  if [ -f "$_path" ] && cmp -s "$_tmp" "$_path"; then
-    if [ "$(stat -c '%a %U:%G' "$_path")" != "$_mode $_owner" ]; then
-      changed "$_path: mode $_mode, owner $_owner"
-      act chmod "$_mode" "$_path"
-      act chown "$_owner" "$_path"
-      CHANGED=1
+  if [ -f "$_path" ]; then
+    _slurp < "$_path"
+    if [ "$_S" = "$_want" ]; then
+      stat_of "$_path"
+      if [ "$_ST" != "$_mode $_owner" ]; then
+        changed "$_path: mode $_mode, owner $_owner"
+        act chmod "$_mode" "$_path"
+        act chown "$_owner" "$_path"
+        CHANGED=1
+      fi
+      return 0
     fi
-    rm -f "$_tmp"
-    return 0
   fi
   changed "$_path"
   CHANGED=1
-  if [ "$CHECK" = 1 ]; then rm -f "$_tmp"; return 0; fi
-  mkdir -p "$(dirname "$_path")"
-  chmod "$_mode" "$_tmp"
-  chown "$_owner" "$_tmp"
-  mv -f "$_tmp" "$_path"
+  [ "$CHECK" = 1 ] && return 0
+  mkdir -p "${_path%/*}"
+  printf '%s' "$_want" > "$_path.silver-new"
+  chmod "$_mode" "$_path.silver-new"
+  chown "$_owner" "$_path.silver-new"
+  mv -f "$_path.silver-new" "$_path"
 }
 
 # ensure_absent PATH
@@ -59,7 +91,10 @@ ensure_dir() {
     changed "directory $1"
     act install -d -m "$2" -o "${3%%:*}" -g "${3##*:}" "$1"
     CHANGED=1
-  elif [ "$(stat -c '%a %U:%G' "$1")" != "$2 $3" ]; then
+    return 0
+  fi
+  stat_of "$1"
+  if [ "$_ST" != "$2 $3" ]; then
     changed "$1: mode $2, owner $3"
     act chmod "$2" "$1"
     act chown "$3" "$1"
@@ -67,14 +102,27 @@ ensure_dir() {
   fi
 }
 
+# pkg_cache PACKAGE...: remembers which of these are installed (one dpkg-query for many layers).
+_PKGS=""
+_PKGS_KNOWN=""
+pkg_cache() {
+  [ $# -gt 0 ] || return 0
+  _PKGS="$_PKGS $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2> /dev/null | awk '$2 == "installed" { printf "%s ", $1 }')"
+  _PKGS_KNOWN="$_PKGS_KNOWN $* "
+}
+
 # ensure_pkgs PACKAGE...
 ensure_pkgs() {
   CHANGED=0
   [ $# -gt 0 ] || return 0
-  _have=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null | awk '$2 == "installed" { print $1 }')
+  _uncached=""
+  for _p in "$@"; do
+    case "$_PKGS_KNOWN" in *" $_p "*) ;; *) _uncached="$_uncached $_p" ;; esac
+  done
+  [ -z "$_uncached" ] || pkg_cache $_uncached
   _missing=""
   for _p in "$@"; do
-    case " $(echo $_have) " in *" $_p "*) ;; *) _missing="$_missing $_p" ;; esac
+    case "$_PKGS" in *" $_p "*) ;; *) _missing="$_missing $_p" ;; esac
   done
   [ -n "$_missing" ] || return 0
   changed "install$_missing"
@@ -110,19 +158,19 @@ unit_cache() {
 unit_state() {
   _u=$1
   case "$_u" in *.*) ;; *) _u="$_u.service" ;; esac
-  _line=$(printf '%s\n' "$_UNIT_CACHE" | awk -v u="$_u" '$1 == u { print; exit }')
-  if [ -z "$_line" ]; then
-    _line=$(systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$_u" 2> /dev/null | awk -F= '
-      /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
-      END { print "x", ld, act, (uf == "" ? "-" : uf) }')
-  fi
+  case "$NL$_UNIT_CACHE$NL" in
+    *"$NL$_u "*)
+      _line=${_UNIT_CACHE#*"$_u "}
+      _line="x ${_line%%"$NL"*}"
+      ;;
+    *)
+      _line=$(systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$_u" 2> /dev/null | awk -F= '
+        /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
+        END { print "x", ld, act, (uf == "" ? "-" : uf) }')
+      ;;
+  esac
   set -- $_line
   _LOAD=${2:-not-found} _ACTIVE=${3:-inactive} _FILE=${4:--}
-}
-
-# Forget a unit's cached state after changing it.
-unit_forget() {
-  _UNIT_CACHE=$(printf '%s\n' "$_UNIT_CACHE" | awk -v u="$1.service" '$1 != u')
 }
 
 # ensure_on UNIT: enabled and running.
@@ -139,7 +187,6 @@ ensure_on() {
     changed "start $1"
     act systemctl start "$1"
   fi
-  unit_forget "$1"
 }
 
 # ensure_off UNIT: not running, not enabled (if installed at all).
@@ -156,7 +203,6 @@ ensure_off() {
       act systemctl disable -q "$1"
       ;;
   esac
-  unit_forget "$1"
 }
 
 is_active() {
@@ -179,25 +225,36 @@ restart_unit() {
 # ensure_block FILE NAME < lines: one managed block between BEGIN/END markers, other lines untouched.
 ensure_block() {
   _file=$1 _name=$2
-  _body=$(mktemp)
-  cat > "$_body"
-  _new=$(mktemp)
+  _slurp
+  _body=$_S
   _begin="# BEGIN silverlining $_name (managed by silver, do not edit)"
   _end="# END silverlining $_name"
-  touch "$_file"
-  awk -v b="$_begin" -v e="$_end" -v body="$_body" '
-    $0 == b { skip = 1; if (!done) { print b; while ((getline l < body) > 0) print l; print e; done = 1 }; next }
-    $0 == e { skip = 0; next }
-    !skip { print }
-    END { if (!done) { print b; while ((getline l < body) > 0) print l; print e } }
-  ' "$_file" > "$_new"
-  rm -f "$_body"
+  _have=''
+  [ -f "$_file" ] && { _slurp < "$_file"; _have=$_S; }
+  # Rebuild the file: lines outside the block as they are, the block where it was (or at the end).
+  _new='' _skip=0 _done=0
+  while IFS= read -r _l || [ -n "$_l" ]; do
+    if [ "$_l" = "$_begin" ]; then
+      _skip=1
+      if [ "$_done" = 0 ]; then _new="$_new$_begin$NL$_body$_end$NL"; _done=1; fi
+      continue
+    fi
+    if [ "$_skip" = 1 ]; then
+      [ "$_l" = "$_end" ] && _skip=0
+      continue
+    fi
+    _new="$_new$_l$NL"
+  done << SILVER_BLOCK_EOF
+$_have
+SILVER_BLOCK_EOF
+  # The here-document adds one empty line at the end: drop it.
+  _new=${_new%"$NL"}
+  [ "$_done" = 1 ] || _new="$_new$_begin$NL$_body$_end$NL"
   CHANGED=0
-  if ! cmp -s "$_new" "$_file"; then
+  if [ "$_new" != "$_have" ]; then
     changed "$_file: block $_name"
     CHANGED=1
     # Written in place: /etc/hosts may be a bind mount that cannot be replaced.
-    act sh -c 'cat "$1" > "$2"' sh "$_new" "$_file"
+    act sh -c 'printf "%s" "$1" > "$2"' sh "$_new" "$_file"
   fi
-  rm -f "$_new"
 }

@@ -4,7 +4,7 @@
 # Input: SILVER_PACKAGES SILVER_LOCATIONS (lines "HOST PATH APP") SILVER_APPS
 
 ensure_pkgs $SILVER_PACKAGES
-unit_cache nginx.service
+prestat /etc/silverlining/nginx /etc/nginx/conf.d/silver.conf /usr/local/lib/silverlining/bin/silver-deploy
 ensure_dir /etc/silverlining/nginx 755 root:root
 
 for app in $SILVER_APPS; do

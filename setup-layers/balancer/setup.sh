@@ -6,7 +6,6 @@
 # check-only runs, when nodeset.conf may not be written yet)
 
 ensure_pkgs $SILVER_PACKAGES
-unit_cache haproxy.service
 
 # The app servers, as wiring wrote them: "appserver = NAME ADDRESS".
 if [ "$CHECK" = 1 ] || [ ! -f /etc/silverlining/nodeset.conf ]; then

@@ -5,22 +5,27 @@
 
 ensure_pkgs $SILVER_PACKAGES
 
+# Modes and owners of everything below, read at once.
+_apps_paths=""
+for app in $SILVER_APPS; do _apps_paths="$_apps_paths /var/log/silverlining/$app"; done
+prestat /home/silver/.ssh /home/silver/.ssh/authorized_keys /usr/local/lib/silverlining \
+  /usr/local/lib/silverlining/bin /etc/sudoers.d/silver /etc/silverlining /var/lib/silverlining \
+  /var/lib/silverlining/apps /var/lib/silverlining/locks /var/log/silverlining /etc/nftables.conf $_apps_paths
+
 # The deploy user: logs in with the deploy key; root only through the helpers silver installs.
 ensure_user silver /home/silver /bin/sh
 ensure_dir /home/silver/.ssh 700 silver:silver
 printf '%s\n' "$SILVER_DEPLOY_KEY" | ensure_file /home/silver/.ssh/authorized_keys 600 silver:silver
 ensure_dir /usr/local/lib/silverlining 755 root:root
 ensure_dir /usr/local/lib/silverlining/bin 755 root:root
-_sudoers=$(mktemp)
-cat > "$_sudoers" <<'EOT'
+# (The rule is fixed text, checked by visudo whenever it is written.)
+ensure_file /etc/sudoers.d/silver 440 root:root <<'EOT'
 # managed by silver: the deploy user may run silver's root-owned helpers, nothing else
 silver ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/
 EOT
-if ! cmp -s "$_sudoers" /etc/sudoers.d/silver 2> /dev/null; then
-  visudo -cqf "$_sudoers" || { echo "sudoers rule does not validate" >&2; exit 1; }
+if [ "$CHANGED" = 1 ] && [ "$CHECK" != 1 ]; then
+  visudo -cqf /etc/sudoers.d/silver || { rm -f /etc/sudoers.d/silver; echo "sudoers rule does not validate" >&2; exit 1; }
 fi
-ensure_file /etc/sudoers.d/silver 440 root:root < "$_sudoers"
-rm -f "$_sudoers"
 
 # Directories: configuration, instances, locks, logs.
 ensure_dir /etc/silverlining 755 root:root
@@ -36,7 +41,7 @@ for app in $SILVER_APPS; do
 done
 
 # Services that belong to other roles stay off (their states read in one systemctl call).
-unit_cache nginx.service haproxy.service postgresql.service mariadb.service nftables.service
+# (unit states: read once per node by silver's node script, see src/setup/plan.ts)
 for unit in nginx haproxy postgresql mariadb; do
   case "$SILVER_ROLE:$unit" in
     appserver:nginx | balancer:haproxy | service:postgresql:postgresql | service:mysql:mariadb) ;;

@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
-import { layersFor, layerScript, layerVars, parseLayerOutput, type AddressedNode } from '../setup/plan.js';
+import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } from '../setup/plan.js';
 import { SshPool } from '../ssh/pool.js';
 import { connectNodes } from '../ssh/targets.js';
 import { tail } from '../util/exec.js';
@@ -68,30 +68,37 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
 
 async function setupOne(ns: Nodeset, rt: Runtime, pool: SshPool, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean): Promise<NodeSetupResult> {
   const start = rt.now();
-  const layers: LayerResult[] = [];
   const verb = check ? 'would change' : 'changed';
-  for (const layer of layersFor(node.role)) {
-    const t = rt.now();
-    try {
-      const script = layerScript(layer, layerVars(ns, node, all, layer, deployKey, check));
-      const r = await pool.exec(node.name, 'sh -s', script);
-      const { changes } = parseLayerOutput(r.stdout);
-      for (const c of changes) rt.io.err(`${node.name}: ${layer}: ${verb}: ${c}`);
-      const seconds = (rt.now() - t) / 1000;
-      if (r.code !== 0) {
-        const error = `${layer} exited ${r.code}: ${tail(r.stderr || r.stdout, 5)}`;
-        layers.push({ layer, changes, seconds, error });
-        rt.io.err(`${node.name}: ${layer}: failed: ${error}`);
-        return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error };
-      }
-      layers.push({ layer, changes, seconds });
-      rt.io.err(`${node.name}: ${layer}: ${changes.length === 0 ? 'unchanged' : `${changes.length} ${verb}`} (${seconds.toFixed(1)}s)`);
-    } catch (e) {
-      const error = `${layer}: ${(e as Error).message}`;
-      layers.push({ layer, changes: [], seconds: (rt.now() - t) / 1000, error });
-      rt.io.err(`${node.name}: ${layer}: failed: ${(e as Error).message}`);
-      return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error };
+  const names = layersFor(node.role);
+  const layers: LayerResult[] = [];
+  const stream = new LayerStream((e) => {
+    for (const c of e.changes) rt.io.err(`${node.name}: ${e.layer}: ${verb}: ${c}`);
+    if (e.code === 0) rt.io.err(`${node.name}: ${e.layer}: ${e.changes.length === 0 ? 'unchanged' : `${e.changes.length} ${verb}`} (${(e.ms / 1000).toFixed(1)}s)`);
+    layers.push({ layer: e.layer, changes: e.changes, seconds: e.ms / 1000 });
+  }, rt.now);
+  const fail = (layer: string, error: string): NodeSetupResult => {
+    const last = layers.find((l) => l.layer === layer);
+    if (last) last.error = error;
+    else layers.push({ layer, changes: [], seconds: 0, error });
+    rt.io.err(`${node.name}: ${layer}: failed: ${error}`);
+    return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error: `${layer}: ${error}` };
+  };
+  let script: string;
+  try {
+    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check) })));
+  } catch (e) {
+    return fail(names[0]!, (e as Error).message);
+  }
+  try {
+    const r = await pool.exec(node.name, 'sh -s', script, undefined, (chunk) => stream.write(chunk));
+    const failed = stream.ended.find((e) => e.code !== 0);
+    if (failed) return fail(failed.layer, `exited ${failed.code}: ${tail(r.stderr || r.stdout, 5)}`);
+    if (r.code !== 0 || stream.ended.length !== names.length) {
+      const layer = names[stream.ended.length] ?? names.at(-1)!;
+      return fail(layer, `exited ${r.code}: ${tail(r.stderr || r.stdout, 5)}`);
     }
+  } catch (e) {
+    return fail(names[stream.ended.length] ?? names[0]!, (e as Error).message);
   }
   const any = layers.some((l) => l.changes.length > 0);
   return { name: node.name, role: node.role, status: any ? 'changed' : 'unchanged', layers, seconds: (rt.now() - start) / 1000 };

@@ -87,17 +87,20 @@ function helperInstalls(layer: string, root: string): string[] {
 }
 
 /** The whole script sent to `sh -s`: the variables, lib.sh, the layer's helpers, then its setup.sh. */
-export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot()): string {
+export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot(), withLib = true): string {
   const assignments = Object.entries(vars).map(([k, v]) => `${k}=${quoteArg(v)}`);
   return [
     `# silver layer ${layer}`,
     ...assignments,
-    layerFile(join(root, 'lib.sh')),
+    ...(withLib ? [layerFile(join(root, 'lib.sh'))] : ['set -eu', 'CHECK=${SILVER_CHECK:-0}']),
     ...helperInstalls(layer, root),
     layerFile(join(root, layer, 'setup.sh')),
     '',
   ].join('\n');
 }
+
+/** Units whose states every node reads once, before its layers run. */
+const UNITS = ['nginx.service', 'haproxy.service', 'postgresql.service', 'mariadb.service', 'nftables.service'];
 
 export interface LayerOutput {
   changes: string[];
@@ -111,4 +114,85 @@ export function parseLayerOutput(stdout: string): LayerOutput {
     if (m && m[1]) changes.push(m[1]);
   }
   return { changes };
+}
+
+/**
+ * All of a node's layers as one script, so a node costs one remote command: each layer runs in
+ * its own subshell between markers (`silver-layer-begin: L`, `silver-layer-end: L RC`), and
+ * the first layer that fails stops the rest. silver times the layers by the markers' arrival.
+ */
+export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): string {
+  // lib.sh once; the unit states and installed packages of all layers read once; each layer
+  // then runs in a subshell that inherits them.
+  const packages = [...new Set(layers.flatMap(({ layer }) => layerPackages(layer, root)))];
+  const parts: string[] = [
+    `SILVER_CHECK=${quoteArg(layers[0]?.vars['SILVER_CHECK'] ?? '0')}`,
+    layerFile(join(root, 'lib.sh')),
+    'set +e',
+    `unit_cache ${UNITS.join(' ')}`,
+    `pkg_cache ${packages.map(quoteArg).join(' ')}`,
+  ];
+  for (const { layer, vars } of layers) {
+    parts.push(
+      `echo "silver-layer-begin: ${layer}"`,
+      '(',
+      layerScript(layer, vars, root, false),
+      ')',
+      `_rc=$?; echo "silver-layer-end: ${layer} $_rc"`,
+      '[ "$_rc" -eq 0 ] || exit "$_rc"',
+    );
+  }
+  return `${parts.join('\n')}\n`;
+}
+
+export interface LayerEnd {
+  layer: string;
+  code: number;
+  ms: number;
+  changes: string[];
+}
+
+/** Reads a node script's stdout as it arrives; calls `onEnd` for each finished layer. */
+export class LayerStream {
+  private buffer = '';
+  private changes: string[] = [];
+  private began: number;
+  readonly ended: LayerEnd[] = [];
+
+  constructor(
+    private readonly onEnd: (end: LayerEnd) => void,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.began = now();
+  }
+
+  write(chunk: string): void {
+    this.buffer += chunk;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, nl);
+      this.buffer = this.buffer.slice(nl + 1);
+      this.line(line);
+    }
+  }
+
+  private line(line: string): void {
+    const change = /^silver-(?:changed|would): (.*)$/.exec(line);
+    if (change && change[1]) {
+      this.changes.push(change[1]);
+      return;
+    }
+    if (line.startsWith('silver-layer-begin: ')) {
+      this.changes = [];
+      this.began = this.now();
+      return;
+    }
+    const end = /^silver-layer-end: (\S+) (\d+)$/.exec(line);
+    if (end) {
+      const e = { layer: end[1]!, code: Number(end[2]), ms: this.now() - this.began, changes: this.changes };
+      this.ended.push(e);
+      this.changes = [];
+      this.onEnd(e);
+    }
+  }
 }

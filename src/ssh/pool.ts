@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type ssh2 from 'ssh2';
 import { sshConnect, type ExecResult, type SshTarget } from './connect.js';
@@ -63,7 +64,10 @@ export class SshPool {
   }
 
   /** Runs a command (shell text, built with quoteCommand) on a node; stdin optional. */
-  exec(node: string, command: string, stdin?: string | Buffer, timeoutMs = this.options.commandTimeoutMs ?? 15 * 60_000): Promise<ExecResult> {
+  exec(
+    node: string, command: string, stdin?: string | Buffer, timeoutMs = this.options.commandTimeoutMs ?? 15 * 60_000,
+    onStdout?: (chunk: string) => void,
+  ): Promise<ExecResult> {
     const e = this.entry(node);
     return e.limit(async () => {
       const client = await this.connection(node);
@@ -90,7 +94,11 @@ export class SshPool {
           }
           const out: Buffer[] = [];
           const errOut: Buffer[] = [];
-          stream.on('data', (d: Buffer) => out.push(d));
+          const decoder = new StringDecoder('utf8');
+          stream.on('data', (d: Buffer) => {
+            out.push(d);
+            if (onStdout) onStdout(decoder.write(d));
+          });
           stream.stderr.on('data', (d: Buffer) => errOut.push(d));
           stream.on('close', (code: number | null, signal?: string) => {
             client.removeListener('close', onClose);

@@ -12,7 +12,6 @@ skip-name-resolve
 EOT
 _restart=$CHANGED
 
-unit_cache mariadb.service
 ensure_on mariadb
 if [ "$_restart" = 1 ] && is_active mariadb; then
   restart_unit mariadb
