@@ -14,6 +14,7 @@ const PROVIDERS: Record<string, () => Promise<{ createProvider(config: ProviderC
   ec2: () => import('../providers/ec2/index.js'),
   openstack: () => import('../providers/openstack/index.js'),
   rackspace: () => import('../providers/rackspace/index.js'),
+  kvm: () => import('../providers/kvm/index.js'),
 };
 
 export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
