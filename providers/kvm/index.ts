@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { connect } from 'node:net';
+import { portOpen } from '../../src/util/port.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Nodeset, ProviderConfig } from '../../src/nodeset/types.js';
 import type { CreatedNode, CreateRequest, Flavor, NodeState, Provider, ProviderNode } from '../../src/provider.js';
@@ -313,17 +313,4 @@ export class KvmProvider implements Provider {
 /** `virsh vol-upload`: the local file streamed into the pool volume over the connection. */
 async function uploadWithVirsh(iso: string, volume: string, p: KvmProvider): Promise<void> {
   await p.virsh.run(['vol-upload', '--pool', p.s.pool, volume, iso]);
-}
-
-function portOpen(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }

@@ -1,5 +1,5 @@
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { portOpen } from '../../src/util/port.js';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Nodeset, ProviderConfig } from '../../src/nodeset/types.js';
@@ -254,17 +254,4 @@ function writeInto(delta: string, goldenRoot: string, rel: string, content: stri
     if (st) chownSync(target, st.uid, st.gid);
   }
   writeFileSync(join(delta, rel), content, { mode });
-}
-
-function portOpen(host: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
