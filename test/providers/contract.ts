@@ -1,5 +1,12 @@
 import type { ExecutionContext, TestFn } from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { createNodes } from '../../src/commands/create-node.js';
+import { memoryIo } from '../../src/output/io.js';
+import type { Runtime } from '../../src/runtime.js';
+import { StateDir } from '../../src/state.js';
 import type { Nodeset } from '../../src/nodeset/types.js';
 import { pickFlavor, type Provider } from '../../src/provider.js';
 
@@ -79,6 +86,32 @@ export function providerContract(test: TestFn, o: ContractOptions): void {
     if (o.installsHostKey ?? true) t.is(key?.split(' ').slice(0, 2).join(' '), hostKey.public.split(' ').slice(0, 2).join(' '));
     else if (key !== null) t.regex(key, /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+/);
     t.deepEqual(await provider.list(`${o.nodeset}-other`), [], 'other nodesets do not see it');
+  });
+
+  test.serial(title('create-node through this provider: sizes resolved, nodes labelled, no duplicate on a re-run'), async (t) => {
+    const ns = fakeNodeset(o.nodeset);
+    ns.nodes = [
+      { name: 'app1.contract.test', role: 'appserver', index: 1, size: { kind: 'ram', mb: 256 } },
+      { name: 'db.contract.test', role: 'service:postgresql', index: 1, size: null },
+    ];
+    for (const n of await provider.list(o.nodeset)) await provider.destroy(n);
+    // The state's deploy key is the one the suite gave the provider; SSH is silver's part, not
+    // the provider's, so the probe is a no-op here.
+    const home = mkdtempSync(join(tmpdir(), 'silver-contract-'));
+    writeFileSync(join(home, 'id_ed25519'), 'unused in this test\n', { mode: 0o600 });
+    writeFileSync(join(home, 'id_ed25519.pub'), `${o.authorizedKey}\n`);
+    const rt: Runtime = {
+      io: memoryIo(), host: { readFile: () => undefined, env: {}, home: '/nonexistent' },
+      state: new StateDir(home),
+      providerFor: async () => provider, sshProbe: async () => undefined, now: () => Date.now(), confirm: async () => false,
+    };
+    const first = await createNodes(ns, rt, { concurrency: 2, sshTimeoutMs: o.timeoutMs ?? 60_000 });
+    t.deepEqual(first.outcomes.map((x) => [x.name, x.status]), [['app1.contract.test', 'created'], ['db.contract.test', 'created']], JSON.stringify(first.outcomes));
+    const again = await createNodes(ns, rt, { concurrency: 2, sshTimeoutMs: o.timeoutMs ?? 60_000 });
+    t.deepEqual(again.outcomes.map((x) => x.status), ['existing', 'existing']);
+    const found = await provider.list(o.nodeset);
+    t.deepEqual(found.map((n) => [n.name, n.role]).sort(), [['app1.contract.test', 'appserver'], ['db.contract.test', 'service:postgresql']]);
+    for (const n of found) await provider.destroy(n);
   });
 
   test.serial(title('destroy removes the node and only that node'), async (t) => {
