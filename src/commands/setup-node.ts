@@ -40,6 +40,8 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   const t0 = rt.now();
   const { targets, missing, addressed } = await connectNodes(ns, rt);
   const pool = new SshPool(targets);
+  // Cloud images log in as an unprivileged user with passwordless sudo: the layers need root.
+  const users = new Map(targets.map((t) => [t.name, t.username]));
   const deployKey = rt.state.deployKey().public;
   const limit = pLimit(opts.concurrency);
   const results = new Map<string, NodeSetupResult>();
@@ -51,7 +53,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s'));
         }),
       ),
     );
@@ -66,7 +68,9 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   };
 }
 
-async function setupOne(ns: Nodeset, rt: Runtime, pool: SshPool, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean): Promise<NodeSetupResult> {
+async function setupOne(
+  ns: Nodeset, rt: Runtime, pool: SshPool, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
+): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
   const names = layersFor(node.role);
@@ -90,7 +94,7 @@ async function setupOne(ns: Nodeset, rt: Runtime, pool: SshPool, node: Addressed
     return fail(names[0]!, (e as Error).message);
   }
   try {
-    const r = await pool.exec(node.name, 'sh -s', script, undefined, (chunk) => stream.write(chunk));
+    const r = await pool.exec(node.name, shell, script, undefined, (chunk) => stream.write(chunk));
     const failed = stream.ended.find((e) => e.code !== 0);
     if (failed) return fail(failed.layer, `exited ${failed.code}: ${tail(r.stderr || r.stdout, 5)}`);
     if (r.code !== 0 || stream.ended.length !== names.length) {
