@@ -220,6 +220,7 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
     );
 
     // Activation, one app server at a time: the first is the primary.
+    const stops: Promise<string>[] = [];
     for (const [i, n] of s.appservers.entries()) {
       node = n.name;
       const role = i === 0 ? 'primary' : 'secondary';
@@ -242,11 +243,15 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
       say(n.name, `${instance} active${old ? ` (was ${old})` : ''}`);
       steps.push({ node: n.name, step: 'activate', ok: true, detail: role });
       if (old && old !== instance) {
-        // Old nginx workers finish their requests to the old instance first.
-        await new Promise((r) => setTimeout(r, 1500));
-        await remote(s.pool, n.name, 'stopping the old instance', deployCommand('stop', app.name, old));
+        // Old nginx workers finish their requests to the old instance first; meanwhile the
+        // next app server is activated.
+        stops.push(
+          new Promise((r) => setTimeout(r, 1500)).then(() => remote(s.pool, n.name, 'stopping the old instance', deployCommand('stop', app.name, old))),
+        );
       }
     }
+    step = 'stopping old instances';
+    await Promise.all(stops);
 
     for (const n of s.appservers) {
       const out = await remote(s.pool, n.name, 'pruning', deployCommand('prune', app.name, String(KEEP_INSTANCES)));
