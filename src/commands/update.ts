@@ -220,7 +220,7 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
     );
 
     // Activation, one app server at a time: the first is the primary.
-    const stops: Promise<string>[] = [];
+    const stops: Promise<void>[] = [];
     for (const [i, n] of s.appservers.entries()) {
       node = n.name;
       const role = i === 0 ? 'primary' : 'secondary';
@@ -245,9 +245,7 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<
       if (old && old !== instance) {
         // Old nginx workers finish their requests to the old instance first; meanwhile the
         // next app server is activated.
-        stops.push(
-          new Promise((r) => setTimeout(r, 1500)).then(() => remote(s.pool, n.name, 'stopping the old instance', deployCommand('stop', app.name, old))),
-        );
+        stops.push(afterGrace(s, n.name, app.name, old));
       }
     }
     step = 'stopping old instances';
@@ -282,21 +280,35 @@ async function rollbackSwitched(
       // Back to exactly the state before this update: the same active and previous instances.
       const state = before.get(n)?.find((a) => a.app === app);
       const prev = state?.active ?? null;
-      if (prev) {
-        await remote(s.pool, n, 'starting the previous instance', deployCommand('start', app, prev));
-        await remote(s.pool, n, 'waiting for the previous instance', deployCommand('wait', app, prev, '-', '60', '2xx'));
-        await remote(s.pool, n, 'switching back', deployCommand('switch', app, prev, state?.previous ?? '-'));
-      } else {
+      if (prev) await switchToExisting(s, n, app, prev, instance, state?.previous ?? '-');
+      else {
         await remote(s.pool, n, 'switching off', deployCommand('unswitch', app));
+        await afterGrace(s, n, app, instance);
       }
-      await new Promise((r) => setTimeout(r, 1500));
-      await remote(s.pool, n, 'stopping the new instance', deployCommand('stop', app, instance));
       rolledBack.push(n);
       say(n, `rolled back to ${prev ?? 'no instance'}`);
     } catch (e) {
       say(n, `ROLLBACK FAILED: ${(e as Error).message}`);
     }
   }
+}
+
+/** Stops an instance once old nginx workers have finished their requests to it. */
+async function afterGrace(s: Session, node: string, app: string, instance: string): Promise<void> {
+  await new Promise((r) => setTimeout(r, 1500));
+  await remote(s.pool, node, `stopping ${instance}`, deployCommand('stop', app, instance));
+}
+
+/**
+ * Traffic back to an instance that is already staged: start it, wait for its health check,
+ * switch, then stop the one it replaces. `previous`: what becomes the previous link (default:
+ * the replaced instance; `-`: none).
+ */
+async function switchToExisting(s: Session, node: string, app: string, target: string, replaced: string | null, previous?: string): Promise<void> {
+  await remote(s.pool, node, `starting ${target}`, deployCommand('start', app, target));
+  await remote(s.pool, node, `waiting for ${target}`, deployCommand('wait', app, target, '-', '60', '2xx'));
+  await remote(s.pool, node, `switching to ${target}`, deployCommand('switch', app, target, ...(previous ? [previous] : [])));
+  if (replaced && replaced !== target) await afterGrace(s, node, app, replaced);
 }
 
 export interface RollbackReport {
@@ -320,13 +332,7 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime): Promi
     for (const n of s.appservers) {
       const st = states.get(n.name)!.find((a) => a.app === appName)!;
       try {
-        await remote(s.pool, n.name, 'starting the previous instance', deployCommand('start', appName, st.previous!));
-        await remote(s.pool, n.name, 'waiting for the previous instance', deployCommand('wait', appName, st.previous!, '-', '60', '2xx'));
-        await remote(s.pool, n.name, 'switching', deployCommand('switch', appName, st.previous!));
-        if (st.active) {
-          await new Promise((r) => setTimeout(r, 1500));
-          await remote(s.pool, n.name, 'stopping', deployCommand('stop', appName, st.active));
-        }
+        await switchToExisting(s, n.name, appName, st.previous!, st.active);
         nodes.push({ node: n.name, from: st.active, to: st.previous, ok: true });
         rt.io.err(`${n.name}: ${st.previous} active (was ${st.active ?? 'none'})`);
       } catch (e) {

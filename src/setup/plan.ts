@@ -108,12 +108,13 @@ export interface LayerOutput {
 
 /** The changes a layer reported on stdout (`silver-changed:` or, checking only, `silver-would:`). */
 export function parseLayerOutput(stdout: string): LayerOutput {
-  const changes: string[] = [];
-  for (const line of stdout.split('\n')) {
-    const m = /^silver-(?:changed|would): (.*)$/.exec(line);
-    if (m && m[1]) changes.push(m[1]);
-  }
-  return { changes };
+  return { changes: stdout.split('\n').map(changeOf).filter((c): c is string => c !== null) };
+}
+
+/** The change a line reports, or null. */
+function changeOf(line: string): string | null {
+  const m = /^silver-(?:changed|would): (.+)$/.exec(line);
+  return m ? m[1]! : null;
 }
 
 /**
@@ -177,9 +178,9 @@ export class LayerStream {
   }
 
   private line(line: string): void {
-    const change = /^silver-(?:changed|would): (.*)$/.exec(line);
-    if (change && change[1]) {
-      this.changes.push(change[1]);
+    const change = changeOf(line);
+    if (change !== null) {
+      this.changes.push(change);
       return;
     }
     if (line.startsWith('silver-layer-begin: ')) {

@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silver } from '../helpers/cli.js';
+import { onNode, silver } from '../helpers/cli.js';
 import { httpGet } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 
@@ -25,10 +25,7 @@ locations = http://counter.test/ counter
 [service:mysql]
 `);
 
-async function on(node: string, command: string): Promise<string> {
-  const r = await silver(['exec', file, '--node', node, '--json', '--', 'sh', '-c', command], env);
-  return (JSON.parse(r.stdout) as { stdout: string }[])[0]!.stdout;
-}
+const on = async (node: string, command: string) => (await onNode(file, env, node, command)).out;
 
 test.before(async () => {
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);

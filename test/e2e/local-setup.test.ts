@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { containerName } from '../../providers/local/config.js';
-import { silver } from '../helpers/cli.js';
+import { onNode, silver } from '../helpers/cli.js';
 import { httpGet } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 
@@ -42,12 +42,7 @@ size = ram 512MB
 hostnames = setup.test
 `);
 
-/** Runs a shell command on one node with silver exec; returns its stdout. */
-async function on(node: string, command: string): Promise<{ code: number; out: string }> {
-  const r = await silver(['exec', file, '--node', node, '--json', '--', 'sh', '-c', command], env);
-  const [o] = JSON.parse(r.stdout) as { code: number; stdout: string }[];
-  return { code: o!.code, out: o!.stdout };
-}
+const on = (node: string, command: string) => onNode(file, env, node, command);
 
 test.before(async () => {
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);

@@ -2,7 +2,7 @@ import test from 'ava';
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { silver } from '../helpers/cli.js';
+import { onNode, silver } from '../helpers/cli.js';
 import { httpGet, startLoad } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 
@@ -40,11 +40,7 @@ function version(v: string, extra: Record<string, string> = {}): string {
 const versionOf = (body: string) => /version (\S+),/.exec(body)?.[1] ?? body.slice(0, 40);
 let balancer = '';
 
-/** Runs a shell command on one node (as root, with silver exec); returns its stdout. */
-async function on(node: string, command: string): Promise<string> {
-  const r = await silver(['exec', file, '--node', node, '--json', '--', 'sh', '-c', command], env);
-  return (JSON.parse(r.stdout) as { stdout: string }[])[0]!.stdout;
-}
+const on = async (node: string, command: string) => (await onNode(file, env, node, command)).out;
 
 async function statusJson() {
   const r = await silver(['status', file, '--json'], env);

@@ -18,3 +18,10 @@ export function silver(args: string[], env: Record<string, string> = {}, timeout
     });
   });
 }
+
+/** Runs a shell command on one node (as the provider's admin user) through `silver exec`. */
+export async function onNode(file: string, env: Record<string, string>, node: string, command: string): Promise<{ code: number; out: string }> {
+  const r = await silver(['exec', file, '--node', node, '--json', '--', 'sh', '-c', command], env);
+  const [o] = JSON.parse(r.stdout) as { code: number; stdout: string }[];
+  return { code: o!.code, out: o!.stdout };
+}
