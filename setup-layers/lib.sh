@@ -9,7 +9,20 @@ export LC_ALL=C
 CHECK=${SILVER_CHECK:-0}
 
 changed() {
-  if [ "$CHECK" = 1 ]; then echo "silver-would: $*"; else echo "silver-changed: $*"; fi
+  if [ "$CHECK" = 1 ]; then echo "silver-would: $*"; else
+    echo "silver-changed: $*"
+    # The node script's caches (modes, hashes, unit states) were read before this change: the
+    # layers after this one read afresh (see layer_begin).
+    [ -z "${SILVER_STALE:-}" ] || : > "$SILVER_STALE"
+  fi
+}
+
+# layer_begin: the start of each layer (in its own subshell): drops the caches the node script
+# read at its start when an earlier layer changed something.
+layer_begin() {
+  if [ -n "${SILVER_STALE:-}" ] && [ -e "$SILVER_STALE" ]; then
+    _STAT="$NL" _MD5="$NL" _UNIT_CACHE="" _PASSWD=""
+  fi
 }
 
 # act CMD...: runs CMD unless this is a check-only run.
@@ -28,10 +41,19 @@ _slurp() {
   while IFS= read -r _l || [ -n "$_l" ]; do _S="$_S$_l$NL"; done
 }
 
-# prestat PATH...: remembers "mode owner:group" of these paths (missing ones are left out).
+# prestat PATH...: remembers "mode owner:group" of these paths, with one `stat` for the ones not
+# remembered yet (paths without spaces; a missing one is remembered as "?", read again if asked).
 _STAT="$NL"
 prestat() {
-  _STAT="$NL$(stat -c '%n %a %U:%G' "$@" 2> /dev/null || true)$NL"
+  _want=''
+  for _p in "$@"; do
+    case "$_STAT" in *"$NL$_p "*) ;; *) _want="$_want $_p" ;; esac
+  done
+  [ -n "$_want" ] || return 0
+  _STAT="$_STAT$(stat -c '%n %a %U:%G' $_want 2> /dev/null || true)$NL"
+  for _p in $_want; do
+    case "$_STAT" in *"$NL$_p "*) ;; *) _STAT="$_STAT$_p ?$NL" ;; esac
+  done
 }
 
 # stat_of PATH: sets _ST to "mode owner:group" (empty when the path does not exist).
@@ -41,29 +63,67 @@ stat_of() {
       _ST=${_STAT#*"$NL$1 "}
       _ST=${_ST%%"$NL"*}
       ;;
-    *) _ST=$(stat -c '%a %U:%G' "$1" 2> /dev/null || true) ;;
+    *) _ST='?' ;;
   esac
+  if [ "$_ST" = '?' ]; then _ST=$(stat -c '%a %U:%G' "$1" 2> /dev/null || true); fi
+}
+
+# prehash PATH...: remembers the MD5 sums of these files (one `md5sum`; missing ones left out),
+# for ensure_known, which compares a file with content whose sum silver computed.
+_MD5="$NL"
+prehash() {
+  [ $# -gt 0 ] || return 0
+  _MD5="$_MD5$(md5sum "$@" 2> /dev/null || true)$NL"
+}
+
+# known_same PATH MD5 CONTENT: true when the file holds this content (summed, or read).
+known_same() {
+  case "$_MD5" in
+    *"$NL$2  $1$NL"*) return 0 ;;
+    *"  $1$NL"*) return 1 ;;
+  esac
+  [ -f "$1" ] || return 1
+  _slurp < "$1"
+  [ "$_S" = "$3" ]
+}
+
+# ensure_known PATH MODE OWNER:GROUP MD5 CONTENT: ensure_file for content silver rendered and
+# summed; the file is read only when prehash did not cover it.
+ensure_known() {
+  _want=$5
+  CHANGED=0
+  if known_same "$1" "$4" "$5"; then _ensure_mode "$1" "$2" "$3"; else _write_want "$1" "$2" "$3"; fi
 }
 
 # ensure_file PATH MODE OWNER:GROUP  < content
 ensure_file() {
-  _path=$1 _mode=$2 _owner=$3
   _slurp
   _want=$_S
   CHANGED=0
-  if [ -f "$_path" ]; then
-    _slurp < "$_path"
+  if [ -f "$1" ]; then
+    _slurp < "$1"
     if [ "$_S" = "$_want" ]; then
-      stat_of "$_path"
-      if [ "$_ST" != "$_mode $_owner" ]; then
-        changed "$_path: mode $_mode, owner $_owner"
-        act chmod "$_mode" "$_path"
-        act chown "$_owner" "$_path"
-        CHANGED=1
-      fi
+      _ensure_mode "$1" "$2" "$3"
       return 0
     fi
   fi
+  _write_want "$1" "$2" "$3"
+}
+
+# _ensure_mode PATH MODE OWNER:GROUP: fixes mode and owner of an existing path (CHANGED=1 if so).
+_ensure_mode() {
+  stat_of "$1"
+  if [ "$_ST" != "$2 $3" ]; then
+    changed "$1: mode $2, owner $3"
+    act chmod "$2" "$1"
+    act chown "$3" "$1"
+    CHANGED=1
+  fi
+}
+
+# _write_want PATH MODE OWNER:GROUP: (re)writes the file with $_want, atomically.
+_write_want() {
+  _path=$1 _mode=$2 _owner=$3
   changed "$_path"
   CHANGED=1
   [ "$CHECK" = 1 ] && return 0
@@ -93,22 +153,36 @@ ensure_dir() {
     CHANGED=1
     return 0
   fi
-  stat_of "$1"
-  if [ "$_ST" != "$2 $3" ]; then
-    changed "$1: mode $2, owner $3"
-    act chmod "$2" "$1"
-    act chown "$3" "$1"
-    CHANGED=1
-  fi
+  _ensure_mode "$1" "$2" "$3"
 }
 
 # pkg_cache PACKAGE...: remembers which of these are installed (one dpkg-query for many layers).
+# The installed ones are also written to a stamp file; while dpkg's status file is older than
+# the stamp, nothing was installed or removed since, and the stamp answers without dpkg-query.
 _PKGS=""
 _PKGS_KNOWN=""
+PKG_STAMP=/var/lib/silverlining/packages.installed
 pkg_cache() {
   [ $# -gt 0 ] || return 0
-  _PKGS="$_PKGS $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2> /dev/null | awk '$2 == "installed" { printf "%s ", $1 }')"
+  if [ -f "$PKG_STAMP" ] && [ "$PKG_STAMP" -nt /var/lib/dpkg/status ]; then
+    _slurp < "$PKG_STAMP"
+    _stamped=" ${_S%"$NL"} "
+    _all=1
+    for _p in "$@"; do
+      case "$_stamped" in *" $_p "*) ;; *) _all=0 ;; esac
+    done
+    if [ "$_all" = 1 ]; then
+      _PKGS="$_PKGS $* "
+      _PKGS_KNOWN="$_PKGS_KNOWN $* "
+      return 0
+    fi
+  fi
+  _found=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2> /dev/null | awk '$2 == "installed" { printf "%s ", $1 }')
+  _PKGS="$_PKGS $_found"
   _PKGS_KNOWN="$_PKGS_KNOWN $* "
+  if [ "$CHECK" != 1 ] && [ -d "${PKG_STAMP%/*}" ]; then
+    { echo $_PKGS > "$PKG_STAMP"; } 2> /dev/null || true
+  fi
 }
 
 # ensure_pkgs PACKAGE...
@@ -134,9 +208,15 @@ ensure_pkgs() {
   fi
 }
 
-# ensure_user NAME HOME [SHELL]
+# ensure_user NAME HOME [SHELL]  (/etc/passwd read once; `id` asked only for a name not in it)
+_PASSWD=""
 ensure_user() {
   CHANGED=0
+  if [ -z "$_PASSWD" ] && [ -f /etc/passwd ]; then
+    _slurp < /etc/passwd
+    _PASSWD="$NL$_S"
+  fi
+  case "$_PASSWD" in *"$NL$1:"*) return 0 ;; esac
   if ! id -u "$1" > /dev/null 2>&1; then
     changed "user $1"
     act useradd --system --create-home --home-dir "$2" --shell "${3:-/usr/sbin/nologin}" --user-group "$1"
@@ -144,38 +224,98 @@ ensure_user() {
   fi
 }
 
-# Unit states, one systemctl call for many units: unit_cache UNIT.service...
-# Lines "ID LOADSTATE ACTIVESTATE UNITFILESTATE"; helpers below read it, or ask systemd for one unit.
+# Unit states. Most are read off the file system, without a process: a unit is installed when
+# its unit file is there, enabled when a *.wants/ directory of /etc/systemd/system links it,
+# active when its control group has processes. What that cannot tell ("?": templates, masked,
+# static or sysv units, oneshot units, a stopped service) is asked of systemd, one call for
+# all such units of a cache.
+# Cache lines: "ID LOADSTATE ACTIVESTATE UNITFILESTATE".
 _UNIT_CACHE=""
-unit_cache() {
-  _UNIT_CACHE=$(systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$@" 2> /dev/null | awk -F= '
-    /^Id=/ { id = $2 } /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
-    /^$/ { if (id != "") print id, ld, act, (uf == "" ? "-" : uf); id = ""; ld = ""; act = ""; uf = "" }
-    END { if (id != "") print id, ld, act, (uf == "" ? "-" : uf) }')
+_UNIT_DIRS="/etc/systemd/system /run/systemd/system /lib/systemd/system /usr/lib/systemd/system /run/systemd/generator /run/systemd/generator.late"
+
+# _unit_fast UNIT.service: sets _LOAD _ACTIVE _FILE from the file system, "?" where unsure.
+_unit_fast() {
+  _LOAD=not-found _ACTIVE=inactive _FILE=-
+  # An instance of a template (name@instance.service) is there when the template is.
+  _file=$1 _slice=system.slice
+  case "$1" in *@*.service) _file="${1%%@*}@.service" _slice="system.slice/system-${1%%@*}.slice" ;; esac
+  # (a link in /etc/systemd/system: masked or aliased; systemd tells)
+  if [ -L "/etc/systemd/system/$1" ]; then
+    _LOAD='?' _ACTIVE='?' _FILE='?'
+    return 0
+  fi
+  for _d in $_UNIT_DIRS; do
+    if [ -e "$_d/$_file" ]; then _LOAD=loaded; break; fi
+  done
+  if [ "$_LOAD" != loaded ]; then
+    # no unit file: not installed, unless a System V script stands for it
+    [ -e "/etc/init.d/${1%.service}" ] && _LOAD='?' _ACTIVE='?' _FILE='?'
+    return 0
+  fi
+  _FILE='?'
+  for _w in /etc/systemd/system/*.wants/"$1" /etc/systemd/system/*.requires/"$1" /run/systemd/system/*.wants/"$1"; do
+    if [ -e "$_w" ]; then _FILE=enabled; break; fi
+  done
+  # systemd links /run/systemd/units/invocation:UNIT while the unit is not inactive.
+  if [ -d /run/systemd/units ] && ! [ -L "/run/systemd/units/invocation:$1" ]; then
+    _ACTIVE=inactive
+    return 0
+  fi
+  _ACTIVE='?'
+  for _c in "/sys/fs/cgroup/$_slice/$1/cgroup.events" "/sys/fs/cgroup/unified/$_slice/$1/cgroup.events"; do
+    if [ -r "$_c" ]; then
+      _k='' _v=''
+      { read -r _k _v || true; } < "$_c"
+      [ "$_k $_v" = "populated 1" ] && _ACTIVE=active
+      break
+    fi
+  done
 }
 
-# unit_state UNIT: sets _LOAD, _ACTIVE, _FILE (from the cache when it has the unit).
+# _unit_ask UNIT.service...: lines "ID LOADSTATE ACTIVESTATE UNITFILESTATE" from systemd.
+_unit_ask() {
+  systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$@" 2> /dev/null | awk -F= '
+    /^Id=/ { id = $2 } /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
+    /^$/ { if (id != "") print id, ld, act, (uf == "" ? "-" : uf); id = ""; ld = ""; act = ""; uf = "" }
+    END { if (id != "") print id, ld, act, (uf == "" ? "-" : uf) }'
+}
+
+# unit_cache UNIT.service...: the states of these units (systemd asked only where unsure).
+unit_cache() {
+  _UNIT_CACHE=""
+  for _u in "$@"; do
+    _unit_fast "$_u"
+    _UNIT_CACHE="$_UNIT_CACHE$_u $_LOAD $_ACTIVE $_FILE$NL"
+  done
+}
+
+# unit_state UNIT [all|file|active|off]: sets _LOAD, _ACTIVE, _FILE; asks systemd when what is
+# needed (default: all) is unsure in the cache, or the unit is not in it.
 unit_state() {
   _u=$1
   case "$_u" in *.*) ;; *) _u="$_u.service" ;; esac
-  case "$NL$_UNIT_CACHE$NL" in
+  case "$NL$_UNIT_CACHE" in
     *"$NL$_u "*)
       _line=${_UNIT_CACHE#*"$_u "}
-      _line="x ${_line%%"$NL"*}"
+      _line=${_line%%"$NL"*}
       ;;
-    *)
-      _line=$(systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$_u" 2> /dev/null | awk -F= '
-        /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
-        END { print "x", ld, act, (uf == "" ? "-" : uf) }')
-      ;;
+    *) _unit_fast "$_u"; _line="$_LOAD $_ACTIVE $_FILE" ;;
   esac
-  set -- $_line
-  _LOAD=${2:-not-found} _ACTIVE=${3:-inactive} _FILE=${4:--}
+  set -- $_line "${2:-all}"
+  _LOAD=$1 _ACTIVE=$2 _FILE=$3
+  case "$4:$_LOAD:$_ACTIVE:$_FILE" in
+    *:not-found:*) return 0 ;;
+    file:*:*:\? | active:*:\?:* | all:*\?* | off:\?:*:* | off:*:\?:*) ;;
+    *) return 0 ;;
+  esac
+  set -- $(_unit_ask "$_u") x not-found inactive -
+  _LOAD=$2 _ACTIVE=$3 _FILE=$4
+  _UNIT_CACHE="$_UNIT_CACHE$_u $_LOAD $_ACTIVE $_FILE$NL"
 }
 
 # ensure_on UNIT: enabled and running.
 ensure_on() {
-  unit_state "$1"
+  unit_state "$1" all
   case "$_FILE" in
     enabled | enabled-runtime | static | alias | indirect | generated) ;;
     *)
@@ -191,7 +331,8 @@ ensure_on() {
 
 # ensure_off UNIT: not running, not enabled (if installed at all).
 ensure_off() {
-  unit_state "$1"
+  # (not linked from any *.wants/ or *.requires/ directory: not enabled, which is all this asks)
+  unit_state "$1" off
   [ "$_LOAD" = loaded ] || return 0
   if [ "$_ACTIVE" = active ] || [ "$_ACTIVE" = activating ] || [ "$_ACTIVE" = reloading ]; then
     changed "stop $1 (not this node's role)"
@@ -206,7 +347,7 @@ ensure_off() {
 }
 
 is_active() {
-  unit_state "$1"
+  unit_state "$1" active
   [ "$_ACTIVE" = active ]
 }
 

@@ -1,20 +1,24 @@
 import { Command, CommanderError } from 'commander';
 import { realHost, type ConfigHost } from './config/host.js';
 import { ConfigError, ExitError, formatDiagnostic } from './diagnostics.js';
-import { createNodes, failedCount, renderCreateReport } from './commands/create-node.js';
-import { deleteNodes, listNodes, renderNodeList } from './commands/nodes.js';
-import { execOnNodes, renderExec } from './commands/exec.js';
-import { planJson, renderPlan } from './commands/plan.js';
-import { renderSetupReport, setupNodes } from './commands/setup-node.js';
-import { renderStatus, status } from './commands/status.js';
-import { renderUpdateReport, rollback, unlock, update } from './commands/update.js';
-import { loadApp } from './app/app-ini.js';
-import { providerByName, renderSizes } from './commands/catalog.js';
 import { loadNodeset } from './nodeset/resolve.js';
 import type { Nodeset } from './nodeset/types.js';
 import { processIo, type Io } from './output/io.js';
 import type { Runtime } from './runtime.js';
-import { defaultRuntime } from './runtime-default.js';
+
+// Each command's module (and what it needs: ssh2, providers, the deploy code) loads only when
+// that command runs, so a no-op `setup-node` or `plan` pays for nothing else at start-up.
+const commands = {
+  create: () => import('./commands/create-node.js'),
+  nodes: () => import('./commands/nodes.js'),
+  exec: () => import('./commands/exec.js'),
+  plan: () => import('./commands/plan.js'),
+  setup: () => import('./commands/setup-node.js'),
+  status: () => import('./commands/status.js'),
+  update: () => import('./commands/update.js'),
+  catalog: () => import('./commands/catalog.js'),
+  app: () => import('./app/app-ini.js'),
+};
 
 export const VERSION = '0.1.0';
 
@@ -38,7 +42,7 @@ function nodesetFile(arg: string): string {
   return arg;
 }
 
-function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
+function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Command {
   const load = (file: string): Nodeset => loadNodeset(nodesetFile(file), host);
   const program = new Command('silver')
     .description('Provision multi-server nodesets from one INI file and deploy web applications onto them.')
@@ -53,8 +57,9 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .description('show the nodes, locations and balancer host names a nodeset file implies; changes nothing')
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print JSON for scripts')
-    .action((file: string, opts: { json?: boolean }) => {
+    .action(async (file: string, opts: { json?: boolean }) => {
       const ns = load(file);
+      const { planJson, renderPlan } = await commands.plan();
       io.out(opts.json ? JSON.stringify(planJson(ns), null, 2) : renderPlan(ns));
     });
 
@@ -67,7 +72,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .option('--timeout <seconds>', 'how long a node may take to answer SSH', (v) => positiveInt(v, '--timeout'), 120)
     .action(async (file: string, opts: { json?: boolean; concurrency: number; timeout: number }) => {
       const ns = load(file);
-      const report = await createNodes(ns, runtime(), { concurrency: opts.concurrency, sshTimeoutMs: opts.timeout * 1000 });
+      const { createNodes, failedCount, renderCreateReport } = await commands.create();
+      const report = await createNodes(ns, await runtime(), { concurrency: opts.concurrency, sshTimeoutMs: opts.timeout * 1000 });
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderCreateReport(report));
       if (failedCount(report) > 0) throw new ExitError('', 1);
     });
@@ -81,7 +87,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .option('--concurrency <n>', 'nodes set up at once', (v) => positiveInt(v, '--concurrency'), 32)
     .action(async (file: string, opts: { json?: boolean; dryRun?: boolean; concurrency: number }) => {
       const ns = load(file);
-      const report = await setupNodes(ns, runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency });
+      const { renderSetupReport, setupNodes } = await commands.setup();
+      const report = await setupNodes(ns, await runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency });
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderSetupReport(report));
       if (report.nodes.some((n) => n.status === 'failed')) throw new ExitError('', 1);
     });
@@ -94,8 +101,9 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .option('--json', 'print the report as JSON')
     .action(async (dir: string, file: string, opts: { json?: boolean }) => {
       const ns = load(file);
-      const app = loadApp(dir, host);
-      const report = await update(ns, app, runtime());
+      const app = (await commands.app()).loadApp(dir, host);
+      const { renderUpdateReport, update } = await commands.update();
+      const report = await update(ns, app, await runtime());
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderUpdateReport(report));
       if (!report.ok) throw new ExitError('', 1);
     });
@@ -106,7 +114,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print JSON for scripts')
     .action(async (file: string, opts: { json?: boolean }) => {
-      const r = await status(load(file), runtime());
+      const { renderStatus, status } = await commands.status();
+      const r = await status(load(file), await runtime());
       io.out(opts.json ? JSON.stringify(r, null, 2) : renderStatus(r));
     });
 
@@ -117,7 +126,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print the report as JSON')
     .action(async (app: string, file: string, opts: { json?: boolean }) => {
-      const r = await rollback(load(file), app, runtime());
+      const r = await (await commands.update()).rollback(load(file), app, await runtime());
       io.out(opts.json ? JSON.stringify(r, null, 2) : r.nodes.map((n) => `${n.node}: ${n.ok ? `${n.to} active (was ${n.from ?? 'none'})` : `failed: ${n.error}`}`).join('\n'));
       if (!r.ok) throw new ExitError('', 1);
     });
@@ -127,13 +136,13 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .description('break a stale deploy lock of a nodeset on purpose (names the holder it removes)')
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .action(async (file: string) => {
-      const holder = await unlock(load(file), runtime());
+      const holder = await (await commands.update()).unlock(load(file), await runtime());
       io.out(holder ? `removed the deploy lock held by ${holder}` : 'the nodeset was not locked');
     });
 
-  const providerOf = (file: string | undefined, name: string | undefined) => {
+  const providerOf = async (file: string | undefined, name: string | undefined) => {
     if (file && name) throw new ExitError('give either a nodeset file or --provider, not both', 2);
-    if (name) return providerByName(name, host);
+    if (name) return (await commands.catalog()).providerByName(name, host);
     if (file) return load(file).provider;
     throw new ExitError('give a nodeset file or --provider NAME', 2);
   };
@@ -145,8 +154,9 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .option('--provider <name>', 'a [provider:NAME] of ~/.silverlining.conf, or a provider type')
     .option('--json', 'print JSON for scripts')
     .action(async (file: string | undefined, opts: { provider?: string; json?: boolean }) => {
-      const provider = await runtime().providerFor(providerOf(file, opts.provider));
+      const provider = await (await runtime()).providerFor(await providerOf(file, opts.provider));
       const sizes = await provider.listSizes();
+      const { renderSizes } = await commands.catalog();
       io.out(opts.json ? JSON.stringify(sizes, null, 2) : renderSizes(sizes));
     });
 
@@ -157,7 +167,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .option('--provider <name>', 'a [provider:NAME] of ~/.silverlining.conf, or a provider type')
     .option('--json', 'print JSON for scripts')
     .action(async (file: string | undefined, opts: { provider?: string; json?: boolean }) => {
-      const provider = await runtime().providerFor(providerOf(file, opts.provider));
+      const provider = await (await runtime()).providerFor(await providerOf(file, opts.provider));
       const images = await provider.listImages();
       io.out(opts.json ? JSON.stringify(images, null, 2) : images.join('\n'));
     });
@@ -172,7 +182,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .option('--json', 'print JSON for scripts')
     .action(async (file: string, command: string[], opts: { node?: string[]; role?: string; json?: boolean }) => {
       const ns = load(file);
-      const outcomes = await execOnNodes(ns, runtime(), command, { ...(opts.node ? { node: opts.node } : {}), ...(opts.role ? { role: opts.role } : {}) });
+      const { execOnNodes, renderExec } = await commands.exec();
+      const outcomes = await execOnNodes(ns, await runtime(), command, { ...(opts.node ? { node: opts.node } : {}), ...(opts.role ? { role: opts.role } : {}) });
       io.out(opts.json ? JSON.stringify(outcomes, null, 2) : renderExec(outcomes));
       if (outcomes.some((o) => o.code !== 0)) throw new ExitError('', 1);
     });
@@ -184,7 +195,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .option('--json', 'print JSON for scripts')
     .action(async (file: string, opts: { json?: boolean }) => {
       const ns = load(file);
-      const nodes = await listNodes(ns, runtime());
+      const { listNodes, renderNodeList } = await commands.nodes();
+      const nodes = await listNodes(ns, await runtime());
       io.out(opts.json ? JSON.stringify(nodes, null, 2) : renderNodeList(ns, nodes));
     });
 
@@ -198,7 +210,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Runtime): Command {
     .action(async (file: string, opts: { node?: string[]; orphans?: boolean; yes?: boolean }) => {
       if (opts.node && opts.orphans) throw new ExitError('use either --node or --orphans', 2);
       const ns = load(file);
-      const r = await deleteNodes(ns, runtime(), { nodes: opts.node ?? [], orphans: opts.orphans ?? false, yes: opts.yes ?? false, concurrency: 8 });
+      const r = await (await commands.nodes()).deleteNodes(ns, await runtime(), { nodes: opts.node ?? [], orphans: opts.orphans ?? false, yes: opts.yes ?? false, concurrency: 8 });
       io.out(`nodeset ${ns.name}: deleted ${r.deleted.length}, failed ${r.failed.length}`);
       if (r.failed.length > 0) throw new ExitError('', 1);
     });
@@ -217,7 +229,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   const io = options.io ?? processIo;
   const host = options.host ?? realHost();
   let rt = options.runtime;
-  const program = build(io, host, () => (rt ??= defaultRuntime(io, host)));
+  const program = build(io, host, async () => (rt ??= (await import('./runtime-default.js')).defaultRuntime(io, host)));
   const verbose = argv.includes('-v') || argv.includes('--verbose');
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -6,11 +6,10 @@
 ensure_pkgs $SILVER_PACKAGES
 
 # Modes and owners of everything below, read at once.
-_apps_paths=""
-for app in $SILVER_APPS; do _apps_paths="$_apps_paths /var/log/silverlining/$app"; done
 prestat /home/silver/.ssh /home/silver/.ssh/authorized_keys /usr/local/lib/silverlining \
   /usr/local/lib/silverlining/bin /etc/sudoers.d/silver /etc/silverlining /var/lib/silverlining \
-  /var/lib/silverlining/apps /var/lib/silverlining/locks /var/log/silverlining /etc/nftables.conf $_apps_paths
+  /var/lib/silverlining/apps /var/lib/silverlining/locks /var/log/silverlining /etc/nftables.conf
+for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 
 # The deploy user: logs in with the deploy key; root only through the helpers silver installs.
 ensure_user silver /home/silver /bin/sh
@@ -84,7 +83,7 @@ if [ "$_fw_changed" = 1 ] || ! nft list table inet silver > /dev/null 2>&1; then
   [ "$_fw_changed" = 1 ] || changed "load firewall rules"
   act nft -f /etc/nftables.conf
 fi
-unit_state nftables
+unit_state nftables file
 if [ "$_FILE" != enabled ]; then
   changed "enable nftables"
   act systemctl enable -q nftables

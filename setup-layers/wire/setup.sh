@@ -6,6 +6,7 @@
 if [ "$SILVER_SET_ETC_HOSTS" = true ]; then
   printf '%s\n' "$SILVER_HOSTS_LINES" | ensure_block /etc/hosts "nodeset $SILVER_NODESET"
 fi
+prestat /etc/silverlining /etc/silverlining/nodeset.conf
 ensure_dir /etc/silverlining 755 root:root
 printf '%s\n' "$SILVER_NODESET_CONF" | ensure_file /etc/silverlining/nodeset.conf 644 root:root
 true

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { layerPackages, layersRoot } from '../layers.js';
 import type { Nodeset, Role } from '../nodeset/types.js';
 import { quoteArg } from '../ssh/quote.js';
+import { haproxyCfg, md5, nginxFrontConf } from './render.js';
 
 /** A node as setup sees it: its spec plus the address the provider gave it. */
 export interface AddressedNode {
@@ -58,8 +59,23 @@ export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly Addres
     SILVER_SET_ETC_HOSTS: ns.setEtcHosts ? 'true' : 'false',
     SILVER_HOSTS_LINES: hostsLines(all),
     SILVER_NODESET_CONF: nodesetConf(all),
+    ...renderedFiles(ns, layer, appservers),
   };
 }
+
+/** Files silver renders for a layer (content and MD5 sum as variables; see KNOWN_FILES). */
+function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[]): Record<string, string> {
+  const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
+  if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
+  if (layer === 'balancer') return file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers));
+  return {};
+}
+
+/** The rendered files of each layer, whose sums a node reads once at the start (`prehash`). */
+const KNOWN_FILES: Record<string, string[]> = {
+  appserver: ['/etc/nginx/conf.d/silver.conf'],
+  balancer: ['/etc/haproxy/haproxy.cfg'],
+};
 
 const cache = new Map<string, string>();
 function layerFile(path: string): string {
@@ -73,17 +89,35 @@ function layerFile(path: string): string {
 
 const HELPERS = '/usr/local/lib/silverlining/bin';
 
+/** The names of a layer's `bin/` helpers. */
+function helperNames(layer: string, root: string): string[] {
+  const dir = join(root, layer, 'bin');
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
 /** The layer's `bin/` helpers, installed root-owned where the deploy user's sudo rule points. */
 function helperInstalls(layer: string, root: string): string[] {
-  const dir = join(root, layer, 'bin');
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .sort()
-    .map((name) => {
-      const text = layerFile(join(dir, name));
-      if (text.includes('\nSILVER_HELPER_EOF\n')) throw new Error(`${layer}/bin/${name} contains the heredoc marker`);
-      return `ensure_dir ${HELPERS} 755 root:root\nensure_file ${HELPERS}/${name} 755 root:root <<'SILVER_HELPER_EOF'\n${text.endsWith('\n') ? text : `${text}\n`}SILVER_HELPER_EOF`;
-    });
+  return helperNames(layer, root).map((name) => {
+    const raw = layerFile(join(root, layer, 'bin', name));
+    const text = raw.endsWith('\n') ? raw : `${raw}\n`;
+    return `ensure_dir ${HELPERS} 755 root:root\nensure_known ${HELPERS}/${name} 755 root:root ${md5(text)} ${quoteArg(text)}`;
+  });
+}
+
+/**
+ * The absolute paths a layer's `prestat` calls name (the node script stats them all at once):
+ * literal ones, and ones ending in `$app`, one per app (`for app in $SILVER_APPS; do prestat …`).
+ */
+function prestatPaths(layer: string, root: string, apps: readonly string[]): string[] {
+  const text = layerFile(join(root, layer, 'setup.sh')).replace(/\\\n/g, ' ');
+  const out: string[] = [];
+  for (const m of text.matchAll(/(?:^|;|do)\s*prestat\s+([^;\n]*)/gm)) {
+    for (const w of m[1]!.trim().split(/\s+/)) {
+      if (/^\/[^$'"`\\]*$/.test(w)) out.push(w);
+      else if (/^\/[^$'"`\\]*\$app$/.test(w)) out.push(...apps.map((a) => w.replace(/\$app$/, a)));
+    }
+  }
+  return out;
 }
 
 /** The whole script sent to `sh -s`: the variables, lib.sh, the layer's helpers, then its setup.sh. */
@@ -125,24 +159,34 @@ function changeOf(line: string): string | null {
 export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): string {
   // lib.sh once; the unit states and installed packages of all layers read once; each layer
   // then runs in a subshell that inherits them.
-  const packages = [...new Set(layers.flatMap(({ layer }) => layerPackages(layer, root)))];
+  const names = layers.map(({ layer }) => layer);
+  const packages = [...new Set(names.flatMap((layer) => layerPackages(layer, root)))];
+  const helpers = names.flatMap((layer) => helperNames(layer, root).map((n) => `${HELPERS}/${n}`));
+  const known = [...helpers, ...names.flatMap((layer) => KNOWN_FILES[layer] ?? [])];
+  const stat = [...new Set([...(helpers.length ? [HELPERS] : []), ...known, ...names.flatMap((layer) => prestatPaths(layer, root, (layers[0]?.vars['SILVER_APPS'] ?? '').split(' ').filter(Boolean)))])];
   const parts: string[] = [
     `SILVER_CHECK=${quoteArg(layers[0]?.vars['SILVER_CHECK'] ?? '0')}`,
+    // Marks that a layer changed something, for the caches below (see layer_begin in lib.sh).
+    'SILVER_STALE=/tmp/.silver-stale.$$',
     layerFile(join(root, 'lib.sh')),
     'set +e',
     `unit_cache ${UNITS.join(' ')}`,
     `pkg_cache ${packages.map(quoteArg).join(' ')}`,
+    `prestat ${stat.join(' ')}`,
+    `prehash ${known.join(' ')}`,
   ];
   for (const { layer, vars } of layers) {
     parts.push(
       `echo "silver-layer-begin: ${layer}"`,
       '(',
+      'layer_begin',
       layerScript(layer, vars, root, false),
       ')',
       `_rc=$?; echo "silver-layer-end: ${layer} $_rc"`,
-      '[ "$_rc" -eq 0 ] || exit "$_rc"',
+      '[ "$_rc" -eq 0 ] || { [ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"; exit "$_rc"; }',
     );
   }
+  parts.push('[ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"');
   return `${parts.join('\n')}\n`;
 }
 

@@ -47,6 +47,9 @@ export function sshConnect(target: SshTarget): Promise<ssh2.Client> {
     const client = new ssh2.Client();
     let mismatch: HostKeyMismatch | null = null;
     client
+      // No Nagle: SSH is a request/response exchange of small packets; with Nagle on, each
+      // round trip can wait for the peer's delayed ACK (about 40 ms on Linux).
+      .on('connect', () => client.setNoDelay(true))
       .on('ready', () => resolve(client))
       .on('error', (err) => reject(mismatch ?? err))
       .connect({

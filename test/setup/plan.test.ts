@@ -7,6 +7,8 @@ import { memoryHost } from '../../src/config/host.js';
 import { loadNodeset } from '../../src/nodeset/resolve.js';
 import { hostsLines, layersFor, layerScript, layerVars, nodesetConf, parseLayerOutput, type AddressedNode } from '../../src/setup/plan.js';
 import { layersRoot } from '../../src/layers.js';
+import { md5 } from '../../src/setup/render.js';
+import { quoteArg } from '../../src/ssh/quote.js';
 
 const nodes: AddressedNode[] = [
   { name: 'app1.foobar.com', role: 'appserver', address: '10.4.3.2' },
@@ -58,7 +60,12 @@ test('only silver-changed / silver-would lines count as changes', (t) => {
 
 // lib.sh runs for real, in a scratch folder: the helpers check before they change.
 function runLib(body: string, check = false): { changes: string[]; stdout: string } {
-  const script = layerScript('base', { SILVER_CHECK: check ? '1' : '0' }, layersRoot()).replace(/# base — [\s\S]*$/, '') + body;
+  return runLibWith((s) => s, body, check);
+}
+
+/** runLib with lib.sh edited first (to point a fixed path at a scratch file). */
+function runLibWith(edit: (lib: string) => string, body: string, check = false): { changes: string[]; stdout: string } {
+  const script = edit(layerScript('base', { SILVER_CHECK: check ? '1' : '0' }, layersRoot()).replace(/# base — [\s\S]*$/, '')) + body;
   const stdout = execFileSync('sh', ['-s'], { input: script }).toString();
   return { changes: parseLayerOutput(stdout).changes, stdout };
 }
@@ -92,4 +99,62 @@ test('ensure_file writes once, then only fixes what differs', (t) => {
   t.regex(second.stdout, /changed=0/);
   execFileSync('chmod', ['600', f]);
   t.deepEqual(runLib(body).changes, [`${f}: mode 640, owner ${owner}`]);
+});
+
+test('ensure_known compares by the sum prehash read, writes only what differs, and fixes modes', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-lib-'));
+  const f = join(dir, 'helper');
+  const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
+  const content = "#!/bin/sh\necho 'it''s here'\n";
+  const body = (c: string) => `prestat ${f}\nprehash ${f}\nensure_known ${f} 755 ${owner} ${md5(c)} ${quoteArg(c)}\necho "changed=$CHANGED"\n`;
+  t.deepEqual(runLib(body(content)).changes, [f]);
+  t.is(readFileSync(f, 'utf8'), content);
+  const again = runLib(body(content));
+  t.deepEqual(again.changes, []);
+  t.regex(again.stdout, /changed=0/);
+  // Without prehash the file is read and compared: still no change.
+  t.deepEqual(runLib(`ensure_known ${f} 755 ${owner} ${md5(content)} ${quoteArg(content)}\n`).changes, []);
+  t.deepEqual(runLib(body('#!/bin/sh\necho v2\n')).changes, [f]);
+  t.is(readFileSync(f, 'utf8'), '#!/bin/sh\necho v2\n');
+  execFileSync('chmod', ['700', f]);
+  t.deepEqual(runLib(body('#!/bin/sh\necho v2\n')).changes, [`${f}: mode 755, owner ${owner}`]);
+});
+
+test('prestat asks stat once for many paths and again only for paths it has not seen', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-lib-'));
+  const bin = join(dir, 'bin');
+  execFileSync('mkdir', ['-p', bin]);
+  const log = join(dir, 'stat.log');
+  // A stat that logs each call, in front of the real one.
+  writeFileSync(join(bin, 'stat'), `#!/bin/sh\necho call >> ${log}\nexec /usr/bin/stat "$@"\n`, { mode: 0o755 });
+  const out = runLib(`PATH=${bin}:$PATH\nprestat ${dir} ${dir}/missing\nprestat ${dir}\nstat_of ${dir}\necho "st=$_ST"\nstat_of ${dir}/missing\necho "missing=[$_ST]"\n`).stdout;
+  t.regex(out, /st=7\d\d \S+:\S+/);
+  t.regex(out, /missing=\[\]/);
+  // one prestat call for both paths; the missing one is asked again when asked for
+  t.is(readFileSync(log, 'utf8'), 'call\ncall\n');
+});
+
+test('pkg_cache answers from its stamp while dpkg has installed nothing since', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-lib-'));
+  const bin = join(dir, 'bin');
+  execFileSync('mkdir', ['-p', bin]);
+  const log = join(dir, 'dpkg.log');
+  writeFileSync(join(bin, 'dpkg-query'), `#!/bin/sh\necho call >> ${log}\necho "pkg-a installed"\necho "pkg-b not-installed"\n`, { mode: 0o755 });
+  const status = join(dir, 'status');
+  writeFileSync(status, '');
+  execFileSync('touch', ['-d', '2 minutes ago', status]);
+  const body = (stampDir: string) =>
+    `PATH=${bin}:$PATH\nPKG_STAMP=${stampDir}/packages.installed\npkg_cache pkg-a\nensure_pkgs pkg-a\necho "changed=$CHANGED"\n`;
+  const script = (s: string) => s.replace(/\/var\/lib\/dpkg\/status/g, status);
+  const r1 = runLibWith(script, body(dir));
+  t.regex(r1.stdout, /changed=0/);
+  t.is(readFileSync(join(dir, 'packages.installed'), 'utf8').trim(), 'pkg-a');
+  const r2 = runLibWith(script, body(dir));
+  t.regex(r2.stdout, /changed=0/);
+  t.is(readFileSync(log, 'utf8'), 'call\n', 'the second run read the stamp, not dpkg');
+  // dpkg changed something since: asked again
+  execFileSync('touch', [status]);
+  execFileSync('touch', ['-d', '1 minute ago', join(dir, 'packages.installed')]);
+  runLibWith(script, body(dir));
+  t.is(readFileSync(log, 'utf8'), 'call\ncall\n');
 });

@@ -4,14 +4,23 @@
 # Input: SILVER_PACKAGES SILVER_ADDRESS SILVER_APPSERVER_ADDRS
 
 ensure_pkgs $SILVER_PACKAGES
-_dir=$(ls -d /etc/postgresql/*/main 2> /dev/null | sort -V | tail -1)
-if [ -z "$_dir" ]; then
+# The newest cluster (major versions are whole numbers), found without starting a process.
+_ver=''
+for _d in /etc/postgresql/*/main; do
+  [ -d "$_d" ] || continue
+  _v=${_d%/main}
+  _v=${_v##*/}
+  case "$_v" in '' | *[!0-9]*) continue ;; esac
+  if [ -z "$_ver" ] || [ "$_v" -gt "$_ver" ]; then _ver=$_v; fi
+done
+if [ -z "$_ver" ]; then
   if [ "$CHECK" = 1 ]; then exit 0; fi
   echo "no PostgreSQL cluster under /etc/postgresql" >&2
   exit 1
 fi
-_ver=$(basename "$(dirname "$_dir")")
+_dir="/etc/postgresql/$_ver/main"
 _unit="postgresql@$_ver-main"
+prestat "$_dir/conf.d/silver.conf" "$_dir/pg_hba.conf"
 
 ensure_file "$_dir/conf.d/silver.conf" 644 postgres:postgres <<EOT
 # managed by silver
@@ -20,24 +29,22 @@ password_encryption = scram-sha-256
 EOT
 _restart=$CHANGED
 
-_hba=$(mktemp)
-{
-  cat <<'EOT'
-# managed by silver
+_hba="# managed by silver
 # TYPE  DATABASE  USER      ADDRESS          METHOD
 local   all       postgres                   peer
 local   all       all                        peer
 host    all       all       127.0.0.1/32     scram-sha-256
 host    all       all       ::1/128          scram-sha-256
-# the nodeset's app servers; each app's user may connect only to its own database
+# the nodeset's app servers; each app's user may connect only to its own database"
+for a in $SILVER_APPSERVER_ADDRS; do
+  _a="$a/32"
+  while [ ${#_a} -lt 16 ]; do _a="$_a "; done
+  _hba="$_hba${NL}host    sameuser  all       $_a scram-sha-256"
+done
+ensure_file "$_dir/pg_hba.conf" 640 postgres:postgres <<EOT
+$_hba
 EOT
-  for a in $SILVER_APPSERVER_ADDRS; do
-    printf 'host    sameuser  all       %-16s scram-sha-256\n' "$a/32"
-  done
-} > "$_hba"
-ensure_file "$_dir/pg_hba.conf" 640 postgres:postgres < "$_hba"
 _reload=$CHANGED
-rm -f "$_hba"
 
 unit_cache postgresql.service "$_unit.service"
 ensure_on postgresql
