@@ -363,18 +363,24 @@ restart_unit() {
   act systemctl restart "$1"
 }
 
-# ensure_block FILE NAME < lines: one managed block between BEGIN/END markers, other lines untouched.
+# ensure_block FILE NAME [LINES] (or < lines): one managed block between BEGIN/END markers, other
+# lines untouched. LINES end with a newline.
 ensure_block() {
   _file=$1 _name=$2
-  _slurp
-  _body=$_S
+  if [ $# -ge 3 ]; then _body=$3; else
+    _slurp
+    _body=$_S
+  fi
   _begin="# BEGIN silverlining $_name (managed by silver, do not edit)"
   _end="# END silverlining $_name"
   _have=''
   [ -f "$_file" ] && { _slurp < "$_file"; _have=$_S; }
   # Rebuild the file: lines outside the block as they are, the block where it was (or at the end).
-  _new='' _skip=0 _done=0
-  while IFS= read -r _l || [ -n "$_l" ]; do
+  # (lines split with parameter expansion: no here-document, no byte-at-a-time read)
+  _new='' _skip=0 _done=0 _rest=$_have
+  while [ -n "$_rest" ]; do
+    _l=${_rest%%"$NL"*}
+    if [ "$_l" = "$_rest" ]; then _rest=''; else _rest=${_rest#*"$NL"}; fi
     if [ "$_l" = "$_begin" ]; then
       _skip=1
       if [ "$_done" = 0 ]; then _new="$_new$_begin$NL$_body$_end$NL"; _done=1; fi
@@ -385,11 +391,7 @@ ensure_block() {
       continue
     fi
     _new="$_new$_l$NL"
-  done << SILVER_BLOCK_EOF
-$_have
-SILVER_BLOCK_EOF
-  # The here-document adds one empty line at the end: drop it.
-  _new=${_new%"$NL"}
+  done
   [ "$_done" = 1 ] || _new="$_new$_begin$NL$_body$_end$NL"
   CHANGED=0
   if [ "$_new" != "$_have" ]; then

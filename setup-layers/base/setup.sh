@@ -14,7 +14,7 @@ for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 # The deploy user: logs in with the deploy key; root only through the helpers silver installs.
 ensure_user silver /home/silver /bin/sh
 ensure_dir /home/silver/.ssh 700 silver:silver
-printf '%s\n' "$SILVER_DEPLOY_KEY" | ensure_file /home/silver/.ssh/authorized_keys 600 silver:silver
+ensure_known /home/silver/.ssh/authorized_keys 600 silver:silver "$SILVER_DEPLOY_KEY_MD5" "$SILVER_DEPLOY_KEY$NL"
 ensure_dir /usr/local/lib/silverlining 755 root:root
 ensure_dir /usr/local/lib/silverlining/bin 755 root:root
 # (The rule is fixed text, checked by visudo whenever it is written.)

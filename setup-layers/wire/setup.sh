@@ -4,9 +4,9 @@
 # Input: SILVER_SET_ETC_HOSTS SILVER_NODESET SILVER_HOSTS_LINES SILVER_NODESET_CONF
 
 if [ "$SILVER_SET_ETC_HOSTS" = true ]; then
-  printf '%s\n' "$SILVER_HOSTS_LINES" | ensure_block /etc/hosts "nodeset $SILVER_NODESET"
+  ensure_block /etc/hosts "nodeset $SILVER_NODESET" "$SILVER_HOSTS_LINES$NL"
 fi
 prestat /etc/silverlining /etc/silverlining/nodeset.conf
 ensure_dir /etc/silverlining 755 root:root
-printf '%s\n' "$SILVER_NODESET_CONF" | ensure_file /etc/silverlining/nodeset.conf 644 root:root
+ensure_known /etc/silverlining/nodeset.conf 644 root:root "$SILVER_NODESET_CONF_MD5" "$SILVER_NODESET_CONF$NL"
 true

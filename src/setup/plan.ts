@@ -51,6 +51,7 @@ export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly Addres
     SILVER_LAYER: layer,
     SILVER_PACKAGES: layerPackages(layer).join(' '),
     SILVER_DEPLOY_KEY: deployKey,
+    SILVER_DEPLOY_KEY_MD5: md5(`${deployKey}\n`),
     SILVER_APPS: apps.join(' '),
     SILVER_APPSERVER_ADDRS: appservers.map((n) => n.address).join(' '),
     SILVER_APPSERVERS: appservers.map((n) => `${n.name} ${n.address}`).join('\n'),
@@ -59,6 +60,7 @@ export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly Addres
     SILVER_SET_ETC_HOSTS: ns.setEtcHosts ? 'true' : 'false',
     SILVER_HOSTS_LINES: hostsLines(all),
     SILVER_NODESET_CONF: nodesetConf(all),
+    SILVER_NODESET_CONF_MD5: md5(`${nodesetConf(all)}\n`),
     ...renderedFiles(ns, layer, appservers),
   };
 }
@@ -73,6 +75,8 @@ function renderedFiles(ns: Nodeset, layer: string, appservers: readonly Addresse
 
 /** The rendered files of each layer, whose sums a node reads once at the start (`prehash`). */
 const KNOWN_FILES: Record<string, string[]> = {
+  base: ['/home/silver/.ssh/authorized_keys'],
+  wire: ['/etc/silverlining/nodeset.conf'],
   appserver: ['/etc/nginx/conf.d/silver.conf'],
   balancer: ['/etc/haproxy/haproxy.cfg'],
 };
