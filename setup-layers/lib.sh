@@ -13,7 +13,7 @@ changed() {
     echo "silver-changed: $*"
     # The node script's caches (modes, hashes, unit states) were read before this change: the
     # layers after this one read afresh (see layer_begin).
-    [ -z "${SILVER_STALE:-}" ] || : > "$SILVER_STALE"
+    [ -z "${SILVER_STALE:-}" ] || { : > "$SILVER_STALE"; } 2> /dev/null || true
   fi
 }
 

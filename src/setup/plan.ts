@@ -170,8 +170,9 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
   const stat = [...new Set([...(helpers.length ? [HELPERS] : []), ...known, ...names.flatMap((layer) => prestatPaths(layer, root, (layers[0]?.vars['SILVER_APPS'] ?? '').split(' ').filter(Boolean)))])];
   const parts: string[] = [
     `SILVER_CHECK=${quoteArg(layers[0]?.vars['SILVER_CHECK'] ?? '0')}`,
-    // Marks that a layer changed something, for the caches below (see layer_begin in lib.sh).
-    'SILVER_STALE=/tmp/.silver-stale.$$',
+    // Marks that a layer changed something, for the caches below (see layer_begin in lib.sh);
+    // in /run, which only root may write (a name in /tmp could be a planted link).
+    'SILVER_STALE=/run/silver-stale.$$',
     layerFile(join(root, 'lib.sh')),
     'set +e',
     `unit_cache ${UNITS.join(' ')}`,

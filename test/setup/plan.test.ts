@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memoryHost } from '../../src/config/host.js';
 import { loadNodeset } from '../../src/nodeset/resolve.js';
-import { hostsLines, layersFor, layerScript, layerVars, nodesetConf, parseLayerOutput, type AddressedNode } from '../../src/setup/plan.js';
+import { hostsLines, layersFor, layerScript, layerVars, nodeScript, nodesetConf, parseLayerOutput, type AddressedNode } from '../../src/setup/plan.js';
 import { layersRoot } from '../../src/layers.js';
 import { md5 } from '../../src/setup/render.js';
 import { quoteArg } from '../../src/ssh/quote.js';
@@ -157,4 +157,23 @@ test('pkg_cache answers from its stamp while dpkg has installed nothing since', 
   execFileSync('touch', ['-d', '1 minute ago', join(dir, 'packages.installed')]);
   runLibWith(script, body(dir));
   t.is(readFileSync(log, 'utf8'), 'call\ncall\n');
+});
+
+test('a layer that changes a path makes the later layers of the node script read it afresh', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  const f = join(root, 'conf');
+  writeFileSync(f, 'x\n', { mode: 0o644 });
+  const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
+  writeFileSync(join(root, 'lib.sh'), readFileSync(join(layersRoot(), 'lib.sh')));
+  for (const layer of ['one', 'two']) {
+    execFileSync('mkdir', ['-p', join(root, layer)]);
+    // the path is named literally, so the node script stats it once before the layers run
+    writeFileSync(join(root, layer, 'setup.sh'), `prestat ${f}\nensure_file ${f} 600 ${owner} <<'EOT'\nx\nEOT\n`);
+  }
+  const script = nodeScript(['one', 'two'].map((layer) => ({ layer, vars: { SILVER_CHECK: '0' } })), root);
+  t.true(script.includes(`prestat ${f}`));
+  const out = execFileSync('sh', ['-s'], { input: script }).toString();
+  const changes = out.split('\n').filter((l) => l.startsWith('silver-changed: '));
+  t.deepEqual(changes, [`silver-changed: ${f}: mode 600, owner ${owner}`], 'layer two saw the mode layer one set');
+  t.regex(out, /silver-layer-end: two 0/);
 });
