@@ -1,7 +1,8 @@
 /**
  * Benchmark: `silver setup-node` against Ansible doing the same work (bench/ansible/site.yml),
  * each on 10 fresh LXC nodes of the same shape (8 app servers, PostgreSQL, a balancer):
- * the cold setup of each, then the no-op re-run of each (median of 3, alternating), with
+ * the cold setup of each, then the no-op re-run of each (median of 3, alternating, each timed with
+ * the other side's nodes frozen), with
  * checks that both reached the same end state and that the re-runs changed nothing.
  * Needs root. Run: npx tsc -p . && node dist/bench/setup-vs-ansible.js  (writes bench/RESULTS.md)
  * Targets: silver's no-op of 10 nodes under 1.5 s, at least 5x faster than Ansible's no-op,
@@ -344,6 +345,33 @@ function layerTimes(stderr: string): string {
     .join(', ');
 }
 
+/** The bench nodes' containers (the local provider's default LXC path and naming). */
+const LXC_PATH = '/var/lib/silverlining/lxc';
+function containersOf(side: Side): string[] {
+  return run('lxc-ls', ['-P', LXC_PATH, '-1']).stdout.split(/\s+/).filter((n) => n.startsWith(`s-${side.name}-`));
+}
+
+/** Freezes (or thaws) a side's containers: their processes stop using CPU until thawed. */
+function setFrozen(side: Side, frozen: boolean): void {
+  for (const n of containersOf(side)) run(frozen ? 'lxc-freeze' : 'lxc-unfreeze', ['-P', LXC_PATH, '-n', n]);
+}
+
+/**
+ * Runs one side's timed command alone: the other side's nodes frozen, then a few seconds for
+ * what the previous run left (log writes, closing sessions) to finish, so neither side is timed
+ * while the other's nodes still work.
+ */
+const SETTLE_MS = 3000;
+function quietly<T>(other: Side, fn: () => T): T {
+  setFrozen(other, true);
+  try {
+    run('sleep', [String(SETTLE_MS / 1000)]);
+    return fn();
+  } finally {
+    setFrozen(other, false);
+  }
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f2 = (x: number) => x.toFixed(2);
 
@@ -382,12 +410,12 @@ async function main(): Promise<void> {
     const verify = verifyAnsibleCold(aNodes);
     const diffs = compareEndState(sNodes, aNodes);
 
-    // No-op re-runs, alternating.
+    // No-op re-runs, alternating; each side timed alone (see quietly).
     const noopS: ReturnType<typeof silverSetup>[] = [];
     const noopA: ReturnType<typeof ansible>[] = [];
     for (let i = 0; i < 3; i++) {
-      noopS.push(silverSetup(S));
-      noopA.push(ansible());
+      noopS.push(quietly(A, () => silverSetup(S)));
+      noopA.push(quietly(S, () => ansible()));
     }
     noopS.forEach((r, i) => {
       if (r.code !== 0 || r.changed !== 0) notes.push(`silver no-op run ${i + 1}: exit ${r.code}, ${r.changed} changed (expected 0 changed)`);
@@ -402,9 +430,11 @@ async function main(): Promise<void> {
     const mA = median(ta);
     const medianRun = noopS.find((r) => r.seconds === mS)!;
     // Where silver's no-op time goes: the same CLI doing less and less of it.
-    const startup = median([0, 1, 2].map(() => silver('--version').seconds));
-    const listing = median([0, 1, 2].map(() => must(silver('list-nodes', S.file, '--json'), 'list-nodes').seconds));
-    const connect = median([0, 1, 2].map(() => must(silver('exec', S.file, '--', 'true'), 'silver exec true').seconds));
+    const [startup, listing, connect] = quietly(A, () => [
+      median([0, 1, 2].map(() => silver('--version').seconds)),
+      median([0, 1, 2].map(() => must(silver('list-nodes', S.file, '--json'), 'list-nodes').seconds)),
+      median([0, 1, 2].map(() => must(silver('exec', S.file, '--', 'true'), 'silver exec true').seconds)),
+    ]);
     const okTasks = noopA[0]!.recap.reduce((n, h) => n + h.ok, 0);
 
     const cpu = (rs: { cpu: number }[]) => median(rs.map((r) => r.cpu));
@@ -422,6 +452,7 @@ async function main(): Promise<void> {
       `silver no-op breakdown (medians of 3 whole commands): --version ${f2(startup)} s (node + CLI start-up); list-nodes ${f2(listing)} s (+ asking LXC); exec -- true on all 10 ${f2(connect)} s (+ 10 SSH connections); setup-node ${f2(mS)} s (+ the layer scripts: one remote command per node, 10 nodes at once)`,
       `silver no-op per layer, median/slowest node (by marker arrival; the first layer's includes its node's SSH connection): ${layerTimes(medianRun.stderr)}`,
       `load average (1 min) at start / end: ${loadStart} / ${loadavg()[0]!.toFixed(1)}`,
+      `no-op runs timed alone: the other side's 10 nodes frozen (lxc-freeze) and ${SETTLE_MS / 1000} s of quiet before each run`,
       `end state: Ansible cold run checked (nodeset.conf 10 lines, nginx, haproxy, postgresql active, balancer health ok): ${verify.length ? verify.join('; ') : 'ok'}`,
       `end state: silver vs Ansible, files/modes/owners/users/units/ruleset on app server, db and balancer: ${diffs.length ? `${diffs.length} differences` : 'identical'}`,
       ...diffs.map((d) => `  ${d}`),
@@ -438,6 +469,7 @@ async function main(): Promise<void> {
       writeFileSync(join(process.env['BENCH_KEEP_LOGS'], 'silver-noop.log'), medianRun.stdout + medianRun.stderr);
     }
   } finally {
+    for (const side of [S, A]) setFrozen(side, false);
     // Ansible's ControlPersist masters (started by this run): closed before their nodes go.
     const cp = join(ansibleDir, 'cp');
     if (existsSync(cp)) for (const sock of readdirSync(cp)) run('ssh', ['-o', `ControlPath=${join(cp, sock)}`, '-O', 'exit', 'bench']);
