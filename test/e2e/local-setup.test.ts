@@ -115,6 +115,29 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
   t.regex(second.stdout, /0 changed, 4 unchanged, 0 failed/);
   t.regex(second.stdout, /no changes/);
 
+  // Drift on one app server: its proxy stopped, another role's service running and enabled, a
+  // helper's mode and the rendered proxy configuration edited. The next run finds and fixes
+  // each (the no-op checks read states and sums without asking each tool), then converges.
+  await on('app1.setup.test', 'systemctl stop nginx && systemctl enable -q --now haproxy && chmod 700 /usr/local/lib/silverlining/bin/silver-deploy && echo "# edited" >> /etc/nginx/conf.d/silver.conf');
+  const drift = await silver(['setup-node', file], env);
+  t.is(drift.code, 0, drift.stderr);
+  for (const change of [
+    'base: changed: stop haproxy',
+    'base: changed: disable haproxy',
+    'appserver: changed: /usr/local/lib/silverlining/bin/silver-deploy: mode 755, owner root:root',
+    'appserver: changed: /etc/nginx/conf.d/silver.conf',
+    'appserver: changed: start nginx',
+  ]) {
+    t.true(drift.stderr.includes(`app1.setup.test: ${change}`), `${change}\n${drift.stderr}`);
+  }
+  t.regex(drift.stdout, /1 changed, 3 unchanged, 0 failed/);
+  t.is(await active('app1.setup.test', 'nginx'), 'active');
+  t.is(await active('app1.setup.test', 'haproxy'), 'inactive');
+  t.is((await on('app1.setup.test', 'systemctl is-enabled haproxy || true')).out.trim(), 'disabled');
+  t.notRegex((await on('app1.setup.test', 'cat /etc/nginx/conf.d/silver.conf')).out, /# edited/);
+  const converged = await silver(['setup-node', file], env);
+  t.regex(converged.stdout, /0 changed, 4 unchanged, 0 failed/);
+
   // --dry-run shows what would change and changes nothing.
   await on('app2.setup.test', 'rm /etc/silverlining/nodeset.conf');
   const dry = await silver(['setup-node', file, '--dry-run'], env);
