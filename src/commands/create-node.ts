@@ -77,7 +77,7 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
             hostKey,
           });
           node = created.node;
-          if (created.hostKey) rt.state.pin(ns.name, spec.name, node.privateAddress, created.hostKey);
+          if (created.hostKey) rt.state.pin(ns.name, spec.name, node.publicAddress ?? node.privateAddress, created.hostKey);
           node = await reachable(ns, rt, provider, node, deployKey.private, opts.sshTimeoutMs);
           return done('created', node);
         } catch (e) {
@@ -97,7 +97,7 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
 async function ensurePinned(ns: Nodeset, rt: Runtime, provider: Provider, node: ProviderNode): Promise<void> {
   if (rt.state.pinnedKeys(ns.name).has(node.name)) return;
   const key = await provider.hostKey(node);
-  if (key) rt.state.pin(ns.name, node.name, node.privateAddress, key);
+  if (key) rt.state.pin(ns.name, node.name, node.publicAddress ?? node.privateAddress, key);
 }
 
 /** Waits for the SSH port, pins the host key if the provider could not tell it earlier, and logs in. */

@@ -43,7 +43,7 @@ export async function connectNodes(ns: Nodeset, rt: Runtime, user?: string): Pro
         missing.push({ name: spec.name, role: spec.role, error: 'no pinned host key for this node (run silver create-node)' });
         continue;
       }
-      rt.state.pin(ns.name, spec.name, address, fromProvider);
+      rt.state.pin(ns.name, spec.name, sshHost!, fromProvider);
       hostKey = fromProvider;
     }
     targets.push({ name: spec.name, host: sshHost!, username: user ?? provider.adminUser, privateKey: key.private, hostKey, timeoutMs: 20_000 });
