@@ -115,6 +115,10 @@ function silver(...args: string[]): Run {
   return run(process.execPath, ['bin/silver.js', ...args]);
 }
 
+function silverNew(...args: string[]): Run {
+  return run(process.execPath, ['bin/silver.js', ...args], { env: NEW_CONNECTIONS });
+}
+
 interface ListedNode {
   name: string;
   role: string;
@@ -324,8 +328,11 @@ function verifyAnsibleCold(nodes: Node[]): string[] {
 
 const SUMMARY = /: (\d+) changed, (\d+) unchanged, (\d+) failed \((\d+(?:\.\d+)?)s\)/;
 
-function silverSetup(side: Side): Run & { cpu: number; changed: number; failed: number; inner: number } {
-  const r = timed(process.execPath, ['bin/silver.js', 'setup-node', side.file]);
+/** SILVER_PERSIST=0: silver makes new SSH connections (no keeper from an earlier command). */
+const NEW_CONNECTIONS: NodeJS.ProcessEnv = { ...env, SILVER_PERSIST: '0' };
+
+function silverSetup(side: Side, withEnv: NodeJS.ProcessEnv = env): Run & { cpu: number; changed: number; failed: number; inner: number } {
+  const r = timed(process.execPath, ['bin/silver.js', 'setup-node', side.file], { env: withEnv });
   const m = SUMMARY.exec(r.stdout);
   return { ...r, changed: m ? Number(m[1]) : -1, failed: m ? Number(m[3]) : -1, inner: m ? Number(m[4]) : NaN };
 }
@@ -410,14 +417,20 @@ async function main(): Promise<void> {
     const verify = verifyAnsibleCold(aNodes);
     const diffs = compareEndState(sNodes, aNodes);
 
-    // No-op re-runs, alternating; each side timed alone (see quietly).
+    // No-op re-runs, alternating; each side timed alone (see quietly). silver twice: with the
+    // connections its keeper holds (a re-run within SILVER_PERSIST, 60 s: the run before it,
+    // untimed, makes sure a keeper is up, as Ansible's runs find their ControlPersist masters),
+    // and with new connections (SILVER_PERSIST=0).
     const noopS: ReturnType<typeof silverSetup>[] = [];
+    const noopS0: ReturnType<typeof silverSetup>[] = [];
     const noopA: ReturnType<typeof ansible>[] = [];
     for (let i = 0; i < 3; i++) {
+      noopS0.push(quietly(A, () => silverSetup(S, NEW_CONNECTIONS)));
+      silverSetup(S);
       noopS.push(quietly(A, () => silverSetup(S)));
       noopA.push(quietly(S, () => ansible()));
     }
-    noopS.forEach((r, i) => {
+    [...noopS, ...noopS0].forEach((r, i) => {
       if (r.code !== 0 || r.changed !== 0) notes.push(`silver no-op run ${i + 1}: exit ${r.code}, ${r.changed} changed (expected 0 changed)`);
     });
     noopA.forEach((r, i) => {
@@ -425,15 +438,18 @@ async function main(): Promise<void> {
       if (r.code !== 0 || r.recap.length !== 10 || changed.length) notes.push(`ansible no-op run ${i + 1}: exit ${r.code}, ${r.recap.length} hosts in recap, ${changed.join(', ') || 'changed=0'}`);
     });
     const ts = noopS.map((r) => r.seconds);
+    const ts0 = noopS0.map((r) => r.seconds);
     const ta = noopA.map((r) => r.seconds);
     const mS = median(ts);
+    const mS0 = median(ts0);
     const mA = median(ta);
-    const medianRun = noopS.find((r) => r.seconds === mS)!;
-    // Where silver's no-op time goes: the same CLI doing less and less of it.
-    const [startup, listing, connect] = quietly(A, () => [
-      median([0, 1, 2].map(() => silver('--version').seconds)),
-      median([0, 1, 2].map(() => must(silver('list-nodes', S.file, '--json'), 'list-nodes').seconds)),
-      median([0, 1, 2].map(() => must(silver('exec', S.file, '--', 'true'), 'silver exec true').seconds)),
+    const medianRun = noopS0.find((r) => r.seconds === mS0)!;
+    // Where silver's no-op time goes: the same CLI doing less and less of it (new connections).
+    const [startup, listing, connect, kept] = quietly(A, () => [
+      median([0, 1, 2].map(() => silverNew('--version').seconds)),
+      median([0, 1, 2].map(() => must(silverNew('list-nodes', S.file, '--json'), 'list-nodes').seconds)),
+      median([0, 1, 2].map(() => must(silverNew('exec', S.file, '--', 'true'), 'silver exec true').seconds)),
+      median([0, 1, 2].map(() => must(silver('exec', S.file, '--', 'true'), 'silver exec true (kept)').seconds)),
     ]);
     const okTasks = noopA[0]!.recap.reduce((n, h) => n + h.ok, 0);
 
@@ -446,18 +462,19 @@ async function main(): Promise<void> {
       `cold setup, silver setup-node: ${f2(coldS.seconds)} s (cpu ${f2(coldS.cpu)} s)`,
       `cold setup, ansible-playbook:  ${f2(coldA.seconds)} s (cpu ${f2(coldA.cpu)} s)`,
       `cold speed-up: silver ${(coldA.seconds / coldS.seconds).toFixed(1)}x faster`,
-      `no-op re-run, silver (median of 3): ${f2(mS)} s (min ${f2(Math.min(...ts))}, max ${f2(Math.max(...ts))}; cpu ${f2(cpu(noopS))} s); ${noopS.every((r) => r.code === 0 && r.changed === 0) ? '"0 changed" every run' : 'CHANGES REPORTED'}`,
+      `no-op re-run, silver, connections kept (the default; median of 3): ${f2(mS)} s (min ${f2(Math.min(...ts))}, max ${f2(Math.max(...ts))}; cpu ${f2(cpu(noopS))} s); ${noopS.every((r) => r.code === 0 && r.changed === 0) ? '"0 changed" every run' : 'CHANGES REPORTED'}`,
+      `no-op re-run, silver, new connections (SILVER_PERSIST=0; median of 3): ${f2(mS0)} s (min ${f2(Math.min(...ts0))}, max ${f2(Math.max(...ts0))}; cpu ${f2(cpu(noopS0))} s); ${noopS0.every((r) => r.code === 0 && r.changed === 0) ? '"0 changed" every run' : 'CHANGES REPORTED'}`,
       `no-op re-run, ansible (median of 3): ${f2(mA)} s (min ${f2(Math.min(...ta))}, max ${f2(Math.max(...ta))}; cpu ${f2(cpu(noopA))} s); ${noopA.every((r) => r.code === 0 && r.recap.length === 10 && r.recap.every((h) => h.changed === 0)) ? 'changed=0 on all 10 hosts every run' : 'CHANGES REPORTED'} (${okTasks} ok task results per run)`,
-      `no-op speed-up: silver ${(mA / mS).toFixed(1)}x faster`,
-      `silver no-op breakdown (medians of 3 whole commands): --version ${f2(startup)} s (node + CLI start-up); list-nodes ${f2(listing)} s (+ asking LXC); exec -- true on all 10 ${f2(connect)} s (+ 10 SSH connections); setup-node ${f2(mS)} s (+ the layer scripts: one remote command per node, 10 nodes at once)`,
-      `silver no-op per layer, median/slowest node (by marker arrival; the first layer's includes its node's SSH connection): ${layerTimes(medianRun.stderr)}`,
+      `no-op speed-up: silver ${(mA / mS).toFixed(1)}x faster with kept connections, ${(mA / mS0).toFixed(1)}x with new ones`,
+      `silver no-op breakdown, new connections (medians of 3 whole commands): --version ${f2(startup)} s (node + CLI start-up); list-nodes ${f2(listing)} s (+ asking LXC); exec -- true on all 10 ${f2(connect)} s (+ 10 SSH connections); setup-node ${f2(mS0)} s (+ the layer scripts: one remote command per node, 10 nodes at once); exec -- true over kept connections ${f2(kept)} s`,
+      `silver no-op per layer, new connections, median/slowest node (by marker arrival; the first layer's includes its node's SSH connection): ${layerTimes(medianRun.stderr)}`,
       `load average (1 min) at start / end: ${loadStart} / ${loadavg()[0]!.toFixed(1)}`,
       `no-op runs timed alone: the other side's 10 nodes frozen (lxc-freeze) and ${SETTLE_MS / 1000} s of quiet before each run`,
       `end state: Ansible cold run checked (nodeset.conf 10 lines, nginx, haproxy, postgresql active, balancer health ok): ${verify.length ? verify.join('; ') : 'ok'}`,
       `end state: silver vs Ansible, files/modes/owners/users/units/ruleset on app server, db and balancer: ${diffs.length ? `${diffs.length} differences` : 'identical'}`,
       ...diffs.map((d) => `  ${d}`),
       ...notes.map((n) => `  ${n}`),
-      `targets: silver no-op under 1.5 s: ${mS < 1.5 ? 'met' : 'NOT met'}; no-op at least 5x faster than Ansible: ${mA / mS >= 5 ? 'met' : 'NOT met'}; cold faster than Ansible: ${coldS.seconds < coldA.seconds ? 'met' : 'NOT met'}`,
+      `targets: silver no-op under 1.5 s: ${mS < 1.5 ? 'met' : 'NOT met'} (with new connections: ${mS0 < 1.5 ? 'met' : 'not met'}); no-op at least 5x faster than Ansible: ${mA / mS0 >= 5 ? 'met' : 'NOT met'} (even with new connections); cold faster than Ansible: ${coldS.seconds < coldA.seconds ? 'met' : 'NOT met'}`,
     ];
     if (inotify < 1024) lines.splice(1, 0, `host: fs.inotify.max_user_instances raised from ${inotify} to 1024 for the run (20 nodes), restored after`);
     console.log(lines.join('\n'));
@@ -470,6 +487,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const side of [S, A]) setFrozen(side, false);
+    silver('disconnect', S.file); // silver's keeper, before its nodes go
     // Ansible's ControlPersist masters (started by this run): closed before their nodes go.
     const cp = join(ansibleDir, 'cp');
     if (existsSync(cp)) for (const sock of readdirSync(cp)) run('ssh', ['-o', `ControlPath=${join(cp, sock)}`, '-O', 'exit', 'bench']);

@@ -189,6 +189,17 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     });
 
   program
+    .command('disconnect')
+    .description('end the connections kept open for a nodeset between commands (see SILVER_PERSIST)')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .action(async (file: string) => {
+      const ns = load(file);
+      const { disconnect } = await commands.exec();
+      const n = await disconnect(ns, await runtime());
+      io.out(n > 0 ? `nodeset ${ns.name}: closed the kept connections` : `nodeset ${ns.name}: no connections were kept`);
+    });
+
+  program
     .command('list-nodes')
     .description('list the nodes of a nodeset as the provider sees them (and the ones missing or orphaned)')
     .argument('<nodeset>', 'the nodeset file (.conf)')

@@ -5,7 +5,6 @@ import type { ProviderConfig } from './nodeset/types.js';
 import type { Io } from './output/io.js';
 import type { Provider } from './provider.js';
 import type { Runtime } from './runtime.js';
-import { sshProbe } from './ssh/connect.js';
 import { StateDir } from './state.js';
 
 /** Providers load only when a nodeset uses them (pkgcloud, the AWS SDK stay out of other paths). */
@@ -28,7 +27,8 @@ export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
       if (!load) throw new ExitError(`provider "${config.type}" is not available in this version of silver (available: ${Object.keys(PROVIDERS).join(', ')})`, 1);
       return (await load()).createProvider(config, state);
     },
-    sshProbe,
+    // (ssh2 loads when a command first needs it, not at start-up)
+    sshProbe: async (target) => (await import('./ssh/connect.js')).sshProbe(target),
     now: () => Date.now(),
     async confirm(question) {
       if (!process.stdin.isTTY) return false;

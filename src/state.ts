@@ -1,7 +1,11 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
+import type ssh2Types from 'ssh2';
 import type { KeyPair } from './provider.js';
+
+// ssh2 loads only when a key is generated: commands that find their keys start faster.
+const ssh2 = (): typeof ssh2Types => createRequire(import.meta.url)('ssh2') as typeof ssh2Types;
 
 /**
  * Local state under `~/.silverlining/` (or `$SILVER_HOME`): only keys, pinned host keys and
@@ -25,7 +29,7 @@ export class StateDir {
     const priv = join(dir, 'id_ed25519');
     const pub = `${priv}.pub`;
     if (!existsSync(priv) || !existsSync(pub)) {
-      const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'silver-deploy' });
+      const pair = ssh2().utils.generateKeyPairSync('ed25519', { comment: 'silver-deploy' });
       writeFileSync(priv, pair.private, { mode: 0o600 });
       writeFileSync(pub, `${pair.public}\n`, { mode: 0o644 });
     }

@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Runtime } from '../runtime.js';
-import { SshPool } from '../ssh/pool.js';
+import { keeperSocket, openExecutor, stopKeeper } from '../ssh/keeper.js';
 import { quoteCommand } from '../ssh/quote.js';
 import { connectNodes } from '../ssh/targets.js';
 
@@ -24,7 +24,7 @@ export async function execOnNodes(ns: Nodeset, rt: Runtime, argv: string[], filt
   }
   if (wanted.length === 0) throw new ExitError(`no node of nodeset ${ns.name} matches${filter.role ? ` role ${filter.role}` : ''}`, 2);
   const { targets, missing } = await connectNodes({ ...ns, nodes: wanted }, rt);
-  const pool = new SshPool(targets);
+  const pool = await openExecutor(rt.state.root, ns.name, targets, rt.host.env as NodeJS.ProcessEnv);
   const command = quoteCommand(argv);
   const limit = pLimit(concurrency);
   try {
@@ -45,6 +45,15 @@ export async function execOnNodes(ns: Nodeset, rt: Runtime, argv: string[], filt
   } finally {
     await pool.close();
   }
+}
+
+/** Ends the keepers of a nodeset (one per login user), closing their connections. */
+export async function disconnect(ns: Nodeset, rt: Runtime): Promise<number> {
+  const provider = await rt.providerFor(ns.provider);
+  const key = rt.state.deployKey().private;
+  let n = 0;
+  for (const user of new Set([provider.adminUser, 'silver'])) if (await stopKeeper(keeperSocket(rt.state.root, ns.name, user, key))) n++;
+  return n;
 }
 
 export function renderExec(outcomes: ExecOutcome[]): string {

@@ -3,7 +3,7 @@ import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
 import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } from '../setup/plan.js';
-import { SshPool } from '../ssh/pool.js';
+import { openExecutor, type NodeExecutor } from '../ssh/keeper.js';
 import { connectNodes } from '../ssh/targets.js';
 import { tail } from '../util/exec.js';
 
@@ -39,7 +39,7 @@ export interface SetupOptions {
 export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): Promise<SetupReport> {
   const t0 = rt.now();
   const { targets, missing, addressed } = await connectNodes(ns, rt);
-  const pool = new SshPool(targets);
+  const pool = await openExecutor(rt.state.root, ns.name, targets, rt.host.env as NodeJS.ProcessEnv);
   // Cloud images log in as an unprivileged user with passwordless sudo: the layers need root.
   const users = new Map(targets.map((t) => [t.name, t.username]));
   const deployKey = rt.state.deployKey().public;
@@ -69,7 +69,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
 }
 
 async function setupOne(
-  ns: Nodeset, rt: Runtime, pool: SshPool, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
+  ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';

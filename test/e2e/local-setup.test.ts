@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -48,6 +48,8 @@ test.before(async () => {
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);
 });
 test.after.always(async () => {
+  // (a keeper a failed test left ends before its nodes go)
+  if (canRunLxc) await silver(['disconnect', file], env);
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);
 });
 
@@ -167,6 +169,56 @@ run('setup-node: a node whose sshd is down is reported failed, the others succee
   t.regex(again.stderr, /app2\.setup\.test: wire: changed: \/etc\/silverlining\/nodeset\.conf/);
   const last = await silver(['setup-node', file], env);
   t.regex(last.stdout, /0 changed, 4 unchanged, 0 failed/);
+});
+
+run('kept connections: a re-run logs in nowhere anew, a changed pinned key is not served over a kept connection, disconnect and idle end the keeper', async (t) => {
+  const keep = { ...env, SILVER_PERSIST: '30' };
+  const logins = async () => {
+    let n = 0;
+    for (const node of ['app1.setup.test', 'app2.setup.test', 'db.setup.test', 'balancer.setup.test']) {
+      const r = await exec('lxc-attach', ['-P', '/var/lib/silverlining/lxc', '-n', containerName(NODESET, node), '--', 'sh', '-c', 'journalctl -u ssh --no-pager -o cat | grep -c "Accepted publickey" || true']);
+      n += Number(r.stdout.trim());
+    }
+    return n;
+  };
+  const keeperRunning = async () => (await exec('sh', ['-c', `ls ${env.SILVER_HOME}/keep/*.sock 2>/dev/null | wc -l`])).stdout.trim() !== '0';
+  try {
+    // The first run connects itself and leaves a keeper, which connects in the background.
+    t.is((await silver(['setup-node', file], keep)).code, 0);
+    for (let i = 0; i < 50 && !(await keeperRunning()); i++) await new Promise((r) => setTimeout(r, 100));
+    t.true(await keeperRunning(), 'a keeper was started');
+    await new Promise((r) => setTimeout(r, 2000)); // its connections are made
+    const before = await logins();
+    const second = await silver(['setup-node', file], keep);
+    t.regex(second.stdout, /0 changed, 4 unchanged, 0 failed/);
+    const out = await silver(['exec', file, '--', 'hostname'], keep);
+    t.regex(out.stdout, /app1\.setup\.test: app1/);
+    t.is(await logins(), before, 'the re-runs logged in nowhere anew');
+
+    // A pinned key that no longer matches: the kept connection (made with the old key) is not
+    // used; the new connection checks the pin and fails, as without a keeper.
+    const pins = join(env.SILVER_HOME, 'nodesets', NODESET, 'known_hosts');
+    const original = readFileSync(pins, 'utf8');
+    const other = 'AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl';
+    writeFileSync(pins, original.replace(/^(app1\.setup\.test\S* ssh-ed25519 )\S+/m, `$1${other}`));
+    const bad = await silver(['exec', file, '--node', 'app1.setup.test', '--', 'true'], keep);
+    writeFileSync(pins, original);
+    t.is(bad.code, 1);
+    t.regex(bad.stdout, /host key/i);
+
+    const d = await silver(['disconnect', file], keep);
+    t.regex(d.stdout, /closed the kept connections/);
+    t.false(await keeperRunning(), 'disconnect ended the keeper');
+
+    // An idle keeper ends by itself.
+    await silver(['exec', file, '--', 'true'], { ...env, SILVER_PERSIST: '1' });
+    for (let i = 0; i < 50 && !(await keeperRunning()); i++) await new Promise((r) => setTimeout(r, 100));
+    t.true(await keeperRunning(), 'a keeper was started again');
+    for (let i = 0; i < 50 && (await keeperRunning()); i++) await new Promise((r) => setTimeout(r, 200));
+    t.false(await keeperRunning(), 'an idle keeper ended');
+  } finally {
+    await silver(['disconnect', file], env);
+  }
 });
 
 if (!canRunLxc) test('real-container tests need root', (t) => t.pass());

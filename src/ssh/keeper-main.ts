@@ -1,0 +1,130 @@
+/**
+ * The connection keeper (see keeper.ts): started by silver with its configuration on stdin;
+ * keeps one SSH connection per node and runs the commands later silver commands send over its
+ * Unix socket. Exits after `idleSeconds` without a command, on a `quit` request, or when its
+ * socket cannot be had (another keeper holds it).
+ */
+import { existsSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import type { SshTarget } from './connect.js';
+import type { KeeperConfig, WireTarget } from './keeper.js';
+import { SshPool } from './pool.js';
+
+function readStdin(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let s = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (d: string) => (s += d));
+    process.stdin.on('end', () => resolve(s));
+    process.stdin.on('error', reject);
+  });
+}
+
+/** True when something answers on the socket (a live keeper). */
+function alive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+const config = JSON.parse(await readStdin()) as KeeperConfig;
+const entries = new Map<string, { target: SshTarget; pool: SshPool }>();
+
+const same = (a: WireTarget, b: WireTarget) => a.host === b.host && (a.port ?? 22) === (b.port ?? 22) && a.username === b.username && a.hostKey === b.hostKey;
+
+/** The pool for this node, made anew when the request names another address, user or key. */
+function poolFor(w: WireTarget): SshPool {
+  const e = entries.get(w.name);
+  if (e && same(e.target, w)) return e.pool;
+  if (e) void e.pool.close();
+  const target: SshTarget = { ...w, privateKey: config.privateKey };
+  const pool = new SshPool([target]);
+  entries.set(w.name, { target, pool });
+  return pool;
+}
+
+let active = 0;
+let idleTimer: NodeJS.Timeout | null = null;
+const server = createServer();
+
+async function shutdown(): Promise<void> {
+  if (idleTimer) clearTimeout(idleTimer);
+  server.close();
+  try {
+    unlinkSync(config.socket);
+  } catch {
+    /* gone already */
+  }
+  await Promise.all([...entries.values()].map((e) => e.pool.close().catch(() => undefined)));
+  process.exit(0);
+}
+
+function touch(): void {
+  if (idleTimer) clearTimeout(idleTimer);
+  idleTimer = null;
+  if (active === 0) idleTimer = setTimeout(() => void shutdown(), config.idleSeconds * 1000);
+}
+
+function serve(sock: Socket): void {
+  let buffer = '';
+  const send = (msg: object) => {
+    if (!sock.destroyed) sock.write(`${JSON.stringify(msg)}\n`);
+  };
+  sock.setEncoding('utf8');
+  sock.on('error', () => undefined);
+  sock.on('data', (d: string) => {
+    buffer += d;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      let req: { id: number; quit?: boolean; target?: WireTarget; command?: string; stdin?: string | null; timeoutMs?: number };
+      try {
+        req = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (req.quit) {
+        sock.end();
+        void shutdown();
+        return;
+      }
+      if (!req.target || typeof req.command !== 'string') {
+        send({ id: req.id, error: 'bad request' });
+        continue;
+      }
+      const target = req.target;
+      active++;
+      touch();
+      poolFor(target)
+        .exec(target.name, req.command, req.stdin == null ? undefined : Buffer.from(req.stdin, 'base64'), req.timeoutMs, (out) => send({ id: req.id, out }))
+        .then(
+          (result) => send({ id: req.id, result }),
+          (e: Error) => send({ id: req.id, error: e.message }),
+        )
+        .finally(() => {
+          active--;
+          touch();
+        });
+    }
+  });
+}
+
+server.on('connection', serve);
+server.on('error', () => process.exit(0));
+if (existsSync(config.socket)) {
+  if (await alive(config.socket)) process.exit(0); // another keeper serves this nodeset
+  unlinkSync(config.socket); // left by a keeper that did not end cleanly
+}
+process.umask(0o077);
+server.listen(config.socket, () => {
+  touch();
+  // The connections are made now, so the next command finds them ready.
+  for (const t of config.targets) void poolFor(t).connection(t.name).catch(() => undefined);
+});
+process.on('SIGTERM', () => void shutdown());

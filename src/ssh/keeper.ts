@@ -1,0 +1,190 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ExecResult, SshTarget } from './connect.js';
+
+/**
+ * Connections kept between commands, as OpenSSH's ControlPersist keeps them: after a command
+ * that opened its own connections, a background process (the keeper, keeper-main.ts) opens one
+ * per node again and serves later commands over a Unix socket in silver's state folder (mode
+ * 0700, socket 0600), so a re-run pays no SSH handshakes. It exits after `SILVER_PERSIST`
+ * seconds without a command (default 60; 0 turns keeping off) or on `silver disconnect`.
+ * Every request names the node's address, user and pinned host key: a connection made to
+ * anything else is not used (the keeper connects anew, checking the key as ever).
+ */
+export interface NodeExecutor {
+  exec(node: string, command: string, stdin?: string | Buffer, timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult>;
+  close(): Promise<void>;
+}
+
+export interface KeeperConfig {
+  socket: string;
+  idleSeconds: number;
+  privateKey: string;
+  targets: Omit<SshTarget, 'privateKey' | 'onFirstKey'>[];
+}
+
+/** What a request says about the connection it wants. */
+export type WireTarget = Pick<SshTarget, 'name' | 'host' | 'port' | 'username' | 'hostKey' | 'timeoutMs'>;
+
+export function persistSeconds(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env['SILVER_PERSIST'];
+  if (v === undefined || v === '') return 60;
+  const n = Number(v);
+  return Number.isFinite(n) && n >= 0 ? Math.floor(n) : 60;
+}
+
+/** The keeper's socket for a nodeset, a login user and a key. */
+export function keeperSocket(stateRoot: string, nodeset: string, username: string, privateKey: string): string {
+  const id = createHash('sha256').update(`${username}\n${privateKey}`).digest('hex').slice(0, 12);
+  return join(stateRoot, 'keep', `${nodeset}.${id}.sock`);
+}
+
+function wire(t: SshTarget): WireTarget {
+  return { name: t.name, host: t.host, port: t.port ?? 22, username: t.username, hostKey: t.hostKey, ...(t.timeoutMs ? { timeoutMs: t.timeoutMs } : {}) };
+}
+
+function tryConnect(path: string, ms = 500): Promise<Socket | null> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(null);
+    }, ms);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      resolve(s);
+    });
+    s.once('error', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(null);
+    });
+  });
+}
+
+/**
+ * An executor for these targets: the nodeset's keeper when one answers, else connections of
+ * this command's own (and, when it closes, a keeper started for the next command).
+ */
+export async function openExecutor(stateRoot: string, nodeset: string, targets: SshTarget[], env: NodeJS.ProcessEnv = process.env): Promise<NodeExecutor> {
+  const idle = persistSeconds(env);
+  const first = targets[0];
+  // (the SSH code loads only when this command makes its own connections)
+  if (idle === 0 || !first) return new (await import('./pool.js')).SshPool(targets);
+  const path = keeperSocket(stateRoot, nodeset, first.username, first.privateKey);
+  const sock = await tryConnect(path);
+  if (sock) return new KeeperClient(sock, targets);
+  const { SshPool } = await import('./pool.js');
+  const pool = new SshPool(targets);
+  return {
+    exec: (...args) => pool.exec(...args),
+    async close() {
+      await pool.close();
+      startKeeper({ socket: path, idleSeconds: idle, privateKey: first.privateKey, targets: targets.map(wire) });
+    },
+  };
+}
+
+/** Starts a keeper in the background (its own session, no output); the command does not wait. */
+export function startKeeper(config: KeeperConfig): void {
+  mkdirSync(join(config.socket, '..'), { recursive: true, mode: 0o700 });
+  const main = fileURLToPath(new URL('./keeper-main.js', import.meta.url));
+  const child = spawn(process.execPath, [main], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+  child.on('error', () => undefined);
+  child.stdin.on('error', () => undefined);
+  // The key goes through the pipe, never the command line.
+  child.stdin.end(JSON.stringify(config));
+  child.unref();
+}
+
+/** Asks the keeper of this socket to end (closing its connections); false when none ran. */
+export async function stopKeeper(path: string): Promise<boolean> {
+  const sock = await tryConnect(path);
+  if (!sock) return false;
+  await new Promise<void>((resolve) => {
+    sock.once('close', () => resolve());
+    sock.end(`${JSON.stringify({ id: 0, quit: true })}\n`);
+  });
+  return true;
+}
+
+interface Pending {
+  resolve: (r: ExecResult) => void;
+  reject: (e: Error) => void;
+  onStdout?: ((chunk: string) => void) | undefined;
+}
+
+/** Talks to a keeper: one JSON line per request; output chunks and the result come back by id. */
+class KeeperClient implements NodeExecutor {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private buffer = '';
+  private readonly targets: Map<string, SshTarget>;
+
+  constructor(private readonly sock: Socket, targets: SshTarget[]) {
+    this.targets = new Map(targets.map((t) => [t.name, t]));
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => this.data(d));
+    sock.on('error', () => undefined);
+    sock.on('close', () => this.failAll(new Error('the connection keeper went away during the command')));
+  }
+
+  exec(node: string, command: string, stdin?: string | Buffer, timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
+    const t = this.targets.get(node);
+    if (!t) return Promise.reject(new Error(`no SSH target for ${node}`));
+    const id = this.nextId++;
+    return new Promise<ExecResult>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onStdout });
+      const req = {
+        id,
+        target: wire(t),
+        command,
+        stdin: stdin === undefined ? null : Buffer.from(stdin).toString('base64'),
+        ...(timeoutMs ? { timeoutMs } : {}),
+      };
+      this.sock.write(`${JSON.stringify(req)}\n`);
+    });
+  }
+
+  private data(d: string): void {
+    this.buffer += d;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, nl);
+      this.buffer = this.buffer.slice(nl + 1);
+      let msg: { id: number; out?: string; result?: ExecResult; error?: string };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      const p = this.pending.get(msg.id);
+      if (!p) continue;
+      if (msg.out !== undefined) p.onStdout?.(msg.out);
+      else if (msg.result) {
+        this.pending.delete(msg.id);
+        p.resolve(msg.result);
+      } else if (msg.error !== undefined) {
+        this.pending.delete(msg.id);
+        p.reject(new Error(msg.error));
+      }
+    }
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      if (this.sock.destroyed) return resolve();
+      this.sock.once('close', () => resolve());
+      this.sock.end();
+    });
+  }
+}
