@@ -222,6 +222,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
       if (opts.node && opts.orphans) throw new ExitError('use either --node or --orphans', 2);
       const ns = load(file);
       const r = await (await commands.nodes()).deleteNodes(ns, await runtime(), { nodes: opts.node ?? [], orphans: opts.orphans ?? false, yes: opts.yes ?? false, concurrency: 8 });
+      // Connections kept to the nodes end with them.
+      if (r.deleted.length > 0) await (await commands.exec()).disconnect(ns, await runtime());
       io.out(`nodeset ${ns.name}: deleted ${r.deleted.length}, failed ${r.failed.length}`);
       if (r.failed.length > 0) throw new ExitError('', 1);
     });
