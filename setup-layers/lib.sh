@@ -226,10 +226,9 @@ ensure_user() {
 
 # Unit states. Most are read off the file system, without a process: a unit is installed when
 # its unit file is there, enabled when a *.wants/ directory of /etc/systemd/system links it,
-# active when its control group has processes. What that cannot tell ("?": templates, masked,
-# static or sysv units, oneshot units, a stopped service) is asked of systemd, one call for
-# all such units of a cache.
-# Cache lines: "ID LOADSTATE ACTIVESTATE UNITFILESTATE".
+# active when its control group has processes. What that cannot tell ("?": masked or sysv
+# units, oneshot units, a stopped service) is asked of systemd, for that unit only.
+# Each unit is read once per layer (the newest line first): "ID LOADSTATE ACTIVESTATE UNITFILESTATE".
 _UNIT_CACHE=""
 _UNIT_DIRS="/etc/systemd/system /run/systemd/system /lib/systemd/system /usr/lib/systemd/system /run/systemd/generator /run/systemd/generator.late"
 
@@ -272,34 +271,29 @@ _unit_fast() {
   done
 }
 
-# _unit_ask UNIT.service...: lines "ID LOADSTATE ACTIVESTATE UNITFILESTATE" from systemd.
+# _unit_ask UNIT.service: "ID LOADSTATE ACTIVESTATE UNITFILESTATE" from systemd.
 _unit_ask() {
-  systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$@" 2> /dev/null | awk -F= '
+  systemctl show --property=Id,LoadState,ActiveState,UnitFileState "$1" 2> /dev/null | awk -F= '
     /^Id=/ { id = $2 } /^LoadState=/ { ld = $2 } /^ActiveState=/ { act = $2 } /^UnitFileState=/ { uf = $2 }
-    /^$/ { if (id != "") print id, ld, act, (uf == "" ? "-" : uf); id = ""; ld = ""; act = ""; uf = "" }
     END { if (id != "") print id, ld, act, (uf == "" ? "-" : uf) }'
 }
 
-# unit_cache UNIT.service...: the states of these units (systemd asked only where unsure).
-unit_cache() {
-  _UNIT_CACHE=""
-  for _u in "$@"; do
-    _unit_fast "$_u"
-    _UNIT_CACHE="$_UNIT_CACHE$_u $_LOAD $_ACTIVE $_FILE$NL"
-  done
-}
-
 # unit_state UNIT [all|file|active|off]: sets _LOAD, _ACTIVE, _FILE; asks systemd when what is
-# needed (default: all) is unsure in the cache, or the unit is not in it.
+# needed (default: all) is unsure.
 unit_state() {
   _u=$1
   case "$_u" in *.*) ;; *) _u="$_u.service" ;; esac
   case "$NL$_UNIT_CACHE" in
     *"$NL$_u "*)
-      _line=${_UNIT_CACHE#*"$_u "}
+      _line=$NL$_UNIT_CACHE
+      _line=${_line#*"$NL$_u "}
       _line=${_line%%"$NL"*}
       ;;
-    *) _unit_fast "$_u"; _line="$_LOAD $_ACTIVE $_FILE" ;;
+    *)
+      _unit_fast "$_u"
+      _line="$_LOAD $_ACTIVE $_FILE"
+      _UNIT_CACHE="$_u $_line$NL$_UNIT_CACHE"
+      ;;
   esac
   set -- $_line "${2:-all}"
   _LOAD=$1 _ACTIVE=$2 _FILE=$3
@@ -310,7 +304,7 @@ unit_state() {
   esac
   set -- $(_unit_ask "$_u") x not-found inactive -
   _LOAD=$2 _ACTIVE=$3 _FILE=$4
-  _UNIT_CACHE="$_UNIT_CACHE$_u $_LOAD $_ACTIVE $_FILE$NL"
+  _UNIT_CACHE="$_u $_LOAD $_ACTIVE $_FILE$NL$_UNIT_CACHE"
 }
 
 # ensure_on UNIT: enabled and running.

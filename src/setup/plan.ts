@@ -42,6 +42,7 @@ export function hostsLines(nodes: readonly AddressedNode[]): string {
 export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly AddressedNode[], layer: string, deployKey: string, check: boolean): Record<string, string> {
   const appservers = all.filter((n) => n.role === 'appserver');
   const apps = [...new Set(ns.locations.map((l) => l.app))];
+  const conf = nodesetConf(all);
   return {
     SILVER_CHECK: check ? '1' : '0',
     SILVER_NODESET: ns.name,
@@ -59,27 +60,19 @@ export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly Addres
     SILVER_LOCATIONS: ns.locations.map((l) => `${l.host} ${l.path} ${l.app}`).join('\n'),
     SILVER_SET_ETC_HOSTS: ns.setEtcHosts ? 'true' : 'false',
     SILVER_HOSTS_LINES: hostsLines(all),
-    SILVER_NODESET_CONF: nodesetConf(all),
-    SILVER_NODESET_CONF_MD5: md5(`${nodesetConf(all)}\n`),
+    SILVER_NODESET_CONF: conf,
+    SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
     ...renderedFiles(ns, layer, appservers),
   };
 }
 
-/** Files silver renders for a layer (content and MD5 sum as variables; see KNOWN_FILES). */
+/** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
 function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[]): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
   if (layer === 'balancer') return file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers));
   return {};
 }
-
-/** The rendered files of each layer, whose sums a node reads once at the start (`prehash`). */
-const KNOWN_FILES: Record<string, string[]> = {
-  base: ['/home/silver/.ssh/authorized_keys'],
-  wire: ['/etc/silverlining/nodeset.conf'],
-  appserver: ['/etc/nginx/conf.d/silver.conf'],
-  balancer: ['/etc/haproxy/haproxy.cfg'],
-};
 
 const cache = new Map<string, string>();
 function layerFile(path: string): string {
@@ -109,14 +102,17 @@ function helperInstalls(layer: string, root: string): string[] {
 }
 
 /**
- * The absolute paths a layer's `prestat` calls name (the node script stats them all at once):
+ * The absolute paths a layer's setup.sh gives to a helper (all arguments, or only the first):
  * literal ones, and ones ending in `$app`, one per app (`for app in $SILVER_APPS; do prestat …`).
+ * The node script reads them all at once before the layers run: `prestat` paths (modes and
+ * owners) and `ensure_known` files (sums).
  */
-function prestatPaths(layer: string, root: string, apps: readonly string[]): string[] {
+function scriptPaths(layer: string, root: string, helper: 'prestat' | 'ensure_known', apps: readonly string[]): string[] {
   const text = layerFile(join(root, layer, 'setup.sh')).replace(/\\\n/g, ' ');
   const out: string[] = [];
-  for (const m of text.matchAll(/(?:^|;|do)\s*prestat\s+([^;\n]*)/gm)) {
-    for (const w of m[1]!.trim().split(/\s+/)) {
+  for (const m of text.matchAll(new RegExp(`(?:^|;|do)\\s*${helper}\\s+([^;\\n]*)`, 'gm'))) {
+    const words = m[1]!.trim().split(/\s+/);
+    for (const w of helper === 'prestat' ? words : words.slice(0, 1)) {
       if (/^\/[^$'"`\\]*$/.test(w)) out.push(w);
       else if (/^\/[^$'"`\\]*\$app$/.test(w)) out.push(...apps.map((a) => w.replace(/\$app$/, a)));
     }
@@ -136,9 +132,6 @@ export function layerScript(layer: string, vars: Record<string, string>, root = 
     '',
   ].join('\n');
 }
-
-/** Units whose states every node reads once, before its layers run. */
-const UNITS = ['nginx.service', 'haproxy.service', 'postgresql.service', 'mariadb.service', 'nftables.service'];
 
 export interface LayerOutput {
   changes: string[];
@@ -161,21 +154,23 @@ function changeOf(line: string): string | null {
  * the first layer that fails stops the rest. silver times the layers by the markers' arrival.
  */
 export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): string {
-  // lib.sh once; the unit states and installed packages of all layers read once; each layer
+  // lib.sh once; the installed packages, modes and sums of all layers read once; each layer
   // then runs in a subshell that inherits them.
   const names = layers.map(({ layer }) => layer);
+  const apps = (layers[0]?.vars['SILVER_APPS'] ?? '').split(' ').filter(Boolean);
   const packages = [...new Set(names.flatMap((layer) => layerPackages(layer, root)))];
   const helpers = names.flatMap((layer) => helperNames(layer, root).map((n) => `${HELPERS}/${n}`));
-  const known = [...helpers, ...names.flatMap((layer) => KNOWN_FILES[layer] ?? [])];
-  const stat = [...new Set([...(helpers.length ? [HELPERS] : []), ...known, ...names.flatMap((layer) => prestatPaths(layer, root, (layers[0]?.vars['SILVER_APPS'] ?? '').split(' ').filter(Boolean)))])];
+  const known = [...helpers, ...names.flatMap((layer) => scriptPaths(layer, root, 'ensure_known', apps))];
+  const stat = [...new Set([...(helpers.length ? [HELPERS] : []), ...known, ...names.flatMap((layer) => scriptPaths(layer, root, 'prestat', apps))])];
   const parts: string[] = [
     `SILVER_CHECK=${quoteArg(layers[0]?.vars['SILVER_CHECK'] ?? '0')}`,
     // Marks that a layer changed something, for the caches below (see layer_begin in lib.sh);
-    // in /run, which only root may write (a name in /tmp could be a planted link).
+    // in /run, which only root may write (a name in /tmp could be a planted link). Removed when
+    // the node script ends (the layers' subshells do not run this trap).
     'SILVER_STALE=/run/silver-stale.$$',
+    `trap '[ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"' EXIT`,
     layerFile(join(root, 'lib.sh')),
     'set +e',
-    `unit_cache ${UNITS.join(' ')}`,
     `pkg_cache ${packages.map(quoteArg).join(' ')}`,
     `prestat ${stat.join(' ')}`,
     `prehash ${known.join(' ')}`,
@@ -188,10 +183,9 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
       layerScript(layer, vars, root, false),
       ')',
       `_rc=$?; echo "silver-layer-end: ${layer} $_rc"`,
-      '[ "$_rc" -eq 0 ] || { [ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"; exit "$_rc"; }',
+      '[ "$_rc" -eq 0 ] || exit "$_rc"',
     );
   }
-  parts.push('[ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"');
   return `${parts.join('\n')}\n`;
 }
 

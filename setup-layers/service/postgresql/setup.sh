@@ -46,7 +46,6 @@ $_hba
 EOT
 _reload=$CHANGED
 
-unit_cache postgresql.service "$_unit.service"
 ensure_on postgresql
 if ! is_active "$_unit"; then
   changed "start $_unit"
