@@ -23,6 +23,11 @@ export class StateDir {
     return dir;
   }
 
+  /** Whether the deploy key exists yet (without making it). */
+  hasDeployKey(): boolean {
+    return existsSync(join(this.root, 'id_ed25519'));
+  }
+
   /** The deploy key pair, generated (ed25519) on first use. */
   deployKey(): KeyPair {
     const dir = this.ensure(this.root);

@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
@@ -52,7 +50,7 @@ export async function execOnNodes(ns: Nodeset, rt: Runtime, argv: string[], filt
 /** Ends the keepers of a nodeset (one per login user), closing their connections. */
 export async function disconnect(ns: Nodeset, rt: Runtime): Promise<number> {
   // (no deploy key yet: nothing can have connected, and none is made here)
-  if (!existsSync(join(rt.state.root, 'id_ed25519'))) return 0;
+  if (!rt.state.hasDeployKey()) return 0;
   const provider = await rt.providerFor(ns.provider);
   const key = rt.state.deployKey().private;
   let n = 0;

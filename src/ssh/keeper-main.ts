@@ -5,9 +5,9 @@
  * socket cannot be had (another keeper holds it).
  */
 import { existsSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import type { SshTarget } from './connect.js';
-import type { KeeperConfig, WireTarget } from './keeper.js';
+import { onJsonLines, tryConnect, type KeeperConfig, type WireTarget } from './keeper.js';
 import { SshPool } from './pool.js';
 
 function readStdin(): Promise<string> {
@@ -17,18 +17,6 @@ function readStdin(): Promise<string> {
     process.stdin.on('data', (d: string) => (s += d));
     process.stdin.on('end', () => resolve(s));
     process.stdin.on('error', reject);
-  });
-}
-
-/** True when something answers on the socket (a live keeper). */
-function alive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
   });
 }
 
@@ -70,55 +58,47 @@ function touch(): void {
   if (active === 0) idleTimer = setTimeout(() => void shutdown(), config.idleSeconds * 1000);
 }
 
+type Request = { id: number; quit?: boolean; target?: WireTarget; command?: string; stdin?: string | null; timeoutMs?: number };
+
 function serve(sock: Socket): void {
-  let buffer = '';
   const send = (msg: object) => {
     if (!sock.destroyed) sock.write(`${JSON.stringify(msg)}\n`);
   };
-  sock.setEncoding('utf8');
   sock.on('error', () => undefined);
-  sock.on('data', (d: string) => {
-    buffer += d;
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      let req: { id: number; quit?: boolean; target?: WireTarget; command?: string; stdin?: string | null; timeoutMs?: number };
-      try {
-        req = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (req.quit) {
-        sock.end();
-        void shutdown();
-        return;
-      }
-      if (!req.target || typeof req.command !== 'string') {
-        send({ id: req.id, error: 'bad request' });
-        continue;
-      }
-      const target = req.target;
-      active++;
-      touch();
-      poolFor(target)
-        .exec(target.name, req.command, req.stdin == null ? undefined : Buffer.from(req.stdin, 'base64'), req.timeoutMs, (out) => send({ id: req.id, out }))
-        .then(
-          (result) => send({ id: req.id, result }),
-          (e: Error) => send({ id: req.id, error: e.message }),
-        )
-        .finally(() => {
-          active--;
-          touch();
-        });
+  onJsonLines<Request>(sock, (req) => {
+    if (req.quit) {
+      sock.end();
+      void shutdown();
+      return;
     }
+    if (!req.target || typeof req.command !== 'string') {
+      send({ id: req.id, error: 'bad request' });
+      return;
+    }
+    const target = req.target;
+    active++;
+    touch();
+    poolFor(target)
+      .exec(target.name, req.command, req.stdin == null ? undefined : Buffer.from(req.stdin, 'base64'), req.timeoutMs, (out) => send({ id: req.id, out }))
+      .then(
+        (result) => send({ id: req.id, result }),
+        (e: Error) => send({ id: req.id, error: e.message }),
+      )
+      .finally(() => {
+        active--;
+        touch();
+      });
   });
 }
 
 server.on('connection', serve);
 server.on('error', () => process.exit(0));
 if (existsSync(config.socket)) {
-  if (await alive(config.socket)) process.exit(0); // another keeper serves this nodeset
+  const other = await tryConnect(config.socket);
+  if (other) {
+    other.destroy();
+    process.exit(0); // another keeper serves this nodeset
+  }
   unlinkSync(config.socket); // left by a keeper that did not end cleanly
 }
 process.umask(0o077);

@@ -47,7 +47,8 @@ function wire(t: SshTarget): WireTarget {
   return { name: t.name, host: t.host, port: t.port ?? 22, username: t.username, hostKey: t.hostKey, ...(t.timeoutMs ? { timeoutMs: t.timeoutMs } : {}) };
 }
 
-function tryConnect(path: string, ms = 500): Promise<Socket | null> {
+/** A connection to a keeper's socket, or null when none answers. */
+export function tryConnect(path: string, ms = 500): Promise<Socket | null> {
   return new Promise((resolve) => {
     const s = connect(path);
     const timer = setTimeout(() => {
@@ -112,6 +113,30 @@ export async function stopKeeper(path: string): Promise<boolean> {
   return true;
 }
 
+/** Calls `onMessage` with each JSON line arriving on the socket (the keeper's wire format). */
+export function onJsonLines<T>(sock: Socket, onMessage: (msg: T) => void): void {
+  let buffer = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (d: string) => {
+    buffer += d;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      let msg: T;
+      try {
+        msg = JSON.parse(line) as T;
+      } catch {
+        continue;
+      }
+      onMessage(msg);
+    }
+  });
+}
+
+/** What the keeper sends back: output chunks, then the result or an error, by request id. */
+type Reply = { id: number; out?: string; result?: ExecResult; error?: string };
+
 interface Pending {
   resolve: (r: ExecResult) => void;
   reject: (e: Error) => void;
@@ -122,13 +147,11 @@ interface Pending {
 class KeeperClient implements NodeExecutor {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private buffer = '';
   private readonly targets: Map<string, SshTarget>;
 
   constructor(private readonly sock: Socket, targets: SshTarget[]) {
     this.targets = new Map(targets.map((t) => [t.name, t]));
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => this.data(d));
+    onJsonLines<Reply>(sock, (msg) => this.reply(msg));
     sock.on('error', () => undefined);
     sock.on('close', () => this.failAll(new Error('the connection keeper went away during the command')));
   }
@@ -150,28 +173,16 @@ class KeeperClient implements NodeExecutor {
     });
   }
 
-  private data(d: string): void {
-    this.buffer += d;
-    let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, nl);
-      this.buffer = this.buffer.slice(nl + 1);
-      let msg: { id: number; out?: string; result?: ExecResult; error?: string };
-      try {
-        msg = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      const p = this.pending.get(msg.id);
-      if (!p) continue;
-      if (msg.out !== undefined) p.onStdout?.(msg.out);
-      else if (msg.result) {
-        this.pending.delete(msg.id);
-        p.resolve(msg.result);
-      } else if (msg.error !== undefined) {
-        this.pending.delete(msg.id);
-        p.reject(new Error(msg.error));
-      }
+  private reply(msg: Reply): void {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    if (msg.out !== undefined) p.onStdout?.(msg.out);
+    else if (msg.result) {
+      this.pending.delete(msg.id);
+      p.resolve(msg.result);
+    } else if (msg.error !== undefined) {
+      this.pending.delete(msg.id);
+      p.reject(new Error(msg.error));
     }
   }
 
