@@ -55,8 +55,6 @@ export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly Addres
     SILVER_DEPLOY_KEY_MD5: md5(`${deployKey}\n`),
     SILVER_APPS: apps.join(' '),
     SILVER_APPSERVER_ADDRS: appservers.map((n) => n.address).join(' '),
-    SILVER_APPSERVERS: appservers.map((n) => `${n.name} ${n.address}`).join('\n'),
-    SILVER_HOSTNAMES: ns.hostnames.join(' '),
     SILVER_LOCATIONS: ns.locations.map((l) => `${l.host} ${l.path} ${l.app}`).join('\n'),
     SILVER_SET_ETC_HOSTS: ns.setEtcHosts ? 'true' : 'false',
     SILVER_HOSTS_LINES: hostsLines(all),
