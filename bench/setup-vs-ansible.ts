@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { containerName, DEFAULTS } from '../providers/local/config.js';
 import { writeSection } from './results.js';
 
 const ROOT = process.cwd();
@@ -353,9 +354,9 @@ function layerTimes(stderr: string): string {
 }
 
 /** The bench nodes' containers (the local provider's default LXC path and naming). */
-const LXC_PATH = '/var/lib/silverlining/lxc';
+const LXC_PATH = DEFAULTS.lxcPath;
 function containersOf(side: Side): string[] {
-  return run('lxc-ls', ['-P', LXC_PATH, '-1']).stdout.split(/\s+/).filter((n) => n.startsWith(`s-${side.name}-`));
+  return run('lxc-ls', ['-P', LXC_PATH, '-1']).stdout.split(/\s+/).filter((n) => n.startsWith(containerName(side.name, '')));
 }
 
 /** Freezes (or thaws) a side's containers: their processes stop using CPU until thawed. */
@@ -457,6 +458,10 @@ async function main(): Promise<void> {
     const okTasks = noopA[0]!.recap.reduce((n, h) => n + h.ok, 0);
 
     const cpu = (rs: { cpu: number }[]) => median(rs.map((r) => r.cpu));
+    const silverNoop = (label: string, rs: typeof noopS) => {
+      const t = rs.map((r) => r.seconds);
+      return `no-op re-run, silver, ${label}: ${f2(median(t))} s (min ${f2(Math.min(...t))}, max ${f2(Math.max(...t))}; cpu ${f2(cpu(rs))} s); ${rs.every((r) => r.code === 0 && r.changed === 0) ? '"0 changed" every run' : 'CHANGES REPORTED'}`;
+    };
     const lines = [
       `nodes: 2 x 10 LXC nodes (8 app servers ram 256MB, service:postgresql, balancer), created fresh: ${created.map(f2).join(' s / ')} s`,
       `ansible: ${version}, forks = 10, pipelining = True, gather_facts off, host_key_checking = True, ssh ControlPersist (its default)`,
@@ -465,8 +470,8 @@ async function main(): Promise<void> {
       `cold setup, silver setup-node: ${f2(coldS.seconds)} s (cpu ${f2(coldS.cpu)} s)`,
       `cold setup, ansible-playbook:  ${f2(coldA.seconds)} s (cpu ${f2(coldA.cpu)} s)`,
       `cold speed-up: silver ${(coldA.seconds / coldS.seconds).toFixed(1)}x faster`,
-      `no-op re-run, silver, connections kept (the default; median of 3): ${f2(mS)} s (min ${f2(Math.min(...ts))}, max ${f2(Math.max(...ts))}; cpu ${f2(cpu(noopS))} s); ${noopS.every((r) => r.code === 0 && r.changed === 0) ? '"0 changed" every run' : 'CHANGES REPORTED'}`,
-      `no-op re-run, silver, new connections (SILVER_PERSIST=0; median of 3): ${f2(mS0)} s (min ${f2(Math.min(...ts0))}, max ${f2(Math.max(...ts0))}; cpu ${f2(cpu(noopS0))} s); ${noopS0.every((r) => r.code === 0 && r.changed === 0) ? '"0 changed" every run' : 'CHANGES REPORTED'}`,
+      silverNoop('connections kept (the default; median of 3)', noopS),
+      silverNoop('new connections (SILVER_PERSIST=0; median of 3)', noopS0),
       `no-op re-run, ansible (median of 3): ${f2(mA)} s (min ${f2(Math.min(...ta))}, max ${f2(Math.max(...ta))}; cpu ${f2(cpu(noopA))} s); ${noopA.every((r) => r.code === 0 && r.recap.length === 10 && r.recap.every((h) => h.changed === 0)) ? 'changed=0 on all 10 hosts every run' : 'CHANGES REPORTED'} (${okTasks} ok task results per run)`,
       `no-op speed-up: silver ${(mA / mS).toFixed(1)}x faster with kept connections, ${(mA / mS0).toFixed(1)}x with new ones`,
       `silver no-op breakdown, new connections (medians of 3 whole commands): --version ${f2(startup)} s (node + CLI start-up); list-nodes ${f2(listing)} s (+ asking LXC); exec -- true on all 10 ${f2(connect)} s (+ 10 SSH connections); setup-node ${f2(mS0)} s (+ the layer scripts: one remote command per node, 10 nodes at once); exec -- true over kept connections ${f2(kept)} s`,
