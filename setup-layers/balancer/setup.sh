@@ -1,16 +1,25 @@
-# balancer — HAProxy on port 80 for the nodeset's host names, spreading requests over the app
-# servers listed in /etc/silverlining/nodeset.conf, with health checks and retries so that a
-# server leaving rotation fails no request. `silver-balancer disable|enable|status NODE` takes
-# one app server out of rotation and back (runtime API; survives until the next reload).
-# Input: SILVER_PACKAGES SILVER_HAPROXY_CFG (+ _MD5: rendered by silver from the host names and
-# the app servers)
+# balancer — HAProxy on port 80 for the nodeset's host names: a backend per location, spreading
+# requests over the app servers listed in /etc/silverlining/nodeset.conf, each checked with the
+# app's health_check, with retries so that a server leaving rotation fails no request.
+# `silver-balancer disable|enable|drain|status NODE` takes one app server out of rotation in
+# every backend and back (runtime API; survives until the next reload); `silver-balancer
+# set-health APP PATH` changes an app's check in the configuration and reloads.
+# Input: SILVER_PACKAGES SILVER_HAPROXY_CFG (+ _MD5: rendered by silver from the host names, the
+# locations, the apps' health paths and the app servers)
 
 ensure_pkgs $SILVER_PACKAGES
 
-# The configuration is rendered by silver from the app servers, as wiring lists them in
-# nodeset.conf; checked by haproxy before it replaces the running one.
+# The configuration is rendered by silver from the locations and the app servers, as wiring
+# lists them in nodeset.conf; checked by haproxy before it replaces the running one, in root's
+# own /run/silverlining (a name in the shared /tmp could be a planted link).
 if ! known_same /etc/haproxy/haproxy.cfg "$SILVER_HAPROXY_CFG_MD5" "$SILVER_HAPROXY_CFG" && [ "$CHECK" != 1 ]; then
-  _cfg=$(mktemp)
+  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+  mkdir -p -m 700 /run/silverlining
+  if [ -L /run/silverlining ] || [ ! -d /run/silverlining ] || [ "$(stat -c %u /run/silverlining)" != 0 ]; then
+    echo "/run/silverlining is not a directory owned by root" >&2
+    exit 1
+  fi
+  _cfg=/run/silverlining/haproxy.cfg.$$
   printf '%s' "$SILVER_HAPROXY_CFG" > "$_cfg"
   haproxy -c -q -f "$_cfg" || { rm -f "$_cfg"; echo "haproxy configuration does not validate" >&2; exit 1; }
   rm -f "$_cfg"

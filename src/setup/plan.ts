@@ -38,8 +38,19 @@ export function hostsLines(nodes: readonly AddressedNode[]): string {
     .join('\n');
 }
 
-/** The variables one layer's script gets on one node. */
-export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly AddressedNode[], layer: string, deployKey: string, check: boolean): Record<string, string> {
+/**
+ * The variables one layer's script gets on one node. `appHealth`: app name → its app.ini
+ * `health_check` path, for the balancer's checks (missing: `/`).
+ */
+export function layerVars(
+  ns: Nodeset,
+  node: AddressedNode,
+  all: readonly AddressedNode[],
+  layer: string,
+  deployKey: string,
+  check: boolean,
+  appHealth: ReadonlyMap<string, string> = new Map(),
+): Record<string, string> {
   const appservers = all.filter((n) => n.role === 'appserver');
   const apps = [...new Set(ns.locations.map((l) => l.app))];
   const conf = nodesetConf(all);
@@ -60,15 +71,15 @@ export function layerVars(ns: Nodeset, node: AddressedNode, all: readonly Addres
     SILVER_HOSTS_LINES: hostsLines(all),
     SILVER_NODESET_CONF: conf,
     SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
-    ...renderedFiles(ns, layer, appservers),
+    ...renderedFiles(ns, layer, appservers, appHealth),
   };
 }
 
 /** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
-function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[]): Record<string, string> {
+function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
-  if (layer === 'balancer') return file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers));
+  if (layer === 'balancer') return file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth));
   return {};
 }
 

@@ -50,12 +50,27 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
   return `${out.join('\n')}\n`;
 }
 
+/** A location as the balancer routes it. */
+export interface BalancedLocation {
+  host: string;
+  path: string;
+  app: string;
+}
+
 /**
- * The balancer's HAProxy configuration: port 80 for the nodeset's host names, the app servers
- * (in nodeset.conf's order) with health checks, retries and redispatch, so that a server
- * leaving rotation fails no request.
+ * The balancer's HAProxy configuration: port 80 for the nodeset's host names, one backend per
+ * location (`app_<app>_<i>`, i counting that app's locations from 1) over the app servers (in
+ * nodeset.conf's order), each checked with its app's `health_check` under the location's path,
+ * with retries and redispatch, so that a server leaving rotation fails no request. `health`: app
+ * name → health_check path (missing: `/`).
  */
-export function haproxyCfg(hostnames: readonly string[], appservers: readonly { name: string; address: string }[]): string {
+export function haproxyCfg(
+  hostnames: readonly string[],
+  appservers: readonly { name: string; address: string }[],
+  locations: readonly BalancedLocation[],
+  health: ReadonlyMap<string, string>,
+): string {
+  const named = backendNames(locations);
   const out = [
     '# managed by silver',
     'global',
@@ -83,24 +98,61 @@ export function haproxyCfg(hostnames: readonly string[], appservers: readonly { 
     'frontend www',
     '\tbind :80',
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
-  ];
-  if (hostnames.length > 0) {
-    out.push(`\tacl silver_host req.hdr(host),field(1,:) -i ${hostnames.join(' ')}`, '\tuse_backend appservers if silver_host', '\tdefault_backend unknown_host');
-  } else {
-    out.push('\tdefault_backend appservers');
-  }
-  out.push(
+    ...frontendRoutes(hostnames, named),
     '',
     'backend unknown_host',
     '\thttp-request return status 404 content-type text/plain string "unknown host"',
-    '',
-    'backend appservers',
+  ];
+  for (const { backend, location } of named) out.push('', ...locationBackend(backend, location, appservers, health.get(location.app) ?? '/'));
+  return `${out.join('\n')}\n`;
+}
+
+/** The locations with their backends' names, in nodeset order. */
+function backendNames(locations: readonly BalancedLocation[]): { backend: string; location: BalancedLocation }[] {
+  const count = new Map<string, number>();
+  return locations.map((location) => {
+    const i = (count.get(location.app) ?? 0) + 1;
+    count.set(location.app, i);
+    return { backend: `app_${location.app}_${i}`, location };
+  });
+}
+
+/**
+ * The frontend's routing: other host names 404 (when the nodeset names some), then each host's
+ * locations, longest path first; whatever matches no location 404s too.
+ */
+function frontendRoutes(hostnames: readonly string[], named: readonly { backend: string; location: BalancedLocation }[]): string[] {
+  const out: string[] = [];
+  if (hostnames.length > 0) {
+    out.push(`\tacl silver_host req.hdr(host),field(1,:) -i ${hostnames.join(' ')}`, '\tuse_backend unknown_host if !silver_host');
+  }
+  const hosts = [...new Set(named.map((n) => n.location.host))];
+  for (const host of hosts) {
+    // (a stable sort: equal lengths keep nodeset order)
+    const own = named.filter((n) => n.location.host === host).sort((a, b) => b.location.path.length - a.location.path.length);
+    for (const { backend, location } of own) {
+      out.push(`\tuse_backend ${backend} if { req.hdr(host),field(1,:) -i ${host} } { path_beg ${location.path} }`);
+    }
+  }
+  out.push('\tdefault_backend unknown_host');
+  return out;
+}
+
+/** The `http-check send` line of a location: its app's health path under the location's path. */
+function healthCheckLine(location: BalancedLocation, healthPath: string): string {
+  return `\thttp-check send meth GET uri ${location.path.slice(0, -1)}${healthPath} ver HTTP/1.1 hdr Host ${location.host}`;
+}
+
+/** One location's backend: a marker `silver-balancer set-health` finds, checks, the app servers. */
+function locationBackend(backend: string, location: BalancedLocation, appservers: readonly { name: string; address: string }[], healthPath: string): string[] {
+  return [
+    `backend ${backend}`,
+    `\t# silver-location ${location.app} ${location.host} ${location.path}`,
     '\tbalance roundrobin',
     '\toption httpchk',
-    '\thttp-check send meth GET uri /.silver/health ver HTTP/1.1 hdr Host silver-health',
-    '\thttp-check expect status 200',
+    healthCheckLine(location, healthPath),
+    '\thttp-check expect rstatus ^2',
     '\tdefault-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2',
     ...appservers.map((a) => `\tserver ${a.name} ${a.address}:80 check`),
-  );
-  return `${out.join('\n')}\n`;
+  ];
 }

@@ -77,20 +77,41 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
     t.is((await on(n.name, `getent hosts db.setup.test | head -1 | cut -d' ' -f1`)).out.trim(), addr['db.setup.test']!);
   }
 
-  // The balancer answers on port 80, for its host names, with both app servers in rotation.
+  // The balancer answers on port 80, for its host names: a backend per location, each app
+  // server checked with its app's health path under the location. No app is deployed yet, so
+  // every check fails (nginx answers 502) and the servers go down.
   const health = await fetch(`http://${addr['balancer.setup.test']}/.silver/balancer-health`);
   t.is(health.status, 200);
   const viaBalancer = await httpGet(addr['balancer.setup.test']!, 'other.test');
   t.is(viaBalancer.status, 404, 'an unknown host name is refused');
+  const checks = (await on('balancer.setup.test', "grep 'http-check send' /etc/haproxy/haproxy.cfg")).out;
+  t.deepEqual(
+    checks.split('\n').map((l) => l.trim()).filter(Boolean),
+    ['http-check send meth GET uri / ver HTTP/1.1 hdr Host setup.test', 'http-check send meth GET uri /blog/ ver HTTP/1.1 hdr Host setup.test'],
+    'no health_check known yet: each location is checked at its root',
+  );
+  const balancerStatus = async () => (await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status')).out;
+  // (rows: BACKEND NODE ADDRESS STATE ADMIN, sorted)
+  const rows = (out: string) => out.trim().split('\n').sort().map((l) => l.split(' '));
+  let status = await balancerStatus();
+  for (let i = 0; i < 20 && / up /.test(status); i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    status = await balancerStatus();
+  }
+  const backendServers = ['app_blog_1 app1.setup.test', 'app_blog_1 app2.setup.test', 'app_hello_1 app1.setup.test', 'app_hello_1 app2.setup.test'];
+  t.deepEqual(rows(status).map((r) => `${r[0]} ${r[1]}`), backendServers, status);
+  t.true(rows(status).every((r) => r[2] === addr[r[1]!] && r[3] === 'stopped' && r[4] === 'ready'), status);
   const known = await httpGet(addr['balancer.setup.test']!, 'setup.test');
-  t.is(known.status, 502, 'a known host name reaches an app server (no app deployed yet)');
-  const status = await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status');
-  t.regex(status.out, /app1\.setup\.test \S+ up ready/);
-  t.regex(status.out, /app2\.setup\.test \S+ up ready/);
-  // One app server out of rotation and back.
+  t.is(known.status, 503, 'a known host name reaches its location\'s backend, whose servers fail the check (no app deployed yet)');
+  t.is((await httpGet(addr['balancer.setup.test']!, 'setup.test', '/blog/x')).status, 503);
+  // One app server out of rotation in every backend, and back.
   t.is((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer disable app1.setup.test')).code, 0);
-  t.regex((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status')).out, /app1\.setup\.test \S+ \S+ maint/);
+  const disabled = rows(await balancerStatus());
+  t.deepEqual(disabled.filter((r) => r[4] === 'maint').map((r) => `${r[0]} ${r[1]}`), ['app_blog_1 app1.setup.test', 'app_hello_1 app1.setup.test']);
+  t.true(disabled.filter((r) => r[1] === 'app2.setup.test').every((r) => r[4] === 'ready'));
   t.is((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer enable app1.setup.test')).code, 0);
+  t.true(rows(await balancerStatus()).every((r) => r[4] === 'ready'), 'enabled again in every backend');
+  t.not((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer disable nosuch.setup.test')).code, 0, 'a node in no backend is an error');
 
   // Each app server's front proxy answers on port 80.
   t.is((await fetch(`http://${addr['app1.setup.test']}/.silver/health`)).status, 200);

@@ -15,15 +15,70 @@ test('the front proxy has a server per host name, in byte order, and a location 
   t.is(md5(conf), md5(nginxFrontConf({ locations: [loc('www.b.com', '/', 'blog'), loc('a.com', '/wiki/', 'wiki'), loc('www.b.com', '/api/', 'api'), loc('a.com', '/', 'site')] as never })));
 });
 
-test('the balancer routes its host names to the app servers, with health checks, and 404s other hosts', (t) => {
-  const cfg = haproxyCfg(['foobar.com', 'www.foobar.com'], [
-    { name: 'app1.foobar.com', address: '10.4.3.2' },
-    { name: 'app2.foobar.com', address: '10.4.3.3' },
+const servers = [
+  { name: 'app1.foobar.com', address: '10.4.3.2' },
+  { name: 'app2.foobar.com', address: '10.4.3.3' },
+];
+const locations = [loc('foobar.com', '/', 'blog'), loc('foobar.com', '/wiki/', 'wiki'), loc('www.foobar.com', '/', 'blog'), loc('foobar.com', '/wiki/api/', 'api')];
+
+/** The lines of one section of a configuration, its header first. */
+function section(cfg: string, header: string): string[] {
+  const start = cfg.indexOf(`\n${header}\n`);
+  if (start < 0) return [];
+  const end = cfg.indexOf('\n\n', start + 1);
+  return cfg.slice(start + 1, end < 0 ? cfg.length - 1 : end).split('\n');
+}
+
+test('the balancer has a backend per location, named by app and its location count, checking the app\'s health path under the location', (t) => {
+  const cfg = haproxyCfg(['foobar.com', 'www.foobar.com'], servers, locations, new Map([['wiki', '/health'], ['blog', '/status/ok']]));
+  t.deepEqual([...cfg.matchAll(/^backend (\S+)$/gm)].map((m) => m[1]), ['unknown_host', 'app_blog_1', 'app_wiki_1', 'app_blog_2', 'app_api_1']);
+  t.deepEqual(section(cfg, 'backend app_wiki_1'), [
+    'backend app_wiki_1',
+    '\t# silver-location wiki foobar.com /wiki/',
+    '\tbalance roundrobin',
+    '\toption httpchk',
+    '\thttp-check send meth GET uri /wiki/health ver HTTP/1.1 hdr Host foobar.com',
+    '\thttp-check expect rstatus ^2',
+    '\tdefault-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2',
+    '\tserver app1.foobar.com 10.4.3.2:80 check',
+    '\tserver app2.foobar.com 10.4.3.3:80 check',
   ]);
-  t.regex(cfg, /\tacl silver_host req\.hdr\(host\),field\(1,:\) -i foobar\.com www\.foobar\.com\n\tuse_backend appservers if silver_host\n\tdefault_backend unknown_host\n/);
-  t.regex(cfg, /\tserver app1\.foobar\.com 10\.4\.3\.2:80 check\n\tserver app2\.foobar\.com 10\.4\.3\.3:80 check\n$/);
-  t.regex(cfg, /http-check send meth GET uri \/\.silver\/health/);
-  const noNames = haproxyCfg([], []);
-  t.regex(noNames, /\tdefault_backend appservers\n/);
-  t.notRegex(noNames, /acl silver_host/);
+  t.true(section(cfg, 'backend app_blog_1').includes('\thttp-check send meth GET uri /status/ok ver HTTP/1.1 hdr Host foobar.com'));
+  t.true(section(cfg, 'backend app_blog_2').includes('\thttp-check send meth GET uri /status/ok ver HTTP/1.1 hdr Host www.foobar.com'));
+  // An app without a health path is checked at its location's root.
+  t.true(section(cfg, 'backend app_api_1').includes('\thttp-check send meth GET uri /wiki/api/ ver HTTP/1.1 hdr Host foobar.com'));
+  t.true(cfg.endsWith('\tserver app2.foobar.com 10.4.3.3:80 check\n'));
+  // Retries and redispatch stay in the defaults.
+  t.regex(cfg, /\n\toption redispatch 1\n\tretry-on conn-failure empty-response response-timeout 502 503\n/);
+});
+
+test('the balancer routes a known host by path, longest first, and 404s other hosts and paths no location has', (t) => {
+  const cfg = haproxyCfg(['foobar.com', 'www.foobar.com'], servers, locations, new Map());
+  t.deepEqual(section(cfg, 'frontend www'), [
+    'frontend www',
+    '\tbind :80',
+    '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
+    '\tacl silver_host req.hdr(host),field(1,:) -i foobar.com www.foobar.com',
+    '\tuse_backend unknown_host if !silver_host',
+    '\tuse_backend app_api_1 if { req.hdr(host),field(1,:) -i foobar.com } { path_beg /wiki/api/ }',
+    '\tuse_backend app_wiki_1 if { req.hdr(host),field(1,:) -i foobar.com } { path_beg /wiki/ }',
+    '\tuse_backend app_blog_1 if { req.hdr(host),field(1,:) -i foobar.com } { path_beg / }',
+    '\tuse_backend app_blog_2 if { req.hdr(host),field(1,:) -i www.foobar.com } { path_beg / }',
+    '\tdefault_backend unknown_host',
+  ]);
+  t.deepEqual(section(cfg, 'backend unknown_host'), ['backend unknown_host', '\thttp-request return status 404 content-type text/plain string "unknown host"']);
+  // A host with no location of its own, known to the balancer, matches nothing: 404.
+  const narrow = haproxyCfg(['foobar.com', 'other.com'], servers, [loc('foobar.com', '/wiki/', 'wiki')], new Map());
+  t.notRegex(narrow, /other\.com \}/);
+  t.regex(narrow, /\{ path_beg \/wiki\/ \}\n\tdefault_backend unknown_host\n/);
+});
+
+test('the balancer without host names routes by location only; without locations it answers 404 to all', (t) => {
+  const noNames = haproxyCfg([], servers, [loc('a.com', '/', 'site')], new Map());
+  t.notRegex(noNames, /acl silver_host|!silver_host/);
+  t.regex(noNames, /\tuse_backend app_site_1 if \{ req\.hdr\(host\),field\(1,:\) -i a\.com \} \{ path_beg \/ \}\n\tdefault_backend unknown_host\n/);
+  const empty = haproxyCfg(['foobar.com'], servers, [], new Map());
+  t.deepEqual([...empty.matchAll(/^backend (\S+)$/gm)].map((m) => m[1]), ['unknown_host']);
+  t.regex(empty, /\tuse_backend unknown_host if !silver_host\n\tdefault_backend unknown_host\n/);
+  t.true(empty.endsWith('string "unknown host"\n'));
 });
