@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,11 @@ const servers = [
 const locations = [loc('foobar.com', '/', 'blog'), loc('foobar.com', '/wiki/', 'wiki'), loc('www.foobar.com', '/w/', 'wiki'), loc('www.foobar.com', '/', 'blog')];
 const render = (health: [string, string][]) => haproxyCfg(hostnames, servers, locations, new Map(health));
 
+const trees: string[] = [];
+test.after.always(() => {
+  for (const dir of trees) rmSync(dir, { recursive: true, force: true });
+});
+
 interface Tree {
   dir: string;
   script: string;
@@ -35,6 +40,7 @@ interface Tree {
 /** A temporary tree: the script with its constants pointing into it, the fakes, a live config. */
 function tree(cfgText: string): Tree {
   const dir = mkdtempSync(join(tmpdir(), 'silver-balancer-'));
+  trees.push(dir);
   const t: Tree = {
     dir,
     script: join(dir, 'silver-balancer'),
