@@ -202,9 +202,12 @@ ensure_pkgs() {
   changed "install$_missing"
   CHANGED=1
   [ "$CHECK" = 1 ] && return 0
-  if ! apt-get install -y -q --no-install-recommends $_missing > /tmp/silver-apt.log 2>&1; then
-    apt-get update -q > /tmp/silver-apt-update.log 2>&1 || true
-    apt-get install -y -q --no-install-recommends $_missing > /tmp/silver-apt.log 2>&1 || { tail -5 /tmp/silver-apt.log >&2; return 1; }
+  # (logs in root's own /run/silverlining, never in the shared /tmp)
+  [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; return 1; }
+  mkdir -p -m 700 /run/silverlining
+  if ! apt-get install -y -q --no-install-recommends $_missing > /run/silverlining/apt.log 2>&1; then
+    apt-get update -q > /run/silverlining/apt-update.log 2>&1 || true
+    apt-get install -y -q --no-install-recommends $_missing > /run/silverlining/apt.log 2>&1 || { tail -5 /run/silverlining/apt.log >&2; return 1; }
   fi
 }
 

@@ -105,6 +105,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
       const { renderUpdateReport, update } = await commands.update();
       const report = await update(ns, app, await runtime());
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderUpdateReport(report));
+      if (report.interrupted) throw new ExitError('', 130);
       if (!report.ok) throw new ExitError('', 1);
     });
 
@@ -126,8 +127,10 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print the report as JSON')
     .action(async (app: string, file: string, opts: { json?: boolean }) => {
-      const r = await (await commands.update()).rollback(load(file), app, await runtime());
-      io.out(opts.json ? JSON.stringify(r, null, 2) : r.nodes.map((n) => `${n.node}: ${n.ok ? `${n.to} active (was ${n.from ?? 'none'})` : `failed: ${n.error}`}`).join('\n'));
+      const { renderRollbackReport, rollback } = await commands.update();
+      const r = await rollback(load(file), app, await runtime());
+      io.out(opts.json ? JSON.stringify(r, null, 2) : renderRollbackReport(r));
+      if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
     });
 
@@ -136,8 +139,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     .description('break a stale deploy lock of a nodeset on purpose (names the holder it removes)')
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .action(async (file: string) => {
-      const holder = await (await commands.update()).unlock(load(file), await runtime());
-      io.out(holder ? `removed the deploy lock held by ${holder}` : 'the nodeset was not locked');
+      const holders = await (await commands.update()).unlock(load(file), await runtime());
+      io.out(holders.length > 0 ? `removed the deploy lock held by ${holders.join('; ')}` : 'the nodeset was not locked');
     });
 
   const providerOf = async (file: string | undefined, name: string | undefined) => {

@@ -29,6 +29,15 @@ export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
     },
     // (ssh2 loads when a command first needs it, not at start-up)
     sshProbe: async (target) => (await import('./ssh/connect.js')).sshProbe(target),
+    executor: async (nodeset, targets) => (await import('./ssh/keeper.js')).openExecutor(state.root, nodeset, targets, host.env as NodeJS.ProcessEnv),
+    onInterrupt(handler) {
+      const signals = ['SIGINT', 'SIGTERM'] as const;
+      const on = (sig: string) => handler(sig);
+      for (const s of signals) process.on(s, on);
+      return () => {
+        for (const s of signals) process.off(s, on);
+      };
+    },
     now: () => Date.now(),
     async confirm(question) {
       if (!process.stdin.isTTY) return false;

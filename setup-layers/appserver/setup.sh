@@ -29,4 +29,31 @@ if [ "$_changed" = 1 ] && [ "$CHECK" != 1 ]; then
 fi
 ensure_on nginx
 [ "$_changed" = 1 ] && reload_unit nginx
+
+# At boot the active instance of every app starts (and an interrupted switch is completed),
+# without silver: the node's own record decides.
+ensure_file /etc/systemd/system/silver-boot.service 644 root:root <<'EOT'
+[Unit]
+Description=silverlining: the active instance of every app
+After=network.target nginx.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/lib/silverlining/bin/silver-deploy boot
+
+[Install]
+WantedBy=multi-user.target
+EOT
+[ "$CHANGED" = 1 ] && act systemctl daemon-reload
+ensure_on silver-boot
+
+# Each active instance runs and answers its health check; leftovers of an interrupted deploy
+# are stopped (skipped while a deploy holds the nodeset's lock).
+if [ -x /usr/local/lib/silverlining/bin/silver-deploy ]; then
+  _repair=$(/usr/local/lib/silverlining/bin/silver-deploy repair $([ "$CHECK" = 1 ] && echo --check)) || exit 1
+  while IFS= read -r _l; do [ -z "$_l" ] || changed "$_l"; done <<EOT
+$_repair
+EOT
+fi
 true

@@ -2,13 +2,14 @@
 # unprivileged user per application, silver's directories, and a firewall that opens only what
 # the node's role serves. Services of other roles are kept off.
 # Input (set by silver): SILVER_ROLE SILVER_PACKAGES SILVER_DEPLOY_KEY SILVER_APPS SILVER_APPSERVER_ADDRS
+# SILVER_SERVICE_PORT SILVER_UNITS_OFF
 
 ensure_pkgs $SILVER_PACKAGES
 
 # Modes and owners of everything below, read at once.
 prestat /home/silver/.ssh /home/silver/.ssh/authorized_keys /usr/local/lib/silverlining \
   /usr/local/lib/silverlining/bin /etc/sudoers.d/silver /etc/silverlining /var/lib/silverlining \
-  /var/lib/silverlining/apps /var/lib/silverlining/locks /var/log/silverlining /etc/nftables.conf
+  /var/lib/silverlining/apps /var/lib/silverlining/state /var/log/silverlining /etc/nftables.conf
 for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 
 # The deploy user: logs in with the deploy key; root only through the helpers silver installs.
@@ -29,8 +30,9 @@ fi
 # Directories: configuration, instances, locks, logs.
 ensure_dir /etc/silverlining 755 root:root
 ensure_dir /var/lib/silverlining 755 root:root
-ensure_dir /var/lib/silverlining/apps 755 silver:silver
-ensure_dir /var/lib/silverlining/locks 755 silver:silver
+# (root's alone: root helpers act on these paths, so the deploy user must not change them)
+ensure_dir /var/lib/silverlining/apps 755 root:root
+ensure_dir /var/lib/silverlining/state 700 root:root
 ensure_dir /var/log/silverlining 755 root:root
 
 # One unprivileged user per application, with its own home and log directory.
@@ -39,25 +41,17 @@ for app in $SILVER_APPS; do
   ensure_dir "/var/log/silverlining/$app" 750 "app-$app:app-$app"
 done
 
-# Services that belong to other roles stay off (their states read in one systemctl call).
-# (unit states: read once per node by silver's node script, see src/setup/plan.ts)
-for unit in nginx haproxy postgresql mariadb; do
-  case "$SILVER_ROLE:$unit" in
-    appserver:nginx | balancer:haproxy | service:postgresql:postgresql | service:mysql:mariadb) ;;
-    *) ensure_off "$unit" ;;
-  esac
-done
+# Services that belong to other roles stay off (SILVER_UNITS_OFF: from the service descriptors).
+for unit in $SILVER_UNITS_OFF; do ensure_off "$unit"; done
 
 # Firewall: SSH, then only what the role serves.
 case "$SILVER_ROLE" in
   appserver) _rules="		tcp dport 80 accept" ;;
   balancer) _rules="		tcp dport { 80, 443 } accept" ;;
-  service:postgresql | service:mysql)
-    _port=5432
-    [ "$SILVER_ROLE" = service:mysql ] && _port=3306
+  service:*)
     _rules=""
     if [ -n "$SILVER_APPSERVER_ADDRS" ]; then
-      _rules="		ip saddr { $(echo $SILVER_APPSERVER_ADDRS | sed 's/ /, /g') } tcp dport $_port accept"
+      _rules="		ip saddr { $(echo $SILVER_APPSERVER_ADDRS | sed 's/ /, /g') } tcp dport $SILVER_SERVICE_PORT accept"
     fi
     ;;
   *) _rules="" ;;

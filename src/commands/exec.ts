@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Runtime } from '../runtime.js';
-import { keeperSocket, openExecutor, stopKeeper } from '../ssh/keeper.js';
+import { keeperSocket, stopKeeper } from '../ssh/keeper.js';
 import { quoteCommand } from '../ssh/quote.js';
 import { connectNodes } from '../ssh/targets.js';
 
@@ -24,7 +24,7 @@ export async function execOnNodes(ns: Nodeset, rt: Runtime, argv: string[], filt
   }
   if (wanted.length === 0) throw new ExitError(`no node of nodeset ${ns.name} matches${filter.role ? ` role ${filter.role}` : ''}`, 2);
   const { targets, missing } = await connectNodes({ ...ns, nodes: wanted }, rt);
-  const pool = await openExecutor(rt.state.root, ns.name, targets, rt.host.env as NodeJS.ProcessEnv);
+  const pool = await rt.executor(ns.name, targets);
   const command = quoteCommand(argv);
   const limit = pLimit(concurrency);
   try {

@@ -3,8 +3,11 @@ import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
 import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } from '../setup/plan.js';
-import { openExecutor, type NodeExecutor } from '../ssh/keeper.js';
+import type { NodeExecutor } from '../ssh/keeper.js';
 import { connectNodes } from '../ssh/targets.js';
+import { Remote } from '../remote/executor.js';
+import { SharedState } from '../deploy/shared-state.js';
+import type { AppsRecord } from './update.js';
 import { tail } from '../util/exec.js';
 
 export interface LayerResult {
@@ -39,7 +42,7 @@ export interface SetupOptions {
 export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): Promise<SetupReport> {
   const t0 = rt.now();
   const { targets, missing, addressed } = await connectNodes(ns, rt);
-  const pool = await openExecutor(rt.state.root, ns.name, targets, rt.host.env as NodeJS.ProcessEnv);
+  const pool = await rt.executor(ns.name, targets);
   // Cloud images log in as an unprivileged user with passwordless sudo: the layers need root.
   const users = new Map(targets.map((t) => [t.name, t.username]));
   const deployKey = rt.state.deployKey().public;
@@ -50,10 +53,11 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     rt.io.err(`${m.name}: failed: ${m.error}`);
   }
   try {
+    const health = await appHealth(ns, pool, addressed, rt);
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s'));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health));
         }),
       ),
     );
@@ -68,8 +72,20 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   };
 }
 
+/**
+ * Each app's health_check, as updates recorded it in the nodes' shared state (the balancer checks
+ * it under each location); empty before the first update or when no node has silver-state yet.
+ */
+async function appHealth(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNode[], rt: Runtime): Promise<Map<string, string>> {
+  if (!nodes.some((n) => n.role === 'balancer')) return new Map();
+  const state = new SharedState(new Remote(pool), { total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
+  const rec = (await state.read<AppsRecord>('apps')).get('apps');
+  return new Map(Object.entries(rec?.health ?? {}));
+}
+
 async function setupOne(
   ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
+  health: ReadonlyMap<string, string>,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -89,7 +105,7 @@ async function setupOne(
   };
   let script: string;
   try {
-    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check) })));
+    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health) })));
   } catch (e) {
     return fail(names[0]!, (e as Error).message);
   }

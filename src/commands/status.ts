@@ -1,31 +1,68 @@
+import type { RolloutRecord } from '../deploy/rollout.js';
 import type { AppState } from '../deploy/remote.js';
+import { Session } from '../deploy/session.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
-import { Session } from './update.js';
+
+export interface AppStatus {
+  node: string;
+  app: string;
+  active: string | null;
+  previous: string | null;
+  /** Instances newer than the active one (staged, never activated). */
+  staged: string[];
+  running: string[];
+  /** Running but not active: leftovers of an interrupted run. */
+  leftovers: string[];
+  /** The active instance: `ok`, `unhealthy:CODE`, `stopped`; null without one. */
+  health: string | null;
+}
 
 export interface StatusReport {
   nodeset: string;
-  nodes: { name: string; role: string; address: string }[];
-  apps: { node: string; app: string; active: string | null; previous: string | null; staged: string[]; running: string[] }[];
+  nodes: { name: string; role: string; address: string | null; reachable: boolean; error?: string }[];
+  apps: AppStatus[];
+  /** An update or rollback whose record is still open on the nodes. */
+  rollout: { kind: string; app: string; instance: string; holder: string; started: string; live: boolean } | null;
+  lock: { holder: string; ageSeconds: number; live: boolean } | null;
 }
 
-/** Each node, and on each app server each app's active, previous and staged instances. */
+/** Each node; on each app server each app's instances and health; the nodeset's lock and open rollout. */
 export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
   const s = await Session.open(ns, rt);
   try {
-    const states = await s.status();
-    const apps: StatusReport['apps'] = [];
-    for (const n of s.appservers) {
-      for (const a of states.get(n.name) ?? []) apps.push(summarise(n.name, a));
-    }
-    return { nodeset: ns.name, nodes: s.all.map((n) => ({ name: n.name, role: n.role, address: n.address })), apps };
+    const unreachable = new Map(s.missing.map((m) => [m.name, m.error]));
+    const states = new Map<string, AppState[]>();
+    await Promise.all(
+      s.appservers.map(async (n) => {
+        try {
+          states.set(n.name, (await s.status([n])).get(n.name) ?? []);
+        } catch (e) {
+          unreachable.set(n.name, (e as Error).message);
+        }
+      }),
+    );
+    const [record, lock] = await Promise.all([s.state.read<RolloutRecord>('rollout'), s.state.lockInfo()]);
+    const rec = record.get('rollout');
+    const apps = s.appservers.flatMap((n) => (states.get(n.name) ?? []).map((a) => summarise(n.name, a)));
+    return {
+      nodeset: ns.name,
+      nodes: ns.nodes.map((spec) => {
+        const a = s.all.find((n) => n.name === spec.name);
+        const error = unreachable.get(spec.name);
+        return { name: spec.name, role: spec.role, address: a?.address ?? null, reachable: !error, ...(error ? { error } : {}) };
+      }),
+      apps,
+      rollout: rec && rec.state === 'running' ? { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, started: rec.started, live: !!lock?.live && lock.holder === rec.holder } : null,
+      lock,
+    };
   } finally {
     await s.close();
   }
 }
 
-function summarise(node: string, a: AppState): StatusReport['apps'][number] {
+function summarise(node: string, a: AppState): AppStatus {
   const activeIdx = a.active ? a.instances.findIndex((i) => i.name === a.active) : -1;
   return {
     node,
@@ -34,16 +71,32 @@ function summarise(node: string, a: AppState): StatusReport['apps'][number] {
     previous: a.previous,
     staged: a.instances.filter((_, idx) => idx > activeIdx).map((i) => i.name),
     running: a.instances.filter((i) => i.running).map((i) => i.name),
+    leftovers: a.instances.filter((i) => i.running && i.name !== a.active).map((i) => i.name),
+    health: a.health,
   };
 }
 
 export function renderStatus(r: StatusReport): string {
-  const lines = [table(['NODE', 'ROLE', 'ADDRESS'], r.nodes.map((n) => [n.name, n.role, n.address]))];
+  const lines = [table(['NODE', 'ROLE', 'ADDRESS', 'STATE'], r.nodes.map((n) => [n.name, n.role, n.address ?? '-', n.reachable ? 'up' : `unreachable: ${n.error}`]))];
   lines.push('');
   lines.push(
     r.apps.length === 0
       ? 'no application deployed'
-      : table(['NODE', 'APP', 'ACTIVE', 'PREVIOUS', 'STAGED'], r.apps.map((a) => [a.node, a.app, a.active ?? '-', a.previous ?? '-', a.staged.join(' ') || '-'])),
+      : table(
+          ['NODE', 'APP', 'ACTIVE', 'HEALTH', 'PREVIOUS', 'STAGED', 'LEFTOVERS'],
+          r.apps.map((a) => [a.node, a.app, a.active ?? '-', a.health ?? '-', a.previous ?? '-', a.staged.join(' ') || '-', a.leftovers.join(' ') || '-']),
+        ),
   );
+  const versions = new Map<string, Set<string>>();
+  for (const a of r.apps) versions.set(a.app, (versions.get(a.app) ?? new Set()).add(a.active ?? '-'));
+  for (const [app, v] of versions) if (v.size > 1) lines.push(`${app}: the app servers serve different instances (${[...v].join(', ')})`);
+  if (r.rollout) {
+    lines.push(
+      r.rollout.live
+        ? `a ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} is running (${r.rollout.holder})`
+        : `an interrupted ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} (${r.rollout.holder}): the next silver update or rollback of any app converges it`,
+    );
+  }
+  if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (stale: the next update takes it over)'}`);
   return lines.join('\n');
 }

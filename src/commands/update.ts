@@ -1,27 +1,32 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { layersRoot } from '../layers.js';
-import { hostname, userInfo } from 'node:os';
 import type { AppConfig } from '../app/app-ini.js';
-import { dbCommand, deployCommand, envFile, freePort, nextInstanceName, parseStatus, remote, type AppState } from '../deploy/remote.js';
+import { beforeOf, Interrupted, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
+import { envFile, freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
+import { Session } from '../deploy/session.js';
+import { holderText, type Lease, type Versioned } from '../deploy/shared-state.js';
 import { ConfigError, diagnostic, ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
+import { dbEnsure } from '../remote/commands/db.js';
+import { deployVerbs } from '../remote/commands/deploy.js';
+import { sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
-import type { AddressedNode } from '../setup/plan.js';
-import { SshPool } from '../ssh/pool.js';
-import { quoteCommand } from '../ssh/quote.js';
-import { connectNodes } from '../ssh/targets.js';
+import { service } from '../services/index.js';
+import { serviceEnv } from '../services/types.js';
 
-const LOCK_DIR = '/var/lib/silverlining/locks/deploy';
 const KEEP_INSTANCES = 3;
+/** How long old nginx workers get to finish their requests to a replaced instance. */
+const GRACE_MS = 1500;
 
-export interface NodeStep {
-  node: string;
-  step: string;
-  ok: boolean;
-  detail?: string;
+export type { NodeStep };
+
+export interface Convergence {
+  kind: RolloutRecord['kind'];
+  app: string;
+  instance: string;
+  holder: string;
+  /** What this run did about it. */
+  action: 'rolled forward' | 'rolled back';
+  nodes: string[];
 }
 
 export interface UpdateReport {
@@ -32,6 +37,10 @@ export interface UpdateReport {
   activated: string[];
   rolledBack: string[];
   failure: { node: string; step: string; error: string } | null;
+  /** SIGINT/SIGTERM stopped it (exit 130). */
+  interrupted: string | null;
+  /** An interrupted rollout found on the nodes and settled before this one. */
+  converged: Convergence | null;
   steps: NodeStep[];
   seconds: number;
 }
@@ -61,295 +70,311 @@ function tarball(dir: string): Promise<Buffer> {
   });
 }
 
-/** A deploy session: the connections, the lock, the nodes. Closed by `close()`. */
-export class Session {
-  private locked = false;
-  private constructor(
-    readonly ns: Nodeset,
-    readonly rt: Runtime,
-    readonly pool: SshPool,
-    readonly appservers: AddressedNode[],
-    readonly all: AddressedNode[],
-  ) {}
+/** What the nodes' shared state keeps about apps (the balancer checks each app's own health_check). */
+export interface AppsRecord extends Versioned {
+  health: Record<string, string>;
+}
 
-  static async open(ns: Nodeset, rt: Runtime): Promise<Session> {
-    const { targets, addressed, missing } = await connectNodes(ns, rt, 'silver');
-    if (missing.length > 0) throw new ExitError(missing.map((m) => `${m.name}: ${m.error}`).join('; '), 1);
-    const appservers = addressed.filter((n) => n.role === 'appserver');
-    return new Session(ns, rt, new SshPool(targets), appservers, addressed);
-  }
-
-  /** The nodeset's deploy lock, on the first app server: a second update fails at once, naming the holder. */
-  async lock(what: string): Promise<void> {
-    const holder = `${userInfo().username}@${hostname()} pid ${process.pid}: ${what} since ${new Date().toISOString()}`;
-    const node = this.appservers[0]!.name;
-    const script = 'mkdir "$1" 2>/dev/null && printf "%s\\n" "$2" > "$1/holder" || { cat "$1/holder" 2>/dev/null || echo unknown; exit 75; }';
-    const r = await this.pool.exec(node, quoteCommand(['sh', '-c', script, 'sh', LOCK_DIR, holder]));
-    if (r.code === 75) {
-      throw new ExitError(`nodeset ${this.ns.name} is locked by ${r.stdout.trim()} (if that run is gone: silver unlock ${this.ns.file})`, 1);
+/**
+ * A deploy under the nodeset's lock, with SIGINT/SIGTERM turned into "stop starting work": the
+ * first signal lets the current step end and puts every switched node back; a second one ends
+ * silver at once (the record on the nodes lets the next run converge).
+ */
+async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSignal: (h: (sig: string) => void) => void) => Promise<T>): Promise<T> {
+  let handler: ((sig: string) => void) | null = null;
+  let signals = 0;
+  const dispose = s.rt.onInterrupt((sig) => {
+    signals++;
+    if (signals > 1) {
+      s.rt.io.err(`silver: ${sig} again: stopping now; the next silver update or rollback converges the app servers`);
+      process.exit(130);
     }
-    if (r.code !== 0) throw new ExitError(`${node}: taking the deploy lock failed: ${r.stderr.trim() || 'is setup-node done?'}`, 1);
-    this.locked = true;
-  }
-
-  async unlock(): Promise<void> {
-    if (!this.locked) return;
-    await this.pool.exec(this.appservers[0]!.name, quoteCommand(['rm', '-rf', LOCK_DIR])).catch(() => undefined);
-    this.locked = false;
-  }
-
-  /**
-   * The helpers on the nodes must be the ones this silver ships (setup-node installs them):
-   * an update against older helpers stops before it changes anything.
-   */
-  async checkHelpers(services: string[]): Promise<void> {
-    const wanted: [AddressedNode, string, string][] = [
-      ...this.appservers.map((n): [AddressedNode, string, string] => [n, 'appserver', 'silver-deploy']),
-      ...services.map((svc): [AddressedNode, string, string] => [this.all.find((n) => n.role === `service:${svc}`)!, `service/${svc}`, `silver-db-${svc}`]),
-    ];
-    const stale: string[] = [];
-    await Promise.all(
-      wanted.map(async ([node, layer, helper]) => {
-        const local = createHash('sha256').update(readFileSync(join(layersRoot(), layer, 'bin', helper))).digest('hex');
-        const r = await this.pool.exec(node.name, quoteCommand(['sha256sum', `/usr/local/lib/silverlining/bin/${helper}`]));
-        if (r.code !== 0 || r.stdout.split(/\s+/)[0] !== local) stale.push(`${node.name} (${helper})`);
-      }),
-    );
-    if (stale.length > 0) {
-      throw new ExitError(`the nodes are not set up for this version of silver: ${stale.sort().join(', ')}; run silver setup-node ${this.ns.file} first`, 1);
-    }
-  }
-
-  async status(): Promise<Map<string, AppState[]>> {
-    const out = new Map<string, AppState[]>();
-    await Promise.all(this.appservers.map(async (n) => out.set(n.name, parseStatus(await remote(this.pool, n.name, 'status', deployCommand('status'))))));
-    return out;
-  }
-
-  async close(): Promise<void> {
+    s.rt.io.err(`silver: ${sig}: finishing the current step, then putting every switched app server back (again to abandon)`);
+    handler?.(sig);
+  });
+  try {
+    const lease = await s.state.lock(holderText(what, new Date(s.rt.now())));
     try {
-      await this.unlock();
+      return await body(lease, (h) => (handler = h));
     } finally {
-      await this.pool.close();
+      await lease.release();
     }
+  } finally {
+    dispose();
   }
 }
 
-/** Breaks a stale deploy lock on purpose. */
-export async function unlock(ns: Nodeset, rt: Runtime): Promise<string | null> {
-  const s = await Session.open(ns, rt);
-  try {
-    const node = s.appservers[0]!.name;
-    const r = await s.pool.exec(node, quoteCommand(['sh', '-c', 'cat "$1/holder" 2>/dev/null && rm -rf "$1"', 'sh', LOCK_DIR]));
-    return r.code === 0 ? r.stdout.trim() : null;
-  } finally {
-    await s.close();
+/** The newest rollout record on the nodes, and the highest seq seen. */
+async function readRollout(s: Session): Promise<RolloutRecord | null> {
+  return (await s.state.read<RolloutRecord>('rollout')).get('rollout') ?? null;
+}
+
+/**
+ * An interrupted rollout (a record still `running`): when every app server already serves its
+ * target, it is rolled forward (the replaced instances stop); otherwise every app server goes
+ * back to exactly what it had before it. Says what it found and what it did.
+ */
+export async function converge(s: Session, rec: RolloutRecord | null, graceMs = GRACE_MS): Promise<Convergence | null> {
+  if (!rec || rec.state !== 'running') return null;
+  const say = (t: string) => s.rt.io.err(t);
+  say(`found an interrupted ${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})`);
+  const states = await s.status();
+  const nodes = s.appservers.map((n) => n.name).filter((n) => rec.before[n]);
+  const activeOn = (n: string) => states.get(n)?.find((a) => a.app === rec.app)?.active ?? null;
+  const r = new Rollout(s, rec.app, null, { graceMs });
+  const forward = nodes.every((n) => activeOn(n) === rec.instance);
+  if (forward) {
+    for (const n of nodes) {
+      const old = rec.before[n]!.active;
+      if (old && old !== rec.instance) await r.stopNow(n, old);
+    }
+    say(`every app server serves ${rec.instance}: rolled forward`);
+  } else {
+    const before = new Map(nodes.map((n): [string, NodeBefore] => [n, rec.before[n]!]));
+    for (const n of nodes) if (activeOn(n) !== before.get(n)!.active) r.switched.push(n);
+    for (const n of nodes) if (!r.switched.includes(n) && before.get(n)!.active !== rec.instance) await r.stopNow(n, rec.instance);
+    const ok = await r.restore(rec.instance, before, null);
+    if (!ok) throw new ExitError(`converging the interrupted ${rec.kind} of ${rec.app} failed on ${nodes.filter((n) => !r.rolledBack.includes(n)).join(', ')}`, 1);
+    say(`rolled back: every app server serves what it did before the interrupted ${rec.kind}`);
   }
+  await r.writeRecord({ ...rec, state: 'done', outcome: forward ? 'rolled forward by a later run' : 'rolled back by a later run' }, rec.seq);
+  return { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, action: forward ? 'rolled forward' : 'rolled back', nodes };
+}
+
+/** The app's database on each of its services; the app's environment values for them. */
+async function setUpServices(s: Session, app: AppConfig, say: (node: string, text: string) => void): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const name of app.services) {
+    const svc = service(name);
+    const target = s.all.find((n) => n.role === `service:${name}`)!;
+    const db = svc.dbName(app.name);
+    try {
+      const password = (await s.remote.run(target.name, `setting up ${name} for ${app.name}`, dbEnsure(svc, db, s.appservers.map((a) => a.address)))).trim();
+      Object.assign(env, serviceEnv(svc, db, password, s.ns.setEtcHosts ? target.name : target.address));
+    } catch (e) {
+      throw new StepError(`service ${name}`, target.name, (e as Error).message);
+    }
+    say(target.name, `${name}: database ${db} ready`);
+  }
+  return env;
+}
+
+/** The balancers check the app's own health_check; recorded with the nodes' shared state for setup-node. */
+async function tellBalancers(s: Session, app: AppConfig): Promise<void> {
+  const rec = (await s.state.read<AppsRecord>('apps')).get('apps');
+  if (rec?.health[app.name] !== app.healthCheck) {
+    await s.state.write('apps', { seq: (rec?.seq ?? 0) + 1, health: { ...(rec?.health ?? {}), [app.name]: app.healthCheck } });
+  }
+  for (const b of s.balancers) {
+    await s.remote.run(b.name, "setting the balancer's health check", sudoHelper('silver-balancer', 'set-health', app.name, app.healthCheck)).catch((e) => {
+      throw new StepError('balancer health check', b.name, (e as Error).message);
+    });
+  }
+}
+
+export interface DeployOptions {
+  graceMs?: number;
 }
 
 /** SPEC §4: services, half-deploy everywhere, activate one node at a time, roll back on failure. */
-export async function update(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<UpdateReport> {
+export async function update(ns: Nodeset, app: AppConfig, rt: Runtime, opts: DeployOptions = {}): Promise<UpdateReport> {
   checkAppFitsNodeset(ns, app);
   const t0 = rt.now();
   const say = (node: string, text: string) => rt.io.err(`${node}: ${text}`);
-  const steps: NodeStep[] = [];
-  const s = await Session.open(ns, rt);
+  const s = await Session.open(ns, rt, ['appserver', ...app.services.map((svc) => `service:${svc}`)]);
   let instance = '';
-  const activated: string[] = [];
-  const rolledBack: string[] = [];
   let failure: UpdateReport['failure'] = null;
-  let step = 'check helpers';
-  let node = s.appservers[0]!.name;
-  let beforeStates = new Map<string, AppState[]>();
+  let converged: Convergence | null = null;
+  let r: Rollout | null = null;
   try {
     await s.checkHelpers(app.services);
-    step = 'lock';
-    await s.lock(`update ${app.name}`);
-    const packed = tarball(app.dir);
+    await underLock(s, `update ${app.name}`, async (lease, onSignal) => {
+      r = new Rollout(s, app.name, lease, { graceMs: opts.graceMs ?? GRACE_MS });
+      const rollout = r;
+      onSignal((sig) => rollout.interrupt(sig));
+      const packed = tarball(app.dir);
+      packed.catch(() => undefined);
+      const before = { value: new Map<string, NodeBefore>() };
+      try {
+        const rec = await readRollout(s);
+        converged = await converge(s, rec, opts.graceMs ?? GRACE_MS);
+        const secrets = await rollout.step('services', s.appservers[0]!.name, () => setUpServices(s, app, say));
+        await tellBalancers(s, app);
 
-    // Services: database and user on each service node, created if missing.
-    const secrets: Record<string, string> = {};
-    for (const svc of app.services) {
-      const target = s.all.find((n) => n.role === `service:${svc}`)!;
-      node = target.name;
-      step = `service ${svc}`;
-      const db = svc === 'mysql' ? app.name.replaceAll('-', '_') : app.name;
-      const args = svc === 'mysql' ? ['ensure', db, ...s.appservers.map((a) => a.address)] : ['ensure', db];
-      const password = (await remote(s.pool, node, `setting up ${svc} for ${app.name}`, dbCommand(svc, ...args))).trim();
-      const host = ns.setEtcHosts ? target.name : target.address;
-      if (svc === 'postgresql') Object.assign(secrets, { CONFIG_PG_DBNAME: db, CONFIG_PG_USER: db, CONFIG_PG_PASSWORD: password, CONFIG_PG_HOST: host, CONFIG_PG_PORT: '5432' });
-      if (svc === 'mysql') Object.assign(secrets, { CONFIG_MYSQL_DBNAME: db, CONFIG_MYSQL_USER: db, CONFIG_MYSQL_PASSWORD: password, CONFIG_MYSQL_HOST: host, CONFIG_MYSQL_PORT: '3306' });
-      say(node, `${svc}: database ${db} ready`);
-      steps.push({ node, step, ok: true });
-    }
-
-    // Name and port of the new instance, from what every app server has.
-    step = 'status';
-    const before = await s.status();
-    beforeStates = before;
-    const states = [...before.values()].flat();
-    instance = nextInstanceName(app.name, new Date(rt.now()), states.filter((a) => a.app === app.name).flatMap((a) => a.instances.map((i) => i.name)));
-    const port = freePort(states.flatMap((a) => a.instances.map((i) => i.port)));
-    const canonical = ns.locations.find((l) => l.app === app.name)!.host;
-
-    // Half-deploy: uploaded, installed, environment written; not active.
-    const tar = await packed;
-    await Promise.all(
-      s.appservers.map(async (n) => {
+        // Name and port of the new instance, from what every app server has.
+        const states = await rollout.step('status', s.appservers[0]!.name, () => s.status());
+        before.value = beforeOf(app.name, states);
+        const all = [...states.values()].flat();
+        instance = nextInstanceName(app.name, new Date(rt.now()), all.filter((a) => a.app === app.name).flatMap((a) => a.instances.map((i) => i.name)));
+        const port = freePort(all.flatMap((a) => a.instances.map((i) => i.port)));
         const env = envFile({
           PORT: String(port),
           SILVER_APP_NAME: app.name,
           SILVER_INSTANCE_NAME: instance,
-          SILVER_CANONICAL_HOSTNAME: canonical,
+          SILVER_CANONICAL_HOSTNAME: ns.locations.find((l) => l.app === app.name)!.host,
           SILVER_LOGS: `/var/log/silverlining/${app.name}`,
           TEMP: '/tmp',
           ...secrets,
         });
-        try {
-          const out = await remote(s.pool, n.name, 'staging', deployCommand('stage', app.name, instance, String(port), app.healthCheck, Buffer.from(app.runner).toString('base64'), ...app.packages), tar);
-          if (out.trim()) say(n.name, out.trim());
-          await remote(s.pool, n.name, 'writing the environment', deployCommand('env', app.name, instance), env);
-          say(n.name, `staged ${instance} (port ${port}), not active`);
-          steps.push({ node: n.name, step: 'stage', ok: true });
-        } catch (e) {
-          node = n.name;
-          step = 'stage';
-          throw e;
+        const tar = await packed;
+        await Promise.all(s.appservers.map((n) => rollout.stage(n.name, { instance, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env })));
+
+        // The intent, on the nodes, before anything switches.
+        await rollout.writeRecord(
+          { state: 'running', kind: 'update', app: app.name, instance, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before.value) },
+          rec?.seq ?? 0,
+        );
+        for (const [i, n] of s.appservers.entries()) {
+          await rollout.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(n.name)?.active ?? null);
         }
-      }),
-    );
-
-    // Activation, one app server at a time: the first is the primary.
-    const stops: Promise<void>[] = [];
-    for (const [i, n] of s.appservers.entries()) {
-      node = n.name;
-      const role = i === 0 ? 'primary' : 'secondary';
-      const old = before.get(n.name)?.find((a) => a.app === app.name)?.active ?? null;
-      step = 'start';
-      await remote(s.pool, n.name, 'starting', deployCommand('start', app.name, instance));
-      step = 'wait for the instance';
-      await remote(s.pool, n.name, 'waiting for the instance', deployCommand('wait', app.name, instance, '/', '60', 'any'));
-      for (const f of app.updateFetch) {
-        step = f.kind === 'path' ? `update_fetch ${f.path}` : `update_fetch script:${f.command}`;
-        if (f.kind === 'path') await remote(s.pool, n.name, step, deployCommand('fetch', app.name, instance, f.path, role));
-        else await remote(s.pool, n.name, step, deployCommand('fetch-script', app.name, instance, role, Buffer.from(f.command).toString('base64')));
-        say(n.name, `${step} (${role}) ok`);
+        await rollout.finishStops();
+        for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES);
+        await rollout.closeRecord('activated');
+      } catch (e) {
+        const err = e instanceof StepError ? e : new StepError('update', s.appservers[0]!.name, (e as Error).message);
+        failure = { node: err.node, step: err.step, error: err.message };
+        rt.io.err(`${err.node}: ${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
+        rollout.steps.push({ node: err.node, step: err.step, ok: false, detail: err.message });
+        if (instance) {
+          const ok = await rollout.restore(instance, before.value, err.node);
+          // A record left open (a node could not be put back) makes the next run converge.
+          if (ok) await rollout.closeRecord(err instanceof Interrupted ? 'interrupted, rolled back' : 'failed, rolled back').catch(() => undefined);
+        }
       }
-      step = `health_check ${app.healthCheck}`;
-      await remote(s.pool, n.name, step, deployCommand('wait', app.name, instance, app.healthCheck, '30', '2xx'));
-      step = 'switch';
-      await remote(s.pool, n.name, 'switching traffic', deployCommand('switch', app.name, instance));
-      activated.push(n.name);
-      say(n.name, `${instance} active${old ? ` (was ${old})` : ''}`);
-      steps.push({ node: n.name, step: 'activate', ok: true, detail: role });
-      if (old && old !== instance) {
-        // Old nginx workers finish their requests to the old instance first; meanwhile the
-        // next app server is activated.
-        stops.push(afterGrace(s, n.name, app.name, old));
-      }
-    }
-    step = 'stopping old instances';
-    await Promise.all(stops);
-
-    for (const n of s.appservers) {
-      const out = await remote(s.pool, n.name, 'pruning', deployCommand('prune', app.name, String(KEEP_INSTANCES)));
-      if (out.trim()) say(n.name, out.trim().split('\n').join(', '));
-    }
-  } catch (e) {
-    const error = (e as Error).message;
-    failure = { node, step, error };
-    rt.io.err(`${node}: FAILED at ${step}: ${error}`);
-    steps.push({ node, step, ok: false, detail: error });
-    if (instance) await rollbackSwitched(s, app.name, instance, activated, node, rolledBack, say, beforeStates);
+    });
   } finally {
     await s.close();
   }
-  return { app: app.name, instance, nodeset: ns.name, ok: failure === null, activated: failure ? [] : activated, rolledBack, failure, steps, seconds: (rt.now() - t0) / 1000 };
-}
-
-/** After a failure: nodes already switched go back to the previous instance; the failing node stops the new one. */
-async function rollbackSwitched(
-  s: Session, app: string, instance: string, switched: string[], failedNode: string, rolledBack: string[],
-  say: (n: string, t: string) => void, before: Map<string, AppState[]>,
-): Promise<void> {
-  if (!switched.includes(failedNode)) {
-    await remote(s.pool, failedNode, 'stopping the new instance', deployCommand('stop', app, instance)).catch(() => undefined);
-  }
-  for (const n of [...switched].reverse()) {
-    try {
-      // Back to exactly the state before this update: the same active and previous instances.
-      const state = before.get(n)?.find((a) => a.app === app);
-      const prev = state?.active ?? null;
-      if (prev) await switchToExisting(s, n, app, prev, instance, state?.previous ?? '-');
-      else {
-        await remote(s.pool, n, 'switching off', deployCommand('unswitch', app));
-        await afterGrace(s, n, app, instance);
-      }
-      rolledBack.push(n);
-      say(n, `rolled back to ${prev ?? 'no instance'}`);
-    } catch (e) {
-      say(n, `ROLLBACK FAILED: ${(e as Error).message}`);
-    }
-  }
-}
-
-/** Stops an instance once old nginx workers have finished their requests to it. */
-async function afterGrace(s: Session, node: string, app: string, instance: string): Promise<void> {
-  await new Promise((r) => setTimeout(r, 1500));
-  await remote(s.pool, node, `stopping ${instance}`, deployCommand('stop', app, instance));
-}
-
-/**
- * Traffic back to an instance that is already staged: start it, wait for its health check,
- * switch, then stop the one it replaces. `previous`: what becomes the previous link (default:
- * the replaced instance; `-`: none).
- */
-async function switchToExisting(s: Session, node: string, app: string, target: string, replaced: string | null, previous?: string): Promise<void> {
-  await remote(s.pool, node, `starting ${target}`, deployCommand('start', app, target));
-  await remote(s.pool, node, `waiting for ${target}`, deployCommand('wait', app, target, '-', '60', '2xx'));
-  await remote(s.pool, node, `switching to ${target}`, deployCommand('switch', app, target, ...(previous ? [previous] : [])));
-  if (replaced && replaced !== target) await afterGrace(s, node, app, replaced);
+  const done = r as Rollout | null;
+  const interrupted = done?.interrupted ?? null;
+  return {
+    app: app.name,
+    instance,
+    nodeset: ns.name,
+    ok: failure === null,
+    activated: failure ? [] : (done?.switched ?? []),
+    rolledBack: done?.rolledBack ?? [],
+    failure,
+    interrupted,
+    converged,
+    steps: done?.steps ?? [],
+    seconds: (rt.now() - t0) / 1000,
+  };
 }
 
 export interface RollbackReport {
   app: string;
+  target: string | null;
+  converged: Convergence | null;
   nodes: { node: string; from: string | null; to: string | null; ok: boolean; error?: string }[];
+  interrupted: string | null;
   ok: boolean;
 }
 
-/** `silver rollback APP FILE`: the previous instance, one app server at a time. */
-export async function rollback(ns: Nodeset, appName: string, rt: Runtime): Promise<RollbackReport> {
+/**
+ * The one instance every app server goes back to: with mixed active instances (an older
+ * silver, a hand-made change), the oldest active one; otherwise the newest instance older than
+ * the common active one. Every app server must have it staged, else the command refuses,
+ * naming the nodes that lack it.
+ */
+export function rollbackTarget(app: string, states: ReadonlyMap<string, AppState[]>): { target: string } | { error: string } {
+  const per = [...states].map(([node, apps]) => ({ node, a: apps.find((x) => x.app === app) }));
+  const actives = [...new Set(per.map((p) => p.a?.active ?? null))];
+  if (actives.includes(null)) return { error: `${per.filter((p) => !p.a?.active).map((p) => p.node).join(', ')}: ${app} has no active instance to roll back from` };
+  let target: string | undefined;
+  if (actives.length > 1) target = (actives as string[]).sort()[0];
+  else {
+    const current = actives[0]!;
+    const older = [...new Set(per.flatMap((p) => p.a?.instances.map((i) => i.name) ?? []))].filter((n) => n < current).sort();
+    target = per[0]?.a?.previous && per.every((p) => p.a?.previous === per[0]!.a!.previous) ? per[0]!.a!.previous! : older.at(-1);
+  }
+  if (!target) return { error: `${app} has no previous instance to roll back to` };
+  const lacking = per.filter((p) => !p.a?.instances.some((i) => i.name === target)).map((p) => p.node);
+  if (lacking.length > 0) return { error: `${lacking.join(', ')}: ${target} is not staged there (it was pruned or never deployed); deploy the version you want with silver update` };
+  return { target };
+}
+
+/** `silver rollback APP FILE`: one target instance for every app server, one app server at a time. */
+export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: DeployOptions = {}): Promise<RollbackReport> {
   if (!ns.locations.some((l) => l.app === appName)) throw new ExitError(`app "${appName}" is not in the locations of ${ns.file}`, 2);
-  const s = await Session.open(ns, rt);
-  const nodes: RollbackReport['nodes'] = [];
+  const s = await Session.open(ns, rt, ['appserver']);
+  const graceMs = opts.graceMs ?? GRACE_MS;
   try {
-    await s.lock(`rollback ${appName}`);
-    const states = await s.status();
-    for (const n of s.appservers) {
-      const st = states.get(n.name)?.find((a) => a.app === appName);
-      if (!st?.previous) throw new ExitError(`${n.name}: ${appName} has no previous instance to roll back to`, 1);
-    }
-    for (const n of s.appservers) {
-      const st = states.get(n.name)!.find((a) => a.app === appName)!;
-      try {
-        await switchToExisting(s, n.name, appName, st.previous!, st.active);
-        nodes.push({ node: n.name, from: st.active, to: st.previous, ok: true });
-        rt.io.err(`${n.name}: ${st.previous} active (was ${st.active ?? 'none'})`);
-      } catch (e) {
-        nodes.push({ node: n.name, from: st.active, to: st.previous, ok: false, error: (e as Error).message });
-        rt.io.err(`${n.name}: rollback failed: ${(e as Error).message}`);
-        break;
+    await s.checkHelpers([]);
+    return await underLock(s, `rollback ${appName}`, async (lease, onSignal) => {
+      const rec = await readRollout(s);
+      const converged = await converge(s, rec, graceMs);
+      const states = await s.status();
+      const picked = rollbackTarget(appName, states);
+      if ('error' in picked) throw new ExitError(picked.error, 1);
+      const target = picked.target;
+      const before = beforeOf(appName, states);
+      const r = new Rollout(s, appName, lease, { graceMs });
+      onSignal((sig) => r.interrupt(sig));
+      const nodes: RollbackReport['nodes'] = [];
+      await r.writeRecord(
+        { state: 'running', kind: 'rollback', app: appName, instance: target, holder: lease.holder, started: new Date(rt.now()).toISOString(), before: Object.fromEntries(before) },
+        Math.max(rec?.seq ?? 0, converged ? (rec?.seq ?? 0) + 1 : 0),
+      );
+      let failed: StepError | null = null;
+      for (const n of s.appservers) {
+        const from = before.get(n.name)!.active;
+        if (from === target) {
+          nodes.push({ node: n.name, from, to: target, ok: true });
+          continue;
+        }
+        try {
+          await r.moveTo(n.name, target, from, from ?? '-');
+          nodes.push({ node: n.name, from, to: target, ok: true });
+          rt.io.err(`${n.name}: ${target} active (was ${from ?? 'none'})`);
+        } catch (e) {
+          failed = e instanceof StepError ? e : new StepError('rollback', n.name, (e as Error).message);
+          nodes.push({ node: n.name, from, to: target, ok: false, error: failed.message });
+          rt.io.err(`${n.name}: rollback ${failed instanceof Interrupted ? 'interrupted' : 'failed'} at ${failed.step}: ${failed.message}`);
+          break;
+        }
       }
-    }
+      if (failed) {
+        const ok = await r.restore(target, before, failed.node);
+        if (ok) await r.closeRecord('failed, restored').catch(() => undefined);
+      } else {
+        await r.finishStops();
+        await r.closeRecord('activated');
+      }
+      return { app: appName, target, converged, nodes, interrupted: r.interrupted, ok: !failed };
+    });
   } finally {
     await s.close();
   }
-  return { app: appName, nodes, ok: nodes.length === s.appservers.length && nodes.every((n) => n.ok) };
+}
+
+/** Breaks the deploy lock on purpose; the holders it removed. */
+export async function unlock(ns: Nodeset, rt: Runtime): Promise<string[]> {
+  const s = await Session.open(ns, rt);
+  try {
+    return await s.state.breakLock();
+  } finally {
+    await s.close();
+  }
 }
 
 export function renderUpdateReport(r: UpdateReport): string {
-  if (r.ok) return `${r.app}: ${r.instance} active on ${r.activated.length} app server${r.activated.length === 1 ? '' : 's'} (${r.activated.join(', ')}) in ${r.seconds.toFixed(1)}s`;
-  const lines = [`${r.app}: update ${r.instance || ''} FAILED on ${r.failure!.node} at ${r.failure!.step}: ${r.failure!.error}`];
+  const lines: string[] = [];
+  if (r.converged) lines.push(`${r.converged.app}: the interrupted ${r.converged.kind} to ${r.converged.instance} was ${r.converged.action} first`);
+  if (r.ok) {
+    lines.push(`${r.app}: ${r.instance} active on ${r.activated.length} app server${r.activated.length === 1 ? '' : 's'} (${r.activated.join(', ')}) in ${r.seconds.toFixed(1)}s`);
+    return lines.join('\n');
+  }
+  const what = r.interrupted ? `INTERRUPTED (${r.interrupted})` : 'FAILED';
+  lines.push(`${r.app}: update ${r.instance || ''} ${what} on ${r.failure!.node} at ${r.failure!.step}: ${r.failure!.error}`);
   lines.push(r.rolledBack.length > 0 ? `rolled back: ${r.rolledBack.join(', ')}; every app server serves its previous instance` : 'no app server was switched; every app server serves its previous instance');
+  return lines.join('\n');
+}
+
+export function renderRollbackReport(r: RollbackReport): string {
+  const lines: string[] = [];
+  if (r.converged) lines.push(`${r.converged.app}: the interrupted ${r.converged.kind} to ${r.converged.instance} was ${r.converged.action} first`);
+  for (const n of r.nodes) lines.push(`${n.node}: ${n.ok ? `${n.to} active (was ${n.from ?? 'none'})` : `failed: ${n.error}`}`);
+  lines.push(r.ok ? `${r.app}: ${r.target} active on every app server` : `${r.app}: rollback ${r.interrupted ? 'INTERRUPTED' : 'FAILED'}; every app server was put back to what it served before`);
   return lines.join('\n');
 }

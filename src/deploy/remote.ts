@@ -1,33 +1,4 @@
-import type { SshPool } from '../ssh/pool.js';
-import { quoteCommand } from '../ssh/quote.js';
-import { tail } from '../util/exec.js';
-
-/**
- * Builds the deploy user's remote commands (argv through `sudo -n` to silver's root-owned
- * helpers) and runs them on one node; a non-zero exit becomes an error with the stderr tail.
- */
-const BIN = '/usr/local/lib/silverlining/bin';
-
-export function deployCommand(...args: string[]): string {
-  return quoteCommand(['sudo', '-n', `${BIN}/silver-deploy`, ...args]);
-}
-
-export function dbCommand(service: string, ...args: string[]): string {
-  return quoteCommand(['sudo', '-n', `${BIN}/silver-db-${service}`, ...args]);
-}
-
-export class RemoteError extends Error {
-  constructor(node: string, what: string, stderr: string) {
-    super(`${node}: ${what}: ${tail(stderr, 3) || 'failed'}`);
-    this.name = 'RemoteError';
-  }
-}
-
-export async function remote(pool: SshPool, node: string, what: string, command: string, stdin?: string | Buffer, timeoutMs?: number): Promise<string> {
-  const r = await pool.exec(node, command, stdin, timeoutMs);
-  if (r.code !== 0) throw new RemoteError(node, what, r.stderr || r.stdout);
-  return r.stdout;
-}
+/** What app servers report about their apps, and the names and ports a deploy picks. */
 
 export interface InstanceState {
   name: string;
@@ -39,16 +10,18 @@ export interface AppState {
   app: string;
   active: string | null;
   previous: string | null;
+  /** The active instance's own health check: `ok`, `unhealthy:CODE`, `stopped`; null without one. */
+  health: string | null;
   instances: InstanceState[];
 }
 
-/** Parses `silver-deploy status`: `app NAME active X previous Y instances I:PORT:STATE ...`. */
+/** Parses `silver-deploy status`: `app NAME active X previous Y health H instances I:PORT:STATE ...`. */
 export function parseStatus(stdout: string): AppState[] {
   const out: AppState[] = [];
   for (const line of stdout.split('\n')) {
-    const m = /^app (\S+) active (\S+) previous (\S+) instances(.*)$/.exec(line.trim());
+    const m = /^app (\S+) active (\S+) previous (\S+)(?: health (\S+))? instances(.*)$/.exec(line.trim());
     if (!m) continue;
-    const instances = (m[4] ?? '')
+    const instances = (m[5] ?? '')
       .trim()
       .split(/\s+/)
       .filter(Boolean)
@@ -56,7 +29,8 @@ export function parseStatus(stdout: string): AppState[] {
         const [name, port, state] = item.split(':');
         return { name: name!, port: Number(port), running: state === 'active' };
       });
-    out.push({ app: m[1]!, active: m[2] === '-' ? null : m[2]!, previous: m[3] === '-' ? null : m[3]!, instances });
+    const health = m[4] === undefined || m[4] === '-' ? null : m[4];
+    out.push({ app: m[1]!, active: m[2] === '-' ? null : m[2]!, previous: m[3] === '-' ? null : m[3]!, health, instances });
   }
   return out;
 }

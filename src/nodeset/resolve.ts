@@ -1,4 +1,5 @@
 import { relative } from 'node:path';
+import { SERVICES } from '../services/index.js';
 import type { ConfigHost } from '../config/host.js';
 import { InterpolationError, Interpolator } from '../config/interpolate.js';
 import { loadLayered } from '../config/load.js';
@@ -9,7 +10,7 @@ import type { Location, NodeSpec, Nodeset, Role, Size } from './types.js';
 import { APP_NAME, checkHostname, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
 
 /** Services the setup layers know how to run. */
-export const KNOWN_SERVICES = ['mysql', 'postgresql'];
+export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
 
 const SECTION_KEYS: Record<string, string[]> = {
   general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],

@@ -4,6 +4,7 @@ import { layerPackages, layersRoot } from '../layers.js';
 import type { Nodeset, Role } from '../nodeset/types.js';
 import { quoteArg } from '../ssh/quote.js';
 import { haproxyCfg, md5, nginxFrontConf } from './render.js';
+import { SERVICES } from '../services/index.js';
 
 /** A node as setup sees it: its spec plus the address the provider gave it. */
 export interface AddressedNode {
@@ -71,7 +72,21 @@ export function layerVars(
     SILVER_HOSTS_LINES: hostsLines(all),
     SILVER_NODESET_CONF: conf,
     SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
+    ...roleUnits(node.role),
     ...renderedFiles(ns, layer, appservers, appHealth),
+  };
+}
+
+/**
+ * What the base layer needs of the node's role, from the service descriptors: the port a
+ * service node serves (empty for other roles) and the units of other roles, kept off.
+ */
+function roleUnits(role: string): Record<string, string> {
+  const units: [string, string][] = [['appserver', 'nginx'], ['balancer', 'haproxy'], ...[...SERVICES.values()].map((s): [string, string] => [`service:${s.name}`, s.unit])];
+  const svc = role.startsWith('service:') ? SERVICES.get(role.slice('service:'.length)) : undefined;
+  return {
+    SILVER_SERVICE_PORT: svc ? String(svc.port) : '',
+    SILVER_UNITS_OFF: units.filter(([r]) => r !== role).map(([, u]) => u).join(' '),
   };
 }
 

@@ -27,6 +27,10 @@ function setup(nodes: number, provider = new MemoryProvider()) {
     },
     now: () => Date.now(),
     confirm: async () => false,
+    executor: async () => {
+      throw new Error("create-node opens no executor");
+    },
+    onInterrupt: () => () => undefined,
   };
   return { ns: loadNodeset('/n/shop.conf', host), rt, io, provider, probes, state };
 }

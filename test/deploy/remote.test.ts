@@ -1,5 +1,5 @@
 import test from 'ava';
-import { deployCommand, envFile, freePort, nextInstanceName, parseStatus } from '../../src/deploy/remote.js';
+import { envFile, freePort, nextInstanceName, parseStatus } from '../../src/deploy/remote.js';
 
 test('instance names: APP.YYYY-MM-DD_NNN, counting up per day across all nodes', (t) => {
   const day = new Date('2026-11-22T10:00:00Z');
@@ -13,16 +13,13 @@ test('a port no instance uses', (t) => {
 });
 
 test('status lines parse into apps and instances', (t) => {
-  const s = parseStatus('app blog active blog.2026-11-22_002 previous blog.2026-11-22_001 instances blog.2026-11-22_001:20001:inactive blog.2026-11-22_002:20002:active\napp wiki active - previous - instances\n');
+  const s = parseStatus('app blog active blog.2026-11-22_002 previous blog.2026-11-22_001 health unhealthy:500 instances blog.2026-11-22_001:20001:inactive blog.2026-11-22_002:20002:active\napp wiki active - previous - health - instances\n');
   t.deepEqual(s, [
-    { app: 'blog', active: 'blog.2026-11-22_002', previous: 'blog.2026-11-22_001', instances: [{ name: 'blog.2026-11-22_001', port: 20001, running: false }, { name: 'blog.2026-11-22_002', port: 20002, running: true }] },
-    { app: 'wiki', active: null, previous: null, instances: [] },
+    { app: 'blog', active: 'blog.2026-11-22_002', previous: 'blog.2026-11-22_001', health: 'unhealthy:500', instances: [{ name: 'blog.2026-11-22_001', port: 20001, running: false }, { name: 'blog.2026-11-22_002', port: 20002, running: true }] },
+    { app: 'wiki', active: null, previous: null, health: null, instances: [] },
   ]);
 });
 
-test('remote deploy commands go through sudo -n to the helper, every argument quoted', (t) => {
-  t.is(deployCommand('fetch', 'blog', 'blog.2026-11-22_001', '/setup stuff', 'primary'), "sudo -n /usr/local/lib/silverlining/bin/silver-deploy fetch blog blog.2026-11-22_001 '/setup stuff' primary");
-});
 
 test('the environment file is single-quoted and refuses values it cannot hold', (t) => {
   t.is(envFile({ PORT: '20001', CONFIG_PG_PASSWORD: 'abc' }), "PORT='20001'\nCONFIG_PG_PASSWORD='abc'\n");

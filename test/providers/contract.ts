@@ -104,6 +104,7 @@ export function providerContract(test: TestFn, o: ContractOptions): void {
       io: memoryIo(), host: { readFile: () => undefined, env: {}, home: '/nonexistent' },
       state: new StateDir(home),
       providerFor: async () => provider, sshProbe: async () => undefined, now: () => Date.now(), confirm: async () => false,
+      executor: async () => { throw new Error("no executor in the provider contract"); }, onInterrupt: () => () => undefined,
     };
     const first = await createNodes(ns, rt, { concurrency: 2, sshTimeoutMs: o.timeoutMs ?? 60_000 });
     t.deepEqual(first.outcomes.map((x) => [x.name, x.status]), [['app1.contract.test', 'created'], ['db.contract.test', 'created']], JSON.stringify(first.outcomes));

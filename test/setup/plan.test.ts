@@ -65,7 +65,7 @@ function runLib(body: string, check = false): { changes: string[]; stdout: strin
 
 /** runLib with lib.sh edited first (to point a fixed path at a scratch file). */
 function runLibWith(edit: (lib: string) => string, body: string, check = false): { changes: string[]; stdout: string } {
-  const script = edit(layerScript('base', { SILVER_CHECK: check ? '1' : '0' }, layersRoot()).replace(/# base — [\s\S]*$/, '')) + body;
+  const script = edit(layerScript('wire', { SILVER_CHECK: check ? '1' : '0' }, layersRoot()).replace(/# wire — [\s\S]*$/, '')) + body;
   const stdout = execFileSync('sh', ['-s'], { input: script }).toString();
   return { changes: parseLayerOutput(stdout).changes, stdout };
 }

@@ -1,0 +1,256 @@
+import { deployVerbs, type UpdateRole } from '../remote/commands/deploy.js';
+import type { FetchStep } from '../app/app-ini.js';
+import type { AppState } from './remote.js';
+import type { Session } from './session.js';
+import type { Lease, Versioned } from './shared-state.js';
+
+/**
+ * One rollout (an update or a rollback) as named steps over the app servers. Every step is
+ * preceded by a checkpoint (an interrupt or a lost lock stops it there) and its failure carries
+ * the step and the node. The intent is recorded on the nodes before anything switches
+ * (`RolloutRecord`) and closed at the end, so that the next run can converge after a crash.
+ */
+export interface NodeBefore {
+  active: string | null;
+  previous: string | null;
+}
+
+export interface RolloutRecord extends Versioned {
+  state: 'running' | 'done';
+  kind: 'update' | 'rollback';
+  app: string;
+  /** The instance every app server moves to. */
+  instance: string;
+  holder: string;
+  started: string;
+  /** Each app server's active and previous instance before the rollout. */
+  before: Record<string, NodeBefore>;
+  outcome?: string;
+}
+
+export class StepError extends Error {
+  constructor(
+    readonly step: string,
+    readonly node: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StepError';
+  }
+}
+
+export class Interrupted extends StepError {
+  constructor(node: string, reason: string) {
+    super('interrupt', node, reason);
+    this.name = 'Interrupted';
+  }
+}
+
+export interface NodeStep {
+  node: string;
+  step: string;
+  ok: boolean;
+  detail?: string;
+}
+
+export interface RolloutOptions {
+  /** How long old nginx workers get to finish requests to a replaced instance before it stops. */
+  graceMs: number;
+}
+
+/** Stops of replaced instances after the grace period; settled (cancelled or awaited) before any rollback. */
+class PendingStops {
+  private readonly pending: { timer: NodeJS.Timeout | null; done: Promise<void>; settle: () => void }[] = [];
+
+  constructor(private readonly graceMs: number) {}
+
+  schedule(stop: () => Promise<void>): void {
+    let settle = () => undefined as void;
+    const done = new Promise<void>((r) => (settle = r));
+    const entry = { timer: null as NodeJS.Timeout | null, done, settle };
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      stop().catch(() => undefined).then(settle);
+    }, this.graceMs);
+    this.pending.push(entry);
+  }
+
+  /** Cancels the stops that have not begun and waits for the ones that have. */
+  async cancel(): Promise<void> {
+    for (const e of this.pending) {
+      if (!e.timer) continue;
+      clearTimeout(e.timer);
+      e.timer = null;
+      e.settle();
+    }
+    await this.finish();
+  }
+
+  /** Waits until every stop has run (or was cancelled). */
+  async finish(): Promise<void> {
+    await Promise.all(this.pending.map((e) => e.done));
+    this.pending.length = 0;
+  }
+}
+
+export class Rollout {
+  readonly steps: NodeStep[] = [];
+  /** App servers this run switched to its target, in order. */
+  readonly switched: string[] = [];
+  readonly rolledBack: string[] = [];
+  private readonly stops: PendingStops;
+  private stopReason: string | null = null;
+  private record: RolloutRecord | null = null;
+
+  constructor(
+    readonly s: Session,
+    readonly app: string,
+    private readonly lease: Lease | null,
+    opts: RolloutOptions,
+  ) {
+    this.stops = new PendingStops(opts.graceMs);
+  }
+
+  private say(node: string, text: string): void {
+    this.s.rt.io.err(`${node}: ${text}`);
+  }
+
+  /** From now on no new step starts (SIGINT/SIGTERM). */
+  interrupt(reason: string): void {
+    this.stopReason ??= reason;
+  }
+
+  get interrupted(): string | null {
+    return this.stopReason;
+  }
+
+  /** Runs one named step on a node, unless the rollout was interrupted or its lock lost. */
+  async step<T>(step: string, node: string, fn: () => Promise<T>): Promise<T> {
+    if (this.stopReason) throw new Interrupted(node, `interrupted by ${this.stopReason} before ${step}`);
+    if (this.lease?.lost) throw new StepError(step, node, `the deploy lock was lost: ${this.lease.lost}`);
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof StepError) throw e;
+      throw new StepError(step, node, (e as Error).message);
+    }
+  }
+
+  private run(node: string, what: string, argv: string[], stdin?: string | Buffer): Promise<string> {
+    return this.s.remote.run(node, what, argv, stdin);
+  }
+
+  /** Writes the rollout's intent (or its end) to the nodes' shared state. */
+  async writeRecord(record: Omit<RolloutRecord, 'seq'>, seqAfter: number): Promise<void> {
+    const seq = Math.max(seqAfter, this.record?.seq ?? 0) + 1;
+    this.record = { ...record, seq };
+    await this.s.state.write('rollout', this.record);
+  }
+
+  async closeRecord(outcome: string): Promise<void> {
+    if (!this.record) return;
+    await this.writeRecord({ ...this.record, state: 'done', outcome }, this.record.seq);
+  }
+
+  /** Half-deploy: the instance uploaded, installed and given its environment; not started. */
+  async stage(node: string, args: { instance: string; port: number; health: string; runner: string; packages: string[]; tarball: Buffer; env: string }): Promise<void> {
+    const out = await this.step('stage', node, () => this.run(node, 'staging', deployVerbs.stage(this.app, args.instance, args.port, args.health, args.runner, args.packages), args.tarball));
+    if (out.trim()) this.say(node, out.trim());
+    await this.step('stage', node, () => this.run(node, 'writing the environment', deployVerbs.env(this.app, args.instance), args.env));
+    this.say(node, `staged ${args.instance} (port ${args.port}), not active`);
+    this.steps.push({ node, step: 'stage', ok: true });
+  }
+
+  /** Start, listen, update_fetch, health check, switch; then the old instance stops after the grace. */
+  async activate(node: string, instance: string, role: UpdateRole, fetches: readonly FetchStep[], health: string, old: string | null): Promise<void> {
+    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
+    await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
+    for (const f of fetches) {
+      const name = f.kind === 'path' ? `update_fetch ${f.path}` : `update_fetch script:${f.command}`;
+      const argv = f.kind === 'path' ? deployVerbs.fetch(this.app, instance, f.path, role) : deployVerbs.fetchScript(this.app, instance, role, f.command);
+      await this.step(name, node, () => this.run(node, name, argv));
+      this.say(node, `${name} (${role}) ok`);
+    }
+    await this.step(`health_check ${health}`, node, () => this.run(node, `health_check ${health}`, deployVerbs.wait(this.app, instance, health, 30, '2xx')));
+    await this.switchTo(node, instance, undefined);
+    this.say(node, `${instance} active${old ? ` (was ${old})` : ''}`);
+    this.steps.push({ node, step: 'activate', ok: true, detail: role });
+    if (old && old !== instance) this.stopLater(node, old);
+  }
+
+  /** Traffic to an instance that is already staged: start it, wait for its health, switch. */
+  async moveTo(node: string, target: string, replaced: string | null, previous: string | undefined): Promise<void> {
+    await this.step('start', node, () => this.run(node, `starting ${target}`, deployVerbs.start(this.app, target)));
+    await this.step('health_check', node, () => this.run(node, `waiting for ${target}`, deployVerbs.wait(this.app, target, '-', 60, '2xx')));
+    await this.switchTo(node, target, previous);
+    if (replaced && replaced !== target) this.stopLater(node, replaced);
+  }
+
+  private async switchTo(node: string, instance: string, previous: string | undefined): Promise<void> {
+    this.say(node, `switching traffic to ${instance}`);
+    await this.step('switch', node, () => this.run(node, 'switching traffic', deployVerbs.switch(this.app, instance, previous)));
+    if (!this.switched.includes(node)) this.switched.push(node);
+  }
+
+  private stopLater(node: string, instance: string): void {
+    this.stops.schedule(async () => {
+      await this.s.remote.run(node, `stopping ${instance}`, deployVerbs.stop(this.app, instance));
+    });
+  }
+
+  /** Stops an instance now (one that is not active), ignoring a node that cannot. */
+  async stopNow(node: string, instance: string): Promise<void> {
+    await this.s.remote.run(node, `stopping ${instance}`, deployVerbs.stop(this.app, instance)).catch(() => undefined);
+  }
+
+  /** Waits for the stops of replaced instances. */
+  async finishStops(): Promise<void> {
+    await this.stops.finish();
+  }
+
+  async prune(node: string, keep: number): Promise<void> {
+    const out = await this.step('prune', node, () => this.run(node, 'pruning', deployVerbs.prune(this.app, keep)));
+    if (out.trim()) this.say(node, out.trim().split('\n').join(', '));
+  }
+
+  /**
+   * After a failure or an interrupt: pending stops cancelled (or awaited) first; the new
+   * instance stopped where it started but never took traffic; every switched node back to
+   * exactly its state before (active and previous), last switched first.
+   */
+  async restore(target: string, before: ReadonlyMap<string, NodeBefore>, failedNode: string | null): Promise<boolean> {
+    await this.stops.cancel();
+    if (failedNode && !this.switched.includes(failedNode) && before.get(failedNode)?.active !== target) await this.stopNow(failedNode, target);
+    let ok = true;
+    for (const node of [...this.switched].reverse()) {
+      const was = before.get(node);
+      try {
+        if (was?.active) {
+          await this.s.remote.run(node, `starting ${was.active}`, deployVerbs.start(this.app, was.active));
+          await this.s.remote.run(node, `waiting for ${was.active}`, deployVerbs.wait(this.app, was.active, '-', 60, '2xx'));
+          await this.s.remote.run(node, `switching back to ${was.active}`, deployVerbs.switch(this.app, was.active, was.previous ?? '-'));
+        } else {
+          await this.s.remote.run(node, 'switching off', deployVerbs.unswitch(this.app));
+        }
+        this.stopLater(node, target);
+        this.rolledBack.push(node);
+        this.say(node, `rolled back to ${was?.active ?? 'no instance'}`);
+      } catch (e) {
+        ok = false;
+        this.say(node, `ROLLBACK FAILED: ${(e as Error).message}`);
+      }
+    }
+    await this.stops.finish();
+    return ok;
+  }
+}
+
+/** Each app server's active and previous instance of the app, from their status. */
+export function beforeOf(app: string, states: ReadonlyMap<string, AppState[]>): Map<string, NodeBefore> {
+  const out = new Map<string, NodeBefore>();
+  for (const [node, apps] of states) {
+    const a = apps.find((x) => x.app === app);
+    out.set(node, { active: a?.active ?? null, previous: a?.previous ?? null });
+  }
+  return out;
+}

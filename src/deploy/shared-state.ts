@@ -1,0 +1,226 @@
+import { randomBytes } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import { ExitError } from '../diagnostics.js';
+import { stateVerbs } from '../remote/commands/state.js';
+import type { Remote } from '../remote/executor.js';
+
+/**
+ * The nodeset's shared state — the deploy lock, the rollout record, and what later work keeps
+ * there — lives on every node of the nodeset (`silver-state`, one replica each): written to all
+ * of them, read back from all of them, the newest copy (highest `seq`) winning. The lock counts
+ * as taken only on a majority of the nodes the nodeset implies, so two runs cannot both hold it,
+ * and any single node can reboot, be lost or be replaced without losing anything.
+ */
+export interface Versioned {
+  seq: number;
+}
+
+/** How long a lock lives without a heartbeat, and how often its holder beats. */
+export const LOCK_TTL_SECONDS = 30;
+export const HEARTBEAT_MS = 5_000;
+
+export interface StateOptions {
+  /** Every node of the nodeset (the majority counts these) and those that answered. */
+  total: number;
+  nodes: readonly string[];
+  say: (text: string) => void;
+  /** Whether a process of this machine still runs (a lock of a gone local holder is taken over at once). */
+  alive?: (pid: number) => boolean;
+}
+
+interface LockAnswer {
+  node: string;
+  outcome: 'taken' | 'renewed' | 'took-over' | 'held' | 'error';
+  token?: string;
+  holder?: string;
+  age?: number;
+  error?: string;
+}
+
+const decode = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** `user@host pid N: WHAT since ISO` — who holds the lock, readable by people and by `goneLocally`. */
+export function holderText(what: string, now: Date): string {
+  return `${userInfo().username}@${hostname()} pid ${process.pid}: ${what} since ${now.toISOString()}`;
+}
+
+/** True when the holder ran on this machine and its process is gone. */
+export function goneLocally(holder: string, alive: (pid: number) => boolean, host = hostname()): boolean {
+  const m = /^[^@\s]+@(\S+) pid (\d+):/.exec(holder);
+  return !!m && m[1] === host && !alive(Number(m[2]));
+}
+
+export class SharedState {
+  readonly majority: number;
+  constructor(
+    private readonly remote: Remote,
+    private readonly opts: StateOptions,
+  ) {
+    this.majority = Math.floor(opts.total / 2) + 1;
+  }
+
+  /** Reads keys from every node: for each key the copy with the highest seq (or null). */
+  async read<T extends Versioned>(...keys: string[]): Promise<Map<string, T>> {
+    const best = new Map<string, T>();
+    await Promise.all(
+      this.opts.nodes.map(async (node) => {
+        const r = await this.remote.exec(node, stateVerbs.get(...keys)).catch(() => null);
+        if (!r || r.code !== 0) return;
+        for (const [key, value] of parseGet<T>(r.stdout)) {
+          const have = best.get(key);
+          if (!have || value.seq > have.seq) best.set(key, value);
+        }
+      }),
+    );
+    return best;
+  }
+
+  /** Writes one key to every node; at least a majority must take it. */
+  async write<T extends Versioned>(key: string, value: T): Promise<void> {
+    const text = `${JSON.stringify(value)}\n`;
+    const ok = await Promise.all(this.opts.nodes.map(async (node) => (await this.remote.exec(node, stateVerbs.put(key), text).catch(() => null))?.code === 0));
+    const n = ok.filter(Boolean).length;
+    if (n < this.majority) throw new Error(`the nodeset's state (${key}) was written on ${n} of ${this.opts.total} nodes; it needs ${this.majority}`);
+  }
+
+  /** Takes the deploy lock on a majority of the nodes (taking over a stale one, saying whose). */
+  async lock(holder: string): Promise<Lease> {
+    const token = randomBytes(16).toString('hex');
+    const alive = this.opts.alive ?? processAlive;
+    let answers = await this.tryLock(this.opts.nodes, token, holder);
+    // A holder that ran on this machine and is gone is taken over at once, not after its TTL.
+    const gone = answers.filter((a) => a.outcome === 'held' && goneLocally(a.holder!, alive));
+    if (gone.length > 0) {
+      const retried = new Map((await Promise.all(gone.map((a) => this.tryLock([a.node], token, holder, a.token)))).flat().map((a) => [a.node, a]));
+      answers = answers.map((a) => retried.get(a.node) ?? a);
+    }
+    const held = answers.find((a) => a.outcome === 'held');
+    const mine = answers.filter((a) => a.outcome === 'taken' || a.outcome === 'renewed' || a.outcome === 'took-over');
+    if (held || mine.length < this.majority) {
+      await Promise.all(mine.map((a) => this.remote.exec(a.node, stateVerbs.unlock(token)).catch(() => undefined)));
+      if (held) {
+        throw new ExitError(`the nodeset is locked by ${held.holder} (last heartbeat ${held.age}s ago; taken over after ${LOCK_TTL_SECONDS}s without one)`, 1);
+      }
+      const errors = answers.filter((a) => a.outcome === 'error').map((a) => `${a.node}: ${a.error}`);
+      throw new ExitError(`the deploy lock needs ${this.majority} of ${this.opts.total} nodes; ${mine.length} took it${errors.length ? ` (${errors.join('; ')})` : ''}`, 1);
+    }
+    for (const h of new Set(answers.filter((a) => a.outcome === 'took-over').map((a) => a.holder!))) {
+      this.opts.say(`took over the deploy lock of ${h} (its holder is gone)`);
+    }
+    return new Lease(this.remote, this.opts.nodes, token, holder, this.majority);
+  }
+
+  private async tryLock(nodes: readonly string[], token: string, holder: string, steal?: string): Promise<LockAnswer[]> {
+    return Promise.all(
+      nodes.map(async (node): Promise<LockAnswer> => {
+        try {
+          const r = await this.remote.exec(node, stateVerbs.lock(token, LOCK_TTL_SECONDS, holder, steal));
+          return parseLockAnswer(node, r.code, r.stdout, r.stderr);
+        } catch (e) {
+          return { node, outcome: 'error', error: (e as Error).message };
+        }
+      }),
+    );
+  }
+
+  /** Breaks the lock on every node on purpose; the holders it removed. */
+  async breakLock(): Promise<string[]> {
+    const out = await Promise.all(this.opts.nodes.map(async (node) => (await this.remote.exec(node, stateVerbs.breakLock()).catch(() => null))?.stdout.trim() ?? ''));
+    return [...new Set(out.filter((l) => l.startsWith('removed ')).map((l) => decode(l.slice('removed '.length))))];
+  }
+
+  /** Who holds the lock now (the replica with the freshest heartbeat), or null. */
+  async lockInfo(): Promise<{ holder: string; ageSeconds: number; live: boolean } | null> {
+    let best: { holder: string; ageSeconds: number; live: boolean } | null = null;
+    await Promise.all(
+      this.opts.nodes.map(async (node) => {
+        const r = await this.remote.exec(node, stateVerbs.lockinfo()).catch(() => null);
+        const m = /^held \S+ (-?\d+) (\d+) (\S+)/.exec(r?.stdout ?? '');
+        if (!m) return;
+        const info = { holder: decode(m[3]!), ageSeconds: Number(m[1]), live: Number(m[1]) <= Number(m[2]) };
+        if (!best || info.ageSeconds < best.ageSeconds) best = info;
+      }),
+    );
+    return best;
+  }
+}
+
+export function parseLockAnswer(node: string, code: number, stdout: string, stderr: string): LockAnswer {
+  const line = stdout.trim();
+  if (code === 0 && (line === 'taken' || line === 'renewed')) return { node, outcome: line };
+  if (code === 0 && line.startsWith('took-over ')) return { node, outcome: 'took-over', holder: decode(line.slice('took-over '.length)) };
+  const held = /^held (\S+) (-?\d+) (\S+)$/.exec(line);
+  if (code === 75 && held) return { node, outcome: 'held', token: held[1]!, age: Number(held[2]), holder: decode(held[3]!) };
+  return { node, outcome: 'error', error: (stderr || stdout).trim() || `exit ${code}` };
+}
+
+/** `silver-state get` output: `== KEY` then one JSON line, per present key. */
+export function parseGet<T>(stdout: string): Map<string, T> {
+  const out = new Map<string, T>();
+  const lines = stdout.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^== ([a-z][a-z0-9-]*)$/.exec(lines[i]!);
+    if (!m) continue;
+    try {
+      const v = JSON.parse(lines[i + 1] ?? '') as T & Versioned;
+      if (typeof v.seq === 'number') out.set(m[1]!, v);
+    } catch {
+      // a damaged replica counts as absent; the others answer
+    }
+  }
+  return out;
+}
+
+/** A held deploy lock: renewed by a heartbeat until released. */
+export class Lease {
+  private timer: NodeJS.Timeout | null = null;
+  private beating: Promise<void> = Promise.resolve();
+  /** Set when a heartbeat finds the lock gone or taken: the holder must stop. */
+  lost: string | null = null;
+
+  constructor(
+    private readonly remote: Remote,
+    private readonly nodes: readonly string[],
+    readonly token: string,
+    readonly holder: string,
+    private readonly majority: number,
+    heartbeatMs = HEARTBEAT_MS,
+  ) {
+    if (heartbeatMs > 0) {
+      this.timer = setInterval(() => {
+        this.beating = this.beating.then(() => this.beat());
+      }, heartbeatMs);
+      this.timer.unref();
+    }
+  }
+
+  /** One heartbeat on every node (taking the lock again where it had lapsed but is free). */
+  async beat(): Promise<void> {
+    const answers = await Promise.all(
+      this.nodes.map(async (node) => {
+        const r = await this.remote.exec(node, stateVerbs.lock(this.token, LOCK_TTL_SECONDS, this.holder)).catch(() => null);
+        return r ? parseLockAnswer(node, r.code, r.stdout, r.stderr) : null;
+      }),
+    );
+    const held = answers.find((a) => a?.outcome === 'held');
+    const mine = answers.filter((a) => a && a.outcome !== 'held' && a.outcome !== 'error').length;
+    if (held) this.lost = `${held.node}: the lock is now held by ${held.holder}`;
+    else if (mine < this.majority) this.lost = `the lock is renewed on only ${mine} nodes`;
+  }
+
+  async release(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.beating;
+    await Promise.all(this.nodes.map((node) => this.remote.exec(node, stateVerbs.unlock(this.token)).catch(() => undefined)));
+  }
+}

@@ -1,0 +1,26 @@
+import { b64, sudoHelper } from './helpers.js';
+
+/**
+ * The verbs of `silver-deploy` (setup-layers/appserver/bin), the root half of a deploy on an
+ * app server, built as argv; nothing here runs anything.
+ */
+const verb = (...args: string[]) => sudoHelper('silver-deploy', ...args);
+
+export type UpdateRole = 'primary' | 'secondary';
+
+export const deployVerbs = {
+  stage: (app: string, instance: string, port: number, health: string, runner: string, packages: readonly string[]) =>
+    verb('stage', app, instance, String(port), health, b64(runner), ...packages),
+  env: (app: string, instance: string) => verb('env', app, instance),
+  start: (app: string, instance: string) => verb('start', app, instance),
+  stop: (app: string, instance: string) => verb('stop', app, instance),
+  /** Until the instance listens (`any`) or its path answers 2xx; `-`: its health_check. */
+  wait: (app: string, instance: string, path: string, seconds: number, want: 'any' | '2xx') => verb('wait', app, instance, path, String(seconds), want),
+  fetch: (app: string, instance: string, path: string, role: UpdateRole) => verb('fetch', app, instance, path, role),
+  fetchScript: (app: string, instance: string, role: UpdateRole, command: string) => verb('fetch-script', app, instance, role, b64(command)),
+  /** Traffic to the instance; `previous`: what the previous link becomes (default: the replaced one; `-`: none). */
+  switch: (app: string, instance: string, previous?: string) => verb('switch', app, instance, ...(previous ? [previous] : [])),
+  unswitch: (app: string) => verb('unswitch', app),
+  status: () => verb('status'),
+  prune: (app: string, keep: number) => verb('prune', app, String(keep)),
+};

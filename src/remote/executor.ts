@@ -1,0 +1,43 @@
+import type { NodeExecutor } from '../ssh/keeper.js';
+import type { ExecResult } from '../ssh/connect.js';
+import { quoteCommand } from '../ssh/quote.js';
+import { tail } from '../util/exec.js';
+
+export type { NodeExecutor };
+
+/** A remote command that exited non-zero: the node, what it was doing, the end of its stderr. */
+export class RemoteError extends Error {
+  constructor(
+    readonly node: string,
+    readonly what: string,
+    output: string,
+    readonly code: number | null = null,
+  ) {
+    super(`${node}: ${what}: ${tail(output, 3) || 'failed'}`);
+    this.name = 'RemoteError';
+  }
+}
+
+/**
+ * Remote commands as argv, quoted once here at the boundary, over the runtime's executor (the
+ * SSH pool, kept connections, or a test's fake).
+ */
+export class Remote {
+  constructor(readonly executor: NodeExecutor) {}
+
+  /** The exit code and output, whatever the exit code (throws only when the node cannot be reached). */
+  exec(node: string, argv: readonly string[], stdin?: string | Buffer, timeoutMs?: number): Promise<ExecResult> {
+    return this.executor.exec(node, quoteCommand(argv), stdin, timeoutMs);
+  }
+
+  /** The standard output; a non-zero exit is a RemoteError saying `what` failed. */
+  async run(node: string, what: string, argv: readonly string[], stdin?: string | Buffer, timeoutMs?: number): Promise<string> {
+    const r = await this.exec(node, argv, stdin, timeoutMs);
+    if (r.code !== 0) throw new RemoteError(node, what, r.stderr || r.stdout, r.code);
+    return r.stdout;
+  }
+
+  close(): Promise<void> {
+    return this.executor.close();
+  }
+}

@@ -1,0 +1,13 @@
+import type { ServiceDescriptor } from './types.js';
+
+/** MySQL (MariaDB): a database per app (`-` becomes `_`) and a user bound to each app server's address. */
+export const mysql: ServiceDescriptor = {
+  name: 'mysql',
+  layer: 'service/mysql',
+  unit: 'mariadb',
+  port: 3306,
+  envPrefix: 'CONFIG_MYSQL',
+  helper: 'silver-db-mysql',
+  dbName: (app) => app.replaceAll('-', '_'),
+  ensureArgs: (db, addresses) => [db, ...addresses],
+};

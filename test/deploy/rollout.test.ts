@@ -1,0 +1,244 @@
+import test from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AppConfig } from '../../src/app/app-ini.js';
+import { rollback, rollbackTarget, update } from '../../src/commands/update.js';
+import { parseStatus } from '../../src/deploy/remote.js';
+import { fakeDeploy, type FakeNodes } from '../helpers/fake-nodes.js';
+
+// The rollout without machines: the nodes are simulated (test/helpers/fake-nodes.ts), every
+// remote call is recorded as argv, and each step is failed in turn.
+
+const dir = mkdtempSync(join(tmpdir(), 'silver-app-'));
+writeFileSync(join(dir, 'app.py'), 'print(1)\n');
+const app: AppConfig = {
+  dir, file: join(dir, 'app.ini'), name: 'hello', runner: 'python3 app.py', services: ['postgresql'],
+  updateFetch: [{ kind: 'path', path: '/setup' }], healthCheck: '/health', packages: [], defaultLocation: null,
+};
+const OLD = 'hello.2026-12-01_001';
+const NEW = 'hello.2026-12-02_001';
+const A1 = 'app1.shop.test';
+const A2 = 'app2.shop.test';
+const opts = { graceMs: 5 };
+
+/** Both app servers serve OLD (previous: none), as after a first update. */
+function deployed(nodes: FakeNodes, active = OLD): void {
+  for (const n of [A1, A2]) {
+    const a = nodes.app(n, 'hello');
+    a.instances.set(active, { port: 20001, running: true, healthy: true });
+    a.active = active;
+  }
+}
+
+const actives = (nodes: FakeNodes) => [A1, A2].map((n) => nodes.app(n, 'hello').active);
+const running = (nodes: FakeNodes, node: string) => [...nodes.app(node, 'hello').instances].filter(([, s]) => s.running).map(([i]) => i);
+const record = (nodes: FakeNodes) => JSON.parse(nodes.state.get(A1)!.get('rollout')!) as { state: string; instance: string; outcome?: string; before: Record<string, { active: string | null }> };
+const locked = (nodes: FakeNodes) => [...nodes.state.values()].some((s) => s.has('lock'));
+
+test('an update runs the steps in order on each app server, records its intent before the first switch, and closes it', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const r = await update(ns, app, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.is(r.instance, NEW);
+  t.deepEqual(r.activated, [A1, A2]);
+  t.deepEqual(nodes.verbs(A1), [
+    'status',
+    `stage hello ${NEW} 20002 /health ${Buffer.from('python3 app.py').toString('base64')}`,
+    `env hello ${NEW}`,
+    `start hello ${NEW}`,
+    `wait hello ${NEW} / 60 any`,
+    `fetch hello ${NEW} /setup primary`,
+    `wait hello ${NEW} /health 30 2xx`,
+    `switch hello ${NEW}`,
+    `stop hello ${OLD}`,
+    'prune hello 3',
+  ]);
+  t.true(nodes.verbs(A2).includes(`fetch hello ${NEW} /setup secondary`));
+  // The record went to every node before the first switch, and says `done` at the end.
+  const firstSwitch = nodes.calls.findIndex((c) => c.argv.includes('switch'));
+  const intents = nodes.calls.slice(0, firstSwitch).filter((c) => c.argv.includes('put') && c.argv.includes('rollout'));
+  t.deepEqual(intents.map((c) => c.node).sort(), ['app1.shop.test', 'app2.shop.test', 'balancer.shop.test', 'db.shop.test']);
+  t.is(record(nodes).state, 'done');
+  t.is(record(nodes).outcome, 'activated');
+  t.deepEqual(record(nodes).before[A1], { active: OLD, previous: null });
+  t.false(locked(nodes), 'the lock is released on every node');
+  t.deepEqual(actives(nodes), [NEW, NEW]);
+  t.deepEqual(running(nodes, A1), [NEW]);
+});
+
+// Each step of the activation, failed on each app server in turn.
+const STEPS: [string, string, (argv: string[]) => boolean][] = [
+  ['stage', 'stage', (a) => a[3] === 'stage'],
+  ['env', 'stage', (a) => a[3] === 'env'],
+  ['start', 'start', (a) => a[3] === 'start' && a[5] === NEW],
+  ['wait for the instance', 'wait for the instance', (a) => a[3] === 'wait' && a[8] === 'any'],
+  ['update_fetch /setup', 'update_fetch /setup', (a) => a[3] === 'fetch'],
+  ['health_check /health', 'health_check /health', (a) => a[3] === 'wait' && a[6] === '/health'],
+  ['switch', 'switch', (a) => a[3] === 'switch' && a[5] === NEW],
+  ['prune', 'prune', (a) => a[3] === 'prune'],
+];
+
+for (const [verb, step, match] of STEPS) {
+  for (const node of [A1, A2]) {
+    test(`a failure at "${verb}" on ${node} leaves every app server on the old instance, the new one stopped, the lock free`, async (t) => {
+      const { ns, rt, nodes } = await fakeDeploy();
+      deployed(nodes);
+      nodes.failWhen = (c) => (c.node === node && match(c.argv) ? 'injected failure' : null);
+      const r = await update(ns, app, rt, opts);
+      t.false(r.ok);
+      t.is(r.failure?.node, node);
+      t.is(r.failure?.step, step);
+      t.regex(r.failure!.error, /injected failure/);
+      if (step === 'prune') {
+        // Every node had switched: a failed prune puts them all back too (one version everywhere).
+        t.deepEqual(r.rolledBack, [A2, A1]);
+      }
+      t.deepEqual(actives(nodes), [OLD, OLD]);
+      for (const n of [A1, A2]) t.deepEqual(running(nodes, n), [OLD], `${n} runs only the old instance`);
+      // The intent is written after staging: a failure there leaves no record; any later one closes it.
+      if (verb === 'stage' || verb === 'env') t.false(nodes.state.get(A1)?.has('rollout') ?? false);
+      else t.is(record(nodes).state, 'done');
+      t.false(locked(nodes));
+    });
+  }
+}
+
+test('after a failure on the second app server, the first switches back with exactly its old state, and its old instance is never stopped after that', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  nodes.app(A1, 'hello').previous = 'hello.2026-11-30_001';
+  nodes.app(A1, 'hello').instances.set('hello.2026-11-30_001', { port: 20000, running: false, healthy: true });
+  nodes.failWhen = (c) => (c.node === A2 && c.argv[3] === 'wait' && c.argv[6] === '/health' ? 'unhealthy' : null);
+  const r = await update(ns, app, { ...rt }, { graceMs: 50 });
+  t.false(r.ok);
+  t.deepEqual(r.rolledBack, [A1]);
+  const after = nodes.verbs(A1).slice(nodes.verbs(A1).indexOf(`switch hello ${NEW}`) + 1);
+  t.deepEqual(after, [`start hello ${OLD}`, `wait hello ${OLD} - 60 2xx`, `switch hello ${OLD} hello.2026-11-30_001`, `stop hello ${NEW}`]);
+  t.false(after.includes(`stop hello ${OLD}`), 'the pending stop of the old instance was cancelled before the rollback');
+  t.is(nodes.app(A1, 'hello').previous, 'hello.2026-11-30_001');
+  t.deepEqual(nodes.verbs(A2).filter((v) => v.startsWith('stop')), [`stop hello ${NEW}`]);
+});
+
+test('SIGINT during the first switch: no new step starts, the switched node goes back, the lock is released, the report says interrupted', async (t) => {
+  const { ns, rt, nodes, signal } = await fakeDeploy();
+  deployed(nodes);
+  nodes.onCall = (c) => {
+    if (c.node === A1 && c.argv[3] === 'switch' && c.argv[5] === NEW) signal('SIGINT');
+  };
+  const r = await update(ns, app, rt, opts);
+  t.false(r.ok);
+  t.is(r.interrupted, 'SIGINT');
+  t.is(r.failure?.step, 'interrupt');
+  t.deepEqual(r.rolledBack, [A1]);
+  t.false(nodes.verbs(A2).some((v) => v.startsWith(`start hello ${NEW}`)), 'app2 never started the new instance');
+  t.deepEqual(actives(nodes), [OLD, OLD]);
+  t.false(locked(nodes));
+  t.regex(record(nodes).outcome ?? '', /interrupted/);
+});
+
+test('a first deploy that fails on the second app server switches the first one off again', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  nodes.failWhen = (c) => (c.node === A2 && c.argv[3] === 'switch' ? 'nginx rejected' : null);
+  const r = await update(ns, app, rt, opts);
+  t.false(r.ok);
+  t.deepEqual(actives(nodes), [null, null]);
+  t.true(nodes.verbs(A1).includes('unswitch hello'));
+  t.deepEqual(running(nodes, A1), []);
+  t.deepEqual(running(nodes, A2), []);
+});
+
+test('after a crash (a record still running, one node switched) the next update first rolls the nodes back, then deploys', async (t) => {
+  const { ns, rt, nodes, io } = await fakeDeploy();
+  deployed(nodes);
+  // The crashed run: NEW staged on both, app1 switched, then silver died.
+  for (const n of [A1, A2]) nodes.app(n, 'hello').instances.set(NEW, { port: 20002, running: true, healthy: true });
+  nodes.app(A1, 'hello').active = NEW;
+  nodes.app(A1, 'hello').previous = OLD;
+  const rec = { seq: 4, state: 'running', kind: 'update', app: 'hello', instance: NEW, holder: 'ann@box pid 1: update hello since x', started: 'x', before: { [A1]: { active: OLD, previous: null }, [A2]: { active: OLD, previous: null } } };
+  for (const n of ['app1.shop.test', 'db.shop.test']) nodes.state.set(n, new Map([['rollout', JSON.stringify(rec)]]));
+  const r = await update(ns, app, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.deepEqual(r.converged, { kind: 'update', app: 'hello', instance: NEW, holder: rec.holder, action: 'rolled back', nodes: [A1, A2] });
+  t.true(io.stderr.some((l) => l.includes(`found an interrupted update of hello to ${NEW}`)));
+  // app1 went back to OLD before anything else; app2 stopped the leftover NEW.
+  const v1 = nodes.verbs(A1);
+  t.true(v1.indexOf(`switch hello ${OLD} -`) < v1.indexOf('stage hello hello.2026-12-02_002 20003 /health cHl0aG9uMyBhcHAucHk='));
+  t.true(nodes.verbs(A2).includes(`stop hello ${NEW}`));
+  t.is(r.instance, 'hello.2026-12-02_002');
+  t.deepEqual(actives(nodes), [r.instance, r.instance]);
+});
+
+test('after a crash with every node already switched, the next command rolls forward (stops the old instances)', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  for (const n of [A1, A2]) {
+    const a = nodes.app(n, 'hello');
+    a.instances.set(NEW, { port: 20002, running: true, healthy: true });
+    a.active = NEW;
+    a.previous = OLD;
+  }
+  const rec = { seq: 1, state: 'running', kind: 'update', app: 'hello', instance: NEW, holder: 'h', started: 'x', before: { [A1]: { active: OLD, previous: null }, [A2]: { active: OLD, previous: null } } };
+  nodes.state.set(A2, new Map([['rollout', JSON.stringify(rec)]]));
+  const r = await rollback(ns, 'hello', rt, opts);
+  t.is(r.converged?.action, 'rolled forward');
+  // Then the rollback itself: one target (OLD) for both.
+  t.is(r.target, OLD);
+  t.true(r.ok);
+  t.deepEqual(actives(nodes), [OLD, OLD]);
+});
+
+test('rollback with mixed active instances moves every app server to one target', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const a1 = nodes.app(A1, 'hello');
+  a1.instances.set(NEW, { port: 20002, running: true, healthy: true });
+  a1.active = NEW;
+  a1.previous = OLD;
+  nodes.app(A1, 'hello').instances.get(OLD)!.running = false;
+  const r = await rollback(ns, 'hello', rt, opts);
+  t.true(r.ok);
+  t.is(r.target, OLD);
+  t.deepEqual(actives(nodes), [OLD, OLD]);
+  t.deepEqual(nodes.verbs(A2).filter((v) => v.startsWith('switch')), [], 'app2 already served the target');
+});
+
+test('rollbackTarget: the common previous; refuses naming the nodes that lack the target', (t) => {
+  const st = (line: string) => parseStatus(line);
+  const both = new Map([
+    [A1, st(`app hello active ${NEW} previous ${OLD} health ok instances ${OLD}:1:inactive ${NEW}:2:active`)],
+    [A2, st(`app hello active ${NEW} previous ${OLD} health ok instances ${OLD}:1:inactive ${NEW}:2:active`)],
+  ]);
+  t.deepEqual(rollbackTarget('hello', both), { target: OLD });
+  const lacking = new Map([...both, [A2, st(`app hello active ${NEW} previous - health ok instances ${NEW}:2:active`)]]);
+  t.deepEqual(rollbackTarget('hello', lacking), { error: `${A2}: ${OLD} is not staged there (it was pruned or never deployed); deploy the version you want with silver update` });
+});
+
+test('a live lock of another run refuses, naming its holder; a gone local holder is taken over, and said so', async (t) => {
+  const { ns, rt, nodes, io } = await fakeDeploy();
+  deployed(nodes);
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const other = 'bob@elsewhere pid 42: update hello since 2026-12-02T09:59:00.000Z';
+  for (const n of [A1, A2, 'db.shop.test', 'balancer.shop.test']) nodes.state.set(n, new Map([['lock', `tokentokenother1 ${b64(other)}`]]));
+  const refused = await update(ns, app, rt, opts).catch((e: Error) => e);
+  t.regex((refused as Error).message, /the nodeset is locked by bob@elsewhere pid 42: update hello since/);
+  t.deepEqual(nodes.verbs(A1).filter((v) => v.startsWith('stage')), []);
+
+  const { hostname } = await import('node:os');
+  const gone = `ann@${hostname()} pid 999999: update hello since 2026-12-02T09:59:00.000Z`;
+  for (const n of [A1, A2, 'db.shop.test', 'balancer.shop.test']) nodes.state.set(n, new Map([['lock', `tokentokengone01 ${b64(gone)}`]]));
+  const r = await update(ns, app, rt, opts);
+  t.true(r.ok);
+  t.true(io.stderr.some((l) => l === `took over the deploy lock of ${gone} (its holder is gone)`));
+});
+
+test('the lock needs a majority of the nodes: with two of four unreachable, nothing is deployed', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  nodes.down = new Set(['db.shop.test', 'balancer.shop.test']);
+  nodes.failWhen = (c) => (c.argv[0] === 'sha256sum' ? null : null);
+  const e = await update(ns, { ...app, services: [] }, rt, opts).catch((x: Error) => x);
+  t.regex((e as Error).message, /the deploy lock needs 3 of 4 nodes; 2 took it/);
+  t.false(locked(nodes));
+});

@@ -1,0 +1,234 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryProvider } from '../../providers/memory/index.js';
+import { memoryHost } from '../../src/config/host.js';
+import { layersRoot } from '../../src/layers.js';
+import { loadNodeset } from '../../src/nodeset/resolve.js';
+import { memoryIo } from '../../src/output/io.js';
+import type { Runtime } from '../../src/runtime.js';
+import type { ExecResult } from '../../src/ssh/connect.js';
+import type { NodeExecutor } from '../../src/ssh/keeper.js';
+import { StateDir } from '../../src/state.js';
+
+/** Splits shell text made by quoteCommand back into argv (single quotes and plain words). */
+export function shellWords(text: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let inWord = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "'") {
+      const end = text.indexOf("'", i + 1);
+      cur += text.slice(i + 1, end);
+      i = end;
+      inWord = true;
+    } else if (c === '\\') {
+      cur += text[++i];
+      inWord = true;
+    } else if (c === ' ') {
+      if (inWord) out.push(cur);
+      cur = '';
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (inWord) out.push(cur);
+  return out;
+}
+
+interface FakeApp {
+  active: string | null;
+  previous: string | null;
+  instances: Map<string, { port: number; running: boolean; healthy: boolean }>;
+}
+
+export interface Call {
+  node: string;
+  argv: string[];
+}
+
+const ok = (stdout = ''): ExecResult => ({ code: 0, stdout, stderr: '' });
+const fail = (stderr: string, code = 1): ExecResult => ({ code, stdout: '', stderr });
+const BIN = '/usr/local/lib/silverlining/bin/';
+
+/**
+ * App servers, service nodes and balancers simulated in memory, answering the node helpers'
+ * verbs as the real ones do (silver-deploy, silver-state, silver-db-*, silver-balancer). Every
+ * call is recorded as argv; `failWhen` makes chosen calls fail, `onCall` can act in between
+ * (an interrupt, a lost node).
+ */
+export class FakeNodes implements NodeExecutor {
+  readonly calls: Call[] = [];
+  readonly apps = new Map<string, Map<string, FakeApp>>();
+  readonly state = new Map<string, Map<string, string>>();
+  failWhen: (call: Call) => string | null = () => null;
+  onCall: (call: Call) => void = () => undefined;
+  down = new Set<string>();
+  private readonly sums = new Map<string, string>();
+
+  app(node: string, app: string): FakeApp {
+    const apps = this.apps.get(node) ?? new Map<string, FakeApp>();
+    this.apps.set(node, apps);
+    let a = apps.get(app);
+    if (!a) apps.set(app, (a = { active: null, previous: null, instances: new Map() }));
+    return a;
+  }
+
+  /** The deploy verbs a node got, as "verb arg..." without sudo and the helper path. */
+  verbs(node?: string, helper = 'silver-deploy'): string[] {
+    return this.calls.filter((c) => (!node || c.node === node) && c.argv[0] === 'sudo' && c.argv[2] === BIN + helper).map((c) => `${node ? '' : `${c.node} `}${c.argv.slice(3).join(' ')}`);
+  }
+
+  async exec(node: string, command: string, stdin?: string | Buffer): Promise<ExecResult> {
+    const call = { node, argv: shellWords(command) };
+    this.calls.push(call);
+    this.onCall(call);
+    if (this.down.has(node)) throw new Error(`${node}: connection refused`);
+    const injected = this.failWhen(call);
+    if (injected !== null) return fail(injected);
+    const [sudo, , helper, verb, ...args] = call.argv;
+    if (call.argv[0] === 'sha256sum') return ok(call.argv.slice(1).map((p) => `${this.sum(p)}  ${p}`).join('\n'));
+    if (sudo !== 'sudo') return fail(`unexpected command ${command}`);
+    const name = helper!.slice(BIN.length);
+    if (name === 'silver-deploy') return this.deploy(node, verb!, args, stdin);
+    if (name === 'silver-state') return this.stateVerb(node, verb!, args, stdin);
+    if (name.startsWith('silver-db-')) return ok('s3cretpassword\n');
+    if (name === 'silver-balancer') return ok('unchanged\n');
+    return fail(`unknown helper ${name}`);
+  }
+
+  private sum(path: string): string {
+    const helper = path.split('/').pop()!;
+    const layer = { 'silver-deploy': 'appserver', 'silver-state': 'base', 'silver-balancer': 'balancer' }[helper] ?? `service/${helper.replace('silver-db-', '')}`;
+    if (!this.sums.has(helper)) this.sums.set(helper, createHash('sha256').update(readFileSync(join(layersRoot(), layer, 'bin', helper))).digest('hex'));
+    return this.sums.get(helper)!;
+  }
+
+  private deploy(node: string, verb: string, args: string[], _stdin?: string | Buffer): ExecResult {
+    const [appName, inst] = args;
+    if (verb === 'status') {
+      const lines = [...(this.apps.get(node) ?? new Map<string, FakeApp>())].map(([name, a]) => {
+        const act = a.active ? a.instances.get(a.active) : undefined;
+        const health = !a.active ? '-' : !act?.running ? 'stopped' : act.healthy ? 'ok' : 'unhealthy:500';
+        const list = [...a.instances].sort(([x], [y]) => (x < y ? -1 : 1)).map(([i, s]) => ` ${i}:${s.port}:${s.running ? 'active' : 'inactive'}`).join('');
+        return `app ${name} active ${a.active ?? '-'} previous ${a.previous ?? '-'} health ${health} instances${list}`;
+      });
+      return ok(lines.join('\n') + '\n');
+    }
+    const a = this.app(node, appName!);
+    switch (verb) {
+      case 'stage':
+        a.instances.set(inst!, { port: Number(args[2]), running: false, healthy: true });
+        return ok();
+      case 'env':
+        return ok();
+      case 'start':
+        a.instances.get(inst!)!.running = true;
+        return ok();
+      case 'stop':
+        if (a.active === inst) return fail(`silver-deploy: ${inst} is active: switch away from it first`);
+        if (a.instances.get(inst!)) a.instances.get(inst!)!.running = false;
+        return ok();
+      case 'wait':
+      case 'fetch':
+      case 'fetch-script':
+        return a.instances.get(inst!)?.running ? ok('200\n') : fail('wait failed: instance is inactive');
+      case 'switch': {
+        const prev = args[2];
+        const cur = a.active;
+        a.previous = prev === '-' ? null : prev ? prev : cur && cur !== inst ? cur : a.previous;
+        a.active = inst!;
+        return ok();
+      }
+      case 'unswitch':
+        a.active = null;
+        a.previous = null;
+        return ok();
+      case 'prune':
+        return ok();
+      default:
+        return fail(`unknown verb ${verb}`);
+    }
+  }
+
+  private stateVerb(node: string, verb: string, args: string[], stdin?: string | Buffer): ExecResult {
+    const st = this.state.get(node) ?? new Map<string, string>();
+    this.state.set(node, st);
+    switch (verb) {
+      case 'get':
+        return ok(args.filter((k) => st.has(k)).map((k) => `== ${k}\n${st.get(k)}`).join('\n') + '\n');
+      case 'put':
+        st.set(args[0]!, String(stdin ?? '').trim());
+        return ok();
+      case 'lock': {
+        const [token, , holder, steal] = args;
+        const cur = st.get('lock')?.split(' ');
+        if (cur && cur[0] !== token && cur[0] !== steal) return { code: 75, stdout: `held ${cur[0]} 1 ${cur[1]}\n`, stderr: '' };
+        st.set('lock', `${token} ${holder}`);
+        return ok(cur && cur[0] !== token ? `took-over ${cur[1]}\n` : cur ? 'renewed\n' : 'taken\n');
+      }
+      case 'unlock': {
+        const cur = st.get('lock')?.split(' ');
+        if (!cur) return ok('free\n');
+        if (args[0] === '--force' || args[0] === cur[0]) {
+          st.delete('lock');
+          return ok(args[0] === '--force' ? `removed ${cur[1]}\n` : 'released\n');
+        }
+        return { code: 75, stdout: `held ${cur[0]} 1 ${cur[1]}\n`, stderr: '' };
+      }
+      case 'lockinfo': {
+        const cur = st.get('lock')?.split(' ');
+        return ok(cur ? `held ${cur[0]} 1 30 ${cur[1]}\n` : 'free\n');
+      }
+      default:
+        return fail(`unknown verb ${verb}`);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+export const NODESET = `[general]
+name = shop
+base_domain = shop.test
+[appserver]
+nodes = 2
+locations = http://shop.test/ hello
+[service:postgresql]
+node_name = db.shop.test
+[balancer]
+`;
+
+/** A nodeset on the memory provider, its nodes faked, and a runtime that uses them. */
+export async function fakeDeploy(nodesetText = NODESET) {
+  const host = memoryHost({ '/n/shop.conf': nodesetText });
+  const ns = loadNodeset('/n/shop.conf', host);
+  const provider = new MemoryProvider();
+  const state = new StateDir(mkdtempSync(join(tmpdir(), 'silver-state-')));
+  for (const spec of ns.nodes) {
+    const { node } = await provider.create({ labels: { nodeset: ns.name, name: spec.name, role: spec.role, index: spec.index }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', hostKey: { public: `ssh-ed25519 KEY${spec.name}`, private: '' }, publicKey: '' } as never);
+    state.pin(ns.name, spec.name, node.privateAddress!, `ssh-ed25519 KEY${spec.name}`);
+  }
+  const nodes = new FakeNodes();
+  const io = memoryIo();
+  let interrupt: ((sig: string) => void) | null = null;
+  const rt: Runtime = {
+    io,
+    host,
+    state,
+    providerFor: async () => provider,
+    sshProbe: async () => undefined,
+    executor: async () => nodes,
+    onInterrupt: (h) => {
+      interrupt = h;
+      return () => (interrupt = null);
+    },
+    now: () => Date.parse('2026-12-02T10:00:00Z'),
+    confirm: async () => false,
+  };
+  return { ns, rt, nodes, io, provider, signal: (sig = 'SIGINT') => interrupt?.(sig) };
+}
