@@ -1,6 +1,7 @@
 import type { RolloutRecord } from '../deploy/rollout.js';
 import type { AppState } from '../deploy/remote.js';
 import { Session } from '../deploy/session.js';
+import { goneLocally, processAlive } from '../deploy/shared-state.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
@@ -43,7 +44,9 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
         }
       }),
     );
-    const [record, lock] = await Promise.all([s.state.read<RolloutRecord>('rollout'), s.state.lockInfo()]);
+    const [record, info] = await Promise.all([s.state.read<RolloutRecord>('rollout'), s.state.lockInfo()]);
+    // A holder that ran on this machine and is gone holds nothing, whatever its last heartbeat.
+    const lock = info && { ...info, live: info.live && !goneLocally(info.holder, processAlive) };
     const rec = record.get('rollout');
     const apps = s.appservers.flatMap((n) => (states.get(n.name) ?? []).map((a) => summarise(n.name, a)));
     return {
@@ -93,10 +96,10 @@ export function renderStatus(r: StatusReport): string {
   if (r.rollout) {
     lines.push(
       r.rollout.live
-        ? `a ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} is running (${r.rollout.holder})`
+        ? `${r.rollout.kind === 'update' ? 'an' : 'a'} ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} is running (${r.rollout.holder})`
         : `an interrupted ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} (${r.rollout.holder}): the next silver update or rollback of any app converges it`,
     );
   }
-  if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (stale: the next update takes it over)'}`);
+  if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (its holder is gone: the next update or rollback takes it over)'}`);
   return lines.join('\n');
 }

@@ -43,7 +43,7 @@ export class Session {
     const lacking = missing.filter((m) => required.includes(m.role));
     if (lacking.length > 0) throw new ExitError(lacking.map((m) => `${m.name}: ${m.error}`).join('; '), 1);
     const remote = new Remote(await rt.executor(ns.name, targets));
-    const state = new SharedState(remote, { total: ns.nodes.length, nodes: addressed.map((n) => n.name), say: (t) => rt.io.err(t) });
+    const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length, nodes: addressed.map((n) => n.name), say: (t) => rt.io.err(t) });
     return new Session(ns, rt, remote, addressed, missing, state);
   }
 

@@ -20,6 +20,7 @@ export const LOCK_TTL_SECONDS = 30;
 export const HEARTBEAT_MS = 5_000;
 
 export interface StateOptions {
+  nodeset: string;
   /** Every node of the nodeset (the majority counts these) and those that answered. */
   total: number;
   nodes: readonly string[];
@@ -108,7 +109,7 @@ export class SharedState {
     if (held || mine.length < this.majority) {
       await Promise.all(mine.map((a) => this.remote.exec(a.node, stateVerbs.unlock(token)).catch(() => undefined)));
       if (held) {
-        throw new ExitError(`the nodeset is locked by ${held.holder} (last heartbeat ${held.age}s ago; taken over after ${LOCK_TTL_SECONDS}s without one)`, 1);
+        throw new ExitError(`nodeset ${this.opts.nodeset} is locked by ${held.holder} (last heartbeat ${held.age}s ago; taken over after ${LOCK_TTL_SECONDS}s without one)`, 1);
       }
       const errors = answers.filter((a) => a.outcome === 'error').map((a) => `${a.node}: ${a.error}`);
       throw new ExitError(`the deploy lock needs ${this.majority} of ${this.opts.total} nodes; ${mine.length} took it${errors.length ? ` (${errors.join('; ')})` : ''}`, 1);

@@ -242,4 +242,3 @@ run('kept connections: a re-run logs in nowhere anew, a changed pinned key is no
   }
 });
 
-if (!canRunLxc) test('real-container tests need root', (t) => t.pass());

@@ -1,0 +1,212 @@
+import test from 'ava';
+import { execFile, spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { containerName, DEFAULTS } from '../../providers/local/config.js';
+import { onNode, silver, type CliResult } from '../helpers/cli.js';
+import { httpGet, startLoad } from '../helpers/load.js';
+import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+
+// Crash, interrupt and restart safety on real containers: a node that restarts serves again by
+// itself, the balancer follows each app's own health, SIGINT and SIGKILL of silver mid-rollout
+// end with one version everywhere after at most one further command.
+
+const NODESET = 'silvertest-rollout';
+const config = testProviderConfig('silvert5', 249);
+const run = canRunLxc ? test.serial : test.serial.skip;
+const dir = mkdtempSync(join(tmpdir(), 'silver-rollout-'));
+const env = { SILVER_HOME: join(dir, 'home') };
+const file = join(dir, 'rollout.conf');
+writeFileSync(file, `[general]
+name = ${NODESET}
+base_domain = rollout.test
+[provider]
+provider = local
+bridge = silvert5
+subnet = 10.213.249.0/24
+proxy_port = ${config.settings['proxy_port']}
+[appserver]
+nodes = 2
+size = ram 256MB
+locations = http://rollout.test/ hello
+[service:postgresql]
+node_name = db.rollout.test
+[balancer]
+`);
+const A1 = 'app1.rollout.test';
+const A2 = 'app2.rollout.test';
+
+function version(v: string): string {
+  const d = join(dir, `hello-v${v}`);
+  cpSync(join(process.cwd(), 'examples/hello'), d, { recursive: true });
+  writeFileSync(join(d, 'VERSION'), `${v}\n`);
+  return d;
+}
+const versionOf = (body: string) => /version (\S+),/.exec(body)?.[1] ?? body.slice(0, 40);
+const instanceOf = (body: string) => /version \S+, (\S+),/.exec(body)?.[1] ?? '';
+let addr: Record<string, string> = {};
+const on = async (node: string, command: string) => (await onNode(file, env, node, command)).out;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Status {
+  nodes: { name: string; reachable: boolean }[];
+  apps: { node: string; app: string; active: string; health: string | null; leftovers: string[] }[];
+  rollout: { kind: string; instance: string } | null;
+  lock: { holder: string } | null;
+}
+async function status(): Promise<Status> {
+  const r = await silver(['status', file, '--json'], env);
+  return JSON.parse(r.stdout) as Status;
+}
+
+/** What each app server's front proxy really serves (the instance in the app's answer). */
+async function served(): Promise<string[]> {
+  return Promise.all([A1, A2].map(async (n) => instanceOf((await httpGet(addr[n]!, 'rollout.test')).body)));
+}
+
+/** Runs silver in the background and sends it `signal` when a stderr line matches `when`. */
+function silverUntil(args: string[], when: RegExp, signal: NodeJS.Signals): Promise<CliResult & { signalled: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(process.cwd(), 'bin/silver.js'), ...args], { env: { ...process.env, SILVER_PERSIST: '0', ...env } });
+    let stdout = '';
+    let stderr = '';
+    let signalled = false;
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (!signalled && when.test(stderr)) {
+        signalled = true;
+        child.kill(signal);
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5 * 60_000);
+    child.on('close', (code, sig) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (sig === 'SIGKILL' ? 137 : 1), stdout, stderr, signalled });
+    });
+  });
+}
+
+function lxc(...args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => execFile(args[0]!, [...args.slice(1), '-P', DEFAULTS.lxcPath], (e) => (e ? reject(e) : resolve())));
+}
+
+/** Polls until `check` holds (bounded). */
+async function eventually(what: string, check: () => Promise<boolean>, seconds = 60): Promise<void> {
+  const end = Date.now() + seconds * 1000;
+  while (Date.now() < end) {
+    if (await check().catch(() => false)) return;
+    await sleep(500);
+  }
+  throw new Error(`not within ${seconds}s: ${what}`);
+}
+
+test.before(async () => {
+  if (!canRunLxc) return;
+  await cleanLeftovers(config, [NODESET]);
+  const c = await silver(['create-node', file], env);
+  if (c.code !== 0) throw new Error(c.stderr);
+  const s = await silver(['setup-node', file], env);
+  if (s.code !== 0) throw new Error(s.stdout + s.stderr);
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  addr = Object.fromEntries(nodes.map((n) => [n.name, n.address]));
+  const v1 = await silver(['update', version('1'), file], env);
+  if (v1.code !== 0) throw new Error(v1.stderr);
+});
+test.after.always(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+
+run('an app server that restarts serves its app again with no silver command, and the balancer takes it back', async (t) => {
+  await lxc('lxc-stop', '-k', '-n', containerName(NODESET, A1));
+  const down = await status();
+  t.false(down.nodes.find((n) => n.name === A1)!.reachable, 'status lists the stopped node as unreachable');
+  t.truthy(down.apps.find((a) => a.node === A2), 'and still shows the others');
+  await lxc('lxc-start', '-n', containerName(NODESET, A1));
+  await eventually('app1 answers with the app', async () => versionOf((await httpGet(addr[A1]!, 'rollout.test')).body) === '1');
+  await eventually('the balancer has app1 up again', async () => /app_hello_1 app1\.rollout\.test \S+ up/.test(await on('balancer.rollout.test', '/usr/local/lib/silverlining/bin/silver-balancer status')));
+  const st = await status();
+  t.deepEqual(st.apps.map((a) => [a.node, a.health]), [[A1, 'ok'], [A2, 'ok']]);
+});
+
+run("the balancer takes an app server whose app fails its health check out of rotation, with no failed request, and back", async (t) => {
+  const flag = `/var/lib/silverlining/apps/hello/active/app/unhealthy-on-${A2}`;
+  const load = startLoad(addr['balancer.rollout.test']!, 'rollout.test', { classify: (b) => /hello from (\S+):/.exec(b)?.[1] ?? b.slice(0, 30), maxSeconds: 60 });
+  await sleep(500);
+  await on(A2, `touch ${flag}`);
+  await eventually('app2 leaves rotation', async () => /app_hello_1 app2\.rollout\.test \S+ stopped/.test(await on('balancer.rollout.test', '/usr/local/lib/silverlining/bin/silver-balancer status')), 20);
+  const before = load.result.bodies.get(A2) ?? 0;
+  await sleep(2000);
+  const during = (load.result.bodies.get(A2) ?? 0) - before;
+  await on(A2, `rm -f ${flag}`);
+  await eventually('app2 is back', async () => /app_hello_1 app2\.rollout\.test \S+ up/.test(await on('balancer.rollout.test', '/usr/local/lib/silverlining/bin/silver-balancer status')), 20);
+  const r = await load.stop();
+  t.is(r.failed, 0, `failed: ${r.failures.join(' | ')}`);
+  t.is(during, 0, 'no request went to the unhealthy app server');
+  t.true((r.bodies.get(A1) ?? 0) > 0);
+  // setup-node repairs an active instance that is not running (reported as a change).
+  await on(A1, 'systemctl stop "silver-$(basename "$(readlink /var/lib/silverlining/apps/hello/active)").service"');
+  const s = await silver(['setup-node', file], env);
+  t.is(s.code, 0, s.stderr);
+  t.regex(s.stderr, /app1\.rollout\.test: appserver: changed: hello: start hello\.\S+ \(its active instance was not running\)/);
+  t.is(versionOf((await httpGet(addr[A1]!, 'rollout.test')).body), '1');
+});
+
+run('SIGINT during an update: the switched app server goes back, the lock is released, exit 130', async (t) => {
+  const load = startLoad(addr['balancer.rollout.test']!, 'rollout.test', { classify: versionOf, maxSeconds: 120 });
+  const r = await silverUntil(['update', version('2'), file], new RegExp(`${A1.replaceAll('.', '\\.')}: \\S+ active \\(was`), 'SIGINT');
+  await sleep(2000);
+  const result = await load.stop();
+  t.true(r.signalled);
+  t.is(r.code, 130, r.stderr);
+  t.regex(r.stderr, /SIGINT: finishing the current step/);
+  t.regex(r.stdout, /INTERRUPTED \(SIGINT\)/);
+  const st = await status();
+  t.deepEqual([...new Set(st.apps.map((a) => a.active))].length, 1, 'one version everywhere');
+  t.is(st.lock, null, 'no lock left');
+  t.is(st.rollout, null, 'the rollout record is closed');
+  t.deepEqual(st.apps.flatMap((a) => a.leftovers), [], 'no instance left running besides the active one');
+  t.deepEqual((await served()).map((i) => i === st.apps[0]!.active), [true, true]);
+  t.is(result.failed, 0, `failed requests: ${result.failures.join(' | ')}`);
+});
+
+run('kill -9 after the first switch: status tells, and one further update converges and deploys', async (t) => {
+  const killed = await silverUntil(['update', version('3'), file], new RegExp(`${A1.replaceAll('.', '\\.')}: \\S+ active \\(was`), 'SIGKILL');
+  t.true(killed.signalled);
+  const st = await status();
+  t.is(st.rollout?.kind, 'update', 'status finds the interrupted rollout');
+  t.not(st.apps[0]!.active, st.apps[1]!.active, 'two versions are being served');
+  const text = await silver(['status', file], env);
+  t.regex(text.stdout, /an interrupted update of hello to \S+ .*the next silver update or rollback of any app converges it/);
+  const next = await silver(['update', version('4'), file], env);
+  t.is(next.code, 0, next.stderr);
+  t.regex(next.stderr, /took over the deploy lock of \S+ pid \d+: update hello/);
+  t.regex(next.stderr, /found an interrupted update of hello/);
+  t.regex(next.stdout, /the interrupted update to \S+ was rolled back first/);
+  const after = await status();
+  t.is(new Set(after.apps.map((a) => a.active)).size, 1);
+  t.deepEqual(await Promise.all([A1, A2].map(async (n) => versionOf((await httpGet(addr[n]!, 'rollout.test')).body))), ['4', '4']);
+  t.is(after.rollout, null);
+  t.deepEqual((await served()).map((i) => i === after.apps[0]!.active), [true, true]);
+  t.deepEqual(after.apps.flatMap((a) => a.leftovers), []);
+});
+
+run('kill -9 inside the second switch: one rollback converges every app server to one version, matching what each serves', async (t) => {
+  const before = await status();
+  const killed = await silverUntil(['update', version('5'), file], new RegExp(`${A2.replaceAll('.', '\\.')}: switching traffic to`), 'SIGKILL');
+  t.true(killed.signalled, killed.stderr);
+  const r = await silver(['rollback', 'hello', file], env);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /found an interrupted update of hello/);
+  const st = await status();
+  const actives = [...new Set(st.apps.map((a) => a.active))];
+  t.is(actives.length, 1, `one version: ${actives.join(' ')}`);
+  t.deepEqual(await served(), [actives[0], actives[0]], "each app server's front proxy serves what status says");
+  t.is(st.lock, null);
+  t.is(st.rollout, null);
+  // The killed switch completed (every node on v5: rolled forward, then back to v4) or not (back
+  // to v4 at once, then the rollback goes further back): either way, one step at a time.
+  if (/rolled forward/.test(r.stderr)) t.is(actives[0], before.apps[0]!.active);
+  else t.true(actives[0]! < before.apps[0]!.active, `${actives[0]} is older than ${before.apps[0]!.active}`);
+});
