@@ -14,8 +14,5 @@ if (canRunLxc) {
   const key = new StateDir(mkdtempSync(join(tmpdir(), 'silver-contract-'))).deployKey();
   providerContract(test, { name: 'local, real LXC', make: async () => new LocalProvider(localSettings(config)), nodeset: 'contract-lxc', authorizedKey: key.public });
 } else {
-  test('provider contract (local, real LXC): needs root', (t) => {
-    t.log('skipped: real-container tests need root');
-    t.pass();
-  });
+  test.skip('provider contract (local, real LXC): skipped, real containers need root', () => undefined);
 }
