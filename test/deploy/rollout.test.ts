@@ -222,7 +222,7 @@ test('a live lock of another run refuses, naming its holder; a gone local holder
   const other = 'bob@elsewhere pid 42: update hello since 2026-12-02T09:59:00.000Z';
   for (const n of [A1, A2, 'db.shop.test', 'balancer.shop.test']) nodes.state.set(n, new Map([['lock', `tokentokenother1 ${b64(other)}`]]));
   const refused = await update(ns, app, rt, opts).catch((e: Error) => e);
-  t.regex((refused as Error).message, /the nodeset is locked by bob@elsewhere pid 42: update hello since/);
+  t.regex((refused as Error).message, /nodeset shop is locked by bob@elsewhere pid 42: update hello since/);
   t.deepEqual(nodes.verbs(A1).filter((v) => v.startsWith('stage')), []);
 
   const { hostname } = await import('node:os');
@@ -241,4 +241,32 @@ test('the lock needs a majority of the nodes: with two of four unreachable, noth
   const e = await update(ns, { ...app, services: [] }, rt, opts).catch((x: Error) => x);
   t.regex((e as Error).message, /the deploy lock needs 3 of 4 nodes; 2 took it/);
   t.false(locked(nodes));
+});
+
+test('the shared state survives the loss or replacement of any single node: the newest copy wins, writes reach every node', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const first = await update(ns, app, rt, opts);
+  t.true(first.ok);
+  // app1 is replaced by a fresh node (empty state); the others keep theirs.
+  nodes.state.delete(A1);
+  nodes.down = new Set(['db.shop.test']);
+  const st = await (await import('../../src/commands/status.js')).status(ns, rt);
+  t.is(st.rollout, null, 'the closed rollout record was read from the remaining nodes');
+  const r = await update(ns, { ...app, services: [] }, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.is(record(nodes).state, 'done', 'the fresh node got the record again');
+  t.is(nodes.state.get(A1)!.get('rollout'), nodes.state.get(A2)!.get('rollout'));
+  t.true(JSON.parse(nodes.state.get(A1)!.get('rollout')!).seq > JSON.parse(nodes.state.get('db.shop.test')!.get('rollout')!).seq, 'the node that was down holds an older copy, which loses');
+});
+
+test('a stop of the replaced instance that fails does not fail the update; status shows the leftover', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  nodes.failWhen = (c) => (c.node === A1 && c.argv[3] === 'stop' && c.argv[5] === OLD ? 'cannot stop' : null);
+  const r = await update(ns, app, rt, opts);
+  t.true(r.ok);
+  const st = await (await import('../../src/commands/status.js')).status(ns, rt);
+  t.deepEqual(st.apps.find((a) => a.node === A1)!.leftovers, [OLD]);
+  t.deepEqual(st.apps.find((a) => a.node === A2)!.leftovers, []);
 });
