@@ -1,0 +1,761 @@
+import test from 'ava';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { layersRoot } from '../../src/layers.js';
+import { parseGet } from '../../src/deploy/shared-state.js';
+
+// The root helpers silver-deploy and silver-state run by a real `sh` against a temporary tree:
+// their `PREFIX=` line rewritten to point into it, and fakes first in PATH for what would act on
+// the machine (systemctl, nginx, curl, id, chown, install, systemd-run, dpkg-query, apt-get).
+// Every fake appends its argv to calls.log; files in the tree steer them. flock, stat, tar, mv,
+// ln, readlink are the real ones. Needs no root, and passes as root too.
+
+const trees: string[] = [];
+test.after.always(() => {
+  for (const dir of trees) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Tree {
+  dir: string;
+  prefix: string;
+  bin: string;
+  script: string;
+  /** <prefix>/var/lib/silverlining/apps */
+  apps: string;
+  /** <prefix>/etc/silverlining/nginx */
+  nginx: string;
+  /** <prefix>/run/silverlining */
+  run: string;
+  /** <prefix>/var/lib/silverlining/state */
+  state: string;
+  units: string;
+  /** what TMPDIR points at (stays empty) */
+  tmp: string;
+}
+
+/** The helper's text with its PREFIX line pointing at `prefix`. */
+function helperText(path: string, prefix: string): string {
+  const text = readFileSync(join(layersRoot(), path), 'utf8');
+  if ((text.match(/^PREFIX=$/gm) ?? []).length !== 1) throw new Error(`${path} has no single line PREFIX=`);
+  return text.replace(/^PREFIX=$/m, `PREFIX=${prefix}`);
+}
+
+const fake = (t: Tree, name: string, body: string) =>
+  writeFileSync(join(t.bin, name), `#!/bin/sh\nT='${t.dir}'\necho "${name} $*" >> "$T/calls.log"\n${body}\n`, { mode: 0o755 });
+
+/** A temporary tree for `helper` (a path under setup-layers/) with the fakes in place. */
+function tree(helper: string): Tree {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-helpers-'));
+  trees.push(dir);
+  const prefix = join(dir, 'root');
+  const t: Tree = {
+    dir,
+    prefix,
+    bin: join(dir, 'bin'),
+    script: join(dir, helper.split('/').pop()!),
+    apps: join(prefix, 'var/lib/silverlining/apps'),
+    nginx: join(prefix, 'etc/silverlining/nginx'),
+    run: join(prefix, 'run/silverlining'),
+    state: join(prefix, 'var/lib/silverlining/state'),
+    units: join(prefix, 'etc/systemd/system'),
+    tmp: join(dir, 'tmp'),
+  };
+  for (const d of [t.bin, t.apps, t.nginx, join(prefix, 'run'), t.units, t.tmp]) mkdirSync(d, { recursive: true });
+  writeFileSync(t.script, helperText(helper, prefix));
+  writeFileSync(join(dir, 'users'), 'app-blog\napp-wiki\napp-news\n');
+  // systemctl: is-active answers from active-units (start/restart add a unit, stop removes it);
+  // try-reload-or-restart kills its caller once when kill-on-reload exists.
+  fake(
+    t,
+    'systemctl',
+    `for u; do :; done
+case "$1" in
+  is-active)
+    if grep -qxF "$u" "$T/active-units" 2> /dev/null; then [ "$2" = -q ] || echo active; exit 0; fi
+    [ "$2" = -q ] || echo inactive; exit 3 ;;
+  start | restart) echo "$u" >> "$T/active-units" ;;
+  stop) { grep -vxF "$u" "$T/active-units" 2> /dev/null || true; } > "$T/active-units.new"; mv "$T/active-units.new" "$T/active-units" ;;
+  try-reload-or-restart) if [ -e "$T/kill-on-reload" ]; then rm -f "$T/kill-on-reload"; kill -9 "$PPID"; fi ;;
+esac
+exit 0`,
+  );
+  // nginx -t: exits with nginx.rc (0 when missing); kills its caller once when kill-on-test exists.
+  fake(
+    t,
+    'nginx',
+    `if [ -e "$T/kill-on-test" ]; then rm -f "$T/kill-on-test"; kill -9 "$PPID"; fi
+rc=$(cat "$T/nginx.rc" 2> /dev/null || echo 0)
+[ "$rc" = 0 ] || echo "nginx: [emerg] fake rejection" >&2
+exit "$rc"`,
+  );
+  // curl -o FILE -w '%{http_code}' URL: answers the code in curl.code (200 when missing; 000:
+  // refused), the body in curl.body.
+  fake(
+    t,
+    'curl',
+    `out=/dev/null
+while [ $# -gt 0 ]; do [ "$1" = -o ] && { out=$2; shift; }; shift; done
+code=$(cat "$T/curl.code" 2> /dev/null || echo 200)
+[ "$code" = 000 ] && exit 7
+if [ "$out" != /dev/null ]; then if [ -f "$T/curl.body" ]; then cat "$T/curl.body" > "$out"; else : > "$out"; fi; fi
+printf '%s' "$code"`,
+  );
+  // id -u NAME: a number for the users listed in users; everything else is the real id's.
+  fake(
+    t,
+    'id',
+    `if [ "$1" = -u ] && [ $# -eq 2 ]; then
+  while IFS= read -r u; do [ "$u" != "$2" ] || { echo 4242; exit 0; }; done < "$T/users"
+  echo "id: '$2': no such user" >&2; exit 1
+fi
+exec /usr/bin/id "$@"`,
+  );
+  fake(t, 'chown', 'exit 0');
+  // install: the real one without -o/-g (the app users do not exist here).
+  fake(
+    t,
+    'install',
+    `skip=
+for a; do
+  shift
+  if [ -n "$skip" ]; then skip=; continue; fi
+  case "$a" in -o | -g) skip=1; continue ;; esac
+  set -- "$@" "$a"
+done
+exec /usr/bin/install "$@"`,
+  );
+  fake(t, 'systemd-run', 'exit 0');
+  fake(t, 'dpkg-query', 'exit 1');
+  fake(t, 'apt-get', 'exit 0');
+  return t;
+}
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * sh SCRIPT ARGS with the fakes first in PATH, `input` on stdin (a file: node's pipes to a child
+ * are sockets, which `install /dev/stdin` cannot open; sshd hands sudo a pipe).
+ */
+function sh(t: Tree, args: string[], input: string | Buffer = ''): Promise<Result> {
+  const file = join(t.dir, 'input');
+  writeFileSync(file, input);
+  const fd = openSync(file, 'r');
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', [t.script, ...args], {
+      env: { PATH: `${t.bin}:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LC_ALL: 'C', HOME: t.dir, TMPDIR: t.tmp },
+      stdio: [fd, 'pipe', 'pipe'],
+    });
+    closeSync(fd);
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+const deploy = (t: Tree, ...args: string[]) => sh(t, args);
+
+/** What the fakes were asked, one call a line (without the `id` lookups). */
+function calls(t: Tree): string[] {
+  const log = join(t.dir, 'calls.log');
+  return existsSync(log)
+    ? readFileSync(log, 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.startsWith('id '))
+    : [];
+}
+const clearCalls = (t: Tree) => rmSync(join(t.dir, 'calls.log'), { force: true });
+const count = (t: Tree, call: string) => calls(t).filter((c) => c === call).length;
+
+/** Every path under the tree with its content or link target (the call log left out). */
+function snapshot(t: Tree): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (p === join(t.dir, 'calls.log') || p === join(t.dir, 'input')) continue;
+      const st = lstatSync(p);
+      if (st.isSymbolicLink()) out.push(`${p} -> ${readlinkSync(p)}`);
+      else if (st.isDirectory()) {
+        out.push(`${p}/ ${(st.mode & 0o777).toString(8)}`);
+        walk(p);
+      } else out.push(`${p} ${(st.mode & 0o777).toString(8)} ${readFileSync(p, 'base64')}`);
+    }
+  };
+  walk(t.dir);
+  return out;
+}
+
+const inst = (app: string, n: number) => `${app}.2024-05-0${n}_00${n}`;
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const upstreamOf = (t: Tree, app: string) => readFileSync(join(t.nginx, `upstream-${app}.conf`), 'utf8');
+const serving = (app: string, instance: string, port: number) =>
+  `# written by silver update: ${instance} is active\nupstream silver_app_${app} {\n\tserver 127.0.0.1:${port};\n\tkeepalive 8;\n}\n`;
+const nowhere = (app: string) => `# no instance of ${app} is active\nupstream silver_app_${app} {\n\tserver 127.0.0.1:9 down;\n}\n`;
+/** The instance APP/NAME points at, or null. */
+const link = (t: Tree, app: string, name: string) => {
+  const p = join(t.apps, app, name);
+  return existsSync(p) || isLink(p) ? readlinkSync(p) : null;
+};
+const isLink = (p: string) => {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+};
+const journal = (t: Tree, app: string) => join(t.apps, app, 'switching');
+
+/** `stage` with a tarball (made by tar -czf) of `files` on stdin, then `env`. */
+async function stage(t: Tree, app: string, instance: string, port: number, files: Record<string, string> = { 'index.html': 'hello\n' }) {
+  const src = join(t.dir, `src-${instance}`);
+  mkdirSync(src, { recursive: true });
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(src, name), text);
+  const tgz = execFileSync('tar', ['-czf', '-', '-C', src, '.']);
+  const r = await sh(t, ['stage', app, instance, String(port), '/health', b64(`python3 -m http.server ${port}`)], tgz);
+  if (r.code !== 0) throw new Error(`stage ${instance}: ${r.stderr}`);
+  const e = await sh(t, ['env', app, instance], `PORT=${port}\n`);
+  if (e.code !== 0) throw new Error(`env ${instance}: ${e.stderr}`);
+}
+
+async function switchTo(t: Tree, app: string, instance: string) {
+  const r = await deploy(t, 'switch', app, instance);
+  if (r.code !== 0) throw new Error(`switch ${instance}: ${r.stderr}`);
+}
+
+const DEPLOY = 'appserver/bin/silver-deploy';
+const STATE = 'base/bin/silver-state';
+
+test('silver-deploy: stage unpacks the tarball and writes the unit, env installs the environment, switch moves active (then previous), writes the upstream, checks nginx before reloading it', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  const two = inst('blog', 2);
+  await stage(tr, 'blog', one, 8001, { 'index.html': 'hello\n', 'app.py': 'print(1)\n' });
+  const d = join(tr.apps, 'blog/instances', one);
+  t.is(readFileSync(join(d, 'app/index.html'), 'utf8'), 'hello\n');
+  t.is(readFileSync(join(d, 'app/app.py'), 'utf8'), 'print(1)\n');
+  t.is(readFileSync(join(d, 'port'), 'utf8'), '8001\n');
+  t.is(readFileSync(join(d, 'health'), 'utf8'), '/health\n');
+  t.is(readFileSync(join(d, 'run.sh'), 'utf8'), 'exec python3 -m http.server 8001\n');
+  t.is(lstatSync(d).mode & 0o777, 0o750);
+  t.false(existsSync(`${d}.tmp`));
+  t.is(readFileSync(join(d, 'env'), 'utf8'), 'PORT=8001\n');
+  t.is(lstatSync(join(d, 'env')).mode & 0o777, 0o600);
+  const unit = readFileSync(join(tr.units, `silver-${one}.service`), 'utf8');
+  t.true(unit.includes('User=app-blog\n'));
+  t.true(unit.includes(`EnvironmentFile=${d}/env\n`));
+  t.true(unit.includes(`ExecStart=/bin/sh ${d}/run.sh\n`));
+  t.false(unit.includes('[Install]'), 'boot starts the active instance, not systemd');
+  t.true(calls(tr).includes(`chown -R root:app-blog ${d}.tmp/app`));
+  t.true(calls(tr).includes('systemctl daemon-reload'));
+  t.true(calls(tr).some((c) => c.startsWith('install -m 600 -o app-blog -g app-blog /dev/stdin ')));
+  t.deepEqual(readdirSync(tr.tmp), [], 'nothing in TMPDIR');
+
+  clearCalls(tr);
+  await switchTo(tr, 'blog', one);
+  t.is(link(tr, 'blog', 'active'), `instances/${one}`);
+  t.is(link(tr, 'blog', 'previous'), null);
+  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001));
+  t.deepEqual(calls(tr), ['nginx -t -q', 'systemctl try-reload-or-restart nginx'], 'nginx checked, then reloaded');
+  t.false(existsSync(journal(tr, 'blog')));
+
+  await stage(tr, 'blog', two, 8002);
+  clearCalls(tr);
+  await switchTo(tr, 'blog', two);
+  t.is(link(tr, 'blog', 'active'), `instances/${two}`);
+  t.is(link(tr, 'blog', 'previous'), `instances/${one}`);
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002));
+  t.deepEqual(calls(tr), ['nginx -t -q', 'systemctl try-reload-or-restart nginx']);
+  t.deepEqual(readdirSync(tr.nginx), ['upstream-blog.conf'], 'no temporary file left');
+
+  // An active instance cannot be staged again.
+  const again = await sh(tr, ['stage', 'blog', two, '8002', '/health', b64('x')], execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']));
+  t.is(again.code, 1);
+  t.regex(again.stderr, /is active: it cannot be staged again/);
+
+  t.is((await deploy(tr, 'start', 'blog', two)).code, 0);
+  const status = await deploy(tr, 'status');
+  t.is(status.code, 0, status.stderr);
+  t.is(status.stdout, `app blog active ${two} previous ${one} health ok instances ${one}:8001:inactive ${two}:8002:active\n`);
+  t.true(calls(tr).includes('curl -s -o /dev/null -m 3 -w %{http_code} http://127.0.0.1:8002/health'));
+});
+
+test('silver-deploy: a switch killed after the links moved (before nginx reloaded) is completed by the next status', async (t) => {
+  const tr = tree(DEPLOY);
+  const [one, two] = [inst('blog', 1), inst('blog', 2)];
+  await stage(tr, 'blog', one, 8001);
+  await switchTo(tr, 'blog', one);
+  await stage(tr, 'blog', two, 8002);
+  writeFileSync(join(tr.dir, 'kill-on-reload'), '');
+  const killed = await deploy(tr, 'switch', 'blog', two);
+  t.is(killed.signal, 'SIGKILL');
+  t.is(readFileSync(journal(tr, 'blog'), 'utf8'), `${two} ${one}\n`, 'the intent is left behind');
+  t.is(count(tr, 'systemctl try-reload-or-restart nginx'), 2);
+
+  const status = await deploy(tr, 'status');
+  t.is(status.code, 0, status.stderr);
+  t.regex(status.stderr, new RegExp(`completing an interrupted switch of blog to ${two}`));
+  t.false(existsSync(journal(tr, 'blog')));
+  t.is(count(tr, 'systemctl try-reload-or-restart nginx'), 3, 'nginx reloaded by the completion');
+  t.is(link(tr, 'blog', 'active'), `instances/${two}`);
+  t.is(link(tr, 'blog', 'previous'), `instances/${one}`);
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002), 'the upstream names the active instance');
+  t.true(status.stdout.startsWith(`app blog active ${two} previous ${one} `), status.stdout);
+});
+
+test('silver-deploy: a switch killed during nginx -t (upstream replaced, links not moved) converges on the next status', async (t) => {
+  const tr = tree(DEPLOY);
+  const [one, two] = [inst('blog', 1), inst('blog', 2)];
+  await stage(tr, 'blog', one, 8001);
+  await switchTo(tr, 'blog', one);
+  await stage(tr, 'blog', two, 8002);
+  writeFileSync(join(tr.dir, 'kill-on-test'), '');
+  t.is((await deploy(tr, 'switch', 'blog', two)).signal, 'SIGKILL');
+  t.is(link(tr, 'blog', 'active'), `instances/${one}`);
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002), 'killed between the upstream and the links');
+
+  const status = await deploy(tr, 'status');
+  t.is(status.code, 0, status.stderr);
+  t.false(existsSync(journal(tr, 'blog')));
+  t.is(link(tr, 'blog', 'active'), `instances/${two}`);
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002));
+  t.true(status.stdout.startsWith(`app blog active ${two} previous ${one} `), status.stdout);
+});
+
+test('silver-deploy: when nginx rejects the upstream while an interrupted switch is completed, the upstream goes back to the active instance', async (t) => {
+  const tr = tree(DEPLOY);
+  const [one, two] = [inst('blog', 1), inst('blog', 2)];
+  await stage(tr, 'blog', one, 8001);
+  await switchTo(tr, 'blog', one);
+  await stage(tr, 'blog', two, 8002);
+  writeFileSync(join(tr.dir, 'kill-on-test'), '');
+  t.is((await deploy(tr, 'switch', 'blog', two)).signal, 'SIGKILL');
+  writeFileSync(join(tr.dir, 'nginx.rc'), '1');
+  const status = await deploy(tr, 'status');
+  t.is(status.code, 0, status.stderr);
+  t.regex(status.stderr, /nginx rejected the new upstream/);
+  t.false(existsSync(journal(tr, 'blog')));
+  t.is(link(tr, 'blog', 'active'), `instances/${one}`);
+  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001), 'the upstream and the active link agree');
+  t.true(status.stdout.startsWith(`app blog active ${one} `), status.stdout);
+});
+
+test('silver-deploy: a switch nginx rejects restores the old upstream file, leaves the links and no journal, fails', async (t) => {
+  const tr = tree(DEPLOY);
+  const [one, two] = [inst('blog', 1), inst('blog', 2)];
+  // First deploy: the upstream setup-node wrote is restored byte for byte.
+  const initial = '# written by silver update on activation; no instance of blog is active yet\nupstream silver_app_blog {\n\tserver 127.0.0.1:9 down;\n}\n';
+  writeFileSync(join(tr.nginx, 'upstream-blog.conf'), initial);
+  await stage(tr, 'blog', one, 8001);
+  writeFileSync(join(tr.dir, 'nginx.rc'), '1');
+  const first = await deploy(tr, 'switch', 'blog', one);
+  t.is(first.code, 1);
+  t.regex(first.stderr, /nginx rejected the new upstream: nginx: \[emerg\] fake rejection/);
+  t.is(upstreamOf(tr, 'blog'), initial);
+  t.is(link(tr, 'blog', 'active'), null);
+
+  writeFileSync(join(tr.dir, 'nginx.rc'), '0');
+  await switchTo(tr, 'blog', one);
+  await stage(tr, 'blog', two, 8002);
+  writeFileSync(join(tr.dir, 'nginx.rc'), '1');
+  clearCalls(tr);
+  const r = await deploy(tr, 'switch', 'blog', two);
+  t.is(r.code, 1);
+  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001));
+  t.is(link(tr, 'blog', 'active'), `instances/${one}`);
+  t.is(link(tr, 'blog', 'previous'), null);
+  t.false(existsSync(journal(tr, 'blog')));
+  t.deepEqual(calls(tr), ['nginx -t -q'], 'nginx is not reloaded');
+  t.deepEqual(readdirSync(tr.nginx), ['upstream-blog.conf']);
+});
+
+test('silver-deploy: stop refuses the active instance; unswitch points the upstream nowhere and removes active', async (t) => {
+  const tr = tree(DEPLOY);
+  const [one, two] = [inst('blog', 1), inst('blog', 2)];
+  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', two, 8002);
+  await switchTo(tr, 'blog', one);
+  clearCalls(tr);
+  const refused = await deploy(tr, 'stop', 'blog', one);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /is active: switch away from it first/);
+  t.deepEqual(calls(tr), []);
+  t.is((await deploy(tr, 'stop', 'blog', two)).code, 0);
+  t.deepEqual(calls(tr), [`systemctl stop silver-${two}.service`]);
+
+  clearCalls(tr);
+  const r = await deploy(tr, 'unswitch', 'blog');
+  t.is(r.code, 0, r.stderr);
+  t.is(upstreamOf(tr, 'blog'), nowhere('blog'));
+  t.is(link(tr, 'blog', 'active'), null);
+  t.false(existsSync(journal(tr, 'blog')));
+  t.deepEqual(calls(tr), ['nginx -t -q', 'systemctl try-reload-or-restart nginx']);
+  t.is((await deploy(tr, 'status')).stdout, `app blog active - previous - health - instances ${one}:8001:inactive ${two}:8002:inactive\n`);
+});
+
+test('silver-deploy: root\'s scratch directory must not be a symbolic link (switch, stage, fetch refuse, writing nothing through it); no /tmp in the helpers', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 8001);
+  await switchTo(tr, 'blog', one);
+  writeFileSync(join(tr.dir, 'curl.body'), 'the data\n');
+  const ok = await deploy(tr, 'fetch', 'blog', one, '/export', 'primary');
+  t.is(ok.code, 0, ok.stderr);
+  t.is(ok.stdout, '200\n');
+  t.true(calls(tr).includes('curl -s -o ' + join(tr.run, 'fetch-blog.out') + ' -m 300 -w %{http_code} -H X-Silverlining-Update: primary http://127.0.0.1:8001/export'));
+  writeFileSync(join(tr.dir, 'curl.code'), '500');
+  writeFileSync(join(tr.dir, 'curl.body'), 'boom\x1b[0m\n');
+  const failed = await deploy(tr, 'fetch', 'blog', one, '/export', 'secondary');
+  t.is(failed.code, 1);
+  t.regex(failed.stderr, /update_fetch \/export answered 500: boom\[0m/);
+
+  rmSync(tr.run, { recursive: true });
+  const elsewhere = join(tr.dir, 'elsewhere');
+  mkdirSync(elsewhere);
+  symlinkSync(elsewhere, tr.run);
+  const before = upstreamOf(tr, 'blog');
+  clearCalls(tr);
+  for (const args of [
+    ['switch', 'blog', one],
+    ['unswitch', 'blog'],
+    ['fetch', 'blog', one, '/export', 'primary'],
+    ['stage', 'blog', inst('blog', 2), '8002', '/health', b64('x')],
+  ]) {
+    const r = await deploy(tr, ...args);
+    t.is(r.code, 1, args.join(' '));
+    t.regex(r.stderr, /run\/silverlining is a symbolic link/);
+  }
+  t.deepEqual(readdirSync(elsewhere), [], 'nothing written through the link');
+  t.deepEqual(calls(tr), [], 'neither curl, nginx nor systemctl ran');
+  t.is(upstreamOf(tr, 'blog'), before);
+  t.deepEqual(readdirSync(tr.tmp), [], 'nothing in TMPDIR');
+
+  // Nothing names the shared /tmp (comments aside).
+  for (const helper of [DEPLOY, STATE]) {
+    const code = readFileSync(join(layersRoot(), helper), 'utf8')
+      .split('\n')
+      .map((l) => l.replace(/(^|\s)#.*$/, ''));
+    t.deepEqual(
+      code.filter((l) => l.includes('/tmp')),
+      [],
+      helper,
+    );
+  }
+});
+
+test('silver-deploy: fetch-script runs the decoded command as the app\'s user, in the instance, with a /tmp of its own', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 8001);
+  clearCalls(tr);
+  const r = await deploy(tr, 'fetch-script', 'blog', one, 'secondary', b64('./manage.py export > "$OUT"'));
+  t.is(r.code, 0, r.stderr);
+  const d = join(tr.apps, 'blog/instances', one);
+  t.deepEqual(calls(tr), [
+    `systemd-run --quiet --wait --pipe --collect --service-type=exec -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh -c ./manage.py export > "$OUT"`,
+  ]);
+  t.is((await deploy(tr, 'fetch-script', 'blog', one, 'tertiary', b64('x'))).code, 1);
+});
+
+test('silver-deploy: boot completes a leftover journal first, then starts the active instance of every app', async (t) => {
+  const tr = tree(DEPLOY);
+  const b1 = inst('blog', 1);
+  const [w1, w2] = [inst('wiki', 1), inst('wiki', 2)];
+  await stage(tr, 'blog', b1, 8001);
+  await switchTo(tr, 'blog', b1);
+  await stage(tr, 'wiki', w1, 8101);
+  await stage(tr, 'wiki', w2, 8102);
+  await switchTo(tr, 'wiki', w1);
+  await stage(tr, 'news', inst('news', 1), 8201); // (never switched: nothing to start)
+  writeFileSync(journal(tr, 'wiki'), `${w2} ${w1}\n`);
+  clearCalls(tr);
+  const r = await deploy(tr, 'boot');
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, new RegExp(`completing an interrupted switch of wiki to ${w2}`));
+  t.deepEqual(calls(tr), [
+    `systemctl start --no-block silver-${b1}.service`,
+    'nginx -t -q',
+    'systemctl try-reload-or-restart nginx',
+    `systemctl start --no-block silver-${w2}.service`,
+  ]);
+  t.false(existsSync(journal(tr, 'wiki')));
+  t.is(link(tr, 'wiki', 'active'), `instances/${w2}`);
+  t.is(link(tr, 'wiki', 'previous'), `instances/${w1}`);
+  t.is(upstreamOf(tr, 'wiki'), serving('wiki', w2, 8102));
+});
+
+test('silver-deploy: repair skips while the deploy lock is fresh; else restarts a stopped active instance, stops running non-active ones; --check only says so', async (t) => {
+  const tr = tree(DEPLOY);
+  const [zero, one] = [inst('blog', 1), inst('blog', 2)];
+  await stage(tr, 'blog', zero, 8000);
+  await stage(tr, 'blog', one, 8001);
+  await switchTo(tr, 'blog', zero);
+  await switchTo(tr, 'blog', one);
+  writeFileSync(join(tr.dir, 'active-units'), `silver-${zero}.service\n`); // (the active one is down)
+  mkdirSync(tr.state, { recursive: true, mode: 0o700 });
+  const now = Math.floor(Date.now() / 1000);
+  const lock = join(tr.state, 'lock');
+  writeFileSync(lock, `tok-12345678 ${now - 20} ${now} 30 ${b64('someone')}\n`);
+  const tree0 = snapshot(tr);
+  clearCalls(tr);
+  const skipped = await deploy(tr, 'repair');
+  t.is(skipped.code, 0, skipped.stderr);
+  t.is(skipped.stderr, "skip: a deploy holds the nodeset's lock\n");
+  t.is(skipped.stdout, '');
+  t.deepEqual(calls(tr), []);
+  t.deepEqual(snapshot(tr), tree0);
+
+  // A heartbeat older than the lock's TTL: the deploy is gone.
+  writeFileSync(lock, `tok-12345678 ${now - 200} ${now - 100} 30 ${b64('someone')}\n`);
+  const lines = [`blog: start ${one} (its active instance was not running)`, `blog: stop ${zero} (running, not active)`, ''].join('\n');
+  const check = await deploy(tr, 'repair', '--check');
+  t.is(check.code, 0, check.stderr);
+  t.is(check.stdout, lines);
+  t.deepEqual(
+    calls(tr).filter((c) => !c.startsWith('systemctl is-active')),
+    [],
+    '--check changes nothing',
+  );
+
+  rmSync(lock);
+  clearCalls(tr);
+  const fixed = await deploy(tr, 'repair');
+  t.is(fixed.code, 0, fixed.stderr);
+  t.is(fixed.stdout, lines);
+  const acted = calls(tr).filter((c) => !c.startsWith('systemctl is-active'));
+  t.deepEqual(acted, [
+    `systemctl restart silver-${one}.service`,
+    'curl -s -o /dev/null -m 5 -w %{http_code} http://127.0.0.1:8001/health',
+    `systemctl stop silver-${zero}.service`,
+  ]);
+  clearCalls(tr);
+  const again = await deploy(tr, 'repair');
+  t.is(again.stdout, '', 'nothing left to repair');
+  t.deepEqual(
+    calls(tr).filter((c) => c.startsWith('systemctl') && !c.startsWith('systemctl is-active')),
+    [],
+  );
+
+  writeFileSync(join(tr.dir, 'curl.code'), '503');
+  t.is((await deploy(tr, 'repair', '--check')).stdout, `blog: restart ${one} (its health check answered 503)\n`);
+});
+
+test('silver-deploy: bad app names, instance names, ports, paths and packages are refused before anything is written', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 8001);
+  await switchTo(tr, 'blog', one);
+  const before = snapshot(tr);
+  clearCalls(tr);
+  const good = inst('blog', 2);
+  const stageArgs = (app: string, instance: string, port = '8002', health = '/health') => ['stage', app, instance, port, health, b64('x')];
+  const cases: string[][] = [
+    stageArgs('a;b', 'a;b.2024-05-02_002'),
+    stageArgs('..', '...2024-05-02_002'),
+    stageArgs('Blog', 'Blog.2024-05-02_002'),
+    stageArgs('blog\nx', good),
+    stageArgs('nouser', 'nouser.2024-05-02_002'),
+    stageArgs('blog', 'blog.2024-5-02_002'),
+    stageArgs('blog', 'wiki.2024-05-02_002'),
+    stageArgs('blog', `${good}/../../x`),
+    // (one line of it matching is not enough; nor is a line that echo would make)
+    stageArgs('blog', `${good}\n../../../../../../elsewhere`),
+    stageArgs('blog', `${good}\\n../../../../../../elsewhere`),
+    stageArgs('blog', good, '80a'),
+    stageArgs('blog', good, '8002\n1'),
+    stageArgs('blog', good, '8002', '/a b'),
+    stageArgs('blog', good, '8002', '/$(id)'),
+    stageArgs('blog', good, '8002', 'health'),
+    stageArgs('blog', good, '8002', '/health\n$(reboot)'),
+    ['env', 'blog', `${one}\n${good}`],
+    ['switch', 'blog', good.replace('_', '-')],
+    ['switch', 'blog', one, 'wiki.2024-05-02_002'],
+    ['stop', 'blog;x', one],
+    ['wait', 'blog', one, '/a b', '5', 'any'],
+    ['wait', 'blog', one, '/', '5\n6', 'any'],
+    ['fetch', 'blog', one, '/x$(id)', 'primary'],
+    ['fetch', 'blog', one, '/x\n/y', 'primary'],
+    ['fetch', 'blog', one, '/x', 'tertiary'],
+    ['prune', 'blog', 'all'],
+    ['unswitch', '../blog'],
+  ];
+  for (const args of cases) {
+    const r = await deploy(tr, ...args);
+    t.is(r.code, 1, JSON.stringify(args));
+    t.regex(r.stderr, /^silver-deploy: (bad|no user|not a number)/, JSON.stringify(args));
+  }
+  t.deepEqual(snapshot(tr), before, 'nothing written');
+  t.deepEqual(calls(tr), [], 'nothing called');
+  t.false(existsSync(join(tr.dir, 'elsewhere')));
+
+  // A package name is checked whole before apt-get sees it (a second line could be an option).
+  const tgz = execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']);
+  const r = await sh(tr, ['stage', 'blog', good, '8002', '/health', b64('x'), 'libfoo1', 'vim\n-oDpkg::Pre-Invoke::=/home/silver/x'], tgz);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /bad package name/);
+  t.deepEqual(
+    calls(tr).filter((c) => c.startsWith('apt-get')),
+    [],
+  );
+});
+
+// silver-state
+
+const state = (t: Tree, args: string[], input = '') => sh(t, args, input);
+const H1 = b64('alice@laptop 4242');
+const H2 = b64('bob@desk 77');
+const TOK1 = 'token-aaaa-1111';
+const TOK2 = 'token-bbbb-2222';
+const lockLine = (t: Tree) => readFileSync(join(t.state, 'lock'), 'utf8');
+const nowSec = () => Math.floor(Date.now() / 1000);
+
+test('silver-state: put then get, each present key framed by "== KEY", as silver parses it', async (t) => {
+  const tr = tree(STATE);
+  t.is((await state(tr, ['put', 'rollout-blog'], '{"seq":1,"app":"blog"}\n')).code, 0);
+  t.is((await state(tr, ['put', 'rollout-wiki'], '{"seq":2}\n')).code, 0);
+  t.is((await state(tr, ['put', 'rollout-wiki'], '{"seq":3}\n')).code, 0, 'a put replaces');
+  t.is(readFileSync(join(tr.state, 'rollout-blog'), 'utf8'), '{"seq":1,"app":"blog"}\n');
+  t.is(lstatSync(tr.state).mode & 0o777, 0o700);
+  t.is(lstatSync(join(tr.state, 'rollout-blog')).mode & 0o777, 0o600);
+  const r = await state(tr, ['get', 'rollout-blog', 'absent', 'rollout-wiki']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, '== rollout-blog\n{"seq":1,"app":"blog"}\n\n== rollout-wiki\n{"seq":3}\n\n');
+  t.deepEqual([...parseGet<{ seq: number }>(r.stdout)].map(([k, v]) => [k, v.seq]), [
+    ['rollout-blog', 1],
+    ['rollout-wiki', 3],
+  ]);
+  t.deepEqual(readdirSync(tr.state).sort(), ['.flock', 'rollout-blog', 'rollout-wiki'], 'no temporary file left');
+});
+
+test('silver-state: bad keys and values over 256 KiB are refused, leaving the old value', async (t) => {
+  const tr = tree(STATE);
+  await state(tr, ['put', 'big'], 'old\n');
+  for (const key of ['Big', '1x', '../x', 'a/b', 'a b', '', `a${'b'.repeat(41)}`, 'big\n../../x', 'big\\n../x']) {
+    const put = await state(tr, ['put', key], 'x\n');
+    t.is(put.code, 1, JSON.stringify(key));
+    t.regex(put.stderr, /bad key/);
+    t.is((await state(tr, ['get', 'big', key])).code, 1, JSON.stringify(key));
+  }
+  t.is((await state(tr, ['put', `a${'b'.repeat(40)}`], 'x\n')).code, 0, '41 characters are fine');
+  t.is((await state(tr, ['put', 'big', 'extra'], 'x\n')).code, 1);
+  t.is((await state(tr, ['put', 'big'], 'x'.repeat(262144))).code, 0, 'exactly 256 KiB');
+  t.is(readFileSync(join(tr.state, 'big'), 'utf8').length, 262144);
+  await state(tr, ['put', 'big'], 'old\n');
+  const over = await state(tr, ['put', 'big'], 'x'.repeat(262145));
+  t.is(over.code, 1);
+  t.regex(over.stderr, /value of big is too large/);
+  t.is(readFileSync(join(tr.state, 'big'), 'utf8'), 'old\n');
+  t.deepEqual(readdirSync(tr.state).filter((n) => n.endsWith('.new')), []);
+});
+
+test('silver-state: lock is taken, renewed by its token, held against another (exit 75), taken over when stale or stolen', async (t) => {
+  const tr = tree(STATE);
+  t.is((await state(tr, ['lockinfo'])).stdout, 'free\n');
+  const taken = await state(tr, ['lock', TOK1, '30', H1]);
+  t.is(taken.code, 0, taken.stderr);
+  t.is(taken.stdout, 'taken\n');
+  const [tok, start, beat, ttl, holder, ...rest] = lockLine(tr).trim().split(' ');
+  t.deepEqual([tok, ttl, holder, rest], [TOK1, '30', H1, []]);
+  t.true(Math.abs(Number(start) - nowSec()) <= 2 && start === beat);
+  t.regex((await state(tr, ['lockinfo'])).stdout, new RegExp(`^held ${TOK1} [0-2] 30 ${H1}\n$`));
+
+  // Renewed: the start and the holder kept, the heartbeat and the TTL new.
+  const t0 = nowSec() - 50;
+  writeFileSync(join(tr.state, 'lock'), `${TOK1} ${t0} ${t0 + 10} 30 ${H1}\n`);
+  const renewed = await state(tr, ['lock', TOK1, '40', H2]);
+  t.is(renewed.stdout, 'renewed\n');
+  const after = lockLine(tr).trim().split(' ');
+  t.deepEqual([after[0], after[1], after[3], after[4]], [TOK1, String(t0), '40', H1]);
+  t.true(Math.abs(Number(after[2]) - nowSec()) <= 2);
+
+  const held = await state(tr, ['lock', TOK2, '30', H2]);
+  t.is(held.code, 75);
+  t.regex(held.stdout, new RegExp(`^held ${TOK1} [0-2] ${H1}\n$`));
+  t.is(lockLine(tr).split(' ')[0], TOK1, 'still the first holder\'s');
+  t.is((await state(tr, ['lock', TOK2, '30', H2, 'token-cccc-3333'])).code, 75, 'a STEAL of someone else');
+
+  const stolen = await state(tr, ['lock', TOK2, '30', H2, TOK1]);
+  t.is(stolen.code, 0, stolen.stderr);
+  t.is(stolen.stdout, `took-over ${H1}\n`);
+  t.deepEqual(lockLine(tr).trim().split(' ').filter((_, i) => i === 0 || i === 4), [TOK2, H2]);
+
+  // Stale: no heartbeat for longer than its TTL.
+  const old = nowSec() - 100;
+  writeFileSync(join(tr.state, 'lock'), `${TOK2} ${old - 100} ${old} 30 ${H2}\n`);
+  const over = await state(tr, ['lock', TOK1, '30', H1]);
+  t.is(over.code, 0, over.stderr);
+  t.is(over.stdout, `took-over ${H2}\n`);
+  const mine = lockLine(tr).trim().split(' ');
+  t.is(mine[0], TOK1);
+  t.true(Math.abs(Number(mine[1]) - nowSec()) <= 2, 'a new start');
+});
+
+test('silver-state: unlock by the wrong token is refused (exit 75), by the right one releases; --force says whom it removed', async (t) => {
+  const tr = tree(STATE);
+  t.is((await state(tr, ['unlock', TOK1])).stdout, 'free\n');
+  await state(tr, ['lock', TOK1, '30', H1]);
+  const wrong = await state(tr, ['unlock', TOK2]);
+  t.is(wrong.code, 75);
+  t.regex(wrong.stdout, new RegExp(`^held ${TOK1} [0-2] ${H1}\n$`));
+  t.true(existsSync(join(tr.state, 'lock')));
+  const right = await state(tr, ['unlock', TOK1]);
+  t.is(right.stdout, 'released\n');
+  t.false(existsSync(join(tr.state, 'lock')));
+  await state(tr, ['lock', TOK2, '30', H2]);
+  const forced = await state(tr, ['unlock', '--force']);
+  t.is(forced.code, 0);
+  t.is(forced.stdout, `removed ${H2}\n`);
+  t.is((await state(tr, ['lockinfo'])).stdout, 'free\n');
+});
+
+test('silver-state: bad tokens, TTLs and holders are refused, writing no lock', async (t) => {
+  const tr = tree(STATE);
+  for (const args of [
+    ['lock', 'short', '30', H1],
+    ['lock', 'token with spaces', '30', H1],
+    ['lock', `${TOK1}\n${TOK2}`, '30', H1],
+    ['lock', `${TOK1}\\n`, '30', H1],
+    ['lock', TOK1, 'x', H1],
+    ['lock', TOK1, '123456', H1],
+    ['lock', TOK1, '30\n1', H1],
+    ['lock', TOK1, '30', 'not base64!'],
+    ['lock', TOK1, '30', `${H1}\n${TOK2} 1 1 1 x`],
+    ['lock', TOK1, '30', H1, 'bad steal'],
+    ['lock', TOK1, '30'],
+  ]) {
+    const r = await state(tr, args);
+    t.is(r.code, 1, JSON.stringify(args));
+    t.false(existsSync(join(tr.state, 'lock')), JSON.stringify(args));
+  }
+});
+
+test('silver-state: the state folder is refused when it is a symbolic link or not mode 700', async (t) => {
+  const tr = tree(STATE);
+  const elsewhere = join(tr.dir, 'elsewhere');
+  mkdirSync(elsewhere);
+  mkdirSync(join(tr.state, '..'), { recursive: true });
+  symlinkSync(elsewhere, tr.state);
+  for (const args of [['get', 'x'], ['put', 'x'], ['lock', TOK1, '30', H1], ['lockinfo']]) {
+    const r = await state(tr, args, 'v\n');
+    t.is(r.code, 1);
+    t.regex(r.stderr, /state is a symbolic link/);
+  }
+  t.deepEqual(readdirSync(elsewhere), [], 'nothing written through the link');
+
+  rmSync(tr.state);
+  mkdirSync(tr.state, { mode: 0o755 });
+  chmodSync(tr.state, 0o755);
+  const r = await state(tr, ['put', 'x'], 'v\n');
+  t.is(r.code, 1);
+  t.regex(r.stderr, /state must be owned by \S+ with mode 700/);
+  t.deepEqual(readdirSync(tr.state), []);
+});
