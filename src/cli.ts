@@ -246,7 +246,9 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   const host = options.host ?? realHost();
   let rt = options.runtime;
   const program = build(io, host, async () => (rt ??= (await import('./runtime-default.js')).defaultRuntime(io, host)));
-  const verbose = argv.includes('-v') || argv.includes('--verbose');
+  // (only silver's own options: what follows `--` belongs to a remote command)
+  const own = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  const verbose = own.includes('-v') || own.includes('--verbose');
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

@@ -4,7 +4,7 @@ import { InterpolationError, Interpolator } from '../config/interpolate.js';
 import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
 import { parseIni } from '../ini/parse.js';
 import { KNOWN_SERVICES } from '../nodeset/resolve.js';
-import { APP_NAME } from '../nodeset/values.js';
+import { appNameProblem, LOCATION_PATH } from '../nodeset/values.js';
 
 /** One `update_fetch` step: an HTTP path called on the new instance, or a command run in it. */
 export type FetchStep = { kind: 'path'; path: string } | { kind: 'script'; command: string };
@@ -59,7 +59,7 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
 
   const nameV = get('app_name');
   if (!nameV && !section.entries.has('app_name')) d.push(diagnostic(file, section.line, 'app_name', 'app_name is required'));
-  else if (nameV && !APP_NAME.test(nameV.value)) d.push(diagnostic(file, nameV.line, 'app_name', `"${nameV.value}" must match [a-z][a-z0-9_-]*`));
+  else if (nameV && appNameProblem(nameV.value)) d.push(diagnostic(file, nameV.line, 'app_name', appNameProblem(nameV.value)!));
 
   const runnerV = get('runner');
   if (!runnerV && !section.entries.has('runner')) d.push(diagnostic(file, section.line, 'runner', 'runner is required: the command that starts an HTTP server on $PORT'));
@@ -76,7 +76,7 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
           const command = part.slice('script:'.length).trim();
           if (!command) d.push(diagnostic(file, item.line, 'update_fetch', 'script: needs a command'));
           else updateFetch.push({ kind: 'script', command });
-        } else if (/^\/[^\s]*$/.test(part)) updateFetch.push({ kind: 'path', path: part });
+        } else if (LOCATION_PATH.test(part)) updateFetch.push({ kind: 'path', path: part });
         else d.push(diagnostic(file, item.line, 'update_fetch', `"${part}" must be a path starting with / or script:COMMAND`));
       }
     }
@@ -84,7 +84,7 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
 
   const healthV = get('health_check');
   const healthCheck = healthV?.value.trim() || '/';
-  if (!healthCheck.startsWith('/') || /\s/.test(healthCheck)) d.push(diagnostic(file, healthV?.line ?? section.line, 'health_check', `"${healthCheck}" must be a path starting with /`));
+  if (!LOCATION_PATH.test(healthCheck)) d.push(diagnostic(file, healthV?.line ?? section.line, 'health_check', `"${healthCheck}" must be a path starting with / (letters, digits, . _ ~ / % -)`));
 
   const packages = (get('packages')?.value ?? '').split(/\s+/).filter(Boolean);
   const pkgEntry = section.entries.get('packages');

@@ -56,6 +56,8 @@ function finishValue(entry: Entry, raw: ValueLine[]): void {
 }
 
 export function parseIni(text: string, file: string): ParseResult {
+  // (a UTF-8 byte order mark, as some editors write one, is not part of the first line)
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
   const diagnostics: Diagnostic[] = [];
   const sections = new Map<string, Section>();
   let section: Section | undefined;

@@ -7,7 +7,7 @@ import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
 import type { Entry, IniDocument, Section } from '../ini/parse.js';
 import { resolveProvider } from './provider-config.js';
 import type { Location, NodeSpec, Nodeset, Role, Size } from './types.js';
-import { APP_NAME, checkHostname, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
+import { appNameProblem, checkHostname, LOCATION_PATH, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
 
 /** Services the setup layers know how to run. */
 export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
@@ -294,6 +294,10 @@ class Resolution {
       }
       const [urlText, app] = parts as [string, string];
       let url: URL;
+      if (!/^https?:\/\/[^/\s]/i.test(urlText)) {
+        fail(`"${urlText}" must start with http:// or https:// and a host name`);
+        continue;
+      }
       try {
         url = new URL(urlText);
       } catch {
@@ -313,11 +317,20 @@ class Resolution {
         fail(`"${urlText}" must be scheme, host and path only`);
         continue;
       }
-      if (!APP_NAME.test(app)) {
-        fail(`app name "${app}" must match [a-z][a-z0-9_-]*`);
+      if (appNameProblem(app)) {
+        fail(appNameProblem(app)!);
         continue;
       }
       const path = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
+      if (!LOCATION_PATH.test(path) || path.includes('//')) {
+        fail(`the path of "${urlText}" may hold only letters, digits and . _ ~ / % - (it goes into nginx and HAProxy configurations)`);
+        continue;
+      }
+      const clash = out.find((l) => l.app !== app && l.app.replaceAll('-', '_') === app.replaceAll('-', '_'));
+      if (clash) {
+        fail(`apps "${clash.app}" and "${app}" would share one database name (${app.replaceAll('-', '_')})`);
+        continue;
+      }
       const port = url.port ? Number(url.port) : null;
       const normal = `${url.protocol}//${url.hostname}${port ? `:${port}` : ''}${path}`;
       const dup = seen.get(normal);

@@ -54,4 +54,23 @@ export function checkHostname(name: string, allowWildcard = false): string | nul
 }
 
 export const APP_NAME = /^[a-z][a-z0-9_-]*$/;
+
+/**
+ * Names an app may not take: its name becomes a system user (`app-NAME`), a database role and
+ * a database, so a name that is (or maps to) a built-in one would hand the app that role.
+ */
+const RESERVED_APPS = new Set(['postgres', 'template0', 'template1', 'mysql', 'sys', 'information_schema', 'performance_schema', 'root', 'silver', 'public', 'mariadb', 'admin']);
+
+/** Why an app name cannot be used, or null. */
+export function appNameProblem(name: string): string | null {
+  if (!APP_NAME.test(name) || name.length > 32) return `app name "${name}" must match [a-z][a-z0-9_-]* (at most 32 characters)`;
+  const db = name.replaceAll('-', '_');
+  if (RESERVED_APPS.has(name) || RESERVED_APPS.has(db) || db.startsWith('pg_') || db.startsWith('mysql_')) {
+    return `app name "${name}" is reserved: it is (or maps to) a built-in system user, database role or database`;
+  }
+  return null;
+}
+
+/** A location path the front proxy and the balancer can hold literally: no quotes, `;`, `$`, spaces, braces. */
+export const LOCATION_PATH = /^\/[A-Za-z0-9._~/%-]*$/;
 export const NODESET_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;

@@ -44,7 +44,7 @@ test('health_check defaults to /, update_fetch to nothing', (t) => {
 
 const cases: [string, string, RegExp][] = [
   ['missing app_name', '[production]\nrunner = x\n', /^\/a\/app\.ini:1: app_name: app_name is required$/],
-  ['bad app_name', '[production]\napp_name = Blog\nrunner = x\n', /^\/a\/app\.ini:2: app_name: "Blog" must match/],
+  ['bad app_name', '[production]\napp_name = Blog\nrunner = x\n', /^\/a\/app\.ini:2: app_name: app name "Blog" must match/],
   ['missing runner', '[production]\napp_name = b\n', /^\/a\/app\.ini:1: runner: runner is required/],
   ['runner with a quote', "[production]\napp_name = b\nrunner = sh -c 'x'\n", /^\/a\/app\.ini:3: runner: must be one line/],
   ['unknown key', '[production]\napp_name = b\nrunner = x\nworkers = 4\n', /^\/a\/app\.ini:4: workers: unknown key in \[production\]/],
@@ -63,4 +63,20 @@ for (const [name, text, expected] of cases) {
 
 test('a missing app.ini says so', (t) => {
   t.throws(() => loadApp('/nowhere', memoryHost({})), { message: /cannot read app\.ini/ });
+});
+
+test('app names that are, or map to, built-in users, roles or databases are refused, located (exit 2)', (t) => {
+  for (const name of ['postgres', 'template1', 'pg_monitor', 'pg-read', 'mysql', 'sys', 'information_schema', 'performance-schema', 'root', 'silver']) {
+    t.deepEqual(errors(`[production]\napp_name = ${name}\nrunner = x\n`), [`/a/app.ini:2: app_name: app name "${name}" is reserved: it is (or maps to) a built-in system user, database role or database`], name);
+  }
+});
+
+test('health_check and update_fetch paths that would break a configuration or a command are refused', (t) => {
+  t.regex(errors('[production]\napp_name = blog\nrunner = x\nhealth_check = /h;rm -rf /\n')[0]!, /^\/a\/app\.ini:4: health_check: /);
+  t.regex(errors("[production]\napp_name = blog\nrunner = x\nhealth_check = /a'b\n")[0]!, /health_check/);
+  t.regex(errors('[production]\napp_name = blog\nrunner = x\nupdate_fetch = /$(id)\n')[0]!, /^\/a\/app\.ini:4: update_fetch: /);
+});
+
+test('a UTF-8 byte order mark at the start of app.ini is not an error', (t) => {
+  t.is(load('\uFEFF[production]\napp_name = blog\nrunner = x\n').name, 'blog');
 });

@@ -144,6 +144,11 @@ const cases: [string, string, Record<string, string>, RegExp][] = [
   ['{{n}} outside a tier', `[general]\nname = x{{n}}\nbase_domain = x.com\n[appserver]\n`, {}, /^\/t\/set\.conf:2: name: \{\{n\}\} is only defined/],
   ['unknown placeholder', `${base}[appserver]\nnode_name = app{{i}}.x.com\n`, {}, /^\/t\/set\.conf:5: node_name: unknown placeholder \{\{i\}\}/],
   ['no base_domain to derive names', `[general]\nname = x\n[appserver]\n`, {}, /^\/t\/set\.conf:3: node_name: \[appserver\] needs node_name, or base_domain/],
+  ['location path with a quote', `${base}[appserver]\nlocations = http://shop.com/a'b/ blog\n`, {}, /^\/t\/set\.conf:5: locations: the path of "http:\/\/shop\.com\/a'b\/" may hold only/],
+  ['location path with ; and $(', `${base}[appserver]\nlocations = http://shop.com/x;$(id)/ blog\n`, {}, /^\/t\/set\.conf:5: locations: the path of .* may hold only/],
+  ['location without a host', `${base}[appserver]\nlocations = http:///blog/ blog\n`, {}, /^\/t\/set\.conf:5: locations: /],
+  ['reserved app name', `${base}[appserver]\nlocations = http://shop.com/ postgres\n`, {}, /^\/t\/set\.conf:5: locations: app name "postgres" is reserved/],
+  ['two apps, one database name', `${base}[appserver]\nlocations =\n    http://shop.com/ a-b\n    http://shop.com/x/ a_b\n`, {}, /^\/t\/set\.conf:7: locations: apps "a-b" and "a_b" would share one database name \(a_b\)$/],
   ['balancer with load_balancer = false', `${base}[appserver]\nload_balancer = false\n[balancer]\n`, {}, /^\/t\/set\.conf:5: load_balancer: is false but the nodeset has a \[balancer\] section$/],
 ];
 
@@ -153,6 +158,10 @@ for (const [name, text, files, expected] of cases) {
     t.true(lines.some((l) => expected.test(l)), `got:\n${lines.join('\n')}`);
   });
 }
+
+test('a UTF-8 byte order mark at the start of a nodeset is not an error', (t) => {
+  t.is(load(`\uFEFF${base}[appserver]\n`).name, 'shop');
+});
 
 test('every error of a file is reported at once', (t) => {
   const lines = errors(`${base}colour = red\n[appserver]\nnodes = x\nsize = big\n[service:redis]\n`);
