@@ -50,6 +50,7 @@ prestat() {
     case "$_STAT" in *"$NL$_p "*) ;; *) _want="$_want $_p" ;; esac
   done
   [ -n "$_want" ] || return 0
+  # shellcheck disable=SC2086 # (a list of paths without spaces, split on purpose)
   _STAT="$_STAT$(stat -c '%n %a %U:%G' $_want 2> /dev/null || true)$NL"
   for _p in $_want; do
     case "$_STAT" in *"$NL$_p "*) ;; *) _STAT="$_STAT$_p ?$NL" ;; esac
@@ -164,6 +165,7 @@ _PKGS_KNOWN=""
 PKG_STAMP=/var/lib/silverlining/packages.installed
 pkg_cache() {
   [ $# -gt 0 ] || return 0
+  # shellcheck disable=SC3013 # (-nt: dash, Debian's sh, has it)
   if [ -f "$PKG_STAMP" ] && [ "$PKG_STAMP" -nt /var/lib/dpkg/status ]; then
     _slurp < "$PKG_STAMP"
     _stamped=" ${_S%"$NL"} "
@@ -181,6 +183,7 @@ pkg_cache() {
   _PKGS="$_PKGS $_found"
   _PKGS_KNOWN="$_PKGS_KNOWN $* "
   if [ "$CHECK" != 1 ] && [ -d "${PKG_STAMP%/*}" ]; then
+    # shellcheck disable=SC2086 # (the names split on purpose: one space between them)
     { echo $_PKGS > "$PKG_STAMP"; } 2> /dev/null || true
   fi
 }
@@ -193,6 +196,7 @@ ensure_pkgs() {
   for _p in "$@"; do
     case "$_PKGS_KNOWN" in *" $_p "*) ;; *) _uncached="$_uncached $_p" ;; esac
   done
+  # shellcheck disable=SC2086 # (a list of package names, split on purpose)
   [ -z "$_uncached" ] || pkg_cache $_uncached
   _missing=""
   for _p in "$@"; do
@@ -204,7 +208,9 @@ ensure_pkgs() {
   [ "$CHECK" = 1 ] && return 0
   # (logs in root's own /run/silverlining, never in the shared /tmp)
   [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; return 1; }
+  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
   mkdir -p -m 700 /run/silverlining
+  # shellcheck disable=SC2086 # (a list of package names, split on purpose)
   if ! apt-get install -y -q --no-install-recommends $_missing > /run/silverlining/apt.log 2>&1; then
     apt-get update -q > /run/silverlining/apt-update.log 2>&1 || true
     apt-get install -y -q --no-install-recommends $_missing > /run/silverlining/apt.log 2>&1 || { tail -5 /run/silverlining/apt.log >&2; return 1; }
@@ -298,6 +304,7 @@ unit_state() {
       _UNIT_CACHE="$_u $_line$NL$_UNIT_CACHE"
       ;;
   esac
+  # shellcheck disable=SC2086 # (the cached line split into its fields on purpose)
   set -- $_line "${2:-all}"
   _LOAD=$1 _ACTIVE=$2 _FILE=$3
   case "$4:$_LOAD:$_ACTIVE:$_FILE" in
@@ -305,6 +312,7 @@ unit_state() {
     file:*:*:\? | active:*:\?:* | all:*\?* | off:\?:*:* | off:*:\?:*) ;;
     *) return 0 ;;
   esac
+  # shellcheck disable=SC2046 # (systemd's answer split into its fields on purpose)
   set -- $(_unit_ask "$_u") x not-found inactive -
   _LOAD=$2 _ACTIVE=$3 _FILE=$4
   _UNIT_CACHE="$_u $_LOAD $_ACTIVE $_FILE$NL$_UNIT_CACHE"
@@ -393,8 +401,10 @@ ensure_block() {
   CHANGED=0
   if [ "$_new" != "$_have" ]; then
     changed "$_file: block $_name"
+    # shellcheck disable=SC2034 # (read by the layers' setup.sh that need it)
     CHANGED=1
     # Written in place: /etc/hosts may be a bind mount that cannot be replaced.
+    # shellcheck disable=SC2016 # (expanded by that sh, from its arguments)
     act sh -c 'printf "%s" "$1" > "$2"' sh "$_new" "$_file"
   fi
 }

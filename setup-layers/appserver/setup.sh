@@ -3,6 +3,7 @@
 # rewrites on activation; this layer only creates it when missing (pointing nowhere yet).
 # Input: SILVER_PACKAGES SILVER_APPS SILVER_NGINX_CONF (+ _MD5: rendered by silver from the locations)
 
+# shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
 prestat /etc/silverlining/nginx /etc/nginx/conf.d/silver.conf /usr/local/lib/silverlining/bin/silver-deploy
 ensure_dir /etc/silverlining/nginx 755 root:root
@@ -51,6 +52,7 @@ ensure_on silver-boot
 # Each active instance runs and answers its health check; leftovers of an interrupted deploy
 # are stopped (skipped while a deploy holds the nodeset's lock).
 if [ -x /usr/local/lib/silverlining/bin/silver-deploy ]; then
+  # shellcheck disable=SC2046 # (no argument at all unless checking)
   _repair=$(/usr/local/lib/silverlining/bin/silver-deploy repair $([ "$CHECK" = 1 ] && echo --check)) || exit 1
   while IFS= read -r _l; do [ -z "$_l" ] || changed "$_l"; done <<EOT
 $_repair

@@ -7,6 +7,7 @@
 # Input: SILVER_PACKAGES SILVER_HAPROXY_CFG (+ _MD5: rendered by silver from the host names, the
 # locations, the apps' health paths and the app servers)
 
+# shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
 
 # The configuration is rendered by silver from the locations and the app servers, as wiring

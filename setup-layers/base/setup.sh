@@ -4,12 +4,14 @@
 # Input (set by silver): SILVER_ROLE SILVER_PACKAGES SILVER_DEPLOY_KEY SILVER_APPS SILVER_APPSERVER_ADDRS
 # SILVER_SERVICE_PORT SILVER_UNITS_OFF
 
+# shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
 
 # Modes and owners of everything below, read at once.
 prestat /home/silver/.ssh /home/silver/.ssh/authorized_keys /usr/local/lib/silverlining \
   /usr/local/lib/silverlining/bin /etc/sudoers.d/silver /etc/silverlining /var/lib/silverlining \
   /var/lib/silverlining/apps /var/lib/silverlining/state /var/log/silverlining /etc/nftables.conf
+# shellcheck disable=SC2086 # (unquoted: silver reads these paths off this line; app names have no spaces)
 for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 
 # The deploy user: logs in with the deploy key; root only through the helpers silver installs.
@@ -51,6 +53,7 @@ case "$SILVER_ROLE" in
   service:*)
     _rules=""
     if [ -n "$SILVER_APPSERVER_ADDRS" ]; then
+      # shellcheck disable=SC2086 # (the addresses split on purpose: one space between them)
       _rules="		ip saddr { $(echo $SILVER_APPSERVER_ADDRS | sed 's/ /, /g') } tcp dport $SILVER_SERVICE_PORT accept"
     fi
     ;;

@@ -3,6 +3,7 @@
 # addresses by `silver update`).
 # Input: SILVER_PACKAGES SILVER_ADDRESS
 
+# shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
 ensure_file /etc/mysql/mariadb.conf.d/60-silver.cnf 644 root:root <<EOT
 # managed by silver

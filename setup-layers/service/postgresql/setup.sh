@@ -3,6 +3,7 @@
 # made by `silver update`.
 # Input: SILVER_PACKAGES SILVER_ADDRESS SILVER_APPSERVER_ADDRS
 
+# shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
 # The newest cluster (major versions are whole numbers), found without starting a process.
 _ver=''
