@@ -29,3 +29,10 @@ export class Secret {
 export function isSecretKey(key: string): boolean {
   return /(secret|password|passwd|token|api_key|apikey|private_key)/i.test(key) && key !== 'secret_file';
 }
+
+/** The text with every occurrence of these secret values (4 characters or more) as `[REDACTED]`. */
+export function redact(text: string, values: Iterable<string>): string {
+  let out = text;
+  for (const v of values) if (v.length >= 4) out = out.split(v).join(REDACTED);
+  return out;
+}

@@ -12,6 +12,7 @@ import { sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
 import { service } from '../services/index.js';
 import { serviceEnv } from '../services/types.js';
+import { redact } from '../secret.js';
 
 const KEEP_INSTANCES = 3;
 /** How long old nginx workers get to finish their requests to a replaced instance. */
@@ -177,8 +178,11 @@ export interface DeployOptions {
 }
 
 /** SPEC §4: services, half-deploy everywhere, activate one node at a time, roll back on failure. */
-export async function update(ns: Nodeset, app: AppConfig, rt: Runtime, opts: DeployOptions = {}): Promise<UpdateReport> {
+export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: DeployOptions = {}): Promise<UpdateReport> {
   checkAppFitsNodeset(ns, app);
+  // The app's secrets never reach silver's own output, even where it repeats what the app printed.
+  const secretValues = new Set<string>();
+  const rt: Runtime = { ...given, io: { out: (t) => given.io.out(redact(t, secretValues)), err: (t) => given.io.err(redact(t, secretValues)) } };
   const t0 = rt.now();
   const say = (node: string, text: string) => rt.io.err(`${node}: ${text}`);
   const s = await Session.open(ns, rt, ['appserver', ...app.services.map((svc) => `service:${svc}`)]);
@@ -199,6 +203,7 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime, opts: Dep
         const rec = await readRollout(s);
         converged = await converge(s, rec, opts.graceMs ?? GRACE_MS);
         const secrets = await rollout.step('services', s.appservers[0]!.name, () => setUpServices(s, app, say));
+        for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
         await tellBalancers(s, app);
 
         // Name and port of the new instance, from what every app server has.
@@ -232,9 +237,9 @@ export async function update(ns: Nodeset, app: AppConfig, rt: Runtime, opts: Dep
         await rollout.closeRecord('activated');
       } catch (e) {
         const err = e instanceof StepError ? e : new StepError('update', s.appservers[0]!.name, (e as Error).message);
-        failure = { node: err.node, step: err.step, error: err.message };
+        failure = { node: err.node, step: err.step, error: redact(err.message, secretValues) };
         rt.io.err(`${err.node}: ${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
-        rollout.steps.push({ node: err.node, step: err.step, ok: false, detail: err.message });
+        rollout.steps.push({ node: err.node, step: err.step, ok: false, detail: failure.error });
         if (instance) {
           const ok = await rollout.restore(instance, before.value, err.node);
           // A record left open (a node could not be put back) makes the next run converge.

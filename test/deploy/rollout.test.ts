@@ -270,3 +270,15 @@ test('a stop of the replaced instance that fails does not fail the update; statu
   t.deepEqual(st.apps.find((a) => a.node === A1)!.leftovers, [OLD]);
   t.deepEqual(st.apps.find((a) => a.node === A2)!.leftovers, []);
 });
+
+test("an app that prints its database password in a failing update_fetch does not get it into silver's output or report", async (t) => {
+  const { ns, rt, nodes, io } = await fakeDeploy();
+  deployed(nodes);
+  nodes.failWhen = (c) => (c.argv[3] === 'fetch' ? 'silver-deploy: update_fetch /setup answered 500: CONFIG_PG_PASSWORD=s3cretpassword' : null);
+  const r = await update(ns, app, rt, opts);
+  t.false(r.ok);
+  t.regex(r.failure!.error, /CONFIG_PG_PASSWORD=\[REDACTED\]/);
+  t.false(JSON.stringify(r).includes('s3cretpassword'));
+  t.false(io.stderr.join('\n').includes('s3cretpassword'));
+  t.true(io.stderr.join('\n').includes('[REDACTED]'));
+});
