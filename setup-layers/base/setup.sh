@@ -59,6 +59,16 @@ case "$SILVER_ROLE" in
     ;;
   *) _rules="" ;;
 esac
+# On an app server the apps' instances listen on 127.0.0.1:20001-29999; only nginx (www-data)
+# and root (silver-deploy's checks) may connect to them, on any address: no app reaches another
+# app's backend (or its update_fetch hooks) past the front proxy.
+_output=""
+if [ "$SILVER_ROLE" = appserver ]; then
+  _output="	chain output {
+		type filter hook output priority filter; policy accept;
+		tcp dport 20000-29999 meta skuid != { root, www-data } reject with tcp reset
+	}"
+fi
 ensure_file /etc/nftables.conf 755 root:root <<EOT
 #!/usr/sbin/nft -f
 # managed by silver: role $SILVER_ROLE
@@ -73,6 +83,7 @@ table inet silver {
 		tcp dport 22 accept
 $_rules
 	}
+$_output
 }
 EOT
 _fw_changed=$CHANGED

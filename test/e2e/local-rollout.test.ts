@@ -153,6 +153,21 @@ run("the balancer takes an app server whose app fails its health check out of ro
   t.is(versionOf((await httpGet(addr[A1]!, 'rollout.test')).body), '1');
 });
 
+run("attack: another user of the app server cannot reach an app's backend port on any address; nginx still does", async (t) => {
+  const port = (await on(A1, 'cat /var/lib/silverlining/apps/hello/active/port')).trim();
+  const probe = (user: string, host: string) => `runuser -u ${user} -- curl -s -o /dev/null -m 3 -w '%{http_code}' 'http://${host}:${port}/health' || true`;
+  t.is((await on(A1, probe('root', '127.0.0.1'))).trim(), '200', 'root (the helpers) reaches the instance');
+  t.is((await on(A1, probe('nobody', '127.0.0.1'))).trim(), '000', 'another user is refused on 127.0.0.1');
+  t.is((await on(A1, probe('app-hello', '127.0.0.1'))).trim(), '000', "an app's user too (only the front proxy connects)");
+  // A listener on every address (as a hostile app could open one): refused on each of them.
+  await on(A1, "nohup python3 -c 'import socket,time; s=socket.socket(socket.AF_INET6); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind((\"::\", 29999)); s.listen(); time.sleep(20)' > /dev/null 2>&1 & sleep 0.5");
+  for (const host of ['127.0.0.2', addr[A1]!, '[::1]']) {
+    const code = (await on(A1, `runuser -u nobody -- curl -s -o /dev/null -m 3 -w '%{http_code}' 'http://${host}:29999/' ; echo " rc=$?"`)).trim();
+    t.regex(code, /^000 rc=(7|56)$/, `${host}: ${code}`);
+  }
+  t.is(versionOf((await httpGet(addr[A1]!, 'rollout.test')).body), '1', 'through nginx the app answers');
+});
+
 run('SIGINT during an update: the switched app server goes back, the lock is released, exit 130', async (t) => {
   const load = startLoad(addr['balancer.rollout.test']!, 'rollout.test', { classify: versionOf, maxSeconds: 120 });
   const r = await silverUntil(['update', version('2'), file], new RegExp(`${A1.replaceAll('.', '\\.')}: \\S+ active \\(was`), 'SIGINT');
