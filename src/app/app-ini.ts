@@ -88,7 +88,7 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
 
   const packages = (get('packages')?.value ?? '').split(/\s+/).filter(Boolean);
   const pkgEntry = section.entries.get('packages');
-  for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]+$/.test(p)) d.push(diagnostic(file, pkgEntry?.line ?? section.line, 'packages', `"${p}" is not a Debian package name`));
+  for (const p of packages) if (!/^[a-z0-9][a-z0-9+.-]*[a-z0-9+]$/.test(p)) d.push(diagnostic(file, pkgEntry?.line ?? section.line, 'packages', `"${p}" is not a Debian package name`));
 
   const services = [...section.entries.keys()].filter((k) => k.startsWith('service.')).map((k) => k.slice('service.'.length));
   const defaultLocation = get('default_location')?.value.trim() || null;

@@ -79,7 +79,8 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
 async function appHealth(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNode[], rt: Runtime): Promise<Map<string, string>> {
   if (!nodes.some((n) => n.role === 'balancer')) return new Map();
   const state = new SharedState(new Remote(pool), { nodeset: ns.name, total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
-  const rec = (await state.read<AppsRecord>('apps')).get('apps');
+  // (before silver-state is on the nodes, or with too few answering: the checks use `/`)
+  const rec = (await state.read<AppsRecord>('apps').catch(() => new Map<string, AppsRecord>())).get('apps');
   return new Map(Object.entries(rec?.health ?? {}));
 }
 

@@ -44,7 +44,7 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
         }
       }),
     );
-    const [record, info] = await Promise.all([s.state.read<RolloutRecord>('rollout'), s.state.lockInfo()]);
+    const [record, info] = await Promise.all([s.state.read<RolloutRecord>('rollout').catch(() => new Map<string, RolloutRecord>()), s.state.lockInfo()]);
     // A holder that ran on this machine and is gone holds nothing, whatever its last heartbeat.
     const lock = info && { ...info, live: info.live && !goneLocally(info.holder, processAlive) };
     const rec = record.get('rollout');

@@ -84,6 +84,7 @@ export interface AppsRecord extends Versioned {
 async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSignal: (h: (sig: string) => void) => void) => Promise<T>): Promise<T> {
   let handler: ((sig: string) => void) | null = null;
   let signals = 0;
+  let first: string | null = null;
   const dispose = s.rt.onInterrupt((sig) => {
     signals++;
     if (signals > 1) {
@@ -91,12 +92,17 @@ async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSig
       process.exit(130);
     }
     s.rt.io.err(`silver: ${sig}: finishing the current step, then putting every switched app server back (again to abandon)`);
+    first ??= sig;
     handler?.(sig);
   });
   try {
     const lease = await s.state.lock(holderText(what, new Date(s.rt.now())));
     try {
-      return await body(lease, (h) => (handler = h));
+      // (a signal that came before the rollout could listen is handed to it at once)
+      return await body(lease, (h) => {
+        handler = h;
+        if (first) h(first);
+      });
     } finally {
       await lease.release();
     }
@@ -115,14 +121,18 @@ async function readRollout(s: Session): Promise<RolloutRecord | null> {
  * target, it is rolled forward (the replaced instances stop); otherwise every app server goes
  * back to exactly what it had before it. Says what it found and what it did.
  */
-export async function converge(s: Session, rec: RolloutRecord | null, graceMs = GRACE_MS): Promise<Convergence | null> {
-  if (!rec || rec.state !== 'running') return null;
+export async function converge(s: Session, rec: RolloutRecord | null, graceMs = GRACE_MS): Promise<{ convergence: Convergence | null; seq: number }> {
+  if (!rec || rec.state !== 'running') return { convergence: null, seq: rec?.seq ?? 0 };
   const say = (t: string) => s.rt.io.err(t);
   say(`found an interrupted ${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})`);
   const states = await s.status();
   const nodes = s.appservers.map((n) => n.name).filter((n) => rec.before[n]);
   const activeOn = (n: string) => states.get(n)?.find((a) => a.app === rec.app)?.active ?? null;
   const r = new Rollout(s, rec.app, null, { graceMs });
+  // A node that no longer has the instance it had before (replaced, pruned) cannot go back to
+  // it: left as it is and named, so that one such node does not block every later deploy.
+  const has = (n: string, inst: string | null) => !inst || !!states.get(n)?.find((a) => a.app === rec.app)?.instances.some((i) => i.name === inst);
+  for (const n of nodes.filter((x) => !has(x, rec.before[x]!.active))) say(`${n}: ${rec.before[n]!.active} is gone from it; it keeps what it serves`);
   const forward = nodes.every((n) => activeOn(n) === rec.instance);
   if (forward) {
     for (const n of nodes) {
@@ -132,14 +142,14 @@ export async function converge(s: Session, rec: RolloutRecord | null, graceMs = 
     say(`every app server serves ${rec.instance}: rolled forward`);
   } else {
     const before = new Map(nodes.map((n): [string, NodeBefore] => [n, rec.before[n]!]));
-    for (const n of nodes) if (activeOn(n) !== before.get(n)!.active) r.switched.push(n);
+    for (const n of nodes) if (activeOn(n) !== before.get(n)!.active && has(n, before.get(n)!.active)) r.switched.push(n);
     for (const n of nodes) if (!r.switched.includes(n) && before.get(n)!.active !== rec.instance) await r.stopNow(n, rec.instance);
     const ok = await r.restore(rec.instance, before, null);
     if (!ok) throw new ExitError(`converging the interrupted ${rec.kind} of ${rec.app} failed on ${nodes.filter((n) => !r.rolledBack.includes(n)).join(', ')}`, 1);
     say(`rolled back: every app server serves what it did before the interrupted ${rec.kind}`);
   }
   await r.writeRecord({ ...rec, state: 'done', outcome: forward ? 'rolled forward by a later run' : 'rolled back by a later run' }, rec.seq);
-  return { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, action: forward ? 'rolled forward' : 'rolled back', nodes };
+  return { convergence: { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, action: forward ? 'rolled forward' : 'rolled back', nodes }, seq: r.seq };
 }
 
 /** The app's database on each of its services; the app's environment values for them. */
@@ -200,8 +210,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
       packed.catch(() => undefined);
       const before = { value: new Map<string, NodeBefore>() };
       try {
-        const rec = await readRollout(s);
-        converged = await converge(s, rec, opts.graceMs ?? GRACE_MS);
+        const settled = await converge(s, await readRollout(s), opts.graceMs ?? GRACE_MS);
+        converged = settled.convergence;
         const secrets = await rollout.step('services', s.appservers[0]!.name, () => setUpServices(s, app, say));
         for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
         await tellBalancers(s, app);
@@ -227,7 +237,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         // The intent, on the nodes, before anything switches.
         await rollout.writeRecord(
           { state: 'running', kind: 'update', app: app.name, instance, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before.value) },
-          rec?.seq ?? 0,
+          settled.seq,
         );
         for (const [i, n] of s.appservers.entries()) {
           await rollout.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(n.name)?.active ?? null);
@@ -307,8 +317,7 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
   try {
     await s.checkHelpers([]);
     return await underLock(s, `rollback ${appName}`, async (lease, onSignal) => {
-      const rec = await readRollout(s);
-      const converged = await converge(s, rec, graceMs);
+      const { convergence: converged, seq } = await converge(s, await readRollout(s), graceMs);
       const states = await s.status();
       const picked = rollbackTarget(appName, states);
       if ('error' in picked) throw new ExitError(picked.error, 1);
@@ -319,7 +328,7 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
       const nodes: RollbackReport['nodes'] = [];
       await r.writeRecord(
         { state: 'running', kind: 'rollback', app: appName, instance: target, holder: lease.holder, started: new Date(rt.now()).toISOString(), before: Object.fromEntries(before) },
-        Math.max(rec?.seq ?? 0, converged ? (rec?.seq ?? 0) + 1 : 0),
+        seq,
       );
       let failed: StepError | null = null;
       for (const n of s.appservers) {

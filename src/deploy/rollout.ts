@@ -147,6 +147,11 @@ export class Rollout {
     await this.s.state.write('rollout', this.record);
   }
 
+  /** The seq of the last record this rollout wrote (0: none). */
+  get seq(): number {
+    return this.record?.seq ?? 0;
+  }
+
   async closeRecord(outcome: string): Promise<void> {
     if (!this.record) return;
     await this.writeRecord({ ...this.record, state: 'done', outcome }, this.record.seq);
@@ -188,8 +193,10 @@ export class Rollout {
 
   private async switchTo(node: string, instance: string, previous: string | undefined): Promise<void> {
     this.say(node, `switching traffic to ${instance}`);
-    await this.step('switch', node, () => this.run(node, 'switching traffic', deployVerbs.switch(this.app, instance, previous)));
+    // Counted as switched before the verb runs: a switch that took effect but reported a
+    // failure (a lost connection, a failed reload) is switched back too (which is idempotent).
     if (!this.switched.includes(node)) this.switched.push(node);
+    await this.step('switch', node, () => this.run(node, 'switching traffic', deployVerbs.switch(this.app, instance, previous)));
   }
 
   private stopLater(node: string, instance: string): void {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { ExitError } from '../diagnostics.js';
 import { stateVerbs } from '../remote/commands/state.js';
@@ -51,13 +52,22 @@ export function processAlive(pid: number): boolean {
 
 /** `user@host pid N: WHAT since ISO` — who holds the lock, readable by people and by `goneLocally`. */
 export function holderText(what: string, now: Date): string {
-  return `${userInfo().username}@${hostname()} pid ${process.pid}: ${what} since ${now.toISOString()}`;
+  return `${userInfo().username}@${hostname()} pid ${process.pid} (machine ${machineId()}): ${what} since ${now.toISOString()}`;
 }
 
-/** True when the holder ran on this machine and its process is gone. */
-export function goneLocally(holder: string, alive: (pid: number) => boolean, host = hostname()): boolean {
-  const m = /^[^@\s]+@(\S+) pid (\d+):/.exec(holder);
-  return !!m && m[1] === host && !alive(Number(m[2]));
+/** This machine's id (systemd's /etc/machine-id, shortened), so that two hosts of one name differ. */
+export function machineId(): string {
+  try {
+    return readFileSync('/etc/machine-id', 'utf8').trim().slice(0, 12) || 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** True when the holder ran on this machine (same host name and machine id) and its process is gone. */
+export function goneLocally(holder: string, alive: (pid: number) => boolean, host = hostname(), machine = machineId()): boolean {
+  const m = /^[^@\s]+@(\S+) pid (\d+) \(machine (\S+)\):/.exec(holder);
+  return !!m && m[1] === host && m[3] === machine && machine !== 'unknown' && !alive(Number(m[2]));
 }
 
 export class SharedState {
@@ -72,16 +82,20 @@ export class SharedState {
   /** Reads keys from every node: for each key the copy with the highest seq (or null). */
   async read<T extends Versioned>(...keys: string[]): Promise<Map<string, T>> {
     const best = new Map<string, T>();
+    let answered = 0;
     await Promise.all(
       this.opts.nodes.map(async (node) => {
         const r = await this.remote.exec(node, stateVerbs.get(...keys)).catch(() => null);
         if (!r || r.code !== 0) return;
+        answered++;
         for (const [key, value] of parseGet<T>(r.stdout)) {
           const have = best.get(key);
           if (!have || value.seq > have.seq) best.set(key, value);
         }
       }),
     );
+    // Every write reached a majority: reading a majority sees the newest copy of each key.
+    if (answered < this.majority) throw new Error(`the nodeset's state was read on ${answered} of ${this.opts.total} nodes; it needs ${this.majority}`);
     return best;
   }
 

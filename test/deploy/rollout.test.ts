@@ -226,7 +226,8 @@ test('a live lock of another run refuses, naming its holder; a gone local holder
   t.deepEqual(nodes.verbs(A1).filter((v) => v.startsWith('stage')), []);
 
   const { hostname } = await import('node:os');
-  const gone = `ann@${hostname()} pid 999999: update hello since 2026-12-02T09:59:00.000Z`;
+  const { machineId } = await import('../../src/deploy/shared-state.js');
+  const gone = `ann@${hostname()} pid 999999 (machine ${machineId()}): update hello since 2026-12-02T09:59:00.000Z`;
   for (const n of [A1, A2, 'db.shop.test', 'balancer.shop.test']) nodes.state.set(n, new Map([['lock', `tokentokengone01 ${b64(gone)}`]]));
   const r = await update(ns, app, rt, opts);
   t.true(r.ok);
@@ -281,4 +282,48 @@ test("an app that prints its database password in a failing update_fetch does no
   t.false(JSON.stringify(r).includes('s3cretpassword'));
   t.false(io.stderr.join('\n').includes('s3cretpassword'));
   t.true(io.stderr.join('\n').includes('[REDACTED]'));
+});
+
+test('a switch that took effect but reported a failure is switched back too', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  nodes.failAfter = (c) => (c.node === A2 && c.argv[3] === 'switch' && c.argv[5] === NEW ? 'connection lost' : null);
+  const r = await update(ns, app, rt, opts);
+  t.false(r.ok);
+  t.deepEqual(r.rolledBack, [A2, A1]);
+  t.deepEqual(actives(nodes), [OLD, OLD]);
+  t.is(record(nodes).state, 'done');
+});
+
+test('a signal that arrives while a rollback is still converging is not lost', async (t) => {
+  const { ns, rt, nodes, signal } = await fakeDeploy();
+  deployed(nodes);
+  for (const n of [A1, A2]) nodes.app(n, 'hello').instances.set('hello.2026-11-30_001', { port: 20000, running: false, healthy: true });
+  for (const n of [A1, A2]) nodes.app(n, 'hello').previous = 'hello.2026-11-30_001';
+  let sent = false;
+  nodes.onCall = (c) => {
+    if (!sent && c.argv[3] === 'status') {
+      sent = true;
+      signal('SIGTERM');
+    }
+  };
+  const r = await rollback(ns, 'hello', rt, opts);
+  t.is(r.interrupted, 'SIGTERM');
+  t.false(r.ok);
+  t.deepEqual(actives(nodes), [OLD, OLD], 'nothing moved');
+  t.false(locked(nodes));
+});
+
+test('the intent written after a convergence has a higher seq than the convergence\'s own record', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const rec = { seq: 4, state: 'running', kind: 'update', app: 'hello', instance: 'hello.2026-12-01_009', holder: 'h', started: 'x', before: { [A1]: { active: OLD, previous: null }, [A2]: { active: OLD, previous: null } } };
+  for (const n of [A1, A2, 'db.shop.test', 'balancer.shop.test']) nodes.state.set(n, new Map([['rollout', JSON.stringify(rec)]]));
+  const seqs: number[] = [];
+  nodes.onCall = (c) => {
+    if (c.node === A1 && c.argv[3] === 'put' && c.argv[4] === 'rollout') queueMicrotask(() => seqs.push(JSON.parse(nodes.state.get(A1)!.get('rollout')!).seq));
+  };
+  const r = await update(ns, app, rt, opts);
+  t.true(r.ok);
+  t.deepEqual(seqs, [5, 6, 7], 'converged (5), intent (6), closed (7)');
 });

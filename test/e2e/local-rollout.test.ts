@@ -196,7 +196,7 @@ run('kill -9 after the first switch: status tells, and one further update conver
   t.regex(text.stdout, /an interrupted update of hello to \S+ .*the next silver update or rollback of any app converges it/);
   const next = await silver(['update', version('4'), file], env);
   t.is(next.code, 0, next.stderr);
-  t.regex(next.stderr, /took over the deploy lock of \S+ pid \d+: update hello/);
+  t.regex(next.stderr, /took over the deploy lock of \S+ pid \d+ \(machine \S+\): update hello/);
   t.regex(next.stderr, /found an interrupted update of hello/);
   t.regex(next.stdout, /the interrupted update to \S+ was rolled back first/);
   const after = await status();

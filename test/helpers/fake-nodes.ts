@@ -66,6 +66,8 @@ export class FakeNodes implements NodeExecutor {
   readonly apps = new Map<string, Map<string, FakeApp>>();
   readonly state = new Map<string, Map<string, string>>();
   failWhen: (call: Call) => string | null = () => null;
+  /** Calls that take effect and then report a failure (a lost connection after the work). */
+  failAfter: (call: Call) => string | null = () => null;
   onCall: (call: Call) => void = () => undefined;
   down = new Set<string>();
   private readonly sums = new Map<string, string>();
@@ -94,7 +96,11 @@ export class FakeNodes implements NodeExecutor {
     if (call.argv[0] === 'sha256sum') return ok(call.argv.slice(1).map((p) => `${this.sum(p)}  ${p}`).join('\n'));
     if (sudo !== 'sudo') return fail(`unexpected command ${command}`);
     const name = helper!.slice(BIN.length);
-    if (name === 'silver-deploy') return this.deploy(node, verb!, args, stdin);
+    if (name === 'silver-deploy') {
+      const r = this.deploy(node, verb!, args, stdin);
+      const after = this.failAfter(call);
+      return after !== null && r.code === 0 ? fail(after) : r;
+    }
     if (name === 'silver-state') return this.stateVerb(node, verb!, args, stdin);
     if (name.startsWith('silver-db-')) return ok('s3cretpassword\n');
     if (name === 'silver-balancer') return ok('unchanged\n');
@@ -127,6 +133,7 @@ export class FakeNodes implements NodeExecutor {
       case 'env':
         return ok();
       case 'start':
+        if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
         a.instances.get(inst!)!.running = true;
         return ok();
       case 'stop':
@@ -135,9 +142,13 @@ export class FakeNodes implements NodeExecutor {
         return ok();
       case 'wait':
       case 'fetch':
-      case 'fetch-script':
-        return a.instances.get(inst!)?.running ? ok('200\n') : fail('wait failed: instance is inactive');
+      case 'fetch-script': {
+        const i = a.instances.get(inst!);
+        if (!i?.running) return fail('wait failed: instance is inactive');
+        return i.healthy || (verb === 'wait' && args[4] === 'any') ? ok('200\n') : fail('wait failed: answered 500');
+      }
       case 'switch': {
+        if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
         const prev = args[2];
         const cur = a.active;
         a.previous = prev === '-' ? null : prev ? prev : cur && cur !== inst ? cur : a.previous;
