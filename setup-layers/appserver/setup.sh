@@ -19,15 +19,27 @@ EOT
   fi
 done
 
-# The server blocks (one per host name, a location per app) are rendered by silver.
-ensure_known /etc/nginx/conf.d/silver.conf 644 root:root "$SILVER_NGINX_CONF_MD5" "$SILVER_NGINX_CONF"
+# The server blocks (one per host name, a location per app) are rendered by silver; the
+# working file is kept in root's /run/silverlining until nginx accepts the new one.
+_conf=/etc/nginx/conf.d/silver.conf
+if [ "$CHECK" != 1 ] && [ -f "$_conf" ] && ! known_same "$_conf" "$SILVER_NGINX_CONF_MD5" "$SILVER_NGINX_CONF"; then
+  [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; exit 1; }
+  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+  mkdir -p -m 700 /run/silverlining
+  cp -p "$_conf" /run/silverlining/silver.conf.working
+fi
+ensure_known "$_conf" 644 root:root "$SILVER_NGINX_CONF_MD5" "$SILVER_NGINX_CONF"
 _changed=$CHANGED
 ensure_absent /etc/nginx/sites-enabled/default
 [ "$CHANGED" = 1 ] && _changed=1
 
-if [ "$_changed" = 1 ] && [ "$CHECK" != 1 ]; then
-  nginx -t -q || { echo "nginx configuration does not validate" >&2; exit 1; }
+if [ "$_changed" = 1 ] && [ "$CHECK" != 1 ] && ! nginx -t -q; then
+  # a rejected configuration never stays in place
+  if [ -f /run/silverlining/silver.conf.working ]; then mv -f /run/silverlining/silver.conf.working "$_conf"; else rm -f "$_conf"; fi
+  echo "nginx configuration does not validate; the working one is kept" >&2
+  exit 1
 fi
+rm -f /run/silverlining/silver.conf.working
 ensure_on nginx
 [ "$_changed" = 1 ] && reload_unit nginx
 

@@ -8,6 +8,7 @@ import { connectNodes } from '../ssh/targets.js';
 import { Remote } from '../remote/executor.js';
 import { SharedState } from '../deploy/shared-state.js';
 import type { AppsRecord } from './update.js';
+import { LOCATION_PATH } from '../nodeset/values.js';
 import { tail } from '../util/exec.js';
 
 export interface LayerResult {
@@ -81,7 +82,10 @@ async function appHealth(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNode[]
   const state = new SharedState(new Remote(pool), { nodeset: ns.name, total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
   // (before silver-state is on the nodes, or with too few answering: the checks use `/`)
   const rec = (await state.read<AppsRecord>('apps').catch(() => new Map<string, AppsRecord>())).get('apps');
-  return new Map(Object.entries(rec?.health ?? {}));
+  // The state is the deploy user's to write: only the nodeset's own apps, and only paths a
+  // configuration can hold literally, reach the balancer's configuration.
+  const apps = new Set(ns.locations.map((l) => l.app));
+  return new Map(Object.entries(rec?.health ?? {}).filter(([app, path]) => apps.has(app) && typeof path === 'string' && LOCATION_PATH.test(path)));
 }
 
 async function setupOne(
