@@ -1,3 +1,4 @@
+import { parseSubnet } from '../../providers/local/config.js';
 import { dirname, resolve as resolvePath } from 'node:path';
 import type { ConfigHost } from '../config/host.js';
 import { InterpolationError, Interpolator } from '../config/interpolate.js';
@@ -107,10 +108,35 @@ export function resolveProvider(
       settings['secret'] = new Secret(content.trim());
       continue;
     }
+    const problem = SETTING_CHECKS[type]?.[key]?.(v);
+    if (problem) {
+      diagnostics.push(diagnostic(m.entry.file, m.entry.line, key, problem));
+      continue;
+    }
     settings[key] = isSecretKey(key) ? new Secret(v) : v;
   }
   return { type, name, settings };
 }
+
+/** Settings checked where they are written (a bad one is a located error, not an internal one later). */
+const SETTING_CHECKS: Partial<Record<ProviderType, Record<string, (v: string) => string | null>>> = {
+  local: {
+    bridge: (v) => (/^[a-zA-Z0-9_-]{1,15}$/.test(v) ? null : `must be an interface name of at most 15 letters, digits, _ or -, got "${v}"`),
+    subnet: (v) => {
+      try {
+        parseSubnet(v);
+        return null;
+      } catch (e) {
+        return (e as Error).message.replace(/^local provider: /, '');
+      }
+    },
+    proxy_port: (v) => (/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535 ? null : `must be a port number, got "${v}"`),
+    lxc_path: (v) => (/^\/[A-Za-z0-9._/-]*$/.test(v) && !v.split('/').includes('..') ? null : `must be an absolute path of letters, digits and . _ / -, got "${v}"`),
+  },
+};
+
+/** How many nodes the local provider's /24 holds (addresses .10 to .250). */
+export const LOCAL_CAPACITY = 241;
 
 function tryValue(values: Interpolator, section: string, entry: Entry, diagnostics: Diagnostic[]): string | null {
   try {

@@ -5,7 +5,7 @@ import { InterpolationError, Interpolator } from '../config/interpolate.js';
 import { loadLayered } from '../config/load.js';
 import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
 import type { Entry, IniDocument, Section } from '../ini/parse.js';
-import { resolveProvider } from './provider-config.js';
+import { LOCAL_CAPACITY, resolveProvider } from './provider-config.js';
 import type { Location, NodeSpec, Nodeset, Role, Size } from './types.js';
 import { appNameProblem, checkHostname, LOCATION_PATH, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
 
@@ -100,6 +100,10 @@ class Resolution {
       }
     }
     this.checkUniqueNames(nodes);
+    if (provider.type === 'local' && nodes.length > LOCAL_CAPACITY) {
+      const where = appserver ?? general;
+      if (where) this.diagnostics.push(diagnostic(where.file, where.line, `[${where.name}]`, `the nodeset has ${nodes.length} nodes; the local provider's /24 holds ${LOCAL_CAPACITY}`));
+    }
     if (nodes.length === 0 && general && this.diagnostics.length === 0) {
       this.diagnostics.push(diagnostic(general.file, general.line, '[general]', 'the nodeset implies no nodes: add an [appserver] or [service:NAME] section'));
     }

@@ -149,6 +149,10 @@ const cases: [string, string, Record<string, string>, RegExp][] = [
   ['location without a host', `${base}[appserver]\nlocations = http:///blog/ blog\n`, {}, /^\/t\/set\.conf:5: locations: /],
   ['reserved app name', `${base}[appserver]\nlocations = http://shop.com/ postgres\n`, {}, /^\/t\/set\.conf:5: locations: app name "postgres" is reserved/],
   ['two apps, one database name', `${base}[appserver]\nlocations =\n    http://shop.com/ a-b\n    http://shop.com/x/ a_b\n`, {}, /^\/t\/set\.conf:7: locations: apps "a-b" and "a_b" would share one database name \(a_b\)$/],
+  ['bad local bridge', `${base}[provider]\nprovider = local\nbridge = br;rm\n[appserver]\n`, {}, /^\/t\/set\.conf:6: bridge: must be an interface name/],
+  ['bad local subnet', `${base}[provider]\nprovider = local\nsubnet = 8.8.8.0/24\n[appserver]\n`, {}, /^\/t\/set\.conf:6: subnet: subnet 8\.8\.8\.0\/24 is not a private range/],
+  ['bad lxc_path', `${base}[provider]\nprovider = local\nlxc_path = ../x\n[appserver]\n`, {}, /^\/t\/set\.conf:6: lxc_path: must be an absolute path/],
+  ['more nodes than the local subnet holds', `${base}[appserver]\nnodes = 300\n`, {}, /^\/t\/set\.conf:4: \[appserver\]: the nodeset has 301 nodes; the local provider's \/24 holds 241$/],
   ['balancer with load_balancer = false', `${base}[appserver]\nload_balancer = false\n[balancer]\n`, {}, /^\/t\/set\.conf:5: load_balancer: is false but the nodeset has a \[balancer\] section$/],
 ];
 
