@@ -111,31 +111,6 @@ run('update v1, then v2 under load: zero failed requests, every app server on v2
   t.deepEqual(mine.sort(), [`${report.instance} app1.update.test primary`, `${report.instance} app2.update.test secondary`]);
 });
 
-run('attack: links an app user plants in /tmp get no root write during an update; the password is in no journal', async (t) => {
-  // The hostile app's user plants links where root helpers once wrote (fetch answers, apt logs).
-  for (const name of ['silver-fetch.out', 'silver-apt.log', 'silver-apt-update.log', 'silver-fetch-hello.out']) {
-    await on('app1.update.test', `runuser -u app-hello -- ln -sf /etc/sudoers.d/pwned /tmp/${name}`);
-  }
-  const r = await silver(['update', version('2b'), file], env);
-  t.is(r.code, 0, r.stderr);
-  t.is((await on('app1.update.test', 'test -e /etc/sudoers.d/pwned && echo pwned || echo safe')).trim(), 'safe');
-  // Root's scratch folder is root's alone.
-  t.is((await on('app1.update.test', 'stat -c "%U %a" /run/silverlining')).trim(), 'root 700');
-  const password = (await on('db.update.test', 'cat /var/lib/silverlining/services/postgresql/hello.password')).trim();
-  t.is((await on('db.update.test', `journalctl --no-pager -o cat | grep -c -F ${password} || true`)).trim(), '0', 'the password is not in the journal');
-  for (const n of ['app1.update.test', 'app2.update.test']) t.is((await on(n, `journalctl --no-pager -o cat | grep -c -F ${password} || true`)).trim(), '0');
-});
-
-run('attack: the database helper never hands an app a built-in or privileged role', async (t) => {
-  const helper = 'sudo -n /usr/local/lib/silverlining/bin/silver-db-postgresql';
-  const reserved = await onNode(file, env, 'db.update.test', `runuser -u silver -- ${helper} ensure postgres 2>&1; echo "rc=$?"`);
-  t.regex(reserved.out, /app name postgres is reserved\s+rc=1/);
-  await on('db.update.test', `runuser -u postgres -- psql -qc "CREATE ROLE evil SUPERUSER"`);
-  const privileged = await onNode(file, env, 'db.update.test', `runuser -u silver -- ${helper} ensure evil 2>&1; echo "rc=$?"`);
-  t.regex(privileged.out, /role evil has superuser.*refusing to hand it to an app\s+rc=1/);
-  t.is((await on('db.update.test', `runuser -u postgres -- psql -tAc "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'evil'"`)).trim(), 'f', 'nothing changed on it');
-});
-
 run('a health check that fails on the second app server leaves every node on v2, with zero failed requests', async (t) => {
   const before = await statusJson();
   const load = startLoad(balancer, 'update.test', { classify: versionOf });
@@ -183,3 +158,27 @@ run('a second concurrent update is refused by the deploy lock, naming the holder
   t.is(again.code, 0, again.stderr);
 });
 
+run('attack: links an app user plants in /tmp get no root write during an update; the password is in no journal', async (t) => {
+  // The hostile app's user plants links where root helpers once wrote (fetch answers, apt logs).
+  for (const name of ['silver-fetch.out', 'silver-apt.log', 'silver-apt-update.log', 'silver-fetch-hello.out']) {
+    await on('app1.update.test', `runuser -u app-hello -- ln -sf /etc/sudoers.d/pwned /tmp/${name}`);
+  }
+  const r = await silver(['update', version('5'), file], env);
+  t.is(r.code, 0, r.stderr);
+  t.is((await on('app1.update.test', 'test -e /etc/sudoers.d/pwned && echo pwned || echo safe')).trim(), 'safe');
+  // Root's scratch folder is root's alone.
+  t.is((await on('app1.update.test', 'stat -c "%U %a" /run/silverlining')).trim(), 'root 700');
+  const password = (await on('db.update.test', 'cat /var/lib/silverlining/services/postgresql/hello.password')).trim();
+  t.is((await on('db.update.test', `journalctl --no-pager -o cat | grep -c -F ${password} || true`)).trim(), '0', 'the password is not in the journal');
+  for (const n of ['app1.update.test', 'app2.update.test']) t.is((await on(n, `journalctl --no-pager -o cat | grep -c -F ${password} || true`)).trim(), '0');
+});
+
+run('attack: the database helper never hands an app a built-in or privileged role', async (t) => {
+  const helper = 'sudo -n /usr/local/lib/silverlining/bin/silver-db-postgresql';
+  const reserved = await onNode(file, env, 'db.update.test', `runuser -u silver -- ${helper} ensure postgres 2>&1; echo "rc=$?"`);
+  t.regex(reserved.out, /app name postgres is reserved\s+rc=1/);
+  await on('db.update.test', `runuser -u postgres -- psql -qc "CREATE ROLE evil SUPERUSER"`);
+  const privileged = await onNode(file, env, 'db.update.test', `runuser -u silver -- ${helper} ensure evil 2>&1; echo "rc=$?"`);
+  t.regex(privileged.out, /role evil has superuser.*refusing to hand it to an app\s+rc=1/);
+  t.is((await on('db.update.test', `runuser -u postgres -- psql -tAc "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'evil'"`)).trim(), 'f', 'nothing changed on it');
+});
