@@ -1,12 +1,13 @@
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { containerName, DEFAULTS } from '../../providers/local/config.js';
 import { onNode, silver, type CliResult } from '../helpers/cli.js';
 import { httpGet, startLoad } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+import { helloNodeset, helloVersion, versionOf } from '../helpers/hello.js';
 
 // Crash, interrupt and restart safety on real containers: a node that restarts serves again by
 // itself, the balancer follows each app's own health, SIGINT and SIGKILL of silver mid-rollout
@@ -18,32 +19,11 @@ const run = canRunLxc ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-rollout-'));
 const env = { SILVER_HOME: join(dir, 'home') };
 const file = join(dir, 'rollout.conf');
-writeFileSync(file, `[general]
-name = ${NODESET}
-base_domain = rollout.test
-[provider]
-provider = local
-bridge = silvert5
-subnet = 10.213.249.0/24
-proxy_port = ${config.settings['proxy_port']}
-[appserver]
-nodes = 2
-size = ram 256MB
-locations = http://rollout.test/ hello
-[service:postgresql]
-node_name = db.rollout.test
-[balancer]
-`);
+writeFileSync(file, helloNodeset(NODESET, 'rollout.test', config));
 const A1 = 'app1.rollout.test';
 const A2 = 'app2.rollout.test';
 
-function version(v: string): string {
-  const d = join(dir, `hello-v${v}`);
-  cpSync(join(process.cwd(), 'examples/hello'), d, { recursive: true });
-  writeFileSync(join(d, 'VERSION'), `${v}\n`);
-  return d;
-}
-const versionOf = (body: string) => /version (\S+),/.exec(body)?.[1] ?? body.slice(0, 40);
+const version = (v: string, extra: Record<string, string> = {}) => helloVersion(dir, v, extra);
 const instanceOf = (body: string) => /version \S+, (\S+),/.exec(body)?.[1] ?? '';
 let addr: Record<string, string> = {};
 const on = async (node: string, command: string) => (await onNode(file, env, node, command)).out;

@@ -1,10 +1,11 @@
 import test from 'ava';
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
 import { httpGet, startLoad } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+import { helloNodeset, helloVersion, versionOf } from '../helpers/hello.js';
 
 const NODESET = 'silvertest-update';
 const config = testProviderConfig('silvert3', 253);
@@ -12,32 +13,9 @@ const run = canRunLxc ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-update-'));
 const env = { SILVER_HOME: join(dir, 'home') };
 const file = join(dir, 'update.conf');
-writeFileSync(file, `[general]
-name = ${NODESET}
-base_domain = update.test
-[provider]
-provider = local
-bridge = silvert3
-subnet = 10.213.253.0/24
-proxy_port = ${config.settings['proxy_port']}
-[appserver]
-nodes = 2
-size = ram 256MB
-locations = http://update.test/ hello
-[service:postgresql]
-node_name = db.update.test
-[balancer]
-`);
+writeFileSync(file, helloNodeset(NODESET, 'update.test', config));
 
-/** A copy of the example app with its VERSION set (and optional extra files). */
-function version(v: string, extra: Record<string, string> = {}): string {
-  const d = join(dir, `hello-v${v}-${Object.keys(extra).length}`);
-  cpSync(join(process.cwd(), 'examples/hello'), d, { recursive: true });
-  writeFileSync(join(d, 'VERSION'), `${v}\n`);
-  for (const [name, text] of Object.entries(extra)) writeFileSync(join(d, name), text);
-  return d;
-}
-const versionOf = (body: string) => /version (\S+),/.exec(body)?.[1] ?? body.slice(0, 40);
+const version = (v: string, extra: Record<string, string> = {}) => helloVersion(dir, v, extra);
 let balancer = '';
 
 const on = async (node: string, command: string) => (await onNode(file, env, node, command)).out;
