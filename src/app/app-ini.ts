@@ -19,9 +19,17 @@ export interface AppConfig {
   healthCheck: string;
   packages: string[];
   defaultLocation: string | null;
+  /** Run once per update on the primary, before any switch (a command, or a path on the new instance). */
+  migrate: FetchStep | null;
+  /** What the balancer holds back while the migration and the activations run. */
+  migrateMode: MigrateMode;
+  /** The folder (relative to the app, ending in `/`) the front proxy serves directly; null: none. */
+  static: string | null;
 }
 
-const KEYS = ['app_name', 'runner', 'update_fetch', 'health_check', 'packages', 'default_location'];
+export type MigrateMode = 'online' | 'read-only' | 'maintenance';
+
+const KEYS = ['app_name', 'runner', 'update_fetch', 'health_check', 'packages', 'default_location', 'migrate', 'migrate_mode', 'static'];
 
 /** Reads `DIR/app.ini` ([production]) with the nodeset's INI engine; throws ConfigError with every problem. */
 export function loadApp(dir: string, host: ConfigHost): AppConfig {
@@ -93,8 +101,33 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
   const services = [...section.entries.keys()].filter((k) => k.startsWith('service.')).map((k) => k.slice('service.'.length));
   const defaultLocation = get('default_location')?.value.trim() || null;
 
+  let migrate: FetchStep | null = null;
+  const migrateV = get('migrate');
+  if (migrateV) {
+    const text = migrateV.value.trim();
+    if (text.startsWith('script:') && text.slice('script:'.length).trim()) migrate = { kind: 'script', command: text.slice('script:'.length).trim() };
+    else if (LOCATION_PATH.test(text)) migrate = { kind: 'path', path: text };
+    else d.push(diagnostic(file, migrateV.line, 'migrate', `"${text}" must be script:COMMAND or a path starting with /`));
+  }
+  const modeV = get('migrate_mode');
+  const migrateMode = (modeV?.value.trim() || 'online') as MigrateMode;
+  if (!['online', 'read-only', 'maintenance'].includes(migrateMode)) d.push(diagnostic(file, modeV!.line, 'migrate_mode', `must be online, read-only or maintenance, got "${migrateMode}"`));
+  else if (migrateMode !== 'online' && !migrate) d.push(diagnostic(file, modeV!.line, 'migrate_mode', 'is only meaningful with migrate ='));
+
+  const staticV = get('static');
+  let staticDir: string | null = null;
+  if (staticV) {
+    const text = staticV.value.trim().replace(/^\.\//, '');
+    const dirName = text.endsWith('/') ? text : `${text}/`;
+    if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/$/.test(dirName) || dirName.split('/').includes('..')) {
+      d.push(diagnostic(file, staticV.line, 'static', `"${text}" must be a folder inside the app (letters, digits, . _ -)`));
+    } else if (!host.isDirectory?.(join(dir, dirName)) && host.isDirectory) {
+      d.push(diagnostic(file, staticV.line, 'static', `${join(dir, dirName)} is not a folder`));
+    } else staticDir = dirName;
+  }
+
   if (d.length > 0) throw new ConfigError(d);
   return {
-    dir, file, name: nameV!.value, runner: runnerV!.value.trim(), services, updateFetch, healthCheck, packages, defaultLocation,
+    dir, file, name: nameV!.value, runner: runnerV!.value.trim(), services, updateFetch, healthCheck, packages, defaultLocation, migrate, migrateMode, static: staticDir,
   };
 }

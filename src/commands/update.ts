@@ -239,6 +239,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           { state: 'running', kind: 'update', app: app.name, instance, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before.value) },
           settled.seq,
         );
+        // The migration: once, on the primary, before anything switches.
+        if (app.migrate) await rollout.migrate(s.appservers[0]!.name, instance, app.migrate);
         for (const [i, n] of s.appservers.entries()) {
           await rollout.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(n.name)?.active ?? null);
         }

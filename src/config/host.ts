@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 
 /** What resolving a nodeset may read from the machine: files and the environment. */
@@ -7,10 +7,19 @@ export interface ConfigHost {
   readFile(path: string): string | undefined;
   env: Readonly<Record<string, string | undefined>>;
   home: string;
+  /** Whether a folder exists (left out by hosts that hold only files, e.g. tests' memory host). */
+  isDirectory?(path: string): boolean;
 }
 
 export function realHost(env: NodeJS.ProcessEnv = process.env): ConfigHost {
   return {
+    isDirectory(path) {
+      try {
+        return statSync(path).isDirectory();
+      } catch {
+        return false;
+      }
+    },
     readFile(path) {
       try {
         return readFileSync(path, 'utf8');

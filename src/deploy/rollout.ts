@@ -183,6 +183,24 @@ export class Rollout {
     if (old && old !== instance) this.stopLater(node, old);
   }
 
+  /**
+   * The migration, once, on the primary, before anything switches: a command runs as the app's
+   * user in the new instance's folder and environment (its output streamed); a path is called
+   * on the started new instance.
+   */
+  async migrate(node: string, instance: string, m: FetchStep): Promise<void> {
+    if (m.kind === 'script') {
+      this.say(node, `migrate: ${m.command}`);
+      await this.step('migrate', node, () => this.s.remote.stream(node, 'migrate', deployVerbs.migrate(this.app, instance, m.command), (line) => this.say(node, `migrate: ${line}`)));
+    } else {
+      await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
+      await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
+      await this.step('migrate', node, () => this.run(node, `migrate ${m.path}`, deployVerbs.migratePath(this.app, instance, m.path)));
+    }
+    this.say(node, 'migration done');
+    this.steps.push({ node, step: 'migrate', ok: true });
+  }
+
   /** Traffic to an instance that is already staged: start it, wait for its health, switch. */
   async moveTo(node: string, target: string, replaced: string | null, previous: string | undefined): Promise<void> {
     await this.step('start', node, () => this.run(node, `starting ${target}`, deployVerbs.start(this.app, target)));

@@ -37,6 +37,22 @@ export class Remote {
     return r.stdout;
   }
 
+  /** Like run, with each line of standard output handed to `onLine` as it arrives. */
+  async stream(node: string, what: string, argv: readonly string[], onLine: (line: string) => void, timeoutMs?: number): Promise<string> {
+    let buffer = '';
+    const r = await this.executor.exec(node, quoteCommand(argv), undefined, timeoutMs, (chunk) => {
+      buffer += chunk;
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        onLine(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 1);
+      }
+    });
+    if (buffer) onLine(buffer);
+    if (r.code !== 0) throw new RemoteError(node, what, r.stderr || r.stdout, r.code);
+    return r.stdout;
+  }
+
   close(): Promise<void> {
     return this.executor.close();
   }

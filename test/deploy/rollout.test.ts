@@ -15,6 +15,7 @@ writeFileSync(join(dir, 'app.py'), 'print(1)\n');
 const app: AppConfig = {
   dir, file: join(dir, 'app.ini'), name: 'hello', runner: 'python3 app.py', services: ['postgresql'],
   updateFetch: [{ kind: 'path', path: '/setup' }], healthCheck: '/health', packages: [], defaultLocation: null,
+  migrate: null, migrateMode: 'online', static: null,
 };
 const OLD = 'hello.2026-12-01_001';
 const NEW = 'hello.2026-12-02_001';
@@ -326,4 +327,29 @@ test('the intent written after a convergence has a higher seq than the convergen
   const r = await update(ns, app, rt, opts);
   t.true(r.ok);
   t.deepEqual(seqs, [5, 6, 7], 'converged (5), intent (6), closed (7)');
+});
+
+test('a migration runs once, on the primary, after the half-deploy and before the first switch; its output streams', async (t) => {
+  const { ns, rt, nodes, io } = await fakeDeploy();
+  deployed(nodes);
+  const r = await update(ns, { ...app, migrate: { kind: 'script', command: 'python3 migrate.py' } }, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  const migrations = nodes.calls.filter((c) => c.argv[3] === 'migrate');
+  t.deepEqual(migrations.map((c) => [c.node, ...c.argv.slice(4)]), [[A1, 'hello', NEW, Buffer.from('python3 migrate.py').toString('base64')]]);
+  const at = nodes.calls.indexOf(migrations[0]!);
+  t.true(nodes.calls.slice(0, at).filter((c) => c.argv[3] === 'stage').length === 2, 'after both stages');
+  t.false(nodes.calls.slice(0, at).some((c) => c.argv[3] === 'switch'), 'before any switch');
+  t.true(io.stderr.includes(`${A1}: migrate: migrated 1 table`));
+});
+
+test('a failing migration stops the update with nothing switched, and says so', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  nodes.failWhen = (c) => (c.argv[3] === 'migrate' ? 'relation "x" already exists' : null);
+  const r = await update(ns, { ...app, migrate: { kind: 'script', command: 'python3 migrate.py' } }, rt, opts);
+  t.false(r.ok);
+  t.is(r.failure?.step, 'migrate');
+  t.is(r.failure?.node, A1);
+  t.false(nodes.calls.some((c) => c.argv[3] === 'switch' || (c.argv[3] === 'start' && c.argv[5] === NEW)));
+  t.deepEqual(actives(nodes), [OLD, OLD]);
 });

@@ -85,7 +85,13 @@ export class FakeNodes implements NodeExecutor {
     return this.calls.filter((c) => (!node || c.node === node) && c.argv[0] === 'sudo' && c.argv[2] === BIN + helper).map((c) => `${node ? '' : `${c.node} `}${c.argv.slice(3).join(' ')}`);
   }
 
-  async exec(node: string, command: string, stdin?: string | Buffer): Promise<ExecResult> {
+  async exec(node: string, command: string, stdin?: string | Buffer, _timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
+    const r = await this.answer(node, command, stdin);
+    if (onStdout && r.stdout) onStdout(r.stdout);
+    return r;
+  }
+
+  private async answer(node: string, command: string, stdin?: string | Buffer): Promise<ExecResult> {
     const call = { node, argv: shellWords(command) };
     this.calls.push(call);
     this.onCall(call);
@@ -161,6 +167,8 @@ export class FakeNodes implements NodeExecutor {
         return ok();
       case 'prune':
         return ok();
+      case 'migrate':
+        return a.instances.has(inst!) ? ok('migrated 1 table\n') : fail(`silver-deploy: instance ${inst} is not staged`);
       default:
         return fail(`unknown verb ${verb}`);
     }

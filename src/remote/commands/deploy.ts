@@ -18,6 +18,10 @@ export const deployVerbs = {
   wait: (app: string, instance: string, path: string, seconds: number, want: 'any' | '2xx') => verb('wait', app, instance, path, String(seconds), want),
   fetch: (app: string, instance: string, path: string, role: UpdateRole) => verb('fetch', app, instance, path, role),
   fetchScript: (app: string, instance: string, role: UpdateRole, command: string) => verb('fetch-script', app, instance, role, b64(command)),
+  /** The migration command, once, as the app's user in the (not yet started) instance; output on stdout. */
+  migrate: (app: string, instance: string, command: string) => verb('migrate', app, instance, b64(command)),
+  /** The migration path on the started instance, with `X-Silverlining-Update: migrate`. */
+  migratePath: (app: string, instance: string, path: string) => verb('fetch', app, instance, path, 'migrate'),
   /** Traffic to the instance; `previous`: what the previous link becomes (default: the replaced one; `-`: none). */
   switch: (app: string, instance: string, previous?: string) => verb('switch', app, instance, ...(previous ? [previous] : [])),
   unswitch: (app: string) => verb('unswitch', app),
