@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { contentSums, type ContentSums } from '../deploy/content.js';
 import type { AppConfig } from '../app/app-ini.js';
 import { beforeOf, Interrupted, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
 import { envFile, freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
@@ -42,6 +44,8 @@ export interface UpdateReport {
   interrupted: string | null;
   /** An interrupted rollout found on the nodes and settled before this one. */
   converged: Convergence | null;
+  /** Only the static folder changed: its files switched, no process started. */
+  staticOnly: boolean;
   steps: NodeStep[];
   seconds: number;
 }
@@ -64,7 +68,7 @@ export function checkAppFitsNodeset(ns: Nodeset, app: AppConfig): void {
 
 function tarball(dir: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    execFile('tar', ['-C', dir, '--exclude=.git', '-czf', '-', '.'], { encoding: 'buffer', maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile('tar', ['-C', dir, '--exclude=./.git', '-czf', '-', '.'], { encoding: 'buffer', maxBuffer: 512 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`packing ${dir} failed: ${stderr.toString().trim()}`));
       else resolve(stdout);
     });
@@ -133,6 +137,7 @@ export async function converge(s: Session, rec: RolloutRecord | null, graceMs = 
   // it: left as it is and named, so that one such node does not block every later deploy.
   const has = (n: string, inst: string | null) => !inst || !!states.get(n)?.find((a) => a.app === rec.app)?.instances.some((i) => i.name === inst);
   for (const n of nodes.filter((x) => !has(x, rec.before[x]!.active))) say(`${n}: ${rec.before[n]!.active} is gone from it; it keeps what it serves`);
+  if (rec.kind === 'static') return convergeStatic(s, rec, nodes, states, r);
   const forward = nodes.every((n) => activeOn(n) === rec.instance);
   if (forward) {
     for (const n of nodes) {
@@ -148,6 +153,21 @@ export async function converge(s: Session, rec: RolloutRecord | null, graceMs = 
     if (!ok) throw new ExitError(`converging the interrupted ${rec.kind} of ${rec.app} failed on ${nodes.filter((n) => !r.rolledBack.includes(n)).join(', ')}`, 1);
     say(`rolled back: every app server serves what it did before the interrupted ${rec.kind}`);
   }
+  await r.writeRecord({ ...rec, state: 'done', outcome: forward ? 'rolled forward by a later run' : 'rolled back by a later run' }, rec.seq);
+  return { convergence: { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, action: forward ? 'rolled forward' : 'rolled back', nodes }, seq: r.seq };
+}
+
+/** An interrupted static-only rollout: forward when every node serves the new files, else back. */
+async function convergeStatic(s: Session, rec: RolloutRecord, nodes: string[], states: Map<string, AppState[]>, r: Rollout): Promise<{ convergence: Convergence; seq: number }> {
+  const served = (n: string) => states.get(n)?.find((a) => a.app === rec.app)?.static ?? null;
+  const forward = nodes.every((n) => served(n) === rec.static);
+  if (!forward) {
+    for (const n of nodes) if (served(n) !== rec.before[n]!.static) r.switched.push(n);
+    if (!(await r.restoreStatic(new Map(nodes.map((n): [string, NodeBefore] => [n, rec.before[n]!]))))) {
+      throw new ExitError(`converging the interrupted static-only update of ${rec.app} failed`, 1);
+    }
+  }
+  s.rt.io.err(forward ? 'every app server serves the new static files: rolled forward' : 'rolled back: every app server serves its static files from before');
   await r.writeRecord({ ...rec, state: 'done', outcome: forward ? 'rolled forward by a later run' : 'rolled back by a later run' }, rec.seq);
   return { convergence: { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, action: forward ? 'rolled forward' : 'rolled back', nodes }, seq: r.seq };
 }
@@ -183,6 +203,15 @@ async function tellBalancers(s: Session, app: AppConfig): Promise<void> {
   }
 }
 
+/** Only the static folder differs from what every app server's active instance holds. */
+function isStaticOnly(app: AppConfig, sums: ContentSums, s: Session, states: ReadonlyMap<string, AppState[]>): boolean {
+  if (!app.static || !sums.static || app.migrate) return false;
+  return s.appservers.every((n) => {
+    const a = states.get(n.name)?.find((x) => x.app === app.name);
+    return !!a?.active && a.code === sums.code && a.static !== null && a.static !== sums.static;
+  });
+}
+
 export interface DeployOptions {
   graceMs?: number;
 }
@@ -200,6 +229,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   let failure: UpdateReport['failure'] = null;
   let converged: Convergence | null = null;
   let r: Rollout | null = null;
+  let staticOnly = false;
   try {
     await s.checkHelpers(app.services);
     await underLock(s, `update ${app.name}`, async (lease, onSignal) => {
@@ -219,6 +249,21 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         // Name and port of the new instance, from what every app server has.
         const states = await rollout.step('status', s.appservers[0]!.name, () => s.status());
         before.value = beforeOf(app.name, states);
+        const sums = contentSums(app.dir, app.static);
+        if (isStaticOnly(app, sums, s, states)) {
+          staticOnly = true;
+          instance = before.value.get(s.appservers[0]!.name)!.active!;
+          const tar = await tarball(join(app.dir, app.static!));
+          await rollout.writeRecord(
+            { state: 'running', kind: 'static', app: app.name, instance, static: sums.static!, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before.value) },
+            settled.seq,
+          );
+          await Promise.all(s.appservers.map((n) => rollout.staticPut(n.name, sums.static!, tar)));
+          for (const n of s.appservers) await rollout.staticSwitch(n.name, sums.static!);
+          for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES);
+          await rollout.closeRecord('activated');
+          return;
+        }
         const all = [...states.values()].flat();
         instance = nextInstanceName(app.name, new Date(rt.now()), all.filter((a) => a.app === app.name).flatMap((a) => a.instances.map((i) => i.name)));
         const port = freePort(all.flatMap((a) => a.instances.map((i) => i.port)));
@@ -232,7 +277,12 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           ...secrets,
         });
         const tar = await packed;
-        await Promise.all(s.appservers.map((n) => rollout.stage(n.name, { instance, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env })));
+        await Promise.all(
+          s.appservers.map(async (n) => {
+            await rollout.stage(n.name, { instance, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env });
+            await rollout.mark(n.name, instance, sums.code, sums.static, app.static);
+          }),
+        );
 
         // The intent, on the nodes, before anything switches.
         await rollout.writeRecord(
@@ -252,7 +302,10 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         failure = { node: err.node, step: err.step, error: redact(err.message, secretValues) };
         rt.io.err(`${err.node}: ${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
         rollout.steps.push({ node: err.node, step: err.step, ok: false, detail: failure.error });
-        if (instance) {
+        if (staticOnly) {
+          const ok = await rollout.restoreStatic(before.value);
+          if (ok) await rollout.closeRecord('failed, static files restored').catch(() => undefined);
+        } else if (instance) {
           const ok = await rollout.restore(instance, before.value, err.node);
           // A record left open (a node could not be put back) makes the next run converge.
           if (ok) await rollout.closeRecord(err instanceof Interrupted ? 'interrupted, rolled back' : 'failed, rolled back').catch(() => undefined);
@@ -274,6 +327,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
     failure,
     interrupted,
     converged,
+    staticOnly,
     steps: done?.steps ?? [],
     seconds: (rt.now() - t0) / 1000,
   };
@@ -319,8 +373,14 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
   try {
     await s.checkHelpers([]);
     return await underLock(s, `rollback ${appName}`, async (lease, onSignal) => {
-      const { convergence: converged, seq } = await converge(s, await readRollout(s), graceMs);
+      const last = await readRollout(s);
+      const { convergence: converged, seq } = await converge(s, last, graceMs);
       const states = await s.status();
+      // Right after a static-only update of this app: its static files go back, nothing restarts.
+      if (last?.state === 'done' && last.kind === 'static' && last.app === appName && last.outcome === 'activated'
+        && s.appservers.every((n) => states.get(n.name)?.find((a) => a.app === appName)?.static === last.static)) {
+        return rollbackStatic(s, appName, last, lease, onSignal, graceMs);
+      }
       const picked = rollbackTarget(appName, states);
       if ('error' in picked) throw new ExitError(picked.error, 1);
       const target = picked.target;
@@ -364,6 +424,31 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
   }
 }
 
+/** Back to the static files from before a static-only update, on every app server. */
+async function rollbackStatic(s: Session, appName: string, last: RolloutRecord, lease: Lease, onSignal: (h: (sig: string) => void) => void, graceMs: number): Promise<RollbackReport> {
+  const r = new Rollout(s, appName, lease, { graceMs });
+  onSignal((sig) => r.interrupt(sig));
+  const nodes: RollbackReport['nodes'] = [];
+  const now = new Map(s.appservers.map((n): [string, NodeBefore] => [n.name, { ...last.before[n.name]!, static: last.static ?? null }]));
+  await r.writeRecord({ ...last, state: 'running', kind: 'static', static: last.before[s.appservers[0]!.name]?.static ?? undefined, started: new Date(s.rt.now()).toISOString(), holder: lease.holder, before: Object.fromEntries(now) }, last.seq);
+  let failed: StepError | null = null;
+  for (const n of s.appservers) {
+    const old = last.before[n.name]?.static;
+    try {
+      if (!old) throw new StepError('switch static', n.name, 'it had no static files before the static-only update');
+      await r.staticSwitch(n.name, old);
+      nodes.push({ node: n.name, from: last.static ?? null, to: old, ok: true });
+    } catch (e) {
+      failed = e instanceof StepError ? e : new StepError('switch static', n.name, (e as Error).message);
+      nodes.push({ node: n.name, from: last.static ?? null, to: old ?? null, ok: false, error: failed.message });
+      break;
+    }
+  }
+  if (failed && (await r.restoreStatic(now))) await r.closeRecord('failed, restored').catch(() => undefined);
+  if (!failed) await r.closeRecord('rolled back static');
+  return { app: appName, target: `${last.instance} (static files from before)`, converged: null, nodes, interrupted: r.interrupted, ok: !failed };
+}
+
 /** Breaks the deploy lock on purpose; the holders it removed. */
 export async function unlock(ns: Nodeset, rt: Runtime): Promise<string[]> {
   const s = await Session.open(ns, rt);
@@ -377,6 +462,10 @@ export async function unlock(ns: Nodeset, rt: Runtime): Promise<string[]> {
 export function renderUpdateReport(r: UpdateReport): string {
   const lines: string[] = [];
   if (r.converged) lines.push(`${r.converged.app}: the interrupted ${r.converged.kind} to ${r.converged.instance} was ${r.converged.action} first`);
+  if (r.ok && r.staticOnly) {
+    lines.push(`${r.app}: static-only update: new static files served by ${r.instance} on ${r.activated.length} app server${r.activated.length === 1 ? '' : 's'} (no process started) in ${r.seconds.toFixed(1)}s`);
+    return lines.join('\n');
+  }
   if (r.ok) {
     lines.push(`${r.app}: ${r.instance} active on ${r.activated.length} app server${r.activated.length === 1 ? '' : 's'} (${r.activated.join(', ')}) in ${r.seconds.toFixed(1)}s`);
     return lines.join('\n');

@@ -12,6 +12,9 @@ export interface AppState {
   previous: string | null;
   /** The active instance's own health check: `ok`, `unhealthy:CODE`, `stopped`; null without one. */
   health: string | null;
+  /** The active instance's code sum and static version (null: unknown or none). */
+  code: string | null;
+  static: string | null;
   instances: InstanceState[];
 }
 
@@ -19,9 +22,9 @@ export interface AppState {
 export function parseStatus(stdout: string): AppState[] {
   const out: AppState[] = [];
   for (const line of stdout.split('\n')) {
-    const m = /^app (\S+) active (\S+) previous (\S+)(?: health (\S+))? instances(.*)$/.exec(line.trim());
+    const m = /^app (\S+) active (\S+) previous (\S+)(?: health (\S+))?(?: code (\S+) static (\S+))? instances(.*)$/.exec(line.trim());
     if (!m) continue;
-    const instances = (m[5] ?? '')
+    const instances = (m[7] ?? '')
       .trim()
       .split(/\s+/)
       .filter(Boolean)
@@ -30,7 +33,8 @@ export function parseStatus(stdout: string): AppState[] {
         return { name: name!, port: Number(port), running: state === 'active' };
       });
     const health = m[4] === undefined || m[4] === '-' ? null : m[4];
-    out.push({ app: m[1]!, active: m[2] === '-' ? null : m[2]!, previous: m[3] === '-' ? null : m[3]!, health, instances });
+    const opt = (v: string | undefined) => (v === undefined || v === '-' ? null : v);
+    out.push({ app: m[1]!, active: opt(m[2]), previous: opt(m[3]), health, code: opt(m[5]), static: opt(m[6]), instances });
   }
   return out;
 }

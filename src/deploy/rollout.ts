@@ -13,16 +13,20 @@ import type { Lease, Versioned } from './shared-state.js';
 export interface NodeBefore {
   active: string | null;
   previous: string | null;
+  /** The static version the active instance served (static-only rollouts). */
+  static?: string | null;
 }
 
 export interface RolloutRecord extends Versioned {
   state: 'running' | 'done';
-  kind: 'update' | 'rollback';
+  kind: 'update' | 'rollback' | 'static';
   app: string;
   /** The instance every app server moves to. */
   instance: string;
   holder: string;
   started: string;
+  /** kind `static`: the static version every app server moves to (the instance stays). */
+  static?: string;
   /** Each app server's active and previous instance before the rollout. */
   before: Record<string, NodeBefore>;
   outcome?: string;
@@ -201,6 +205,41 @@ export class Rollout {
     this.steps.push({ node, step: 'migrate', ok: true });
   }
 
+  /** What a staged instance holds: its code sum and static version. */
+  async mark(node: string, instance: string, code: string, staticSum: string | null, dir: string | null): Promise<void> {
+    await this.step('stage', node, () => this.run(node, 'recording the content', deployVerbs.mark(this.app, instance, code, staticSum, dir)));
+  }
+
+  /** Static-only: the new static version staged on a node (no process starts). */
+  async staticPut(node: string, sum: string, tarball: Buffer): Promise<void> {
+    await this.step('stage static', node, () => this.run(node, 'staging the static files', deployVerbs.staticPut(this.app, sum), tarball));
+  }
+
+  /** Static-only: the node's active instance serves this static version, at once. */
+  async staticSwitch(node: string, sum: string): Promise<void> {
+    if (!this.switched.includes(node)) this.switched.push(node);
+    await this.step('switch static', node, () => this.run(node, 'switching the static files', deployVerbs.staticSwitch(this.app, sum)));
+    this.say(node, `static files ${sum.slice(0, 12)} served`);
+  }
+
+  /** After a failed static-only rollout: each switched node back to its old static version. */
+  async restoreStatic(before: ReadonlyMap<string, NodeBefore>): Promise<boolean> {
+    let ok = true;
+    for (const node of [...this.switched].reverse()) {
+      const old = before.get(node)?.static;
+      if (!old) continue;
+      try {
+        await this.s.remote.run(node, 'switching the static files back', deployVerbs.staticSwitch(this.app, old));
+        this.rolledBack.push(node);
+        this.say(node, `static files back to ${old.slice(0, 12)}`);
+      } catch (e) {
+        ok = false;
+        this.say(node, `ROLLBACK FAILED: ${(e as Error).message}`);
+      }
+    }
+    return ok;
+  }
+
   /** Traffic to an instance that is already staged: start it, wait for its health, switch. */
   async moveTo(node: string, target: string, replaced: string | null, previous: string | undefined): Promise<void> {
     await this.step('start', node, () => this.run(node, `starting ${target}`, deployVerbs.start(this.app, target)));
@@ -275,7 +314,7 @@ export function beforeOf(app: string, states: ReadonlyMap<string, AppState[]>): 
   const out = new Map<string, NodeBefore>();
   for (const [node, apps] of states) {
     const a = apps.find((x) => x.app === app);
-    out.set(node, { active: a?.active ?? null, previous: a?.previous ?? null });
+    out.set(node, { active: a?.active ?? null, previous: a?.previous ?? null, static: a?.static ?? null });
   }
   return out;
 }

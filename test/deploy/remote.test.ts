@@ -13,10 +13,10 @@ test('a port no instance uses', (t) => {
 });
 
 test('status lines parse into apps and instances', (t) => {
-  const s = parseStatus('app blog active blog.2026-11-22_002 previous blog.2026-11-22_001 health unhealthy:500 instances blog.2026-11-22_001:20001:inactive blog.2026-11-22_002:20002:active\napp wiki active - previous - health - instances\n');
+  const s = parseStatus('app blog active blog.2026-11-22_002 previous blog.2026-11-22_001 health unhealthy:500 code aaa static - instances blog.2026-11-22_001:20001:inactive blog.2026-11-22_002:20002:active\napp wiki active - previous - health - instances\n');
   t.deepEqual(s, [
-    { app: 'blog', active: 'blog.2026-11-22_002', previous: 'blog.2026-11-22_001', health: 'unhealthy:500', instances: [{ name: 'blog.2026-11-22_001', port: 20001, running: false }, { name: 'blog.2026-11-22_002', port: 20002, running: true }] },
-    { app: 'wiki', active: null, previous: null, health: null, instances: [] },
+    { app: 'blog', active: 'blog.2026-11-22_002', previous: 'blog.2026-11-22_001', health: 'unhealthy:500', code: 'aaa', static: null, instances: [{ name: 'blog.2026-11-22_001', port: 20001, running: false }, { name: 'blog.2026-11-22_002', port: 20002, running: true }] },
+    { app: 'wiki', active: null, previous: null, health: null, code: null, static: null, instances: [] },
   ]);
 });
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { AppConfig } from '../../src/app/app-ini.js';
 import { rollback, rollbackTarget, update } from '../../src/commands/update.js';
 import { parseStatus } from '../../src/deploy/remote.js';
+import { contentSums } from '../../src/deploy/content.js';
 import { fakeDeploy, type FakeNodes } from '../helpers/fake-nodes.js';
 
 // The rollout without machines: the nodes are simulated (test/helpers/fake-nodes.ts), every
@@ -48,6 +49,7 @@ test('an update runs the steps in order on each app server, records its intent b
     'status',
     `stage hello ${NEW} 20002 /health ${Buffer.from('python3 app.py').toString('base64')}`,
     `env hello ${NEW}`,
+    `mark hello ${NEW} ${contentSums(dir, null).code} - -`,
     `start hello ${NEW}`,
     `wait hello ${NEW} / 60 any`,
     `fetch hello ${NEW} /setup primary`,
@@ -63,7 +65,7 @@ test('an update runs the steps in order on each app server, records its intent b
   t.deepEqual(intents.map((c) => c.node).sort(), ['app1.shop.test', 'app2.shop.test', 'balancer.shop.test', 'db.shop.test']);
   t.is(record(nodes).state, 'done');
   t.is(record(nodes).outcome, 'activated');
-  t.deepEqual(record(nodes).before[A1], { active: OLD, previous: null });
+  t.deepEqual(record(nodes).before[A1], { active: OLD, previous: null, static: null });
   t.false(locked(nodes), 'the lock is released on every node');
   t.deepEqual(actives(nodes), [NEW, NEW]);
   t.deepEqual(running(nodes, A1), [NEW]);
@@ -352,4 +354,56 @@ test('a failing migration stops the update with nothing switched, and says so', 
   t.is(r.failure?.node, A1);
   t.false(nodes.calls.some((c) => c.argv[3] === 'switch' || (c.argv[3] === 'start' && c.argv[5] === NEW)));
   t.deepEqual(actives(nodes), [OLD, OLD]);
+});
+
+test('static-only: only the static folder changed, so every app server switches its files and no process starts; rollback restores them', async (t) => {
+  const { mkdirSync } = await import('node:fs');
+  const { contentSums } = await import('../../src/deploy/content.js');
+  const sdir = mkdtempSync(join(tmpdir(), 'silver-static-'));
+  writeFileSync(join(sdir, 'app.py'), 'print(1)\n');
+  mkdirSync(join(sdir, 'static'));
+  writeFileSync(join(sdir, 'static/site.css'), 'body { color: red }\n');
+  const sapp = { ...app, dir: sdir, static: 'static/' };
+  const { ns, rt, nodes } = await fakeDeploy();
+  const first = await update(ns, sapp, rt, opts);
+  t.true(first.ok);
+  t.false(first.staticOnly);
+  const v1 = contentSums(sdir, 'static/');
+  writeFileSync(join(sdir, 'static/site.css'), 'body { color: blue }\n');
+  const v2 = contentSums(sdir, 'static/');
+  t.is(v2.code, v1.code, 'the code did not change');
+  t.not(v2.static, v1.static);
+  const callsBefore = nodes.calls.length;
+  const r = await update(ns, sapp, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.true(r.staticOnly);
+  t.is(r.instance, first.instance, 'the same instance serves on');
+  const after = nodes.calls.slice(callsBefore).map((c) => c.argv[3]);
+  t.false(after.includes('stage') || after.includes('start') || after.includes('switch'), `no stage, start or switch: ${after.join(' ')}`);
+  for (const n of [A1, A2]) t.is(nodes.app(n, 'hello').instances.get(first.instance)!.static, v2.static!);
+  const back = await rollback(ns, 'hello', rt, opts);
+  t.true(back.ok, JSON.stringify(back));
+  for (const n of [A1, A2]) t.is(nodes.app(n, 'hello').instances.get(first.instance)!.static, v1.static!, 'the old files are back');
+  t.deepEqual(actives(nodes), [first.instance, first.instance]);
+});
+
+test('static-only: a failure on the second app server puts the first back to its old files', async (t) => {
+  const { mkdirSync } = await import('node:fs');
+  const sdir = mkdtempSync(join(tmpdir(), 'silver-static-'));
+  writeFileSync(join(sdir, 'app.py'), 'print(1)\n');
+  mkdirSync(join(sdir, 'static'));
+  writeFileSync(join(sdir, 'static/a.txt'), 'one\n');
+  const sapp = { ...app, dir: sdir, static: 'static/' };
+  const { ns, rt, nodes } = await fakeDeploy();
+  const first = await update(ns, sapp, rt, opts);
+  const old = nodes.app(A1, 'hello').instances.get(first.instance)!.static;
+  writeFileSync(join(sdir, 'static/a.txt'), 'two\n');
+  let failures = 0;
+  nodes.failWhen = (c) => (c.node === A2 && c.argv[3] === 'static-switch' && failures++ === 0 ? 'disk full' : null);
+  const r = await update(ns, sapp, rt, opts);
+  t.false(r.ok);
+  t.true(r.staticOnly);
+  t.is(r.failure?.step, 'switch static');
+  t.is(nodes.app(A1, 'hello').instances.get(first.instance)!.static, old);
+  t.is(record(nodes).state, 'done');
 });

@@ -43,7 +43,9 @@ export function shellWords(text: string): string[] {
 interface FakeApp {
   active: string | null;
   previous: string | null;
-  instances: Map<string, { port: number; running: boolean; healthy: boolean }>;
+  instances: Map<string, { port: number; running: boolean; healthy: boolean; code?: string; static?: string }>;
+  /** Static versions staged on the node. */
+  statics?: Set<string>;
 }
 
 export interface Call {
@@ -127,7 +129,7 @@ export class FakeNodes implements NodeExecutor {
         const act = a.active ? a.instances.get(a.active) : undefined;
         const health = !a.active ? '-' : !act?.running ? 'stopped' : act.healthy ? 'ok' : 'unhealthy:500';
         const list = [...a.instances].sort(([x], [y]) => (x < y ? -1 : 1)).map(([i, s]) => ` ${i}:${s.port}:${s.running ? 'active' : 'inactive'}`).join('');
-        return `app ${name} active ${a.active ?? '-'} previous ${a.previous ?? '-'} health ${health} instances${list}`;
+        return `app ${name} active ${a.active ?? '-'} previous ${a.previous ?? '-'} health ${health} code ${act?.code ?? '-'} static ${act?.static ?? '-'} instances${list}`;
       });
       return ok(lines.join('\n') + '\n');
     }
@@ -167,6 +169,25 @@ export class FakeNodes implements NodeExecutor {
         return ok();
       case 'prune':
         return ok();
+      case 'mark': {
+        const i = a.instances.get(inst!);
+        if (!i) return fail(`silver-deploy: instance ${inst} is not staged`);
+        i.code = args[2];
+        if (args[3] !== '-') {
+          i.static = args[3];
+          (a.statics ??= new Set()).add(args[3]!);
+        }
+        return ok();
+      }
+      case 'static-put':
+        (a.statics ??= new Set()).add(args[1]!);
+        return ok();
+      case 'static-switch': {
+        if (!a.active) return fail('silver-deploy: no active instance');
+        if (!a.statics?.has(args[1]!)) return fail(`silver-deploy: static version ${args[1]} is not staged`);
+        a.instances.get(a.active)!.static = args[1];
+        return ok();
+      }
       case 'migrate':
         return a.instances.has(inst!) ? ok('migrated 1 table\n') : fail(`silver-deploy: instance ${inst} is not staged`);
       default:

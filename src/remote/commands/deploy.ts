@@ -26,5 +26,11 @@ export const deployVerbs = {
   switch: (app: string, instance: string, previous?: string) => verb('switch', app, instance, ...(previous ? [previous] : [])),
   unswitch: (app: string) => verb('unswitch', app),
   status: () => verb('status'),
+  /** After stage: the instance's code sum and static version (copied from its folder `dir`). */
+  mark: (app: string, instance: string, code: string, staticSum: string | null, dir: string | null) => verb('mark', app, instance, code, staticSum ?? '-', dir ?? '-'),
+  /** A static version (a tarball of the static folder on stdin). */
+  staticPut: (app: string, staticSum: string) => verb('static-put', app, staticSum),
+  /** Static-only: the active instance serves this static version. */
+  staticSwitch: (app: string, staticSum: string) => verb('static-switch', app, staticSum),
   prune: (app: string, keep: number) => verb('prune', app, String(keep)),
 };
