@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { contentSums, type ContentSums } from '../deploy/content.js';
+import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../deploy/modes.js';
 import type { AppConfig } from '../app/app-ini.js';
 import { beforeOf, Interrupted, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
 import { envFile, freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
@@ -137,6 +138,7 @@ export async function converge(s: Session, rec: RolloutRecord | null, graceMs = 
   // it: left as it is and named, so that one such node does not block every later deploy.
   const has = (n: string, inst: string | null) => !inst || !!states.get(n)?.find((a) => a.app === rec.app)?.instances.some((i) => i.name === inst);
   for (const n of nodes.filter((x) => !has(x, rec.before[x]!.active))) say(`${n}: ${rec.before[n]!.active} is gone from it; it keeps what it serves`);
+  if (rec.hold) await putBack(s, rec.app, rec.hold.previous as ModeEntry | null);
   if (rec.kind === 'static') return convergeStatic(s, rec, nodes, states, r);
   const forward = nodes.every((n) => activeOn(n) === rec.instance);
   if (forward) {
@@ -203,6 +205,31 @@ async function tellBalancers(s: Session, app: AppConfig): Promise<void> {
   }
 }
 
+/** Puts the balancers into `mode` for the app; what its entry was before (null without balancers). */
+async function holdBack(s: Session, app: AppConfig, mode: Mode): Promise<{ previous: ModeEntry | null } | null> {
+  if (s.balancers.length === 0) {
+    s.rt.io.err(`${app.name}: migrate_mode = ${mode} has no effect: the nodeset has no balancer`);
+    return null;
+  }
+  const previous = (await readModes(s)).record.modes[app.name] ?? null;
+  try {
+    await applyMode(s, { app: app.name, mode, message: `${app.name} is being updated. Please try again in a moment.` });
+  } catch (e) {
+    // (some balancers may have changed: all go back before the update stops)
+    await putBack(s, app.name, previous).catch(() => undefined);
+    throw new StepError(`migrate_mode ${mode}`, s.balancers[0]!.name, (e as Error).message);
+  }
+  s.rt.io.err(`${s.balancers.map((b) => b.name).join(', ')}: ${mode} for ${app.name} while it migrates and activates`);
+  return { previous };
+}
+
+/** The app's entry as it was before holdBack. */
+async function putBack(s: Session, app: string, previous: ModeEntry | null): Promise<void> {
+  if (previous) await applyMode(s, { app, ...previous });
+  else await clearMode(s, app);
+  s.rt.io.err(`${s.balancers.map((b) => b.name).join(', ')}: ${app} ${previous ? `back to ${previous.mode}` : 'serves normally again'}`);
+}
+
 /** Only the static folder differs from what every app server's active instance holds. */
 function isStaticOnly(app: AppConfig, sums: ContentSums, s: Session, states: ReadonlyMap<string, AppState[]>): boolean {
   if (!app.static || !sums.static || app.migrate) return false;
@@ -230,6 +257,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   let converged: Convergence | null = null;
   let r: Rollout | null = null;
   let staticOnly = false;
+  let held: { previous: ModeEntry | null } | null = null;
   try {
     await s.checkHelpers(app.services);
     await underLock(s, `update ${app.name}`, async (lease, onSignal) => {
@@ -289,26 +317,38 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           { state: 'running', kind: 'update', app: app.name, instance, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before.value) },
           settled.seq,
         );
-        // The migration: once, on the primary, before anything switches.
+        // The migration: once, on the primary, before anything switches; with migrate_mode the
+        // balancers hold writes (or everything) back meanwhile and through the activations.
+        if (app.migrateMode !== 'online') {
+          held = await holdBack(s, app, app.migrateMode);
+          if (held) await rollout.writeRecord({ ...rollout.current!, hold: { mode: app.migrateMode, previous: held.previous } }, rollout.seq);
+        }
         if (app.migrate) await rollout.migrate(s.appservers[0]!.name, instance, app.migrate);
         for (const [i, n] of s.appservers.entries()) {
           await rollout.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(n.name)?.active ?? null);
         }
         await rollout.finishStops();
         for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES);
+        if (held) await putBack(s, app.name, held.previous);
+        held = null;
         await rollout.closeRecord('activated');
       } catch (e) {
         const err = e instanceof StepError ? e : new StepError('update', s.appservers[0]!.name, (e as Error).message);
         failure = { node: err.node, step: err.step, error: redact(err.message, secretValues) };
         rt.io.err(`${err.node}: ${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
         rollout.steps.push({ node: err.node, step: err.step, ok: false, detail: failure.error });
+        if (held) {
+          // The mode goes back whatever happened (a failure to do so is said, and the open record
+          // lets the next run put it back).
+          await putBack(s, app.name, held.previous).then(() => (held = null), (x: Error) => rt.io.err(`silver: the balancers are still in ${app.migrateMode} for ${app.name}: ${x.message}; silver maintenance off ${ns.file} --app ${app.name}`));
+        }
         if (staticOnly) {
           const ok = await rollout.restoreStatic(before.value);
           if (ok) await rollout.closeRecord('failed, static files restored').catch(() => undefined);
         } else if (instance) {
           const ok = await rollout.restore(instance, before.value, err.node);
           // A record left open (a node could not be put back) makes the next run converge.
-          if (ok) await rollout.closeRecord(err instanceof Interrupted ? 'interrupted, rolled back' : 'failed, rolled back').catch(() => undefined);
+          if (ok && !held) await rollout.closeRecord(err instanceof Interrupted ? 'interrupted, rolled back' : 'failed, rolled back').catch(() => undefined);
         }
       }
     });

@@ -27,6 +27,8 @@ export interface RolloutRecord extends Versioned {
   started: string;
   /** kind `static`: the static version every app server moves to (the instance stays). */
   static?: string;
+  /** A mode (migrate_mode) the rollout put the balancers into, and the app's entry before it. */
+  hold?: { mode: string; previous: { mode: string; retryAfter: number; message: string } | null };
   /** Each app server's active and previous instance before the rollout. */
   before: Record<string, NodeBefore>;
   outcome?: string;
@@ -149,6 +151,11 @@ export class Rollout {
     const seq = Math.max(seqAfter, this.record?.seq ?? 0) + 1;
     this.record = { ...record, seq };
     await this.s.state.write('rollout', this.record);
+  }
+
+  /** The last record this rollout wrote. */
+  get current(): RolloutRecord | null {
+    return this.record;
   }
 
   /** The seq of the last record this rollout wrote (0: none). */

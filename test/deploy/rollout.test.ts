@@ -407,3 +407,30 @@ test('static-only: a failure on the second app server puts the first back to its
   t.is(nodes.app(A1, 'hello').instances.get(first.instance)!.static, old);
   t.is(record(nodes).state, 'done');
 });
+
+test('migrate_mode = read-only: the balancers hold writes back from before the migration until every app server is switched, then serve normally', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const B = 'balancer.shop.test';
+  const seen: string[] = [];
+  nodes.onCall = (c) => {
+    if (c.argv[3] === 'migrate') seen.push(`migrate while ${nodes.modes.get(B)?.modes['hello']?.mode ?? 'online'}`);
+    if (c.argv[3] === 'switch') seen.push(`switch ${c.node} while ${nodes.modes.get(B)?.modes['hello']?.mode ?? 'online'}`);
+  };
+  const r = await update(ns, { ...app, migrate: { kind: 'script', command: 'python3 migrate.py' }, migrateMode: 'read-only' }, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.deepEqual(seen, ['migrate while read-only', `switch ${A1} while read-only`, `switch ${A2} while read-only`]);
+  t.deepEqual(nodes.modes.get(B)!.modes, {}, 'back to normal');
+});
+
+test('migrate_mode: a failing migration puts the balancers back as they were (a maintenance set by hand stays)', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const B = 'balancer.shop.test';
+  nodes.modes.set(B, { modes: { '*': { mode: 'maintenance', retryAfter: 60, message: 'by hand' } }, allow: [] });
+  nodes.failWhen = (c) => (c.argv[3] === 'migrate' ? 'migration failed' : null);
+  const r = await update(ns, { ...app, migrate: { kind: 'script', command: 'x' }, migrateMode: 'maintenance' }, rt, opts);
+  t.false(r.ok);
+  t.deepEqual(nodes.modes.get(B)!.modes, { '*': { mode: 'maintenance', retryAfter: 60, message: 'by hand' } });
+  t.is(record(nodes).state, 'done');
+});

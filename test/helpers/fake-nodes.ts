@@ -111,7 +111,7 @@ export class FakeNodes implements NodeExecutor {
     }
     if (name === 'silver-state') return this.stateVerb(node, verb!, args, stdin);
     if (name.startsWith('silver-db-')) return ok('s3cretpassword\n');
-    if (name === 'silver-balancer') return ok('unchanged\n');
+    if (name === 'silver-balancer') return this.balancer(node, verb!, args);
     return fail(`unknown helper ${name}`);
   }
 
@@ -193,6 +193,20 @@ export class FakeNodes implements NodeExecutor {
       default:
         return fail(`unknown verb ${verb}`);
     }
+  }
+
+  /** The balancers' modes, by node: what `silver-balancer mode` keeps. */
+  readonly modes = new Map<string, { modes: Record<string, { mode: string; retryAfter: number; message: string }>; allow: string[] }>();
+
+  private balancer(node: string, verb: string, args: string[]): ExecResult {
+    if (verb !== 'mode') return ok('unchanged\n');
+    const m = this.modes.get(node) ?? { modes: {}, allow: [] };
+    this.modes.set(node, m);
+    const [sub, ...rest] = args;
+    if (sub === 'set') m.modes[rest[0]!] = { mode: rest[1]!, retryAfter: Number(rest[2]), message: Buffer.from(rest[3]!, 'base64').toString('utf8') };
+    else if (sub === 'clear') for (const k of rest[0] === '--all' ? Object.keys(m.modes) : rest) delete m.modes[k];
+    else if (sub === 'allow') m.allow = rest;
+    return ok(`${JSON.stringify({ ...m, haproxy: 'running', live: true })}\n`);
   }
 
   private stateVerb(node: string, verb: string, args: string[], stdin?: string | Buffer): ExecResult {
