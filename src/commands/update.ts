@@ -373,6 +373,70 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   };
 }
 
+export interface UpdatePlan {
+  app: string;
+  nodeset: string;
+  dryRun: true;
+  /** The instance an update would stage (or, static-only, the one that keeps serving). */
+  instance: string;
+  staticOnly: boolean;
+  migrate: string | null;
+  migrateMode: string;
+  services: string[];
+  packages: string[];
+  appservers: { node: string; active: string | null }[];
+  /** An interrupted rollout the update would converge first. */
+  converges: string | null;
+  /** Who holds the deploy lock now (the update would wait for nothing: it would refuse). */
+  locked: string | null;
+}
+
+/** `update --dry-run`: what an update would do, read from the nodes; nothing changes, no lock is taken. */
+export async function planUpdate(ns: Nodeset, app: AppConfig, rt: Runtime): Promise<UpdatePlan> {
+  checkAppFitsNodeset(ns, app);
+  const s = await Session.open(ns, rt, ['appserver', ...app.services.map((svc) => `service:${svc}`)]);
+  try {
+    await s.checkHelpers(app.services);
+    const [states, rec, lock] = await Promise.all([s.status(), readRollout(s), s.state.lockInfo()]);
+    const all = [...states.values()].flat();
+    const sums = contentSums(app.dir, app.static);
+    const staticOnly = isStaticOnly(app, sums, s, states);
+    const before = beforeOf(app.name, states);
+    return {
+      app: app.name,
+      nodeset: ns.name,
+      dryRun: true,
+      instance: staticOnly ? before.get(s.appservers[0]!.name)!.active! : nextInstanceName(app.name, new Date(rt.now()), all.filter((a) => a.app === app.name).flatMap((a) => a.instances.map((i) => i.name))),
+      staticOnly,
+      migrate: app.migrate ? (app.migrate.kind === 'script' ? `script:${app.migrate.command}` : app.migrate.path) : null,
+      migrateMode: app.migrateMode,
+      services: app.services,
+      packages: app.packages,
+      appservers: s.appservers.map((n) => ({ node: n.name, active: before.get(n.name)?.active ?? null })),
+      converges: rec?.state === 'running' ? `${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})` : null,
+      locked: lock?.live ? lock.holder : null,
+    };
+  } finally {
+    await s.close();
+  }
+}
+
+export function renderUpdatePlan(p: UpdatePlan): string {
+  const lines = [`dry run: silver update of ${p.app} on nodeset ${p.nodeset} would`];
+  if (p.locked) lines.push(`  refuse: the nodeset is locked by ${p.locked}`);
+  if (p.converges) lines.push(`  first converge the interrupted ${p.converges}`);
+  if (p.staticOnly) lines.push(`  switch only the static files (static-only): ${p.instance} keeps serving, no process starts`);
+  else {
+    if (p.services.length) lines.push(`  set up its databases on: ${p.services.join(', ')}`);
+    lines.push(`  stage ${p.instance} on ${p.appservers.map((a) => `${a.node} (now ${a.active ?? 'none'})`).join(', ')}`);
+    if (p.packages.length) lines.push(`  install packages if missing: ${p.packages.join(' ')}`);
+    if (p.migrate) lines.push(`  run the migration once on ${p.appservers[0]?.node}: ${p.migrate}${p.migrateMode !== 'online' ? ` (balancers in ${p.migrateMode} meanwhile)` : ''}`);
+    lines.push(`  activate it one app server at a time, ${p.appservers[0]?.node} first`);
+  }
+  lines.push('nothing was changed');
+  return lines.join('\n');
+}
+
 export interface RollbackReport {
   app: string;
   target: string | null;

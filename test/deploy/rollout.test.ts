@@ -434,3 +434,17 @@ test('migrate_mode: a failing migration puts the balancers back as they were (a 
   t.deepEqual(nodes.modes.get(B)!.modes, { '*': { mode: 'maintenance', retryAfter: 60, message: 'by hand' } });
   t.is(record(nodes).state, 'done');
 });
+
+test('update --dry-run reads the nodes, says what would happen, and changes nothing', async (t) => {
+  const { planUpdate, renderUpdatePlan } = await import('../../src/commands/update.js');
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const plan = await planUpdate(ns, { ...app, migrate: { kind: 'script', command: 'python3 migrate.py' }, migrateMode: 'read-only', packages: ['python3-psycopg2'] }, rt);
+  t.is(plan.instance, NEW);
+  t.false(plan.staticOnly);
+  t.is(plan.migrate, 'script:python3 migrate.py');
+  t.deepEqual(plan.appservers, [{ node: A1, active: OLD }, { node: A2, active: OLD }]);
+  t.regex(renderUpdatePlan(plan), /run the migration once on app1\.shop\.test: script:python3 migrate\.py \(balancers in read-only meanwhile\)/);
+  const changing = nodes.calls.filter((c) => !['status', 'get', 'lockinfo'].includes(c.argv[3] ?? '') && c.argv[0] !== 'sha256sum');
+  t.deepEqual(changing, [], 'only reads');
+});
