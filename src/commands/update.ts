@@ -232,7 +232,8 @@ async function putBack(s: Session, app: string, previous: ModeEntry | null): Pro
 
 /** Only the static folder differs from what every app server's active instance holds. */
 function isStaticOnly(app: AppConfig, sums: ContentSums, s: Session, states: ReadonlyMap<string, AppState[]>): boolean {
-  if (!app.static || !sums.static || app.migrate) return false;
+  // (unchanged code means unchanged migrations too: nothing to migrate)
+  if (!app.static || !sums.static) return false;
   return s.appservers.every((n) => {
     const a = states.get(n.name)?.find((x) => x.app === app.name);
     return !!a?.active && a.code === sums.code && a.static !== null && a.static !== sums.static;

@@ -13,25 +13,39 @@ export interface LoadResult {
  * A bounded HTTP load loop against one of the project's own addresses: `concurrency` workers
  * send requests until stopped, `maxRequests` are sent, or `maxSeconds` pass, whichever is first.
  */
-export function startLoad(address: string, hostHeader: string, opts: { concurrency?: number; maxRequests?: number; maxSeconds?: number; classify?: (body: string) => string } = {}) {
-  const { concurrency = 6, maxRequests = 50_000, maxSeconds = 180, classify = (b) => b } = opts;
+export function startLoad(
+  address: string,
+  hostHeader: string,
+  opts: {
+    concurrency?: number;
+    maxRequests?: number;
+    maxSeconds?: number;
+    classify?: (body: string) => string;
+    /** The method of each request (default GET); POST sends a small body. */
+    method?: string;
+    /** Whether an answer is what the test wants (default: 200). */
+    accept?: (status: number, headers: Record<string, string | string[] | undefined>) => boolean;
+  } = {},
+) {
+  const { concurrency = 6, maxRequests = 50_000, maxSeconds = 180, classify = (b) => b, method = 'GET', accept = (status: number) => status === 200 } = opts;
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const result: LoadResult = { total: 0, failed: 0, failures: [], bodies: new Map() };
   const deadline = Date.now() + maxSeconds * 1000;
   let stopping = false;
   const once = () =>
     new Promise<void>((resolve) => {
-      const req = request({ host: address, port: 80, path: '/', headers: { Host: hostHeader }, agent, timeout: 10_000 }, (res) => {
-        let body = '';
+      const body = method === 'POST' ? 'a note' : '';
+      const req = request({ host: address, port: 80, path: '/', method, headers: { Host: hostHeader, ...(body ? { 'Content-Length': String(body.length) } : {}) }, agent, timeout: 10_000 }, (res) => {
+        let text = '';
         res.setEncoding('utf8');
-        res.on('data', (c) => (body += c));
+        res.on('data', (c) => (text += c));
         res.on('end', () => {
           result.total++;
-          if (res.statusCode !== 200) {
+          if (!accept(res.statusCode ?? 0, res.headers)) {
             result.failed++;
-            if (result.failures.length < 5) result.failures.push(`${res.statusCode}: ${body.slice(0, 120)}`);
+            if (result.failures.length < 5) result.failures.push(`${res.statusCode}: ${text.slice(0, 120)}`);
           } else {
-            const k = classify(body);
+            const k = res.statusCode === 200 ? classify(text) : String(res.statusCode);
             result.bodies.set(k, (result.bodies.get(k) ?? 0) + 1);
           }
           resolve();
@@ -44,7 +58,7 @@ export function startLoad(address: string, hostHeader: string, opts: { concurren
         if (result.failures.length < 5) result.failures.push(e.message);
         resolve();
       });
-      req.end();
+      req.end(body);
     });
   const worker = async () => {
     while (!stopping && result.total < maxRequests && Date.now() < deadline) await once();
