@@ -80,3 +80,17 @@ test('health_check and update_fetch paths that would break a configuration or a 
 test('a UTF-8 byte order mark at the start of app.ini is not an error', (t) => {
   t.is(load('\uFEFF[production]\napp_name = blog\nrunner = x\n').name, 'blog');
 });
+
+test('migrate, migrate_mode and static are read and checked', (t) => {
+  const app = load('[production]\napp_name = blog\nrunner = x\nmigrate = script:python3 migrate.py --all\nmigrate_mode = read-only\n');
+  t.deepEqual(app.migrate, { kind: 'script', command: 'python3 migrate.py --all' });
+  t.is(app.migrateMode, 'read-only');
+  t.is(app.static, null);
+  t.deepEqual(load('[production]\napp_name = blog\nrunner = x\nmigrate = /migrate\n').migrate, { kind: 'path', path: '/migrate' });
+  t.is(load('[production]\napp_name = blog\nrunner = x\n').migrateMode, 'online');
+  t.is(load('[production]\napp_name = blog\nrunner = x\nstatic = ./static\n').static, 'static/');
+  t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nmigrate = script:x\nmigrate_mode = sometimes\n'), ['/a/app.ini:5: migrate_mode: must be online, read-only or maintenance, got "sometimes"']);
+  t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nmigrate_mode = read-only\n'), ['/a/app.ini:4: migrate_mode: is only meaningful with migrate =']);
+  t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nstatic = ../etc\n'), ['/a/app.ini:4: static: "../etc" must be a folder inside the app (letters, digits, . _ -)']);
+  t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nmigrate = rm -rf /\n'), ['/a/app.ini:4: migrate: "rm -rf /" must be script:COMMAND or a path starting with /']);
+});
