@@ -2,7 +2,8 @@
 # unprivileged user per application, silver's directories, and a firewall that opens only what
 # the node's role serves. Services of other roles are kept off.
 # Input (set by silver): SILVER_ROLE SILVER_PACKAGES SILVER_DEPLOY_KEY SILVER_APPS SILVER_APPSERVER_ADDRS
-# SILVER_SERVICE_PORT SILVER_UNITS_OFF
+# SILVER_SERVICE_PORT SILVER_UNITS_OFF SILVER_BALANCED (1: the nodeset has a balancer)
+# SILVER_NODE_ADDRS (every node's address)
 
 # shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
@@ -46,9 +47,22 @@ done
 # Services that belong to other roles stay off (SILVER_UNITS_OFF: from the service descriptors).
 for unit in $SILVER_UNITS_OFF; do ensure_off "$unit"; done
 
-# Firewall: SSH, then only what the role serves.
+# Firewall: SSH, then only what the role serves. Behind a balancer, an app server's port 80 is
+# open to the nodeset's own nodes only, so that no client walks around the balancer (and its
+# maintenance or read-only mode); without one, the app servers are the site.
 case "$SILVER_ROLE" in
-  appserver) _rules="		tcp dport 80 accept" ;;
+  appserver)
+    _rules="		tcp dport 80 accept"
+    if [ "$SILVER_BALANCED" = 1 ]; then
+      _v4='' _v6=''
+      for _a in $SILVER_NODE_ADDRS; do
+        case "$_a" in *:*) _v6="$_v6${_v6:+, }$_a" ;; *) _v4="$_v4${_v4:+, }$_a" ;; esac
+      done
+      _rules=""
+      [ -z "$_v4" ] || _rules="		ip saddr { $_v4 } tcp dport 80 accept"
+      [ -z "$_v6" ] || _rules="$_rules${_rules:+$NL}		ip6 saddr { $_v6 } tcp dport 80 accept"
+    fi
+    ;;
   balancer) _rules="		tcp dport { 80, 443 } accept" ;;
   service:*)
     _rules=""

@@ -6,7 +6,8 @@ import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } fro
 import type { NodeExecutor } from '../ssh/keeper.js';
 import { connectNodes } from '../ssh/targets.js';
 import { Remote } from '../remote/executor.js';
-import { SharedState } from '../deploy/shared-state.js';
+import { SharedState, type Versioned } from '../deploy/shared-state.js';
+import { sanitizeModes, type ModeState } from '../deploy/modes.js';
 import type { AppsRecord } from './update.js';
 import { LOCATION_PATH } from '../nodeset/values.js';
 import { tail } from '../util/exec.js';
@@ -54,11 +55,11 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     rt.io.err(`${m.name}: failed: ${m.error}`);
   }
   try {
-    const health = await appHealth(ns, pool, addressed, rt);
+    const { health, modes } = await balancerState(ns, pool, addressed, rt);
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes));
         }),
       ),
     );
@@ -74,23 +75,28 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
 }
 
 /**
- * Each app's health_check, as updates recorded it in the nodes' shared state (the balancer checks
- * it under each location); empty before the first update or when no node has silver-state yet.
+ * What the balancer's layer takes from the nodes' shared state: each app's health_check, as
+ * updates recorded it (the balancer checks it under each location), and the maintenance record
+ * (a new or rebuilt balancer gets its modes back); empty before the first update or when no node
+ * has silver-state yet.
  */
-async function appHealth(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNode[], rt: Runtime): Promise<Map<string, string>> {
-  if (!nodes.some((n) => n.role === 'balancer')) return new Map();
+async function balancerState(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNode[], rt: Runtime): Promise<{ health: Map<string, string>; modes: ModeState | null }> {
+  if (!nodes.some((n) => n.role === 'balancer')) return { health: new Map(), modes: null };
   const state = new SharedState(new Remote(pool), { nodeset: ns.name, total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
-  // (before silver-state is on the nodes, or with too few answering: the checks use `/`)
-  const rec = (await state.read<AppsRecord>('apps').catch(() => new Map<string, AppsRecord>())).get('apps');
+  // (before silver-state is on the nodes, or with too few answering: the checks use `/`, no mode)
+  const recs = await state.read<Versioned>('apps', 'maintenance').catch(() => new Map<string, Versioned>());
+  const rec = recs.get('apps') as AppsRecord | undefined;
   // The state is the deploy user's to write: only the nodeset's own apps, and only paths a
-  // configuration can hold literally, reach the balancer's configuration.
+  // configuration can hold literally, reach the balancer's configuration; only modes
+  // sanitizeModes keeps (and silver-balancer checks again) reach its modes' files.
   const apps = new Set(ns.locations.map((l) => l.app));
-  return new Map(Object.entries(rec?.health ?? {}).filter(([app, path]) => apps.has(app) && typeof path === 'string' && LOCATION_PATH.test(path)));
+  const health = new Map(Object.entries(rec?.health ?? {}).filter(([app, path]) => apps.has(app) && typeof path === 'string' && LOCATION_PATH.test(path)));
+  return { health, modes: recs.has('maintenance') ? sanitizeModes(recs.get('maintenance'), [...apps]) : null };
 }
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  health: ReadonlyMap<string, string>,
+  health: ReadonlyMap<string, string>, modes: ModeState | null,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -110,7 +116,7 @@ async function setupOne(
   };
   let script: string;
   try {
-    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health) })));
+    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes) })));
   } catch (e) {
     return fail(names[0]!, (e as Error).message);
   }

@@ -5,6 +5,7 @@ import type { Nodeset, Role } from '../nodeset/types.js';
 import { quoteArg } from '../ssh/quote.js';
 import { haproxyCfg, md5, nginxFrontConf } from './render.js';
 import { SERVICES } from '../services/index.js';
+import { modesSummary, restoreEntries, type ModeState } from '../deploy/modes.js';
 
 /** A node as setup sees it: its spec plus the address the provider gave it. */
 export interface AddressedNode {
@@ -41,7 +42,9 @@ export function hostsLines(nodes: readonly AddressedNode[]): string {
 
 /**
  * The variables one layer's script gets on one node. `appHealth`: app name → its app.ini
- * `health_check` path, for the balancer's checks (missing: `/`).
+ * `health_check` path, for the balancer's checks (missing: `/`). `modes`: the nodeset's
+ * maintenance record (checked: `sanitizeModes`), which a balancer's layer writes into its modes'
+ * files only where they are missing.
  */
 export function layerVars(
   ns: Nodeset,
@@ -51,6 +54,7 @@ export function layerVars(
   deployKey: string,
   check: boolean,
   appHealth: ReadonlyMap<string, string> = new Map(),
+  modes: ModeState | null = null,
 ): Record<string, string> {
   const appservers = all.filter((n) => n.role === 'appserver');
   const apps = [...new Set(ns.locations.map((l) => l.app))];
@@ -73,7 +77,31 @@ export function layerVars(
     SILVER_NODESET_CONF: conf,
     SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
     ...roleUnits(node.role),
+    ...firewall(ns, all),
     ...renderedFiles(ns, layer, appservers, appHealth),
+    ...(layer === 'balancer' ? modeVars(modes) : {}),
+  };
+}
+
+/**
+ * The base layer's firewall: with a balancer in the nodeset, an app server's port 80 is open to
+ * the nodeset's own nodes only (the balancer's modes cannot be walked around); without one, to
+ * everyone (the app servers are the site).
+ */
+function firewall(ns: Nodeset, all: readonly AddressedNode[]): Record<string, string> {
+  return {
+    SILVER_BALANCED: ns.nodes.some((n) => n.role === 'balancer') ? '1' : '0',
+    SILVER_NODE_ADDRS: [...new Set(all.map((n) => n.address))].join(' '),
+  };
+}
+
+/** The balancer layer's copy of the nodeset's modes, for `silver-balancer mode restore`. */
+function modeVars(modes: ModeState | null): Record<string, string> {
+  const m = modes ?? { modes: {}, allow: [] };
+  return {
+    SILVER_MODES: restoreEntries(m).join(' '),
+    SILVER_ALLOW: m.allow.join(' '),
+    SILVER_MODES_SUMMARY: modesSummary(m),
   };
 }
 

@@ -58,11 +58,22 @@ export interface BalancedLocation {
 }
 
 /**
+ * The balancer's maintenance and read-only modes (`silver maintenance`, `silver-balancer mode`):
+ * a map from an app name, or `*` for every app, to `MODE:RETRY_AFTER:MESSAGE` (MESSAGE: base64
+ * of the HTML-escaped text, so the value holds no space, `%`, `"`, `\` or `;`), and the
+ * addresses a maintenance lets through (`src -f`). Changed at run time through the admin socket
+ * (no reload) and in these files, so a mode survives a restart; every app backend reads them.
+ */
+export const MODES_MAP = '/etc/haproxy/silver-modes.map';
+export const ALLOW_ACL = '/etc/haproxy/silver-allow.acl';
+
+/**
  * The balancer's HAProxy configuration: port 80 for the nodeset's host names, one backend per
  * location (`app_<app>_<i>`, i counting that app's locations from 1) over the app servers (in
  * nodeset.conf's order), each checked with its app's `health_check` under the location's path,
- * with retries and redispatch, so that a server leaving rotation fails no request. `health`: app
- * name → health_check path (missing: `/`).
+ * with retries and redispatch, so that a server leaving rotation fails no request; in each, the
+ * app's maintenance or read-only mode (see MODES_MAP). `health`: app name → health_check path
+ * (missing: `/`).
  */
 export function haproxyCfg(
   hostnames: readonly string[],
@@ -143,11 +154,36 @@ function healthCheckLine(location: BalancedLocation, healthPath: string): string
   return `\thttp-check send meth GET uri ${location.path.slice(0, -1)}${healthPath} ver HTTP/1.1 hdr Host ${location.host}`;
 }
 
-/** One location's backend: a marker `silver-balancer set-health` finds, checks, the app servers. */
+/** The page a held-back request gets: the mode's message (HTML-escaped by silver-balancer). */
+const MODE_PAGE =
+  '<!DOCTYPE html><html><head><meta charset=utf-8><title>Service unavailable</title></head><body><p>%[var(txn.silver_mode),field(3,:),b64dec]</p></body></html>';
+const MODE_RETURN = `http-request return status 503 content-type "text/html; charset=utf-8" lf-string "${MODE_PAGE}" hdr Retry-After "%[var(txn.silver_mode),field(2,:)]" hdr Cache-Control no-store`;
+
+/**
+ * An app backend's modes: the app's own entry of MODES_MAP, else the `*` entry; in maintenance
+ * every request but those from ALLOW_ACL's addresses, in read-only every request but GET, HEAD
+ * and OPTIONS, gets a 503 with Retry-After and the message page, before any server is chosen.
+ * (Health checks are the balancer's own requests: http-request rules never see them.)
+ */
+function modeRules(app: string): string[] {
+  return [
+    `\thttp-request set-var(txn.silver_mode) str(${app}),map_str(${MODES_MAP})`,
+    `\thttp-request set-var(txn.silver_mode) str(*),map_str(${MODES_MAP}) unless { var(txn.silver_mode) -m found }`,
+    '\tacl silver_maintenance var(txn.silver_mode),field(1,:) -m str maintenance',
+    '\tacl silver_read_only var(txn.silver_mode),field(1,:) -m str read-only',
+    `\tacl silver_allowed src -f ${ALLOW_ACL}`,
+    '\tacl silver_reads method GET HEAD OPTIONS',
+    `\t${MODE_RETURN} if silver_maintenance !silver_allowed`,
+    `\t${MODE_RETURN} if silver_read_only !silver_reads`,
+  ];
+}
+
+/** One location's backend: a marker `silver-balancer set-health` finds, its modes, checks, the app servers. */
 function locationBackend(backend: string, location: BalancedLocation, appservers: readonly { name: string; address: string }[], healthPath: string): string[] {
   return [
     `backend ${backend}`,
     `\t# silver-location ${location.app} ${location.host} ${location.path}`,
+    ...modeRules(location.app),
     '\tbalance roundrobin',
     '\toption httpchk',
     healthCheckLine(location, healthPath),

@@ -35,6 +35,8 @@ interface Tree {
   rc: string;
   sock: string;
   bin: string;
+  modes: string;
+  allow: string;
 }
 
 /** A temporary tree: the script with its constants pointing into it, the fakes, a live config. */
@@ -51,6 +53,8 @@ function tree(cfgText: string): Tree {
     rc: join(dir, 'haproxy.rc'),
     sock: join(dir, 'admin.sock'),
     bin: join(dir, 'bin'),
+    modes: join(dir, 'etc/haproxy/silver-modes.map'),
+    allow: join(dir, 'etc/haproxy/silver-allow.acl'),
   };
   mkdirSync(join(dir, 'etc/haproxy'), { recursive: true });
   mkdirSync(join(dir, 'run'));
@@ -64,6 +68,8 @@ function tree(cfgText: string): Tree {
     [/^SOCKET = ".*"$/m, `SOCKET = ${JSON.stringify(t.sock)}`],
     [/^CFG = ".*"$/m, `CFG = ${JSON.stringify(t.cfg)}`],
     [/^RUN_DIR = ".*"$/m, `RUN_DIR = ${JSON.stringify(t.run)}`],
+    [/^MODES = ".*"$/m, `MODES = ${JSON.stringify(t.modes)}`],
+    [/^ALLOW = ".*"$/m, `ALLOW = ${JSON.stringify(t.allow)}`],
     [/^OWNER = 0$/m, `OWNER = ${process.getuid!()}`],
   ];
   let text = readFileSync(join(layersRoot(), 'balancer/bin/silver-balancer'), 'utf8');
@@ -247,4 +253,296 @@ test('set-health installs the configuration with mode 644, whatever the old file
   const r = await balancer(tr, 'set-health', 'wiki', '/ok');
   t.is(r.code, 0, r.stderr);
   t.is(statSync(tr.cfg).mode & 0o777, 0o644);
+});
+
+// ---- mode: the maintenance and read-only modes -------------------------------------------------
+
+/**
+ * A fake of HAProxy's runtime API for maps and ACLs, as 2.6 answers it: `prepare` makes a new
+ * version, `add @V` fills it, `commit @V` makes it the one applied; `show map|acl` lists the
+ * applied entries. Files it was not started with are unknown (a configuration without modes).
+ */
+async function fakeRuntime(tr: Tree, known = [tr.modes, tr.allow]) {
+  const commands: string[] = [];
+  const applied = new Map<string, string[]>(known.map((k) => [k, []]));
+  const pending = new Map<string, string[]>();
+  let version = 0;
+  const answer = (cmd: string): string => {
+    const f = cmd.split(' ');
+    const unknown = 'Unknown map identifier. Please use #<id> or <file>.\n';
+    if (f[0] === 'prepare') {
+      if (!applied.has(f[2]!)) return unknown;
+      version++;
+      pending.set(`${f[2]}@${version}`, []);
+      return `New version created: ${version}\n\n`;
+    }
+    if (f[0] === 'add') {
+      const entry = pending.get(`${f[3]}${f[2]}`);
+      if (!entry) return 'Unknown version.\n';
+      entry.push(f.slice(4).join(' '));
+      return '\n';
+    }
+    if (f[0] === 'commit') {
+      const entry = pending.get(`${f[3]}${f[2]}`);
+      if (!entry) return 'Unknown version.\n';
+      applied.set(f[3]!, entry);
+      return '\n';
+    }
+    if (f[0] === 'show' && (f[1] === 'map' || f[1] === 'acl')) {
+      if (!applied.has(f[2]!)) return unknown;
+      return applied.get(f[2]!)!.map((e, i) => `0x${(i + 1).toString(16)} ${e}\n`).join('') + '\n';
+    }
+    return 'Unknown command.\n';
+  };
+  const server = createServer((c) => {
+    let buf = '';
+    c.on('data', (d) => {
+      buf += d.toString();
+      if (!buf.includes('\n')) return;
+      const cmd = buf.trim();
+      commands.push(cmd);
+      c.end(answer(cmd));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(tr.sock, resolve));
+  return { commands, applied, server, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+const mapLines = (tr: Tree) => readFileSync(tr.modes, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+const fileLines = (path: string) => readFileSync(path, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+interface ModeJson {
+  modes: Record<string, { mode: string; retryAfter: number; message: string }>;
+  allow: string[];
+  haproxy: string;
+  live: boolean | null;
+}
+
+test('mode set: the entry written atomically (mode 644, nothing left beside it) and switched in the running haproxy as one version; the page text HTML-escaped, round-tripping in status', async (t) => {
+  const tr = tree(render([]));
+  const api = await fakeRuntime(tr);
+  try {
+    const hostile = 'Back soon <script>alert("x")</script> 100% \\ ; & é\nline two';
+    const r = await balancer(tr, 'mode', 'set', '*', 'maintenance', '45', b64(hostile));
+    t.is(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as ModeJson;
+    t.deepEqual(out, { modes: { '*': { mode: 'maintenance', retryAfter: 45, message: hostile } }, allow: [], haproxy: 'running', live: true });
+    const [line] = mapLines(tr);
+    const m = /^\* maintenance:45:([A-Za-z0-9+/]+=*)$/.exec(line!);
+    t.truthy(m, line);
+    const page = Buffer.from(m![1]!, 'base64').toString('ascii');
+    t.is(page, 'Back soon &#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62; 100&#37; &#92; &#59; &#38; &#233;&#10;line two');
+    t.notRegex(page, /[<>"'%\\\n]/, 'no markup in the page: every character but letters, digits and a few marks is an entity');
+    t.regex(m![1]!, /^[A-Za-z0-9+/=]+$/, 'and the map holds it as base64: no space, %, ", backslash, ; or newline');
+    t.is(statSync(tr.modes).mode & 0o777, 0o644);
+    t.deepEqual(readdirSync(join(tr.dir, 'etc/haproxy')).sort(), ['haproxy.cfg', 'silver-modes.map'], 'no temporary file left');
+    // One version prepared, filled, committed; then read back for the status.
+    t.deepEqual(api.commands.slice(0, 3), [`prepare map ${tr.modes}`, `add map @1 ${tr.modes} * ${line!.slice(2)}`, `commit map @1 ${tr.modes}`]);
+    t.deepEqual(api.applied.get(tr.modes), [line!]);
+    const st = await balancer(tr, 'mode', 'status');
+    t.deepEqual(JSON.parse(st.stdout), out);
+    t.is(calls(tr).length, 0, 'neither haproxy -c nor a reload');
+  } finally {
+    await api.close();
+  }
+});
+
+test('mode set replaces an entry, keys are independent; clear removes keys or --all; allow replaces the list, normalised and deduplicated; the running haproxy always holds what the files hold', async (t) => {
+  const tr = tree(render([]));
+  const api = await fakeRuntime(tr);
+  try {
+    await balancer(tr, 'mode', 'set', '*', 'maintenance', '30', b64('a'));
+    await balancer(tr, 'mode', 'set', 'blog', 'read-only', '10', b64('b'));
+    const r = await balancer(tr, 'mode', 'set', 'blog', 'online', '5', b64('c'));
+    t.deepEqual((JSON.parse(r.stdout) as ModeJson).modes, { '*': { mode: 'maintenance', retryAfter: 30, message: 'a' }, blog: { mode: 'online', retryAfter: 5, message: 'c' } });
+    t.deepEqual(mapLines(tr).map((l) => l.split(' ')[0]), ['*', 'blog']);
+    t.deepEqual(api.applied.get(tr.modes), mapLines(tr));
+
+    const allow = await balancer(tr, 'mode', 'allow', '10.213.248.1', '10.0.0.0/8', '10.213.248.1/32', '2001:DB8:0:0::/64');
+    t.is(allow.code, 0, allow.stderr);
+    t.deepEqual((JSON.parse(allow.stdout) as ModeJson).allow, ['10.213.248.1/32', '10.0.0.0/8', '2001:db8::/64']);
+    t.deepEqual(fileLines(tr.allow), ['10.213.248.1/32', '10.0.0.0/8', '2001:db8::/64']);
+    t.deepEqual(api.applied.get(tr.allow), fileLines(tr.allow));
+    t.true(api.commands.includes(`add acl @4 ${tr.allow} 10.0.0.0/8`), api.commands.join('\n'));
+
+    const cleared = JSON.parse((await balancer(tr, 'mode', 'clear', 'blog')).stdout) as ModeJson;
+    t.deepEqual(Object.keys(cleared.modes), ['*']);
+    t.deepEqual(api.applied.get(tr.modes), mapLines(tr));
+    const all = JSON.parse((await balancer(tr, 'mode', 'clear', '--all')).stdout) as ModeJson;
+    t.deepEqual(all.modes, {});
+    t.deepEqual(mapLines(tr), []);
+    t.deepEqual(api.applied.get(tr.modes), []);
+    t.deepEqual(all.allow, ['10.213.248.1/32', '10.0.0.0/8', '2001:db8::/64'], 'clear leaves the allow list');
+    const none = JSON.parse((await balancer(tr, 'mode', 'allow')).stdout) as ModeJson;
+    t.deepEqual(none.allow, []);
+    t.deepEqual(api.applied.get(tr.allow), []);
+    t.true(none.live);
+  } finally {
+    await api.close();
+  }
+});
+
+test('mode without a running haproxy changes only the files (it loads them when it starts); status says so', async (t) => {
+  const tr = tree(render([]));
+  const r = await balancer(tr, 'mode', 'set', 'wiki', 'read-only', '60', b64('Reading only'));
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(JSON.parse(r.stdout), { modes: { wiki: { mode: 'read-only', retryAfter: 60, message: 'Reading only' } }, allow: [], haproxy: 'not running', live: null });
+  t.is(mapLines(tr).length, 1);
+  t.is((await balancer(tr, 'mode', 'allow', '192.168.0.0/16')).code, 0);
+  t.deepEqual(fileLines(tr.allow), ['192.168.0.0/16']);
+  // A stale socket file (haproxy gone) is the same.
+  writeFileSync(tr.sock, '');
+  t.is((await balancer(tr, 'mode', 'clear', 'wiki')).code, 0);
+  t.deepEqual(mapLines(tr), []);
+});
+
+test('mode against a running haproxy whose configuration has no mode rules: the files are written, the change fails, naming setup-node', async (t) => {
+  const tr = tree(render([]));
+  const api = await fakeRuntime(tr, []);
+  try {
+    const r = await balancer(tr, 'mode', 'set', '*', 'maintenance', '30', b64('x'));
+    t.is(r.code, 1);
+    t.regex(r.stderr, /running haproxy has no mode rules .*run silver setup-node/);
+    t.is(mapLines(tr).length, 1);
+    const st = JSON.parse((await balancer(tr, 'mode', 'status')).stdout) as ModeJson;
+    t.is(st.haproxy, 'no mode rules');
+  } finally {
+    await api.close();
+  }
+});
+
+test('mode status compares the running haproxy with the files: an entry changed behind its back is not live', async (t) => {
+  const tr = tree(render([]));
+  const api = await fakeRuntime(tr);
+  try {
+    await balancer(tr, 'mode', 'set', '*', 'maintenance', '30', b64('x'));
+    api.applied.set(tr.modes, []);
+    t.false((JSON.parse((await balancer(tr, 'mode', 'status')).stdout) as ModeJson).live);
+    // The next change puts the whole map back.
+    await balancer(tr, 'mode', 'set', 'blog', 'read-only', '30', b64('y'));
+    t.deepEqual(api.applied.get(tr.modes), mapLines(tr));
+    t.is(api.applied.get(tr.modes)!.length, 2);
+  } finally {
+    await api.close();
+  }
+});
+
+test('mode refuses hostile or malformed input with exit 2, touching nothing (no file, no socket command, no run directory)', async (t) => {
+  const tr = tree(render([]));
+  const api = await fakeRuntime(tr);
+  const ok = b64('fine');
+  try {
+    const cases: [string[], RegExp][] = [
+      [['set', 'Blog', 'maintenance', '30', ok], /KEY is \* or an app name/],
+      [['set', 'a b', 'maintenance', '30', ok], /KEY/],
+      [['set', 'x;y', 'maintenance', '30', ok], /KEY/],
+      [['set', '*x', 'maintenance', '30', ok], /KEY/],
+      [['set', '../etc', 'maintenance', '30', ok], /KEY/],
+      [['set', 'blog\n', 'maintenance', '30', ok], /KEY/],
+      [['set', 'blog\nadd map x', 'maintenance', '30', ok], /KEY/],
+      [['set', 'a'.repeat(65), 'maintenance', '30', ok], /KEY/],
+      [['set', 'blog', 'off', '30', ok], /MODE is one of maintenance, read-only, online/],
+      [['set', 'blog', 'MAINTENANCE', '30', ok], /MODE/],
+      [['set', 'blog', 'maintenance:1:x', '30', ok], /MODE/],
+      [['set', 'blog', 'maintenance', '0', ok], /RETRY is a whole number of seconds from 1 to 86400/],
+      [['set', 'blog', 'maintenance', '86401', ok], /RETRY/],
+      [['set', 'blog', 'maintenance', '-1', ok], /RETRY/],
+      [['set', 'blog', 'maintenance', '30s', ok], /RETRY/],
+      [['set', 'blog', 'maintenance', '030', ok], /RETRY/],
+      [['set', 'blog', 'maintenance', '1e3', ok], /RETRY/],
+      [['set', 'blog', 'maintenance', '30\n', ok], /RETRY/],
+      [['set', 'blog', 'maintenance', '30', 'not base64!'], /MESSAGE_B64 is not base64/],
+      [['set', 'blog', 'maintenance', '30', 'Zm9v\nYmFy'], /MESSAGE_B64 is not base64/],
+      [['set', 'blog', 'maintenance', '30', ''], /the message has 0 characters/],
+      [['set', 'blog', 'maintenance', '30', Buffer.from([0xff, 0xfe, 0x41]).toString('base64')], /not base64 of UTF-8/],
+      [['set', 'blog', 'maintenance', '30', b64('x'.repeat(1001))], /1001 characters; it must have 1 to 1000/],
+      [['set', 'blog', 'maintenance', '30', b64('nul \u0000 here')], /control or unassigned character \(U\+0000\)/],
+      [['set', 'blog', 'maintenance', '30', b64('esc \u001b[31m')], /U\+001B/],
+      [['set', 'blog', 'maintenance', '30', b64('cr \r')], /U\+000D/],
+      [['set', 'blog', 'maintenance', '30'], /usage/],
+      [['set', 'blog', 'maintenance', '30', ok, 'extra'], /usage/],
+      [['clear'], /usage/],
+      [['clear', '--all', 'blog'], /usage/],
+      [['clear', 'Blog'], /KEY/],
+      [['allow', '10.0.0.1/24'], /has host bits set/],
+      [['allow', '10.0.0.0/33'], /not an address or CIDR network/],
+      [['allow', '300.1.1.1'], /not an address or CIDR network/],
+      [['allow', '010.0.0.1'], /not an address or CIDR network/],
+      [['allow', '10.0.0.0/8;clear'], /not an address or CIDR network/],
+      [['allow', '10.0.0.0/8 10.1.0.0/16'], /not an address or CIDR network/],
+      [['allow', 'fe80::1%eth0'], /not an address or CIDR network/],
+      [['allow', '10.0.0.0/8\nadd acl x'], /not an address or CIDR network/],
+      [['allow', ''], /not an address or CIDR network/],
+      [['allow', 'localhost'], /not an address or CIDR network/],
+      [['allow', ...Array.from({ length: 257 }, (_, i) => `10.0.${i >> 8}.${i & 255}`)], /at most 256/],
+      [['status', 'x'], /usage/],
+      [['nosuch'], /usage/],
+      [[], /usage/],
+      [['restore', '*:maintenance:30'], /restore takes KEY:MODE:RETRY:MESSAGE_B64/],
+      [['restore', 'Blog:maintenance:30:' + ok], /KEY/],
+      [['restore', '*:maintenance:0:' + ok], /RETRY/],
+      [['restore', '*:maintenance:30:' + ok, '--allow', '10.0.0.1/8'], /host bits/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await balancer(tr, 'mode', ...args);
+      t.is(r.code, 2, `${JSON.stringify(args).slice(0, 120)}: ${r.stderr}`);
+      t.regex(r.stderr, re, JSON.stringify(args).slice(0, 120));
+    }
+    t.false(existsSync(tr.modes));
+    t.false(existsSync(tr.allow));
+    t.false(existsSync(tr.run), 'no run directory (the lock) was made');
+    t.deepEqual(api.commands, []);
+  } finally {
+    await api.close();
+  }
+});
+
+test('mode ignores (and names) lines of the map file silver would not write, never passing them to haproxy', async (t) => {
+  const tr = tree(render([]));
+  const api = await fakeRuntime(tr);
+  try {
+    writeFileSync(tr.modes, `# a comment\nblog maintenance:30:${b64('ok')}\nwiki maintenance:30:%[src]\nBad read-only:1:eA==\nx maintenance:99999:eA==\n`);
+    const r = await balancer(tr, 'mode', 'set', '*', 'read-only', '30', b64('y'));
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stderr, /ignoring 'wiki maintenance:30:%\[src\]'/);
+    t.deepEqual(mapLines(tr).map((l) => l.split(' ')[0]), ['*', 'blog']);
+    t.deepEqual(api.applied.get(tr.modes), mapLines(tr));
+  } finally {
+    await api.close();
+  }
+});
+
+test('mode restore (setup-node) writes each file only when it is missing: existing ones are the balancer\'s truth', async (t) => {
+  const tr = tree(render([]));
+  const entries = [`*:maintenance:30:${b64('from the record')}`, `blog:read-only:5:${b64('ro')}`];
+  const first = await balancer(tr, 'mode', 'restore', ...entries, '--allow', '10.213.248.1');
+  t.is(first.code, 0, first.stderr);
+  t.is(first.stdout, `created ${tr.modes}\ncreated ${tr.allow}\n`);
+  const st = JSON.parse((await balancer(tr, 'mode', 'status')).stdout) as ModeJson;
+  t.deepEqual(st.modes, { '*': { mode: 'maintenance', retryAfter: 30, message: 'from the record' }, blog: { mode: 'read-only', retryAfter: 5, message: 'ro' } });
+  t.deepEqual(st.allow, ['10.213.248.1/32']);
+  // The balancer's own change since (off), then setup-node again with the old record: kept.
+  await balancer(tr, 'mode', 'clear', '--all');
+  const before = readFileSync(tr.modes, 'utf8');
+  const again = await balancer(tr, 'mode', 'restore', ...entries, '--allow');
+  t.is(again.code, 0, again.stderr);
+  t.is(again.stdout, '');
+  t.is(readFileSync(tr.modes, 'utf8'), before);
+  t.deepEqual(fileLines(tr.allow), ['10.213.248.1/32']);
+  // Only the missing one is written; an empty record makes empty files.
+  rmSync(tr.allow);
+  t.is((await balancer(tr, 'mode', 'restore', '--allow')).stdout, `created ${tr.allow}\n`);
+  t.deepEqual(fileLines(tr.allow), []);
+  t.is(readFileSync(tr.modes, 'utf8'), before);
+});
+
+test('mode refuses a run directory (its lock) that is a symbolic link, changing nothing', async (t) => {
+  const tr = tree(render([]));
+  mkdirSync(join(tr.dir, 'elsewhere'));
+  symlinkSync(join(tr.dir, 'elsewhere'), tr.run);
+  const r = await balancer(tr, 'mode', 'set', '*', 'maintenance', '30', b64('x'));
+  t.is(r.code, 1);
+  t.regex(r.stderr, /is not a directory owned by root/);
+  t.false(existsSync(tr.modes));
+  t.deepEqual(readdirSync(join(tr.dir, 'elsewhere')), []);
 });
