@@ -16,6 +16,7 @@ const commands = {
   setup: () => import('./commands/setup-node.js'),
   status: () => import('./commands/status.js'),
   update: () => import('./commands/update.js'),
+  maintenance: () => import('./commands/maintenance.js'),
   catalog: () => import('./commands/catalog.js'),
   app: () => import('./app/app-ini.js'),
 };
@@ -135,6 +136,26 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     });
 
   program
+    .command('maintenance')
+    .description("the balancers' maintenance or read-only mode: on, off, status (every app, or --app APP; no restart, no dropped connection)")
+    .argument('<action>', 'on, off or status')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--read-only', 'on: GET, HEAD and OPTIONS pass, other methods get 503 (instead of a maintenance page for every request)')
+    .option('--allow <cidr>', 'on: an address or network a maintenance lets through (repeatable; replaces the list)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--retry-after <seconds>', 'on: the Retry-After of the 503 (1..86400, default 30)', (v) => boundedInt(v, '--retry-after', 86400))
+    .option('--message <text>', 'on: the text of the 503 page (default: "We are updating. Please try again in a moment.")')
+    .option('--app <app>', 'on/off: only this app (all its locations); without it: every app')
+    .option('--json', 'print the report as JSON')
+    .action(async (action: string, file: string, opts: { readOnly?: boolean; allow: string[]; retryAfter?: number; message?: string; app?: string; json?: boolean }) => {
+      const { checkOptions, maintenance, renderMaintenance } = await commands.maintenance();
+      const options = { ...(opts.readOnly ? { readOnly: true } : {}), ...(opts.allow.length ? { allow: opts.allow } : {}), ...(opts.retryAfter !== undefined ? { retryAfter: opts.retryAfter } : {}), ...(opts.message !== undefined ? { message: opts.message } : {}), ...(opts.app !== undefined ? { app: opts.app } : {}) };
+      const verb = checkOptions(action, options);
+      const r = await maintenance(load(file), await runtime(), verb, options);
+      io.out(opts.json ? JSON.stringify(r, null, 2) : renderMaintenance(r));
+      if (!r.ok) throw new ExitError('', 1);
+    });
+
+  program
     .command('unlock')
     .description('break a stale deploy lock of a nodeset on purpose (names the holder it removes)')
     .argument('<nodeset>', 'the nodeset file (.conf)')
@@ -232,6 +253,12 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     });
 
   return program;
+}
+
+function boundedInt(v: string, flag: string, max: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > max) throw new ExitError(`${flag} must be a whole number from 1 to ${max}, got "${v}"`, 2);
+  return n;
 }
 
 function positiveInt(v: string, flag: string): number {

@@ -2,6 +2,8 @@ import type { RolloutRecord } from '../deploy/rollout.js';
 import type { AppState } from '../deploy/remote.js';
 import { Session } from '../deploy/session.js';
 import { goneLocally, processAlive } from '../deploy/shared-state.js';
+import { readModes, type ModesView } from '../deploy/modes.js';
+import { modeLines } from './maintenance.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
@@ -27,6 +29,8 @@ export interface StatusReport {
   /** An update or rollback whose record is still open on the nodes. */
   rollout: { kind: string; app: string; instance: string; holder: string; started: string; live: boolean } | null;
   lock: { holder: string; ageSeconds: number; live: boolean } | null;
+  /** The balancers' maintenance and read-only modes (null: no balancer, or not readable). */
+  modes: ModesView | null;
 }
 
 /** Each node; on each app server each app's instances and health; the nodeset's lock and open rollout. */
@@ -44,7 +48,11 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
         }
       }),
     );
-    const [record, info] = await Promise.all([s.state.read<RolloutRecord>('rollout').catch(() => new Map<string, RolloutRecord>()), s.state.lockInfo()]);
+    const [record, info, modes] = await Promise.all([
+      s.state.read<RolloutRecord>('rollout').catch(() => new Map<string, RolloutRecord>()),
+      s.state.lockInfo(),
+      ns.nodes.some((n) => n.role === 'balancer') ? readModes(s).catch(() => null) : null,
+    ]);
     // A holder that ran on this machine and is gone holds nothing, whatever its last heartbeat.
     const lock = info && { ...info, live: info.live && !goneLocally(info.holder, processAlive) };
     const rec = record.get('rollout');
@@ -59,6 +67,7 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
       apps,
       rollout: rec && rec.state === 'running' ? { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, started: rec.started, live: !!lock?.live && lock.holder === rec.holder } : null,
       lock,
+      modes,
     };
   } finally {
     await s.close();
@@ -100,6 +109,7 @@ export function renderStatus(r: StatusReport): string {
         : `an interrupted ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} (${r.rollout.holder}): the next silver update or rollback of any app converges it`,
     );
   }
+  lines.push(...modeLines(r.modes?.record ?? null));
   if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (its holder is gone: the next update or rollback takes it over)'}`);
   return lines.join('\n');
 }
