@@ -100,10 +100,16 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     .argument('<app-dir>', 'the application directory (with app.ini)')
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print the report as JSON')
-    .action(async (dir: string, file: string, opts: { json?: boolean }) => {
+    .option('--dry-run', 'show what the update would do (instance, static-only or not, migration, services, packages); change nothing')
+    .action(async (dir: string, file: string, opts: { json?: boolean; dryRun?: boolean }) => {
       const ns = load(file);
       const app = (await commands.app()).loadApp(dir, host);
-      const { renderUpdateReport, update } = await commands.update();
+      const { planUpdate, renderUpdatePlan, renderUpdateReport, update } = await commands.update();
+      if (opts.dryRun) {
+        const plan = await planUpdate(ns, app, await runtime());
+        io.out(opts.json ? JSON.stringify(plan, null, 2) : renderUpdatePlan(plan));
+        return;
+      }
       const report = await update(ns, app, await runtime());
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderUpdateReport(report));
       if (report.interrupted) throw new ExitError('', 130);

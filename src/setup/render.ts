@@ -31,9 +31,16 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
   const hosts = [...new Set(ns.locations.map((l) => l.host))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   for (const host of hosts) {
     out.push('server {', '\tlisten 80;', `\tserver_name ${host};`, HEALTH);
-    for (const l of ns.locations.filter((x) => x.host === host)) {
+    ns.locations.filter((x) => x.host === host).forEach((l, i) => {
+      // Files of the app's active static folder first (when it has one), the app second.
       out.push(
         `\tlocation ${l.path} {`,
+        `\t\talias /var/lib/silverlining/apps/${l.app}/static-active/;`,
+        `\t\ttry_files $uri @silver_${i + 1};`,
+        '\t\tdisable_symlinks if_not_owner;',
+        '\t\tadd_header Cache-Control "public, max-age=300";',
+        '\t}',
+        `\tlocation @silver_${i + 1} {`,
         `\t\tproxy_pass http://silver_app_${l.app};`,
         '\t\tproxy_http_version 1.1;',
         '\t\tproxy_set_header Connection "";',
@@ -44,7 +51,7 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
         '\t\tproxy_next_upstream error timeout http_502;',
         '\t}',
       );
-    }
+    });
     out.push('}');
   }
   return `${out.join('\n')}\n`;

@@ -9,7 +9,8 @@ test('the front proxy has a server per host name, in byte order, and a location 
   t.deepEqual(servers, ['_', 'a.com', 'www.b.com']);
   const bHost = conf.slice(conf.indexOf('server_name www.b.com'));
   t.deepEqual([...bHost.matchAll(/location (\/\S*) \{/g)].map((m) => m[1]), ['/', '/api/']);
-  t.regex(conf, /location \/wiki\/ \{\n\t\tproxy_pass http:\/\/silver_app_wiki;[\s\S]*?X-Forwarded-Prefix \/wiki\/;/);
+  // The app's static files first, then the app, through a named location per location.
+  t.regex(conf, /location \/wiki\/ \{\n\t\talias \/var\/lib\/silverlining\/apps\/wiki\/static-active\/;\n\t\ttry_files \$uri @silver_1;\n[\s\S]*?\}\n\tlocation @silver_1 \{\n\t\tproxy_pass http:\/\/silver_app_wiki;[\s\S]*?X-Forwarded-Prefix \/wiki\/;/);
   t.true(conf.includes('\tlocation = /.silver/health { access_log off; default_type text/plain; return 200 "ok\\n"; }'));
   t.true(conf.endsWith('}\n'));
   t.is(md5(conf), md5(nginxFrontConf({ locations: [loc('www.b.com', '/', 'blog'), loc('a.com', '/wiki/', 'wiki'), loc('www.b.com', '/api/', 'api'), loc('a.com', '/', 'site')] as never })));
