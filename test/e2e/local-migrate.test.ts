@@ -91,8 +91,9 @@ run('the migration runs once, on the primary, before the first switch; writes ge
   t.true(migrated >= 0 && migrated < firstSwitch, r.stderr);
   t.is((await psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'notes' AND column_name = 'author'")).trim(), '1');
   // And the balancers are back to normal: a write is served.
-  const after = await fetch(`http://${addr['balancer.migrate.test']}/`, { method: 'POST', headers: { Host: 'migrate.test' }, body: 'x' }).catch(() => null);
-  t.is(after?.status ?? 0, 200);
+  const after = await httpGet(addr['balancer.migrate.test']!, 'migrate.test', '/', 'POST', 'after');
+  t.is(after.status, 200, after.body);
+  t.regex(after.body, /^noted by app\d\.migrate\.test: version 2/);
 });
 
 run('a failing migration leaves every app server on the old version, with zero failed requests', async (t) => {

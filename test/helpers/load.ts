@@ -76,9 +76,10 @@ export function startLoad(
 }
 
 /** One GET with a Host header (fetch() cannot set Host): status and body. */
-export function httpGet(address: string, hostHeader: string, path = '/'): Promise<{ status: number; body: string }> {
+export function httpGet(address: string, hostHeader: string, path = '/', method = 'GET', body = ''): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: address, port: 80, path, headers: { Host: hostHeader }, timeout: 10_000 }, (res) => {
+    const headers = { Host: hostHeader, ...(body ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) };
+    const req = request({ host: address, port: 80, path, method, headers, timeout: 10_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));
@@ -86,6 +87,6 @@ export function httpGet(address: string, hostHeader: string, path = '/'): Promis
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
