@@ -113,8 +113,8 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
   t.true(rows(await balancerStatus()).every((r) => r[4] === 'ready'), 'enabled again in every backend');
   t.not((await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer disable nosuch.setup.test')).code, 0, 'a node in no backend is an error');
 
-  // Each app server's front proxy answers on port 80.
-  t.is((await fetch(`http://${addr['app1.setup.test']}/.silver/health`)).status, 200);
+  // Each app server's front proxy answers on port 80 (to the nodeset's nodes: asked from the balancer).
+  t.is((await on('balancer.setup.test', `curl -s -o /dev/null -m 5 -w '%{http_code}' http://${addr['app1.setup.test']}/.silver/health`)).out, '200');
 
   // PostgreSQL: reachable from an app server, refused from the balancer.
   const probe = `timeout 3 python3 -c "import socket; socket.create_connection(('db.setup.test', 5432), 2)" && echo open || echo closed`;
