@@ -17,6 +17,7 @@ const commands = {
   status: () => import('./commands/status.js'),
   update: () => import('./commands/update.js'),
   maintenance: () => import('./commands/maintenance.js'),
+  backup: () => import('./commands/backup.js'),
   catalog: () => import('./commands/catalog.js'),
   app: () => import('./app/app-ini.js'),
 };
@@ -158,6 +159,65 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
       const verb = checkOptions(action, options);
       const r = await maintenance(load(file), await runtime(), verb, options);
       io.out(opts.json ? JSON.stringify(r, null, 2) : renderMaintenance(r));
+      if (!r.ok) throw new ExitError('', 1);
+    });
+
+  program
+    .command('backup')
+    .description("dump each app's database on its service node (or --app APP) to ~/.silverlining/backups/NODESET/APP/STAMP/ with a manifest; --verify: restore a backup into a throw-away database and compare its rows with the manifest")
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .argument('[backup]', 'with --verify: a stamp (silver backups lists them), a backup folder, or latest (the default: the latest of each app)')
+    .option('--app <app>', 'only this app')
+    .option('--to <dir>', 'keep the backups in DIR/NODESET/APP/STAMP/ (with --verify: find them there)')
+    .option('--keep <n>', 'afterwards keep only the newest N backups of each app backed up', (v) => positiveInt(v, '--keep'))
+    .option('--verify', 'verify a backup instead of making one')
+    .option('--json', 'print the report as JSON')
+    .action(async (file: string, which: string | undefined, opts: { app?: string; to?: string; keep?: number; verify?: boolean; json?: boolean }) => {
+      if (which !== undefined && !opts.verify) throw new ExitError(`"${which}": a backup is named only with --verify`, 2);
+      if (opts.verify && opts.keep !== undefined) throw new ExitError('--keep: not with --verify', 2);
+      const ns = load(file);
+      const b = await commands.backup();
+      if (opts.verify) {
+        const r = await b.verifyBackups(ns, await runtime(), { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(which !== undefined ? { backup: which } : {}), ...(opts.to !== undefined ? { from: opts.to } : {}) });
+        io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderVerifyReport(r));
+        if (!r.ok) throw new ExitError('', 1);
+        return;
+      }
+      const r = await b.backup(ns, await runtime(), { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(opts.to !== undefined ? { to: opts.to } : {}), ...(opts.keep !== undefined ? { keep: opts.keep } : {}) });
+      io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderBackupReport(r));
+      if (!r.ok) throw new ExitError('', 1);
+    });
+
+  program
+    .command('backups')
+    .description('list the backups of a nodeset kept on this machine: app, stamp, service, size, rows, verified or not')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('--app <app>', 'only this app')
+    .option('--from <dir>', 'the backups kept in DIR (silver backup --to DIR)')
+    .option('--json', 'print JSON for scripts')
+    .action(async (file: string, opts: { app?: string; from?: string; json?: boolean }) => {
+      const ns = load(file);
+      const b = await commands.backup();
+      const rt = await runtime();
+      const list = b.listBackupsOf(ns, rt, { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(opts.from !== undefined ? { from: opts.from } : {}) });
+      io.out(opts.json ? JSON.stringify(list, null, 2) : b.renderBackups(list, rt.now()));
+    });
+
+  program
+    .command('restore')
+    .description("replace an app's database with a backup (asks first): under the deploy lock, the app in maintenance on the balancers, the rows checked against the manifest")
+    .argument('<app>', 'the app name')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .argument('<backup>', 'a stamp (silver backups lists them), a backup folder, or latest')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .option('--from <dir>', 'the backups kept in DIR (silver backup --to DIR)')
+    .option('--json', 'print the report as JSON')
+    .action(async (app: string, file: string, which: string, opts: { yes?: boolean; from?: string; json?: boolean }) => {
+      const ns = load(file);
+      const b = await commands.backup();
+      const r = await b.restore(ns, await runtime(), app, which, { yes: opts.yes ?? false, ...(opts.from !== undefined ? { from: opts.from } : {}) });
+      io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderRestoreReport(r));
+      if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
     });
 

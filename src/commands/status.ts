@@ -4,6 +4,7 @@ import { Session } from '../deploy/session.js';
 import { goneLocally, processAlive } from '../deploy/shared-state.js';
 import { readModes, type ModesView } from '../deploy/modes.js';
 import { modeLines } from './maintenance.js';
+import { backupAges, backupsLine, readBackupsRecord, type BackupAge } from '../backup/record.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
@@ -31,6 +32,8 @@ export interface StatusReport {
   lock: { holder: string; ageSeconds: number; live: boolean } | null;
   /** The balancers' maintenance and read-only modes (null: no balancer, or not readable). */
   modes: ModesView | null;
+  /** Per app of the locations: the last backup and the last verified restore, with their ages (null: not readable). */
+  backups: BackupAge[] | null;
 }
 
 /** Each node; on each app server each app's instances and health; the nodeset's lock and open rollout. */
@@ -48,10 +51,11 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
         }
       }),
     );
-    const [record, info, modes] = await Promise.all([
+    const [record, info, modes, backups] = await Promise.all([
       s.state.read<RolloutRecord>('rollout').catch(() => new Map<string, RolloutRecord>()),
       s.state.lockInfo(),
       ns.nodes.some((n) => n.role === 'balancer') ? readModes(s).catch(() => null) : null,
+      readBackupsRecord(s).then((r) => backupAges(r.apps, [...new Set(ns.locations.map((l) => l.app))], rt.now()), () => null),
     ]);
     // A holder that ran on this machine and is gone holds nothing, whatever its last heartbeat.
     const lock = info && { ...info, live: info.live && !goneLocally(info.holder, processAlive) };
@@ -68,6 +72,7 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
       rollout: rec && rec.state === 'running' ? { kind: rec.kind, app: rec.app, instance: rec.instance, holder: rec.holder, started: rec.started, live: !!lock?.live && lock.holder === rec.holder } : null,
       lock,
       modes,
+      backups,
     };
   } finally {
     await s.close();
@@ -110,6 +115,7 @@ export function renderStatus(r: StatusReport): string {
     );
   }
   lines.push(...modeLines(r.modes?.record ?? null));
+  lines.push(...backupsLine(r.backups));
   if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (its holder is gone: the next update or rollback takes it over)'}`);
   return lines.join('\n');
 }

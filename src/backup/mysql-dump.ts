@@ -1,0 +1,96 @@
+import type { RowCounter } from '../services/types.js';
+
+const NL = 0x0a;
+const QUOTE = 0x27; // '
+const BACKSLASH = 0x5c;
+const OPEN = 0x28; // (
+const CLOSE = 0x29; // )
+const SPACE = 0x20;
+/** The start of a line kept to know what the line is (longer lines are data or routine bodies). */
+const KEEP = 4096;
+const VALUES = Buffer.from(' VALUES ');
+
+const ident = /`((?:[^`]|``)+)`/;
+const unquote = (name: string) => name.replaceAll('``', '`');
+
+/**
+ * Counts the rows of a `mariadb-dump` as it streams by: every table its `CREATE TABLE` lines
+ * make (0 rows until data comes), and each row tuple of the `INSERT INTO \`t\` VALUES (...),(...);`
+ * lines between `LOCK TABLES \`t\` WRITE;` and `UNLOCK TABLES;` — the table's data section, so
+ * an INSERT inside a trigger or routine body is never counted. A tuple is a `(` at depth 0
+ * outside a quoted string ('...', with backslash escapes and '' doubling); the dump escapes
+ * newlines inside strings, so a statement is one line. Bytes, not text: a dump need not be UTF-8.
+ */
+export class MysqlDumpCounter implements RowCounter {
+  private readonly tables = new Map<string, number>();
+  private line: number[] = [];
+  /** In an INSERT's values: the table, the parenthesis depth, inside a string, after a backslash. */
+  private insert: string | null = null;
+  private depth = 0;
+  private quoted = false;
+  private escaped = false;
+  private locked: string | null = null;
+
+  write(chunk: Buffer): void {
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (this.insert !== null) {
+        if (this.quoted) {
+          if (this.escaped) this.escaped = false;
+          else if (b === BACKSLASH) this.escaped = true;
+          else if (b === QUOTE) this.quoted = false;
+        } else if (b === QUOTE) this.quoted = true;
+        else if (b === OPEN) {
+          if (this.depth === 0) this.tables.set(this.insert, (this.tables.get(this.insert) ?? 0) + 1);
+          this.depth++;
+        } else if (b === CLOSE) this.depth--;
+        else if (b === NL) this.insert = null;
+        continue;
+      }
+      if (b === NL) {
+        this.endLine();
+        continue;
+      }
+      if (this.line.length < KEEP) this.line.push(b);
+      if (b === SPACE && this.locked !== null && this.line.length >= 20) this.maybeInsert();
+    }
+  }
+
+  /** At a space: does the line so far read `INSERT INTO \`t\` VALUES ` for the table being dumped? */
+  private maybeInsert(): void {
+    const n = this.line.length;
+    for (let k = 0; k < VALUES.length; k++) if (this.line[n - VALUES.length + k] !== VALUES[k]) return;
+    const text = Buffer.from(this.line).toString('utf8');
+    const m = /^INSERT INTO `((?:[^`]|``)+)` VALUES $/.exec(text);
+    if (!m || unquote(m[1]!) !== this.locked) return;
+    this.insert = this.locked;
+    this.depth = 0;
+    this.quoted = false;
+    this.escaped = false;
+    this.line = [];
+  }
+
+  private endLine(): void {
+    const text = Buffer.from(this.line).toString('utf8');
+    this.line = [];
+    if (text.startsWith('CREATE TABLE `')) {
+      const m = ident.exec(text);
+      if (m) this.tables.set(unquote(m[1]!), this.tables.get(unquote(m[1]!)) ?? 0);
+    } else if (text.startsWith('LOCK TABLES `')) {
+      const m = /^LOCK TABLES `((?:[^`]|``)+)` WRITE;$/.exec(text);
+      this.locked = m ? unquote(m[1]!) : null;
+    } else if (text.startsWith('UNLOCK TABLES;')) this.locked = null;
+  }
+
+  counts(): Record<string, number> {
+    return Object.fromEntries([...this.tables].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+}
+
+/** Why these bytes are not a whole mariadb-dump (it ends with its `-- Dump completed` line), or null. */
+export function mysqlDumpProblem(_head: Buffer, tail: Buffer, size: number): string | null {
+  if (size === 0) return 'the dump is empty';
+  const lines = tail.toString('latin1').replace(/\n+$/, '').split('\n');
+  if (!lines.at(-1)!.startsWith('-- Dump completed')) return 'the dump does not end with its "-- Dump completed" line: it is truncated';
+  return null;
+}

@@ -1,0 +1,481 @@
+import { join } from 'node:path';
+import { underDeployLock, Stopped } from '../backup/lock.js';
+import { compareCounts, countsLine, parseDumpHeader, stampFor, totalRows, type Manifest } from '../backup/manifest.js';
+import { ageText, recordBackups, type BackupEntry } from '../backup/record.js';
+import { backupsBase, fileSum, listBackups, PartialBackup, pruneBackups, resolveBackup, writeNote, type StoredBackup } from '../backup/store.js';
+import { fetchStaged, LONG_MS, putStaged, scratchSuffix, stagedId } from '../backup/transfer.js';
+import { VERSION } from '../cli.js';
+import { applyMode, clearMode, readModes, type ModeEntry } from '../deploy/modes.js';
+import { Session } from '../deploy/session.js';
+import { ExitError } from '../diagnostics.js';
+import type { Nodeset } from '../nodeset/types.js';
+import { table } from '../output/table.js';
+import { dbVerbs, scratchDatabase } from '../remote/commands/db.js';
+import type { Runtime } from '../runtime.js';
+import { service } from '../services/index.js';
+import type { ServiceDescriptor } from '../services/types.js';
+
+/**
+ * `silver backup`, `silver backups`, `silver restore`, `silver backup --verify`: each app's
+ * database dumped on its service node and kept on this machine with a manifest (src/backup/),
+ * restored under the deploy lock with the app in maintenance, or restored into a throw-away
+ * database to prove the backup gives back what its manifest says.
+ */
+
+const appsOf = (ns: Nodeset) => [...new Set(ns.locations.map((l) => l.app))];
+
+function checkApp(ns: Nodeset, app: string): void {
+  if (!appsOf(ns).includes(app)) throw new ExitError(`app "${app}" is not in the locations of ${ns.file} (it serves: ${appsOf(ns).join(', ') || 'nothing'})`, 2);
+}
+
+function serviceNode(s: Session, name: string): string {
+  const n = s.all.find((x) => x.role === `service:${name}`);
+  if (!n) throw new ExitError(`nodeset ${s.ns.name} has no reachable [service:${name}] node`, 1);
+  return n.name;
+}
+
+const message = (e: unknown) => (e as Error).message;
+
+export interface BackupOptions {
+  app?: string;
+  /** Another place for the backups than ~/.silverlining/backups. */
+  to?: string;
+  /** Keep only the newest N backups of each app backed up. */
+  keep?: number;
+}
+
+export interface AppBackup {
+  app: string;
+  service: string;
+  database: string;
+  node: string;
+  ok: boolean;
+  stamp: string | null;
+  path: string | null;
+  size: number | null;
+  sha256: string | null;
+  rowCounts: Record<string, number> | null;
+  seconds: number;
+  error: string | null;
+}
+
+export interface BackupReport {
+  nodeset: string;
+  ok: boolean;
+  backups: AppBackup[];
+  /** Folders removed by --keep. */
+  pruned: string[];
+  notes: string[];
+}
+
+/** The apps (of the nodeset's locations) with a database on a service node, by service. */
+async function appDatabases(s: Session, only?: string): Promise<{ app: string; svc: ServiceDescriptor; node: string; db: string }[]> {
+  const out: { app: string; svc: ServiceDescriptor; node: string; db: string }[] = [];
+  for (const name of s.ns.services) {
+    const svc = service(name);
+    const node = serviceNode(s, name);
+    const listed = new Set(
+      (await s.remote.run(node, `listing the ${name} databases`, dbVerbs.list(svc)))
+        .split('\n')
+        .filter((l) => l.startsWith('db '))
+        .map((l) => l.slice(3)),
+    );
+    for (const app of appsOf(s.ns)) if ((!only || app === only) && listed.has(svc.dbName(app))) out.push({ app, svc, node, db: svc.dbName(app) });
+  }
+  return out;
+}
+
+/**
+ * `silver backup FILE [--app APP] [--to DIR] [--keep N]`: for each app with a database, a dump
+ * from its service node (one at a time), checked whole, kept with its manifest. A failed dump
+ * leaves nothing behind and makes the exit code 1; the others go on.
+ */
+export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {}): Promise<BackupReport> {
+  if (opts.app !== undefined) checkApp(ns, opts.app);
+  if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to back up`, 1);
+  const base = backupsBase(rt.state.root, opts.to);
+  const s = await Session.open(ns, rt, ns.services.map((n) => `service:${n}`));
+  const report: BackupReport = { nodeset: ns.name, ok: true, backups: [], pruned: [], notes: [] };
+  let current: PartialBackup | null = null;
+  const stop: { sig: string | null } = { sig: null };
+  const dispose = rt.onInterrupt((sig) => {
+    if (stop.sig) {
+      current?.abort();
+      process.exit(130);
+    }
+    stop.sig = sig;
+    rt.io.err(`silver: ${sig}: stopping after the current piece; nothing half-written is kept (again to stop at once)`);
+  });
+  try {
+    await s.checkHelpers(ns.services);
+    const targets = await appDatabases(s, opts.app);
+    if (targets.length === 0) {
+      if (opts.app) throw new ExitError(`${opts.app} has no database on ${ns.services.join(', ')} (silver update creates it)`, 1);
+      report.notes.push(`no app of nodeset ${ns.name} has a database yet`);
+    }
+    for (const t of targets) {
+      if (stop.sig) break;
+      const r = await backupOne(s, t, base, (p) => (current = p), () => stop.sig);
+      current = null;
+      report.backups.push(r);
+      rt.io.err(r.ok ? `${t.node}: ${t.app}: ${t.db} backed up (${r.size} bytes, ${totalRows(r.rowCounts!)} rows) in ${r.seconds.toFixed(1)}s` : `${t.node}: ${t.app}: backup FAILED: ${r.error}`);
+    }
+    const done = report.backups.filter((b) => b.ok);
+    if (done.length > 0) {
+      await recordBackups(s, Object.fromEntries(done.map((b): [string, Partial<BackupEntry>] => [b.app, { lastBackup: new Date(rt.now() - b.seconds * 1000).toISOString(), lastBackupStamp: b.stamp }]))).catch((e) =>
+        report.notes.push(`the nodes' record of backups was not updated: ${message(e)}`),
+      );
+    }
+    if (opts.keep !== undefined) for (const b of done) report.pruned.push(...pruneBackups(base, ns.name, b.app, opts.keep));
+  } finally {
+    dispose();
+    await s.close();
+  }
+  if (stop.sig) throw new ExitError(`interrupted (${stop.sig}): ${report.backups.filter((b) => b.ok).length} backed up, the rest not`, 130);
+  report.ok = report.backups.every((b) => b.ok);
+  return report;
+}
+
+async function backupOne(
+  s: Session,
+  t: { app: string; svc: ServiceDescriptor; node: string; db: string },
+  base: string,
+  hold: (p: PartialBackup) => void,
+  stopped: () => string | null,
+): Promise<AppBackup> {
+  const t0 = s.rt.now();
+  const r: AppBackup = { app: t.app, service: t.svc.name, database: t.db, node: t.node, ok: false, stamp: null, path: null, size: null, sha256: null, rowCounts: null, seconds: 0, error: null };
+  const id = stagedId();
+  let partial: PartialBackup | null = null;
+  try {
+    const header = parseDumpHeader(await s.remote.run(t.node, `the dump of ${t.db}`, dbVerbs.dump(t.svc, t.db, id), undefined, LONG_MS));
+    const p = new PartialBackup(base, s.ns.name, t.app, (taken) => stampFor(t0, taken), `${t.app}.${t.svc.backup.ext}`);
+    partial = p;
+    hold(p);
+    const counter = t.svc.backup.counter?.();
+    const got = await fetchStaged(s.remote, t.node, t.svc, id, header.size, (chunk) => {
+      p.append(chunk);
+      counter?.write(chunk);
+      const sig = stopped();
+      if (sig) throw new Error(`interrupted (${sig})`);
+    });
+    if (got.size !== header.size || got.sha256 !== header.sha256) throw new Error(`the dump arrived damaged (${got.size} bytes, sha256 ${got.sha256}; the node's: ${header.size} bytes, ${header.sha256})`);
+    const { head, tail } = p.ends();
+    const problem = t.svc.backup.problem(head, tail, got.size);
+    if (problem) throw new Error(problem);
+    const rowCounts = t.svc.backup.counts === 'snapshot' ? header.counts : counter!.counts();
+    if (!rowCounts) throw new Error('the node counted no rows');
+    const manifest: Manifest = {
+      format: 1,
+      nodeset: s.ns.name,
+      app: t.app,
+      service: t.svc.name,
+      database: t.db,
+      node: t.node,
+      stamp: p.stamp,
+      file: p.file,
+      size: got.size,
+      sha256: got.sha256,
+      rowCounts,
+      rowCountsFrom: t.svc.backup.counts,
+      silverVersion: VERSION,
+      serverVersion: header.server,
+      tool: header.tool,
+      time: new Date(t0).toISOString(),
+      seconds: (s.rt.now() - t0) / 1000,
+    };
+    Object.assign(r, { ok: true, stamp: p.stamp, path: p.commit(manifest), size: got.size, sha256: got.sha256, rowCounts });
+    partial = null;
+  } catch (e) {
+    r.error = message(e);
+  } finally {
+    partial?.abort();
+    await s.remote.exec(t.node, dbVerbs.forget(t.svc, id)).catch(() => undefined);
+  }
+  r.seconds = (s.rt.now() - t0) / 1000;
+  return r;
+}
+
+export function renderBackupReport(r: BackupReport): string {
+  const lines = r.backups.map((b) => (b.ok ? `${b.app}: ${b.service} database ${b.database} -> ${b.path} (${b.size} bytes, ${Object.keys(b.rowCounts!).length} tables, ${totalRows(b.rowCounts!)} rows)` : `${b.app}: backup of ${b.service} database ${b.database} FAILED: ${b.error}`));
+  for (const p of r.pruned) lines.push(`removed ${p} (--keep)`);
+  lines.push(...r.notes);
+  if (r.backups.length > 0) lines.push(r.ok ? `nodeset ${r.nodeset}: ${r.backups.length} backed up` : `nodeset ${r.nodeset}: ${r.backups.filter((b) => !b.ok).length} of ${r.backups.length} backups FAILED`);
+  return lines.join('\n');
+}
+
+export interface BackupListing {
+  app: string;
+  stamp: string;
+  path: string;
+  service: string | null;
+  database: string | null;
+  time: string | null;
+  size: number | null;
+  sha256: string | null;
+  rows: number | null;
+  error: string | null;
+  verified: { ok: boolean; time: string; seconds: number | null; problems: string[] } | null;
+}
+
+/** `silver backups FILE`: the backups kept on this machine for the nodeset (nothing is asked of the nodes). */
+export function listBackupsOf(ns: Nodeset, rt: Runtime, opts: { from?: string; app?: string } = {}): BackupListing[] {
+  if (opts.app !== undefined) checkApp(ns, opts.app);
+  return listBackups(backupsBase(rt.state.root, opts.from), ns.name, opts.app).map((b) => ({
+    app: b.app,
+    stamp: b.stamp,
+    path: b.dir,
+    service: b.manifest?.service ?? null,
+    database: b.manifest?.database ?? null,
+    time: b.manifest?.time ?? null,
+    size: b.manifest?.size ?? null,
+    sha256: b.manifest?.sha256 ?? null,
+    rows: b.manifest ? totalRows(b.manifest.rowCounts) : null,
+    error: b.error ?? null,
+    verified: b.verified,
+  }));
+}
+
+export function renderBackups(list: BackupListing[], now: number): string {
+  if (list.length === 0) return 'no backups';
+  const verified = (b: BackupListing) => {
+    if (!b.verified) return 'no';
+    const ago = ageText(Math.max(0, Math.round((now - Date.parse(b.verified.time)) / 1000)));
+    return b.verified.ok ? `yes (${ago} ago)` : `FAILED (${ago} ago)`;
+  };
+  return table(
+    ['APP', 'STAMP', 'SERVICE', 'SIZE', 'ROWS', 'VERIFIED'],
+    list.map((b) => [b.app, b.stamp, b.service ?? '-', b.size === null ? '-' : String(b.size), b.rows === null ? '-' : String(b.rows), b.error ? `damaged: ${b.error}` : verified(b)]),
+  );
+}
+
+/** A local dump against its manifest: problems, [] when it is the file the manifest describes. */
+function localProblems(b: StoredBackup): string[] {
+  const m = b.manifest!;
+  let sum: { sha256: string; size: number };
+  try {
+    sum = fileSum(join(b.dir, m.file));
+  } catch (e) {
+    return [`${m.file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : message(e)}`];
+  }
+  const out: string[] = [];
+  if (sum.sha256 !== m.sha256) out.push(`sha256 mismatch: ${m.file} has ${sum.sha256}, the manifest says ${m.sha256}`);
+  if (sum.size !== m.size) out.push(`size mismatch: ${m.file} has ${sum.size} bytes, the manifest says ${m.size}`);
+  return out;
+}
+
+/** Sends a backup's dump to the node and loads it into a new throw-away database; its rows. */
+async function loadScratch(s: Session, m: Manifest, dir: string, id: string, target: string): Promise<Record<string, number>> {
+  const svc = service(m.service);
+  const node = serviceNode(s, m.service);
+  await putStaged(s.remote, node, svc, id, join(dir, m.file));
+  return countsLine(await s.remote.run(node, `restoring ${m.stamp} into ${target}`, dbVerbs.load(svc, m.database, id, target, m.sha256), undefined, LONG_MS));
+}
+
+export interface VerifyResult {
+  app: string;
+  stamp: string;
+  path: string;
+  service: string;
+  database: string;
+  ok: boolean;
+  /** Whether the file is the one the manifest describes (size and sha256). */
+  checksum: boolean;
+  /** The throw-away database it was restored into (null: none was made). */
+  scratch: string | null;
+  restoreSeconds: number | null;
+  rowCounts: Record<string, number> | null;
+  problems: string[];
+  /** The throw-away database was dropped (or never made). */
+  dropped: boolean;
+}
+
+export interface VerifyReport {
+  nodeset: string;
+  ok: boolean;
+  results: VerifyResult[];
+  notes: string[];
+}
+
+/**
+ * `silver backup --verify FILE [--app APP] [BACKUP]`: the backup (the latest of each app, or the
+ * one named) restored into `silver_verify_DB_X` on its service node, its rows counted and
+ * compared with the manifest, the database dropped in every case; a file whose sha256 is not
+ * the manifest's fails without being sent. Recorded next to the backup and in the nodes' record.
+ */
+export async function verifyBackups(ns: Nodeset, rt: Runtime, opts: { app?: string; backup?: string; from?: string } = {}): Promise<VerifyReport> {
+  if (opts.app !== undefined) checkApp(ns, opts.app);
+  const base = backupsBase(rt.state.root, opts.from);
+  let picked: StoredBackup[];
+  if (opts.backup) picked = [resolveBackup(base, ns.name, opts.app ?? null, opts.backup)];
+  else {
+    const apps = opts.app ? [opts.app] : [...new Set(listBackups(base, ns.name).filter((b) => b.manifest).map((b) => b.app))];
+    picked = apps.map((a) => resolveBackup(base, ns.name, a, 'latest'));
+    if (picked.length === 0) throw new ExitError(`no backups of nodeset ${ns.name} in ${join(base, ns.name)} to verify`, 1);
+  }
+  for (const b of picked) if (!ns.services.includes(b.manifest!.service)) throw new ExitError(`${b.dir} is a ${b.manifest!.service} backup; nodeset ${ns.name} has no [service:${b.manifest!.service}]`, 2);
+  const services = [...new Set(picked.map((b) => b.manifest!.service))];
+  const s = await Session.open(ns, rt, services.map((n) => `service:${n}`));
+  const report: VerifyReport = { nodeset: ns.name, ok: true, results: [], notes: [] };
+  try {
+    await s.checkHelpers(services);
+    for (const b of picked) {
+      const r = await verifyOne(s, b);
+      report.results.push(r);
+      rt.io.err(r.ok ? `${r.app}: ${r.stamp} restored into ${r.scratch} in ${r.restoreSeconds!.toFixed(1)}s; every table's rows as in the manifest` : `${r.app}: ${r.stamp}: verification FAILED: ${r.problems.join('; ')}`);
+    }
+    const changes: Record<string, Partial<BackupEntry>> = {};
+    for (const r of report.results) {
+      if (!appsOf(ns).includes(r.app)) continue;
+      changes[r.app] = { lastVerified: new Date(rt.now()).toISOString(), verifiedStamp: r.stamp, verifyOk: r.ok, verifySeconds: r.restoreSeconds };
+    }
+    if (Object.keys(changes).length > 0) await recordBackups(s, changes).catch((e) => report.notes.push(`the nodes' record of backups was not updated: ${message(e)}`));
+  } finally {
+    await s.close();
+  }
+  report.ok = report.results.every((r) => r.ok) && report.results.every((r) => r.dropped);
+  return report;
+}
+
+async function verifyOne(s: Session, b: StoredBackup): Promise<VerifyResult> {
+  const m = b.manifest!;
+  const svc = service(m.service);
+  const r: VerifyResult = { app: m.app, stamp: m.stamp, path: b.dir, service: m.service, database: m.database, ok: false, checksum: false, scratch: null, restoreSeconds: null, rowCounts: null, problems: [], dropped: true };
+  r.problems = localProblems(b);
+  r.checksum = r.problems.length === 0;
+  if (r.checksum) {
+    const node = serviceNode(s, m.service);
+    const id = stagedId();
+    const target = scratchDatabase('verify', m.database, scratchSuffix());
+    r.scratch = target;
+    const t0 = s.rt.now();
+    try {
+      r.rowCounts = await loadScratch(s, m, b.dir, id, target);
+      r.restoreSeconds = (s.rt.now() - t0) / 1000;
+      r.problems.push(...compareCounts(m.rowCounts, r.rowCounts));
+    } catch (e) {
+      r.problems.push(message(e));
+    } finally {
+      const dropped = await s.remote.exec(node, dbVerbs.drop(svc, m.database, target)).then((x) => x.code === 0, () => false);
+      await s.remote.exec(node, dbVerbs.forget(svc, id)).catch(() => undefined);
+      r.dropped = dropped;
+      if (!dropped) r.problems.push(`the throw-away database ${target} could not be dropped: drop it by hand`);
+    }
+  }
+  r.ok = r.problems.length === 0;
+  writeNote(b.dir, { ok: r.ok, time: new Date(s.rt.now()).toISOString(), seconds: r.restoreSeconds, problems: r.problems });
+  return r;
+}
+
+export function renderVerifyReport(r: VerifyReport): string {
+  const lines = r.results.map((v) =>
+    v.ok
+      ? `${v.app}: backup ${v.stamp} verified: restored into a throw-away database in ${v.restoreSeconds!.toFixed(1)}s, ${Object.keys(v.rowCounts!).length} tables with the manifest's row counts (${totalRows(v.rowCounts!)} rows), sha256 ok; dropped`
+      : `${v.app}: backup ${v.stamp} verification FAILED: ${v.problems.join('; ')}`,
+  );
+  lines.push(...r.notes);
+  return lines.join('\n');
+}
+
+export interface RestoreReport {
+  nodeset: string;
+  app: string;
+  stamp: string;
+  path: string;
+  service: string;
+  database: string;
+  node: string;
+  ok: boolean;
+  /** The rows of each table after the restore (as the manifest's, when ok). */
+  rowCounts: Record<string, number> | null;
+  problems: string[];
+  /** What the balancers did meanwhile (null: the nodeset has no balancer). */
+  maintenance: string | null;
+  interrupted: string | null;
+  /** Whether the app's database was replaced. */
+  replaced: boolean;
+  seconds: number;
+}
+
+/**
+ * `silver restore APP FILE BACKUP|latest [-y]`: asks first; checks the file against its
+ * manifest before anything is sent; under the deploy lock, with the app in maintenance on the
+ * balancers (put back as it was afterwards, whatever happens), loads the dump into
+ * `silver_restore_DB_X`, compares its rows with the manifest (a difference stops it there, the
+ * app's database untouched), then makes it the app's database and counts again.
+ */
+export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string, opts: { yes?: boolean; from?: string } = {}): Promise<RestoreReport> {
+  checkApp(ns, app);
+  const b = resolveBackup(backupsBase(rt.state.root, opts.from), ns.name, app, arg);
+  const m = b.manifest!;
+  if (!ns.services.includes(m.service)) throw new ExitError(`${b.dir} is a ${m.service} backup; nodeset ${ns.name} has no [service:${m.service}]`, 2);
+  const bad = localProblems(b);
+  if (bad.length > 0) throw new ExitError(`${b.dir}: ${bad.join('; ')}: nothing was sent, nothing restored`, 1);
+  const question = `Restore ${app}'s ${m.service} database ${m.database} on nodeset ${ns.name} from backup ${m.stamp} (${m.time}${m.nodeset !== ns.name ? `, of nodeset ${m.nodeset}` : ''})? Everything written to it since is lost.`;
+  if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing restored (answer y, or pass -y)', 1);
+  const svc = service(m.service);
+  const t0 = rt.now();
+  const s = await Session.open(ns, rt, [`service:${m.service}`]);
+  const node = serviceNode(s, m.service);
+  const report: RestoreReport = { nodeset: ns.name, app, stamp: m.stamp, path: b.dir, service: m.service, database: m.database, node, ok: false, rowCounts: null, problems: [], maintenance: null, interrupted: null, replaced: false, seconds: 0 };
+  const say = (t: string) => rt.io.err(t);
+  try {
+    await s.checkHelpers([m.service]);
+    await underDeployLock(s, `restore ${app}`, async (steps) => {
+      const balanced = ns.nodes.some((n) => n.role === 'balancer');
+      let previous: ModeEntry | null = null;
+      let held = false;
+      const id = stagedId();
+      const target = scratchDatabase('restore', m.database, scratchSuffix());
+      try {
+        if (balanced) {
+          previous = (await readModes(s)).record.modes[app] ?? null;
+          held = true;
+          await applyMode(s, { app, mode: 'maintenance', message: `${app} is being restored from a backup. Please try again in a moment.` });
+          say(`${s.balancers.map((n) => n.name).join(', ')}: ${app} in maintenance while it is restored`);
+        }
+        steps.check();
+        const loaded = await loadScratch(s, m, b.dir, id, target);
+        const differ = compareCounts(m.rowCounts, loaded);
+        if (differ.length > 0) throw new Error(`the backup does not restore to its manifest's rows (${differ.join('; ')}); ${m.database} was not changed`);
+        say(`${node}: ${m.stamp} loaded into ${target}, every table's rows as in the manifest`);
+        steps.check();
+        const after = countsLine(await s.remote.run(node, `making ${target} the database ${m.database}`, dbVerbs.restore(svc, m.database, id, target), undefined, LONG_MS));
+        report.replaced = true;
+        report.rowCounts = after;
+        report.problems.push(...compareCounts(m.rowCounts, after));
+        say(`${node}: ${m.database} restored from ${m.stamp}`);
+      } catch (e) {
+        if (e instanceof Stopped) report.interrupted = e.reason;
+        else report.problems.push(message(e));
+      } finally {
+        await s.remote.exec(node, dbVerbs.drop(svc, m.database, target)).catch(() => undefined);
+        await s.remote.exec(node, dbVerbs.forget(svc, id)).catch(() => undefined);
+        if (held) {
+          try {
+            if (previous) await applyMode(s, { app, ...previous });
+            else await clearMode(s, app);
+            report.maintenance = `maintenance while restoring, then ${previous ? `back to ${previous.mode}` : 'serving normally again'}`;
+          } catch (e) {
+            report.maintenance = `still in maintenance: ${message(e)}; silver maintenance off ${ns.file} --app ${app}`;
+            report.problems.push(`the balancers were not put back: ${message(e)}`);
+          }
+        }
+      }
+    });
+  } finally {
+    await s.close();
+  }
+  report.ok = report.replaced && report.problems.length === 0 && !report.interrupted;
+  report.seconds = (rt.now() - t0) / 1000;
+  return report;
+}
+
+export function renderRestoreReport(r: RestoreReport): string {
+  const lines: string[] = [];
+  if (r.ok) lines.push(`${r.app}: ${r.service} database ${r.database} restored from ${r.stamp}; ${Object.keys(r.rowCounts!).length} tables, ${totalRows(r.rowCounts!)} rows, as in the manifest (${r.seconds.toFixed(1)}s)`);
+  else if (r.interrupted) lines.push(`${r.app}: restore ${r.interrupted}; ${r.replaced ? `${r.database} was restored` : `${r.database} was not changed`}`);
+  else lines.push(`${r.app}: restore from ${r.stamp} FAILED: ${r.problems.join('; ')}${r.replaced ? '' : `; ${r.database} was not changed`}`);
+  if (r.maintenance) lines.push(`balancers: ${r.maintenance}`);
+  return lines.join('\n');
+}
