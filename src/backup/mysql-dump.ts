@@ -5,10 +5,11 @@ const QUOTE = 0x27; // '
 const BACKSLASH = 0x5c;
 const OPEN = 0x28; // (
 const CLOSE = 0x29; // )
+const SEMICOLON = 0x3b;
 const SPACE = 0x20;
 /** The start of a line kept to know what the line is (longer lines are data or routine bodies). */
 const KEEP = 4096;
-const VALUES = Buffer.from(' VALUES ');
+const VALUES = Buffer.from(' VALUES');
 
 const ident = /`((?:[^`]|``)+)`/;
 const unquote = (name: string) => name.replaceAll('``', '`');
@@ -16,10 +17,11 @@ const unquote = (name: string) => name.replaceAll('``', '`');
 /**
  * Counts the rows of a `mariadb-dump` as it streams by: every table its `CREATE TABLE` lines
  * make (0 rows until data comes), and each row tuple of the `INSERT INTO \`t\` VALUES (...),(...);`
- * lines between `LOCK TABLES \`t\` WRITE;` and `UNLOCK TABLES;` — the table's data section, so
- * an INSERT inside a trigger or routine body is never counted. A tuple is a `(` at depth 0
- * outside a quoted string ('...', with backslash escapes and '' doubling); the dump escapes
- * newlines inside strings, so a statement is one line. Bytes, not text: a dump need not be UTF-8.
+ * statements between `LOCK TABLES \`t\` WRITE;` and `UNLOCK TABLES;` — the table's data
+ * section, so an INSERT inside a trigger or routine body is never counted. A tuple is a `(` at
+ * depth 0 outside a quoted string ('...', with backslash escapes and '' doubling); a statement
+ * ends at a `;` at depth 0 outside a string, on the same line or later ones (MariaDB 10.11 puts
+ * each tuple on a line of its own). Bytes, not text: a dump need not be UTF-8.
  */
 export class MysqlDumpCounter implements RowCounter {
   private readonly tables = new Map<string, number>();
@@ -44,30 +46,31 @@ export class MysqlDumpCounter implements RowCounter {
           if (this.depth === 0) this.tables.set(this.insert, (this.tables.get(this.insert) ?? 0) + 1);
           this.depth++;
         } else if (b === CLOSE) this.depth--;
-        else if (b === NL) this.insert = null;
+        else if (b === SEMICOLON && this.depth === 0) this.insert = null;
         continue;
       }
+      if ((b === SPACE || b === NL) && this.locked !== null && this.startsInsert()) continue;
       if (b === NL) {
         this.endLine();
         continue;
       }
       if (this.line.length < KEEP) this.line.push(b);
-      if (b === SPACE && this.locked !== null && this.line.length >= 20) this.maybeInsert();
     }
   }
 
-  /** At a space: does the line so far read `INSERT INTO \`t\` VALUES ` for the table being dumped? */
-  private maybeInsert(): void {
+  /** At a space or a line's end: the line so far reads `INSERT INTO \`t\` VALUES` for the table being dumped. */
+  private startsInsert(): boolean {
     const n = this.line.length;
-    for (let k = 0; k < VALUES.length; k++) if (this.line[n - VALUES.length + k] !== VALUES[k]) return;
-    const text = Buffer.from(this.line).toString('utf8');
-    const m = /^INSERT INTO `((?:[^`]|``)+)` VALUES $/.exec(text);
-    if (!m || unquote(m[1]!) !== this.locked) return;
+    if (n < 20) return false;
+    for (let k = 0; k < VALUES.length; k++) if (this.line[n - VALUES.length + k] !== VALUES[k]) return false;
+    const m = /^INSERT INTO `((?:[^`]|``)+)` VALUES$/.exec(Buffer.from(this.line).toString('utf8'));
+    if (!m || unquote(m[1]!) !== this.locked) return false;
     this.insert = this.locked;
     this.depth = 0;
     this.quoted = false;
     this.escaped = false;
     this.line = [];
+    return true;
   }
 
   private endLine(): void {
