@@ -30,6 +30,13 @@ export interface VerifyNote {
   problems: string[];
 }
 
+/** Oldest first: by time, then by the `-N` of stamps taken in the same second. */
+export function byStamp(a: string, b: string): number {
+  const [ta, na] = a.split('-');
+  const [tb, nb] = b.split('-');
+  return ta! < tb! ? -1 : ta! > tb! ? 1 : Number(na ?? 1) - Number(nb ?? 1);
+}
+
 export function backupsBase(stateRoot: string, to?: string): string {
   return to ? resolve(to) : join(stateRoot, 'backups');
 }
@@ -67,7 +74,7 @@ export function listBackups(base: string, nodeset: string, app?: string): Stored
   for (const a of apps) {
     const dir = join(root, a);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) continue;
-    for (const stamp of readdirSync(dir).filter(isStamp).sort()) out.push(readBackup(join(dir, stamp)));
+    for (const stamp of readdirSync(dir).filter(isStamp).sort(byStamp)) out.push(readBackup(join(dir, stamp)));
   }
   return out;
 }

@@ -56,6 +56,8 @@ export interface Call {
 const ok = (stdout = ''): ExecResult => ({ code: 0, stdout, stderr: '' });
 const fail = (stderr: string, code = 1): ExecResult => ({ code, stdout: '', stderr });
 const BIN = '/usr/local/lib/silverlining/bin/';
+/** The silver-db-* verbs answered as the helpers do (any other verb answers as ensure). */
+const DB_BACKUP_VERBS = ['list', 'dump', 'get', 'put', 'load', 'restore', 'drop', 'forget'];
 
 /**
  * App servers, service nodes and balancers simulated in memory, answering the node helpers'
@@ -110,7 +112,7 @@ export class FakeNodes implements NodeExecutor {
       return after !== null && r.code === 0 ? fail(after) : r;
     }
     if (name === 'silver-state') return this.stateVerb(node, verb!, args, stdin);
-    if (name.startsWith('silver-db-')) return ok('s3cretpassword\n');
+    if (name.startsWith('silver-db-')) return DB_BACKUP_VERBS.includes(verb!) ? this.dbVerb(node, name, verb!, args, stdin) : ok('s3cretpassword\n');
     if (name === 'silver-balancer') return this.balancer(node, verb!, args);
     return fail(`unknown helper ${name}`);
   }
@@ -238,6 +240,92 @@ export class FakeNodes implements NodeExecutor {
         const cur = st.get('lock')?.split(' ');
         return ok(cur ? `held ${cur[0]} 1 30 ${cur[1]}\n` : 'free\n');
       }
+      default:
+        return fail(`unknown verb ${verb}`);
+    }
+  }
+
+  /** What silver-db-* keep on a service node: databases (rows per table) and staged files. */
+  readonly dbs = new Map<string, Map<string, Record<string, number>>>();
+  readonly staged = new Map<string, Map<string, Buffer>>();
+
+  /** The rows of a database on a node (made when missing). */
+  database(node: string, db: string, rows?: Record<string, number>): Record<string, number> {
+    const m = this.dbs.get(node) ?? new Map<string, Record<string, number>>();
+    this.dbs.set(node, m);
+    if (rows) m.set(db, rows);
+    if (!m.has(db)) m.set(db, {});
+    return m.get(db)!;
+  }
+
+  /** A dump as the service's tool writes it, holding the rows (PostgreSQL: PGDMP; MySQL: SQL text). */
+  static fakeDump(helper: string, rows: Record<string, number>): Buffer {
+    if (helper === 'silver-db-postgresql') return Buffer.concat([Buffer.from('PGDMP'), Buffer.from([1, 14, 0, 255]), Buffer.from(`\n${JSON.stringify(rows)}\n`)]);
+    const tables = Object.entries(rows).map(([t, n]) => {
+      const values = Array.from({ length: n }, (_, i) => `(${i + 1},'it''s (${i}); \\'')`).join(',\n');
+      return `CREATE TABLE \`${t}\` (\n  \`n\` int\n);\nLOCK TABLES \`${t}\` WRITE;\n${n > 0 ? `INSERT INTO \`${t}\` VALUES\n${values};\n` : ''}UNLOCK TABLES;\n`;
+    });
+    return Buffer.from(`-- MariaDB dump (fake)\n-- fake-rows ${JSON.stringify(rows)}\n${tables.join('')}-- Dump completed on 2026-12-02 10:00:00\n`);
+  }
+
+  private static rowsOf(dump: Buffer): Record<string, number> {
+    const text = dump.toString('latin1');
+    const m = /^(?:-- fake-rows )?(\{.*\})$/m.exec(text);
+    return m ? (JSON.parse(m[1]!) as Record<string, number>) : {};
+  }
+
+  private dbVerb(node: string, helper: string, verb: string, args: string[], stdin?: string | Buffer): ExecResult {
+    const dbs = this.dbs.get(node) ?? new Map<string, Record<string, number>>();
+    this.dbs.set(node, dbs);
+    const staged = this.staged.get(node) ?? new Map<string, Buffer>();
+    this.staged.set(node, staged);
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const counts = (rows: Record<string, number>) => ok(`counts ${JSON.stringify(rows)}\n`);
+    const [a, b, c, d] = args;
+    switch (verb) {
+      case 'list':
+        return ok([...dbs.keys()].filter((k) => !k.startsWith('silver_')).map((k) => `db ${k}\n`).join(''));
+      case 'dump': {
+        if (!dbs.has(a!)) return fail(`${helper}: no database ${a} here`);
+        const dump = FakeNodes.fakeDump(helper, dbs.get(a!)!);
+        staged.set(b!, dump);
+        const header = `file ${dump.length} ${sha(dump)}\nserver 15.0 (fake)\ntool fake dump 1.0\n`;
+        return ok(helper === 'silver-db-postgresql' ? `${header}counts ${JSON.stringify(dbs.get(a!))}\n` : header);
+      }
+      case 'get': {
+        const f = staged.get(a!);
+        if (!f) return fail(`${helper}: no staged file ${a}`);
+        const text = f.subarray(Number(b), Number(b) + Number(c)).toString('base64');
+        return ok(`${text.replace(/(.{76})/g, '$1\n')}\n`);
+      }
+      case 'put': {
+        const have = staged.get(a!) ?? Buffer.alloc(0);
+        if (b === '0' && staged.has(a!)) return fail(`${helper}: staged file ${a} exists`);
+        if (have.length !== Number(b)) return fail(`${helper}: staged file ${a} holds ${have.length} bytes, not ${b}`);
+        staged.set(a!, Buffer.concat([have, Buffer.from(stdin ?? '')]));
+        return ok();
+      }
+      case 'load': {
+        const f = staged.get(b!);
+        if (!f) return fail(`${helper}: no staged file ${b}`);
+        if (sha(f) !== d) return fail(`${helper}: the dump's sha256 is ${sha(f)}, not ${d}: nothing restored`);
+        if (dbs.has(c!)) return fail(`${helper}: database ${c} exists`);
+        dbs.set(c!, FakeNodes.rowsOf(f));
+        return counts(dbs.get(c!)!);
+      }
+      case 'restore': {
+        const rows = dbs.get(c!);
+        if (!rows) return fail(`${helper}: no database ${c}: load it first`);
+        dbs.set(a!, rows);
+        dbs.delete(c!);
+        return counts(rows);
+      }
+      case 'drop':
+        dbs.delete(b!);
+        return ok();
+      case 'forget':
+        staged.delete(a!);
+        return ok();
       default:
         return fail(`unknown verb ${verb}`);
     }

@@ -1,0 +1,97 @@
+import test from 'ava';
+import { MysqlDumpCounter } from '../../src/backup/mysql-dump.js';
+
+// A dump as MariaDB 10.11's mariadb-dump writes it (one row tuple per line), with what could
+// fool a counter: strings holding parentheses, semicolons, quotes ('' and \'), backslashes and
+// escaped newlines; a binary value that is not UTF-8; a table with no rows; a trigger and a
+// procedure whose bodies hold INSERT lines; a view's stand-in; a table name with a backtick.
+const DUMP = Buffer.concat([
+  Buffer.from(`/*M!999999\\- enable the sandbox mode */
+-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)
+--
+-- Host: localhost    Database: shop
+-- ------------------------------------------------------
+
+DROP TABLE IF EXISTS \`posts\`;
+CREATE TABLE \`posts\` (
+  \`n\` int(11) NOT NULL AUTO_INCREMENT,
+  \`body\` text DEFAULT NULL,
+  PRIMARY KEY (\`n\`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+LOCK TABLES \`posts\` WRITE;
+/*!40000 ALTER TABLE \`posts\` DISABLE KEYS */;
+INSERT INTO \`posts\` VALUES
+(1,'plain'),
+(2,'with (parens), commas; and a semicolon'),
+(3,'it''s doubled'),
+(4,'it\\'s escaped, and a backslash \\\\'),
+(5,'line one\\nline two),(6,''not a row'),
+(6,NULL);
+INSERT INTO \`posts\` VALUES (7,'old style, one line'),(8,'x');
+/*!40000 ALTER TABLE \`posts\` ENABLE KEYS */;
+UNLOCK TABLES;
+DELIMITER ;;
+/*!50003 CREATE*/ /*!50017 DEFINER=\`root\`@\`localhost\`*/ /*!50003 TRIGGER t1 AFTER INSERT ON posts FOR EACH ROW
+INSERT INTO \`audit\` VALUES (1),(2) */;;
+DELIMITER ;
+
+CREATE TABLE \`empty\` (
+  \`x\` int
+);
+LOCK TABLES \`empty\` WRITE;
+UNLOCK TABLES;
+
+CREATE TABLE \`odd\`\`name\` (
+  \`b\` blob
+);
+LOCK TABLES \`odd\`\`name\` WRITE;
+INSERT INTO \`odd\`\`name\` VALUES
+(0x00FF),
+(_binary '`),
+  Buffer.from([0xff, 0xfe, 0x28, 0x29, 0x5c, 0x27, 0x3b]),
+  Buffer.from(`');
+UNLOCK TABLES;
+
+/*!50001 CREATE VIEW \`v\` AS SELECT 1 AS \`a\` */;
+
+DELIMITER ;;
+CREATE PROCEDURE \`p\`()
+BEGIN
+INSERT INTO \`posts\` VALUES (99,'not counted');
+END ;;
+DELIMITER ;
+-- Dump completed on 2026-12-02 10:00:00
+`),
+]);
+
+const expected = { empty: 0, 'odd`name': 2, posts: 8 };
+
+test('the rows of each table in a MariaDB dump, fed whole', (t) => {
+  const c = new MysqlDumpCounter();
+  c.write(DUMP);
+  t.deepEqual(c.counts(), expected);
+});
+
+test('the same counts whatever the pieces the dump arrives in (1 byte, 7 bytes, random)', (t) => {
+  for (const size of [1, 2, 7, 64, 1000]) {
+    const c = new MysqlDumpCounter();
+    for (let i = 0; i < DUMP.length; i += size) c.write(DUMP.subarray(i, i + size));
+    t.deepEqual(c.counts(), expected, `pieces of ${size}`);
+  }
+  let seed = 42;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 50) + 1;
+  const c = new MysqlDumpCounter();
+  for (let i = 0; i < DUMP.length; ) {
+    const n = rand();
+    c.write(DUMP.subarray(i, i + n));
+    i += n;
+  }
+  t.deepEqual(c.counts(), expected);
+});
+
+test('a dump without tables counts nothing', (t) => {
+  const c = new MysqlDumpCounter();
+  c.write(Buffer.from('-- MariaDB dump\n-- Dump completed on 2026-12-02\n'));
+  t.deepEqual(c.counts(), {});
+});
