@@ -1,0 +1,417 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { layersRoot } from '../../src/layers.js';
+
+// The database helpers silver-db-postgresql and silver-db-mysql run by a real `sh` against a
+// temporary tree: their `PREFIX=` line rewritten to point into it, fakes first in PATH for the
+// database programs (runuser, psql, pg_dump, pg_restore, mariadb, mariadb-dump; python3 ones
+// keep the databases of a fake server in a file), each appending its argv to calls.log and the
+// SQL it got to sql.log. grep, sed, sha256sum, base64, stat, head, tail, find are the real ones.
+
+const trees: string[] = [];
+test.after.always(() => {
+  for (const dir of trees) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Tree {
+  dir: string;
+  bin: string;
+  script: string;
+  /** <prefix>/var/lib/silverlining/services/NAME */
+  svc: string;
+  staged: string;
+}
+
+const PY = `#!/usr/bin/env python3
+import json, os, re, subprocess, sys
+T = os.environ['FAKE_T']
+def lines(name):
+    p = os.path.join(T, name)
+    return [l for l in open(p).read().split('\\n') if l] if os.path.exists(p) else []
+def save(name, items):
+    open(os.path.join(T, name), 'w').write(''.join(i + '\\n' for i in items))
+`;
+
+/** The psql of a fake server: databases in `dbs`, roles in `roles`, row counts in `counts`. */
+const PSQL = `${PY}
+with open(os.path.join(T, 'calls.log'), 'a') as f: f.write('psql ' + ' '.join(sys.argv[1:]) + '\\n')
+sql = sys.stdin.read()
+with open(os.path.join(T, 'sql.log'), 'a') as f: f.write(sql + '--\\n')
+if os.path.exists(os.path.join(T, 'psql.fail')):
+    sys.stderr.write('psql: error: connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed: No such file or directory\\n')
+    sys.exit(2)
+dbs = lines('dbs')
+for line in sql.split('\\n'):
+    m = re.match(r"SELECT 1 FROM pg_database WHERE datname = '(.*)';", line)
+    if m: print('1' if m.group(1) in dbs else '')
+    m = re.match(r"SELECT 1 FROM pg_roles WHERE rolname = '(.*)';", line)
+    if m: print('1' if m.group(1) in lines('roles') else '')
+    if line.startswith('SELECT rolsuper'): print('f')
+    m = re.match(r'CREATE DATABASE "(.*?)"', line)
+    if m: dbs.append(m.group(1))
+    m = re.match(r'DROP DATABASE IF EXISTS "(.*?)"', line) or re.match(r'DROP DATABASE "(.*?)"', line)
+    if m and m.group(1) in dbs: dbs.remove(m.group(1))
+    m = re.match(r'ALTER DATABASE "(.*?)" RENAME TO "(.*?)"', line)
+    if m: dbs[dbs.index(m.group(1))] = m.group(2)
+    if line.startswith("SELECT 'counts ' ||"): print('counts ' + (open(os.path.join(T, 'counts')).read().strip() if os.path.exists(os.path.join(T, 'counts')) else '{}'))
+    if line.startswith("SELECT 'server ' ||"): print('server 15.6 (fake)')
+    if line.startswith('\\\\! '):
+        # as psql does: a shell, the descriptors it was given, the variable \\setenv set
+        subprocess.run(['sh', '-c', line[3:]], env={**os.environ, 'SILVER_SNAPSHOT': '00000003-0000001B-1'}, close_fds=False)
+save('dbs', dbs)
+`;
+
+/** The mariadb client of a fake server: databases in `dbs`; `mariadb DB < dump` loads. */
+const MARIADB = `${PY}
+with open(os.path.join(T, 'calls.log'), 'a') as f: f.write('mariadb ' + ' '.join(sys.argv[1:]) + '\\n')
+sql = sys.stdin.read()
+with open(os.path.join(T, 'sql.log'), 'a') as f: f.write(sql + '--\\n')
+args = [a for a in sys.argv[1:] if not a.startswith('-') and a != 'root']
+if args:
+    if os.path.exists(os.path.join(T, 'load.fail')): sys.stderr.write('ERROR 1064 at line 3\\n'); sys.exit(1)
+    sys.exit(0)
+dbs = lines('dbs')
+for line in sql.split('\\n'):
+    m = re.match(r"SELECT COUNT\\(\\*\\) FROM information_schema.schemata WHERE schema_name = '(.*)';", line)
+    if m: print('1' if m.group(1) in dbs else '0')
+    for m in re.finditer(r'CREATE DATABASE (?:IF NOT EXISTS )?\`(.*?)\`', line):
+        if m.group(1) not in dbs: dbs.append(m.group(1))
+    m = re.match(r'DROP DATABASE IF EXISTS \`(.*?)\`', line)
+    if m and m.group(1) in dbs: dbs.remove(m.group(1))
+    if line.startswith('SELECT VERSION()'): print('10.11.6-MariaDB (fake)')
+    if line.startswith('SELECT COUNT(*) FROM mysql.global_priv'): print('0')
+    m = re.match(r"SELECT CONCAT\\('GRANT ALL PRIVILEGES ON \`(.*?)\`", line)
+    if m: print("GRANT ALL PRIVILEGES ON \`%s\`.* TO 'x'@'10.0.0.2';" % m.group(1))
+if 'JSON_OBJECTAGG' in sql: print('counts ' + (open(os.path.join(T, 'counts')).read().strip() if os.path.exists(os.path.join(T, 'counts')) else '{}'))
+save('dbs', dbs)
+`;
+
+const fake = (t: Tree, name: string, body: string) => writeFileSync(join(t.bin, name), body.startsWith('#!') ? body : `#!/bin/sh\nT='${t.dir}'\necho "${name} $*" >> "$T/calls.log"\n${body}\n`, { mode: 0o755 });
+
+function tree(service: 'postgresql' | 'mysql'): Tree {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-dbh-'));
+  trees.push(dir);
+  const prefix = join(dir, 'root');
+  const svc = join(prefix, 'var/lib/silverlining/services', service);
+  const t: Tree = { dir, bin: join(dir, 'bin'), script: join(dir, `silver-db-${service}`), svc, staged: join(svc, 'staged') };
+  mkdirSync(t.bin, { recursive: true });
+  mkdirSync(svc, { recursive: true, mode: 0o700 });
+  const text = readFileSync(join(layersRoot(), `service/${service}/bin/silver-db-${service}`), 'utf8');
+  if ((text.match(/^PREFIX=$/gm) ?? []).length !== 1) throw new Error('no single line PREFIX=');
+  writeFileSync(t.script, text.replace(/^PREFIX=$/m, `PREFIX=${prefix}`));
+  // runuser -u USER -- CMD...: runs CMD (as this user).
+  fake(t, 'runuser', 'while [ "$1" != -- ]; do shift; done\nshift\nexec "$@"');
+  fake(t, 'psql', PSQL);
+  // pg_dump: an archive on its stdout (pg_dump.fail: fails; pg_dump.empty: writes nothing).
+  fake(t, 'pg_dump', `[ "$1" = --version ] && { echo 'pg_dump (PostgreSQL) 15.6'; exit 0; }
+[ -e "$T/pg_dump.fail" ] && { echo 'pg_dump: error: query failed' >&2; exit 1; }
+[ -e "$T/pg_dump.empty" ] && exit 0
+printf 'PGDMP\\001\\016 fake archive\\n'`);
+  // pg_restore --list FILE reads a PGDMP file (list.fail: it cannot); otherwise it restores stdin (pg_restore.rc).
+  fake(t, 'pg_restore', `if [ "$1" = --list ]; then [ ! -e "$T/list.fail" ] && [ "$(head -c 5 "$2")" = PGDMP ] || { echo 'pg_restore: error: could not read input file' >&2; exit 1; }; exit 0; fi
+cat > /dev/null
+rc=$(cat "$T/pg_restore.rc" 2> /dev/null || echo 0)
+[ "$rc" = 0 ] || echo 'pg_restore: error: could not execute query' >&2
+exit "$rc"`);
+  fake(t, 'mariadb', MARIADB);
+  // mariadb-dump DB: a dump that ends with its completed line (dump.truncated: it does not).
+  fake(t, 'mariadb-dump', `[ "$1" = --version ] && { echo 'mariadb-dump  Ver 10.19 Distrib 10.11.6-MariaDB'; exit 0; }
+printf -- '-- MariaDB dump\\nCREATE TABLE \`hits\` (n int);\\nLOCK TABLES \`hits\` WRITE;\\nINSERT INTO \`hits\` VALUES\\n(1);\\nUNLOCK TABLES;\\n'
+[ -e "$T/dump.truncated" ] || printf -- '-- Dump completed on 2026-12-02 10:00:00\\n'`);
+  return t;
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** sh SCRIPT ARGS with the fakes first in PATH, `input` on stdin (a file, as sshd hands sudo a pipe or file). */
+function sh(t: Tree, args: string[], input: string | Buffer = ''): Promise<Result> {
+  const file = join(t.dir, 'input');
+  writeFileSync(file, input);
+  const fd = openSync(file, 'r');
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', [t.script, ...args], { env: { PATH: `${t.bin}:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LC_ALL: 'C', HOME: t.dir, FAKE_T: t.dir }, stdio: [fd, 'pipe', 'pipe'] });
+    closeSync(fd);
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const read = (t: Tree, name: string) => (existsSync(join(t.dir, name)) ? readFileSync(join(t.dir, name), 'utf8') : '');
+const calls = (t: Tree) => read(t, 'calls.log').split('\n').filter(Boolean);
+const dbs = (t: Tree) => read(t, 'dbs').split('\n').filter(Boolean);
+const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
+const stagedFiles = (t: Tree) => (existsSync(t.staged) ? readdirSync(t.staged).sort() : []);
+const ID = '0123456789ab';
+const SHA = 'ab'.repeat(32);
+
+const HOSTILE_PG: [string[], RegExp][] = [
+  [[], /usage/],
+  [['frobnicate'], /usage/],
+  [['dump', 'a b', ID], /bad app name: a b/],
+  [['dump', 'x;rm -rf /', ID], /bad app name/],
+  [['dump', 'postgres', ID], /app name postgres is reserved/],
+  [['dump', 'pg_monitor', ID], /reserved/],
+  [['dump', 'hello\nx', ID], /bad app name/],
+  [['dump', 'hello', '../../etc/x'], /bad staged file id/],
+  [['dump', 'hello', 'ABCDEF012345'], /bad staged file id/],
+  [['dump', 'hello', ID, 'extra'], /usage/],
+  [['get', ID, '-1', '10'], /bad offset: -1/],
+  [['get', ID, '0', '99999999'], /at most 64 MiB/],
+  [['get', ID, '01', '1'], /bad offset: 01/],
+  [['get', '*', '0', '1'], /bad staged file id/],
+  [['put', ID, '1e3'], /bad offset/],
+  [['load', 'hello', ID, 'hello', SHA], /bad database hello: only silver_verify_hello_X or silver_restore_hello_X/],
+  [['load', 'hello', ID, 'postgres', SHA], /bad database postgres/],
+  [['load', 'hello', ID, 'silver_verify_wiki_12345678', SHA], /bad database silver_verify_wiki_12345678/],
+  [['load', 'hello', ID, 'silver_verify_hello_1234567', SHA], /bad database/],
+  [['load', 'hello', ID, 'silver_verify_hello_12345678\nx', SHA], /bad database/],
+  [['load', 'hello', ID, 'silver_old_hello_12345678', SHA], /bad database/],
+  [['load', 'hello', ID, 'silver_verify_hello_12345678', 'nope'], /bad sha256/],
+  [['load', 'hello', ID, 'silver_verify_hello_12345678', SHA.toUpperCase()], /bad sha256/],
+  [['restore', 'hello', ID, 'template1'], /bad database template1/],
+  [['restore', 'hello', ID, 'silver_verify_hello_1234567x;'], /bad database/],
+  [['drop', 'hello', 'hello'], /bad database hello/],
+  [['drop', 'hello', 'template0'], /bad database/],
+  [['drop', 'hello', 'silver_verify_hello_12345678" OR 1'], /bad database/],
+  [['drop', 'template1', 'silver_verify_template1_12345678'], /reserved/],
+  [['forget', '../staged'], /bad staged file id/],
+  [['ensure', 'Hello'], /bad app name/],
+];
+
+test('silver-db-postgresql refuses hostile names, ids, databases, offsets and sums before it runs anything', async (t) => {
+  const tr = tree('postgresql');
+  writeFileSync(join(tr.dir, 'dbs'), 'hello\npostgres\ntemplate1\nsilver_verify_hello_12345678\n');
+  for (const [args, why] of HOSTILE_PG) {
+    const r = await sh(tr, args);
+    t.is(r.code, 1, JSON.stringify(args));
+    t.regex(r.stderr, why, JSON.stringify(args));
+  }
+  t.deepEqual(calls(tr), [], 'no database program ran');
+  t.deepEqual(dbs(tr), ['hello', 'postgres', 'template1', 'silver_verify_hello_12345678']);
+  t.deepEqual(stagedFiles(tr), []);
+});
+
+test('silver-db-mysql refuses hostile names, ids and databases before it runs anything', async (t) => {
+  const tr = tree('mysql');
+  for (const [args, why] of [
+    [['dump', 'my-blog', ID], /bad app name for MySQL: my-blog/],
+    [['dump', 'mysql', ID], /app name mysql is reserved/],
+    [['dump', 'information_schema', ID], /reserved/],
+    [['dump', 'blog`; DROP', ID], /bad app name/],
+    [['load', 'counter', ID, 'silver_restore_counter_1234567A', SHA], /bad database/],
+    [['load', 'counter', ID, 'mysql', SHA], /bad database mysql/],
+    [['restore', 'counter', ID, 'counter'], /bad database counter/],
+    [['drop', 'counter', 'mysql'], /bad database mysql/],
+    [['drop', 'counter', 'silver_verify_other_12345678'], /bad database/],
+    [['get', ID, '0', 'x'], /bad length/],
+    [['forget', 'a'], /bad staged file id/],
+    [['ensure', 'counter', '10.0.0.2; DROP'], /bad address/],
+  ] as [string[], RegExp][]) {
+    const r = await sh(tr, args);
+    t.is(r.code, 1, JSON.stringify(args));
+    t.regex(r.stderr, why, JSON.stringify(args));
+  }
+  t.deepEqual(calls(tr).filter((c) => !c.startsWith('mariadb -u root -N')), [], 'nothing but the ensure check ran');
+});
+
+test('PostgreSQL dump: one session exports the snapshot, counts the rows in it and runs pg_dump on it; the archive is checked and staged root-only', async (t) => {
+  const tr = tree('postgresql');
+  writeFileSync(join(tr.dir, 'counts'), '{ "public.visits" : 5, "public.we|ird\\nname" : 1 }');
+  const r = await sh(tr, ['dump', 'hello', ID]);
+  t.is(r.code, 0, r.stderr);
+  const archive = Buffer.from('PGDMP\x01\x0e fake archive\n', 'latin1');
+  t.is(r.stdout, `file ${archive.length} ${sha(archive)}\nserver 15.6 (fake)\ntool pg_dump (PostgreSQL) 15.6\ncounts { "public.visits" : 5, "public.we|ird\\nname" : 1 }\n`);
+  t.deepEqual(stagedFiles(tr), [ID], 'only the archive stays');
+  t.deepEqual(readFileSync(join(tr.staged, ID)), archive);
+  t.is(statSync(tr.staged).mode & 0o777, 0o700);
+  t.is(statSync(join(tr.staged, ID)).mode & 0o777, 0o600);
+  // pg_dump joins the exported snapshot, on the app's database only, custom format.
+  t.true(calls(tr).includes('pg_dump -Fc --snapshot=00000003-0000001B-1 -d hello'), calls(tr).join('\n'));
+  t.true(calls(tr).includes(`pg_restore --list ${join(tr.staged, ID)}`));
+  const sql = read(tr, 'sql.log');
+  const order = ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;', 'SELECT pg_export_snapshot() AS silver_snapshot \\gset', '\\setenv SILVER_SNAPSHOT :silver_snapshot', "SELECT 'counts ' ||", '\\! pg_dump -Fc --snapshot="$SILVER_SNAPSHOT" -d hello >&4 && echo ok >&5', 'COMMIT;'].map((s) => sql.indexOf(s));
+  t.false(order.includes(-1), sql);
+  t.deepEqual([...order].sort((a, b) => a - b), order, 'in one session, in this order');
+  t.true(calls(tr).some((c) => c === 'psql -X -v ON_ERROR_STOP=1 -qAt -d hello'));
+});
+
+test('PostgreSQL dump of a stopped database, a failing pg_dump, an empty or unreadable archive: exit 1, nothing staged', async (t) => {
+  for (const [flag, why] of [
+    ['psql.fail', /connection to server .* failed[\s\S]*silver-db-postgresql: the dump of hello failed/],
+    ['pg_dump.fail', /pg_dump: error[\s\S]*pg_dump of hello failed/],
+    ['pg_dump.empty', /the dump is empty/],
+    ['list.fail', /pg_restore cannot read the dump: it is damaged or truncated/],
+  ] as [string, RegExp][]) {
+    const tr = tree('postgresql');
+    writeFileSync(join(tr.dir, flag), '');
+    const r = await sh(tr, ['dump', 'hello', ID]);
+    t.is(r.code, 1, flag);
+    t.regex(r.stderr, why, flag);
+    t.is(r.stdout, '', flag);
+    t.deepEqual(stagedFiles(tr), [], flag);
+  }
+});
+
+test('staged files: put appends at the offset it is told (else refuses), get reads any part as base64, forget removes', async (t) => {
+  for (const service of ['postgresql', 'mysql'] as const) {
+    const tr = tree(service);
+    const data = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 31) % 256));
+    t.is((await sh(tr, ['put', ID, '0'], data.subarray(0, 100))).code, 0);
+    const wrong = await sh(tr, ['put', ID, '50'], data.subarray(100));
+    t.is(wrong.code, 1);
+    t.regex(wrong.stderr, /staged file 0123456789ab holds 100 bytes, not 50/);
+    t.is((await sh(tr, ['put', ID, '100'], data.subarray(100))).code, 0);
+    const again = await sh(tr, ['put', ID, '0'], 'x');
+    t.regex(again.stderr, /staged file 0123456789ab exists/);
+    t.deepEqual(readFileSync(join(tr.staged, ID)), data);
+    const part = await sh(tr, ['get', ID, '250', '100']);
+    t.is(part.code, 0);
+    t.deepEqual(Buffer.from(part.stdout, 'base64'), data.subarray(250));
+    t.deepEqual(Buffer.from((await sh(tr, ['get', ID, '0', '300'])).stdout, 'base64'), data);
+    t.regex((await sh(tr, ['get', 'aaaaaaaaaaaa', '0', '1'])).stderr, /no staged file aaaaaaaaaaaa/);
+    t.is((await sh(tr, ['forget', ID])).code, 0);
+    t.deepEqual(stagedFiles(tr), []);
+    t.deepEqual(calls(tr), [], 'no database program ran');
+  }
+});
+
+test('PostgreSQL load: the sum checked first (a mismatch creates nothing), then a new database owned by the app, restored as the app\'s role; a failure drops it', async (t) => {
+  const tr = tree('postgresql');
+  writeFileSync(join(tr.dir, 'dbs'), 'postgres\nhello\n');
+  writeFileSync(join(tr.dir, 'roles'), 'postgres\nhello\n');
+  writeFileSync(join(tr.dir, 'counts'), '{"public.visits": 5}');
+  const archive = Buffer.from('PGDMP\x01\x0e an archive\n', 'latin1');
+  await sh(tr, ['put', ID, '0'], archive);
+  const target = 'silver_verify_hello_0a1b2c3d';
+  const bad = await sh(tr, ['load', 'hello', ID, target, SHA]);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, new RegExp(`the dump's sha256 is ${sha(archive)}, not ${SHA}: nothing restored`));
+  t.deepEqual(calls(tr), []);
+  const ok = await sh(tr, ['load', 'hello', ID, target, sha(archive)]);
+  t.is(ok.code, 0, ok.stderr);
+  t.is(ok.stdout, 'counts {"public.visits": 5}\n');
+  t.deepEqual(dbs(tr), ['postgres', 'hello', target]);
+  t.regex(read(tr, 'sql.log'), /CREATE DATABASE "silver_verify_hello_0a1b2c3d" OWNER "hello";\nREVOKE ALL ON DATABASE "silver_verify_hello_0a1b2c3d" FROM PUBLIC;/);
+  t.true(calls(tr).includes(`pg_restore --no-owner --no-privileges --role=hello --exit-on-error -d ${target}`), calls(tr).join('\n'));
+  t.regex(read(tr, 'sql.log'), /BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'counts ' \|\|/);
+  // It exists now: a second load into it is refused and leaves it alone.
+  const twice = await sh(tr, ['load', 'hello', ID, target, sha(archive)]);
+  t.regex(twice.stderr, /database silver_verify_hello_0a1b2c3d exists/);
+  t.deepEqual(dbs(tr), ['postgres', 'hello', target]);
+  // A restore that fails: the new database goes.
+  writeFileSync(join(tr.dir, 'pg_restore.rc'), '1');
+  const failed = await sh(tr, ['load', 'hello', ID, 'silver_restore_hello_ffffffff', sha(archive)]);
+  t.is(failed.code, 1);
+  t.regex(failed.stderr, /pg_restore into silver_restore_hello_ffffffff failed/);
+  t.deepEqual(dbs(tr), ['postgres', 'hello', target]);
+  t.regex(read(tr, 'sql.log'), /DROP DATABASE IF EXISTS "silver_restore_hello_ffffffff" WITH \(FORCE\);/);
+  // A role the app never got: refused.
+  const none = await sh(tr, ['load', 'wiki', ID, 'silver_verify_wiki_00000000', sha(archive)]);
+  t.regex(none.stderr, /no role wiki here/);
+});
+
+test('PostgreSQL restore: the loaded copy counted, connections to the app\'s database closed, both renamed in one transaction, owner and grants set, the old one dropped', async (t) => {
+  const tr = tree('postgresql');
+  const target = 'silver_restore_hello_0a1b2c3d';
+  writeFileSync(join(tr.dir, 'dbs'), `postgres\nhello\n${target}\n`);
+  writeFileSync(join(tr.dir, 'counts'), '{"public.visits": 5}');
+  const r = await sh(tr, ['restore', 'hello', ID, target]);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'counts {"public.visits": 5}\n');
+  t.deepEqual(dbs(tr), ['postgres', 'hello']);
+  const sql = read(tr, 'sql.log');
+  const steps = [
+    'ALTER DATABASE "hello" ALLOW_CONNECTIONS false;',
+    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = 'hello' AND pid <> pg_backend_pid();",
+    'BEGIN;\nALTER DATABASE "hello" RENAME TO "silver_old_hello_0a1b2c3d";\nALTER DATABASE "silver_restore_hello_0a1b2c3d" RENAME TO "hello";\nCOMMIT;',
+    'ALTER DATABASE "hello" OWNER TO "hello";\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;\nALTER DATABASE "hello" ALLOW_CONNECTIONS true;',
+    'DROP DATABASE "silver_old_hello_0a1b2c3d" WITH (FORCE);',
+  ].map((s) => sql.indexOf(s));
+  t.false(steps.includes(-1), sql);
+  t.deepEqual([...steps].sort((a, b) => a - b), steps);
+  const missing = await sh(tr, ['restore', 'hello', ID, target]);
+  t.regex(missing.stderr, /no database silver_restore_hello_0a1b2c3d: load it first/);
+  t.is((await sh(tr, ['drop', 'hello', 'silver_verify_hello_0a1b2c3d'])).code, 0);
+  t.regex(read(tr, 'sql.log'), /DROP DATABASE IF EXISTS "silver_verify_hello_0a1b2c3d" WITH \(FORCE\);/);
+});
+
+test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with routines and triggers; a truncated dump fails and is not kept', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
+  const r = await sh(tr, ['dump', 'counter', ID]);
+  t.is(r.code, 0, r.stderr);
+  const dump = readFileSync(join(tr.staged, ID));
+  t.regex(dump.toString(), /-- Dump completed on/);
+  t.is(r.stdout, `file ${dump.length} ${sha(dump)}\nserver 10.11.6-MariaDB (fake)\ntool mariadb-dump  Ver 10.19 Distrib 10.11.6-MariaDB\n`);
+  t.true(calls(tr).includes('mariadb-dump --single-transaction --routines --triggers --hex-blob counter'), calls(tr).join('\n'));
+  t.is(statSync(join(tr.staged, ID)).mode & 0o777, 0o600);
+
+  const tr2 = tree('mysql');
+  writeFileSync(join(tr2.dir, 'dbs'), 'counter\n');
+  writeFileSync(join(tr2.dir, 'dump.truncated'), '');
+  const bad = await sh(tr2, ['dump', 'counter', ID]);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /does not end with its "-- Dump completed" line: it is truncated/);
+  t.deepEqual(stagedFiles(tr2), []);
+  const none = await sh(tr2, ['dump', 'other', ID]);
+  t.regex(none.stderr, /no database other here/);
+});
+
+test('MariaDB load and restore: the sum and the completed line checked, a new database loaded; restore makes the app\'s again from the dump, grants given again, the copy dropped', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
+  writeFileSync(join(tr.dir, 'counts'), '{"hits": 1}');
+  const dump = '-- MariaDB dump\nINSERT INTO `hits` VALUES (1);\n-- Dump completed on 2026-12-02\n';
+  await sh(tr, ['put', ID, '0'], dump);
+  const target = 'silver_restore_counter_0a1b2c3d';
+  t.regex((await sh(tr, ['load', 'counter', ID, target, SHA])).stderr, /nothing restored/);
+  t.deepEqual(calls(tr), []);
+  const ok = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
+  t.is(ok.code, 0, ok.stderr);
+  t.is(ok.stdout, 'counts {"hits": 1}\n');
+  t.deepEqual(dbs(tr), ['counter', target]);
+  t.true(calls(tr).includes(`mariadb -u root ${target}`));
+  t.regex(read(tr, 'sql.log'), /START TRANSACTION WITH CONSISTENT SNAPSHOT;/);
+  const r = await sh(tr, ['restore', 'counter', ID, target]);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'counts {"hits": 1}\n');
+  t.deepEqual(dbs(tr), ['counter']);
+  const sql = read(tr, 'sql.log');
+  t.regex(sql, /DROP DATABASE IF EXISTS `counter`;\nCREATE DATABASE `counter`;/);
+  t.regex(sql, /GRANT ALL PRIVILEGES ON `counter`\.\* TO 'x'@'10\.0\.0\.2';/);
+  t.regex(sql, /DROP DATABASE IF EXISTS `silver_restore_counter_0a1b2c3d`;/);
+  t.true(calls(tr).includes('mariadb -u root counter'));
+  // A load that fails leaves no database behind.
+  writeFileSync(join(tr.dir, 'load.fail'), '');
+  const failed = await sh(tr, ['load', 'counter', ID, 'silver_verify_counter_00000000', sha(dump)]);
+  t.is(failed.code, 1);
+  t.regex(failed.stderr, /loading the dump into silver_verify_counter_00000000 failed/);
+  t.deepEqual(dbs(tr), ['counter']);
+});
+
+test('ensure still hands out the password on stdout only: never on a command line', async (t) => {
+  for (const service of ['postgresql', 'mysql'] as const) {
+    const tr = tree(service);
+    const r = await sh(tr, service === 'mysql' ? ['ensure', 'counter', '10.0.0.2'] : ['ensure', 'hello']);
+    t.is(r.code, 0, r.stderr);
+    const pw = r.stdout.trim();
+    t.regex(pw, /^[A-Za-z0-9]{20,}$/);
+    t.false(read(tr, 'calls.log').includes(pw), 'not in any argv');
+    t.true(read(tr, 'sql.log').includes(pw), 'on standard input');
+    t.is(readFileSync(join(tr.svc, `${service === 'mysql' ? 'counter' : 'hello'}.password`), 'utf8').trim(), pw);
+    const list = await sh(tr, ['list']);
+    t.is(list.stdout, `db ${service === 'mysql' ? 'counter' : 'hello'}\n`);
+  }
+});
