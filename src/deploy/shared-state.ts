@@ -108,30 +108,40 @@ export class SharedState {
   }
 
   /** Takes the deploy lock on a majority of the nodes (taking over a stale one, saying whose). */
-  async lock(holder: string): Promise<Lease> {
+  async lock(holder: string, attempts = 5): Promise<Lease> {
     const token = randomBytes(16).toString('hex');
     const alive = this.opts.alive ?? processAlive;
-    let answers = await this.tryLock(this.opts.nodes, token, holder);
-    // A holder that ran on this machine and is gone is taken over at once, not after its TTL.
-    const gone = answers.filter((a) => a.outcome === 'held' && goneLocally(a.holder!, alive));
-    if (gone.length > 0) {
-      const retried = new Map((await Promise.all(gone.map((a) => this.tryLock([a.node], token, holder, a.token)))).flat().map((a) => [a.node, a]));
-      answers = answers.map((a) => retried.get(a.node) ?? a);
-    }
-    const held = answers.find((a) => a.outcome === 'held');
-    const mine = answers.filter((a) => a.outcome === 'taken' || a.outcome === 'renewed' || a.outcome === 'took-over');
-    if (held || mine.length < this.majority) {
+    for (let attempt = 1; ; attempt++) {
+      let answers = await this.tryLock(this.opts.nodes, token, holder);
+      // A holder that ran on this machine and is gone is taken over at once, not after its TTL.
+      const gone = answers.filter((a) => a.outcome === 'held' && goneLocally(a.holder!, alive));
+      if (gone.length > 0) {
+        const retried = new Map((await Promise.all(gone.map((a) => this.tryLock([a.node], token, holder, a.token)))).flat().map((a) => [a.node, a]));
+        answers = answers.map((a) => retried.get(a.node) ?? a);
+      }
+      const held = answers.find((a) => a.outcome === 'held');
+      const mine = answers.filter((a) => a.outcome === 'taken' || a.outcome === 'renewed' || a.outcome === 'took-over');
+      // A majority is the lock: two runs can never both have one. A racing run's minority is
+      // given up by that run, and the heartbeat takes those nodes.
+      if (mine.length >= this.majority) {
+        for (const h of new Set(answers.filter((a) => a.outcome === 'took-over').map((a) => a.holder!))) {
+          this.opts.say(`took over the deploy lock of ${h} (its holder is gone)`);
+        }
+        return new Lease(this.remote, this.opts.nodes, token, holder, this.majority);
+      }
       await Promise.all(mine.map((a) => this.remote.exec(a.node, stateVerbs.unlock(token)).catch(() => undefined)));
+      // Two runs that started together may each hold a minority: both back off a random moment
+      // and try again, so that one of them wins; a lock held whole by another run refuses at once.
+      if (held && mine.length > 0 && attempt < attempts) {
+        await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 700)));
+        continue;
+      }
       if (held) {
         throw new ExitError(`nodeset ${this.opts.nodeset} is locked by ${held.holder} (last heartbeat ${held.age}s ago; taken over after ${LOCK_TTL_SECONDS}s without one)`, 1);
       }
       const errors = answers.filter((a) => a.outcome === 'error').map((a) => `${a.node}: ${a.error}`);
       throw new ExitError(`the deploy lock needs ${this.majority} of ${this.opts.total} nodes; ${mine.length} took it${errors.length ? ` (${errors.join('; ')})` : ''}`, 1);
     }
-    for (const h of new Set(answers.filter((a) => a.outcome === 'took-over').map((a) => a.holder!))) {
-      this.opts.say(`took over the deploy lock of ${h} (its holder is gone)`);
-    }
-    return new Lease(this.remote, this.opts.nodes, token, holder, this.majority);
   }
 
   private async tryLock(nodes: readonly string[], token: string, holder: string, steal?: string): Promise<LockAnswer[]> {
@@ -228,8 +238,7 @@ export class Lease {
     );
     const held = answers.find((a) => a?.outcome === 'held');
     const mine = answers.filter((a) => a && a.outcome !== 'held' && a.outcome !== 'error').length;
-    if (held) this.lost = `${held.node}: the lock is now held by ${held.holder}`;
-    else if (mine < this.majority) this.lost = `the lock is renewed on only ${mine} nodes`;
+    if (mine < this.majority) this.lost = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
   }
 
   async release(): Promise<void> {

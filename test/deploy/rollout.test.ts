@@ -448,3 +448,24 @@ test('update --dry-run reads the nodes, says what would happen, and changes noth
   const changing = nodes.calls.filter((c) => !['status', 'get', 'lockinfo'].includes(c.argv[3] ?? '') && c.argv[0] !== 'sha256sum');
   t.deepEqual(changing, [], 'only reads');
 });
+
+test('lock races: a majority wins over a racing minority; a tie backs off and tries again before it refuses', async (t) => {
+  const b64 = (x: string) => Buffer.from(x).toString('base64');
+  const other = 'bob@elsewhere pid 42 (machine abc): update hello since x';
+  {
+    const { ns, rt, nodes } = await fakeDeploy();
+    deployed(nodes);
+    nodes.state.set('balancer.shop.test', new Map([['lock', `tokentokenother1 ${b64(other)}`]]));
+    const r = await update(ns, app, rt, opts);
+    t.true(r.ok, 'three of four nodes are a majority');
+  }
+  {
+    const { ns, rt, nodes } = await fakeDeploy();
+    deployed(nodes);
+    for (const n of ['db.shop.test', 'balancer.shop.test']) nodes.state.set(n, new Map([['lock', `tokentokenother1 ${b64(other)}`]]));
+    const e = await update(ns, app, rt, opts).catch((x: Error) => x);
+    t.regex((e as Error).message, /is locked by bob@elsewhere/);
+    t.is(nodes.calls.filter((c) => c.node === A1 && c.argv[3] === 'lock').length, 5, 'tried five times');
+    t.false(nodes.state.get(A1)?.has('lock') ?? false, 'gave back what it took');
+  }
+});

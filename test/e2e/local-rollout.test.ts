@@ -122,6 +122,8 @@ run("the balancer takes an app server whose app fails its health check out of ro
   await sleep(500);
   await on(A2, `touch ${flag}`);
   await eventually('app2 leaves rotation', async () => /app_hello_1 app2\.rollout\.test \S+ stopped/.test(await on('balancer.rollout.test', '/usr/local/lib/silverlining/bin/silver-balancer status')), 20);
+  // (requests already in flight to it when it left finish first)
+  await sleep(1000);
   const before = load.result.bodies.get(A2) ?? 0;
   await sleep(2000);
   const during = (load.result.bodies.get(A2) ?? 0) - before;

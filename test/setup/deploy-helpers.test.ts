@@ -285,7 +285,7 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   t.is((await deploy(tr, 'start', 'blog', two)).code, 0);
   const status = await deploy(tr, 'status');
   t.is(status.code, 0, status.stderr);
-  t.is(status.stdout, `app blog active ${two} previous ${one} health ok instances ${one}:8001:inactive ${two}:8002:active\n`);
+  t.is(status.stdout, `app blog active ${two} previous ${one} health ok code - static - instances ${one}:8001:inactive ${two}:8002:active\n`);
   t.true(calls(tr).includes('curl -s -o /dev/null -m 3 -w %{http_code} http://127.0.0.1:8002/health'));
 });
 
@@ -399,7 +399,7 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   t.is(link(tr, 'blog', 'active'), null);
   t.false(existsSync(journal(tr, 'blog')));
   t.deepEqual(calls(tr), ['nginx -t -q', 'systemctl try-reload-or-restart nginx']);
-  t.is((await deploy(tr, 'status')).stdout, `app blog active - previous - health - instances ${one}:8001:inactive ${two}:8002:inactive\n`);
+  t.is((await deploy(tr, 'status')).stdout, `app blog active - previous - health - code - static - instances ${one}:8001:inactive ${two}:8002:inactive\n`);
 });
 
 test('silver-deploy: root\'s scratch directory must not be a symbolic link (switch, stage, fetch refuse, writing nothing through it); no /tmp in the helpers', async (t) => {
