@@ -1,0 +1,230 @@
+import test from 'ava';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { onNode, silver } from '../helpers/cli.js';
+import { httpGet } from '../helpers/load.js';
+import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+
+// Backups on real containers: an app server serving examples/hello (PostgreSQL) and the
+// counter fixture (MariaDB), both service nodes and a balancer. Back up, lose rows and tables,
+// restore, and the rows are back; a dump from a stopped database fails loudly and lists
+// nothing; verification restores for real and catches a changed dump and edited row counts;
+// status shows the ages.
+
+const NODESET = 'silvertest-backup';
+const config = testProviderConfig('silvert8', 246);
+const run = canRunLxc ? test.serial : test.serial.skip;
+const dir = mkdtempSync(join(tmpdir(), 'silver-backup-'));
+const env = { SILVER_HOME: join(dir, 'home') };
+const file = join(dir, 'backup.conf');
+const DB = 'db.backup.test';
+const MY = 'mysql.backup.test';
+writeFileSync(file, `[general]
+name = ${NODESET}
+base_domain = backup.test
+[provider]
+provider = local
+bridge = ${config.settings['bridge']}
+subnet = ${config.settings['subnet']}
+proxy_port = ${config.settings['proxy_port']}
+[appserver]
+nodes = 1
+size = ram 256MB
+locations =
+    http://backup.test/ hello
+    http://counter.backup.test/ counter
+[service:postgresql]
+node_name = ${DB}
+[service:mysql]
+node_name = ${MY}
+[balancer]
+`);
+const backups = join(env.SILVER_HOME, 'backups', NODESET);
+let balancer = '';
+
+const on = async (node: string, command: string) => {
+  const r = await onNode(file, env, node, command);
+  if (r.code !== 0) throw new Error(`${node}: ${command}: exit ${r.code}: ${r.out}`);
+  return r.out;
+};
+// (SQL goes base64-encoded, so that no shell on the way reads its quotes and backslashes)
+const b64 = (sql: string) => Buffer.from(sql).toString('base64');
+const pg = async (sql: string, db = 'hello') => (await on(DB, `cd / && printf %s ${b64(sql)} | base64 -d | runuser -u postgres -- psql -X -v ON_ERROR_STOP=1 -d ${db} -tA`)).trim();
+const my = async (sql: string) => (await on(MY, `printf %s ${b64(sql)} | base64 -d | mariadb -N -B counter`)).trim();
+
+interface Listing {
+  app: string;
+  stamp: string;
+  path: string;
+  verified: { ok: boolean } | null;
+}
+const listing = async () => JSON.parse((await silver(['backups', file, '--json'], env)).stdout) as Listing[];
+const latest = async (app: string) => (await listing()).filter((b) => b.app === app).at(-1)!;
+const manifestOf = (b: Listing) => JSON.parse(readFileSync(join(b.path, 'manifest.json'), 'utf8')) as { rowCounts: Record<string, number>; file: string; sha256: string; size: number; rowCountsFrom: string; serverVersion: string };
+
+test.before(async () => {
+  if (!canRunLxc) return;
+  await cleanLeftovers(config, [NODESET]);
+  const c = await silver(['create-node', file], env);
+  if (c.code !== 0) throw new Error(c.stderr);
+  const s = await silver(['setup-node', file], env);
+  if (s.code !== 0) throw new Error(s.stdout + s.stderr);
+  for (const app of ['examples/hello', 'test/fixtures/apps/counter-mysql']) {
+    const u = await silver(['update', app, file], env);
+    if (u.code !== 0) throw new Error(u.stdout + u.stderr);
+  }
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  balancer = nodes.find((n) => n.name === 'balancer.backup.test')!.address;
+});
+test.after.always(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+run('PostgreSQL: back up, drop a table and delete rows, restore: the rows are back and the app serves them', async (t) => {
+  for (let i = 0; i < 7; i++) t.is((await httpGet(balancer, 'backup.test')).status, 200);
+  const visits = Number(await pg('SELECT count(*) FROM visits'));
+  const fetches = Number(await pg('SELECT count(*) FROM fetches'));
+  t.true(visits >= 7);
+
+  const b = await silver(['backup', file, '--app', 'hello', '--json'], env);
+  t.is(b.code, 0, b.stdout + b.stderr);
+  const report = JSON.parse(b.stdout) as { ok: boolean; backups: { app: string; path: string; rowCounts: Record<string, number> }[] };
+  t.true(report.ok);
+  const path = report.backups[0]!.path;
+  t.true(path.startsWith(join(backups, 'hello')));
+  t.deepEqual(readdirSync(path).sort(), ['hello.pgdump', 'manifest.json']);
+  const m = manifestOf((await latest('hello'))!);
+  t.deepEqual(m.rowCounts, { 'public.fetches': fetches, 'public.visits': visits }, 'counted in the dump\'s snapshot');
+  t.is(m.rowCountsFrom, 'snapshot');
+  t.regex(m.serverVersion, /^1\d\.\d+/);
+  t.is(readFileSync(join(path, 'hello.pgdump')).subarray(0, 5).toString(), 'PGDMP');
+  t.is(readFileSync(join(path, 'hello.pgdump')).length, m.size);
+  t.deepEqual(await on(DB, 'ls -A /var/lib/silverlining/services/postgresql/staged'), '', 'nothing stays staged on the node');
+
+  // Lose data: rows, a whole table; add one the backup does not have.
+  await pg('DELETE FROM visits WHERE n > 2');
+  await pg('DROP TABLE fetches');
+  await pg('SET ROLE hello; CREATE TABLE junk (x int)');
+
+  // Without a terminal and without -y: refused, nothing changed.
+  const refused = await silver(['restore', 'hello', file, 'latest'], env);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /nothing restored \(answer y, or pass -y\)/);
+  t.is(await pg('SELECT count(*) FROM visits'), '2');
+
+  const r = await silver(['restore', 'hello', file, 'latest', '-y', '--json'], env);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  const rr = JSON.parse(r.stdout) as { ok: boolean; rowCounts: Record<string, number>; maintenance: string };
+  t.true(rr.ok);
+  t.deepEqual(rr.rowCounts, m.rowCounts);
+  t.is(rr.maintenance, 'maintenance while restoring, then serving normally again');
+  t.regex(r.stderr, /balancer\.backup\.test: hello in maintenance while it is restored/);
+  t.is(Number(await pg('SELECT count(*) FROM visits')), visits, 'the rows are back');
+  t.is(Number(await pg('SELECT count(*) FROM fetches')), fetches, 'the table is back');
+  t.is(await pg("SELECT count(*) FROM pg_tables WHERE tablename = 'junk'"), '0', 'what came after the backup is gone');
+  t.is(await pg("SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'"), 'hello', 'the app owns its tables');
+  t.is(await pg("SELECT count(*) FROM pg_database WHERE datname LIKE 'silver_%'", 'postgres'), '0', 'no throw-away database is left');
+  // The app, through the balancer, writes again (the sequence came back too).
+  const after = await httpGet(balancer, 'backup.test');
+  t.is(after.status, 200, after.body);
+  t.regex(after.body, new RegExp(`visit ${visits + 1}$`, 'm'));
+  const st = JSON.parse((await silver(['status', file, '--json'], env)).stdout) as { modes: { record: { modes: Record<string, unknown> } } };
+  t.deepEqual(st.modes.record.modes, {}, 'the balancers serve normally again');
+});
+
+run('MariaDB: rows with quotes, parentheses, semicolons and backslashes are counted in the dump, deleted, and restored', async (t) => {
+  await my(String.raw`INSERT INTO hits (role) VALUES ('it''s'), ('a (b), c; d'), ('back\\slash'), ('two\nlines'), ('x\'); DROP hits;--')`);
+  t.is((await httpGet(balancer, 'counter.backup.test')).status, 200);
+  const hits = Number(await my('SELECT COUNT(*) FROM hits'));
+  const b = await silver(['backup', file, '--app', 'counter'], env);
+  t.is(b.code, 0, b.stdout + b.stderr);
+  const m = manifestOf(await latest('counter'));
+  t.deepEqual(m.rowCounts, { hits }, 'the rows counted in the dump are the table\'s');
+  t.is(m.rowCountsFrom, 'dump');
+  t.regex(readFileSync(join((await latest('counter')).path, m.file), 'utf8'), /-- Dump completed on/);
+
+  const v = await silver(['backup', '--verify', file, '--app', 'counter'], env);
+  t.is(v.code, 0, v.stdout + v.stderr);
+  t.regex(v.stdout, /^counter: backup \S+ verified: restored into a throw-away database/m);
+
+  await my('DELETE FROM hits WHERE n > 1');
+  const r = await silver(['restore', 'counter', file, 'latest', '-y'], env);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.regex(r.stdout, new RegExp(`^counter: mysql database counter restored from \\S+; 1 tables, ${hits} rows, as in the manifest`, 'm'));
+  t.is(Number(await my('SELECT COUNT(*) FROM hits')), hits);
+  t.is(await my("SELECT role FROM hits WHERE role LIKE 'x%'"), "x'); DROP hits;--");
+  t.is(await my("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'silver\\_%'"), '0');
+  const after = await httpGet(balancer, 'counter.backup.test');
+  t.is(after.status, 200, after.body);
+  t.regex(after.body, /visit=\d+/);
+});
+
+run('a dump from a stopped database fails loudly: exit 1, named, no backup listed, nothing half-written', async (t) => {
+  const before = (await listing()).length;
+  await on(DB, 'systemctl stop postgresql');
+  try {
+    const r = await silver(['backup', file, '--app', 'hello'], env);
+    t.is(r.code, 1);
+    t.regex(r.stdout, /^hello: backup of postgresql database hello FAILED: db\.backup\.test: the dump of hello: .*(connection to server|Is the server running)/m);
+    t.is((await listing()).length, before);
+    t.false(readdirSync(join(backups, 'hello')).some((d) => d.endsWith('.partial')));
+    t.is(await on(DB, 'ls -A /var/lib/silverlining/services/postgresql/staged'), '');
+  } finally {
+    await on(DB, 'systemctl start postgresql');
+  }
+});
+
+run('verify restores for real: a changed byte fails on the sha256 (nothing sent); edited row counts fail after the restore; the throw-away database is dropped', async (t) => {
+  const ok = await silver(['backup', '--verify', file, '--app', 'hello', '--json'], env);
+  t.is(ok.code, 0, ok.stdout + ok.stderr);
+  const good = JSON.parse(ok.stdout) as { results: { ok: boolean; scratch: string; restoreSeconds: number; dropped: boolean }[] };
+  t.true(good.results[0]!.ok);
+  t.regex(good.results[0]!.scratch, /^silver_verify_hello_[a-f0-9]{8}$/);
+  t.true(good.results[0]!.dropped);
+
+  const b = await latest('hello');
+  const m = manifestOf(b);
+  const dump = join(b.path, m.file);
+  const keep = join(dir, 'kept');
+  cpSync(b.path, keep, { recursive: true });
+  try {
+    const data = readFileSync(dump);
+    data[Math.floor(data.length / 2)] = data[Math.floor(data.length / 2)]! ^ 0xff;
+    writeFileSync(dump, data);
+    const bad = await silver(['backup', '--verify', file, '--app', 'hello'], env);
+    t.is(bad.code, 1);
+    t.regex(bad.stdout, /verification FAILED: sha256 mismatch: hello\.pgdump has [0-9a-f]{64}, the manifest says [0-9a-f]{64}/);
+    t.regex((await silver(['backups', file], env)).stdout, new RegExp(`^hello\\s+${b.stamp}\\s+postgresql\\s+\\d+\\s+\\d+\\s+FAILED`, 'm'));
+    const refused = await silver(['restore', 'hello', file, b.stamp, '-y'], env);
+    t.is(refused.code, 1);
+    t.regex(refused.stderr, /sha256 mismatch.*nothing was sent, nothing restored/);
+
+    cpSync(join(keep, m.file), dump);
+    const visits = m.rowCounts['public.visits']!;
+    writeFileSync(join(b.path, 'manifest.json'), readFileSync(join(keep, 'manifest.json'), 'utf8').replace(`"public.visits": ${visits}`, `"public.visits": ${visits + 1}`));
+    const edited = await silver(['backup', '--verify', file, b.stamp, '--app', 'hello'], env);
+    t.is(edited.code, 1);
+    t.regex(edited.stdout, new RegExp(`verification FAILED: public\\.visits: ${visits} rows, expected ${visits + 1}`));
+    t.is(await pg("SELECT count(*) FROM pg_database WHERE datname LIKE 'silver_%'", 'postgres'), '0', 'dropped in every case');
+  } finally {
+    rmSync(b.path, { recursive: true, force: true });
+    cpSync(keep, b.path, { recursive: true });
+  }
+  const again = await silver(['backup', '--verify', file, b.path], env);
+  t.is(again.code, 0, again.stdout + again.stderr);
+  t.true(existsSync(join(b.path, 'verify.json')));
+});
+
+run('status shows per app the age of the last backup and of the last verified restore; --keep prunes', async (t) => {
+  const s = await silver(['status', file], env);
+  t.is(s.code, 0, s.stderr);
+  t.regex(s.stdout, /^backups: hello last \d+[smh] ago, restore verified \d+[smh] ago; counter last \d+[smh] ago, restore verified \d+[smh] ago$/m);
+  const j = JSON.parse((await silver(['status', file, '--json'], env)).stdout) as { backups: { app: string; lastBackupStamp: string; verifyOk: boolean; verifySeconds: number }[] };
+  t.deepEqual(j.backups.map((b) => [b.app, b.verifyOk]), [['hello', true], ['counter', true]]);
+  t.true(j.backups[0]!.verifySeconds > 0);
+  const k = await silver(['backup', file, '--keep', '1'], env);
+  t.is(k.code, 0, k.stdout + k.stderr);
+  t.deepEqual((await listing()).map((b) => b.app), ['counter', 'hello']);
+});
