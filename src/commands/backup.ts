@@ -317,9 +317,20 @@ export async function verifyBackups(ns: Nodeset, rt: Runtime, opts: { app?: stri
   const services = [...new Set(picked.map((b) => b.manifest!.service))];
   const s = await Session.open(ns, rt, services.map((n) => `service:${n}`));
   const report: VerifyReport = { nodeset: ns.name, ok: true, results: [], notes: [] };
+  // A signal lets the restore under way end and its database be dropped; no other one starts.
+  const stop: { sig: string | null } = { sig: null };
+  const dispose = rt.onInterrupt((sig) => {
+    if (stop.sig) {
+      rt.io.err(`silver: ${sig} again: stopping now; a silver_verify_ database may be left on the service node`);
+      process.exit(130);
+    }
+    stop.sig = sig;
+    rt.io.err(`silver: ${sig}: finishing the current verification and dropping its database (again to stop at once)`);
+  });
   try {
     await s.checkHelpers(services);
     for (const b of picked) {
+      if (stop.sig) break;
       const r = await verifyOne(s, b);
       report.results.push(r);
       rt.io.err(r.ok ? `${r.app}: ${r.stamp} restored into ${r.scratch} in ${r.restoreSeconds!.toFixed(1)}s; every table's rows as in the manifest` : `${r.app}: ${r.stamp}: verification FAILED: ${r.problems.join('; ')}`);
@@ -331,8 +342,10 @@ export async function verifyBackups(ns: Nodeset, rt: Runtime, opts: { app?: stri
     }
     if (Object.keys(changes).length > 0) await recordBackups(s, changes).catch((e) => report.notes.push(`the nodes' record of backups was not updated: ${message(e)}`));
   } finally {
+    dispose();
     await s.close();
   }
+  if (stop.sig) throw new ExitError(`interrupted (${stop.sig}): ${report.results.length} of ${picked.length} verified`, 130);
   report.ok = report.results.every((r) => r.ok) && report.results.every((r) => r.dropped);
   return report;
 }
@@ -428,6 +441,7 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
       const id = stagedId();
       const target = scratchDatabase('restore', m.database, scratchSuffix());
       try {
+        if (!balanced) report.maintenance = 'none: the nodeset has no balancer, so the app kept serving while it was restored';
         if (balanced) {
           previous = (await readModes(s)).record.modes[app] ?? null;
           held = true;

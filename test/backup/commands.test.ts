@@ -363,3 +363,26 @@ test('status shows per app the age of the last backup and of the last verified r
   t.deepEqual(backupsLine(backupAges({ a: { lastBackup: '2026-12-01T00:00:00Z', lastBackupStamp: 's', lastVerified: '2026-12-02T09:59:00Z', verifiedStamp: 's', verifyOk: false, verifySeconds: 1 } }, ['a'], Date.parse('2026-12-02T10:00:00Z'))), ['backups: a last 1d ago, verification FAILED 1m ago']);
   t.deepEqual([ageText(5), ageText(61), ageText(7200), ageText(172800)], ['5s', '1m', '2h', '2d']);
 });
+
+test('verify: SIGINT during a restore lets it end, drops its database, starts no other: exit 130', async (t) => {
+  const d = await setup();
+  await backup(d.ns, d.rt);
+  d.nodes.onCall = (c) => {
+    if (c.argv[2]?.endsWith('silver-db-postgresql') && c.argv[3] === 'load') d.signal('SIGINT');
+  };
+  const r = await cli(d, ['backup', '--verify', '/n/shop.conf']);
+  t.is(r.code, 130);
+  t.regex(r.err, /interrupted \(SIGINT\): 1 of 2 verified/);
+  t.deepEqual(dbVerbsOf(d.nodes, DB).slice(-2), ['drop hello silver_verify_hello_X', 'forget ID']);
+  t.false(dbVerbsOf(d.nodes, MY, 'silver-db-mysql').some((v) => v.startsWith('load')), 'the next one never starts');
+  t.deepEqual([...d.nodes.dbs.get(DB)!.keys()], ['hello']);
+});
+
+test('restore on a nodeset without a balancer says the app kept serving; no balancer is asked', async (t) => {
+  const d = await setup(NODESET.replace('[balancer]\n', '').replace('nodes = 2', 'nodes = 1\nload_balancer = false'));
+  await backup(d.ns, d.rt, { app: 'hello' });
+  const r = await restore(d.ns, d.rt, 'hello', 'latest', { yes: true });
+  t.true(r.ok, r.problems.join('; '));
+  t.is(r.maintenance, 'none: the nodeset has no balancer, so the app kept serving while it was restored');
+  t.false(d.nodes.calls.some((c) => c.argv[2]?.endsWith('silver-balancer')));
+});
