@@ -47,6 +47,8 @@ export interface UpdateReport {
   converged: Convergence | null;
   /** Only the static folder changed: its files switched, no process started. */
   staticOnly: boolean;
+  /** What went wrong after every app server was switched (nothing was rolled back for it). */
+  warnings: string[];
   steps: NodeStep[];
   seconds: number;
 }
@@ -205,13 +207,23 @@ async function tellBalancers(s: Session, app: AppConfig): Promise<void> {
   }
 }
 
+/** Old instances pruned to the last few on each app server; a node that fails is said, not fatal. */
+async function pruneAll(rollout: Rollout, s: Session): Promise<void> {
+  for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES).catch((e: Error) => s.rt.io.err(`${n.name}: pruning old instances failed (the next update tries again): ${e.message}`));
+}
+
 /** Puts the balancers into `mode` for the app; what its entry was before (null without balancers). */
-async function holdBack(s: Session, app: AppConfig, mode: Mode): Promise<{ previous: ModeEntry | null } | null> {
-  if (s.balancers.length === 0) {
+async function holdBack(s: Session, app: AppConfig, mode: Mode, record: (previous: ModeEntry | null) => Promise<void>): Promise<{ previous: ModeEntry | null } | null> {
+  const wanted = s.ns.nodes.filter((n) => n.role === 'balancer').length;
+  if (wanted === 0) {
     s.rt.io.err(`${app.name}: migrate_mode = ${mode} has no effect: the nodeset has no balancer`);
     return null;
   }
+  if (s.balancers.length < wanted) throw new StepError(`migrate_mode ${mode}`, s.ns.nodes.find((n) => n.role === 'balancer')!.name, 'a balancer cannot be reached: writes could not be held back');
   const previous = (await readModes(s)).record.modes[app.name] ?? null;
+  // The hold is on the nodes' record before any balancer changes: after a crash anywhere from
+  // here on, the next run puts the mode back.
+  await record(previous);
   try {
     await applyMode(s, { app: app.name, mode, message: `${app.name} is being updated. Please try again in a moment.` });
   } catch (e) {
@@ -259,13 +271,21 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   let r: Rollout | null = null;
   let staticOnly = false;
   let held: { previous: ModeEntry | null } | null = null;
+  let activatedAll = false;
+  const afterwards: string[] = [];
   try {
     await s.checkHelpers(app.services);
     await underLock(s, `update ${app.name}`, async (lease, onSignal) => {
       r = new Rollout(s, app.name, lease, { graceMs: opts.graceMs ?? GRACE_MS });
       const rollout = r;
       onSignal((sig) => rollout.interrupt(sig));
-      const packed = tarball(app.dir);
+      // The sums describe what is packed: taken before and after, and the update stops if the
+      // folder changed meanwhile.
+      const sumsAtPack = contentSums(app.dir, app.static);
+      const packed = tarball(app.dir).then((tar) => {
+        if (JSON.stringify(contentSums(app.dir, app.static)) !== JSON.stringify(sumsAtPack)) throw new Error(`${app.dir} changed while it was packed: run the update again`);
+        return tar;
+      });
       packed.catch(() => undefined);
       const before = { value: new Map<string, NodeBefore>() };
       try {
@@ -278,7 +298,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         // Name and port of the new instance, from what every app server has.
         const states = await rollout.step('status', s.appservers[0]!.name, () => s.status());
         before.value = beforeOf(app.name, states);
-        const sums = contentSums(app.dir, app.static);
+        const sums = sumsAtPack;
         if (isStaticOnly(app, sums, s, states)) {
           staticOnly = true;
           instance = before.value.get(s.appservers[0]!.name)!.active!;
@@ -289,7 +309,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           );
           await Promise.all(s.appservers.map((n) => rollout.staticPut(n.name, sums.static!, tar)));
           for (const n of s.appservers) await rollout.staticSwitch(n.name, sums.static!);
-          for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES);
+          activatedAll = true;
+          await pruneAll(rollout, s);
           await rollout.closeRecord('activated');
           return;
         }
@@ -321,23 +342,35 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         // The migration: once, on the primary, before anything switches; with migrate_mode the
         // balancers hold writes (or everything) back meanwhile and through the activations.
         if (app.migrateMode !== 'online') {
-          held = await holdBack(s, app, app.migrateMode);
-          if (held) await rollout.writeRecord({ ...rollout.current!, hold: { mode: app.migrateMode, previous: held.previous } }, rollout.seq);
+          held = await holdBack(s, app, app.migrateMode, (previous) => rollout.writeRecord({ ...rollout.current!, hold: { mode: app.migrateMode, previous } }, rollout.seq));
         }
         if (app.migrate) await rollout.migrate(s.appservers[0]!.name, instance, app.migrate);
         for (const [i, n] of s.appservers.entries()) {
           await rollout.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(n.name)?.active ?? null);
         }
+        // Every app server serves the new instance: from here on nothing is rolled back (the
+        // migration ran); what fails is said, and an open hold is left to the next run.
+        activatedAll = true;
         await rollout.finishStops();
-        for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES);
-        if (held) await putBack(s, app.name, held.previous);
-        held = null;
-        await rollout.closeRecord('activated');
+        await pruneAll(rollout, s);
+        if (held) {
+          const h = held;
+          held = null;
+          await putBack(s, app.name, h.previous).catch((x: Error) => {
+            afterwards.push(`the balancers are still in ${app.migrateMode} for ${app.name} (${x.message}): silver maintenance off ${ns.file} --app ${app.name}, or the next update puts it back`);
+          });
+        }
+        if (afterwards.length === 0) await rollout.closeRecord('activated');
       } catch (e) {
         const err = e instanceof StepError ? e : new StepError('update', s.appservers[0]!.name, (e as Error).message);
         failure = { node: err.node, step: err.step, error: redact(err.message, secretValues) };
         rt.io.err(`${err.node}: ${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
         rollout.steps.push({ node: err.node, step: err.step, ok: false, detail: failure.error });
+        if (activatedAll) {
+          // (every node already serves it: a late failure is reported, nothing goes back)
+          await rollout.closeRecord('activated').catch(() => undefined);
+          return;
+        }
         if (held) {
           // The mode goes back whatever happened (a failure to do so is said, and the open record
           // lets the next run put it back).
@@ -369,6 +402,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
     interrupted,
     converged,
     staticOnly,
+    warnings: afterwards,
     steps: done?.steps ?? [],
     seconds: (rt.now() - t0) / 1000,
   };
@@ -390,6 +424,7 @@ export interface UpdatePlan {
   converges: string | null;
   /** Who holds the deploy lock now (the update would wait for nothing: it would refuse). */
   locked: string | null;
+  balancers: number;
 }
 
 /** `update --dry-run`: what an update would do, read from the nodes; nothing changes, no lock is taken. */
@@ -416,6 +451,7 @@ export async function planUpdate(ns: Nodeset, app: AppConfig, rt: Runtime): Prom
       appservers: s.appservers.map((n) => ({ node: n.name, active: before.get(n.name)?.active ?? null })),
       converges: rec?.state === 'running' ? `${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})` : null,
       locked: lock?.live ? lock.holder : null,
+      balancers: ns.nodes.filter((n) => n.role === 'balancer').length,
     };
   } finally {
     await s.close();
@@ -431,7 +467,7 @@ export function renderUpdatePlan(p: UpdatePlan): string {
     if (p.services.length) lines.push(`  set up its databases on: ${p.services.join(', ')}`);
     lines.push(`  stage ${p.instance} on ${p.appservers.map((a) => `${a.node} (now ${a.active ?? 'none'})`).join(', ')}`);
     if (p.packages.length) lines.push(`  install packages if missing: ${p.packages.join(' ')}`);
-    if (p.migrate) lines.push(`  run the migration once on ${p.appservers[0]?.node}: ${p.migrate}${p.migrateMode !== 'online' ? ` (balancers in ${p.migrateMode} meanwhile)` : ''}`);
+    if (p.migrate) lines.push(`  run the migration once on ${p.appservers[0]?.node}: ${p.migrate}${p.migrateMode !== 'online' && p.balancers > 0 ? ` (balancers in ${p.migrateMode} meanwhile)` : ''}`);
     lines.push(`  activate it one app server at a time, ${p.appservers[0]?.node} first`);
   }
   lines.push('nothing was changed');
@@ -567,6 +603,7 @@ export async function unlock(ns: Nodeset, rt: Runtime): Promise<string[]> {
 export function renderUpdateReport(r: UpdateReport): string {
   const lines: string[] = [];
   if (r.converged) lines.push(`${r.converged.app}: the interrupted ${r.converged.kind} to ${r.converged.instance} was ${r.converged.action} first`);
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
   if (r.ok && r.staticOnly) {
     lines.push(`${r.app}: static-only update: new static files served by ${r.instance} on ${r.activated.length} app server${r.activated.length === 1 ? '' : 's'} (no process started) in ${r.seconds.toFixed(1)}s`);
     return lines.join('\n');

@@ -23,11 +23,13 @@ function entries(dir: string, rel = ''): [string, string][] {
     if (st.isDirectory()) out.push([`${path}/`, 'dir'], ...entries(dir, path));
     else if (st.isSymbolicLink()) out.push([path, `link ${readlinkSync(join(dir, path))}`]);
     else if (st.isFile()) out.push([path, `file ${st.mode & 0o111 ? 'x' : '-'} ${createHash('sha256').update(readFileSync(join(dir, path))).digest('hex')}`]);
+    else out.push([path, `special ${st.mode}`]);
   }
   return out;
 }
 
-const sum = (list: [string, string][]) => createHash('sha256').update(list.map(([p, what]) => `${p}\0${what}\n`).join('')).digest('hex');
+// (each entry as a JSON pair: names and link targets holding newlines cannot run into each other)
+const sum = (list: [string, string][]) => createHash('sha256').update(list.map((e) => `${JSON.stringify(e)}\n`).join('')).digest('hex');
 
 /** The code and static sums of an app folder; `staticDir`: relative, ending in `/` (or null). */
 export function contentSums(dir: string, staticDir: string | null): ContentSums {
