@@ -759,3 +759,23 @@ test('silver-state: the state folder is refused when it is a symbolic link or no
   t.regex(r.stderr, /state must be owned by \S+ with mode 700/);
   t.deepEqual(readdirSync(tr.state), []);
 });
+
+test('silver-deploy: attack — a static folder reached through a link (static = r/etc/ with r -> /) is refused; stored static versions hold only files and folders', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  const src = join(tr.dir, 'src-attack');
+  mkdirSync(join(src, 'pub'), { recursive: true });
+  writeFileSync(join(src, 'pub/a.css'), 'a\n');
+  symlinkSync('/', join(src, 'r'));
+  symlinkSync('/etc/passwd', join(src, 'pub/passwd'));
+  const tgz = execFileSync('tar', ['-czf', '-', '-C', src, '.']);
+  t.is((await sh(tr, ['stage', 'blog', one, '8001', '/health', b64('x')], tgz)).code, 0);
+  const sum = 'a'.repeat(64);
+  const evil = await deploy(tr, 'mark', 'blog', one, 'b'.repeat(64), sum, 'r/etc/');
+  t.is(evil.code, 1);
+  t.regex(evil.stderr, /a part of its path is a link/);
+  t.false(existsSync(join(tr.apps, 'blog/static', sum)), 'nothing copied from /etc');
+  const ok = await deploy(tr, 'mark', 'blog', one, 'b'.repeat(64), sum, 'pub/');
+  t.is(ok.code, 0, ok.stderr);
+  t.deepEqual(readdirSync(join(tr.apps, 'blog/static', sum)), ['a.css'], 'the link inside the folder is dropped');
+});
