@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
 import { httpGet, startLoad } from '../helpers/load.js';
+import { bringUp } from '../helpers/nodeset.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 
 // Schema changes on real containers with examples/notes: a migration runs once, on the primary,
@@ -54,11 +55,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 test.before(async () => {
   if (!canRunLxc) return;
   await cleanLeftovers(config, [NODESET]);
-  const c = await silver(['create-node', file], env);
-  if (c.code !== 0) throw new Error(c.stderr);
-  const s = await silver(['setup-node', file], env);
-  if (s.code !== 0) throw new Error(s.stdout + s.stderr);
-  addr = Object.fromEntries((JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[]).map((n) => [n.name, n.address]));
+  addr = await bringUp(file, env);
   const v1 = await silver(['update', notes('1'), file], env);
   if (v1.code !== 0) throw new Error(v1.stderr);
 });

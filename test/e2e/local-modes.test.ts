@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
 import { startLoad, type LoadResult } from '../helpers/load.js';
+import { bringUp, eventually } from '../helpers/nodeset.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 import { helloNodeset, helloVersion } from '../helpers/hello.js';
 
@@ -83,24 +84,10 @@ const on = async (node: string, command: string) => onNode(file, env, node, comm
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const balancerServers = async () => (await on(BALANCER, '/usr/local/lib/silverlining/bin/silver-balancer status')).out;
 
-async function eventually(what: string, check: () => Promise<boolean>, seconds = 60): Promise<void> {
-  const end = Date.now() + seconds * 1000;
-  while (Date.now() < end) {
-    if (await check().catch(() => false)) return;
-    await sleep(500);
-  }
-  throw new Error(`not within ${seconds}s: ${what}`);
-}
-
 test.before(async () => {
   if (!canRunLxc) return;
   await cleanLeftovers(config, [NODESET]);
-  const c = await silver(['create-node', file], env);
-  if (c.code !== 0) throw new Error(c.stderr);
-  const s = await silver(['setup-node', file], env);
-  if (s.code !== 0) throw new Error(s.stdout + s.stderr);
-  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
-  addr = Object.fromEntries(nodes.map((n) => [n.name, n.address]));
+  addr = await bringUp(file, env);
   for (const name of ['hello', 'second']) {
     const u = await silver(['update', appDir(name), file], env);
     if (u.code !== 0) throw new Error(u.stderr);

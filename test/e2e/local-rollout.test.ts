@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { containerName, DEFAULTS } from '../../providers/local/config.js';
 import { onNode, silver, type CliResult } from '../helpers/cli.js';
 import { startLoad } from '../helpers/load.js';
+import { bringUp, eventually } from '../helpers/nodeset.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 import { helloNodeset, helloVersion, versionOf } from '../helpers/hello.js';
 
@@ -78,25 +79,10 @@ function lxc(...args: string[]): Promise<void> {
   return new Promise((resolve, reject) => execFile(args[0]!, [...args.slice(1), '-P', DEFAULTS.lxcPath], (e) => (e ? reject(e) : resolve())));
 }
 
-/** Polls until `check` holds (bounded). */
-async function eventually(what: string, check: () => Promise<boolean>, seconds = 60): Promise<void> {
-  const end = Date.now() + seconds * 1000;
-  while (Date.now() < end) {
-    if (await check().catch(() => false)) return;
-    await sleep(500);
-  }
-  throw new Error(`not within ${seconds}s: ${what}`);
-}
-
 test.before(async () => {
   if (!canRunLxc) return;
   await cleanLeftovers(config, [NODESET]);
-  const c = await silver(['create-node', file], env);
-  if (c.code !== 0) throw new Error(c.stderr);
-  const s = await silver(['setup-node', file], env);
-  if (s.code !== 0) throw new Error(s.stdout + s.stderr);
-  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
-  addr = Object.fromEntries(nodes.map((n) => [n.name, n.address]));
+  addr = await bringUp(file, env);
   const v1 = await silver(['update', version('1'), file], env);
   if (v1.code !== 0) throw new Error(v1.stderr);
 });
