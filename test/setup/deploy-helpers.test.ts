@@ -665,8 +665,9 @@ test('silver-state: lock is taken, renewed by its token, held against another (e
   t.is(taken.stdout, 'taken\n');
   const [tok, start, beat, ttl, holder, ...rest] = lockLine(tr).trim().split(' ');
   t.deepEqual([tok, ttl, holder, rest], [TOK1, '30', H1, []]);
-  t.true(Math.abs(Number(start) - nowSec()) <= 2 && start === beat);
-  t.regex((await state(tr, ['lockinfo'])).stdout, new RegExp(`^held ${TOK1} [0-2] 30 ${H1}\n$`));
+  t.true(Math.abs(Number(start) - nowSec()) <= 10 && start === beat);
+  // (the age in seconds since the heartbeat: small, whatever the load on the machine)
+  t.regex((await state(tr, ['lockinfo'])).stdout, new RegExp(`^held ${TOK1} ([0-9]|1[0-9]) 30 ${H1}\n$`));
 
   // Renewed: the start and the holder kept, the heartbeat and the TTL new.
   const t0 = nowSec() - 50;
@@ -679,7 +680,7 @@ test('silver-state: lock is taken, renewed by its token, held against another (e
 
   const held = await state(tr, ['lock', TOK2, '30', H2]);
   t.is(held.code, 75);
-  t.regex(held.stdout, new RegExp(`^held ${TOK1} [0-2] ${H1}\n$`));
+  t.regex(held.stdout, new RegExp(`^held ${TOK1} ([0-9]|1[0-9]) ${H1}\n$`));
   t.is(lockLine(tr).split(' ')[0], TOK1, 'still the first holder\'s');
   t.is((await state(tr, ['lock', TOK2, '30', H2, 'token-cccc-3333'])).code, 75, 'a STEAL of someone else');
 
@@ -705,7 +706,7 @@ test('silver-state: unlock by the wrong token is refused (exit 75), by the right
   await state(tr, ['lock', TOK1, '30', H1]);
   const wrong = await state(tr, ['unlock', TOK2]);
   t.is(wrong.code, 75);
-  t.regex(wrong.stdout, new RegExp(`^held ${TOK1} [0-2] ${H1}\n$`));
+  t.regex(wrong.stdout, new RegExp(`^held ${TOK1} ([0-9]|1[0-9]) ${H1}\n$`));
   t.true(existsSync(join(tr.state, 'lock')));
   const right = await state(tr, ['unlock', TOK1]);
   t.is(right.stdout, 'released\n');
