@@ -242,6 +242,12 @@ async function putBack(s: Session, app: string, previous: ModeEntry | null): Pro
   s.rt.io.err(`${s.balancers.map((b) => b.name).join(', ')}: ${app} ${previous ? `back to ${previous.mode}` : 'serves normally again'}`);
 }
 
+/** The next instance name of the app after every one any app server has. */
+function nextInstance(app: string, states: ReadonlyMap<string, AppState[]>, now: number): string {
+  const names = [...states.values()].flat().filter((a) => a.app === app).flatMap((a) => a.instances.map((i) => i.name));
+  return nextInstanceName(app, new Date(now), names);
+}
+
 /** Only the static folder differs from what every app server's active instance holds. */
 function isStaticOnly(app: AppConfig, sums: ContentSums, s: Session, states: ReadonlyMap<string, AppState[]>): boolean {
   // (unchanged code means unchanged migrations too: nothing to migrate)
@@ -315,7 +321,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           return;
         }
         const all = [...states.values()].flat();
-        instance = nextInstanceName(app.name, new Date(rt.now()), all.filter((a) => a.app === app.name).flatMap((a) => a.instances.map((i) => i.name)));
+        instance = nextInstance(app.name, states, rt.now());
         const port = freePort(all.flatMap((a) => a.instances.map((i) => i.port)));
         const env = envFile({
           PORT: String(port),
@@ -434,7 +440,6 @@ export async function planUpdate(ns: Nodeset, app: AppConfig, rt: Runtime): Prom
   try {
     await s.checkHelpers(app.services);
     const [states, rec, lock] = await Promise.all([s.status(), readRollout(s), s.state.lockInfo()]);
-    const all = [...states.values()].flat();
     const sums = contentSums(app.dir, app.static);
     const staticOnly = isStaticOnly(app, sums, s, states);
     const before = beforeOf(app.name, states);
@@ -442,7 +447,7 @@ export async function planUpdate(ns: Nodeset, app: AppConfig, rt: Runtime): Prom
       app: app.name,
       nodeset: ns.name,
       dryRun: true,
-      instance: staticOnly ? before.get(s.appservers[0]!.name)!.active! : nextInstanceName(app.name, new Date(rt.now()), all.filter((a) => a.app === app.name).flatMap((a) => a.instances.map((i) => i.name))),
+      instance: staticOnly ? before.get(s.appservers[0]!.name)!.active! : nextInstance(app.name, states, rt.now()),
       staticOnly,
       migrate: app.migrate ? (app.migrate.kind === 'script' ? `script:${app.migrate.command}` : app.migrate.path) : null,
       migrateMode: app.migrateMode,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
 import { httpGet, startLoad } from '../helpers/load.js';
 import { bringUp } from '../helpers/nodeset.js';
+import { helloNodeset } from '../helpers/hello.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 
 // Schema changes on real containers with examples/notes: a migration runs once, on the primary,
@@ -17,22 +18,7 @@ const run = canRunLxc ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-migrate-'));
 const env = { SILVER_HOME: join(dir, 'home') };
 const file = join(dir, 'migrate.conf');
-writeFileSync(file, `[general]
-name = ${NODESET}
-base_domain = migrate.test
-[provider]
-provider = local
-bridge = ${config.settings['bridge']}
-subnet = ${config.settings['subnet']}
-proxy_port = ${config.settings['proxy_port']}
-[appserver]
-nodes = 2
-size = ram 256MB
-locations = http://migrate.test/ notes
-[service:postgresql]
-node_name = db.migrate.test
-[balancer]
-`);
+writeFileSync(file, helloNodeset(NODESET, 'migrate.test', config, 'notes'));
 const A1 = 'app1.migrate.test';
 const A2 = 'app2.migrate.test';
 let addr: Record<string, string> = {};

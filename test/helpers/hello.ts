@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import type { ProviderConfig } from '../../src/nodeset/types.js';
 
 /**
- * The nodeset the deploy e2e tests share: two app servers serving examples/hello, PostgreSQL, a
+ * The nodeset the deploy e2e tests share: two app servers serving one app (examples/hello), PostgreSQL, a
  * balancer, on the test's own bridge and subnet.
  */
-export function helloNodeset(name: string, domain: string, config: ProviderConfig): string {
+export function helloNodeset(name: string, domain: string, config: ProviderConfig, app = 'hello'): string {
   return `[general]
 name = ${name}
 base_domain = ${domain}
@@ -18,7 +18,7 @@ proxy_port = ${config.settings['proxy_port']}
 [appserver]
 nodes = 2
 size = ram 256MB
-locations = http://${domain}/ hello
+locations = http://${domain}/ ${app}
 [service:postgresql]
 node_name = db.${domain}
 [balancer]
