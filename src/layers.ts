@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from './paths.js';
@@ -32,4 +33,17 @@ export function layerPackages(layer: string, root = layersRoot()): string[] {
 /** Every package any layer declares, sorted and unique: what a golden image should hold. */
 export function allLayerPackages(root = layersRoot()): string[] {
   return [...new Set(layerNames(root).flatMap((l) => layerPackages(l, root)))].sort();
+}
+
+const helperSums = new Map<string, string>();
+
+/** The sha256 of a layer's `bin/` helper as this silver ships it (what a node must have installed). */
+export function helperSum(layer: string, helper: string, root = layersRoot()): string {
+  const path = join(root, layer, 'bin', helper);
+  let sum = helperSums.get(path);
+  if (sum === undefined) {
+    sum = createHash('sha256').update(readFileSync(path)).digest('hex');
+    helperSums.set(path, sum);
+  }
+  return sum;
 }

@@ -1,9 +1,6 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
 import { ExitError } from '../diagnostics.js';
-import { layersRoot } from '../layers.js';
+import { helperSum } from '../layers.js';
 import { b64, HELPERS, sudoHelper } from '../remote/commands/helpers.js';
 import type { Session } from './session.js';
 import type { Versioned } from './shared-state.js';
@@ -248,11 +245,9 @@ export function sameModes(a: ModeState, b: ModeState): boolean {
   return [...a.allow].sort().join(' ') === [...b.allow].sort().join(' ');
 }
 
-let localSum: string | null = null;
-
 /** The balancers must run this silver's helper (setup-node installs it): refuses before any change. */
 async function checkHelper(s: Session, nodes: readonly string[]): Promise<void> {
-  localSum ??= createHash('sha256').update(readFileSync(join(layersRoot(), 'balancer', 'bin', HELPER))).digest('hex');
+  const localSum = helperSum('balancer', HELPER);
   const stale: string[] = [];
   await Promise.all(
     nodes.map(async (node) => {

@@ -1,8 +1,5 @@
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ExitError } from '../diagnostics.js';
-import { layersRoot } from '../layers.js';
+import { helperSum } from '../layers.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { deployVerbs } from '../remote/commands/deploy.js';
 import { HELPERS } from '../remote/commands/helpers.js';
@@ -60,12 +57,6 @@ export class Session {
         return [this.all.find((n) => n.role === `service:${name}`)!, svc.layer, svc.helper];
       }),
     ];
-    const sums = new Map<string, string>();
-    const local = (layer: string, helper: string) => {
-      const key = `${layer}/${helper}`;
-      if (!sums.has(key)) sums.set(key, createHash('sha256').update(readFileSync(join(layersRoot(), layer, 'bin', helper))).digest('hex'));
-      return sums.get(key)!;
-    };
     const byNode = new Map<string, [string, string][]>();
     for (const [n, layer, helper] of wanted) byNode.set(n.name, [...(byNode.get(n.name) ?? []), [layer, helper]]);
     const stale: string[] = [];
@@ -75,7 +66,7 @@ export class Session {
           throw new ExitError(e.message, 1);
         });
         const have = new Map(r.stdout.split('\n').map((l) => l.split(/\s+/)).map(([sum, path]) => [path?.split('/').pop() ?? '', sum ?? '']));
-        for (const [layer, helper] of helpers) if (have.get(helper) !== local(layer, helper)) stale.push(`${node} (${helper})`);
+        for (const [layer, helper] of helpers) if (have.get(helper) !== helperSum(layer, helper)) stale.push(`${node} (${helper})`);
       }),
     );
     if (stale.length > 0) {
