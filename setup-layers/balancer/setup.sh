@@ -15,7 +15,9 @@ ensure_pkgs $SILVER_PACKAGES
 # The modes' files, which the configuration reads (so before it is checked): written from the
 # nodeset's record only when missing (a new or rebuilt balancer gets the modes back); existing
 # ones are this balancer's truth, changed only by `silver maintenance`, never turned off here.
-if [ ! -e /etc/haproxy/silver-modes.map ] || [ ! -e /etc/haproxy/silver-allow.acl ]; then
+# (the apps' pages, /etc/haproxy/silver-pages.map, are made empty here: each app's next update
+# sends its own)
+if [ ! -e /etc/haproxy/silver-modes.map ] || [ ! -e /etc/haproxy/silver-allow.acl ] || [ ! -e /etc/haproxy/silver-pages.map ]; then
   if [ "$CHECK" = 1 ]; then
     changed "the maintenance modes' files (from the nodeset's record: $SILVER_MODES_SUMMARY)"
   else

@@ -25,6 +25,23 @@ export interface AppConfig {
   migrateMode: MigrateMode;
   /** The folder (relative to the app, ending in `/`) the front proxy serves directly; null: none. */
   static: string | null;
+  /** The app's own maintenance.html (what its held-back requests get instead of the message page); null: none. */
+  maintenancePage: string | null;
+}
+
+/** The page an app may ship at its root; at most MAX_PAGE bytes (the balancer's buffer holds it whole). */
+export const PAGE_FILE = 'maintenance.html';
+export const MAX_PAGE = 8192;
+
+/** Why a maintenance.html cannot be served, or null. */
+export function pageProblem(text: string): string | null {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes === 0 || bytes > MAX_PAGE) return `has ${bytes} bytes; a maintenance page must have 1 to ${MAX_PAGE}`;
+  // (line breaks are served as spaces: HAProxy's formatted answers carry none)
+  const bad = [...text].find((c) => /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(c));
+  if (bad) return `holds a control character (U+${bad.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})`;
+  if (text.includes('\uFFFD')) return 'is not UTF-8 text';
+  return null;
 }
 
 export type MigrateMode = 'online' | 'read-only' | 'maintenance';
@@ -126,8 +143,12 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
     } else staticDir = dirName;
   }
 
+  const pageFile = join(dir, PAGE_FILE);
+  const maintenancePage = host.readFile(pageFile) ?? null;
+  if (maintenancePage !== null && pageProblem(maintenancePage)) d.push(diagnostic(pageFile, 1, PAGE_FILE, pageProblem(maintenancePage)!));
+
   if (d.length > 0) throw new ConfigError(d);
   return {
-    dir, file, name: nameV!.value, runner: runnerV!.value.trim(), services, updateFetch, healthCheck, packages, defaultLocation, migrate, migrateMode, static: staticDir,
+    dir, file, name: nameV!.value, runner: runnerV!.value.trim(), services, updateFetch, healthCheck, packages, defaultLocation, migrate, migrateMode, static: staticDir, maintenancePage,
   };
 }

@@ -104,6 +104,8 @@ export function renderMaintenance(r: MaintenanceReport): string {
   if (r.action === 'status') lines.push(`nodeset ${r.nodeset}:`);
   const modes = describe(r.modes.record);
   lines.push(...(modes.length === 0 ? ['no maintenance or read-only mode: every app online'] : modes.map((l) => `  ${l}`)));
+  const pages = [...new Set(r.modes.balancers.flatMap((b) => b.pages ?? []))].sort();
+  if (pages.length > 0) lines.push(`  their own maintenance.html instead of the message: ${pages.join(', ')}`);
   const applied = r.modes.balancers.filter((b) => b.error === undefined).map((b) => b.node);
   if (r.action !== 'status' && applied.length > 0) lines.push(`applied on ${applied.join(', ')} (no restart)`);
   for (const n of r.notes) lines.push(n);

@@ -11,7 +11,7 @@ import { ConfigError, diagnostic, ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { dbEnsure } from '../remote/commands/db.js';
 import { deployVerbs } from '../remote/commands/deploy.js';
-import { sudoHelper } from '../remote/commands/helpers.js';
+import { b64, sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
 import { service } from '../services/index.js';
 import { serviceEnv } from '../services/types.js';
@@ -194,7 +194,12 @@ async function setUpServices(s: Session, app: AppConfig, say: (node: string, tex
   return env;
 }
 
-/** The balancers check the app's own health_check; recorded with the nodes' shared state for setup-node. */
+/** The balancer's argv for the app's own page: its maintenance.html, or the message page again. */
+export function pageVerb(app: Pick<AppConfig, 'name' | 'maintenancePage'>): string[] {
+  return app.maintenancePage === null ? sudoHelper('silver-balancer', 'page', 'clear', app.name) : sudoHelper('silver-balancer', 'page', 'set', app.name, b64(app.maintenancePage));
+}
+
+/** The balancers check the app's own health_check and serve its maintenance.html; recorded with the nodes' shared state for setup-node. */
 async function tellBalancers(s: Session, app: AppConfig): Promise<void> {
   const rec = (await s.state.read<AppsRecord>('apps')).get('apps');
   if (rec?.health[app.name] !== app.healthCheck) {
@@ -203,6 +208,9 @@ async function tellBalancers(s: Session, app: AppConfig): Promise<void> {
   for (const b of s.balancers) {
     await s.remote.run(b.name, "setting the balancer's health check", sudoHelper('silver-balancer', 'set-health', app.name, app.healthCheck)).catch((e) => {
       throw new StepError('balancer health check', b.name, (e as Error).message);
+    });
+    await s.remote.run(b.name, "setting the app's maintenance page", pageVerb(app)).catch((e) => {
+      throw new StepError('maintenance page', b.name, (e as Error).message);
     });
   }
 }

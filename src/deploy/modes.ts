@@ -86,6 +86,8 @@ export interface BalancerModes {
   live: boolean | null;
   /** Whether it matches the nodeset's record. */
   same: boolean;
+  /** The apps whose own maintenance.html it serves instead of the message page. */
+  pages?: string[];
   error?: string;
 }
 
@@ -229,9 +231,9 @@ function balancersOf(s: Session): string[] {
 }
 
 /** A balancer's answer to a mode verb (its JSON status). */
-function parseStatus(stdout: string): { state: ModeState; haproxy: string | null; live: boolean | null } {
-  const j = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as { modes: Record<string, ModeEntry>; allow: string[]; haproxy?: string; live?: boolean | null };
-  return { state: { modes: j.modes ?? {}, allow: j.allow ?? [] }, haproxy: j.haproxy ?? null, live: j.live ?? null };
+function parseStatus(stdout: string): { state: ModeState; haproxy: string | null; live: boolean | null; pages: string[] } {
+  const j = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as { modes: Record<string, ModeEntry>; allow: string[]; haproxy?: string; live?: boolean | null; pages?: Record<string, string> };
+  return { state: { modes: j.modes ?? {}, allow: j.allow ?? [] }, haproxy: j.haproxy ?? null, live: j.live ?? null, pages: Object.keys(j.pages ?? {}).sort() };
 }
 
 export function sameModes(a: ModeState, b: ModeState): boolean {

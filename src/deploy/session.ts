@@ -60,6 +60,13 @@ export class Session {
     const byNode = new Map<string, [string, string][]>();
     for (const [n, layer, helper] of wanted) byNode.set(n.name, [...(byNode.get(n.name) ?? []), [layer, helper]]);
     const stale: string[] = [];
+    // (a balancer that does not answer is not asked: the update goes on without it, as before)
+    await Promise.all(
+      this.balancers.map(async (n) => {
+        const r = await this.remote.exec(n.name, ['sha256sum', `${HELPERS}/silver-balancer`]).catch(() => null);
+        if (r && r.stdout.split(/\s+/)[0] !== helperSum('balancer', 'silver-balancer')) stale.push(`${n.name} (silver-balancer)`);
+      }),
+    );
     await Promise.all(
       [...byNode].map(async ([node, helpers]) => {
         const r = await this.remote.exec(node, ['sha256sum', ...helpers.map(([, h]) => `${HELPERS}/${h}`)]).catch((e: Error) => {

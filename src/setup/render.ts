@@ -72,6 +72,8 @@ export interface BalancedLocation {
  * (no reload) and in these files, so a mode survives a restart; every app backend reads them.
  */
 export const MODES_MAP = '/etc/haproxy/silver-modes.map';
+/** The apps' own pages (`silver-balancer page`, from each app's maintenance.html). */
+export const PAGES_MAP = '/etc/haproxy/silver-pages.map';
 export const ALLOW_ACL = '/etc/haproxy/silver-allow.acl';
 
 /**
@@ -164,12 +166,17 @@ function healthCheckLine(location: BalancedLocation, healthPath: string): string
 /** The page a held-back request gets: the mode's message (HTML-escaped by silver-balancer). */
 const MODE_PAGE =
   '<!DOCTYPE html><html><head><meta charset=utf-8><title>Service unavailable</title></head><body><p>%[var(txn.silver_mode),field(3,:),b64dec]</p></body></html>';
-const MODE_RETURN = `http-request return status 503 content-type "text/html; charset=utf-8" lf-string "${MODE_PAGE}" hdr Retry-After "%[var(txn.silver_mode),field(2,:)]" hdr Cache-Control no-store`;
+const modeReturn = (page: string) =>
+  `http-request return status 503 content-type "text/html; charset=utf-8" lf-string "${page}" hdr Retry-After "%[var(txn.silver_mode),field(2,:)]" hdr Cache-Control no-store`;
+const MODE_RETURN = modeReturn(MODE_PAGE);
+/** The app's own page, when it shipped one (base64 in PAGES_MAP, checked by silver-balancer). */
+const OWN_PAGE_RETURN = modeReturn('%[var(txn.silver_page),b64dec]');
 
 /**
  * An app backend's modes: the app's own entry of MODES_MAP, else the `*` entry; in maintenance
  * every request but those from ALLOW_ACL's addresses, in read-only every request but GET, HEAD
- * and OPTIONS, gets a 503 with Retry-After and the message page, before any server is chosen.
+ * and OPTIONS, gets a 503 with Retry-After and the app's own page (PAGES_MAP) or else the
+ * message page, before any server is chosen.
  * (Health checks are the balancer's own requests: http-request rules never see them.)
  */
 function modeRules(app: string): string[] {
@@ -180,6 +187,8 @@ function modeRules(app: string): string[] {
     '\tacl silver_read_only var(txn.silver_mode),field(1,:) -m str read-only',
     `\tacl silver_allowed src -f ${ALLOW_ACL}`,
     '\tacl silver_reads method GET HEAD OPTIONS',
+    `\thttp-request set-var(txn.silver_page) str(${app}),map_str(${PAGES_MAP}) if silver_maintenance !silver_allowed or silver_read_only !silver_reads`,
+    `\t${OWN_PAGE_RETURN} if { var(txn.silver_page) -m found }`,
     `\t${MODE_RETURN} if silver_maintenance !silver_allowed`,
     `\t${MODE_RETURN} if silver_read_only !silver_reads`,
   ];

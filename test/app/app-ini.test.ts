@@ -94,3 +94,14 @@ test('migrate, migrate_mode and static are read and checked', (t) => {
   t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nstatic = ../etc\n'), ['/a/app.ini:4: static: "../etc" must be a folder inside the app (letters, digits, . _ -)']);
   t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nmigrate = rm -rf /\n'), ['/a/app.ini:4: migrate: "rm -rf /" must be script:COMMAND or a path starting with /']);
 });
+
+test("an app's maintenance.html is read with it; one too big, empty or not UTF-8 is refused, located", (t) => {
+  const ini = '[production]\napp_name = hello\nrunner = python3 app.py\n';
+  t.is(load(ini).maintenancePage, null);
+  t.is(loadApp('/a', memoryHost({ '/a/app.ini': ini, '/a/maintenance.html': '<p>é</p>' })).maintenancePage, '<p>é</p>');
+  for (const [text, why] of [['x'.repeat(8193), /has 8193 bytes; a maintenance page must have 1 to 8192/], ['', /has 0 bytes/], ['a\uFFFDb', /not UTF-8/]] as const) {
+    const e = t.throws(() => loadApp('/a', memoryHost({ '/a/app.ini': ini, '/a/maintenance.html': text })));
+    t.regex(e!.message, /^\/a\/maintenance\.html:1: maintenance\.html: /);
+    t.regex(e!.message, why);
+  }
+});

@@ -25,13 +25,13 @@ test.after.always(() => {
 });
 
 /** A balancer tree: the helper with its constants pointing into it. */
-function balancerTree(): { dir: string; script: string; modes: string; allow: string } {
+function balancerTree(): { dir: string; script: string; modes: string; allow: string; pages: string } {
   const dir = mkdtempSync(join(tmpdir(), 'silver-maint-'));
   trees.push(dir);
   mkdirSync(join(dir, 'etc'));
-  const t = { dir, script: join(dir, 'silver-balancer'), modes: join(dir, 'etc/silver-modes.map'), allow: join(dir, 'etc/silver-allow.acl') };
+  const t = { dir, script: join(dir, 'silver-balancer'), modes: join(dir, 'etc/silver-modes.map'), allow: join(dir, 'etc/silver-allow.acl'), pages: join(dir, 'etc/silver-pages.map') };
   let text = readFileSync(join(layersRoot(), 'balancer/bin/silver-balancer'), 'utf8');
-  for (const [name, value] of [['SOCKET', join(dir, 'admin.sock')], ['CFG', join(dir, 'etc/haproxy.cfg')], ['RUN_DIR', join(dir, 'run')], ['MODES', t.modes], ['ALLOW', t.allow]] as const) {
+  for (const [name, value] of [['SOCKET', join(dir, 'admin.sock')], ['CFG', join(dir, 'etc/haproxy.cfg')], ['RUN_DIR', join(dir, 'run')], ['MODES', t.modes], ['ALLOW', t.allow], ['PAGES', t.pages]] as const) {
     text = text.replace(new RegExp(`^${name} = ".*"$`, 'm'), `${name} = ${JSON.stringify(value)}`);
   }
   writeFileSync(t.script, text.replace(/^OWNER = 0$/m, `OWNER = ${process.getuid!()}`), { mode: 0o755 });

@@ -16,7 +16,7 @@ writeFileSync(join(dir, 'app.py'), 'print(1)\n');
 const app: AppConfig = {
   dir, file: join(dir, 'app.ini'), name: 'hello', runner: 'python3 app.py', services: ['postgresql'],
   updateFetch: [{ kind: 'path', path: '/setup' }], healthCheck: '/health', packages: [], defaultLocation: null,
-  migrate: null, migrateMode: 'online', static: null,
+  migrate: null, migrateMode: 'online', static: null, maintenancePage: null,
 };
 const OLD = 'hello.2026-12-01_001';
 const NEW = 'hello.2026-12-02_001';
@@ -502,4 +502,35 @@ test('migrate_mode with the balancer unreachable refuses to migrate (writes coul
   t.regex(r.failure!.error, /balancer\.shop\.test: connection refused|a balancer cannot be reached/);
   t.false(nodes.calls.some((c) => c.argv[3] === 'migrate'));
   t.deepEqual(actives(nodes), [OLD, OLD]);
+});
+
+test("the app's maintenance.html goes to every balancer before anything switches; an app without one gets the message page back", async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const B = 'balancer.shop.test';
+  const page = '<!DOCTYPE html><p>Wartung — "bald"</p>\n';
+  const order: string[] = [];
+  nodes.onCall = (c) => {
+    if (c.argv[3] === 'page' || c.argv[3] === 'switch') order.push(`${c.argv[3]} ${c.node}`);
+  };
+  const r = await update(ns, { ...app, maintenancePage: page }, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.deepEqual(nodes.verbs(B, 'silver-balancer').filter((v) => v.startsWith('page')), [`page set hello ${Buffer.from(page, 'utf8').toString('base64')}`]);
+  t.deepEqual(order, [`page ${B}`, `switch ${A1}`, `switch ${A2}`]);
+  nodes.calls.length = 0;
+  t.true((await update(ns, app, rt, opts)).ok);
+  t.deepEqual(nodes.verbs(B, 'silver-balancer').filter((v) => v.startsWith('page')), ['page clear hello']);
+});
+
+test('a balancer that refuses the page stops the update before anything switches', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  nodes.failWhen = (c) => (c.argv[3] === 'page' ? 'silver-balancer: refused' : null);
+  const r = await update(ns, { ...app, maintenancePage: '<p>x</p>' }, rt, opts);
+  t.false(r.ok);
+  t.is(r.failure?.step, 'maintenance page');
+  t.deepEqual(r.activated, []);
+  t.is(nodes.app(A1, 'hello').active, OLD);
+  t.is(nodes.app(A2, 'hello').active, OLD);
+  t.false(nodes.verbs(undefined).some((v) => / switch /.test(v)));
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -159,6 +159,31 @@ run('read-only: GET, HEAD and OPTIONS reach the app, POST gets 503 with Retry-Af
   await maint('off');
   await app(t, 'modes.test', 'POST');
   await app(t, 'other.modes.test', 'POST');
+});
+
+run("an app's own maintenance.html: an update takes it to the balancer, held-back requests get it; the other app keeps the message page; an update without it brings the message back", async (t) => {
+  const d = appDir('second');
+  const page = '<!DOCTYPE html><html><body><h1>second — en maintenance</h1><p>100% "soon"</p></body></html>\n';
+  writeFileSync(join(d, 'maintenance.html'), page);
+  const u = await silver(['update', d, file], env);
+  t.is(u.code, 0, u.stderr.slice(-2000));
+  await maint('on', '--retry-after', '25');
+  const own = await ask('other.modes.test');
+  t.is(own.status, 503);
+  t.is(own.retryAfter, '25');
+  t.is(own.body, page, 'the page as the app shipped it');
+  t.regex((await ask('modes.test')).body, /<p>We are updating\. Please try again in a moment\.<\/p>/, 'hello has no page of its own');
+  t.regex((await maint('status')).stdout, /their own maintenance\.html instead of the message: second/);
+  await maint('on', '--read-only');
+  t.is((await ask('other.modes.test', 'POST')).body, page, 'read-only holds back with the same page');
+  await maint('off');
+  rmSync(join(d, 'maintenance.html'));
+  const again = await silver(['update', d, file], env);
+  t.is(again.code, 0, again.stderr.slice(-2000));
+  await maint('on', '--app', 'second');
+  t.regex((await ask('other.modes.test')).body, /<p>We are updating/);
+  await maint('off');
+  await app(t, 'other.modes.test', 'GET');
 });
 
 interface Phase {

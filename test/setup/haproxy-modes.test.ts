@@ -1,12 +1,13 @@
 import test from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, Agent, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
-import { ALLOW_ACL, haproxyCfg, MODES_MAP } from '../../src/setup/render.js';
+import { ALLOW_ACL, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
 
 // The rules haproxyCfg renders and silver-balancer's mode verbs against a real HAProxy on
 // loopback (no container): the configuration as rendered (paths and ports moved into a
@@ -26,7 +27,7 @@ const HAPROXY = findHaproxy();
 const run = HAPROXY ? test.serial : test.serial.skip;
 
 const dir = mkdtempSync(join(tmpdir(), 'silver-haproxy-modes-'));
-const paths = { cfg: join(dir, 'haproxy.cfg'), sock: join(dir, 'admin.sock'), modes: join(dir, 'silver-modes.map'), allow: join(dir, 'silver-allow.acl'), run: join(dir, 'run'), script: join(dir, 'silver-balancer') };
+const paths = { cfg: join(dir, 'haproxy.cfg'), sock: join(dir, 'admin.sock'), modes: join(dir, 'silver-modes.map'), allow: join(dir, 'silver-allow.acl'), pages: join(dir, 'silver-pages.map'), run: join(dir, 'run'), script: join(dir, 'silver-balancer') };
 let app: Server;
 let haproxy: ChildProcess | null = null;
 let port = 0;
@@ -34,10 +35,11 @@ let port = 0;
 /** The rendered configuration with its paths and ports in the tree, in the foreground. */
 function config(appPort: number, listen: number): string {
   const cfg = haproxyCfg(['modes.test'], [{ name: 'app1.modes.test', address: '127.0.0.1' }], [{ host: 'modes.test', path: '/', app: 'hello' }, { host: 'modes.test', path: '/wiki/', app: 'wiki' }], new Map([['hello', '/health']]));
-  for (const needed of [MODES_MAP, ALLOW_ACL, 'bind :80', '127.0.0.1:80 check', '/run/haproxy/admin.sock']) if (!cfg.includes(needed)) throw new Error(`the configuration has no ${needed}`);
+  for (const needed of [MODES_MAP, ALLOW_ACL, PAGES_MAP, 'bind :80', '127.0.0.1:80 check', '/run/haproxy/admin.sock']) if (!cfg.includes(needed)) throw new Error(`the configuration has no ${needed}`);
   return cfg
     .replaceAll(MODES_MAP, paths.modes)
     .replaceAll(ALLOW_ACL, paths.allow)
+    .replaceAll(PAGES_MAP, paths.pages)
     .replace('/run/haproxy/admin.sock', paths.sock)
     .replace('bind :80', `bind 127.0.0.1:${listen}`)
     .replaceAll('127.0.0.1:80 check', `127.0.0.1:${appPort} check`)
@@ -47,7 +49,7 @@ function config(appPort: number, listen: number): string {
 /** The helper, its path constants pointing into the tree. */
 function helper(): void {
   let text = readFileSync(join(layersRoot(), 'balancer/bin/silver-balancer'), 'utf8');
-  for (const [name, value] of [['SOCKET', paths.sock], ['CFG', paths.cfg], ['RUN_DIR', paths.run], ['MODES', paths.modes], ['ALLOW', paths.allow]] as const) {
+  for (const [name, value] of [['SOCKET', paths.sock], ['CFG', paths.cfg], ['RUN_DIR', paths.run], ['MODES', paths.modes], ['ALLOW', paths.allow], ['PAGES', paths.pages]] as const) {
     const re = new RegExp(`^${name} = ".*"$`, 'm');
     if (!re.test(text)) throw new Error(`silver-balancer has no constant ${name}`);
     text = text.replace(re, `${name} = ${JSON.stringify(value)}`);
@@ -56,8 +58,11 @@ function helper(): void {
 }
 
 function mode(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return helperRun('mode', ...args);
+}
+function helperRun(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile('python3', [paths.script, 'mode', ...args], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile('python3', [paths.script, ...args], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
   });
 }
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
@@ -253,6 +258,58 @@ run('switching modes on and off under load drops no request: each answer is the 
   const total = [...counts.values()].reduce((a, b) => a + b, 0);
   t.true(total > 200, `only ${total} requests`);
   t.true((counts.get('maintenance POST 503') ?? 0) > 0 && (counts.get('read-only GET 200') ?? 0) > 0 && (counts.get('read-only POST 503') ?? 0) > 0, [...counts].join(' '));
+});
+
+run("an app's own page (its maintenance.html) is what its held-back requests get, in both modes; other apps keep the message page; it survives a restart; clear goes back", async (t) => {
+  // A page near the size limit, with markup, non-ASCII and characters a log-format would take.
+  const html = `<!DOCTYPE html>\r\n<html><body>\n\t<h1>Wartung — bientôt</h1><p>100% "done" %[src] \\ ;</p>${'<!-- filler -->'.repeat(500)}</body></html>\n`;
+  // (as served: each line break a space)
+  const served = html.replace(/\r\n|\n/g, ' ');
+  t.true(Buffer.byteLength(html) > 7000 && Buffer.byteLength(html) <= 8192);
+  const set = await helperRun('page', 'set', 'hello', b64(html));
+  t.is(set.code, 0, set.stderr);
+  t.is(set.stdout.trim(), 'changed');
+  t.is((await helperRun('page', 'set', 'hello', b64(html))).stdout.trim(), 'unchanged');
+  const st = JSON.parse((await mode('status')).stdout) as { pages: Record<string, string>; live: boolean };
+  t.deepEqual(Object.keys(st.pages), ['hello']);
+  t.is(st.pages['hello'], createHash('sha256').update(served).digest('hex'), 'the sum of what is served');
+  t.true(st.live);
+  t.is((await get('/')).status, 200, 'no mode: the page is not served');
+  t.is((await mode('set', '*', 'maintenance', '12', b64('message page'))).code, 0);
+  const own = await get('/');
+  t.is(own.status, 503);
+  t.is(own.headers['retry-after'], '12');
+  t.regex(String(own.headers['content-type']), /^text\/html/);
+  t.is(own.body, served, 'the page as the app shipped it, byte for byte but its line breaks');
+  t.regex((await get('/wiki/x')).body, /<p>message page<\/p>/, 'wiki has no page of its own');
+  t.is((await mode('set', '*', 'read-only', '12', b64('message page'))).code, 0);
+  t.is((await get('/')).status, 200);
+  t.is((await get('/', 'POST')).body, served);
+  await stopHaproxy();
+  await startHaproxy();
+  t.is((await get('/', 'POST')).body, served, 'loaded from the file after a restart');
+  t.is((await helperRun('page', 'clear', 'hello')).stdout.trim(), 'changed');
+  t.regex((await get('/', 'POST')).body, /<p>message page<\/p>/);
+  await mode('clear', '--all');
+  t.is((await get('/', 'POST')).status, 200);
+});
+
+run('a page that is too big, not UTF-8 or not base64, or a bad app name, is refused with exit 2 and nothing changes', async (t) => {
+  const before = readFileSync(paths.pages, 'utf8');
+  for (const args of [
+    ['set', 'hello', b64('x'.repeat(8193))],
+    ['set', 'hello', Buffer.from([0xff, 0xfe, 0x41]).toString('base64')],
+    ['set', 'hello', 'not base64!'],
+    ['set', 'hello', b64('a\0b')],
+    ['set', 'hello', b64('a\x1bb')],
+    ['set', 'Hello', b64('x')],
+    ['set', '../x', b64('x')],
+    ['clear'],
+  ]) {
+    const r = await helperRun('page', ...args);
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+  }
+  t.is(readFileSync(paths.pages, 'utf8'), before);
 });
 
 run('a mode survives a restart of HAProxy: it loads the files', async (t) => {

@@ -37,6 +37,7 @@ interface Tree {
   bin: string;
   modes: string;
   allow: string;
+  pages: string;
 }
 
 /** A temporary tree: the script with its constants pointing into it, the fakes, a live config. */
@@ -55,6 +56,7 @@ function tree(cfgText: string): Tree {
     bin: join(dir, 'bin'),
     modes: join(dir, 'etc/haproxy/silver-modes.map'),
     allow: join(dir, 'etc/haproxy/silver-allow.acl'),
+    pages: join(dir, 'etc/haproxy/silver-pages.map'),
   };
   mkdirSync(join(dir, 'etc/haproxy'), { recursive: true });
   mkdirSync(join(dir, 'run'));
@@ -70,6 +72,7 @@ function tree(cfgText: string): Tree {
     [/^RUN_DIR = ".*"$/m, `RUN_DIR = ${JSON.stringify(t.run)}`],
     [/^MODES = ".*"$/m, `MODES = ${JSON.stringify(t.modes)}`],
     [/^ALLOW = ".*"$/m, `ALLOW = ${JSON.stringify(t.allow)}`],
+    [/^PAGES = ".*"$/m, `PAGES = ${JSON.stringify(t.pages)}`],
     [/^OWNER = 0$/m, `OWNER = ${process.getuid!()}`],
   ];
   let text = readFileSync(join(layersRoot(), 'balancer/bin/silver-balancer'), 'utf8');
@@ -262,7 +265,7 @@ test('set-health installs the configuration with mode 644, whatever the old file
  * version, `add @V` fills it, `commit @V` makes it the one applied; `show map|acl` lists the
  * applied entries. Files it was not started with are unknown (a configuration without modes).
  */
-async function fakeRuntime(tr: Tree, known = [tr.modes, tr.allow]) {
+async function fakeRuntime(tr: Tree, known = [tr.modes, tr.allow, tr.pages]) {
   const commands: string[] = [];
   const applied = new Map<string, string[]>(known.map((k) => [k, []]));
   const pending = new Map<string, string[]>();
@@ -326,7 +329,7 @@ test('mode set: the entry written atomically (mode 644, nothing left beside it) 
     const r = await balancer(tr, 'mode', 'set', '*', 'maintenance', '45', b64(hostile));
     t.is(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as ModeJson;
-    t.deepEqual(out, { modes: { '*': { mode: 'maintenance', retryAfter: 45, message: hostile } }, allow: [], haproxy: 'running', live: true });
+    t.deepEqual(out, { modes: { '*': { mode: 'maintenance', retryAfter: 45, message: hostile } }, allow: [], pages: {}, haproxy: 'running', live: true });
     const [line] = mapLines(tr);
     const m = /^\* maintenance:45:([A-Za-z0-9+/]+=*)$/.exec(line!);
     t.truthy(m, line);
@@ -386,7 +389,7 @@ test('mode without a running haproxy changes only the files (it loads them when 
   const tr = tree(render([]));
   const r = await balancer(tr, 'mode', 'set', 'wiki', 'read-only', '60', b64('Reading only'));
   t.is(r.code, 0, r.stderr);
-  t.deepEqual(JSON.parse(r.stdout), { modes: { wiki: { mode: 'read-only', retryAfter: 60, message: 'Reading only' } }, allow: [], haproxy: 'not running', live: null });
+  t.deepEqual(JSON.parse(r.stdout), { modes: { wiki: { mode: 'read-only', retryAfter: 60, message: 'Reading only' } }, allow: [], pages: {}, haproxy: 'not running', live: null });
   t.is(mapLines(tr).length, 1);
   t.is((await balancer(tr, 'mode', 'allow', '192.168.0.0/16')).code, 0);
   t.deepEqual(fileLines(tr.allow), ['192.168.0.0/16']);
@@ -517,7 +520,7 @@ test('mode restore (setup-node) writes each file only when it is missing: existi
   const entries = [`*:maintenance:30:${b64('from the record')}`, `blog:read-only:5:${b64('ro')}`];
   const first = await balancer(tr, 'mode', 'restore', ...entries, '--allow', '10.213.248.1');
   t.is(first.code, 0, first.stderr);
-  t.is(first.stdout, `created ${tr.modes}\ncreated ${tr.allow}\n`);
+  t.is(first.stdout, `created ${tr.modes}\ncreated ${tr.allow}\ncreated ${tr.pages}\n`);
   const st = JSON.parse((await balancer(tr, 'mode', 'status')).stdout) as ModeJson;
   t.deepEqual(st.modes, { '*': { mode: 'maintenance', retryAfter: 30, message: 'from the record' }, blog: { mode: 'read-only', retryAfter: 5, message: 'ro' } });
   t.deepEqual(st.allow, ['10.213.248.1/32']);
