@@ -19,6 +19,7 @@ const commands = {
   maintenance: () => import('./commands/maintenance.js'),
   backup: () => import('./commands/backup.js'),
   catalog: () => import('./commands/catalog.js'),
+  replace: () => import('./commands/replace-node.js'),
   app: () => import('./app/app-ini.js'),
 };
 
@@ -299,6 +300,22 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
       const { listNodes, renderNodeList } = await commands.nodes();
       const nodes = await listNodes(ns, await runtime());
       io.out(opts.json ? JSON.stringify(nodes, null, 2) : renderNodeList(ns, nodes));
+    });
+
+  program
+    .command('replace-node')
+    .description('phoenix: destroy an app server or a balancer and build it again from the image, set up, rewired, its apps deployed, back in rotation (asks first)')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .requiredOption('--node <name>', 'the node to replace')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .option('--json', 'print the report as JSON')
+    .action(async (file: string, opts: { node: string; yes?: boolean; json?: boolean }) => {
+      const ns = load(file);
+      const { replaceNode, renderReplaceReport } = await commands.replace();
+      const r = await replaceNode(ns, await runtime(), { node: opts.node, yes: opts.yes ?? false });
+      io.out(opts.json ? JSON.stringify(r, null, 2) : renderReplaceReport(r));
+      if (r.interrupted) throw new ExitError('', 130);
+      if (!r.ok) throw new ExitError('', 1);
     });
 
   program

@@ -68,6 +68,12 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
   const question = `Delete ${targets.length} node${targets.length === 1 ? '' : 's'} of nodeset ${ns.name} (${targets.map((n) => n.name).join(', ')})? This destroys their disks.`;
   if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing deleted (answer y, or pass -y)', 1);
 
+  // Scaling down: an orphaned app server leaves every balancer's rotation (drained, then
+  // disabled) before it goes, and the rest is rewired after (the balancers forget it).
+  const draining = opts.orphans ? targets.filter((n) => n.role === 'appserver').map((n) => n.name) : [];
+  const balanced = draining.length > 0 && ns.nodes.some((n) => n.role === 'balancer');
+  if (balanced) await (await import('./drain.js')).drainAll(ns, rt, draining);
+
   const limit = pLimit(opts.concurrency);
   const deleted: string[] = [];
   const failed: { name: string; error: string }[] = [];
@@ -87,5 +93,12 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
   );
   rt.state.unpin(ns.name, deleted);
   if (deleted.length === all.length) await provider.release(ns.name);
+  if (balanced && deleted.length > 0) {
+    const { setupNodes } = await import('./setup-node.js');
+    const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
+    const bad = setup.nodes.filter((n) => n.status === 'failed');
+    if (bad.length > 0) failed.push(...bad.map((n) => ({ name: n.name, error: `rewiring after the scale-down failed: ${n.error ?? 'see above'}; run silver setup-node ${ns.file}` })));
+    else rt.io.err(`nodeset ${ns.name}: the other nodes rewired without ${deleted.join(', ')}`);
+  }
   return { deleted, failed };
 }

@@ -192,6 +192,14 @@ export class FakeNodes implements NodeExecutor {
       }
       case 'migrate':
         return a.instances.has(inst!) ? ok('migrated 1 table\n') : fail(`silver-deploy: instance ${inst} is not staged`);
+      case 'export': {
+        if (!a.active) return fail(`silver-deploy: ${appName} has no active instance`);
+        const i = a.instances.get(a.active)!;
+        const b = (s: string) => Buffer.from(s).toString('base64');
+        return ok(
+          [`instance ${a.active}`, `port ${i.port}`, 'health /health', `runner ${b('python3 app.py')}`, 'packages', `code ${i.code ?? '-'}`, 'static -', `env ${b("CONFIG_PG_PASSWORD='s3cretpassword'\n")}`, `app ${b('tarball')}`, ''].join('\n'),
+        );
+      }
       default:
         return fail(`unknown verb ${verb}`);
     }

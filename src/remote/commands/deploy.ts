@@ -33,4 +33,6 @@ export const deployVerbs = {
   /** Static-only: the active instance serves this static version. */
   staticSwitch: (app: string, staticSum: string) => verb('static-switch', app, staticSum),
   prune: (app: string, keep: number) => verb('prune', app, String(keep)),
+  /** The active instance as a new app server needs it (KEY VALUE lines; holds the app's environment). */
+  export: (app: string) => verb('export', app),
 };

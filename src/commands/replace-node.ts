@@ -1,0 +1,194 @@
+import { exportInstance, installInstance, type ExportedInstance } from '../deploy/replicate.js';
+import { Session } from '../deploy/session.js';
+import { holderText } from '../deploy/shared-state.js';
+import { ExitError } from '../diagnostics.js';
+import type { Nodeset } from '../nodeset/types.js';
+import { sudoHelper } from '../remote/commands/helpers.js';
+import type { Runtime } from '../runtime.js';
+import { createNodes, failedCount } from './create-node.js';
+import { drain, setServerState } from './drain.js';
+import { setupNodes } from './setup-node.js';
+
+/**
+ * `silver replace-node FILE --node NAME [-y]`: a phoenix replacement of an app server or a
+ * balancer. An app server: out of rotation on every balancer (drain, then disable), the active
+ * instance of each app exported from another app server (before anything is destroyed: a
+ * failure there changes nothing), the node destroyed and created again from the provider's
+ * image, every node set up (the rewiring), each app's instance staged, started, health-checked
+ * and switched to on the new node, and the node back in rotation once every balancer sees it
+ * up. A balancer: destroyed, created and set up (its modes come back from the nodeset's record).
+ * With no other node of the tier the site is down meanwhile: said before it starts, measured.
+ *
+ * Under the deploy lock (no update runs meanwhile). Interrupted or failed before the destroy, the
+ * node goes back into rotation as it was; after it, running the same command again finishes the
+ * replacement (every step is idempotent: an existing node is not destroyed twice, a set-up node
+ * is set up again at no cost).
+ */
+export interface ReplaceOptions {
+  node: string;
+  yes: boolean;
+  sshTimeoutMs?: number;
+  /** How long a drained app server keeps its open requests before it is disabled. */
+  drainMs?: number;
+}
+
+export interface ReplaceReport {
+  nodeset: string;
+  node: string;
+  role: string;
+  ok: boolean;
+  /** The apps whose active instance the new node serves. */
+  apps: { app: string; instance: string }[];
+  /** Seconds the tier had no node serving (only with a single app server or balancer). */
+  downtimeSeconds: number | null;
+  seconds: number;
+  error: string | null;
+  /** The signal that stopped it (exit 130), or null. */
+  interrupted: string | null;
+}
+
+const BALANCER = 'silver-balancer';
+
+export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions): Promise<ReplaceReport> {
+  const t0 = rt.now();
+  const spec = ns.nodes.find((n) => n.name === opts.node);
+  if (!spec) throw new ExitError(`no node ${opts.node} in nodeset ${ns.name} (it has: ${ns.nodes.map((n) => n.name).join(', ')})`, 2);
+  if (spec.role !== 'appserver' && spec.role !== 'balancer') {
+    throw new ExitError(`${opts.node} is a ${spec.role} node: replace-node replaces app servers and balancers (a service node's data needs a verified backup restored; take silver backup, then delete, create, set up and silver restore)`, 2);
+  }
+  const tier = ns.nodes.filter((n) => n.role === spec.role);
+  const alone = tier.length === 1;
+  const say = (text: string) => rt.io.err(`${opts.node}: ${text}`);
+  const question = `Replace ${opts.node} (${spec.role}) of nodeset ${ns.name}? It is destroyed and created again from the image${alone ? `; it is the only ${spec.role}, so the site is DOWN from the delete until the new one serves` : `; the other ${spec.role === 'appserver' ? 'app servers serve' : 'balancers serve'} meanwhile`}.`;
+  if (alone) rt.io.err(`silver: ${opts.node} is the only ${spec.role} of ${ns.name}: the site is down while it is replaced (measured and reported)`);
+  if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing replaced (answer y, or pass -y)', 1);
+
+  const report: ReplaceReport = { nodeset: ns.name, node: opts.node, role: spec.role, ok: false, apps: [], downtimeSeconds: null, seconds: 0, error: null, interrupted: null };
+  const s = await Session.open(ns, rt);
+  let interrupted: string | null = null;
+  const dispose = rt.onInterrupt((sig) => {
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+    rt.io.err(`silver: ${sig}: stopping after the current step (again to abandon)`);
+  });
+  const check = () => {
+    if (interrupted) throw new ExitError(`interrupted (${interrupted})`, 130);
+  };
+  let destroyed = false;
+  let downSince: number | null = null;
+  try {
+    const lease = await s.state.lock(holderText(`replace-node ${opts.node}`, new Date(rt.now())));
+    try {
+      let copies: ExportedInstance[] = [];
+      let drained = false;
+      try {
+        if (spec.role === 'appserver') {
+          copies = await exportApps(s, opts.node, alone, say);
+          check();
+          drained = true;
+          await drain(s, [opts.node], opts.drainMs ?? 2000, (_n, text) => say(text));
+        }
+        check();
+        downSince = alone ? rt.now() : null;
+        await destroy(ns, rt, opts.node, say);
+        destroyed = true;
+        const created = await createNodes(ns, rt, { concurrency: 4, sshTimeoutMs: opts.sshTimeoutMs ?? 120_000 });
+        if (failedCount(created) > 0) throw new Error(`creating it again failed: ${created.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.name}: ${o.error}`).join('; ')}`);
+        say('created again');
+        const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
+        const failed = setup.nodes.filter((n) => n.status === 'failed');
+        if (failed.length > 0) throw new Error(`setting up failed on ${failed.map((n) => `${n.name} (${n.error ?? n.layers.find((l) => l.error)?.error ?? 'failed'})`).join('; ')}`);
+        say('set up, every node rewired');
+        // A new session: the node has a new host key, and the old connection went with it.
+        const fresh = await Session.open(ns, rt, [spec.role]);
+        try {
+          if (spec.role === 'appserver') {
+            // (setup may have reloaded a balancer, which forgets a disabled server: again)
+            await setServerState(fresh, 'disable', opts.node);
+            for (const x of copies) {
+              await installInstance(fresh.remote, opts.node, x, say);
+              report.apps.push({ app: x.app, instance: x.instance });
+            }
+            await setServerState(fresh, 'enable', opts.node);
+            await waitUp(fresh, opts.node, rt);
+            say('back in rotation');
+          } else {
+            await waitUp(fresh, null, rt, opts.node);
+            say('serving');
+          }
+        } finally {
+          await fresh.close();
+        }
+        if (downSince !== null) report.downtimeSeconds = (rt.now() - downSince) / 1000;
+        report.ok = true;
+      } catch (e) {
+        if (!destroyed && drained) {
+          await setServerState(s, 'enable', opts.node).catch(() => undefined);
+          say('back in rotation, unchanged');
+        }
+        throw e;
+      }
+    } finally {
+      await lease.release().catch(() => undefined);
+    }
+  } catch (e) {
+    if (e instanceof ExitError && e.exitCode === 2) throw e;
+    report.error = destroyed ? `${(e as Error).message} (the old node is gone: run the same command again to finish the replacement)` : (e as Error).message;
+    if (interrupted) report.error = destroyed ? `interrupted after ${opts.node} was destroyed: run the same command again to finish` : `interrupted before anything was destroyed: ${opts.node} is back in rotation`;
+  } finally {
+    dispose();
+    await s.close();
+  }
+  report.seconds = (rt.now() - t0) / 1000;
+  report.interrupted = interrupted;
+  return report;
+}
+
+/** The active instance of every app, from another app server (or, alone, from the node itself). */
+async function exportApps(s: Session, node: string, alone: boolean, say: (t: string) => void): Promise<ExportedInstance[]> {
+  const others = s.appservers.filter((n) => n.name !== node);
+  const sources = alone ? s.appservers : others;
+  const states = await s.status(sources);
+  if (states.size === 0) throw new Error(alone ? `${node} cannot be reached: its apps cannot be copied (deploy them again with silver update after a replacement by hand)` : 'no other app server answers: nothing to copy the apps from');
+  const [source, apps] = [...states][0]!;
+  const out: ExportedInstance[] = [];
+  for (const a of apps.filter((x) => x.active)) out.push(await exportInstance(s.remote, source, a.app));
+  say(`${out.length === 0 ? 'no app is deployed' : `copying ${out.map((x) => x.instance).join(', ')}`} from ${source}`);
+  return out;
+}
+
+/** Until every balancer sees `node` up in every backend (null: every server), at most 60 s. */
+async function waitUp(s: Session, node: string | null, rt: Runtime, only?: string): Promise<void> {
+  const balancers = s.balancers.filter((b) => !only || b.name === only);
+  const deadline = rt.now() + 60_000;
+  for (;;) {
+    const rows = await Promise.all(balancers.map((b) => s.remote.run(b.name, 'balancer status', sudoHelper(BALANCER, 'status'))));
+    const lines = rows.flatMap((r) => r.split('\n').filter(Boolean)).map((l) => l.split(' '));
+    const mine = lines.filter((f) => node === null || f[1] === node);
+    if (mine.every((f) => f[3] === 'up' && f[4] === 'ready')) return;
+    if (rt.now() > deadline) throw new Error(`the balancers do not see ${node ?? 'the app servers'} up: ${mine.filter((f) => f[3] !== 'up').map((f) => f.join(' ')).join('; ')}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function destroy(ns: Nodeset, rt: Runtime, name: string, say: (t: string) => void): Promise<void> {
+  const provider = await rt.providerFor(ns.provider);
+  const node = (await provider.list(ns.name)).find((n) => n.name === name);
+  if (node) {
+    await provider.destroy(node);
+    say('destroyed');
+  } else {
+    say('already gone');
+  }
+  rt.state.unpin(ns.name, [name]);
+}
+
+export function renderReplaceReport(r: ReplaceReport): string {
+  const lines = [
+    r.ok
+      ? `nodeset ${r.nodeset}: ${r.node} (${r.role}) replaced in ${r.seconds.toFixed(1)} s${r.apps.length ? `, serving ${r.apps.map((a) => a.instance).join(', ')}` : ''}`
+      : `nodeset ${r.nodeset}: replacing ${r.node} FAILED: ${r.error}`,
+  ];
+  if (r.downtimeSeconds !== null) lines.push(`the site was down for ${r.downtimeSeconds.toFixed(1)} s (${r.node} is the only ${r.role})`);
+  return lines.join('\n');
+}

@@ -1,0 +1,117 @@
+import test from 'ava';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { onNode, silver } from '../helpers/cli.js';
+import { httpGet, startLoad } from '../helpers/load.js';
+import { bringUp, eventually } from '../helpers/nodeset.js';
+import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+import { helloNodeset, helloVersion, versionOf } from '../helpers/hello.js';
+
+// Phoenix nodes on real containers: `silver replace-node` destroys an app server under load and
+// builds it again (image, setup, rewiring, the active instance copied from the other app server,
+// health check, back in rotation) with zero failed requests; the only balancer is replaced with
+// its downtime measured and its modes kept; a service node is refused; scaling the app servers
+// down drains the one that goes, with zero failed requests.
+
+const NODESET = 'silvertest-replace';
+const config = testProviderConfig('silvert9', 245);
+const run = canRunLxc ? test.serial : test.serial.skip;
+const dir = mkdtempSync(join(tmpdir(), 'silver-replace-'));
+const env = { SILVER_HOME: join(dir, 'home') };
+const file = join(dir, 'replace.conf');
+const base = helloNodeset(NODESET, 'replace.test', config).replace('[appserver]\nnodes = 2', '[appserver]\nnodes = 3');
+writeFileSync(file, base);
+const A2 = 'app2.replace.test';
+const BALANCER = 'balancer.replace.test';
+let addr: Record<string, string> = {};
+let instance = '';
+
+const on = async (node: string, command: string) => (await onNode(file, env, node, command)).out;
+
+test.before(async () => {
+  if (!canRunLxc) return;
+  await cleanLeftovers(config, [NODESET]);
+  addr = await bringUp(file, env);
+  const u = await silver(['update', helloVersion(dir, '1'), file, '--json'], env);
+  if (u.code !== 0) throw new Error(u.stderr);
+  instance = (JSON.parse(u.stdout) as { instance: string }).instance;
+  await eventually('the app answers through the balancer', async () => (await httpGet(addr[BALANCER]!, 'replace.test')).status === 200);
+});
+test.after.always(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+
+run('replace-node of an app server under load: zero failed requests; a new container serving the same instance with its environment, back in rotation', async (t) => {
+  await on(A2, 'touch /root/old-node-marker');
+  const password = (await on('db.replace.test', 'cat /var/lib/silverlining/services/postgresql/hello.password')).trim();
+  const load = startLoad(addr[BALANCER]!, 'replace.test', { classify: versionOf, maxSeconds: 300 });
+  await new Promise((r) => setTimeout(r, 1000));
+  const r = await silver(['replace-node', file, '--node', A2, '-y', '--json'], env);
+  await new Promise((r) => setTimeout(r, 1000));
+  const result = await load.stop();
+  t.is(r.code, 0, r.stderr.slice(-3000));
+  const report = JSON.parse(r.stdout) as { ok: boolean; apps: { app: string; instance: string }[]; downtimeSeconds: number | null };
+  t.true(report.ok);
+  t.deepEqual(report.apps, [{ app: 'hello', instance }]);
+  t.is(report.downtimeSeconds, null, 'two other app servers served meanwhile');
+  t.is(result.failed, 0, `failed requests: ${result.failures.join(' | ')}`);
+  t.true(result.total > 100, `only ${result.total} requests`);
+  t.false(r.stdout.includes(password) || r.stderr.includes(password), 'the database password is not in the output');
+  t.regex(r.stderr, /app2\.replace\.test: drained, out of rotation on balancer\.replace\.test/);
+  // A new container: the marker is gone, and it serves the same instance with its environment.
+  t.is((await on(A2, 'test -e /root/old-node-marker && echo old || echo new')).trim(), 'new');
+  t.regex(await on(A2, 'cat /var/lib/silverlining/apps/hello/active/env'), /^CONFIG_PG_HOST='db\.replace\.test'$/m);
+  t.is((await on(A2, 'stat -c "%a %U" /var/lib/silverlining/apps/hello/active/env')).trim(), '600 app-hello');
+  const st = JSON.parse((await silver(['status', file, '--json'], env)).stdout) as { apps: { node: string; active: string }[] };
+  t.deepEqual(st.apps.map((a) => [a.node, a.active]).sort(), [['app1.replace.test', instance], [A2, instance], ['app3.replace.test', instance]]);
+  const servers = await on(BALANCER, '/usr/local/lib/silverlining/bin/silver-balancer status');
+  t.regex(servers, /app_hello_1 app2\.replace\.test \S+ up ready/);
+  // The new node serves requests itself (its nginx, the instance, the database).
+  t.regex(await on(A2, 'curl -s -H "Host: replace.test" http://127.0.0.1/'), /version 1,/);
+});
+
+run('an update after a replacement reaches every app server, the new one included', async (t) => {
+  const u = await silver(['update', helloVersion(dir, '2'), file], env);
+  t.is(u.code, 0, u.stderr.slice(-2000));
+  t.regex(await on(A2, 'curl -s -H "Host: replace.test" http://127.0.0.1/'), /version 2,/);
+});
+
+run('replace-node of the only balancer: announced, the downtime measured, its modes back from the nodeset\'s record', async (t) => {
+  t.is((await silver(['maintenance', 'on', file, '--read-only', '--retry-after', '9'], env)).code, 0);
+  const r = await silver(['replace-node', file, '--node', BALANCER, '-y'], env);
+  t.is(r.code, 0, r.stderr.slice(-3000));
+  t.regex(r.stderr, /balancer\.replace\.test is the only balancer of silvertest-replace: the site is down while it is replaced/);
+  t.regex(r.stdout, /balancer\.replace\.test \(balancer\) replaced in [\d.]+ s\nthe site was down for [\d.]+ s/);
+  const post = await httpGet(addr[BALANCER]!, 'replace.test', '/', 'POST', 'x');
+  t.is(post.status, 503, 'read-only is back on the new balancer');
+  t.is((await httpGet(addr[BALANCER]!, 'replace.test')).status, 200);
+  t.is((await silver(['maintenance', 'off', file], env)).code, 0);
+  // (the example app answers POST with 501: it reached the app)
+  t.is((await httpGet(addr[BALANCER]!, 'replace.test', '/', 'POST', 'x')).status, 501);
+});
+
+run('replace-node refuses a service node and an unknown node with exit 2, changing nothing', async (t) => {
+  const db = await silver(['replace-node', file, '--node', 'db.replace.test', '-y'], env);
+  t.is(db.code, 2);
+  t.regex(db.stderr, /db\.replace\.test is a service:postgresql node: replace-node replaces app servers and balancers/);
+  const unknown = await silver(['replace-node', file, '--node', 'nope.replace.test', '-y'], env);
+  t.is(unknown.code, 2);
+  t.regex(unknown.stderr, /no node nope\.replace\.test in nodeset silvertest-replace/);
+});
+
+run('scale down 3 → 2 app servers under load: delete-node --orphans drains the one that goes, rewires the rest; zero failed requests', async (t) => {
+  writeFileSync(file, readFileSync(file, 'utf8').replace('[appserver]\nnodes = 3', '[appserver]\nnodes = 2'));
+  const load = startLoad(addr[BALANCER]!, 'replace.test', { classify: versionOf, maxSeconds: 300 });
+  await new Promise((r) => setTimeout(r, 1000));
+  const r = await silver(['delete-node', file, '--orphans', '-y'], env);
+  await new Promise((r) => setTimeout(r, 1000));
+  const result = await load.stop();
+  t.is(r.code, 0, r.stderr.slice(-3000));
+  t.regex(r.stderr, /app3\.replace\.test: drained/);
+  t.is(result.failed, 0, `failed requests: ${result.failures.join(' | ')}`);
+  t.true(result.total > 50, `only ${result.total} requests`);
+  const servers = await on(BALANCER, '/usr/local/lib/silverlining/bin/silver-balancer status');
+  t.notRegex(servers, /app3/, 'the balancer no longer lists it');
+  t.regex(servers, /app2\.replace\.test \S+ up ready/);
+});
