@@ -308,11 +308,12 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .requiredOption('--node <name>', 'the node to replace')
     .option('-y, --yes', 'do not ask for confirmation')
+    .option('--force', `a service node: even without a backup verified by a restore in the last 7 days`)
     .option('--json', 'print the report as JSON')
-    .action(async (file: string, opts: { node: string; yes?: boolean; json?: boolean }) => {
+    .action(async (file: string, opts: { node: string; yes?: boolean; force?: boolean; json?: boolean }) => {
       const ns = load(file);
       const { replaceNode, renderReplaceReport } = await commands.replace();
-      const r = await replaceNode(ns, await runtime(), { node: opts.node, yes: opts.yes ?? false });
+      const r = await replaceNode(ns, await runtime(), { node: opts.node, yes: opts.yes ?? false, ...(opts.force ? { force: true } : {}) });
       io.out(opts.json ? JSON.stringify(r, null, 2) : renderReplaceReport(r));
       if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);

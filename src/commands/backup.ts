@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { underDeployLock, Stopped } from '../backup/lock.js';
+import { underDeployLock, Stopped, type Steps } from '../backup/lock.js';
 import { compareCounts, countsLine, parseDumpHeader, stampFor, totalRows, type Manifest } from '../backup/manifest.js';
 import { ageText, recordBackups, type BackupEntry } from '../backup/record.js';
 import { backupsBase, fileSum, listBackups, PartialBackup, pruneBackups, resolveBackup, writeNote, type StoredBackup } from '../backup/store.js';
@@ -69,7 +69,7 @@ export interface BackupReport {
 }
 
 /** The apps (of the nodeset's locations) with a database on a service node, by service. */
-async function appDatabases(s: Session, only?: string): Promise<{ app: string; svc: ServiceDescriptor; node: string; db: string }[]> {
+export async function appDatabases(s: Session, only?: string): Promise<{ app: string; svc: ServiceDescriptor; node: string; db: string }[]> {
   const out: { app: string; svc: ServiceDescriptor; node: string; db: string }[] = [];
   for (const name of s.ns.services) {
     const svc = service(name);
@@ -438,8 +438,6 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
       const balanced = ns.nodes.some((n) => n.role === 'balancer');
       let previous: ModeEntry | null = null;
       let held = false;
-      const id = stagedId();
-      const target = scratchDatabase('restore', m.database, scratchSuffix());
       try {
         if (!balanced) report.maintenance = 'none: the nodeset has no balancer, so the app kept serving while it was restored';
         if (balanced) {
@@ -449,22 +447,13 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
           say(`${s.balancers.map((n) => n.name).join(', ')}: ${app} in maintenance while it is restored`);
         }
         steps.check();
-        const loaded = await loadScratch(s, m, b.dir, id, target);
-        const differ = compareCounts(m.rowCounts, loaded);
-        if (differ.length > 0) throw new Error(`the backup does not restore to its manifest's rows (${differ.join('; ')}); ${m.database} was not changed`);
-        say(`${node}: ${m.stamp} loaded into ${target}, every table's rows as in the manifest`);
-        steps.check();
-        const after = countsLine(await s.remote.run(node, `making ${target} the database ${m.database}`, dbVerbs.restore(svc, m.database, id, target), undefined, LONG_MS));
-        report.replaced = true;
+        const after = await restoreBackup(s, b, steps, (v) => (report.replaced = v), say);
         report.rowCounts = after;
         report.problems.push(...compareCounts(m.rowCounts, after));
-        say(`${node}: ${m.database} restored from ${m.stamp}`);
       } catch (e) {
         if (e instanceof Stopped) report.interrupted = e.reason;
         else report.problems.push(message(e));
       } finally {
-        await s.remote.exec(node, dbVerbs.drop(svc, m.database, target)).catch(() => undefined);
-        await s.remote.exec(node, dbVerbs.forget(svc, id)).catch(() => undefined);
         if (held) {
           try {
             if (previous) await applyMode(s, { app, ...previous });
@@ -483,6 +472,35 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
   report.ok = report.replaced && report.problems.length === 0 && !report.interrupted;
   report.seconds = (rt.now() - t0) / 1000;
   return report;
+}
+
+/**
+ * Backup `b` made the app's database on its service node (under the caller's deploy lock): the
+ * dump loaded into `silver_restore_DB_X`, its rows compared with the manifest (a difference
+ * stops it there, the database untouched), then that copy made the database; its rows after.
+ * `replaced(true)` as soon as the database is the backup's. The throw-away database and the
+ * staged dump are removed whatever happens.
+ */
+export async function restoreBackup(s: Session, b: StoredBackup, steps: Steps, replaced: (v: boolean) => void, say: (t: string) => void): Promise<Record<string, number>> {
+  const m = b.manifest!;
+  const svc = service(m.service);
+  const node = serviceNode(s, m.service);
+  const id = stagedId();
+  const target = scratchDatabase('restore', m.database, scratchSuffix());
+  try {
+    const loaded = await loadScratch(s, m, b.dir, id, target);
+    const differ = compareCounts(m.rowCounts, loaded);
+    if (differ.length > 0) throw new Error(`the backup does not restore to its manifest's rows (${differ.join('; ')}); ${m.database} was not changed`);
+    say(`${node}: ${m.stamp} loaded into ${target}, every table's rows as in the manifest`);
+    steps.check();
+    const after = countsLine(await s.remote.run(node, `making ${target} the database ${m.database}`, dbVerbs.restore(svc, m.database, id, target), undefined, LONG_MS));
+    replaced(true);
+    say(`${node}: ${m.database} restored from ${m.stamp}`);
+    return after;
+  } finally {
+    await s.remote.exec(node, dbVerbs.drop(svc, m.database, target)).catch(() => undefined);
+    await s.remote.exec(node, dbVerbs.forget(svc, id)).catch(() => undefined);
+  }
 }
 
 export function renderRestoreReport(r: RestoreReport): string {

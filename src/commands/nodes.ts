@@ -98,7 +98,18 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
     const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
     const bad = setup.nodes.filter((n) => n.status === 'failed');
     if (bad.length > 0) failed.push(...bad.map((n) => ({ name: n.name, error: `rewiring after the scale-down failed: ${n.error ?? 'see above'}; run silver setup-node ${ns.file}` })));
-    else rt.io.err(`nodeset ${ns.name}: the other nodes rewired without ${deleted.join(', ')}`);
+    else {
+      rt.io.err(`nodeset ${ns.name}: the other nodes rewired without ${deleted.join(', ')}`);
+      const { Session } = await import('../deploy/session.js');
+      const s = await Session.open(ns, rt);
+      try {
+        await (await import('../deploy/grants.js')).regrant(s, (t) => rt.io.err(`nodeset ${ns.name}: ${t}`));
+      } catch (e) {
+        failed.push({ name: ns.name, error: `the database grants were not renewed: ${(e as Error).message}; the next silver update renews them` });
+      } finally {
+        await s.close();
+      }
+    }
   }
   return { deleted, failed };
 }

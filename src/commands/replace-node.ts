@@ -1,4 +1,5 @@
 import { exportInstance, installInstance, type ExportedInstance } from '../deploy/replicate.js';
+import { regrant } from '../deploy/grants.js';
 import { Session } from '../deploy/session.js';
 import { holderText } from '../deploy/shared-state.js';
 import { ExitError } from '../diagnostics.js';
@@ -7,6 +8,7 @@ import { sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
 import { createNodes, failedCount } from './create-node.js';
 import { drain, setServerState } from './drain.js';
+import { replaceServiceNode } from './replace-service.js';
 import { setupNodes } from './setup-node.js';
 
 /**
@@ -27,6 +29,8 @@ import { setupNodes } from './setup-node.js';
 export interface ReplaceOptions {
   node: string;
   yes: boolean;
+  /** A service node: even without a recently verified backup. */
+  force?: boolean;
   sshTimeoutMs?: number;
   /** How long a drained app server keeps its open requests before it is disabled. */
   drainMs?: number;
@@ -45,6 +49,9 @@ export interface ReplaceReport {
   error: string | null;
   /** The signal that stopped it (exit 130), or null. */
   interrupted: string | null;
+  /** A service node: the dump each app's database was restored from, and its rows. */
+  restored?: { app: string; stamp: string; rows: number }[];
+  notes?: string[];
 }
 
 const BALANCER = 'silver-balancer';
@@ -53,9 +60,8 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
   const t0 = rt.now();
   const spec = ns.nodes.find((n) => n.name === opts.node);
   if (!spec) throw new ExitError(`no node ${opts.node} in nodeset ${ns.name} (it has: ${ns.nodes.map((n) => n.name).join(', ')})`, 2);
-  if (spec.role !== 'appserver' && spec.role !== 'balancer') {
-    throw new ExitError(`${opts.node} is a ${spec.role} node: replace-node replaces app servers and balancers (a service node's data needs a verified backup restored; take silver backup, then delete, create, set up and silver restore)`, 2);
-  }
+  if (spec.role.startsWith('service:')) return replaceService(ns, rt, spec, opts, t0);
+  if (spec.role !== 'appserver' && spec.role !== 'balancer') throw new ExitError(`${opts.node} is a ${spec.role} node: replace-node replaces app servers, balancers and service nodes`, 2);
   const tier = ns.nodes.filter((n) => n.role === spec.role);
   const alone = tier.length === 1;
   const say = (text: string) => rt.io.err(`${opts.node}: ${text}`);
@@ -105,6 +111,7 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
           if (spec.role === 'appserver') {
             // (setup may have reloaded a balancer, which forgets a disabled server: again)
             await setServerState(fresh, 'disable', opts.node);
+            await regrant(fresh, say);
             for (const x of copies) {
               await installInstance(fresh.remote, opts.node, x, say);
               report.apps.push({ app: x.app, instance: x.instance });
@@ -141,6 +148,23 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
   }
   report.seconds = (rt.now() - t0) / 1000;
   report.interrupted = interrupted;
+  return report;
+}
+
+async function replaceService(ns: Nodeset, rt: Runtime, spec: Nodeset['nodes'][number], opts: ReplaceOptions, t0: number): Promise<ReplaceReport> {
+  const report: ReplaceReport = { nodeset: ns.name, node: spec.name, role: spec.role, ok: false, apps: [], downtimeSeconds: null, seconds: 0, error: null, interrupted: null, restored: [], notes: [] };
+  try {
+    const r = await replaceServiceNode(ns, rt, spec, { yes: opts.yes, ...(opts.force ? { force: true } : {}), ...(opts.sshTimeoutMs ? { sshTimeoutMs: opts.sshTimeoutMs } : {}) }, (t) => rt.io.err(`${spec.name}: ${t}`));
+    report.restored = r.apps;
+    report.notes = r.notes;
+    report.ok = r.problems.length === 0;
+    if (!report.ok) report.error = r.problems.join('; ');
+  } catch (e) {
+    if (e instanceof ExitError && e.exitCode !== 130) throw e;
+    report.error = (e as Error).message;
+    if (e instanceof ExitError) report.interrupted = 'SIGINT';
+  }
+  report.seconds = (rt.now() - t0) / 1000;
   return report;
 }
 
@@ -189,6 +213,8 @@ export function renderReplaceReport(r: ReplaceReport): string {
       ? `nodeset ${r.nodeset}: ${r.node} (${r.role}) replaced in ${r.seconds.toFixed(1)} s${r.apps.length ? `, serving ${r.apps.map((a) => a.instance).join(', ')}` : ''}`
       : `nodeset ${r.nodeset}: replacing ${r.node} FAILED: ${r.error}`,
   ];
+  for (const x of r.restored ?? []) lines.push(`  ${x.app}: its database restored from ${x.stamp} (${x.rows} rows, as in the manifest)`);
+  for (const n of r.notes ?? []) lines.push(n);
   if (r.downtimeSeconds !== null) lines.push(`the site was down for ${r.downtimeSeconds.toFixed(1)} s (${r.node} is the only ${r.role})`);
   return lines.join('\n');
 }

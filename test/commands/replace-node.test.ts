@@ -47,9 +47,8 @@ test("a failing export's error holds only its stderr: the environment it printed
   t.deepEqual(argv, ['sudo -n /usr/local/lib/silverlining/bin/silver-deploy export hello']);
 });
 
-test('replace-node refuses a service node and an unknown one (exit 2), and without a yes destroys nothing', async (t) => {
+test('replace-node refuses an unknown node (exit 2), and without a yes destroys nothing', async (t) => {
   const { ns, rt, provider, nodes } = await fakeDeploy();
-  await t.throwsAsync(replaceNode(ns, rt, { node: 'db.shop.test', yes: true }), { message: /db\.shop\.test is a service:postgresql node: replace-node replaces app servers and balancers/ });
   await t.throwsAsync(replaceNode(ns, rt, { node: 'nope.shop.test', yes: true }), { message: /no node nope\.shop\.test in nodeset shop/ });
   await t.throwsAsync(replaceNode(ns, rt, { node: 'app2.shop.test', yes: false }), { message: /nothing replaced \(answer y, or pass -y\)/ });
   t.is((await provider.list(ns.name)).length, ns.nodes.length);
@@ -81,4 +80,21 @@ test('an interrupt during the drain puts the app server back in rotation and des
   t.regex(r.error!, /interrupted before anything was destroyed: app2\.shop\.test is back in rotation/);
   t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), ['drain app2.shop.test', 'disable app2.shop.test', 'enable app2.shop.test']);
   t.is((await provider.list(ns.name)).length, ns.nodes.length);
+});
+
+test('a service node is refused without a backup verified by a restore within 7 days (or --force); nothing is destroyed, no mode changes', async (t) => {
+  const { ns, rt, provider, nodes, io } = await fakeDeploy();
+  const a = nodes.app('app1.shop.test', 'hello');
+  a.instances.set('hello.2026-12-01_001', { port: 20001, running: true, healthy: true });
+  a.active = 'hello.2026-12-01_001';
+  const e = await t.throwsAsync(replaceNode(ns, rt, { node: 'db.shop.test', yes: true }));
+  t.regex(e!.message, /db\.shop\.test: no backup verified by a restore in the last 7 days for hello: run silver backup \/n\/shop\.conf && silver backup --verify \/n\/shop\.conf first \(or --force\)/);
+  t.is((e as { exitCode?: number }).exitCode, 1);
+  t.is((await provider.list(ns.name)).length, ns.nodes.length);
+  t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), []);
+  t.false([...io.stdout, ...io.stderr].join('\n').includes('s3cretpassword'), 'the password read from the app server is never shown');
+  // An old verification is not enough.
+  const old = new Date(Date.parse('2026-12-02T10:00:00Z') - 8 * 86400_000).toISOString();
+  for (const n of ns.nodes) nodes.state.set(n.name, new Map([['backups', JSON.stringify({ seq: 1, apps: { hello: { lastBackup: old, lastBackupStamp: 's', lastVerified: old, verifiedStamp: 's', verifyOk: true, verifySeconds: 1 } } })]]));
+  await t.throwsAsync(replaceNode(ns, rt, { node: 'db.shop.test', yes: true }), { message: /no backup verified by a restore in the last 7 days for hello/ });
 });

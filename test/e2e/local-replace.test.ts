@@ -91,10 +91,39 @@ run('replace-node of the only balancer: announced, the downtime measured, its mo
   t.is((await httpGet(addr[BALANCER]!, 'replace.test', '/', 'POST', 'x')).status, 501);
 });
 
-run('replace-node refuses a service node and an unknown node with exit 2, changing nothing', async (t) => {
-  const db = await silver(['replace-node', file, '--node', 'db.replace.test', '-y'], env);
-  t.is(db.code, 2);
-  t.regex(db.stderr, /db\.replace\.test is a service:postgresql node: replace-node replaces app servers and balancers/);
+const DB = 'db.replace.test';
+const visits = async () => Number((await on(DB, "runuser -u postgres -- psql -d hello -tAc 'select count(*) from visits'")).trim());
+
+run('replace-node of the database node: refused without a verified backup; with one, the app in maintenance, a fresh dump, a new node, the data intact and the app serving', async (t) => {
+  await on(DB, 'touch /root/old-node-marker');
+  const refused = await silver(['replace-node', file, '--node', DB, '-y'], env);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /no backup verified by a restore in the last 7 days for hello: run silver backup/);
+  t.is((await on(DB, 'test -e /root/old-node-marker && echo old || echo new')).trim(), 'old', 'nothing was replaced');
+  t.is((await silver(['backup', file], env)).code, 0);
+  const v = await silver(['backup', '--verify', file], env);
+  t.is(v.code, 0, v.stderr.slice(-2000));
+  // Visits made after the verified backup are in the fresh dump the replacement takes.
+  for (let i = 0; i < 5; i++) t.is((await httpGet(addr[BALANCER]!, 'replace.test')).status, 200);
+  const before = await visits();
+  const password = (await on(DB, 'cat /var/lib/silverlining/services/postgresql/hello.password')).trim();
+  const r = await silver(['replace-node', file, '--node', DB, '-y', '--json'], env);
+  t.is(r.code, 0, r.stderr.slice(-3000));
+  const report = JSON.parse(r.stdout) as { ok: boolean; restored: { app: string; stamp: string; rows: number }[] };
+  t.true(report.ok);
+  t.deepEqual(report.restored.map((x) => x.app), ['hello']);
+  t.regex(r.stderr, /hello in maintenance on balancer\.replace\.test/);
+  t.regex(r.stderr, /hello: fresh dump \S+ taken/);
+  t.false(r.stdout.includes(password) || r.stderr.includes(password), 'the password is not in the output');
+  t.is((await on(DB, 'test -e /root/old-node-marker && echo old || echo new')).trim(), 'new', 'a new container');
+  t.is(await visits(), before, 'every visit is there');
+  t.is((await on(DB, 'cat /var/lib/silverlining/services/postgresql/hello.password')).trim(), password, 'the same password: the app servers connect as before');
+  const after = await httpGet(addr[BALANCER]!, 'replace.test');
+  t.is(after.status, 200, 'serving again, out of maintenance');
+  t.is(await visits(), before + 1);
+});
+
+run('replace-node refuses an unknown node with exit 2, changing nothing', async (t) => {
   const unknown = await silver(['replace-node', file, '--node', 'nope.replace.test', '-y'], env);
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /no node nope\.replace\.test in nodeset silvertest-replace/);

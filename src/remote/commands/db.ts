@@ -16,6 +16,8 @@ export function dbEnsure(svc: ServiceDescriptor, db: string, appserverAddresses:
 export const dbVerbs = {
   /** `db NAME` per app database the helper made on this node. */
   list: (svc: ServiceDescriptor) => sudoHelper(svc.helper, 'list'),
+  /** The app's password from standard input, kept for ensure (a rebuilt service node). */
+  password: (svc: ServiceDescriptor, db: string) => sudoHelper(svc.helper, 'password', db),
   /** Dumps DB into staged file ID; prints `file SIZE SHA256`, `server ...`, `tool ...` (and `counts JSON`). */
   dump: (svc: ServiceDescriptor, db: string, id: string) => sudoHelper(svc.helper, 'dump', db, id),
   /** LENGTH bytes of staged file ID from OFFSET, base64 on stdout. */

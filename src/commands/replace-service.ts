@@ -1,0 +1,174 @@
+import { Stopped, underDeployLock } from '../backup/lock.js';
+import { compareCounts } from '../backup/manifest.js';
+import { readBackupsRecord } from '../backup/record.js';
+import { backupsBase, resolveBackup, type StoredBackup } from '../backup/store.js';
+import { applyMode, clearMode, readModes, type ModeEntry } from '../deploy/modes.js';
+import { exportInstance } from '../deploy/replicate.js';
+import { Session } from '../deploy/session.js';
+import type { Versioned } from '../deploy/shared-state.js';
+import { ExitError } from '../diagnostics.js';
+import type { Nodeset, NodeSpec } from '../nodeset/types.js';
+import { dbEnsure, dbVerbs } from '../remote/commands/db.js';
+import type { Runtime } from '../runtime.js';
+import { service } from '../services/index.js';
+import { backup, restoreBackup } from './backup.js';
+import { createNodes, failedCount } from './create-node.js';
+import { setupNodes } from './setup-node.js';
+
+/**
+ * replace-node for a service node (PostgreSQL, MariaDB): refused unless every app with a
+ * database there has a backup whose restore was verified within MAX_VERIFIED_DAYS (or
+ * `force`). Then, under the deploy lock: the apps in maintenance on the balancers; a fresh dump
+ * of each app's live database (kept with the other backups, and named on the nodes in a
+ * `replace` record before anything is destroyed: a re-run after a crash restores those dumps,
+ * never a dump of the new, empty node); the node destroyed, created, set up; each app's
+ * database and user made again with the password its app servers have; the dump restored and
+ * its rows compared with its manifest; the record closed, the modes put back.
+ */
+export const MAX_VERIFIED_DAYS = 7;
+
+export interface ServiceReplaceOptions {
+  yes: boolean;
+  force?: boolean;
+  sshTimeoutMs?: number;
+}
+
+export interface ServiceReplaceResult {
+  apps: { app: string; stamp: string; rows: number }[];
+  problems: string[];
+  notes: string[];
+}
+
+interface ReplaceRecord extends Versioned {
+  node: string;
+  /** app -> the stamp of the dump that goes onto the new node (null: closed). */
+  backups: Record<string, string> | null;
+  started: string;
+}
+
+type Say = (text: string) => void;
+
+export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpec, opts: ServiceReplaceOptions, say: Say): Promise<ServiceReplaceResult> {
+  const name = spec.role.slice('service:'.length);
+  const svc = service(name);
+  const out: ServiceReplaceResult = { apps: [], problems: [], notes: [] };
+  const s = await Session.open(ns, rt, ['appserver']);
+  try {
+    // The apps with a database there, and the password each one's app servers have.
+    const passwords = await appPasswords(s, svc.envPrefix);
+    const apps = [...passwords.keys()];
+    const pending = ((await s.state.read<ReplaceRecord>('replace')).get('replace') ?? null) as ReplaceRecord | null;
+    const resuming = pending && pending.node === spec.name && pending.backups ? pending.backups : null;
+    if (!resuming && !opts.force) {
+      const rec = (await readBackupsRecord(s)).apps;
+      const limit = rt.now() - MAX_VERIFIED_DAYS * 86400_000;
+      const unverified = apps.filter((a) => !(rec[a]?.verifyOk && rec[a]?.lastVerified && Date.parse(rec[a]!.lastVerified!) >= limit));
+      if (unverified.length > 0) {
+        throw new ExitError(`${spec.name}: no backup verified by a restore in the last ${MAX_VERIFIED_DAYS} days for ${unverified.join(', ')}: run silver backup ${ns.file} && silver backup --verify ${ns.file} first (or --force)`, 1);
+      }
+    }
+    const question = `Replace ${spec.name} (${spec.role}) of nodeset ${ns.name}? ${apps.length ? `${apps.join(', ')} go into maintenance, ` : ''}their databases are dumped, the node is destroyed and built again, and the dumps restored.`;
+    if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing replaced (answer y, or pass -y)', 1);
+
+    await underDeployLock(s, `replace-node ${spec.name}`, async (steps) => {
+      const previous = new Map<string, ModeEntry | null>();
+      const balanced = s.balancers.length > 0;
+      let keepHeld = false;
+      try {
+        if (balanced) {
+          const modes = (await readModes(s)).record.modes;
+          for (const app of apps) {
+            previous.set(app, modes[app] ?? null);
+            await applyMode(s, { app, mode: 'maintenance', message: `${app} is being moved to a new database server. Please try again in a moment.` });
+          }
+          if (apps.length) say(`${apps.join(', ')} in maintenance on ${s.balancers.map((b) => b.name).join(', ')}`);
+        } else if (apps.length) out.notes.push('the nodeset has no balancer: the apps kept answering (with errors) while their database moved');
+        steps.check();
+        const stamps = resuming ?? (await freshDumps(ns, rt, apps, say));
+        if (resuming) say(`resuming an earlier replacement: restoring ${Object.entries(resuming).map(([a, st]) => `${a} ${st}`).join(', ')}`);
+        // The dumps that go onto the new node, named on the nodes before anything is destroyed.
+        await s.state.write<ReplaceRecord>('replace', { seq: (pending?.seq ?? 0) + 1, node: spec.name, backups: stamps, started: new Date(rt.now()).toISOString() });
+        const chosen = new Map<string, StoredBackup>(Object.entries(stamps).map(([app, stamp]) => [app, resolveBackup(backupsBase(rt.state.root), ns.name, app, stamp)]));
+        steps.check();
+        keepHeld = true;
+        await rebuild(ns, rt, spec.name, opts.sshTimeoutMs ?? 120_000, say);
+        const fresh = await Session.open(ns, rt, [spec.role]);
+        try {
+          const node = spec.name;
+          const addresses = fresh.appservers.map((a) => a.address);
+          for (const [app, b] of chosen) {
+            const db = svc.dbName(app);
+            await fresh.remote.run(node, `${app}: its password`, dbVerbs.password(svc, db), `${passwords.get(app)}\n`);
+            await fresh.remote.run(node, `${app}: its database`, dbEnsure(svc, db, addresses));
+            const after = await restoreBackup(fresh, b, steps, () => undefined, say);
+            const differ = compareCounts(b.manifest!.rowCounts, after);
+            if (differ.length > 0) out.problems.push(`${app}: ${differ.join('; ')}`);
+            out.apps.push({ app, stamp: b.manifest!.stamp, rows: Object.values(after).reduce((x, y) => x + y, 0) });
+          }
+          await fresh.state.write<ReplaceRecord>('replace', { seq: (pending?.seq ?? 0) + 2, node: spec.name, backups: null, started: new Date(rt.now()).toISOString() });
+          keepHeld = out.problems.length > 0;
+        } finally {
+          await fresh.close();
+        }
+      } finally {
+        if (keepHeld) {
+          out.notes.push(`${apps.join(', ')} stay in maintenance: run the same command again to finish, then check the data`);
+        } else {
+          for (const [app, prev] of previous) {
+            await (prev ? applyMode(s, { app, ...prev }) : clearMode(s, app)).catch((e: Error) => out.problems.push(`${app}: the balancers were not put back: ${e.message}`));
+          }
+          if (previous.size) say(`${[...previous.keys()].join(', ')} serving again`);
+        }
+      }
+    }).catch((e) => {
+      if (e instanceof Stopped) throw new ExitError(`${e.reason}: ${spec.name} ${out.apps.length ? 'was replaced in part' : 'was not replaced'}; run the same command again`, 130);
+      throw e;
+    });
+  } finally {
+    await s.close();
+  }
+  return out;
+}
+
+/** app -> the service's password in the environment of its active instance (from an app server). */
+async function appPasswords(s: Session, prefix: string): Promise<Map<string, string>> {
+  const states = await s.status();
+  const out = new Map<string, string>();
+  for (const [node, apps] of states) {
+    for (const a of apps) {
+      if (!a.active || out.has(a.app)) continue;
+      const x = await exportInstance(s.remote, node, a.app);
+      const m = new RegExp(`^${prefix}_PASSWORD='([A-Za-z0-9]+)'$`, 'm').exec(x.env.toString('utf8'));
+      if (m) out.set(a.app, m[1]!);
+    }
+  }
+  return out;
+}
+
+/** A dump of each app's live database now; its stamp by app. */
+async function freshDumps(ns: Nodeset, rt: Runtime, apps: readonly string[], say: Say): Promise<Record<string, string>> {
+  const stamps: Record<string, string> = {};
+  for (const app of apps) {
+    const r = await backup(ns, rt, { app });
+    const b = r.backups.find((x) => x.app === app);
+    if (!b?.ok || !b.stamp) throw new Error(`the fresh dump of ${app} failed (${b?.error ?? 'no database'}): nothing was destroyed`);
+    stamps[app] = b.stamp;
+    say(`${app}: fresh dump ${b.stamp} taken`);
+  }
+  return stamps;
+}
+
+async function rebuild(ns: Nodeset, rt: Runtime, name: string, sshTimeoutMs: number, say: Say): Promise<void> {
+  const provider = await rt.providerFor(ns.provider);
+  const node = (await provider.list(ns.name)).find((n) => n.name === name);
+  if (node) await provider.destroy(node);
+  rt.state.unpin(ns.name, [name]);
+  say(node ? 'destroyed' : 'already gone');
+  const created = await createNodes(ns, rt, { concurrency: 4, sshTimeoutMs });
+  if (failedCount(created) > 0) throw new Error(`creating it again failed: ${created.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.name}: ${o.error}`).join('; ')}`);
+  const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
+  const failed = setup.nodes.filter((n) => n.status === 'failed');
+  if (failed.length > 0) throw new Error(`setting up failed on ${failed.map((n) => n.name).join(', ')}`);
+  say('created again and set up, every node rewired');
+}
+
