@@ -408,3 +408,35 @@ ensure_block() {
     act sh -c 'printf "%s" "$1" > "$2"' sh "$_new" "$_file"
   fi
 }
+
+# ensure_backup_schedule: a service node's scheduled backups (the nodeset's `backup =` of its
+# section): the copy key, the copy node's host key, backup.conf and the timer that runs
+# `silver-backup run`; all removed when the nodeset has no schedule for this service.
+# Input: SILVER_BACKUP (1 or 0) and, with 1, SILVER_BACKUP_CALENDAR and SILVER_BACKUP_KEY,
+# _KNOWN, _CONF, _SERVICE_UNIT, _TIMER (each with its _MD5).
+ensure_backup_schedule() {
+  if [ "$SILVER_BACKUP" != 1 ]; then
+    ensure_off silver-backup.timer
+    for _f in /etc/systemd/system/silver-backup.timer /etc/systemd/system/silver-backup.service /etc/silverlining/backup.conf /etc/silverlining/backup.key /etc/silverlining/backup.known_hosts; do
+      ensure_absent "$_f"
+    done
+    return 0
+  fi
+  ensure_known /etc/silverlining/backup.key 600 root:root "$SILVER_BACKUP_KEY_MD5" "$SILVER_BACKUP_KEY"
+  ensure_known /etc/silverlining/backup.known_hosts 644 root:root "$SILVER_BACKUP_KNOWN_MD5" "$SILVER_BACKUP_KNOWN"
+  ensure_known /etc/silverlining/backup.conf 644 root:root "$SILVER_BACKUP_CONF_MD5" "$SILVER_BACKUP_CONF"
+  ensure_known /etc/systemd/system/silver-backup.service 644 root:root "$SILVER_BACKUP_SERVICE_UNIT_MD5" "$SILVER_BACKUP_SERVICE_UNIT"
+  _units=$CHANGED
+  if ! known_same /etc/systemd/system/silver-backup.timer "$SILVER_BACKUP_TIMER_MD5" "$SILVER_BACKUP_TIMER" && [ "$CHECK" != 1 ]; then
+    systemd-analyze calendar "$SILVER_BACKUP_CALENDAR" > /dev/null 2>&1 || { echo "backup = $SILVER_BACKUP_CALENDAR: systemd does not read it as a calendar" >&2; exit 1; }
+  fi
+  ensure_known /etc/systemd/system/silver-backup.timer 644 root:root "$SILVER_BACKUP_TIMER_MD5" "$SILVER_BACKUP_TIMER"
+  [ "$CHANGED" = 1 ] && _units=1
+  if [ "$_units" = 1 ]; then
+    changed "systemctl daemon-reload"
+    act systemctl daemon-reload
+    # (a changed calendar takes effect on the timer's restart)
+    is_active silver-backup.timer && restart_unit silver-backup.timer
+  fi
+  ensure_on silver-backup.timer
+}

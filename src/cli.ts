@@ -172,12 +172,20 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     .option('--to <dir>', 'keep the backups in DIR/NODESET/APP/STAMP/ (with --verify: find them there)')
     .option('--keep <n>', 'afterwards keep only the newest N backups of each app backed up', (v) => positiveInt(v, '--keep'))
     .option('--verify', 'verify a backup instead of making one')
+    .option('--pull', "fetch the dumps the service nodes' timers made (backup = in [service:NAME]) that are not kept here yet")
     .option('--json', 'print the report as JSON')
-    .action(async (file: string, which: string | undefined, opts: { app?: string; to?: string; keep?: number; verify?: boolean; json?: boolean }) => {
+    .action(async (file: string, which: string | undefined, opts: { app?: string; to?: string; keep?: number; verify?: boolean; pull?: boolean; json?: boolean }) => {
       if (which !== undefined && !opts.verify) throw new ExitError(`"${which}": a backup is named only with --verify`, 2);
       if (opts.verify && opts.keep !== undefined) throw new ExitError('--keep: not with --verify', 2);
+      if (opts.pull && (opts.verify || opts.keep !== undefined)) throw new ExitError('--pull: not with --verify or --keep', 2);
       const ns = load(file);
       const b = await commands.backup();
+      if (opts.pull) {
+        const r = await b.pullBackups(ns, await runtime(), { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(opts.to !== undefined ? { to: opts.to } : {}) });
+        io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderBackupReport(r));
+        if (!r.ok) throw new ExitError('', 1);
+        return;
+      }
       if (opts.verify) {
         const r = await b.verifyBackups(ns, await runtime(), { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(which !== undefined ? { backup: which } : {}), ...(opts.to !== undefined ? { from: opts.to } : {}) });
         io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderVerifyReport(r));

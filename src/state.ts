@@ -42,6 +42,24 @@ export class StateDir {
     return { private: readFileSync(priv, 'utf8'), public: readFileSync(pub, 'utf8').trim() };
   }
 
+  /**
+   * The nodeset's backup-copy key pair (ed25519, generated on first use): its service nodes hold
+   * the private half and push each scheduled dump with it to the node that keeps the copies,
+   * where the public half may only run the receiving helper.
+   */
+  backupKey(nodeset: string): KeyPair {
+    const dir = this.ensure(join(this.root, 'backup-keys'));
+    const priv = join(dir, `${nodeset}_ed25519`);
+    const pub = `${priv}.pub`;
+    if (!existsSync(priv) || !existsSync(pub)) {
+      const pair = ssh2().utils.generateKeyPairSync('ed25519', { comment: `silver-backup-${nodeset}` });
+      writeFileSync(priv, pair.private, { mode: 0o600 });
+      writeFileSync(pub, `${pair.public}\n`, { mode: 0o644 });
+    }
+    chmodSync(priv, 0o600);
+    return { private: readFileSync(priv, 'utf8'), public: readFileSync(pub, 'utf8').trim() };
+  }
+
   /** A place for a provider's own files (images, bridge state), created on demand. */
   cacheDir(...parts: string[]): string {
     return this.ensure(join(this.root, 'cache', ...parts));

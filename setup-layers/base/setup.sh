@@ -38,6 +38,18 @@ ensure_dir /var/lib/silverlining/apps 755 root:root
 ensure_dir /var/lib/silverlining/state 700 root:root
 ensure_dir /var/log/silverlining 755 root:root
 
+# The node that keeps the copies of the scheduled backups (silver's choice: the balancer, else
+# the first app server): user silver-backup, whose one key (the nodeset's backup key, held by
+# its service nodes) may run silver-backup-receive and nothing else.
+if [ -n "$SILVER_BACKUP_RECEIVE_KEYS" ]; then
+  ensure_user silver-backup /var/lib/silverlining/backup-copies /bin/sh
+  ensure_dir /var/lib/silverlining/backup-copies 700 silver-backup:silver-backup
+  ensure_dir /var/lib/silverlining/backup-copies/.ssh 700 silver-backup:silver-backup
+  ensure_known /var/lib/silverlining/backup-copies/.ssh/authorized_keys 600 silver-backup:silver-backup "$SILVER_BACKUP_RECEIVE_KEYS_MD5" "$SILVER_BACKUP_RECEIVE_KEYS"
+else
+  ensure_absent /var/lib/silverlining/backup-copies/.ssh/authorized_keys
+fi
+
 # One unprivileged user per application, with its own home and log directory.
 for app in $SILVER_APPS; do
   ensure_user "app-$app" "/var/lib/silverlining/home/$app"

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { underDeployLock, Stopped, type Steps } from '../backup/lock.js';
-import { compareCounts, countsLine, parseDumpHeader, stampFor, totalRows, type Manifest } from '../backup/manifest.js';
+import { compareCounts, countsLine, parseDumpHeader, stampFor, totalRows, type DumpHeader, type Manifest } from '../backup/manifest.js';
 import { ageText, recordBackups, type BackupEntry } from '../backup/record.js';
 import { backupsBase, fileSum, listBackups, PartialBackup, pruneBackups, resolveBackup, writeNote, type StoredBackup } from '../backup/store.js';
 import { fetchStaged, LONG_MS, putStaged, scratchSuffix, stagedId } from '../backup/transfer.js';
@@ -11,6 +11,7 @@ import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import { dbVerbs, scratchDatabase } from '../remote/commands/db.js';
+import { sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
 import { service } from '../services/index.js';
 import type { ServiceDescriptor } from '../services/types.js';
@@ -142,14 +143,25 @@ async function backupOne(
   base: string,
   hold: (p: PartialBackup) => void,
   stopped: () => string | null,
+  /** A dump the node's timer made (`silver-backup`), instead of a dump taken now. */
+  scheduled?: { stamp: string; stage: () => Promise<{ id: string; header: DumpHeader; time: string }> },
 ): Promise<AppBackup> {
   const t0 = s.rt.now();
   const r: AppBackup = { app: t.app, service: t.svc.name, database: t.db, node: t.node, ok: false, stamp: null, path: null, size: null, sha256: null, rowCounts: null, seconds: 0, error: null };
-  const id = stagedId();
+  let id = stagedId();
   let partial: PartialBackup | null = null;
   try {
-    const header = parseDumpHeader(await s.remote.run(t.node, `the dump of ${t.db}`, dbVerbs.dump(t.svc, t.db, id), undefined, LONG_MS));
-    const p = new PartialBackup(base, s.ns.name, t.app, (taken) => stampFor(t0, taken), `${t.app}.${t.svc.backup.ext}`);
+    let header: DumpHeader;
+    let time = new Date(t0).toISOString();
+    if (scheduled) {
+      const staged = await scheduled.stage();
+      id = staged.id;
+      header = staged.header;
+      time = staged.time;
+    } else {
+      header = parseDumpHeader(await s.remote.run(t.node, `the dump of ${t.db}`, dbVerbs.dump(t.svc, t.db, id), undefined, LONG_MS));
+    }
+    const p = new PartialBackup(base, s.ns.name, t.app, scheduled ? () => scheduled.stamp : (taken) => stampFor(t0, taken), `${t.app}.${t.svc.backup.ext}`);
     partial = p;
     hold(p);
     const counter = t.svc.backup.counter?.();
@@ -178,10 +190,10 @@ async function backupOne(
       sha256: got.sha256,
       rowCounts,
       rowCountsFrom: t.svc.backup.counts,
-      silverVersion: VERSION,
+      silverVersion: scheduled ? `${VERSION} (scheduled on ${t.node})` : VERSION,
       serverVersion: header.server,
       tool: header.tool,
-      time: new Date(t0).toISOString(),
+      time,
       seconds: (s.rt.now() - t0) / 1000,
     };
     Object.assign(r, { ok: true, stamp: p.stamp, path: p.commit(manifest), size: got.size, sha256: got.sha256, rowCounts });
@@ -194,6 +206,54 @@ async function backupOne(
   }
   r.seconds = (s.rt.now() - t0) / 1000;
   return r;
+}
+
+/**
+ * `silver backup --pull FILE [--app APP] [--to DIR]`: the dumps the service nodes' timers made
+ * (`backup =`), each one not kept here yet read off, checked whole (size, sha256, a whole dump)
+ * and kept with a manifest like any backup, under its node's stamp. Row counts: PostgreSQL's
+ * from the node's snapshot, MariaDB's counted in the dump as it arrives.
+ */
+export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string; to?: string } = {}): Promise<BackupReport> {
+  if (opts.app !== undefined) checkApp(ns, opts.app);
+  if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to pull`, 1);
+  const base = backupsBase(rt.state.root, opts.to);
+  const s = await Session.open(ns, rt, ns.services.map((n) => `service:${n}`));
+  const report: BackupReport = { nodeset: ns.name, ok: true, backups: [], pruned: [], notes: [] };
+  try {
+    for (const name of ns.services) {
+      const svc = service(name);
+      const node = serviceNode(s, name);
+      const listed = (await s.remote.run(node, 'listing the scheduled backups', sudoHelper('silver-backup', 'list')))
+        .split('\n')
+        .map((l) => /^backup (\S+) (\d{8}T\d{6}Z(?:-\d{1,3})?) \d+ [0-9a-f]{64}$/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null);
+      if (listed.length === 0) report.notes.push(`${node}: no scheduled backup${ns.backupSchedules?.[name] ? ' yet' : ` (the nodeset has no backup = in [service:${name}])`}`);
+      for (const [, db, stamp] of listed) {
+        const app = appsOf(ns).find((a) => svc.dbName(a) === db);
+        if (!app || (opts.app && app !== opts.app)) continue;
+        if (listBackups(base, ns.name, app).some((b) => b.stamp === stamp)) continue;
+        const r = await backupOne(s, { app, svc, node, db: db! }, base, () => undefined, () => null, {
+          stamp: stamp!,
+          stage: async () => {
+            const out = await s.remote.run(node, `staging the scheduled backup ${stamp} of ${db}`, sudoHelper('silver-backup', 'stage', db!, stamp!));
+            const id = /^id ([a-z0-9]{12})$/m.exec(out)?.[1];
+            const time = /^time (\S+)$/m.exec(out)?.[1];
+            if (!id || !time || Number.isNaN(Date.parse(time))) throw new Error(`${node}: the scheduled backup ${stamp} of ${db} has no id or time`);
+            return { id, header: parseDumpHeader(out), time };
+          },
+        });
+        report.backups.push(r);
+        rt.io.err(r.ok ? `${node}: ${app}: scheduled backup ${stamp} pulled (${r.size} bytes, ${totalRows(r.rowCounts!)} rows)` : `${node}: ${app}: pulling ${stamp} FAILED: ${r.error}`);
+      }
+    }
+    const done = report.backups.filter((b) => b.ok);
+    if (done.length === 0 && report.notes.length === 0) report.notes.push('every scheduled backup is here already');
+  } finally {
+    await s.close();
+  }
+  report.ok = report.backups.every((b) => b.ok);
+  return report;
 }
 
 export function renderBackupReport(r: BackupReport): string {

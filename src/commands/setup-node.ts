@@ -1,3 +1,4 @@
+import { copyNode, hasSchedules, type BackupWiring } from '../setup/backup-wiring.js';
 import pLimit from 'p-limit';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
@@ -56,10 +57,11 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   }
   try {
     const { health, modes } = await balancerState(ns, pool, addressed, rt);
+    const backup = backupWiringOf(ns, rt, addressed);
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup));
         }),
       ),
     );
@@ -72,6 +74,13 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     nodes: ns.nodes.map((n) => results.get(n.name)!).filter(Boolean),
     seconds: (rt.now() - t0) / 1000,
   };
+}
+
+/** The scheduled backups' key and copy node, when the nodeset schedules any (see backup-wiring.ts). */
+function backupWiringOf(ns: Nodeset, rt: Runtime, all: readonly AddressedNode[]): BackupWiring | null {
+  if (!hasSchedules(ns)) return null;
+  const target = copyNode(all);
+  return { key: rt.state.backupKey(ns.name), target, targetHostKey: target ? (rt.state.pinnedKeys(ns.name).get(target.name) ?? null) : null };
 }
 
 /**
@@ -96,7 +105,7 @@ async function balancerState(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNo
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  health: ReadonlyMap<string, string>, modes: ModeState | null,
+  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -116,7 +125,7 @@ async function setupOne(
   };
   let script: string;
   try {
-    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes) })));
+    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup) })));
   } catch (e) {
     return fail(names[0]!, (e as Error).message);
   }

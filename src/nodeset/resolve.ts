@@ -6,8 +6,8 @@ import { loadLayered } from '../config/load.js';
 import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
 import type { Entry, IniDocument, Section } from '../ini/parse.js';
 import { LOCAL_CAPACITY, resolveProvider } from './provider-config.js';
-import type { Location, NodeSpec, Nodeset, Role, Size } from './types.js';
-import { appNameProblem, checkHostname, LOCATION_PATH, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
+import type { BackupSchedule, Location, NodeSpec, Nodeset, Role, Size } from './types.js';
+import { appNameProblem, backupCalendarProblem, checkHostname, DEFAULT_BACKUP_KEEP, LOCATION_PATH, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
 
 /** Services the setup layers know how to run. */
 export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
@@ -16,7 +16,7 @@ const SECTION_KEYS: Record<string, string[]> = {
   general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],
   appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer'],
   balancer: ['node_name', 'size', 'hostnames'],
-  service: ['nodes', 'size', 'node_name'],
+  service: ['nodes', 'size', 'node_name', 'backup', 'backup_keep'],
 };
 
 /** Reads, merges and resolves a nodeset file; throws ConfigError with every problem found. */
@@ -69,11 +69,14 @@ class Resolution {
     const tiers: TierSpec[] = [];
     if (appserver) tiers.push({ role: 'appserver', section: appserver, count: this.count(appserver) ?? 1, prefix: 'app' });
     const services: string[] = [];
+    const backupSchedules: Record<string, BackupSchedule> = {};
     for (const section of this.doc.sections.values()) {
       if (!section.name.startsWith('service:')) continue;
       const svc = section.name.slice('service:'.length);
       services.push(svc);
       tiers.push({ role: `service:${svc}`, section, count: this.count(section) ?? 1, prefix: svc });
+      const schedule = this.backupSchedule(section);
+      if (schedule) backupSchedules[svc] = schedule;
     }
 
     const appCount = appserver ? (this.count(appserver) ?? 1) : 0;
@@ -109,7 +112,21 @@ class Resolution {
     }
 
     if (this.diagnostics.length > 0 || name === null) return null;
-    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services };
+    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules };
+  }
+
+  /** `backup = daily|hourly|weekly|CALENDAR` and `backup_keep = N` (default 7) of a [service:NAME]. */
+  private backupSchedule(section: Section): BackupSchedule | null {
+    const calendar = this.optional(section, 'backup', (v) => backupCalendarProblem(v));
+    const keepEntry = section.entries.get('backup_keep');
+    let keep = DEFAULT_BACKUP_KEEP;
+    if (keepEntry) {
+      const v = this.value(section, keepEntry);
+      if (v !== null && (!/^[1-9][0-9]{0,3}$/.test(v.trim()) || Number(v) > 1000)) this.diagnostics.push(diagnostic(keepEntry.file, keepEntry.line, 'backup_keep', `must be a whole number from 1 to 1000, got "${v}"`));
+      else if (v !== null) keep = Number(v);
+      if (!section.entries.has('backup')) this.diagnostics.push(diagnostic(keepEntry.file, keepEntry.line, 'backup_keep', 'is only meaningful with backup ='));
+    }
+    return calendar ? { calendar: calendar.trim(), keep } : null;
   }
 
   private checkSectionsAndKeys(): void {

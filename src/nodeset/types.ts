@@ -46,6 +46,14 @@ export interface Nodeset {
   hostnames: string[];
   /** Services the nodeset runs, by name (`mysql`, `postgresql`). */
   services: string[];
+  /** Scheduled backups by service (`backup =` of its section); absent: none. */
+  backupSchedules?: Record<string, BackupSchedule>;
+}
+
+/** A systemd timer on the service node: when (an OnCalendar expression) and how many dumps each app keeps. */
+export interface BackupSchedule {
+  calendar: string;
+  keep: number;
 }
 
 export function formatSize(size: Size | null): string | null {

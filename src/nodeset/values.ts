@@ -74,3 +74,18 @@ export function appNameProblem(name: string): string | null {
 /** A location path the front proxy and the balancer can hold literally: no quotes, `;`, `$`, spaces, braces. */
 export const LOCATION_PATH = /^\/[A-Za-z0-9._~/%-]*$/;
 export const NODESET_NAME = /^[a-z0-9][a-z0-9-]{0,39}$/;
+
+/** Dumps each app keeps on the service node (and on the copy) when `backup_keep` is not given. */
+export const DEFAULT_BACKUP_KEEP = 7;
+
+/**
+ * Why `backup =` is not a schedule, or null: `daily`, `hourly`, `weekly`, or a systemd
+ * OnCalendar expression (`*-*-* 03:30:00`, `Mon..Fri 02:00`) of letters, digits and `*:,./~-`
+ * and spaces only (the node checks it again with `systemd-analyze calendar`).
+ */
+export function backupCalendarProblem(v: string): string | null {
+  const text = v.trim();
+  if (['daily', 'hourly', 'weekly'].includes(text)) return null;
+  if (!/^[A-Za-z0-9*:,./~ -]{1,100}$/.test(text) || !/[0-9*]/.test(text)) return `"${text}" must be daily, hourly, weekly or a systemd OnCalendar expression (e.g. *-*-* 03:30:00)`;
+  return null;
+}

@@ -1,3 +1,4 @@
+import { backupVars, type BackupWiring } from './backup-wiring.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { layerPackages, layersRoot } from '../layers.js';
@@ -55,6 +56,7 @@ export function layerVars(
   check: boolean,
   appHealth: ReadonlyMap<string, string> = new Map(),
   modes: ModeState | null = null,
+  backup: BackupWiring | null = null,
 ): Record<string, string> {
   const appservers = all.filter((n) => n.role === 'appserver');
   const apps = [...new Set(ns.locations.map((l) => l.app))];
@@ -80,6 +82,7 @@ export function layerVars(
     ...firewall(ns, all),
     ...renderedFiles(ns, layer, appservers, appHealth),
     ...(layer === 'balancer' ? modeVars(modes) : {}),
+    ...backupVars(ns, node, layer, backup),
   };
 }
 

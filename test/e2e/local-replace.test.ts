@@ -20,7 +20,9 @@ const run = canRunLxc ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-replace-'));
 const env = { SILVER_HOME: join(dir, 'home') };
 const file = join(dir, 'replace.conf');
-const base = helloNodeset(NODESET, 'replace.test', config).replace('[appserver]\nnodes = 2', '[appserver]\nnodes = 3');
+const base = helloNodeset(NODESET, 'replace.test', config)
+  .replace('[appserver]\nnodes = 2', '[appserver]\nnodes = 3')
+  .replace('node_name = db.replace.test\n', 'node_name = db.replace.test\nbackup = *-*-* 04:00:00\nbackup_keep = 2\n');
 writeFileSync(file, base);
 const A2 = 'app2.replace.test';
 const BALANCER = 'balancer.replace.test';
@@ -121,6 +123,35 @@ run('replace-node of the database node: refused without a verified backup; with 
   const after = await httpGet(addr[BALANCER]!, 'replace.test');
   t.is(after.status, 200, 'serving again, out of maintenance');
   t.is(await visits(), before + 1);
+});
+
+run('scheduled backups (on the rebuilt database node): a timer, each dump copied to the balancer, the newest 2 kept on both; --pull fetches them and they verify; the copy key runs nothing else', async (t) => {
+  const DBN = 'db.replace.test';
+  t.is((await on(DBN, 'systemctl is-enabled silver-backup.timer; systemctl is-active silver-backup.timer')).trim(), 'enabled\nactive');
+  t.regex(await on(DBN, 'systemctl cat silver-backup.timer'), /^OnCalendar=\*-\*-\* 04:00:00$/m);
+  t.is((await on(DBN, 'stat -c "%a %U" /etc/silverlining/backup.key')).trim(), '600 root');
+  for (let i = 0; i < 3; i++) {
+    const r = await onNode(file, env, DBN, 'systemctl start silver-backup.service && journalctl -u silver-backup.service -n 3 --no-pager -o cat');
+    t.is(r.code, 0, r.out);
+    await new Promise((r) => setTimeout(r, 1100));
+  }
+  const here = (await on(DBN, 'cd /var/lib/silverlining/backups/hello && ls && sha256sum *.pgdump')).trim();
+  const copied = (await on(BALANCER, 'cd /var/lib/silverlining/backup-copies/db.replace.test/hello && ls && sha256sum *.pgdump')).trim();
+  t.is(here.split('\n').filter((l) => /\.pgdump$/.test(l) && !/\s/.test(l)).length, 2, `kept 2: ${here}`);
+  t.is(copied, here, 'the copies are the same files, summed alike');
+  t.is((await on(BALANCER, 'stat -c "%a %U" /var/lib/silverlining/backup-copies')).trim(), '700 silver-backup');
+  // The key may only hand in a file: any other command is refused.
+  const other = await onNode(file, env, DBN, `ssh -i /etc/silverlining/backup.key -o IdentitiesOnly=yes -o UserKnownHostsFile=/etc/silverlining/backup.known_hosts -o BatchMode=yes silver-backup@${addr[BALANCER]} id 2>&1; echo "rc=$?"`);
+  t.notRegex(other.out, /uid=/);
+  t.regex(other.out, /usage: put NODE DB FILE SIZE SHA256 KEEP[\s\S]*rc=1/);
+
+  const pull = await silver(['backup', '--pull', file, '--json'], env);
+  t.is(pull.code, 0, pull.stderr);
+  const pulled = JSON.parse(pull.stdout) as { backups: { app: string; ok: boolean; stamp: string }[] };
+  t.deepEqual(pulled.backups.map((b) => [b.app, b.ok]), [['hello', true], ['hello', true]]);
+  t.regex((await silver(['backup', '--pull', file], env)).stdout, /every scheduled backup is here already/);
+  const v = await silver(['backup', '--verify', file], env);
+  t.is(v.code, 0, v.stderr.slice(-2000));
 });
 
 run('replace-node refuses an unknown node with exit 2, changing nothing', async (t) => {

@@ -56,4 +56,7 @@ elif [ "$_restart" = 1 ]; then
 elif [ "$_reload" = 1 ]; then
   reload_unit "$_unit"
 fi
+
+# Scheduled backups (the nodeset's backup = of this service): the timer, the copy key.
+ensure_backup_schedule
 true
