@@ -114,6 +114,10 @@ export function haproxyCfg(
     '\toption redispatch 1',
     '\tretry-on conn-failure empty-response response-timeout 502 503',
     '\thttp-reuse safe',
+    // A reload (setup-node, set-health) keeps the old process's idle keep-alive connections
+    // open until their next request, answered with Connection: close, instead of closing them
+    // under a client that is just sending one (which it would see as a reset).
+    '\toption idle-close-on-response',
     '',
     'frontend www',
     '\tbind :80',

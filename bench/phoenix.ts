@@ -1,0 +1,88 @@
+/**
+ * Benchmark: backups and phoenix nodes on the local provider (issue 13). A nodeset of 2 app
+ * servers, PostgreSQL and a balancer; the example app's database grown to about 100 MB; then
+ * `silver backup` and `silver backup --verify` (a real restore, rows compared), `silver
+ * replace-node` of an app server under a bounded HTTP load (start to back in rotation, failed
+ * requests), and `silver replace-node` of the database node (maintenance, fresh dump, new node,
+ * restore). Needs root (LXC).
+ * Run: sudo npm run bench:phoenix   (writes its figures into bench/RESULTS.md)
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { startLoad } from '../test/helpers/load.js';
+import { writeSection } from './results.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'silver-bench-phoenix-'));
+const env = { ...process.env, SILVER_HOME: join(dir, 'home'), SILVER_PERSIST: '0' };
+const file = join(dir, 'phoenix.conf');
+writeFileSync(file, `[general]
+name = silverbench-p
+base_domain = phoenix.test
+[provider]
+provider = local
+bridge = silverb5
+subnet = 10.213.239.0/24
+proxy_port = 8839
+[appserver]
+nodes = 2
+size = ram 256MB
+locations = http://phoenix.test/ hello
+[service:postgresql]
+node_name = db.phoenix.test
+[balancer]
+`);
+
+function silver(...args: string[]): { seconds: number; stdout: string } {
+  const t0 = performance.now();
+  const stdout = execFileSync(process.execPath, ['bin/silver.js', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 }).toString();
+  return { seconds: (performance.now() - t0) / 1000, stdout };
+}
+async function silverAsync(...args: string[]): Promise<{ seconds: number; stdout: string }> {
+  const t0 = performance.now();
+  const { stdout } = await promisify(execFile)(process.execPath, ['bin/silver.js', ...args], { env, maxBuffer: 64 << 20 });
+  return { seconds: (performance.now() - t0) / 1000, stdout };
+}
+const onDb = (command: string) => silver('exec', file, '--node', 'db.phoenix.test', '--', 'sh', '-c', command).stdout;
+
+try {
+  silver('delete-node', '-y', file);
+  silver('create-node', file);
+  silver('setup-node', file);
+  silver('update', 'examples/hello', file);
+  const nodes = JSON.parse(silver('list-nodes', '--json', file).stdout) as { role: string; address: string }[];
+  const balancer = nodes.find((n) => n.role === 'balancer')!.address;
+  // About 100 MB of rows in the app's database (made as its own role, like the app's tables).
+  onDb(`runuser -u postgres -- psql -q -d hello -c "SET ROLE hello; CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 180) AS payload FROM generate_series(1, 450000) g"`);
+  const size = /(\d+) bytes/.exec(onDb(`runuser -u postgres -- psql -tA -d hello -c "SELECT pg_database_size('hello') || ' bytes'"`))?.[1] ?? '?';
+  const backup = silver('backup', file, '--json');
+  const dump = (JSON.parse(backup.stdout) as { backups: { size: number }[] }).backups[0]!.size;
+  const verify = silver('backup', '--verify', file, '--json');
+  const restoreSeconds = (JSON.parse(verify.stdout) as { results: { restoreSeconds: number | null }[] }).results[0]?.restoreSeconds ?? null;
+
+  const load = startLoad(balancer, 'phoenix.test', { concurrency: 6, maxSeconds: 300 });
+  const app = await silverAsync('replace-node', file, '--node', 'app2.phoenix.test', '-y');
+  const served = await load.stop();
+  const db = silver('replace-node', file, '--node', 'db.phoenix.test', '-y');
+  const rows = onDb(`runuser -u postgres -- psql -tA -d hello -c "SELECT count(*) FROM big"`).trim();
+
+  const lines = [
+    `database: ${(Number(size) / 2 ** 20).toFixed(0)} MB on disk (pg_database_size), ${(dump / 2 ** 20).toFixed(1)} MB as pg_dump -Fc`,
+    `silver backup (dump, read off, checked, manifest): ${backup.seconds.toFixed(1)} s`,
+    `silver backup --verify (sums, restore into a throw-away database, rows compared, dropped): ${verify.seconds.toFixed(1)} s; restore ${restoreSeconds?.toFixed(1) ?? '?'} s`,
+    `replace-node of an app server under load (6 clients): ${app.seconds.toFixed(1)} s start to back in rotation; ${served.total} requests, ${served.failed} failed`,
+    `replace-node of the database node (maintenance, fresh dump, new node, restore, rows compared): ${db.seconds.toFixed(1)} s; rows of big afterwards: ${rows}`,
+  ];
+  console.log(lines.join('\n'));
+  writeSection('phoenix', 'backups and phoenix nodes', 'sudo npm run bench:phoenix', lines);
+} finally {
+  try {
+    silver('delete-node', '-y', file);
+  } catch {
+    /* gone */
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
