@@ -20,6 +20,7 @@ const commands = {
   backup: () => import('./commands/backup.js'),
   catalog: () => import('./commands/catalog.js'),
   replace: () => import('./commands/replace-node.js'),
+  image: () => import('./commands/image.js'),
   app: () => import('./app/app-ini.js'),
 };
 
@@ -325,6 +326,21 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
       io.out(opts.json ? JSON.stringify(r, null, 2) : renderReplaceReport(r));
       if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
+    });
+
+  const image = program.command('image').description('provider images made from set-up nodes');
+  image
+    .command('bake')
+    .description('a provider image from a set-up node of ROLE (appserver or balancer), stripped of host keys, keys, app environments, data and logs; image = NAME uses it')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .requiredOption('--role <role>', 'appserver or balancer')
+    .option('--node <name>', 'this node of the role (default: the first)')
+    .option('--json', 'print the report as JSON')
+    .action(async (file: string, opts: { role: string; node?: string; json?: boolean }) => {
+      const ns = load(file);
+      const { bakeImage, renderBake } = await commands.image();
+      const r = await bakeImage(ns, await runtime(), { role: opts.role, ...(opts.node ? { node: opts.node } : {}) });
+      io.out(opts.json ? JSON.stringify(r, null, 2) : renderBake(r));
     });
 
   program

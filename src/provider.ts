@@ -1,3 +1,4 @@
+import type { ImageRecord } from './image/strip.js';
 import type { Nodeset, Role, Size } from './nodeset/types.js';
 
 /**
@@ -78,6 +79,13 @@ export interface Provider {
   release(nodeset: string): Promise<void>;
   /** The user the deploy key logs in as right after creation. */
   readonly adminUser: string;
+  /**
+   * A provider image made from a set-up node (`silver image bake`), stripped of what STRIP
+   * names (src/image/strip.ts); absent where the adapter cannot bake yet.
+   */
+  bakeImage?(node: ProviderNode, name: string, report: (message: string) => void): Promise<ImageRecord>;
+  /** What a baked image records (null: not a baked image, or unknown). */
+  imageRecord?(image: string): Promise<ImageRecord | null>;
 }
 
 /** The smallest flavor with at least `size.mb` memory, or the flavor named by `id`. */

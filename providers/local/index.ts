@@ -11,6 +11,8 @@ import {
   LOCAL_FLAVORS, nodeConfig, parseLabels, parseSubnet, type LocalSettings,
 } from './config.js';
 import { ensureGolden, goldenName } from './golden.js';
+import { bake, IMAGE_PREFIX, imageReady, listImages, readImage } from './image.js';
+import type { ImageRecord } from '../../src/image/strip.js';
 import { ensureHostTools, raiseInotifyLimits } from './host-tools.js';
 import { withLock } from './lock.js';
 import { ensureBridge, ensureProxy, proxyUrl, removeBridge, stopProxy } from './network.js';
@@ -90,12 +92,22 @@ export class LocalProvider implements Provider {
   }
 
   async listImages(): Promise<string[]> {
-    return ['debian-bookworm'];
+    return ['debian-bookworm', ...listImages(this.s)];
   }
 
   async resolveImage(image: string | null): Promise<string> {
-    if (image && image !== 'debian-bookworm' && image !== 'bookworm') throw new Error(`local provider: image "${image}" is not available (only debian-bookworm)`);
+    if (image && imageReady(this.s, image)) return image;
+    if (image && image !== 'debian-bookworm' && image !== 'bookworm') throw new Error(`local provider: image "${image}" is not available (debian-bookworm, or an image silver image bake made: ${listImages(this.s).join(', ') || 'none yet'})`);
     return 'debian-bookworm';
+  }
+
+  async bakeImage(node: ProviderNode, name: string, report: (m: string) => void): Promise<ImageRecord> {
+    const golden = goldenName();
+    return bake(this.s, node, name, readFileSync(join(this.s.lxcPath, golden, 'config'), 'utf8'), { nodeset: node.nodeset, role: node.role }, report);
+  }
+
+  async imageRecord(image: string): Promise<ImageRecord | null> {
+    return imageReady(this.s, image) ? readImage(this.s, image) : null;
   }
 
   private containers(): Container[] {
@@ -103,7 +115,7 @@ export class LocalProvider implements Provider {
     const out: Container[] = [];
     for (const name of readdirSync(this.s.lxcPath)) {
       const file = join(this.s.lxcPath, name, 'config');
-      if (name.startsWith('.') || name.startsWith(GOLDEN_PREFIX) || !existsSync(file)) continue;
+      if (name.startsWith('.') || name.startsWith(GOLDEN_PREFIX) || name.startsWith(IMAGE_PREFIX) || !existsSync(file)) continue;
       out.push({ name, dir: join(this.s.lxcPath, name), config: readFileSync(file, 'utf8') });
     }
     return out;
@@ -150,7 +162,8 @@ export class LocalProvider implements Provider {
   }
 
   async create(req: CreateRequest): Promise<CreatedNode> {
-    const golden = this.golden ?? goldenName();
+    // (a baked image, or the golden one)
+    const golden = imageReady(this.s, req.image) ? req.image : (this.golden ?? goldenName());
     const name = containerName(req.labels.nodeset, req.labels.name);
     const { address, dir } = await this.serial(async () => {
       if (existsSync(join(this.s.lxcPath, name))) {

@@ -5,6 +5,7 @@ import { pickFlavor, type Provider, type ProviderNode } from '../provider.js';
 import type { Runtime } from '../runtime.js';
 import { fingerprint } from '../ssh/connect.js';
 import { retryUntil } from '../util/retry-until.js';
+import { IMAGE_MAX_DAYS } from '../image/strip.js';
 
 export type CreateStatus = 'created' | 'existing' | 'started' | 'failed';
 
@@ -39,7 +40,16 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
   const wanted = new Set(ns.nodes.map((n) => n.name));
   const orphans = [...existing.values()].filter((n) => !wanted.has(n.name));
   const deployKey = rt.state.deployKey();
-  const image = await provider.resolveImage(typeof ns.provider.settings['image'] === 'string' ? ns.provider.settings['image'] : null);
+  const providerImage = typeof ns.provider.settings['image'] === 'string' ? ns.provider.settings['image'] : null;
+  // Each distinct image once: the provider's, and any tier's own (a baked one).
+  const images = new Map<string | null, string>();
+  for (const wanted of new Set<string | null>([providerImage, ...ns.nodes.filter((n) => !existing.has(n.name)).map((n) => n.image ?? providerImage)])) {
+    const image = await provider.resolveImage(wanted);
+    images.set(wanted, image);
+    const rec = await provider.imageRecord?.(image);
+    const days = rec ? (rt.now() - Date.parse(rec.built)) / 86400_000 : 0;
+    if (rec && days > IMAGE_MAX_DAYS) rt.io.err(`silver: image ${image} was baked ${Math.floor(days)} days ago: it lacks the security updates since; bake a new one (silver image bake ${ns.file} --role ${rec.role})`);
+  }
   const flavors = await provider.listSizes();
 
   const limit = pLimit(opts.concurrency);
@@ -72,7 +82,7 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
           const created = await provider.create({
             labels: { nodeset: ns.name, role: spec.role, name: spec.name, index: spec.index },
             flavor,
-            image,
+            image: images.get(spec.image ?? providerImage)!,
             authorizedKey: deployKey.public,
             hostKey,
           });

@@ -14,8 +14,8 @@ export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
 
 const SECTION_KEYS: Record<string, string[]> = {
   general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],
-  appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer'],
-  balancer: ['node_name', 'size', 'hostnames'],
+  appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer', 'image'],
+  balancer: ['node_name', 'size', 'hostnames', 'image'],
   service: ['nodes', 'size', 'node_name', 'backup', 'backup_keep'],
 };
 
@@ -259,6 +259,8 @@ class Resolution {
     const sizeTemplate = sizeEntry ? this.value(section, sizeEntry) : null;
     if (template === null || (sizeEntry && sizeTemplate === null)) return [];
 
+    // A tier's own image (a baked one: `silver image bake`), over the provider's.
+    const image = this.optional(section, 'image', (v) => (/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/.test(v.trim()) ? null : `"${v}" is not an image name`))?.trim() ?? null;
     const nodes: NodeSpec[] = [];
     for (let n = 1; n <= count; n++) {
       const name = this.fillIndex(template, n, where);
@@ -279,7 +281,7 @@ class Resolution {
         }
         size = parsed.value;
       }
-      nodes.push({ name: name.toLowerCase(), role: tier.role, index: n, size });
+      nodes.push({ name: name.toLowerCase(), role: tier.role, index: n, size, ...(image ? { image } : {}) });
     }
     return nodes;
   }

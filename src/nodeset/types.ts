@@ -11,6 +11,8 @@ export interface NodeSpec {
   index: number;
   /** null: the provider's default size. */
   size: Size | null;
+  /** The tier's own image (`image =` in [appserver] or [balancer]); absent: the provider's. */
+  image?: string;
 }
 
 export interface Location {

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
@@ -28,12 +29,22 @@ const A2 = 'app2.replace.test';
 const BALANCER = 'balancer.replace.test';
 let addr: Record<string, string> = {};
 let instance = '';
+/** Changes setup-node made on a node replaced from the golden image (compared with a baked one). */
+let goldenChanges = 0;
+const LXC = '/var/lib/silverlining/lxc';
+const changesOn = (stderr: string, node: string) => stderr.split('\n').filter((l) => l.startsWith(`${node}: `) && / changed: /.test(l)).length;
+/** Images this file baked (not nodes: cleanLeftovers does not see them). */
+function removeImages(): void {
+  if (!existsSync(LXC)) return;
+  for (const n of readdirSync(LXC)) if (n.startsWith(`silver-image-${NODESET}-`)) rmSync(join(LXC, n), { recursive: true, force: true });
+}
 
 const on = async (node: string, command: string) => (await onNode(file, env, node, command)).out;
 
 test.before(async () => {
   if (!canRunLxc) return;
   await cleanLeftovers(config, [NODESET]);
+  removeImages();
   addr = await bringUp(file, env);
   const u = await silver(['update', helloVersion(dir, '1'), file, '--json'], env);
   if (u.code !== 0) throw new Error(u.stderr);
@@ -42,6 +53,7 @@ test.before(async () => {
 });
 test.after.always(async () => {
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+  if (canRunLxc) removeImages();
 });
 
 run('replace-node of an app server under load: zero failed requests; a new container serving the same instance with its environment, back in rotation', async (t) => {
@@ -61,6 +73,7 @@ run('replace-node of an app server under load: zero failed requests; a new conta
   t.true(result.total > 100, `only ${result.total} requests`);
   t.false(r.stdout.includes(password) || r.stderr.includes(password), 'the database password is not in the output');
   t.regex(r.stderr, /app2\.replace\.test: drained, out of rotation on balancer\.replace\.test/);
+  goldenChanges = changesOn(r.stderr, A2);
   // A new container: the marker is gone, and it serves the same instance with its environment.
   t.is((await on(A2, 'test -e /root/old-node-marker && echo old || echo new')).trim(), 'new');
   t.regex(await on(A2, 'cat /var/lib/silverlining/apps/hello/active/env'), /^CONFIG_PG_HOST='db\.replace\.test'$/m);
@@ -152,6 +165,30 @@ run('scheduled backups (on the rebuilt database node): a timer, each dump copied
   t.regex((await silver(['backup', '--pull', file], env)).stdout, /every scheduled backup is here already/);
   const v = await silver(['backup', '--verify', file], env);
   t.is(v.code, 0, v.stderr.slice(-2000));
+});
+
+run('image bake: an app server baked without its identity, keys, apps, state or logs; a node replaced from it needs fewer setup changes and serves', async (t) => {
+  const password = (await on('db.replace.test', 'cat /var/lib/silverlining/services/postgresql/hello.password')).trim();
+  const b = await silver(['image', 'bake', file, '--role', 'appserver', '--json'], env);
+  t.is(b.code, 0, b.stderr);
+  const rec = JSON.parse(b.stdout) as { name: string; packages: string[]; built: string; from: string };
+  t.regex(rec.name, /^silver-image-silvertest-replace-appserver-\d{8}T\d{4}Z$/);
+  t.is(rec.from, 'app1.replace.test');
+  t.true(rec.packages.some((p) => /^nginx /.test(p)), 'its packages are recorded');
+  const root = join(LXC, rec.name, 'rootfs');
+  for (const gone of ['etc/ssh/ssh_host_ed25519_key', 'root/.ssh/authorized_keys', 'home/silver/.ssh/authorized_keys']) t.false(existsSync(join(root, gone)), gone);
+  for (const empty of ['var/lib/silverlining/apps', 'var/lib/silverlining/state', 'var/log/journal']) t.deepEqual(existsSync(join(root, empty)) ? readdirSync(join(root, empty)) : [], [], empty);
+  t.is(readFileSync(join(root, 'etc/machine-id'), 'utf8'), '');
+  t.is(spawnSync('grep', ['-rIlqs', '--', password, root]).status, 1, "the app's database password is nowhere in the image");
+  t.true(existsSync(join(root, 'etc/nginx/nginx.conf')) && existsSync(join(root, 'usr/local/lib/silverlining/bin/silver-deploy')), 'what setup made stays');
+
+  writeFileSync(file, readFileSync(file, 'utf8').replace('[appserver]\nnodes = 3\n', `[appserver]\nnodes = 3\nimage = ${rec.name}\n`));
+  const r = await silver(['replace-node', file, '--node', 'app1.replace.test', '-y'], env);
+  t.is(r.code, 0, r.stderr.slice(-3000));
+  const baked = changesOn(r.stderr, 'app1.replace.test');
+  t.true(baked < goldenChanges, `setup changes from the baked image ${baked}, from the golden one ${goldenChanges}`);
+  t.regex(await on('app1.replace.test', 'curl -s -H "Host: replace.test" http://127.0.0.1/'), /version 2,/);
+  t.not((await on('app1.replace.test', 'cat /etc/ssh/ssh_host_ed25519_key.pub')).trim(), '', 'its own host key');
 });
 
 run('replace-node refuses an unknown node with exit 2, changing nothing', async (t) => {
