@@ -36,7 +36,7 @@ export function strip(root: string): void {
     const keepDir = pattern.endsWith('/');
     const rel = keepDir ? pattern.slice(0, -1) : pattern;
     const slash = rel.lastIndexOf('/');
-    const dir = join(root, rel.slice(0, slash));
+    const dir = slash < 0 ? root : join(root, rel.slice(0, slash));
     const base = rel.slice(slash + 1);
     if (!existsSync(dir)) continue;
     const re = new RegExp(`^${base.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replaceAll('*', '[^/]*')}$`);
