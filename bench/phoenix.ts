@@ -56,8 +56,8 @@ try {
   const nodes = JSON.parse(silver('list-nodes', '--json', file).stdout) as { role: string; address: string }[];
   const balancer = nodes.find((n) => n.role === 'balancer')!.address;
   // About 100 MB of rows in the app's database (made as its own role, like the app's tables).
-  onDb(`runuser -u postgres -- psql -q -d hello -c "SET ROLE hello; CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 180) AS payload FROM generate_series(1, 450000) g"`);
-  const size = /(\d+) bytes/.exec(onDb(`runuser -u postgres -- psql -tA -d hello -c "SELECT pg_database_size('hello') || ' bytes'"`))?.[1] ?? '?';
+  onDb(`cd / && runuser -u postgres -- psql -q -d hello -c "SET ROLE hello; CREATE TABLE big AS SELECT g AS id, (SELECT string_agg(encode(decode(md5(random()::text || g || k), 'hex'), 'base64'), '') FROM generate_series(1, 8) k) AS payload FROM generate_series(1, 450000) g"`);
+  const size = /(\d+) bytes/.exec(onDb(`cd / && runuser -u postgres -- psql -tA -d hello -c "SELECT pg_database_size('hello') || ' bytes'"`))?.[1] ?? '?';
   const backup = silver('backup', file, '--json');
   const dump = (JSON.parse(backup.stdout) as { backups: { size: number }[] }).backups[0]!.size;
   const verify = silver('backup', '--verify', file, '--json');
@@ -67,7 +67,7 @@ try {
   const app = await silverAsync('replace-node', file, '--node', 'app2.phoenix.test', '-y');
   const served = await load.stop();
   const db = silver('replace-node', file, '--node', 'db.phoenix.test', '-y');
-  const rows = onDb(`runuser -u postgres -- psql -tA -d hello -c "SELECT count(*) FROM big"`).trim();
+  const rows = /: (\d+)$/m.exec(onDb(`cd / && runuser -u postgres -- psql -tA -d hello -c "SELECT count(*) FROM big"`))?.[1] ?? '?';
 
   const lines = [
     `database: ${(Number(size) / 2 ** 20).toFixed(0)} MB on disk (pg_database_size), ${(dump / 2 ** 20).toFixed(1)} MB as pg_dump -Fc`,
