@@ -7,45 +7,12 @@
  * restore). Needs root (LXC).
  * Run: sudo npm run bench:phoenix   (writes its figures into bench/RESULTS.md)
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { promisify } from 'node:util';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { rmSync } from 'node:fs';
 import { startLoad } from '../test/helpers/load.js';
+import { benchNodeset } from './local-nodeset.js';
 import { writeSection } from './results.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'silver-bench-phoenix-'));
-const env = { ...process.env, SILVER_HOME: join(dir, 'home'), SILVER_PERSIST: '0' };
-const file = join(dir, 'phoenix.conf');
-writeFileSync(file, `[general]
-name = silverbench-p
-base_domain = phoenix.test
-[provider]
-provider = local
-bridge = silverb5
-subnet = 10.213.239.0/24
-proxy_port = 8839
-[appserver]
-nodes = 2
-size = ram 256MB
-locations = http://phoenix.test/ hello
-[service:postgresql]
-node_name = db.phoenix.test
-[balancer]
-`);
-
-function silver(...args: string[]): { seconds: number; stdout: string } {
-  const t0 = performance.now();
-  const stdout = execFileSync(process.execPath, ['bin/silver.js', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 }).toString();
-  return { seconds: (performance.now() - t0) / 1000, stdout };
-}
-async function silverAsync(...args: string[]): Promise<{ seconds: number; stdout: string }> {
-  const t0 = performance.now();
-  const { stdout } = await promisify(execFile)(process.execPath, ['bin/silver.js', ...args], { env, maxBuffer: 64 << 20 });
-  return { seconds: (performance.now() - t0) / 1000, stdout };
-}
+const { dir, file, silver, silverAsync } = benchNodeset({ name: 'silverbench-p', domain: 'phoenix.test', bridge: 'silverb5', third: 239, appservers: 2, env: { SILVER_PERSIST: '0' } });
 const onDb = (command: string) => silver('exec', file, '--node', 'db.phoenix.test', '--', 'sh', '-c', command).stdout;
 
 try {

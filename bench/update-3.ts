@@ -5,47 +5,15 @@
  * Run: npm run bench:update   (writes its figures into bench/RESULTS.md)
  * Target (issue 5): zero failed requests, under 15 s for the example app.
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { promisify } from 'node:util';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { startLoad } from '../test/helpers/load.js';
+import { benchNodeset } from './local-nodeset.js';
 import { writeSection } from './results.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'silver-bench-update-'));
-const env = { ...process.env, SILVER_HOME: join(dir, 'home') };
-const file = join(dir, 'bench.conf');
-writeFileSync(file, `[general]
-name = silverbench-u
-base_domain = bench.test
-[provider]
-provider = local
-bridge = silverb3
-subnet = 10.213.243.0/24
-proxy_port = 8843
-[appserver]
-nodes = 3
-size = ram 256MB
-locations = http://bench.test/ hello
-[service:postgresql]
-node_name = db.bench.test
-[balancer]
-`);
-
-function silver(...args: string[]): { seconds: number; stdout: string } {
-  const t0 = performance.now();
-  const stdout = execFileSync(process.execPath, ['bin/silver.js', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
-  return { seconds: (performance.now() - t0) / 1000, stdout };
-}
-
-/** The same, without blocking: the load loop in this process keeps sending meanwhile. */
-async function silverAsync(...args: string[]): Promise<number> {
-  const t0 = performance.now();
-  await promisify(execFile)(process.execPath, ['bin/silver.js', ...args], { env });
-  return (performance.now() - t0) / 1000;
-}
+// (its proxy port 8843, as before: 8800 + 243 - 200)
+const { dir, file, silver, silverAsync: run } = benchNodeset({ name: 'silverbench-u', domain: 'bench.test', bridge: 'silverb3', third: 243, appservers: 3 });
+const silverAsync = async (...args: string[]) => (await run(...args)).seconds;
 
 function version(v: string): string {
   const d = join(dir, `hello-${v}`);

@@ -21,14 +21,25 @@ ensure_dir /home/silver/.ssh 700 silver:silver
 ensure_known /home/silver/.ssh/authorized_keys 600 silver:silver "$SILVER_DEPLOY_KEY_MD5" "$SILVER_DEPLOY_KEY$NL"
 ensure_dir /usr/local/lib/silverlining 755 root:root
 ensure_dir /usr/local/lib/silverlining/bin 755 root:root
-# (The rule is fixed text, checked by visudo whenever it is written.)
-ensure_file /etc/sudoers.d/silver 440 root:root <<'EOT'
-# managed by silver: the deploy user may run silver's root-owned helpers, nothing else
-silver ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/
-EOT
-if [ "$CHANGED" = 1 ] && [ "$CHECK" != 1 ]; then
-  visudo -cqf /etc/sudoers.d/silver || { rm -f /etc/sudoers.d/silver; echo "sudoers rule does not validate" >&2; exit 1; }
+# The rule is fixed text, checked by visudo before it is written (in root's own /run/silverlining:
+# a name in /tmp could be a planted link); one that does not validate never replaces the rule in
+# place, so the deploy user keeps the access it had.
+_sudoers="# managed by silver: the deploy user may run silver's root-owned helpers, nothing else
+silver ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/"
+if [ "$CHECK" != 1 ] && ! known_same /etc/sudoers.d/silver '' "$_sudoers$NL"; then
+  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+  mkdir -p -m 700 /run/silverlining
+  if [ -L /run/silverlining ] || [ ! -d /run/silverlining ] || [ "$(stat -c %u /run/silverlining)" != 0 ]; then
+    echo "/run/silverlining is not a directory owned by root" >&2
+    exit 1
+  fi
+  printf '%s\n' "$_sudoers" > /run/silverlining/sudoers.$$
+  visudo -cqf /run/silverlining/sudoers.$$ || { rm -f /run/silverlining/sudoers.$$; echo "the sudoers rule does not validate: the one in place is kept" >&2; exit 1; }
+  rm -f /run/silverlining/sudoers.$$
 fi
+ensure_file /etc/sudoers.d/silver 440 root:root <<EOT
+$_sudoers
+EOT
 
 # Directories: configuration, instances, locks, logs.
 ensure_dir /etc/silverlining 755 root:root

@@ -59,3 +59,33 @@ run('MariaDB for real: one app server, a MySQL node, an app whose update_fetch i
   t.regex(await on('app1.mysql.test', query('mysql')), /Access denied/);
 });
 
+
+run('MariaDB: renewing the grants drops users of addresses that are no longer app servers', async (t) => {
+  await on('mysql.mysql.test', `mariadb -u root -e "CREATE USER 'counter'@'10.213.254.99' IDENTIFIED BY 'x'"`);
+  t.regex(await on('mysql.mysql.test', `mariadb -u root -N -e "SELECT Host FROM mysql.user WHERE User = 'counter'"`), /10\.213\.254\.99/);
+  const u = await silver(['update', 'test/fixtures/apps/counter-mysql', file], env);
+  t.is(u.code, 0, u.stderr);
+  const hosts = (await on('mysql.mysql.test', `mariadb -u root -N -e "SELECT Host FROM mysql.user WHERE User = 'counter'"`)).trim().split('\n');
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  t.deepEqual(hosts, [nodes.find((n) => n.name === 'app1.mysql.test')!.address]);
+});
+
+run('replace-node of the MariaDB node: a fresh dump, a new node, the same password, every row back', async (t) => {
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  const app = nodes.find((n) => n.name === 'app1.mysql.test')!.address;
+  const visit = async () => Number(/visit=(\d+)/.exec((await httpGet(app, 'counter.test')).body)?.[1]);
+  const before = await visit();
+  t.true(before > 0);
+  t.is((await silver(['backup', file], env)).code, 0);
+  t.is((await silver(['backup', '--verify', file], env)).code, 0);
+  const pw = (await on('mysql.mysql.test', 'cat /var/lib/silverlining/services/mysql/counter.password')).trim();
+  await on('mysql.mysql.test', 'touch /root/old-node-marker');
+  const r = await silver(['replace-node', file, '--node', 'mysql.mysql.test', '-y'], env);
+  t.is(r.code, 0, r.stderr.slice(-3000));
+  t.regex(r.stdout, /counter: its database restored from \S+ \(\d+ rows, as in the manifest\)/);
+  t.regex(r.stdout, /the nodeset has no balancer: the apps kept answering/);
+  t.false(r.stdout.includes(pw) || r.stderr.includes(pw));
+  t.is((await on('mysql.mysql.test', 'test -e /root/old-node-marker && echo old || echo new')).trim(), 'new');
+  t.is((await on('mysql.mysql.test', 'cat /var/lib/silverlining/services/mysql/counter.password')).trim(), pw);
+  t.is(await visit(), before + 1, 'every visit is there, and the app writes the next one');
+});

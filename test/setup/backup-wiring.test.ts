@@ -38,10 +38,10 @@ test('backup = and backup_keep are read from a [service:NAME]; bad ones are loca
   t.deepEqual(ns.backupSchedules, { postgresql: { calendar: '*-*-* 03:30:00', keep: 3 } });
   t.deepEqual(loadNodeset(F, memoryHost({ [F]: text('backup = daily\n') })).backupSchedules, { postgresql: { calendar: 'daily', keep: 7 } });
   t.deepEqual(loadNodeset(F, memoryHost({ [F]: text('') })).backupSchedules, {});
-  t.deepEqual(errors('backup = daily; rm -rf /\n'), ['/n/b.conf:8: backup: "daily; rm -rf /" must be daily, hourly, weekly or a systemd OnCalendar expression (e.g. *-*-* 03:30:00)']);
-  t.deepEqual(errors("backup = 'x'\n"), [`/n/b.conf:8: backup: "'x'" must be daily, hourly, weekly or a systemd OnCalendar expression (e.g. *-*-* 03:30:00)`]);
-  t.deepEqual(errors('backup = daily\nbackup_keep = 0\n'), ['/n/b.conf:9: backup_keep: must be a whole number from 1 to 1000, got "0"']);
-  t.deepEqual(errors('backup_keep = 3\n'), ['/n/b.conf:8: backup_keep: is only meaningful with backup =']);
+  t.deepEqual(errors('backup = daily; rm -rf /\n'), ['/n/b.conf:9: backup: "daily; rm -rf /" must be daily, hourly, weekly or a systemd OnCalendar expression (e.g. *-*-* 03:30:00)']);
+  t.deepEqual(errors("backup = 'x'\n"), [`/n/b.conf:9: backup: "'x'" must be daily, hourly, weekly or a systemd OnCalendar expression (e.g. *-*-* 03:30:00)`]);
+  t.deepEqual(errors('backup = daily\nbackup_keep = 0\n'), ['/n/b.conf:10: backup_keep: must be a whole number from 1 to 1000, got "0"']);
+  t.deepEqual(errors('backup_keep = 3\n'), ['/n/b.conf:9: backup_keep: is only meaningful with backup =']);
 });
 
 test('the service layer gets the timer, the conf and the key; the copy node gets only the public half, restricted to the receiver; no other node gets either', (t) => {
