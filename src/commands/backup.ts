@@ -10,6 +10,7 @@ import { Session } from '../deploy/session.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
+import { copyNode } from '../setup/backup-wiring.js';
 import { dbVerbs, scratchDatabase } from '../remote/commands/db.js';
 import { sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
@@ -144,7 +145,7 @@ async function backupOne(
   hold: (p: PartialBackup) => void,
   stopped: () => string | null,
   /** A dump the node's timer made (`silver-backup`), instead of a dump taken now. */
-  scheduled?: { stamp: string; stage: () => Promise<{ id: string; header: DumpHeader; time: string }> },
+  scheduled?: { stamp: string; stage: () => Promise<{ id: string; header: DumpHeader; time: string }>; dumpedOn?: string },
 ): Promise<AppBackup> {
   const t0 = s.rt.now();
   const r: AppBackup = { app: t.app, service: t.svc.name, database: t.db, node: t.node, ok: false, stamp: null, path: null, size: null, sha256: null, rowCounts: null, seconds: 0, error: null };
@@ -183,14 +184,14 @@ async function backupOne(
       app: t.app,
       service: t.svc.name,
       database: t.db,
-      node: t.node,
+      node: scheduled?.dumpedOn ?? t.node,
       stamp: p.stamp,
       file: p.file,
       size: got.size,
       sha256: got.sha256,
       rowCounts,
       rowCountsFrom: t.svc.backup.counts,
-      silverVersion: scheduled ? `${VERSION} (scheduled on ${t.node})` : VERSION,
+      silverVersion: scheduled ? `${VERSION} (scheduled on ${scheduled.dumpedOn ?? t.node})` : VERSION,
       serverVersion: header.server,
       tool: header.tool,
       time,
@@ -218,25 +219,29 @@ export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string
   if (opts.app !== undefined) checkApp(ns, opts.app);
   if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to pull`, 1);
   const base = backupsBase(rt.state.root, opts.to);
-  const s = await Session.open(ns, rt, ns.services.map((n) => `service:${n}`));
+  // (a service node that is gone is no reason to stop: its dumps' copies are on the copy node)
+  const s = await Session.open(ns, rt);
   const report: BackupReport = { nodeset: ns.name, ok: true, backups: [], pruned: [], notes: [] };
   try {
     for (const name of ns.services) {
       const svc = service(name);
-      const node = serviceNode(s, name);
-      const listed = (await s.remote.run(node, 'listing the scheduled backups', sudoHelper('silver-backup', 'list')))
-        .split('\n')
-        .map((l) => /^backup (\S+) (\d{8}T\d{6}Z(?:-\d{1,3})?) \d+ [0-9a-f]{64}$/.exec(l))
-        .filter((m): m is RegExpExecArray => m !== null);
+      const dumpedOn = ns.nodes.find((n) => n.role === `service:${name}`)!.name;
+      const source = await scheduledSource(s, dumpedOn, report.notes);
+      if (!source) continue;
+      const { node, listed } = source;
       if (listed.length === 0) report.notes.push(`${node}: no scheduled backup${ns.backupSchedules?.[name] ? ' yet' : ` (the nodeset has no backup = in [service:${name}])`}`);
-      for (const [, db, stamp] of listed) {
+      // (from a copy, the pieces come through the copy node's silver-backup)
+      const via: ServiceDescriptor = node === dumpedOn ? svc : { ...svc, helper: 'silver-backup' };
+      for (const [db, stamp] of listed) {
         const app = appsOf(ns).find((a) => svc.dbName(a) === db);
         if (!app || (opts.app && app !== opts.app)) continue;
         if (listBackups(base, ns.name, app).some((b) => b.stamp === stamp)) continue;
-        const r = await backupOne(s, { app, svc, node, db: db! }, base, () => undefined, () => null, {
-          stamp: stamp!,
+        const r = await backupOne(s, { app, svc: via, node, db }, base, () => undefined, () => null, {
+          stamp,
+          dumpedOn,
           stage: async () => {
-            const out = await s.remote.run(node, `staging the scheduled backup ${stamp} of ${db}`, sudoHelper('silver-backup', 'stage', db!, stamp!));
+            const argv = node === dumpedOn ? sudoHelper('silver-backup', 'stage', db, stamp) : sudoHelper('silver-backup', 'stage-copy', dumpedOn, db, stamp);
+            const out = await s.remote.run(node, `staging the scheduled backup ${stamp} of ${db}`, argv);
             const id = /^id ([a-z0-9]{12})$/m.exec(out)?.[1];
             const time = /^time (\S+)$/m.exec(out)?.[1];
             if (!id || !time || Number.isNaN(Date.parse(time))) throw new Error(`${node}: the scheduled backup ${stamp} of ${db} has no id or time`);
@@ -254,6 +259,27 @@ export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string
   }
   report.ok = report.backups.every((b) => b.ok);
   return report;
+}
+
+/**
+ * Where the scheduled dumps of a service node are read: the node itself, or, when it cannot be
+ * reached, the copy node (its copies of that node's dumps); null (said in `notes`) when neither.
+ */
+async function scheduledSource(s: Session, dumpedOn: string, notes: string[]): Promise<{ node: string; listed: [string, string][] } | null> {
+  const parse = (out: string, re: RegExp) => out.split('\n').map((l) => re.exec(l)).filter((m): m is RegExpExecArray => m !== null);
+  const STAMP_RE = '(\\d{8}T\\d{6}Z(?:-\\d{1,3})?)';
+  if (!s.missing.some((m) => m.name === dumpedOn)) {
+    const out = await s.remote.run(dumpedOn, 'listing the scheduled backups', sudoHelper('silver-backup', 'list')).catch(() => null);
+    if (out !== null) return { node: dumpedOn, listed: parse(out, new RegExp(`^backup (\\S+) ${STAMP_RE} \\d+ [0-9a-f]{64}$`)).map((m) => [m[1]!, m[2]!]) };
+  }
+  const copies = copyNode(s.all.filter((n) => n.name !== dumpedOn));
+  if (!copies || s.missing.some((m) => m.name === copies.name)) {
+    notes.push(`${dumpedOn} cannot be reached and no node keeps copies of its dumps`);
+    return null;
+  }
+  const out = await s.remote.run(copies.name, 'listing the copies of the scheduled backups', sudoHelper('silver-backup', 'copies'));
+  notes.push(`${dumpedOn} cannot be reached: its dumps come from the copies on ${copies.name}`);
+  return { node: copies.name, listed: parse(out, new RegExp(`^copy (\\S+) (\\S+) ${STAMP_RE} [a-z]+ \\d+ [0-9a-f]{64}$`)).filter((m) => m[1] === dumpedOn).map((m) => [m[2]!, m[3]!]) };
 }
 
 export function renderBackupReport(r: BackupReport): string {

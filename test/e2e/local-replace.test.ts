@@ -165,6 +165,22 @@ run('scheduled backups (on the rebuilt database node): a timer, each dump copied
   t.regex((await silver(['backup', '--pull', file], env)).stdout, /every scheduled backup is here already/);
   const v = await silver(['backup', '--verify', file], env);
   t.is(v.code, 0, v.stderr.slice(-2000));
+
+  // The database node gone: the copies on the balancer are pulled instead, whole and summed.
+  const elsewhere = join(dir, 'elsewhere');
+  spawnSync('lxc-stop', ['-n', 's-silvertest-replace-db-replace-test', '-P', LXC]);
+  try {
+    const fromCopies = await silver(['backup', '--pull', file, '--to', elsewhere, '--json'], env);
+    t.is(fromCopies.code, 0, fromCopies.stderr);
+    const got = JSON.parse(fromCopies.stdout) as { backups: { ok: boolean; sha256: string; stamp: string }[]; notes: string[] };
+    t.deepEqual(got.backups.map((b) => b.ok), [true, true]);
+    t.true(got.notes.some((n) => /db\.replace\.test cannot be reached: its dumps come from the copies on balancer\.replace\.test/.test(n)), got.notes.join('; '));
+    t.deepEqual(got.backups.map((b) => b.stamp).sort(), pulled.backups.map((b) => b.stamp).sort(), 'the same dumps');
+    const listed = await silver(['backups', file, '--from', elsewhere], env);
+    t.regex(listed.stdout, /hello/);
+  } finally {
+    t.is((await silver(['create-node', file], env)).code, 0, 'the database node starts again');
+  }
 });
 
 run('image bake: an app server baked without its identity, keys, apps, state or logs; a node replaced from it needs fewer setup changes and serves', async (t) => {
