@@ -264,6 +264,8 @@ _unit_fast() {
   for _w in /etc/systemd/system/*.wants/"$1" /etc/systemd/system/*.requires/"$1" /run/systemd/system/*.wants/"$1"; do
     if [ -e "$_w" ]; then _FILE=enabled; break; fi
   done
+  # (a timer or socket has neither an invocation link nor a control group: systemd tells)
+  case "$1" in *.service) ;; *) _ACTIVE='?'; return 0 ;; esac
   # systemd links /run/systemd/units/invocation:UNIT while the unit is not inactive.
   if [ -d /run/systemd/units ] && ! [ -L "/run/systemd/units/invocation:$1" ]; then
     _ACTIVE=inactive

@@ -196,25 +196,52 @@ export class LocalProvider implements Provider {
     put('etc/apt/apt.conf.d/01silver-proxy', `Acquire::http::Proxy "${proxyUrl(this.s)}";\nAcquire::https::Proxy "${proxyUrl(this.s)}";\n`, 0o644);
     put('etc/apt/sources.list', sourcesList(this.s.mirror, this.s.security), 0o644);
 
-    await run(['lxc-start', '-n', name, '-P', this.s.lxcPath, '-d']);
+    await this.boot(name);
     const node: ProviderNode = { ...req.labels, id: name, state: 'running', privateAddress: address, publicAddress: null };
     return { node, hostKey: req.hostKey.public };
   }
 
   async start(node: ProviderNode): Promise<ProviderNode> {
-    await run(['lxc-start', '-n', node.id, '-P', this.s.lxcPath, '-d']);
+    await this.boot(node.id);
     return { ...node, state: 'running' };
   }
 
   async waitReachable(node: ProviderNode, timeoutMs: number): Promise<ProviderNode> {
     const address = node.privateAddress;
     if (!address) throw new Error(`${node.name} has no address`);
-    const deadline = Date.now() + timeoutMs;
+    const t0 = Date.now();
+    const deadline = t0 + timeoutMs;
+    let restarted = false;
     while (!(await portOpen(address, 22, 500))) {
-      if (Date.now() > deadline) throw new Error(`${node.name}: port 22 on ${address} did not answer within ${timeoutMs / 1000}s`);
+      if (Date.now() > deadline) throw new Error(`${node.name}: port 22 on ${address} did not answer within ${timeoutMs / 1000}s (${await this.bootState(node.id)})`);
+      // A first boot that hangs (seen rarely, with many containers starting at once) gets one
+      // restart, half-way; what its console said is kept in console.log beside it.
+      if (!restarted && Date.now() - t0 > timeoutMs / 2) {
+        restarted = true;
+        process.stderr.write(`${node.name}: no SSH after ${Math.round((Date.now() - t0) / 1000)}s (${await this.bootState(node.id)}): restarting it once\n`);
+        await run(['lxc-stop', '-n', node.id, '-P', this.s.lxcPath, '-k'], { allowFailure: true });
+        await this.boot(node.id);
+      }
       await sleep(50);
     }
     return node;
+  }
+
+  /** lxc-start in the background, the console kept in the container's console.log. */
+  private async boot(name: string): Promise<void> {
+    await run(['lxc-start', '-n', name, '-P', this.s.lxcPath, '-d', '-L', join(this.s.lxcPath, name, 'console.log')]);
+  }
+
+  /** The container's state and the end of its console, for an error. */
+  private async bootState(name: string): Promise<string> {
+    const info = await run(['lxc-info', '-n', name, '-P', this.s.lxcPath, '-s', '-H'], { allowFailure: true });
+    let consoleTail = '';
+    try {
+      consoleTail = readFileSync(join(this.s.lxcPath, name, 'console.log'), 'utf8').replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim().split('\n').slice(-4).join(' | ');
+    } catch {
+      consoleTail = 'no console log';
+    }
+    return `state ${info.stdout.trim() || 'unknown'}; console: ${consoleTail.slice(-600) || 'empty'}`;
   }
 
   async hostKey(node: ProviderNode): Promise<string | null> {

@@ -32,6 +32,64 @@ if [ ! -e /etc/haproxy/silver-modes.map ] || [ ! -e /etc/haproxy/silver-allow.ac
   fi
 fi
 
+# HTTPS (the nodeset's https:// locations): what the configuration reads must be there before it
+# is checked: the certificates' folder (with a self-signed default for names without their own),
+# the ACME answers' map, acme.conf and the ACME server's CA for silver-acme.
+if [ "$SILVER_ACME" = 1 ]; then
+  ensure_known /etc/silverlining/acme.conf 644 root:root "$SILVER_ACME_CONF_MD5" "$SILVER_ACME_CONF"
+  if [ -n "$SILVER_ACME_CA" ]; then
+    ensure_known /etc/silverlining/acme-ca.pem 644 root:root "$SILVER_ACME_CA_MD5" "$SILVER_ACME_CA"
+  else
+    ensure_absent /etc/silverlining/acme-ca.pem
+  fi
+  ensure_dir /etc/haproxy/certs 700 root:root
+  if [ ! -e /etc/haproxy/certs/0-default.pem ]; then
+    changed "/etc/haproxy/certs/0-default.pem (self-signed, for names without a certificate of their own)"
+    if [ "$CHECK" != 1 ]; then
+      # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+      mkdir -p -m 700 /run/silverlining
+      [ "$(stat -c '%u %a' /run/silverlining)" = "0 700" ] || { echo "/run/silverlining is not root's alone" >&2; exit 1; }
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=silver-default -keyout /run/silverlining/default.key -out /run/silverlining/default.crt 2> /dev/null
+      cat /run/silverlining/default.crt /run/silverlining/default.key > /etc/haproxy/certs/0-default.pem
+      chmod 600 /etc/haproxy/certs/0-default.pem
+      rm -f /run/silverlining/default.key /run/silverlining/default.crt
+    fi
+  fi
+  if [ ! -e /etc/haproxy/silver-acme.map ]; then
+    changed /etc/haproxy/silver-acme.map
+    act sh -c ': > /etc/haproxy/silver-acme.map'
+  fi
+  ensure_file /etc/systemd/system/silver-acme.service 644 root:root <<'EOT'
+# managed by silver: certificates for the https:// locations, renewed within 30 days of their end
+[Unit]
+Description=silver ACME certificates
+After=haproxy.service
+[Service]
+Type=oneshot
+ExecStart=/usr/local/lib/silverlining/bin/silver-acme run
+EOT
+  _acme_units=$CHANGED
+  ensure_file /etc/systemd/system/silver-acme.timer 644 root:root <<'EOT'
+# managed by silver
+[Unit]
+Description=silver ACME certificates
+[Timer]
+OnCalendar=daily
+RandomizedDelaySec=3600
+Persistent=true
+[Install]
+WantedBy=timers.target
+EOT
+  if [ "$CHANGED" = 1 ] || [ "$_acme_units" = 1 ]; then
+    changed "systemctl daemon-reload"
+    act systemctl daemon-reload
+  fi
+  ensure_on silver-acme.timer
+else
+  ensure_off silver-acme.timer
+  ensure_absent /etc/silverlining/acme.conf
+fi
+
 # The configuration is rendered by silver from the locations and the app servers, as wiring
 # lists them in nodeset.conf; checked by haproxy before it replaces the running one, in root's
 # own /run/silverlining (a name in the shared /tmp could be a planted link).
@@ -55,4 +113,15 @@ _changed=$CHANGED
 
 ensure_on haproxy
 [ "$_changed" = 1 ] && reload_unit haproxy
+
+# A certificate for every https:// host (asked of the ACME server only for a host without one:
+# renewals are the timer's).
+if [ "$SILVER_ACME" = 1 ]; then
+  _need=''
+  for _h in $SILVER_ACME_HOSTS; do [ -e "/etc/haproxy/certs/$_h.pem" ] || _need="$_need $_h"; done
+  if [ -n "$_need" ]; then
+    changed "certificates for$_need (from the ACME server)"
+    act /usr/local/lib/silverlining/bin/silver-acme run >&2 || { echo "no certificate for$_need from the ACME server (see above)" >&2; exit 1; }
+  fi
+fi
 true

@@ -1,4 +1,4 @@
-import { relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { SERVICES } from '../services/index.js';
 import type { ConfigHost } from '../config/host.js';
 import { InterpolationError, Interpolator } from '../config/interpolate.js';
@@ -6,7 +6,8 @@ import { loadLayered } from '../config/load.js';
 import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
 import type { Entry, IniDocument, Section } from '../ini/parse.js';
 import { LOCAL_CAPACITY, resolveProvider } from './provider-config.js';
-import type { BackupSchedule, Location, NodeSpec, Nodeset, Role, Size } from './types.js';
+import type { AcmeSettings, BackupSchedule, Location, NodeSpec, Nodeset, Role, Size } from './types.js';
+import { DEFAULT_ACME_DIRECTORY } from './types.js';
 import { appNameProblem, backupCalendarProblem, checkHostname, DEFAULT_BACKUP_KEEP, LOCATION_PATH, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
 
 /** Services the setup layers know how to run. */
@@ -15,7 +16,7 @@ export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
 const SECTION_KEYS: Record<string, string[]> = {
   general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],
   appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer', 'image'],
-  balancer: ['node_name', 'size', 'hostnames', 'image'],
+  balancer: ['node_name', 'size', 'hostnames', 'image', 'acme_directory', 'acme_email', 'acme_ca'],
   service: ['nodes', 'size', 'node_name', 'backup', 'backup_keep'],
 };
 
@@ -102,6 +103,7 @@ class Resolution {
         hostnames = this.hostnames(balancer, locations);
       }
     }
+    const acme = this.acme(balancer, appserver, locations, loadBalancer);
     this.checkUniqueNames(nodes);
     if (provider.type === 'local' && nodes.length > LOCAL_CAPACITY) {
       const where = appserver ?? general;
@@ -112,7 +114,39 @@ class Resolution {
     }
 
     if (this.diagnostics.length > 0 || name === null) return null;
-    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules };
+    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(acme ? { acme } : {}) };
+  }
+
+  /**
+   * HTTPS: with an https:// location the balancer terminates TLS with certificates from an ACME
+   * server (acme_directory, default Let's Encrypt), for the hosts of the https locations; an
+   * account e-mail (acme_email) is optional; acme_ca names a PEM file (on this machine) of CA
+   * certificates to trust for the ACME server itself (a test server such as pebble).
+   */
+  private acme(balancer: Section | undefined, appserver: Section | undefined, locations: Location[], loadBalancer: boolean): AcmeSettings | null {
+    const https = locations.filter((l) => l.scheme === 'https');
+    for (const key of ['acme_directory', 'acme_email', 'acme_ca']) {
+      const e = balancer?.entries.get(key);
+      if (e && https.length === 0) this.diagnostics.push(diagnostic(e.file, e.line, key, 'is only meaningful with an https:// location'));
+    }
+    if (https.length === 0) return null;
+    if (!loadBalancer) {
+      const e = appserver?.entries.get('locations');
+      if (e) this.diagnostics.push(diagnostic(e.file, e.line, 'locations', 'https:// locations need a balancer (it terminates TLS): add a [balancer] section'));
+      return null;
+    }
+    const directory = this.optional(balancer, 'acme_directory', (v) => (/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/.test(v.trim()) ? null : `"${v}" must be an https:// URL of an ACME directory`))?.trim() ?? DEFAULT_ACME_DIRECTORY;
+    const email = this.optional(balancer, 'acme_email', (v) => (/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(v.trim()) ? null : `"${v}" is not an e-mail address`))?.trim() ?? null;
+    let ca: string | null = null;
+    const caEntry = balancer?.entries.get('acme_ca');
+    const caPath = this.optional(balancer, 'acme_ca', () => null)?.trim();
+    if (caPath && caEntry) {
+      const text = this.host.readFile(caPath.startsWith('/') ? caPath : join(dirname(caEntry.file), caPath));
+      if (text === undefined) this.diagnostics.push(diagnostic(caEntry.file, caEntry.line, 'acme_ca', `cannot read ${caPath}`));
+      else if (!/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?/.test(text.trim() + '\n')) this.diagnostics.push(diagnostic(caEntry.file, caEntry.line, 'acme_ca', `${caPath} is not a PEM file of certificates`));
+      else ca = text.trim() + '\n';
+    }
+    return { directory, email, ca, hosts: [...new Set(https.map((l) => l.host))].sort() };
   }
 
   /** `backup = daily|hourly|weekly|CALENDAR` and `backup_keep = N` (default 7) of a [service:NAME]. */

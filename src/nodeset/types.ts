@@ -50,6 +50,19 @@ export interface Nodeset {
   services: string[];
   /** Scheduled backups by service (`backup =` of its section); absent: none. */
   backupSchedules?: Record<string, BackupSchedule>;
+  /** HTTPS on the balancer (absent: no https:// location). */
+  acme?: AcmeSettings;
+}
+
+export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+
+/** Certificates for the hosts of the https:// locations, from an ACME server. */
+export interface AcmeSettings {
+  directory: string;
+  email: string | null;
+  /** PEM of CA certificates to trust for the ACME server's own TLS (null: the system's). */
+  ca: string | null;
+  hosts: string[];
 }
 
 /** A systemd timer on the service node: when (an OnCalendar expression) and how many dumps each app keeps. */

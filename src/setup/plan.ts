@@ -125,8 +125,23 @@ function roleUnits(role: string): Record<string, string> {
 function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
-  if (layer === 'balancer') return file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth));
+  if (layer === 'balancer') return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...acmeVars(ns) };
   return {};
+}
+
+/** The balancer's TLS hosts: those of the https:// locations; redirected when they have no http:// one. */
+function tlsOf(ns: Nodeset): { hosts: string[]; httpsOnly: string[] } | null {
+  if (!ns.acme) return null;
+  const plain = new Set(ns.locations.filter((l) => l.scheme === 'http').map((l) => l.host));
+  return { hosts: ns.acme.hosts, httpsOnly: ns.acme.hosts.filter((h) => !plain.has(h)) };
+}
+
+/** What silver-acme reads on the balancer (acme.conf, the ACME server's CA); empty without HTTPS. */
+function acmeVars(ns: Nodeset): Record<string, string> {
+  const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
+  if (!ns.acme) return { SILVER_ACME: '0' };
+  const conf = [`directory ${ns.acme.directory}`, `email ${ns.acme.email ?? '-'}`, `ca ${ns.acme.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...ns.acme.hosts.map((h) => `host ${h}`), ''].join('\n');
+  return { SILVER_ACME: '1', SILVER_ACME_HOSTS: ns.acme.hosts.join(' '), ...file('SILVER_ACME_CONF', conf), ...file('SILVER_ACME_CA', ns.acme.ca ?? '') };
 }
 
 const cache = new Map<string, string>();

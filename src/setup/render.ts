@@ -72,6 +72,28 @@ export interface BalancedLocation {
  * (no reload) and in these files, so a mode survives a restart; every app backend reads them.
  */
 export const MODES_MAP = '/etc/haproxy/silver-modes.map';
+/** HTTPS: a PEM (chain and key) per host, and the ACME HTTP-01 answers (`silver-acme`). */
+export const CERTS_DIR = '/etc/haproxy/certs';
+export const ACME_MAP = '/etc/haproxy/silver-acme.map';
+
+/**
+ * The frontend's TLS part: port 443 with a certificate per host (SNI; the self-signed default
+ * for others), the ACME server's HTTP-01 requests answered from ACME_MAP (on port 80, before
+ * anything else), HTTP to HTTPS for the hosts that have only https:// locations, and the
+ * scheme for the apps in X-Forwarded-Proto.
+ */
+function tlsFrontend(tls: { hosts: readonly string[]; httpsOnly: readonly string[] }): string[] {
+  return [
+    `\tbind :443 ssl crt ${CERTS_DIR}/ alpn http/1.1`,
+    '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
+    `\thttp-request set-var(txn.acme) path,field(4,/),map(${ACME_MAP}) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }`,
+    '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
+    ...(tls.httpsOnly.length ? [`\thttp-request redirect scheme https code 301 if !{ ssl_fc } { req.hdr(host),field(1,:) -i ${tls.httpsOnly.join(' ')} }`] : []),
+    '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
+    '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
+  ];
+}
+
 /** The apps' own pages (`silver-balancer page`, from each app's maintenance.html). */
 export const PAGES_MAP = '/etc/haproxy/silver-pages.map';
 export const ALLOW_ACL = '/etc/haproxy/silver-allow.acl';
@@ -89,6 +111,8 @@ export function haproxyCfg(
   appservers: readonly { name: string; address: string }[],
   locations: readonly BalancedLocation[],
   health: ReadonlyMap<string, string>,
+  /** HTTPS: the hosts of the https:// locations (null: none), and the hosts with only those. */
+  tls: { hosts: readonly string[]; httpsOnly: readonly string[] } | null = null,
 ): string {
   const named = backendNames(locations);
   const out = [
@@ -121,7 +145,7 @@ export function haproxyCfg(
     '',
     'frontend www',
     '\tbind :80',
-    '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
+    ...(tls ? tlsFrontend(tls) : ['\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }']),
     ...frontendRoutes(hostnames, named),
     '',
     'backend unknown_host',

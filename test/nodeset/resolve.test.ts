@@ -177,3 +177,17 @@ test('an error in an extended file names that file', (t) => {
   const lines = errors('[general]\nextends = base.conf\n[appserver]\n', { '/t/base.conf': '[general]\nname = x\nbase_domain = x.com\nnodez = 2\n' });
   t.true(lines.some((l) => /^\/t\/base\.conf:4: nodez: unknown key in \[general\]/.test(l)), lines.join('\n'));
 });
+
+test("https:// locations: the balancer gets ACME settings (Let's Encrypt by default), checked and located", (t) => {
+  const https = `${base}[appserver]\nnodes = 2\nlocations =\n    https://shop.com/ blog\n    http://plain.com/ blog\n`;
+  const ns = load(`${https}[balancer]\nacme_email = ops@shop.com\nacme_ca = ca.pem\n`, { '/t/ca.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' });
+  t.deepEqual(ns.acme, { directory: 'https://acme-v02.api.letsencrypt.org/directory', email: 'ops@shop.com', ca: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', hosts: ['shop.com'] });
+  t.is(load(`${base}[appserver]\nlocations = http://shop.com/ blog\n`).acme, undefined);
+  t.deepEqual(errors(`${https}[balancer]\nacme_directory = http://insecure/dir\nacme_email = nope\nacme_ca = missing.pem\n`), [
+    '/t/set.conf:10: acme_directory: "http://insecure/dir" must be an https:// URL of an ACME directory',
+    '/t/set.conf:11: acme_email: "nope" is not an e-mail address',
+    '/t/set.conf:12: acme_ca: cannot read missing.pem',
+  ]);
+  t.deepEqual(errors(`${base}[appserver]\nlocations = https://shop.com/ blog\nload_balancer = false\n`), ['/t/set.conf:5: locations: https:// locations need a balancer (it terminates TLS): add a [balancer] section']);
+  t.deepEqual(errors(`${base}[appserver]\nlocations = http://shop.com/ blog\n[balancer]\nacme_email = ops@shop.com\n`), ['/t/set.conf:7: acme_email: is only meaningful with an https:// location']);
+});

@@ -1,0 +1,124 @@
+import test from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { onNode, silver } from '../helpers/cli.js';
+import { httpGet } from '../helpers/load.js';
+import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+import { eventually } from '../helpers/nodeset.js';
+import { helloNodeset, versionOf } from '../helpers/hello.js';
+
+// HTTPS on real containers with a real ACME server: Debian's pebble on the host's bridge address
+// (its own TLS certificate, trusted through acme_ca), pebble-challtestsrv answering its DNS
+// questions with the balancer's address, HTTP-01 validated against the balancer's port 80. The
+// balancer gets a certificate for the https:// host at setup-node, serves the app over TLS with
+// it, redirects plain HTTP, and a re-run asks the ACME server nothing.
+
+const NODESET = 'silvertest-https';
+const config = testProviderConfig('silvert10', 237);
+const HOST = '10.213.237.1';
+const run = canRunLxc && spawnSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv']).status === 0 ? test.serial : test.serial.skip;
+const dir = mkdtempSync(join(tmpdir(), 'silver-https-'));
+const env = { SILVER_HOME: join(dir, 'home'), SILVER_PERSIST: '0' };
+const file = join(dir, 'https.conf');
+const BALANCER = 'balancer.https.test';
+const procs: ChildProcess[] = [];
+let addr: Record<string, string> = {};
+let root = '';
+
+writeFileSync(
+  file,
+  helloNodeset(NODESET, 'https.test', config)
+    .replace('locations = http://https.test/ hello', 'locations = https://secure.test/ hello')
+    .replace('[balancer]\n', `[balancer]\nacme_directory = https://${HOST}:14000/dir\nacme_email = ops@secure.test\nacme_ca = pebble.crt\n`),
+);
+
+/** The ACME server's own TLS certificate (a self-signed one for the bridge address). */
+function pebbleCert(): void {
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=pebble', '-addext', `subjectAltName=IP:${HOST}`, '-keyout', join(dir, 'pebble.key'), '-out', join(dir, 'pebble.crt')]);
+  if (r.status !== 0) throw new Error(r.stderr.toString());
+}
+
+function start(cmd: string, args: string[], extraEnv: Record<string, string> = {}): void {
+  const p = spawn(cmd, args, { cwd: dir, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
+  p.stderr!.on('data', () => undefined);
+  procs.push(p);
+}
+
+async function waitPort(port: number, host = HOST): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (spawnSync('sh', ['-c', `exec 3<>/dev/tcp/${host}/${port}`], { shell: '/bin/bash' }).status === 0) return;
+    if (spawnSync('bash', ['-c', `exec 3<>/dev/tcp/${host}/${port}`]).status === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${host}:${port}`);
+}
+
+function https(path = '/', servername = 'secure.test'): Promise<{ status: number; body: string; subject: string; issuer: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: addr[BALANCER], port: 443, path, servername, headers: { Host: servername }, ca: root, timeout: 10_000 }, (res) => {
+      let body = '';
+      const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, subject: String(cert.subjectaltname ?? ''), issuer: String(cert.issuer?.CN ?? '') }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test.before(async () => {
+  if (!canRunLxc) return;
+  await cleanLeftovers(config, [NODESET]);
+  pebbleCert();
+  const c = await silver(['create-node', file], env);
+  if (c.code !== 0) throw new Error(c.stderr);
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  addr = Object.fromEntries(nodes.map((n) => [n.name, n.address]));
+  // DNS for the ACME server: every name is the balancer.
+  start('pebble-challtestsrv', ['-dns01', `${HOST}:8053`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', '127.0.0.1:18055', '-defaultIPv4', addr[BALANCER]!, '-defaultIPv6', '']);
+  writeFileSync(join(dir, 'pebble.json'), JSON.stringify({ pebble: { listenAddress: `${HOST}:14000`, managementListenAddress: '127.0.0.1:15000', certificate: join(dir, 'pebble.crt'), privateKey: join(dir, 'pebble.key'), httpPort: 80, tlsPort: 443, ocspResponderURL: '', externalAccountBindingRequired: false } }));
+  start('pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `${HOST}:8053`], { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' });
+  await waitPort(14000);
+});
+test.after.always(async () => {
+  for (const p of procs) p.kill('SIGTERM');
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+
+run('setup-node gets a certificate from the ACME server (HTTP-01 on the balancer); the app is served over TLS with it, plain HTTP redirects; a re-run asks nothing', async (t) => {
+  const s = await silver(['setup-node', file], env);
+  t.is(s.code, 0, s.stdout + s.stderr.slice(-3000));
+  t.regex(s.stderr, /balancer\.https\.test: balancer: changed: certificates for secure\.test \(from the ACME server\)/);
+  const u = await silver(['update', join(process.cwd(), 'examples/hello'), file], env);
+  t.is(u.code, 0, u.stderr);
+  root = spawnSync('curl', ['-sk', 'https://127.0.0.1:15000/roots/0']).stdout.toString();
+  t.regex(root, /BEGIN CERTIFICATE/);
+  await eventually('the app answers over HTTPS', async () => (await https()).status === 200);
+  const r = await https();
+  t.is(r.status, 200, r.body);
+  t.regex(versionOf(r.body), /\S/);
+  t.regex(r.subject, /DNS:secure\.test/);
+  t.regex(r.issuer, /Pebble/i);
+  const plain = await httpGet(addr[BALANCER]!, 'secure.test', '/x?y=1');
+  t.is(plain.status, 301);
+  const key = await onNode(file, env, BALANCER, 'stat -c "%a %U" /etc/haproxy/certs/secure.test.pem');
+  t.is(key.out.trim(), '600 root');
+  const again = await silver(['setup-node', file], env);
+  t.is(again.code, 0, again.stderr);
+  t.notRegex(again.stderr, /certificates for/);
+  // (the re-run above takes the app's health check the update recorded; the next one is a no-op)
+  const third = await silver(['setup-node', file], env);
+  t.regex(third.stdout, /balancer\.https\.test\s+balancer\s+unchanged/, third.stderr);
+  // The renewal timer is on; a run now keeps the certificate (not within 30 days of its end).
+  t.is((await onNode(file, env, BALANCER, 'systemctl is-enabled silver-acme.timer')).out.trim(), 'enabled');
+  const before = (await onNode(file, env, BALANCER, 'sha256sum /etc/haproxy/certs/secure.test.pem')).out;
+  const renew = await onNode(file, env, BALANCER, '/usr/local/lib/silverlining/bin/silver-acme run; echo "rc=$?"');
+  t.regex(renew.out, /rc=0/);
+  t.is((await onNode(file, env, BALANCER, 'sha256sum /etc/haproxy/certs/secure.test.pem')).out, before);
+  t.is(readFileSync(join(dir, 'pebble.crt'), 'utf8').length > 0, true);
+});
