@@ -241,7 +241,10 @@ export class LocalProvider implements Provider {
     } catch {
       consoleTail = 'no console log';
     }
-    return `state ${info.stdout.trim() || 'unknown'}; console: ${consoleTail.slice(-600) || 'empty'}`;
+    // (from inside: is sshd running, what did it say, does eth0 have its address)
+    const inside = await run(['lxc-attach', '-n', name, '-P', this.s.lxcPath, '--', 'sh', '-c', 'echo "ssh: $(systemctl is-active ssh)"; journalctl -u ssh -n 4 --no-pager -o cat 2>&1; ip -4 -o addr show dev eth0 2>&1; ss -ltn 2>&1 | grep ":22 " || echo "nothing on :22"'], { allowFailure: true, timeoutMs: 10_000 });
+    const seen = `${inside.stdout}${inside.stderr}`.trim().split('\n').join(' | ').slice(-800);
+    return `state ${info.stdout.trim() || 'unknown'}; inside: ${seen || 'nothing'}; console: ${consoleTail.slice(-300) || 'empty'}`;
   }
 
   async hostKey(node: ProviderNode): Promise<string | null> {

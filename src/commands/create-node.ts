@@ -78,17 +78,29 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
           const flavor = pickFlavor(flavors, spec.size, flavors.find((f) => f.default) ?? flavors[0]!);
           if (typeof flavor === 'string') throw new Error(flavor);
           rt.io.err(`${spec.name}: creating ${spec.role} (${formatSize(spec.size) ?? 'default size'} -> ${flavor.id})`);
-          const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `root@${spec.name}` });
-          const created = await provider.create({
-            labels: { nodeset: ns.name, role: spec.role, name: spec.name, index: spec.index },
-            flavor,
-            image: images.get(spec.image ?? providerImage)!,
-            authorizedKey: deployKey.public,
-            hostKey,
-          });
-          node = created.node;
-          if (created.hostKey) rt.state.pin(ns.name, spec.name, node.publicAddress ?? node.privateAddress, created.hostKey);
-          node = await reachable(ns, rt, provider, node, deployKey.private, opts.sshTimeoutMs);
+          const make = async (): Promise<ProviderNode> => {
+            const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `root@${spec.name}` });
+            const created = await provider.create({
+              labels: { nodeset: ns.name, role: spec.role, name: spec.name, index: spec.index },
+              flavor,
+              image: images.get(spec.image ?? providerImage)!,
+              authorizedKey: deployKey.public,
+              hostKey,
+            });
+            node = created.node;
+            if (created.hostKey) rt.state.pin(ns.name, spec.name, node.publicAddress ?? node.privateAddress, created.hostKey);
+            return node;
+          };
+          node = await make();
+          try {
+            node = await reachable(ns, rt, provider, node, deployKey.private, opts.sshTimeoutMs);
+          } catch (e) {
+            // A new node that never answers (a bad first boot) is made again once, from scratch.
+            rt.io.err(`${spec.name}: ${(e as Error).message.replace(`${spec.name}: `, '')}; destroying it and creating it again`);
+            await provider.destroy(node);
+            rt.state.unpin(ns.name, [spec.name]);
+            node = await reachable(ns, rt, provider, await make(), deployKey.private, opts.sshTimeoutMs);
+          }
           return done('created', node);
         } catch (e) {
           return done('failed', node, (e as Error).message);

@@ -3,6 +3,7 @@ import type { AppState } from '../deploy/remote.js';
 import { Session } from '../deploy/session.js';
 import { goneLocally, processAlive } from '../deploy/shared-state.js';
 import { readModes, type ModesView } from '../deploy/modes.js';
+import { sudoHelper } from '../remote/commands/helpers.js';
 import { modeLines } from './maintenance.js';
 import { backupAges, backupsLine, readBackupsRecord, type BackupAge } from '../backup/record.js';
 import type { Nodeset } from '../nodeset/types.js';
@@ -34,6 +35,8 @@ export interface StatusReport {
   modes: ModesView | null;
   /** Per app of the locations: the last backup and the last verified restore, with their ages (null: not readable). */
   backups: BackupAge[] | null;
+  /** HTTPS: each https:// host's certificate on the balancer (null: none yet); absent without HTTPS or when unreadable. */
+  certificates?: Record<string, { notAfter: string | null; issuer: string } | null>;
 }
 
 /** Each node; on each app server each app's instances and health; the nodeset's lock and open rollout. */
@@ -51,11 +54,14 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
         }
       }),
     );
-    const [record, info, modes, backups] = await Promise.all([
+    const [record, info, modes, backups, certificates] = await Promise.all([
       s.state.read<RolloutRecord>('rollout').catch(() => new Map<string, RolloutRecord>()),
       s.state.lockInfo(),
       ns.nodes.some((n) => n.role === 'balancer') ? readModes(s).catch(() => null) : null,
       readBackupsRecord(s).then((r) => backupAges(r.apps, [...new Set(ns.locations.map((l) => l.app))], rt.now()), () => null),
+      ns.acme && s.balancers[0]
+        ? s.remote.run(s.balancers[0].name, 'certificates', sudoHelper('silver-acme', 'status')).then((o) => JSON.parse(o.trim().split('\n').at(-1) ?? '{}') as StatusReport['certificates'], () => undefined)
+        : undefined,
     ]);
     // A holder that ran on this machine and is gone holds nothing, whatever its last heartbeat.
     const lock = info && { ...info, live: info.live && !goneLocally(info.holder, processAlive) };
@@ -73,6 +79,7 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
       lock,
       modes,
       backups,
+      ...(certificates ? { certificates } : {}),
     };
   } finally {
     await s.close();
@@ -116,6 +123,9 @@ export function renderStatus(r: StatusReport): string {
   }
   lines.push(...modeLines(r.modes?.record ?? null));
   lines.push(...backupsLine(r.backups));
+  if (r.certificates) {
+    lines.push(`certificates: ${Object.entries(r.certificates).map(([host, c]) => (c ? `${host} until ${c.notAfter ?? '?'} (${c.issuer.replace(/^.*CN ?= ?/, '')})` : `${host} none yet (setup-node asks the ACME server)`)).join('; ')}`);
+  }
   if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (its holder is gone: the next update or rollback takes it over)'}`);
   return lines.join('\n');
 }

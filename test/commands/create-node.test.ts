@@ -115,3 +115,37 @@ test('only the nodes of this nodeset are listed and deleted', async (t) => {
   await deleteNodes(a.ns, a.rt, { nodes: [], orphans: false, yes: true, concurrency: 2 });
   t.deepEqual((await provider.list('other')).map((n) => n.name), ['app1.o.test']);
 });
+
+test('a new node that never answers SSH is destroyed and made again once (fresh host key); a second failure is reported', async (t) => {
+  class Flaky extends MemoryProvider {
+    failures = new Map<string, number>();
+    destroyed: string[] = [];
+    override async waitReachable(node: Parameters<MemoryProvider['waitReachable']>[0]) {
+      const left = this.failures.get(node.name) ?? 0;
+      if (left > 0) {
+        this.failures.set(node.name, left - 1);
+        throw new Error(`${node.name}: port 22 did not answer`);
+      }
+      return super.waitReachable(node);
+    }
+    override async destroy(node: Parameters<MemoryProvider['destroy']>[0]) {
+      this.destroyed.push(node.name);
+      return super.destroy(node);
+    }
+  }
+  const provider = new Flaky();
+  provider.failures.set('app1.shop.test', 1);
+  const { ns, rt, io, state } = setup(1, provider);
+  const first = await createNodes(ns, rt, opts);
+  t.deepEqual(first.outcomes.map((o) => [o.name, o.status]), [['app1.shop.test', 'created'], ['postgresql.shop.test', 'created']]);
+  t.deepEqual(provider.destroyed, ['app1.shop.test']);
+  t.true(io.stderr.some((l) => l === 'app1.shop.test: port 22 did not answer; destroying it and creating it again'));
+  t.is((await provider.list('shop')).length, 2, 'no leftover of the bad one');
+  t.true(state.pinnedKeys('shop').has('app1.shop.test'));
+
+  const again = new Flaky();
+  again.failures.set('app1.shop.test', 2);
+  const s2 = setup(1, again);
+  const r = await createNodes(s2.ns, s2.rt, opts);
+  t.is(r.outcomes.find((o) => o.name === 'app1.shop.test')!.status, 'failed');
+});

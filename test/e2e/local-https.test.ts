@@ -106,6 +106,7 @@ run('setup-node gets a certificate from the ACME server (HTTP-01 on the balancer
   t.regex(r.issuer, /Pebble/i);
   const plain = await httpGet(addr[BALANCER]!, 'secure.test', '/x?y=1');
   t.is(plain.status, 301);
+  t.regex((await silver(['status', file], env)).stdout, /^certificates: secure\.test until \S.* \(Pebble Intermediate CA [0-9a-f]+\)$/m);
   const key = await onNode(file, env, BALANCER, 'stat -c "%a %U" /etc/haproxy/certs/secure.test.pem');
   t.is(key.out.trim(), '600 root');
   const again = await silver(['setup-node', file], env);
