@@ -32,16 +32,11 @@ if [ ! -e /etc/haproxy/silver-modes.map ] || [ ! -e /etc/haproxy/silver-allow.ac
   fi
 fi
 
-# HTTPS (the nodeset's https:// locations): what the configuration reads must be there before it
-# is checked: the certificates' folder (with a self-signed default for names without their own),
-# the ACME answers' map, acme.conf and the ACME server's CA for silver-acme.
-if [ "$SILVER_ACME" = 1 ]; then
-  ensure_known /etc/silverlining/acme.conf 644 root:root "$SILVER_ACME_CONF_MD5" "$SILVER_ACME_CONF"
-  if [ -n "$SILVER_ACME_CA" ]; then
-    ensure_known /etc/silverlining/acme-ca.pem 644 root:root "$SILVER_ACME_CA_MD5" "$SILVER_ACME_CA"
-  else
-    ensure_absent /etc/silverlining/acme-ca.pem
-  fi
+# HTTPS (tls = in [balancer]): what the configuration reads must be there before it is checked:
+# the certificates' folder (with a self-signed default for names without their own), the ACME
+# answers' map; for tls = acme, acme.conf and the ACME server's CA bundle for silver-acme; for
+# tls = FILE, that PEM (root's alone).
+if [ "$SILVER_TLS" != off ]; then
   ensure_dir /etc/haproxy/certs 700 root:root
   if [ ! -e /etc/haproxy/certs/0-default.pem ]; then
     changed "/etc/haproxy/certs/0-default.pem (self-signed, for names without a certificate of their own)"
@@ -59,8 +54,23 @@ if [ "$SILVER_ACME" = 1 ]; then
     changed /etc/haproxy/silver-acme.map
     act sh -c ': > /etc/haproxy/silver-acme.map'
   fi
+fi
+if [ "$SILVER_TLS" = file ]; then
+  ensure_known /etc/haproxy/certs/silver-given.pem 600 root:root "$SILVER_TLS_PEM_MD5" "$SILVER_TLS_PEM"
+  # (certificates an earlier tls = acme got would compete with the given one for their names)
+  for _h in $SILVER_TLS_HOSTS; do ensure_absent "/etc/haproxy/certs/$_h.pem"; done
+else
+  ensure_absent /etc/haproxy/certs/silver-given.pem
+fi
+if [ "$SILVER_TLS" = acme ]; then
+  ensure_known /etc/silverlining/acme.conf 644 root:root "$SILVER_ACME_CONF_MD5" "$SILVER_ACME_CONF"
+  if [ -n "$SILVER_ACME_CA" ]; then
+    ensure_known /etc/silverlining/acme-ca.pem 644 root:root "$SILVER_ACME_CA_MD5" "$SILVER_ACME_CA"
+  else
+    ensure_absent /etc/silverlining/acme-ca.pem
+  fi
   ensure_file /etc/systemd/system/silver-acme.service 644 root:root <<'EOT'
-# managed by silver: certificates for the https:// locations, renewed within 30 days of their end
+# managed by silver: the balancer's certificates, renewed within 30 days of their end
 [Unit]
 Description=silver ACME certificates
 After=haproxy.service
@@ -114,11 +124,11 @@ _changed=$CHANGED
 ensure_on haproxy
 [ "$_changed" = 1 ] && reload_unit haproxy
 
-# A certificate for every https:// host (asked of the ACME server only for a host without one:
-# renewals are the timer's).
-if [ "$SILVER_ACME" = 1 ]; then
+# With tls = acme, a certificate for every host name (asked of the ACME server only for a host
+# without one: renewals are the timer's).
+if [ "$SILVER_TLS" = acme ]; then
   _need=''
-  for _h in $SILVER_ACME_HOSTS; do [ -e "/etc/haproxy/certs/$_h.pem" ] || _need="$_need $_h"; done
+  for _h in $SILVER_TLS_HOSTS; do [ -e "/etc/haproxy/certs/$_h.pem" ] || _need="$_need $_h"; done
   if [ -n "$_need" ]; then
     changed "certificates for$_need (from the ACME server)"
     act /usr/local/lib/silverlining/bin/silver-acme run >&2 || { echo "no certificate for$_need from the ACME server (see above)" >&2; exit 1; }

@@ -59,7 +59,7 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
       s.state.lockInfo(),
       ns.nodes.some((n) => n.role === 'balancer') ? readModes(s).catch(() => null) : null,
       readBackupsRecord(s).then((r) => backupAges(r.apps, [...new Set(ns.locations.map((l) => l.app))], rt.now()), () => null),
-      ns.acme && s.balancers[0]
+      ns.tls && s.balancers[0]
         ? s.remote.run(s.balancers[0].name, 'certificates', sudoHelper('silver-acme', 'status')).then((o) => JSON.parse(o.trim().split('\n').at(-1) ?? '{}') as StatusReport['certificates'], () => undefined)
         : undefined,
     ]);

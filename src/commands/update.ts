@@ -194,6 +194,13 @@ async function setUpServices(s: Session, app: AppConfig, say: (node: string, tex
   return env;
 }
 
+/** The app's first location as its users reach it: `https://` when the balancer serves TLS. */
+export function canonicalUrl(ns: Nodeset, app: string): string {
+  const l = ns.locations.find((x) => x.app === app)!;
+  const scheme = ns.tls && ns.nodes.some((n) => n.role === 'balancer') ? 'https' : l.scheme;
+  return `${scheme}://${l.host}${l.port ? `:${l.port}` : ''}${l.path}`;
+}
+
 /** The balancer's argv for the app's own page: its maintenance.html, or the message page again. */
 export function pageVerb(app: Pick<AppConfig, 'name' | 'maintenancePage'>): string[] {
   return app.maintenancePage === null ? sudoHelper('silver-balancer', 'page', 'clear', app.name) : sudoHelper('silver-balancer', 'page', 'set', app.name, b64(app.maintenancePage));
@@ -336,6 +343,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           SILVER_APP_NAME: app.name,
           SILVER_INSTANCE_NAME: instance,
           SILVER_CANONICAL_HOSTNAME: ns.locations.find((l) => l.app === app.name)!.host,
+          // (https when the balancer terminates TLS: every plain request is redirected there)
+          SILVER_CANONICAL_URL: canonicalUrl(ns, app.name),
           SILVER_LOGS: `/var/log/silverlining/${app.name}`,
           TEMP: '/tmp',
           ...secrets,

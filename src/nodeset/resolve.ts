@@ -6,8 +6,11 @@ import { loadLayered } from '../config/load.js';
 import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
 import type { Entry, IniDocument, Section } from '../ini/parse.js';
 import { LOCAL_CAPACITY, resolveProvider } from './provider-config.js';
-import type { AcmeSettings, BackupSchedule, Location, NodeSpec, Nodeset, Role, Size } from './types.js';
+import type { BackupSchedule, TlsSettings, Location, NodeSpec, Nodeset, Role, Size } from './types.js';
 import { DEFAULT_ACME_DIRECTORY } from './types.js';
+import { Secret } from '../secret.js';
+
+const PEM_CERTS = /^(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n)+$/;
 import { appNameProblem, backupCalendarProblem, checkHostname, DEFAULT_BACKUP_KEEP, LOCATION_PATH, NODESET_NAME, parseBool, parseCount, parseSize } from './values.js';
 
 /** Services the setup layers know how to run. */
@@ -16,7 +19,7 @@ export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
 const SECTION_KEYS: Record<string, string[]> = {
   general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],
   appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer', 'image'],
-  balancer: ['node_name', 'size', 'hostnames', 'image', 'acme_directory', 'acme_email', 'acme_ca'],
+  balancer: ['node_name', 'size', 'hostnames', 'image', 'tls', 'hsts', 'acme_directory', 'acme_email', 'acme_ca_bundle'],
   service: ['nodes', 'size', 'node_name', 'backup', 'backup_keep'],
 };
 
@@ -103,7 +106,7 @@ class Resolution {
         hostnames = this.hostnames(balancer, locations);
       }
     }
-    const acme = this.acme(balancer, appserver, locations, loadBalancer);
+    const tls = this.tls(balancer, appserver, locations, loadBalancer, hostnames);
     this.checkUniqueNames(nodes);
     if (provider.type === 'local' && nodes.length > LOCAL_CAPACITY) {
       const where = appserver ?? general;
@@ -114,39 +117,70 @@ class Resolution {
     }
 
     if (this.diagnostics.length > 0 || name === null) return null;
-    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(acme ? { acme } : {}) };
+    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(tls ? { tls } : {}) };
   }
 
   /**
-   * HTTPS: with an https:// location the balancer terminates TLS with certificates from an ACME
-   * server (acme_directory, default Let's Encrypt), for the hosts of the https locations; an
-   * account e-mail (acme_email) is optional; acme_ca names a PEM file (on this machine) of CA
-   * certificates to trust for the ACME server itself (a test server such as pebble).
+   * HTTPS on the balancer: `tls = acme` (certificates from an ACME server for every name in
+   * hostnames: acme_directory, default Let's Encrypt; acme_email; acme_ca_bundle, a PEM file on
+   * this machine of CA certificates to trust for a private ACME server) or `tls = FILE` (one PEM
+   * with the chain and the key, read like a secret); `hsts = SECONDS` (off by default). An
+   * https:// location needs one of them.
    */
-  private acme(balancer: Section | undefined, appserver: Section | undefined, locations: Location[], loadBalancer: boolean): AcmeSettings | null {
-    const https = locations.filter((l) => l.scheme === 'https');
-    for (const key of ['acme_directory', 'acme_email', 'acme_ca']) {
+  private tls(balancer: Section | undefined, appserver: Section | undefined, locations: Location[], loadBalancer: boolean, hostnames: string[]): TlsSettings | null {
+    const modeEntry = balancer?.entries.get('tls');
+    const mode = this.optional(balancer, 'tls', () => null)?.trim() ?? 'off';
+    const acmeKeys = ['acme_directory', 'acme_email', 'acme_ca_bundle'];
+    for (const key of acmeKeys) {
       const e = balancer?.entries.get(key);
-      if (e && https.length === 0) this.diagnostics.push(diagnostic(e.file, e.line, key, 'is only meaningful with an https:// location'));
+      if (e && mode !== 'acme') this.diagnostics.push(diagnostic(e.file, e.line, key, 'is only meaningful with tls = acme'));
     }
-    if (https.length === 0) return null;
-    if (!loadBalancer) {
-      const e = appserver?.entries.get('locations');
-      if (e) this.diagnostics.push(diagnostic(e.file, e.line, 'locations', 'https:// locations need a balancer (it terminates TLS): add a [balancer] section'));
+    const hstsEntry = balancer?.entries.get('hsts');
+    if (hstsEntry && mode === 'off') this.diagnostics.push(diagnostic(hstsEntry.file, hstsEntry.line, 'hsts', 'is only meaningful with tls = acme or tls = FILE'));
+    const https = locations.find((l) => l.scheme === 'https');
+    if (mode === 'off') {
+      if (https) {
+        const e = appserver?.entries.get('locations');
+        if (e) this.diagnostics.push(diagnostic(e.file, e.line, 'locations', `${https.url} needs HTTPS on the balancer: tls = acme (or tls = FILE) in [balancer]`));
+      }
       return null;
     }
-    const directory = this.optional(balancer, 'acme_directory', (v) => (/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/.test(v.trim()) ? null : `"${v}" must be an https:// URL of an ACME directory`))?.trim() ?? DEFAULT_ACME_DIRECTORY;
-    const email = this.optional(balancer, 'acme_email', (v) => (/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(v.trim()) ? null : `"${v}" is not an e-mail address`))?.trim() ?? null;
-    let ca: string | null = null;
-    const caEntry = balancer?.entries.get('acme_ca');
-    const caPath = this.optional(balancer, 'acme_ca', () => null)?.trim();
-    if (caPath && caEntry) {
-      const text = this.host.readFile(caPath.startsWith('/') ? caPath : join(dirname(caEntry.file), caPath));
-      if (text === undefined) this.diagnostics.push(diagnostic(caEntry.file, caEntry.line, 'acme_ca', `cannot read ${caPath}`));
-      else if (!/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?/.test(text.trim() + '\n')) this.diagnostics.push(diagnostic(caEntry.file, caEntry.line, 'acme_ca', `${caPath} is not a PEM file of certificates`));
-      else ca = text.trim() + '\n';
+    if (!loadBalancer || !balancer) {
+      const e = modeEntry ?? appserver?.entries.get('locations');
+      if (e) this.diagnostics.push(diagnostic(e.file, e.line, e.key, 'HTTPS is served by the balancer: the nodeset needs a [balancer]'));
+      return null;
     }
-    return { directory, email, ca, hosts: [...new Set(https.map((l) => l.host))].sort() };
+    let hsts: number | null = null;
+    if (hstsEntry) {
+      const v = this.value(balancer, hstsEntry)?.trim() ?? '';
+      if (!/^(0|[1-9][0-9]{0,8})$/.test(v) || Number(v) > 63072000) this.diagnostics.push(diagnostic(hstsEntry.file, hstsEntry.line, 'hsts', `must be a whole number of seconds from 0 to 63072000, got "${v}"`));
+      else hsts = Number(v) || null;
+    }
+    const file = (entry: Entry, path: string) => this.host.readFile(path.startsWith('/') ? path : join(dirname(entry.file), path));
+    if (mode === 'acme') {
+      const directory = this.optional(balancer, 'acme_directory', (v) => (/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/.test(v.trim()) ? null : `"${v}" must be an https:// URL of an ACME directory`))?.trim() ?? DEFAULT_ACME_DIRECTORY;
+      const email = this.optional(balancer, 'acme_email', (v) => (/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(v.trim()) ? null : `"${v}" is not an e-mail address`))?.trim() ?? null;
+      let ca: string | null = null;
+      const caEntry = balancer.entries.get('acme_ca_bundle');
+      const caPath = this.optional(balancer, 'acme_ca_bundle', () => null)?.trim();
+      if (caPath && caEntry) {
+        const text = file(caEntry, caPath);
+        if (text === undefined) this.diagnostics.push(diagnostic(caEntry.file, caEntry.line, 'acme_ca_bundle', `cannot read ${caPath}`));
+        else if (!PEM_CERTS.test(text.trim() + '\n')) this.diagnostics.push(diagnostic(caEntry.file, caEntry.line, 'acme_ca_bundle', `${caPath} is not a PEM file of certificates`));
+        else ca = text.trim() + '\n';
+      }
+      return { mode: 'acme', hosts: hostnames, hsts, acme: { directory, email, ca }, pem: null };
+    }
+    const text = file(modeEntry!, mode);
+    if (text === undefined) {
+      this.diagnostics.push(diagnostic(modeEntry!.file, modeEntry!.line, 'tls', `must be acme, off, or a PEM file with the chain and the key: cannot read ${mode}`));
+      return null;
+    }
+    if (!/-----BEGIN CERTIFICATE-----/.test(text) || !/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(text)) {
+      this.diagnostics.push(diagnostic(modeEntry!.file, modeEntry!.line, 'tls', `${mode} must hold the certificate chain and its private key (PEM)`));
+      return null;
+    }
+    return { mode: 'file', hosts: hostnames, hsts, acme: null, pem: new Secret(text.trim() + '\n') };
   }
 
   /** `backup = daily|hourly|weekly|CALENDAR` and `backup_keep = N` (default 7) of a [service:NAME]. */

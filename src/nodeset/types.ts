@@ -50,19 +50,21 @@ export interface Nodeset {
   services: string[];
   /** Scheduled backups by service (`backup =` of its section); absent: none. */
   backupSchedules?: Record<string, BackupSchedule>;
-  /** HTTPS on the balancer (absent: no https:// location). */
-  acme?: AcmeSettings;
+  /** HTTPS on the balancer (`tls =` in [balancer]; absent: off). */
+  tls?: TlsSettings;
 }
 
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 
-/** Certificates for the hosts of the https:// locations, from an ACME server. */
-export interface AcmeSettings {
-  directory: string;
-  email: string | null;
-  /** PEM of CA certificates to trust for the ACME server's own TLS (null: the system's). */
-  ca: string | null;
+/** The balancer's TLS: certificates for its host names from an ACME server, or one given file. */
+export interface TlsSettings {
+  mode: 'acme' | 'file';
   hosts: string[];
+  /** Strict-Transport-Security max-age (null: not sent). */
+  hsts: number | null;
+  acme: { directory: string; email: string | null; ca: string | null } | null;
+  /** tls = FILE: the chain and the key (a secret: prints as [REDACTED]). */
+  pem: Secret | null;
 }
 
 /** A systemd timer on the service node: when (an OnCalendar expression) and how many dumps each app keeps. */

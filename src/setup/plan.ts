@@ -125,23 +125,29 @@ function roleUnits(role: string): Record<string, string> {
 function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
-  if (layer === 'balancer') return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...acmeVars(ns) };
+  if (layer === 'balancer') return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns) };
   return {};
 }
 
-/** The balancer's TLS hosts: those of the https:// locations; redirected when they have no http:// one. */
-function tlsOf(ns: Nodeset): { hosts: string[]; httpsOnly: string[] } | null {
-  if (!ns.acme) return null;
-  const plain = new Set(ns.locations.filter((l) => l.scheme === 'http').map((l) => l.host));
-  return { hosts: ns.acme.hosts, httpsOnly: ns.acme.hosts.filter((h) => !plain.has(h)) };
+/** The balancer's TLS: its host names (every one redirected to HTTPS) and HSTS. */
+function tlsOf(ns: Nodeset): { hosts: string[]; hsts: number | null } | null {
+  return ns.tls ? { hosts: ns.tls.hosts, hsts: ns.tls.hsts } : null;
 }
 
-/** What silver-acme reads on the balancer (acme.conf, the ACME server's CA); empty without HTTPS. */
-function acmeVars(ns: Nodeset): Record<string, string> {
+/**
+ * What the balancer layer takes for TLS: the mode, the hosts, and for `acme` what silver-acme
+ * reads (acme.conf, the ACME server's CA bundle), for a file the PEM (a secret: only here, in
+ * the node script on standard input).
+ */
+function tlsVars(ns: Nodeset): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
-  if (!ns.acme) return { SILVER_ACME: '0' };
-  const conf = [`directory ${ns.acme.directory}`, `email ${ns.acme.email ?? '-'}`, `ca ${ns.acme.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...ns.acme.hosts.map((h) => `host ${h}`), ''].join('\n');
-  return { SILVER_ACME: '1', SILVER_ACME_HOSTS: ns.acme.hosts.join(' '), ...file('SILVER_ACME_CONF', conf), ...file('SILVER_ACME_CA', ns.acme.ca ?? '') };
+  const tls = ns.tls;
+  if (!tls) return { SILVER_TLS: 'off' };
+  const base = { SILVER_TLS: tls.mode, SILVER_TLS_HOSTS: tls.hosts.join(' ') };
+  if (tls.mode === 'file') return { ...base, ...file('SILVER_TLS_PEM', tls.pem!.reveal()) };
+  const a = tls.acme!;
+  const conf = [`directory ${a.directory}`, `email ${a.email ?? '-'}`, `ca ${a.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...tls.hosts.map((h) => `host ${h}`), ''].join('\n');
+  return { ...base, ...file('SILVER_ACME_CONF', conf), ...file('SILVER_ACME_CA', a.ca ?? '') };
 }
 
 const cache = new Map<string, string>();

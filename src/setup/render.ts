@@ -79,20 +79,27 @@ export const ACME_MAP = '/etc/haproxy/silver-acme.map';
 /**
  * The frontend's TLS part: port 443 with a certificate per host (SNI; the self-signed default
  * for others), the ACME server's HTTP-01 requests answered from ACME_MAP (on port 80, before
- * anything else), HTTP to HTTPS for the hosts that have only https:// locations, and the
- * scheme for the apps in X-Forwarded-Proto.
+ * anything else), every other plain HTTP request redirected to HTTPS (301), HSTS when asked, and
+ * the scheme for the apps in X-Forwarded-Proto.
  */
-function tlsFrontend(tls: { hosts: readonly string[]; httpsOnly: readonly string[] }): string[] {
+function tlsFrontend(tls: { hosts: readonly string[]; hsts: number | null }): string[] {
   return [
     `\tbind :443 ssl crt ${CERTS_DIR}/ alpn http/1.1`,
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
     `\thttp-request set-var(txn.acme) path,field(4,/),map(${ACME_MAP}) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }`,
     '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
-    ...(tls.httpsOnly.length ? [`\thttp-request redirect scheme https code 301 if !{ ssl_fc } { req.hdr(host),field(1,:) -i ${tls.httpsOnly.join(' ')} }`] : []),
+    '\thttp-request redirect scheme https code 301 if !{ ssl_fc }',
     '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
-    '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
+    ...(tls.hsts ? [`\thttp-response set-header Strict-Transport-Security "max-age=${tls.hsts}" if { ssl_fc }`] : []),
   ];
 }
+
+/** Modern TLS only (Mozilla's "intermediate": TLS 1.2 and 1.3, forward-secret AEAD ciphers). */
+const TLS_GLOBAL = [
+  '\tssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets',
+  '\tssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305',
+  '\tssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256',
+];
 
 /** The apps' own pages (`silver-balancer page`, from each app's maintenance.html). */
 export const PAGES_MAP = '/etc/haproxy/silver-pages.map';
@@ -111,8 +118,8 @@ export function haproxyCfg(
   appservers: readonly { name: string; address: string }[],
   locations: readonly BalancedLocation[],
   health: ReadonlyMap<string, string>,
-  /** HTTPS: the hosts of the https:// locations (null: none), and the hosts with only those. */
-  tls: { hosts: readonly string[]; httpsOnly: readonly string[] } | null = null,
+  /** HTTPS (`tls =`): the host names (each redirected to HTTPS) and HSTS; null: HTTP only. */
+  tls: { hosts: readonly string[]; hsts: number | null } | null = null,
 ): string {
   const named = backendNames(locations);
   const out = [
@@ -124,11 +131,14 @@ export function haproxyCfg(
     '\tuser haproxy',
     '\tgroup haproxy',
     '\tdaemon',
+    ...(tls ? TLS_GLOBAL : []),
     '',
     'defaults',
     '\tmode http',
     '\tlog global',
     '\toption httplog',
+    // (the client's address for the apps, through the app servers' front proxy)
+    '\toption forwardfor',
     '\toption dontlognull',
     '\ttimeout connect 2s',
     '\ttimeout client 30s',

@@ -32,7 +32,7 @@ writeFileSync(
   file,
   helloNodeset(NODESET, 'https.test', config)
     .replace('locations = http://https.test/ hello', 'locations = https://secure.test/ hello')
-    .replace('[balancer]\n', `[balancer]\nacme_directory = https://${HOST}:14000/dir\nacme_email = ops@secure.test\nacme_ca = pebble.crt\n`),
+    .replace('[balancer]\n', `[balancer]\ntls = acme\nhsts = 300\nacme_directory = https://${HOST}:14000/dir\nacme_email = ops@secure.test\nacme_ca_bundle = pebble.crt\n`),
 );
 
 /** The ACME server's own TLS certificate (a self-signed one for the bridge address). */
@@ -122,4 +122,30 @@ run('setup-node gets a certificate from the ACME server (HTTP-01 on the balancer
   t.regex(renew.out, /rc=0/);
   t.is((await onNode(file, env, BALANCER, 'sha256sum /etc/haproxy/certs/secure.test.pem')).out, before);
   t.is(readFileSync(join(dir, 'pebble.crt'), 'utf8').length > 0, true);
+});
+
+run('tls = FILE: a certificate the deployer made is served instead (its key never printed); plain HTTP still redirects', async (t) => {
+  // A CA of the test's own, and a certificate for secure.test signed by it.
+  const sh = (cmd: string) => {
+    const r = spawnSync('sh', ['-c', cmd], { cwd: dir });
+    if (r.status !== 0) throw new Error(r.stderr.toString());
+  };
+  sh('openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=silver test CA" -keyout ca.key -out ca.crt 2>/dev/null');
+  sh('openssl req -newkey rsa:2048 -nodes -subj /CN=secure.test -keyout site.key -out site.csr 2>/dev/null');
+  sh('printf "subjectAltName=DNS:secure.test\\n" > san.ext && openssl x509 -req -in site.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out site.crt 2>/dev/null');
+  sh('cat site.crt site.key > given.pem');
+  const key = readFileSync(join(dir, 'site.key'), 'utf8').split('\n')[1]!;
+  writeFileSync(file, readFileSync(file, 'utf8').replace(/tls = acme\nhsts = 300\nacme_directory = .*\nacme_email = .*\nacme_ca_bundle = .*\n/, 'tls = given.pem\n'));
+  const plan = await silver(['plan', file, '--json'], env);
+  t.is(plan.code, 0, plan.stderr);
+  const s = await silver(['setup-node', file], env);
+  t.is(s.code, 0, s.stderr.slice(-2000));
+  for (const out of [plan.stdout, plan.stderr, s.stdout, s.stderr]) t.false(out.includes(key), 'the key is in no output');
+  root = readFileSync(join(dir, 'ca.crt'), 'utf8');
+  await eventually('the given certificate is served', async () => (await https()).issuer === 'silver test CA');
+  const r = await https();
+  t.is(r.status, 200);
+  t.regex(r.subject, /DNS:secure\.test/);
+  t.is((await httpGet(addr[BALANCER]!, 'secure.test')).status, 301);
+  t.is((await onNode(file, env, BALANCER, 'systemctl is-enabled silver-acme.timer 2>/dev/null; true')).out.trim(), 'disabled', 'no ACME renewal for a given certificate');
 });

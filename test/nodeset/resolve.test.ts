@@ -178,16 +178,23 @@ test('an error in an extended file names that file', (t) => {
   t.true(lines.some((l) => /^\/t\/base\.conf:4: nodez: unknown key in \[general\]/.test(l)), lines.join('\n'));
 });
 
-test("https:// locations: the balancer gets ACME settings (Let's Encrypt by default), checked and located", (t) => {
-  const https = `${base}[appserver]\nnodes = 2\nlocations =\n    https://shop.com/ blog\n    http://plain.com/ blog\n`;
-  const ns = load(`${https}[balancer]\nacme_email = ops@shop.com\nacme_ca = ca.pem\n`, { '/t/ca.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' });
-  t.deepEqual(ns.acme, { directory: 'https://acme-v02.api.letsencrypt.org/directory', email: 'ops@shop.com', ca: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', hosts: ['shop.com'] });
-  t.is(load(`${base}[appserver]\nlocations = http://shop.com/ blog\n`).acme, undefined);
-  t.deepEqual(errors(`${https}[balancer]\nacme_directory = http://insecure/dir\nacme_email = nope\nacme_ca = missing.pem\n`), [
-    '/t/set.conf:10: acme_directory: "http://insecure/dir" must be an https:// URL of an ACME directory',
-    '/t/set.conf:11: acme_email: "nope" is not an e-mail address',
-    '/t/set.conf:12: acme_ca: cannot read missing.pem',
+test('tls = acme | FILE on the balancer: ACME settings (Let\'s Encrypt by default) or a PEM kept as a secret, hsts, for every host name; checked and located', (t) => {
+  const apps = `${base}[appserver]\nnodes = 2\nlocations =\n    https://shop.com/ blog\n    http://plain.com/ blog\n`;
+  const ns = load(`${apps}[balancer]\ntls = acme\nhsts = 300\nacme_email = ops@shop.com\nacme_ca_bundle = ca.pem\n`, { '/t/ca.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' });
+  t.deepEqual(ns.tls, { mode: 'acme', hosts: ['shop.com', 'plain.com'], hsts: 300, acme: { directory: 'https://acme-v02.api.letsencrypt.org/directory', email: 'ops@shop.com', ca: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' }, pem: null });
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nsecretkeybody\n-----END PRIVATE KEY-----\n';
+  const given = load(`${apps}[balancer]\ntls = site.pem\n`, { '/t/site.pem': pem });
+  t.is(given.tls?.mode, 'file');
+  t.is(given.tls?.pem?.reveal(), pem);
+  t.false(JSON.stringify(given).includes('secretkeybody'), 'the key never prints');
+  t.is(load(`${base}[appserver]\nlocations = http://shop.com/ blog\n`).tls, undefined);
+  t.deepEqual(errors(`${apps}[balancer]\ntls = acme\nacme_directory = http://insecure/dir\nacme_email = nope\nacme_ca_bundle = missing.pem\nhsts = -1\n`), [
+    '/t/set.conf:11: acme_directory: "http://insecure/dir" must be an https:// URL of an ACME directory',
+    '/t/set.conf:12: acme_email: "nope" is not an e-mail address',
+    '/t/set.conf:13: acme_ca_bundle: cannot read missing.pem',
+    '/t/set.conf:14: hsts: must be a whole number of seconds from 0 to 63072000, got "-1"',
   ]);
-  t.deepEqual(errors(`${base}[appserver]\nlocations = https://shop.com/ blog\nload_balancer = false\n`), ['/t/set.conf:5: locations: https:// locations need a balancer (it terminates TLS): add a [balancer] section']);
-  t.deepEqual(errors(`${base}[appserver]\nlocations = http://shop.com/ blog\n[balancer]\nacme_email = ops@shop.com\n`), ['/t/set.conf:7: acme_email: is only meaningful with an https:// location']);
+  t.deepEqual(errors(`${apps}[balancer]\n`), ['/t/set.conf:6: locations: https://shop.com/ needs HTTPS on the balancer: tls = acme (or tls = FILE) in [balancer]']);
+  t.deepEqual(errors(`${apps}[balancer]\ntls = nothere.pem\n`), ['/t/set.conf:10: tls: must be acme, off, or a PEM file with the chain and the key: cannot read nothere.pem']);
+  t.deepEqual(errors(`${base}[appserver]\nlocations = http://shop.com/ blog\n[balancer]\nacme_email = ops@shop.com\n`), ['/t/set.conf:7: acme_email: is only meaningful with tls = acme']);
 });

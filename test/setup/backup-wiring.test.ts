@@ -81,6 +81,8 @@ writeFileSync(script, readFileSync(join(layersRoot(), 'base/bin/silver-backup-re
 function receive(command: string, input: Buffer | string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const p = execFile('sh', [script], { env: { PATH: process.env['PATH']!, SSH_ORIGINAL_COMMAND: command } }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    // (a refused command exits before it reads its input: the write may meet a closed pipe)
+    p.stdin!.on('error', () => undefined);
     p.stdin!.end(input);
   });
 }

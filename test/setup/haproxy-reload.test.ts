@@ -79,7 +79,7 @@ run('the HTTPS configuration (certificate folder, ACME answers, redirect) is one
   t.is(made.status, 0);
   writeFileSync(join(dir, 'certs/0-default.pem'), Buffer.concat([readFileSync(join(dir, 'c')), readFileSync(join(dir, 'k'))]));
   for (const f of ['modes.map', 'allow.acl', 'pages.map', 'acme.map']) writeFileSync(join(dir, f), '');
-  const cfg = haproxyCfg(['shop.test'], [{ name: 'app1.shop.test', address: '127.0.0.1' }], [{ host: 'shop.test', path: '/', app: 'hello' }], new Map(), { hosts: ['shop.test'], httpsOnly: ['shop.test'] })
+  const cfg = haproxyCfg(['shop.test'], [{ name: 'app1.shop.test', address: '127.0.0.1' }], [{ host: 'shop.test', path: '/', app: 'hello' }], new Map(), { hosts: ['shop.test'], hsts: 600 })
     .replaceAll(MODES_MAP, join(dir, 'modes.map'))
     .replaceAll(ALLOW_ACL, join(dir, 'allow.acl'))
     .replaceAll(PAGES_MAP, join(dir, 'pages.map'))

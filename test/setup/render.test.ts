@@ -84,20 +84,22 @@ test('the balancer without host names routes by location only; without locations
   t.true(empty.endsWith('string "unknown host"\n'));
 });
 
-test('HTTPS: port 443 with a certificate folder, the ACME answers on port 80 before anything else, HTTP to HTTPS for https-only hosts, the scheme for the apps', (t) => {
-  const cfg = haproxyCfg(['foobar.com', 'www.foobar.com'], servers, locations, new Map(), { hosts: ['foobar.com', 'www.foobar.com'], httpsOnly: ['www.foobar.com'] });
+test('HTTPS: port 443 with a certificate folder, modern TLS only, the ACME answers on port 80 before anything else, every other plain request redirected, HSTS, the scheme for the apps', (t) => {
+  const cfg = haproxyCfg(['foobar.com', 'www.foobar.com'], servers, locations, new Map(), { hosts: ['foobar.com', 'www.foobar.com'], hsts: 600 });
   const www = section(cfg, 'frontend www');
-  t.deepEqual(www.slice(0, 10), [
+  t.deepEqual(www.slice(0, 9), [
     'frontend www',
     '\tbind :80',
     '\tbind :443 ssl crt /etc/haproxy/certs/ alpn http/1.1',
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
     '\thttp-request set-var(txn.acme) path,field(4,/),map(/etc/haproxy/silver-acme.map) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }',
     '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
-    '\thttp-request redirect scheme https code 301 if !{ ssl_fc } { req.hdr(host),field(1,:) -i www.foobar.com }',
+    '\thttp-request redirect scheme https code 301 if !{ ssl_fc }',
     '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
-    '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
-    www[9]!,
+    '\thttp-response set-header Strict-Transport-Security "max-age=600" if { ssl_fc }',
   ]);
-  t.false(haproxyCfg(['foobar.com'], servers, locations, new Map()).includes(':443'), 'no TLS without https:// locations');
+  t.regex(cfg, /^\tssl-default-bind-options ssl-min-ver TLSv1\.2 no-tls-tickets$/m);
+  t.regex(cfg, /^\toption forwardfor$/m);
+  const plain = haproxyCfg(['foobar.com'], servers, locations, new Map());
+  t.false(plain.includes(':443') || plain.includes('ssl-default'), 'no TLS without tls =');
 });
