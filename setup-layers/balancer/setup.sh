@@ -124,6 +124,17 @@ _changed=$CHANGED
 ensure_on haproxy
 [ "$_changed" = 1 ] && reload_unit haproxy
 
+# A balancer pair (nodes = 2, virtual_address): keepalived holds the shared address on one of
+# the two (configuration rendered by silver: src/setup/keepalived.ts).
+if [ "$SILVER_VRRP" = 1 ]; then
+  ensure_known /etc/keepalived/keepalived.conf 644 root:root "$SILVER_KEEPALIVED_CONF_MD5" "$SILVER_KEEPALIVED_CONF"
+  _vrrp_changed=$CHANGED
+  ensure_on keepalived
+  [ "$_vrrp_changed" = 1 ] && reload_unit keepalived
+else
+  ensure_off keepalived
+fi
+
 # With tls = acme, a certificate for every host name (asked of the ACME server only for a host
 # without one: renewals are the timer's).
 if [ "$SILVER_TLS" = acme ]; then

@@ -86,7 +86,11 @@ case "$SILVER_ROLE" in
       [ -z "$_v6" ] || _rules="$_rules${_rules:+$NL}		ip6 saddr { $_v6 } tcp dport 80 accept"
     fi
     ;;
-  balancer) _rules="		tcp dport { 80, 443 } accept" ;;
+  balancer)
+    _rules="		tcp dport { 80, 443 } accept"
+    # (a balancer pair: VRRP, IP protocol 112, from the other balancer only)
+    [ -z "$SILVER_VRRP_PEER" ] || _rules="$_rules${NL}		ip saddr $SILVER_VRRP_PEER ip protocol 112 accept"
+    ;;
   service:*)
     _rules=""
     if [ -n "$SILVER_APPSERVER_ADDRS" ]; then

@@ -37,6 +37,8 @@ export interface StatusReport {
   backups: BackupAge[] | null;
   /** HTTPS: each https:// host's certificate on the balancer (null: none yet); absent without HTTPS or when unreadable. */
   certificates?: Record<string, { notAfter: string | null; issuer: string } | null>;
+  /** A balancer pair: its shared address and the balancers holding it (one, normally). */
+  virtualAddress?: { address: string; heldBy: string[] };
 }
 
 /** Each node; on each app server each app's instances and health; the nodeset's lock and open rollout. */
@@ -63,6 +65,10 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
         ? s.remote.run(s.balancers[0].name, 'certificates', sudoHelper('silver-acme', 'status')).then((o) => JSON.parse(o.trim().split('\n').at(-1) ?? '{}') as StatusReport['certificates'], () => undefined)
         : undefined,
     ]);
+    const vip = ns.virtualAddress;
+    const heldBy = vip
+      ? (await Promise.all(s.balancers.map(async (b) => ((await s.remote.exec(b.name, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']).catch(() => null))?.stdout.includes(` ${vip}/`) ? b.name : null)))).filter((x): x is string => x !== null)
+      : [];
     // A holder that ran on this machine and is gone holds nothing, whatever its last heartbeat.
     const lock = info && { ...info, live: info.live && !goneLocally(info.holder, processAlive) };
     const rec = record.get('rollout');
@@ -80,6 +86,7 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
       modes,
       backups,
       ...(certificates ? { certificates } : {}),
+      ...(vip ? { virtualAddress: { address: vip, heldBy } } : {}),
     };
   } finally {
     await s.close();
@@ -123,6 +130,10 @@ export function renderStatus(r: StatusReport): string {
   }
   lines.push(...modeLines(r.modes?.record ?? null));
   lines.push(...backupsLine(r.backups));
+  if (r.virtualAddress) {
+    const h = r.virtualAddress.heldBy;
+    lines.push(`virtual address ${r.virtualAddress.address}: ${h.length === 1 ? `held by ${h[0]}` : h.length === 0 ? 'held by NO balancer' : `held by ${h.join(' and ')} (both: a split)`}`);
+  }
   if (r.certificates) {
     lines.push(`certificates: ${Object.entries(r.certificates).map(([host, c]) => (c ? `${host} until ${c.notAfter ?? '?'} (${c.issuer.replace(/^.*CN ?= ?/, '')})` : `${host} none yet (setup-node asks the ACME server)`)).join('; ')}`);
   }

@@ -19,7 +19,7 @@ export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
 const SECTION_KEYS: Record<string, string[]> = {
   general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],
   appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer', 'image'],
-  balancer: ['node_name', 'size', 'hostnames', 'image', 'tls', 'hsts', 'acme_directory', 'acme_email', 'acme_ca_bundle'],
+  balancer: ['node_name', 'size', 'hostnames', 'image', 'tls', 'hsts', 'acme_directory', 'acme_email', 'acme_ca_bundle', 'nodes', 'virtual_address'],
   service: ['nodes', 'size', 'node_name', 'backup', 'backup_keep'],
 };
 
@@ -99,10 +99,13 @@ class Resolution {
     const nodes: NodeSpec[] = [];
     for (const tier of tiers) nodes.push(...this.expandTier(tier, baseDomain, defaultSize));
     let hostnames: string[] = [];
+    let virtualAddress: string | null = null;
     if (loadBalancer) {
       const section = balancer ?? this.implicitBalancer(appserver);
       if (section) {
-        nodes.push(...this.expandTier({ role: 'balancer', section, count: 1, prefix: 'balancer' }, baseDomain, defaultSize));
+        const pair = balancer ? this.balancerPair(balancer, provider) : null;
+        if (pair) virtualAddress = pair;
+        nodes.push(...this.expandTier({ role: 'balancer', section, count: pair ? 2 : 1, prefix: 'balancer' }, baseDomain, defaultSize));
         hostnames = this.hostnames(balancer, locations);
       }
     }
@@ -117,7 +120,7 @@ class Resolution {
     }
 
     if (this.diagnostics.length > 0 || name === null) return null;
-    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(tls ? { tls } : {}) };
+    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(tls ? { tls } : {}), ...(virtualAddress ? { virtualAddress } : {}) };
   }
 
   /**
@@ -181,6 +184,45 @@ class Resolution {
       return null;
     }
     return { mode: 'file', hosts: hostnames, hsts, acme: null, pem: new Secret(text.trim() + '\n') };
+  }
+
+  /**
+   * `nodes = 2` and `virtual_address = ADDRESS` in [balancer]: a pair holding one address with
+   * VRRP (keepalived). Layer-2 failover: the local provider only for now (its subnet, outside the
+   * range it hands to nodes, .10-.250, and not the host's .1). The address, or null for one
+   * balancer.
+   */
+  private balancerPair(balancer: Section, provider: { type: string; settings: Record<string, unknown> }): string | null {
+    const countEntry = balancer.entries.get('nodes');
+    const count = countEntry ? this.count(balancer) : 1;
+    const vEntry = balancer.entries.get('virtual_address');
+    if (count !== null && count !== 1 && count !== 2 && countEntry) this.diagnostics.push(diagnostic(countEntry.file, countEntry.line, 'nodes', 'a balancer tier has 1 node or a pair of 2'));
+    if (count !== 2) {
+      if (vEntry) this.diagnostics.push(diagnostic(vEntry.file, vEntry.line, 'virtual_address', 'is only meaningful with nodes = 2'));
+      return null;
+    }
+    if (!vEntry) {
+      this.diagnostics.push(diagnostic(countEntry!.file, countEntry!.line, 'nodes', 'a balancer pair needs virtual_address = ADDRESS (the address both hold in turn)'));
+      return null;
+    }
+    const v = this.value(balancer, vEntry)?.trim() ?? '';
+    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(v);
+    if (!m || m.slice(1).some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))) {
+      this.diagnostics.push(diagnostic(vEntry.file, vEntry.line, 'virtual_address', `"${v}" is not an IPv4 address`));
+      return null;
+    }
+    if (provider.type !== 'local') {
+      this.diagnostics.push(diagnostic(vEntry.file, vEntry.line, 'virtual_address', `a balancer pair moves its address with VRRP on one network segment: not supported on the ${provider.type} provider yet (use the provider's floating address or load balancer; see the README)`));
+      return null;
+    }
+    const subnet = String(provider.settings['subnet'] ?? '10.213.0.0/24');
+    const prefix = subnet.split('.').slice(0, 3).join('.');
+    const last = Number(m[4]);
+    if (`${m[1]}.${m[2]}.${m[3]}` !== prefix || last < 2 || last > 254 || (last >= 10 && last <= 250)) {
+      this.diagnostics.push(diagnostic(vEntry.file, vEntry.line, 'virtual_address', `${v} must be in the local subnet ${subnet}, outside the range it gives nodes (.10-.250) and not the host's .1: ${prefix}.2-.9 or .251-.254`));
+      return null;
+    }
+    return v;
   }
 
   /** `backup = daily|hourly|weekly|CALENDAR` and `backup_keep = N` (default 7) of a [service:NAME]. */

@@ -52,6 +52,8 @@ export interface Nodeset {
   backupSchedules?: Record<string, BackupSchedule>;
   /** HTTPS on the balancer (`tls =` in [balancer]; absent: off). */
   tls?: TlsSettings;
+  /** A balancer pair's shared address (`virtual_address`, with nodes = 2); absent: one balancer. */
+  virtualAddress?: string;
 }
 
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';

@@ -1,3 +1,4 @@
+import { keepalivedConf, vrrpPeer } from './keepalived.js';
 import { backupVars, type BackupWiring } from './backup-wiring.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -79,8 +80,8 @@ export function layerVars(
     SILVER_NODESET_CONF: conf,
     SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
     ...roleUnits(node.role),
-    ...firewall(ns, all),
-    ...renderedFiles(ns, layer, appservers, appHealth),
+    ...firewall(ns, all, node),
+    ...renderedFiles(ns, layer, appservers, appHealth, node, all),
     ...(layer === 'balancer' ? modeVars(modes) : {}),
     ...backupVars(ns, node, layer, backup),
   };
@@ -91,10 +92,12 @@ export function layerVars(
  * the nodeset's own nodes only (the balancer's modes cannot be walked around); without one, to
  * everyone (the app servers are the site).
  */
-function firewall(ns: Nodeset, all: readonly AddressedNode[]): Record<string, string> {
+function firewall(ns: Nodeset, all: readonly AddressedNode[], node: AddressedNode): Record<string, string> {
   return {
     SILVER_BALANCED: ns.nodes.some((n) => n.role === 'balancer') ? '1' : '0',
     SILVER_NODE_ADDRS: [...new Set(all.map((n) => n.address))].join(' '),
+    // (a balancer pair: VRRP from the other balancer)
+    SILVER_VRRP_PEER: vrrpPeer(ns, node, all),
   };
 }
 
@@ -113,7 +116,7 @@ function modeVars(modes: ModeState | null): Record<string, string> {
  * service node serves (empty for other roles) and the units of other roles, kept off.
  */
 function roleUnits(role: string): Record<string, string> {
-  const units: [string, string][] = [['appserver', 'nginx'], ['balancer', 'haproxy'], ...[...SERVICES.values()].map((s): [string, string] => [`service:${s.name}`, s.unit])];
+  const units: [string, string][] = [['appserver', 'nginx'], ['balancer', 'haproxy'], ['balancer', 'keepalived'], ...[...SERVICES.values()].map((s): [string, string] => [`service:${s.name}`, s.unit])];
   const svc = role.startsWith('service:') ? SERVICES.get(role.slice('service:'.length)) : undefined;
   return {
     SILVER_SERVICE_PORT: svc ? String(svc.port) : '',
@@ -122,10 +125,13 @@ function roleUnits(role: string): Record<string, string> {
 }
 
 /** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
-function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>): Record<string, string> {
+function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[]): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
-  if (layer === 'balancer') return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns) };
+  if (layer === 'balancer') {
+    const vrrp = keepalivedConf(ns, node, all);
+    return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns), SILVER_VRRP: vrrp ? '1' : '0', ...file('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
+  }
   return {};
 }
 

@@ -198,3 +198,15 @@ test('tls = acme | FILE on the balancer: ACME settings (Let\'s Encrypt by defaul
   t.deepEqual(errors(`${apps}[balancer]\ntls = nothere.pem\n`), ['/t/set.conf:10: tls: must be acme, off, or a PEM file with the chain and the key: cannot read nothere.pem']);
   t.deepEqual(errors(`${base}[appserver]\nlocations = http://shop.com/ blog\n[balancer]\nacme_email = ops@shop.com\n`), ['/t/set.conf:7: acme_email: is only meaningful with tls = acme']);
 });
+
+test('a balancer pair: nodes = 2 with virtual_address in the local subnet, outside the nodes\' range; anything else is a located error', (t) => {
+  const apps = `${base}[provider]\nprovider = local\nsubnet = 10.213.9.0/24\n[appserver]\nnodes = 2\nlocations = http://shop.com/ blog\n`;
+  const ns = load(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\n`);
+  t.is(ns.virtualAddress, '10.213.9.5');
+  t.deepEqual(ns.nodes.filter((n) => n.role === 'balancer').map((n) => n.name), ['balancer1.shop.com', 'balancer2.shop.com']);
+  t.is(load(`${apps}[balancer]\n`).virtualAddress, undefined);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\n`), ['/t/set.conf:11: nodes: a balancer pair needs virtual_address = ADDRESS (the address both hold in turn)']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.20\n`), ['/t/set.conf:12: virtual_address: 10.213.9.20 must be in the local subnet 10.213.9.0/24, outside the range it gives nodes (.10-.250) and not the host\'s .1: 10.213.9.2-.9 or .251-.254']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 3\n`), ['/t/set.conf:11: nodes: a balancer tier has 1 node or a pair of 2']);
+  t.deepEqual(errors(`${apps}[balancer]\nvirtual_address = 10.213.9.5\n`), ['/t/set.conf:11: virtual_address: is only meaningful with nodes = 2']);
+});

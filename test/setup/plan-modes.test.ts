@@ -54,8 +54,8 @@ function nftablesConf(vars: Record<string, string>): string {
   return execFileSync('sh', ['-euc', `NL='\n'\n${assignments}\n${part}`]).toString();
 }
 
-const fw = (role: string, balanced: string, addrs = '10.4.3.2 10.4.3.3 10.4.3.5 10.4.3.6') =>
-  nftablesConf({ SILVER_ROLE: role, SILVER_BALANCED: balanced, SILVER_NODE_ADDRS: addrs, SILVER_APPSERVER_ADDRS: '10.4.3.2 10.4.3.3', SILVER_SERVICE_PORT: '5432' });
+const fw = (role: string, balanced: string, addrs = '10.4.3.2 10.4.3.3 10.4.3.5 10.4.3.6', peer = '') =>
+  nftablesConf({ SILVER_ROLE: role, SILVER_BALANCED: balanced, SILVER_NODE_ADDRS: addrs, SILVER_APPSERVER_ADDRS: '10.4.3.2 10.4.3.3', SILVER_SERVICE_PORT: '5432', SILVER_VRRP_PEER: peer });
 
 test('behind a balancer an app server\'s port 80 accepts only the nodeset\'s nodes; without one, everyone; other roles as before', (t) => {
   const behind = fw('appserver', '1');
@@ -70,8 +70,13 @@ test('behind a balancer an app server\'s port 80 accepts only the nodeset\'s nod
 });
 
 const canNft = process.getuid?.() === 0 && existsSync('/usr/sbin/nft');
-(canNft ? test : test.skip)('nft accepts the app server\'s rule set behind a balancer (checked, not loaded)', (t) => {
-  for (const conf of [fw('appserver', '1'), fw('appserver', '1', '10.4.3.2 fd00::6')]) {
+test('a balancer of a pair admits VRRP from the other balancer only', (t) => {
+  t.regex(fw('balancer', '1', undefined, '10.4.3.7'), /\n\t\ttcp dport \{ 80, 443 \} accept\n\t\tip saddr 10\.4\.3\.7 ip protocol 112 accept\n/);
+  t.notRegex(fw('balancer', '1'), /protocol 112/);
+});
+
+(canNft ? test : test.skip)('nft accepts the app server\'s and a paired balancer\'s rule sets (checked, not loaded)', (t) => {
+  for (const conf of [fw('appserver', '1'), fw('appserver', '1', '10.4.3.2 fd00::6'), fw('balancer', '1', undefined, '10.4.3.7')]) {
     t.notThrows(() => execFileSync('nft', ['-c', '-f', '-'], { input: conf, stdio: ['pipe', 'pipe', 'pipe'] }), conf);
   }
 });
