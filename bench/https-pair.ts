@@ -14,6 +14,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { startProbe } from '../test/helpers/load.js';
 import { benchNodeset } from './local-nodeset.js';
 import { writeSection } from './results.js';
 
@@ -72,38 +73,12 @@ try {
   const https = await measure(true, 3000);
   // Failover: the holder killed while 6 clients keep asking (plain HTTP, new connections).
   const holder = ['balancer1.tls.test', 'balancer2.tls.test'].find((b) => silver('exec', file, '--node', b, '--', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0').stdout.includes(` ${VIP}/`))!;
-  const failures: number[] = [];
-  let ok = 0;
-  let stop = false;
-  const agent = new Agent({ keepAlive: false, maxSockets: 6 });
-  const t0 = performance.now();
-  const workers = Array.from({ length: 6 }, async () => {
-    while (!stop) {
-      await new Promise<void>((resolve) => {
-        const req = httpRequest({ host: VIP, port: 80, path: '/health', headers: { Host: 'tls.test' }, agent, timeout: 2000 }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode === 301 || res.statusCode === 200) ok++;
-            else failures.push(performance.now() - t0);
-            resolve();
-          });
-        });
-        req.on('timeout', () => req.destroy(new Error('timeout')));
-        req.on('error', () => {
-          failures.push(performance.now() - t0);
-          resolve();
-        });
-        req.end();
-      });
-    }
-  });
+  const probe = startProbe(VIP, 'tls.test', { path: '/.silver/balancer-health' });
   await new Promise((r) => setTimeout(r, 2000));
-  const killedAt = performance.now() - t0;
+  const killedAt = probe.now();
   spawnSync('lxc-stop', ['-k', '-n', `s-silverbench-t-${holder.replaceAll('.', '-')}`, '-P', '/var/lib/silverlining/lxc']);
   await new Promise((r) => setTimeout(r, 8000));
-  stop = true;
-  await Promise.all(workers);
-  agent.destroy();
+  const { ok, failures } = await probe.stop();
   const lines = [
     `HTTP  (new connection per request, 8 clients): ${http.perSecond.toFixed(0)} requests/s, median ${http.medianMs.toFixed(1)} ms, ${http.failed} failed`,
     `HTTPS (a full TLS handshake per request, 8 clients): ${https.perSecond.toFixed(0)} handshakes/s, median ${https.medianMs.toFixed(1)} ms, ${https.failed} failed`,

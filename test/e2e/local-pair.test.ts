@@ -1,11 +1,10 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
-import { httpGet } from '../helpers/load.js';
+import { httpGet, startProbe } from '../helpers/load.js';
 import { bringUp, eventually } from '../helpers/nodeset.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 import { helloNodeset, helloVersion, versionOf } from '../helpers/hello.js';
@@ -56,38 +55,12 @@ run('the active balancer killed under load: the other takes the address; failure
   const [active] = await holder();
   t.truthy(active);
   const other = B.find((b) => b !== active)!;
-  const agent = new Agent({ keepAlive: false, maxSockets: 6 });
-  const failures: number[] = [];
-  let ok = 0;
-  let stop = false;
-  const t0 = Date.now();
-  const once = () =>
-    new Promise<void>((resolve) => {
-      const req = request({ host: VIP, port: 80, path: '/', headers: { Host: 'pair.test' }, agent, timeout: 2000 }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          if (res.statusCode === 200) ok++;
-          else failures.push(Date.now() - t0);
-          resolve();
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => {
-        failures.push(Date.now() - t0);
-        resolve();
-      });
-      req.end();
-    });
-  const workers = Array.from({ length: 6 }, async () => {
-    while (!stop && Date.now() - t0 < 60_000) await once();
-  });
+  const probe = startProbe(VIP, 'pair.test');
   await new Promise((r) => setTimeout(r, 2000));
-  const killedAt = Date.now() - t0;
+  const killedAt = probe.now();
   spawnSync('lxc-stop', ['-k', '-n', `s-${NODESET}-${active!.replaceAll('.', '-')}`, '-P', '/var/lib/silverlining/lxc']);
   await new Promise((r) => setTimeout(r, 8000));
-  stop = true;
-  await Promise.all(workers);
-  agent.destroy();
+  const { ok, failures } = await probe.stop();
   const window = failures.length ? `${((Math.max(...failures) - killedAt) / 1000).toFixed(1)} s after the kill` : 'none';
   t.log(`failover: ${failures.length} of ${failures.length + ok} requests failed; the last failure ${window}`);
   t.true(await holds(other), `${other} holds the address`);

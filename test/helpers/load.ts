@@ -90,3 +90,47 @@ export function httpGet(address: string, hostHeader: string, path = '/', method 
     req.end(body);
   });
 }
+
+/**
+ * A bounded probe of an address: `concurrency` clients, each request on a new connection, until
+ * stopped (at most `maxSeconds`); when each failure happened (ms since the start), for a failover
+ * window. `accept` tells a good answer (default 200).
+ */
+export function startProbe(address: string, hostHeader: string, opts: { concurrency?: number; path?: string; maxSeconds?: number; accept?: (status: number) => boolean } = {}) {
+  const { concurrency = 6, path = '/', maxSeconds = 60, accept = (s: number) => s === 200 } = opts;
+  const agent = new Agent({ keepAlive: false, maxSockets: concurrency });
+  const failures: number[] = [];
+  let ok = 0;
+  let stopping = false;
+  const t0 = Date.now();
+  const once = () =>
+    new Promise<void>((resolve) => {
+      const req = request({ host: address, port: 80, path, headers: { Host: hostHeader }, agent, timeout: 2000 }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (accept(res.statusCode ?? 0)) ok++;
+          else failures.push(Date.now() - t0);
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        failures.push(Date.now() - t0);
+        resolve();
+      });
+      req.end();
+    });
+  const workers = Array.from({ length: concurrency }, async () => {
+    while (!stopping && Date.now() - t0 < maxSeconds * 1000) await once();
+  });
+  return {
+    /** ms since the probe started. */
+    now: () => Date.now() - t0,
+    async stop(): Promise<{ ok: number; failures: number[] }> {
+      stopping = true;
+      await Promise.all(workers);
+      agent.destroy();
+      return { ok, failures };
+    },
+  };
+}
