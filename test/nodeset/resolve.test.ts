@@ -209,4 +209,5 @@ test('a balancer pair: nodes = 2 with virtual_address in the local subnet, outsi
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.20\n`), ['/t/set.conf:12: virtual_address: 10.213.9.20 must be in the local subnet 10.213.9.0/24, outside the range it gives nodes (.10-.250) and not the host\'s .1: 10.213.9.2-.9 or .251-.254']);
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 3\n`), ['/t/set.conf:11: nodes: a balancer tier has 1 node or a pair of 2']);
   t.deepEqual(errors(`${apps}[balancer]\nvirtual_address = 10.213.9.5\n`), ['/t/set.conf:11: virtual_address: is only meaningful with nodes = 2']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\n`), ['/t/set.conf:13: tls: tls = acme with a balancer pair is not supported yet: use tls = FILE (one certificate on both)']);
 });
