@@ -60,6 +60,22 @@ export class StateDir {
     return { private: readFileSync(priv, 'utf8'), public: readFileSync(pub, 'utf8').trim() };
   }
 
+  /**
+   * The balancer's ACME account and certificates (base64 of silver-acme's export), kept so that a
+   * rebuilt balancer gets them back; root's secrets, so 0600. null: none kept yet.
+   */
+  tlsState(nodeset: string): string | null {
+    const file = join(this.root, 'nodesets', nodeset, 'tls-state');
+    return existsSync(file) ? readFileSync(file, 'utf8').trim() || null : null;
+  }
+
+  keepTlsState(nodeset: string, value: string): void {
+    const file = join(this.ensure(join(this.root, 'nodesets', nodeset)), 'tls-state');
+    if (this.tlsState(nodeset) === value.trim()) return;
+    writeFileSync(`${file}.new`, `${value.trim()}\n`, { mode: 0o600 });
+    renameSync(`${file}.new`, file);
+  }
+
   /** A place for a provider's own files (images, bridge state), created on demand. */
   cacheDir(...parts: string[]): string {
     return this.ensure(join(this.root, 'cache', ...parts));

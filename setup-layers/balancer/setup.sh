@@ -140,6 +140,15 @@ fi
 if [ "$SILVER_TLS" = acme ]; then
   _need=''
   for _h in $SILVER_TLS_HOSTS; do [ -e "/etc/haproxy/certs/$_h.pem" ] || _need="$_need $_h"; done
+  # (a rebuilt balancer: the account and certificates silver kept, before the ACME server is asked)
+  if [ -n "$_need" ] && [ -n "$SILVER_TLS_STATE" ]; then
+    changed "certificates for$_need (from silver's state)"
+    if [ "$CHECK" != 1 ]; then
+      printf '%s\n' "$SILVER_TLS_STATE" | /usr/local/lib/silverlining/bin/silver-acme import >&2 || { echo "silver's certificates could not be restored" >&2; exit 1; }
+      _need=''
+      for _h in $SILVER_TLS_HOSTS; do [ -e "/etc/haproxy/certs/$_h.pem" ] || _need="$_need $_h"; done
+    fi
+  fi
   if [ -n "$_need" ]; then
     changed "certificates for$_need (from the ACME server)"
     act /usr/local/lib/silverlining/bin/silver-acme run >&2 || { echo "no certificate for$_need from the ACME server (see above)" >&2; exit 1; }

@@ -58,13 +58,15 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   try {
     const { health, modes } = await balancerState(ns, pool, addressed, rt);
     const backup = backupWiringOf(ns, rt, addressed);
+    const tlsState = ns.tls?.mode === 'acme' ? rt.state.tlsState(ns.name) : null;
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tlsState));
         }),
       ),
     );
+    if (ns.tls?.mode === 'acme' && !opts.dryRun) await keepTls(ns, rt, pool, addressed, results, users);
   } finally {
     await pool.close();
   }
@@ -74,6 +76,24 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     nodes: ns.nodes.map((n) => results.get(n.name)!).filter(Boolean),
     seconds: (rt.now() - t0) / 1000,
   };
+}
+
+/**
+ * tls = acme: the ACME account and certificates of a balancer that set up fine, kept in silver's
+ * state (0600), so that a rebuilt balancer gets them back instead of asking the ACME server again.
+ * A failure here is said, not fatal.
+ */
+async function keepTls(ns: Nodeset, rt: Runtime, pool: NodeExecutor, all: readonly AddressedNode[], results: ReadonlyMap<string, NodeSetupResult>, users: ReadonlyMap<string, string>): Promise<void> {
+  const b = all.find((n) => n.role === 'balancer' && results.get(n.name)?.status !== 'failed');
+  if (!b) return;
+  const cmd = `${users.get(b.name) === 'root' ? '' : 'sudo -n '}/usr/local/lib/silverlining/bin/silver-acme export`;
+  const r = await pool.exec(b.name, cmd).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+  const value = r.stdout.trim();
+  if (r.code !== 0 || !/^[A-Za-z0-9+/=]+$/.test(value)) {
+    rt.io.err(`${b.name}: the certificates were not kept in silver's state (${tail(r.stderr, 1) || 'no answer'}); a rebuilt balancer would ask the ACME server again`);
+    return;
+  }
+  rt.state.keepTlsState(ns.name, value);
 }
 
 /** The scheduled backups' key and copy node, when the nodeset schedules any (see backup-wiring.ts). */
@@ -105,7 +125,7 @@ async function balancerState(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNo
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null,
+  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tlsState: string | null,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -125,7 +145,7 @@ async function setupOne(
   };
   let script: string;
   try {
-    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup) })));
+    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup, tlsState) })));
   } catch (e) {
     return fail(names[0]!, (e as Error).message);
   }

@@ -58,6 +58,8 @@ export function layerVars(
   appHealth: ReadonlyMap<string, string> = new Map(),
   modes: ModeState | null = null,
   backup: BackupWiring | null = null,
+  /** The balancer's ACME account and certificates silver kept (tls = acme), or null. */
+  tlsState: string | null = null,
 ): Record<string, string> {
   const appservers = all.filter((n) => n.role === 'appserver');
   const apps = [...new Set(ns.locations.map((l) => l.app))];
@@ -81,7 +83,7 @@ export function layerVars(
     SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
     ...roleUnits(node.role),
     ...firewall(ns, all, node),
-    ...renderedFiles(ns, layer, appservers, appHealth, node, all),
+    ...renderedFiles(ns, layer, appservers, appHealth, node, all, tlsState),
     ...(layer === 'balancer' ? modeVars(modes) : {}),
     ...backupVars(ns, node, layer, backup),
   };
@@ -125,12 +127,12 @@ function roleUnits(role: string): Record<string, string> {
 }
 
 /** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
-function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[]): Record<string, string> {
+function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[], tlsState: string | null): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
   if (layer === 'balancer') {
     const vrrp = keepalivedConf(ns, node, all);
-    return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns), SILVER_VRRP: vrrp ? '1' : '0', ...file('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
+    return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns, tlsState), SILVER_VRRP: vrrp ? '1' : '0', ...file('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
   }
   return {};
 }
@@ -145,7 +147,7 @@ function tlsOf(ns: Nodeset): { hosts: string[]; hsts: number | null } | null {
  * reads (acme.conf, the ACME server's CA bundle), for a file the PEM (a secret: only here, in
  * the node script on standard input).
  */
-function tlsVars(ns: Nodeset): Record<string, string> {
+function tlsVars(ns: Nodeset, tlsState: string | null): Record<string, string> {
   const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   const tls = ns.tls;
   if (!tls) return { SILVER_TLS: 'off' };
@@ -153,7 +155,7 @@ function tlsVars(ns: Nodeset): Record<string, string> {
   if (tls.mode === 'file') return { ...base, ...file('SILVER_TLS_PEM', tls.pem!.reveal()) };
   const a = tls.acme!;
   const conf = [`directory ${a.directory}`, `email ${a.email ?? '-'}`, `ca ${a.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...tls.hosts.map((h) => `host ${h}`), ''].join('\n');
-  return { ...base, ...file('SILVER_ACME_CONF', conf), ...file('SILVER_ACME_CA', a.ca ?? '') };
+  return { ...base, ...file('SILVER_ACME_CONF', conf), ...file('SILVER_ACME_CA', a.ca ?? ''), SILVER_TLS_STATE: tlsState ?? '' };
 }
 
 const cache = new Map<string, string>();

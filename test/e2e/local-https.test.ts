@@ -124,6 +124,18 @@ run('setup-node gets a certificate from the ACME server (HTTP-01 on the balancer
   t.is(readFileSync(join(dir, 'pebble.crt'), 'utf8').length > 0, true);
 });
 
+run("a rebuilt balancer gets the account and certificate silver kept: no new ACME order, the same certificate", async (t) => {
+  const sum = async () => (await onNode(file, env, BALANCER, 'sha256sum < /etc/haproxy/certs/secure.test.pem')).out.trim();
+  const before = await sum();
+  const r = await silver(['replace-node', file, '--node', BALANCER, '-y'], env);
+  t.is(r.code, 0, r.stderr.slice(-3000));
+  t.regex(r.stderr, /balancer\.https\.test: balancer: changed: certificates for secure\.test \(from silver's state\)/);
+  t.notRegex(r.stderr, /from the ACME server/);
+  t.is(await sum(), before, 'the same certificate');
+  await eventually('the app answers over HTTPS on the rebuilt balancer', async () => (await https()).status === 200);
+  t.is((await onNode(file, env, BALANCER, 'stat -c "%a %U" /etc/haproxy/certs/secure.test.pem')).out.trim(), '600 root');
+});
+
 run('tls = FILE: a certificate the deployer made is served instead (its key never printed); plain HTTP still redirects', async (t) => {
   // A CA of the test's own, and a certificate for secure.test signed by it.
   const sh = (cmd: string) => {
