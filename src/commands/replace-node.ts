@@ -6,10 +6,9 @@ import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
-import { createNodes, failedCount } from './create-node.js';
 import { drain, setServerState } from './drain.js';
+import { createAndSetUp, destroyNode } from './rebuild-node.js';
 import { replaceServiceNode } from './replace-service.js';
-import { setupNodes } from './setup-node.js';
 
 /**
  * `silver replace-node FILE --node NAME [-y]`: a phoenix replacement of an app server or a
@@ -96,15 +95,9 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
         }
         check();
         downSince = alone ? rt.now() : null;
-        await destroy(ns, rt, opts.node, say);
+        await destroyNode(ns, rt, opts.node, say);
         destroyed = true;
-        const created = await createNodes(ns, rt, { concurrency: 4, sshTimeoutMs: opts.sshTimeoutMs ?? 120_000 });
-        if (failedCount(created) > 0) throw new Error(`creating it again failed: ${created.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.name}: ${o.error}`).join('; ')}`);
-        say('created again');
-        const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
-        const failed = setup.nodes.filter((n) => n.status === 'failed');
-        if (failed.length > 0) throw new Error(`setting up failed on ${failed.map((n) => `${n.name} (${n.error ?? n.layers.find((l) => l.error)?.error ?? 'failed'})`).join('; ')}`);
-        say('set up, every node rewired');
+        await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
         // A new session: the node has a new host key, and the old connection went with it.
         const fresh = await Session.open(ns, rt, [spec.role]);
         try {
@@ -193,18 +186,6 @@ async function waitUp(s: Session, node: string | null, rt: Runtime, only?: strin
     if (rt.now() > deadline) throw new Error(`the balancers do not see ${node ?? 'the app servers'} up: ${mine.filter((f) => f[3] !== 'up').map((f) => f.join(' ')).join('; ')}`);
     await new Promise((r) => setTimeout(r, 500));
   }
-}
-
-async function destroy(ns: Nodeset, rt: Runtime, name: string, say: (t: string) => void): Promise<void> {
-  const provider = await rt.providerFor(ns.provider);
-  const node = (await provider.list(ns.name)).find((n) => n.name === name);
-  if (node) {
-    await provider.destroy(node);
-    say('destroyed');
-  } else {
-    say('already gone');
-  }
-  rt.state.unpin(ns.name, [name]);
 }
 
 export function renderReplaceReport(r: ReplaceReport): string {

@@ -12,8 +12,7 @@ import { dbEnsure, dbVerbs } from '../remote/commands/db.js';
 import type { Runtime } from '../runtime.js';
 import { service } from '../services/index.js';
 import { backup, restoreBackup } from './backup.js';
-import { createNodes, failedCount } from './create-node.js';
-import { setupNodes } from './setup-node.js';
+import { createAndSetUp, destroyNode } from './rebuild-node.js';
 
 /**
  * replace-node for a service node (PostgreSQL, MariaDB): refused unless every app with a
@@ -91,7 +90,8 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
         const chosen = new Map<string, StoredBackup>(Object.entries(stamps).map(([app, stamp]) => [app, resolveBackup(backupsBase(rt.state.root), ns.name, app, stamp)]));
         steps.check();
         keepHeld = true;
-        await rebuild(ns, rt, spec.name, opts.sshTimeoutMs ?? 120_000, say);
+        await destroyNode(ns, rt, spec.name, say);
+        await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
         const fresh = await Session.open(ns, rt, [spec.role]);
         try {
           const node = spec.name;
@@ -158,17 +158,4 @@ async function freshDumps(ns: Nodeset, rt: Runtime, apps: readonly string[], say
   return stamps;
 }
 
-async function rebuild(ns: Nodeset, rt: Runtime, name: string, sshTimeoutMs: number, say: Say): Promise<void> {
-  const provider = await rt.providerFor(ns.provider);
-  const node = (await provider.list(ns.name)).find((n) => n.name === name);
-  if (node) await provider.destroy(node);
-  rt.state.unpin(ns.name, [name]);
-  say(node ? 'destroyed' : 'already gone');
-  const created = await createNodes(ns, rt, { concurrency: 4, sshTimeoutMs });
-  if (failedCount(created) > 0) throw new Error(`creating it again failed: ${created.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.name}: ${o.error}`).join('; ')}`);
-  const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
-  const failed = setup.nodes.filter((n) => n.status === 'failed');
-  if (failed.length > 0) throw new Error(`setting up failed on ${failed.map((n) => n.name).join(', ')}`);
-  say('created again and set up, every node rewired');
-}
 

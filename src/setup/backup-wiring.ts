@@ -1,7 +1,7 @@
 import type { Nodeset } from '../nodeset/types.js';
 import type { KeyPair } from '../provider.js';
 import { service } from '../services/index.js';
-import { md5 } from './render.js';
+import { fileVars } from './render.js';
 import type { AddressedNode } from './plan.js';
 
 /**
@@ -31,8 +31,6 @@ export function hasSchedules(ns: Nodeset): boolean {
   return Object.keys(ns.backupSchedules ?? {}).length > 0;
 }
 
-const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
-
 /** The timer's two units: `silver-backup run` at the calendar, caught up after a downtime. */
 export function backupUnits(calendar: string): { service: string; timer: string } {
   return {
@@ -45,7 +43,7 @@ export function backupUnits(calendar: string): { service: string; timer: string 
 export function backupVars(ns: Nodeset, node: AddressedNode, layer: string, wiring: BackupWiring | null): Record<string, string> {
   if (layer === 'base') {
     const receives = wiring !== null && wiring.target?.name === node.name;
-    return file('SILVER_BACKUP_RECEIVE_KEYS', receives ? `restrict,command="${RECEIVE}" ${wiring.key.public}\n` : '');
+    return fileVars('SILVER_BACKUP_RECEIVE_KEYS', receives ? `restrict,command="${RECEIVE}" ${wiring.key.public}\n` : '');
   }
   if (!layer.startsWith('service/')) return {};
   const name = layer.slice('service/'.length);
@@ -57,10 +55,10 @@ export function backupVars(ns: Nodeset, node: AddressedNode, layer: string, wiri
   return {
     SILVER_BACKUP: '1',
     SILVER_BACKUP_CALENDAR: schedule.calendar,
-    ...file('SILVER_BACKUP_KEY', wiring.key.private.endsWith('\n') ? wiring.key.private : `${wiring.key.private}\n`),
-    ...file('SILVER_BACKUP_KNOWN', target && wiring.targetHostKey ? `${target.address} ${wiring.targetHostKey}\n` : ''),
-    ...file('SILVER_BACKUP_CONF', conf),
-    ...file('SILVER_BACKUP_SERVICE_UNIT', units.service),
-    ...file('SILVER_BACKUP_TIMER', units.timer),
+    ...fileVars('SILVER_BACKUP_KEY', wiring.key.private.endsWith('\n') ? wiring.key.private : `${wiring.key.private}\n`),
+    ...fileVars('SILVER_BACKUP_KNOWN', target && wiring.targetHostKey ? `${target.address} ${wiring.targetHostKey}\n` : ''),
+    ...fileVars('SILVER_BACKUP_CONF', conf),
+    ...fileVars('SILVER_BACKUP_SERVICE_UNIT', units.service),
+    ...fileVars('SILVER_BACKUP_TIMER', units.timer),
   };
 }

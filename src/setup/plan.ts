@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { layerPackages, layersRoot } from '../layers.js';
 import type { Nodeset, Role } from '../nodeset/types.js';
 import { quoteArg } from '../ssh/quote.js';
-import { haproxyCfg, md5, nginxFrontConf } from './render.js';
+import { fileVars, haproxyCfg, md5, nginxFrontConf } from './render.js';
 import { SERVICES } from '../services/index.js';
 import { modesSummary, restoreEntries, type ModeState } from '../deploy/modes.js';
 
@@ -128,11 +128,10 @@ function roleUnits(role: string): Record<string, string> {
 
 /** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
 function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[], tlsState: string | null): Record<string, string> {
-  const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
-  if (layer === 'appserver') return file('SILVER_NGINX_CONF', nginxFrontConf(ns));
+  if (layer === 'appserver') return fileVars('SILVER_NGINX_CONF', nginxFrontConf(ns));
   if (layer === 'balancer') {
     const vrrp = keepalivedConf(ns, node, all);
-    return { ...file('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns, tlsState), SILVER_VRRP: vrrp ? '1' : '0', ...file('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
+    return { ...fileVars('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns, tlsState), SILVER_VRRP: vrrp ? '1' : '0', ...fileVars('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
   }
   return {};
 }
@@ -148,14 +147,13 @@ function tlsOf(ns: Nodeset): { hosts: string[]; hsts: number | null } | null {
  * the node script on standard input).
  */
 function tlsVars(ns: Nodeset, tlsState: string | null): Record<string, string> {
-  const file = (name: string, content: string) => ({ [name]: content, [`${name}_MD5`]: md5(content) });
   const tls = ns.tls;
   if (!tls) return { SILVER_TLS: 'off' };
   const base = { SILVER_TLS: tls.mode, SILVER_TLS_HOSTS: tls.hosts.join(' ') };
-  if (tls.mode === 'file') return { ...base, ...file('SILVER_TLS_PEM', tls.pem!.reveal()) };
+  if (tls.mode === 'file') return { ...base, ...fileVars('SILVER_TLS_PEM', tls.pem!.reveal()) };
   const a = tls.acme!;
   const conf = [`directory ${a.directory}`, `email ${a.email ?? '-'}`, `ca ${a.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...tls.hosts.map((h) => `host ${h}`), ''].join('\n');
-  return { ...base, ...file('SILVER_ACME_CONF', conf), ...file('SILVER_ACME_CA', a.ca ?? ''), SILVER_TLS_STATE: tlsState ?? '' };
+  return { ...base, ...fileVars('SILVER_ACME_CONF', conf), ...fileVars('SILVER_ACME_CA', a.ca ?? ''), SILVER_TLS_STATE: tlsState ?? '' };
 }
 
 const cache = new Map<string, string>();

@@ -9,6 +9,11 @@ export function md5(text: string): string {
   return createHash('md5').update(text).digest('hex');
 }
 
+/** A rendered file as layer variables: its content and its MD5 sum (for `ensure_known`). */
+export function fileVars(name: string, content: string): Record<string, string> {
+  return { [name]: content, [`${name}_MD5`]: md5(content) };
+}
+
 const HEALTH = '\tlocation = /.silver/health { access_log off; default_type text/plain; return 200 "ok\\n"; }';
 
 /** An app server's front proxy: one server per host name, a location per app, the health URL. */
