@@ -21,6 +21,11 @@ const commands = {
   catalog: () => import('./commands/catalog.js'),
   replace: () => import('./commands/replace-node.js'),
   image: () => import('./commands/image.js'),
+  env: () => import('./commands/env.js'),
+  run: () => import('./commands/run.js'),
+  logs: () => import('./commands/logs.js'),
+  history: () => import('./commands/history.js'),
+  historyView: () => import('./deploy/history.js'),
   app: () => import('./app/app-ini.js'),
 };
 
@@ -28,6 +33,8 @@ export const VERSION = '0.1.0';
 
 export interface MainOptions {
   io?: Io;
+  /** Standard input, for KEY=- (tests). */
+  stdin?: () => Promise<Buffer>;
   host?: ConfigHost;
   runtime?: Runtime;
 }
@@ -46,7 +53,14 @@ function nodesetFile(arg: string): string {
   return arg;
 }
 
-function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Command {
+/** All of standard input (a secret given as KEY=-). */
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?: () => Promise<Buffer>): Command {
   const load = (file: string): Nodeset => loadNodeset(nodesetFile(file), host);
   const program = new Command('silver')
     .description('Provision multi-server nodesets from one INI file and deploy web applications onto them.')
@@ -104,7 +118,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print the report as JSON')
     .option('--dry-run', 'show what the update would do (instance, static-only or not, migration, services, packages); change nothing')
-    .action(async (dir: string, file: string, opts: { json?: boolean; dryRun?: boolean }) => {
+    .option('--clear-cache', "the new instance starts with an empty cache folder (SILVER_CACHE) instead of the one kept across instances")
+    .action(async (dir: string, file: string, opts: { json?: boolean; dryRun?: boolean; clearCache?: boolean }) => {
       const ns = load(file);
       const app = (await commands.app()).loadApp(dir, host);
       const { planUpdate, renderUpdatePlan, renderUpdateReport, update } = await commands.update();
@@ -113,7 +128,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
         io.out(opts.json ? JSON.stringify(plan, null, 2) : renderUpdatePlan(plan));
         return;
       }
-      const report = await update(ns, app, await runtime());
+      const report = await update(ns, app, await runtime(), { clearCache: opts.clearCache ?? false });
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderUpdateReport(report));
       if (report.interrupted) throw new ExitError('', 130);
       if (!report.ok) throw new ExitError('', 1);
@@ -238,6 +253,98 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>): Comma
     .action(async (file: string) => {
       const holders = await (await commands.update()).unlock(load(file), await runtime());
       io.out(holders.length > 0 ? `removed the deploy lock held by ${holders.join('; ')}` : 'the nodeset was not locked');
+    });
+
+  program
+    .command('env')
+    .description("an app's own settings (environment variables), the same on every app server: list (names and fingerprints), set KEY=VALUE|KEY=- (the value on standard input), unset KEY; a change rolls out as a new instance with health checks and rollback")
+    .argument('<action>', 'list, set or unset')
+    .argument('<app>', 'the app name')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .argument('[changes...]', 'set: KEY=VALUE or KEY=- ; unset: KEY')
+    .option('--no-restart', 'stage the change on the app servers; the next update or env change rolls it out')
+    .option('--json', 'print the report as JSON')
+    .action(async (action: string, app: string, file: string, changes: string[], opts: { restart: boolean; json?: boolean }) => {
+      const ns = load(file);
+      const e = await commands.env();
+      if (action === 'list') {
+        if (changes.length > 0) throw new ExitError('silver env list takes no KEY', 2);
+        const r = await e.envList(ns, app, await runtime());
+        io.out(opts.json ? JSON.stringify(r, null, 2) : e.renderEnvList(r));
+        return;
+      }
+      const parsed = await e.parseChanges(action, changes, () => (stdin ?? readStdin)());
+      const r = await e.envChange(ns, app, parsed, await runtime(), { restart: opts.restart });
+      io.out(opts.json ? JSON.stringify(r, null, 2) : e.renderEnvChange(r));
+      if (r.interrupted) throw new ExitError('', 130);
+      if (!r.ok) throw new ExitError('', 1);
+    });
+
+  program
+    .command('run')
+    .description("a one-off command as the app's user in its active instance's folder and environment (the primary app server, or --node); its exit code is silver's")
+    .argument('<app>', 'the app name')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .option('--node <name>', 'this app server instead of the primary')
+    .option('-i, --interactive', 'a terminal for the command (a console, a shell)')
+    .action(async (app: string, file: string, command: string[], opts: { node?: string; interactive?: boolean }) => {
+      const ns = load(file);
+      const { runInApp } = await commands.run();
+      const tty = opts.interactive ?? false;
+      const raw = tty && process.stdin.isTTY;
+      if (raw) process.stdin.setRawMode(true);
+      try {
+        const code = await runInApp(ns, app, command, await runtime(), {
+          ...(opts.node ? { node: opts.node } : {}),
+          tty,
+          // (a terminal is forwarded only to a terminal: without -i the command reads piped input, or nothing)
+          stdin: tty || !process.stdin.isTTY ? process.stdin : null,
+          size: { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80, term: process.env['TERM'] || 'xterm' },
+          stdout: (b) => process.stdout.write(b),
+          stderr: (b) => process.stderr.write(b),
+        });
+        if (code !== 0) throw new ExitError('', code);
+      } finally {
+        if (raw) process.stdin.setRawMode(false);
+        process.stdin.unref?.();
+      }
+    });
+
+  program
+    .command('logs')
+    .description("an app's log lines from every app server, merged in time order with node and instance (silver logs silver FILE: silver's own steps on every node); -f follows")
+    .argument('<app>', 'the app name, or silver')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .option('-f, --follow', 'keep following every node (new instances too) until Ctrl-C')
+    .option('--node <name>', 'only this node')
+    .option('--since <time>', 'from this time (2026-12-02T10:00) or age (30s, 10m, 2h, 3d)')
+    .option('-n, --lines <n>', 'the newest N lines (default 100)', (v) => positiveInt(v, '--lines'), 100)
+    .option('--json', 'one JSON object a line: node, time (microseconds), source, priority, message')
+    .action(async (app: string, file: string, opts: { follow?: boolean; node?: string; since?: string; lines: number; json?: boolean }) => {
+      const ns = load(file);
+      const l = await commands.logs();
+      const rt = await runtime();
+      await l.logs(ns, app, rt, {
+        ...(opts.node ? { node: opts.node } : {}),
+        since: opts.since ? l.parseSince(opts.since, rt.now()) : null,
+        lines: opts.lines,
+        follow: opts.follow ?? false,
+        write: (line) => io.out(opts.json ? JSON.stringify(line) : l.formatLogLine(line)),
+      });
+    });
+
+  program
+    .command('history')
+    .description('every update, rollback, env change, maintenance switch, backup, restore and node replacement of the nodeset: when, who, what, how long, result')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .argument('[app]', 'only this app')
+    .option('-n, --lines <n>', 'the newest N entries (default 1000)', (v) => positiveInt(v, '--lines'), 1000)
+    .option('--json', 'print JSON for scripts')
+    .action(async (file: string, app: string | undefined, opts: { lines: number; json?: boolean }) => {
+      const ns = load(file);
+      const entries = await (await commands.history()).history(ns, await runtime(), app, opts.lines);
+      io.out(opts.json ? JSON.stringify(entries, null, 2) : (await commands.historyView()).renderHistory(entries));
     });
 
   const providerOf = async (file: string | undefined, name: string | undefined) => {
@@ -380,7 +487,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   const io = options.io ?? processIo;
   const host = options.host ?? realHost();
   let rt = options.runtime;
-  const program = build(io, host, async () => (rt ??= (await import('./runtime-default.js')).defaultRuntime(io, host)));
+  const program = build(io, host, async () => (rt ??= (await import('./runtime-default.js')).defaultRuntime(io, host)), options.stdin);
   // (only silver's own options: what follows `--` belongs to a remote command)
   const own = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   const verbose = own.includes('-v') || own.includes('--verbose');

@@ -29,6 +29,24 @@ export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
     },
     // (ssh2 loads when a command first needs it, not at start-up)
     sshProbe: async (target) => (await import('./ssh/connect.js')).sshProbe(target),
+    attach: (target, command, opts) => {
+      // (ssh2 loads only for the commands that attach)
+      let handle: import('./ssh/attach.js').AttachHandle | null = null;
+      let stopped = false;
+      const done = import('./ssh/attach.js').then((m) => {
+        handle = m.sshAttach(target, command, opts);
+        if (stopped) handle.stop();
+        return handle.done;
+      });
+      return {
+        done,
+        stop: () => {
+          stopped = true;
+          handle?.stop();
+        },
+        resize: (rows, cols) => handle?.resize(rows, cols),
+      };
+    },
     executor: async (nodeset, targets) => (await import('./ssh/keeper.js')).openExecutor(state.root, nodeset, targets, host.env as NodeJS.ProcessEnv),
     onInterrupt(handler) {
       const signals = ['SIGINT', 'SIGTERM'] as const;

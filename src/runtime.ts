@@ -3,6 +3,7 @@ import type { ProviderConfig } from './nodeset/types.js';
 import type { Io } from './output/io.js';
 import type { Provider } from './provider.js';
 import type { SshTarget } from './ssh/connect.js';
+import type { AttachHandle, AttachOptions } from './ssh/attach.js';
 import type { NodeExecutor } from './ssh/keeper.js';
 import type { StateDir } from './state.js';
 
@@ -14,6 +15,11 @@ export interface Runtime {
   providerFor(config: ProviderConfig): Promise<Provider>;
   /** Proves a node answers SSH with its pinned host key. */
   sshProbe(target: SshTarget): Promise<void>;
+  /**
+   * One command on its own SSH channel, for as long as it runs (silver run, logs -f): output
+   * handed over as it comes, standard input forwarded, a PTY when asked; a fake in tests.
+   */
+  attach(target: SshTarget, command: string, opts: AttachOptions): AttachHandle;
   /** The connections to these nodes of a nodeset (the SSH pool or kept connections; a fake in tests). */
   executor(nodeset: string, targets: SshTarget[]): Promise<NodeExecutor>;
   /**

@@ -4,7 +4,10 @@ import { contentSums, type ContentSums } from '../deploy/content.js';
 import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../deploy/modes.js';
 import type { AppConfig } from '../app/app-ini.js';
 import { beforeOf, Interrupted, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
-import { envFile, freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
+import { freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
+import { envFile, withSettings } from '../deploy/settings.js';
+import { folderVars, readAppEnv, writePending, type AppEnv } from '../deploy/app-env.js';
+import { appVersion, historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { holderText, type Lease, type Versioned } from '../deploy/shared-state.js';
 import { ConfigError, diagnostic, ExitError } from '../diagnostics.js';
@@ -19,7 +22,7 @@ import { redact } from '../secret.js';
 
 const KEEP_INSTANCES = 3;
 /** How long old nginx workers get to finish their requests to a replaced instance. */
-const GRACE_MS = 1500;
+export const GRACE_MS = 1500;
 
 export type { NodeStep };
 
@@ -88,7 +91,7 @@ export interface AppsRecord extends Versioned {
  * first signal lets the current step end and puts every switched node back; a second one ends
  * silver at once (the record on the nodes lets the next run converge).
  */
-async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSignal: (h: (sig: string) => void) => void) => Promise<T>): Promise<T> {
+export async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSignal: (h: (sig: string) => void) => void) => Promise<T>): Promise<T> {
   let handler: ((sig: string) => void) | null = null;
   let signals = 0;
   let first: string | null = null;
@@ -119,7 +122,7 @@ async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSig
 }
 
 /** The newest rollout record on the nodes, and the highest seq seen. */
-async function readRollout(s: Session): Promise<RolloutRecord | null> {
+export async function readRollout(s: Session): Promise<RolloutRecord | null> {
   return (await s.state.read<RolloutRecord>('rollout')).get('rollout') ?? null;
 }
 
@@ -222,8 +225,13 @@ async function tellBalancers(s: Session, app: AppConfig): Promise<void> {
   }
 }
 
+function versionOf(dir: string, code: string | null): { version?: string } {
+  const v = appVersion(dir, code);
+  return v ? { version: v } : {};
+}
+
 /** Old instances pruned to the last few on each app server; a node that fails is said, not fatal. */
-async function pruneAll(rollout: Rollout, s: Session): Promise<void> {
+export async function pruneAll(rollout: Rollout, s: Session): Promise<void> {
   for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES).catch((e: Error) => s.rt.io.err(`${n.name}: pruning old instances failed (the next update tries again): ${e.message}`));
 }
 
@@ -258,7 +266,7 @@ async function putBack(s: Session, app: string, previous: ModeEntry | null): Pro
 }
 
 /** The next instance name of the app after every one any app server has. */
-function nextInstance(app: string, states: ReadonlyMap<string, AppState[]>, now: number): string {
+export function nextInstance(app: string, states: ReadonlyMap<string, AppState[]>, now: number): string {
   const names = [...states.values()].flat().filter((a) => a.app === app).flatMap((a) => a.instances.map((i) => i.name));
   return nextInstanceName(app, new Date(now), names);
 }
@@ -275,6 +283,8 @@ function isStaticOnly(app: AppConfig, sums: ContentSums, s: Session, states: Rea
 
 export interface DeployOptions {
   graceMs?: number;
+  /** A new, empty cache folder for the new instance (SILVER_CACHE) instead of the one kept. */
+  clearCache?: boolean;
 }
 
 /** SPEC §4: services, half-deploy everywhere, activate one node at a time, roll back on failure. */
@@ -293,6 +303,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   let staticOnly = false;
   let held: { previous: ModeEntry | null } | null = null;
   let activatedAll = false;
+  let appEnv: AppEnv | null = null;
   const afterwards: string[] = [];
   try {
     await s.checkHelpers(app.services);
@@ -338,7 +349,11 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         const all = [...states.values()].flat();
         instance = nextInstance(app.name, states, rt.now());
         const port = freePort(all.flatMap((a) => a.instances.map((i) => i.port)));
-        const env = envFile({
+        // The app's own settings (silver env) go on with it: those of the primary's active
+        // instance, and any staged with --no-restart.
+        appEnv = await rollout.step('settings', s.appservers[0]!.name, () => readAppEnv(s, app.name));
+        for (const v of Object.values(appEnv.settings)) secretValues.add(v);
+        const env = envFile(withSettings({
           PORT: String(port),
           SILVER_APP_NAME: app.name,
           SILVER_INSTANCE_NAME: instance,
@@ -347,8 +362,9 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           SILVER_CANONICAL_URL: canonicalUrl(ns, app.name),
           SILVER_LOGS: `/var/log/silverlining/${app.name}`,
           TEMP: '/tmp',
+          ...folderVars(app.name, instance, appEnv.active, opts.clearCache ?? false),
           ...secrets,
-        });
+        }, appEnv.settings));
         const tar = await packed;
         await Promise.all(
           s.appservers.map(async (n) => {
@@ -376,6 +392,9 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         activatedAll = true;
         await rollout.finishStops();
         await pruneAll(rollout, s);
+        if (appEnv?.pending.length) {
+          await writePending(s, app.name, null).catch((x: Error) => afterwards.push(`the settings staged with --no-restart are still staged (${x.message}); the next update applies them again`));
+        }
         if (held) {
           const h = held;
           held = null;
@@ -409,6 +428,11 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         }
       }
     });
+    const f = failure as UpdateReport['failure'];
+    const ended = r as Rollout | null;
+    const result = !f ? 'ok' : `${ended?.interrupted ? 'interrupted' : 'failed'} at ${f.step} on ${f.node}: ${f.error}${ended?.rolledBack.length ? ' (rolled back)' : ''}`;
+    const code = staticOnly ? null : contentSums(app.dir, app.static).code;
+    await record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'update', app: app.name, ...(instance ? { instance } : {}), ...versionOf(app.dir, code), staticOnly, seconds: (rt.now() - t0) / 1000, result: redact(result, secretValues) }), (t) => rt.io.err(t));
   } finally {
     await s.close();
   }
@@ -533,9 +557,10 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
   if (!ns.locations.some((l) => l.app === appName)) throw new ExitError(`app "${appName}" is not in the locations of ${ns.file}`, 2);
   const s = await Session.open(ns, rt, ['appserver']);
   const graceMs = opts.graceMs ?? GRACE_MS;
+  const t0 = rt.now();
   try {
     await s.checkHelpers([]);
-    return await underLock(s, `rollback ${appName}`, async (lease, onSignal) => {
+    const report = await underLock(s, `rollback ${appName}`, async (lease, onSignal): Promise<RollbackReport> => {
       const last = await readRollout(s);
       const { convergence: converged, seq } = await converge(s, last, graceMs);
       const states = await s.status();
@@ -582,6 +607,10 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
       }
       return { app: appName, target, converged, nodes, interrupted: r.interrupted, ok: !failed };
     });
+    const bad = report.nodes.find((n) => !n.ok);
+    const result = report.ok ? 'ok' : `${report.interrupted ? 'interrupted' : 'failed'}${bad ? ` on ${bad.node}: ${bad.error}` : ''} (put back)`;
+    await record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'rollback', app: appName, ...(report.target ? { instance: report.target } : {}), seconds: (rt.now() - t0) / 1000, result }), (t) => rt.io.err(t));
+    return report;
   } finally {
     await s.close();
   }

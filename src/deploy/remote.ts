@@ -54,14 +54,3 @@ export function freePort(used: readonly number[]): number {
   for (let p = 20001; p < 30000; p++) if (!taken.has(p)) return p;
   throw new Error('no free instance port between 20001 and 29999');
 }
-
-/** The environment file: `KEY='value'` lines, readable by systemd and by a POSIX shell. */
-export function envFile(vars: Record<string, string>): string {
-  return Object.entries(vars)
-    .map(([k, v]) => {
-      if (!/^[A-Z_][A-Z0-9_]*$/.test(k)) throw new Error(`bad environment variable name ${k}`);
-      if (/['\n\\]/.test(v)) throw new Error(`environment value of ${k} has a quote, backslash or newline`);
-      return `${k}='${v}'`;
-    })
-    .join('\n') + '\n';
-}

@@ -19,7 +19,7 @@ export interface NodeBefore {
 
 export interface RolloutRecord extends Versioned {
   state: 'running' | 'done';
-  kind: 'update' | 'rollback' | 'static';
+  kind: 'update' | 'rollback' | 'static' | 'env';
   app: string;
   /** The instance every app server moves to. */
   instance: string;
@@ -168,6 +168,14 @@ export class Rollout {
     await this.writeRecord({ ...this.record, state: 'done', outcome }, this.record.seq);
   }
 
+  /** Half-deploy from the node's own instance `from`: its code, a new environment (silver env). */
+  async stageClone(node: string, from: string, instance: string, port: number, env: string): Promise<void> {
+    await this.step('stage', node, () => this.run(node, 'staging', deployVerbs.clone(this.app, from, instance, port)));
+    await this.step('stage', node, () => this.run(node, 'writing the environment', deployVerbs.env(this.app, instance), env));
+    this.say(node, `staged ${instance} (port ${port}, the code of ${from}), not active`);
+    this.steps.push({ node, step: 'stage', ok: true });
+  }
+
   /** Half-deploy: the instance uploaded, installed and given its environment; not started. */
   async stage(node: string, args: { instance: string; port: number; health: string; runner: string; packages: string[]; tarball: Buffer; env: string }): Promise<void> {
     const out = await this.step('stage', node, () => this.run(node, 'staging', deployVerbs.stage(this.app, args.instance, args.port, args.health, args.runner, args.packages), args.tarball));
@@ -187,7 +195,9 @@ export class Rollout {
       await this.step(name, node, () => this.run(node, name, argv));
       this.say(node, `${name} (${role}) ok`);
     }
-    await this.step(`health_check ${health}`, node, () => this.run(node, `health_check ${health}`, deployVerbs.wait(this.app, instance, health, 30, '2xx')));
+    // ('-': the instance's own health check, as it was staged)
+    const check = health === '-' ? 'health_check' : `health_check ${health}`;
+    await this.step(check, node, () => this.run(node, check, deployVerbs.wait(this.app, instance, health, 30, '2xx')));
     await this.switchTo(node, instance, undefined);
     this.say(node, `${instance} active${old ? ` (was ${old})` : ''}`);
     this.steps.push({ node, step: 'activate', ok: true, detail: role });

@@ -7,6 +7,7 @@ import { Remote } from '../remote/executor.js';
 import type { Runtime } from '../runtime.js';
 import { service } from '../services/index.js';
 import type { AddressedNode } from '../setup/plan.js';
+import type { SshTarget } from '../ssh/connect.js';
 import { connectNodes } from '../ssh/targets.js';
 import { parseStatus, type AppState } from './remote.js';
 import { SharedState } from './shared-state.js';
@@ -20,6 +21,8 @@ export class Session {
     readonly all: AddressedNode[],
     readonly missing: { name: string; role: string; error: string }[],
     readonly state: SharedState,
+    /** The SSH targets of the nodes that answered (for a command's own channel: silver run, logs -f). */
+    readonly targets: SshTarget[] = [],
   ) {}
 
   get appservers(): AddressedNode[] {
@@ -41,7 +44,7 @@ export class Session {
     if (lacking.length > 0) throw new ExitError(lacking.map((m) => `${m.name}: ${m.error}`).join('; '), 1);
     const remote = new Remote(await rt.executor(ns.name, targets));
     const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length, nodes: addressed.map((n) => n.name), say: (t) => rt.io.err(t) });
-    return new Session(ns, rt, remote, addressed, missing, state);
+    return new Session(ns, rt, remote, addressed, missing, state, targets);
   }
 
   /**

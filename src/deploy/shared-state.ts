@@ -107,6 +107,24 @@ export class SharedState {
     if (n < this.majority) throw new Error(`the nodeset's state (${key}) was written on ${n} of ${this.opts.total} nodes; it needs ${this.majority}`);
   }
 
+  /** Adds one line to the log KEY on every node; the number of nodes that took it. */
+  async append(key: string, line: string): Promise<number> {
+    const ok = await Promise.all(this.opts.nodes.map(async (node) => (await this.remote.exec(node, stateVerbs.append(key), `${line}\n`).catch(() => null))?.code === 0));
+    return ok.filter(Boolean).length;
+  }
+
+  /** The newest lines of the log KEY on every node that answers, each line once (a node may lack some). */
+  async log(key: string, lines: number): Promise<string[]> {
+    const seen = new Set<string>();
+    await Promise.all(
+      this.opts.nodes.map(async (node) => {
+        const r = await this.remote.exec(node, stateVerbs.log(key, lines)).catch(() => null);
+        if (r?.code === 0) for (const l of r.stdout.split('\n')) if (l.trim()) seen.add(l);
+      }),
+    );
+    return [...seen];
+  }
+
   /** Takes the deploy lock on a majority of the nodes (taking over a stale one, saying whose). */
   async lock(holder: string, attempts = 5): Promise<Lease> {
     const token = randomBytes(16).toString('hex');

@@ -22,6 +22,7 @@ function setup(nodes: number, provider = new MemoryProvider()) {
     host,
     state,
     providerFor: async () => provider,
+    attach: () => { throw new Error('no attach here'); },
     sshProbe: async (target) => {
       probes.push(`${target.name} ${target.host} ${target.hostKey.split(' ')[0]}`);
     },

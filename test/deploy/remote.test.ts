@@ -1,5 +1,5 @@
 import test from 'ava';
-import { envFile, freePort, nextInstanceName, parseStatus } from '../../src/deploy/remote.js';
+import { freePort, nextInstanceName, parseStatus } from '../../src/deploy/remote.js';
 
 test('instance names: APP.YYYY-MM-DD_NNN, counting up per day across all nodes', (t) => {
   const day = new Date('2026-11-22T10:00:00Z');
@@ -21,8 +21,3 @@ test('status lines parse into apps and instances', (t) => {
 });
 
 
-test('the environment file is single-quoted and refuses values it cannot hold', (t) => {
-  t.is(envFile({ PORT: '20001', CONFIG_PG_PASSWORD: 'abc' }), "PORT='20001'\nCONFIG_PG_PASSWORD='abc'\n");
-  t.throws(() => envFile({ A: "it's" }));
-  t.throws(() => envFile({ 'a-b': 'x' }));
-});

@@ -47,6 +47,8 @@ test('an update runs the steps in order on each app server, records its intent b
   t.deepEqual(r.activated, [A1, A2]);
   t.deepEqual(nodes.verbs(A1), [
     'status',
+    'env-get hello',
+    'pending get hello',
     `stage hello ${NEW} 20002 /health ${Buffer.from('python3 app.py').toString('base64')}`,
     `env hello ${NEW}`,
     `mark hello ${NEW} ${contentSums(dir, null).code} - -`,

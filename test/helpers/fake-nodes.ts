@@ -8,6 +8,7 @@ import { layersRoot } from '../../src/layers.js';
 import { loadNodeset } from '../../src/nodeset/resolve.js';
 import { memoryIo } from '../../src/output/io.js';
 import type { Runtime } from '../../src/runtime.js';
+import type { AttachOptions } from '../../src/ssh/attach.js';
 import type { ExecResult } from '../../src/ssh/connect.js';
 import type { NodeExecutor } from '../../src/ssh/keeper.js';
 import { StateDir } from '../../src/state.js';
@@ -43,7 +44,9 @@ export function shellWords(text: string): string[] {
 interface FakeApp {
   active: string | null;
   previous: string | null;
-  instances: Map<string, { port: number; running: boolean; healthy: boolean; code?: string; static?: string }>;
+  instances: Map<string, { port: number; running: boolean; healthy: boolean; code?: string; static?: string; env?: string }>;
+  /** Settings staged with --no-restart. */
+  pending?: string;
   /** Static versions staged on the node. */
   statics?: Set<string>;
 }
@@ -124,7 +127,12 @@ export class FakeNodes implements NodeExecutor {
     return this.sums.get(helper)!;
   }
 
-  private deploy(node: string, verb: string, args: string[], _stdin?: string | Buffer): ExecResult {
+  /** Instances whose environment makes them fail their health check (the app rejects it). */
+  unhealthyWhenEnv: (env: string) => boolean = () => false;
+  /** The journal lines (JSON) `silver-deploy logs` answers with, by node. */
+  readonly journal = new Map<string, string[]>();
+
+  private deploy(node: string, verb: string, args: string[], stdin?: string | Buffer): ExecResult {
     const [appName, inst] = args;
     if (verb === 'status') {
       const lines = [...(this.apps.get(node) ?? new Map<string, FakeApp>())].map(([name, a]) => {
@@ -140,8 +148,31 @@ export class FakeNodes implements NodeExecutor {
       case 'stage':
         a.instances.set(inst!, { port: Number(args[2]), running: false, healthy: true });
         return ok();
-      case 'env':
+      case 'env': {
+        const i = a.instances.get(inst!);
+        if (!i) return fail(`silver-deploy: instance ${inst} is not staged`);
+        i.env = String(stdin ?? '');
+        if (this.unhealthyWhenEnv(i.env)) i.healthy = false;
         return ok();
+      }
+      case 'clone': {
+        const from = a.instances.get(inst!);
+        if (!from) return fail(`silver-deploy: instance ${inst} is not staged`);
+        if (a.active === args[2]) return fail(`silver-deploy: ${args[2]} is active: it cannot be staged again`);
+        a.instances.set(args[2]!, { port: Number(args[3]), running: false, healthy: true, ...(from.code ? { code: from.code } : {}), ...(from.static ? { static: from.static } : {}) });
+        return ok();
+      }
+      case 'env-get':
+        return ok(a.active ? (a.instances.get(a.active)?.env ?? '') : '');
+      case 'pending': {
+        const b = this.app(node, inst!);
+        if (appName === 'get') return ok(b.pending ?? '');
+        if (appName === 'set') b.pending = String(stdin ?? '');
+        else delete b.pending;
+        return ok();
+      }
+      case 'logs':
+        return ok((this.journal.get(node) ?? []).map((l) => `${l}\n`).join(''));
       case 'start':
         if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
         a.instances.get(inst!)!.running = true;
@@ -248,6 +279,11 @@ export class FakeNodes implements NodeExecutor {
         const cur = st.get('lock')?.split(' ');
         return ok(cur ? `held ${cur[0]} 1 30 ${cur[1]}\n` : 'free\n');
       }
+      case 'append':
+        st.set(`${args[0]}.log`, `${st.get(`${args[0]}.log`) ?? ''}${String(stdin ?? '')}`);
+        return ok();
+      case 'log':
+        return ok((st.get(`${args[0]}.log`) ?? '').split('\n').filter(Boolean).slice(-Number(args[1])).map((l) => `${l}\n`).join(''));
       default:
         return fail(`unknown verb ${verb}`);
     }
@@ -339,6 +375,15 @@ export class FakeNodes implements NodeExecutor {
     }
   }
 
+  /**
+   * A command on a channel of its own (silver run, logs -f): by default it writes `ran` and exits
+   * 0; a test sets its own. `stop` ends it with 130.
+   */
+  attachAnswer: (call: Call, opts: AttachOptions) => { done: Promise<number>; stop: () => void } = (_call, opts) => {
+    opts.onStdout(Buffer.from('ran\n'));
+    return { done: Promise.resolve(0), stop: () => undefined };
+  };
+
   async close(): Promise<void> {}
 }
 
@@ -379,6 +424,12 @@ export async function fakeDeploy(nodesetText = NODESET) {
     },
     now: () => Date.parse('2026-12-02T10:00:00Z'),
     confirm: async () => false,
+    attach: (target, command, opts) => {
+      const call = { node: target.name, argv: shellWords(command) };
+      nodes.calls.push(call);
+      const answer = nodes.attachAnswer(call, opts);
+      return { done: answer.done, stop: answer.stop, resize: () => undefined };
+    },
   };
   return { ns, rt, nodes, io, provider, signal: (sig = 'SIGINT') => interrupt?.(sig) };
 }

@@ -103,7 +103,8 @@ export function providerContract(test: TestFn, o: ContractOptions): void {
     const rt: Runtime = {
       io: memoryIo(), host: { readFile: () => undefined, env: {}, home: '/nonexistent' },
       state: new StateDir(home),
-      providerFor: async () => provider, sshProbe: async () => undefined, now: () => Date.now(), confirm: async () => false,
+      providerFor: async () => provider, attach: () => { throw new Error('no attach here'); },
+    sshProbe: async () => undefined, now: () => Date.now(), confirm: async () => false,
       executor: async () => { throw new Error("no executor in the provider contract"); }, onInterrupt: () => () => undefined,
     };
     const first = await createNodes(ns, rt, { concurrency: 2, sshTimeoutMs: o.timeoutMs ?? 60_000 });

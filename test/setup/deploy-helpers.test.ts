@@ -249,7 +249,7 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   t.is(lstatSync(d).mode & 0o777, 0o750);
   t.false(existsSync(`${d}.tmp`));
   t.is(readFileSync(join(d, 'env'), 'utf8'), 'PORT=8001\n');
-  t.is(lstatSync(join(d, 'env')).mode & 0o777, 0o600);
+  t.is(lstatSync(join(d, 'env')).mode & 0o777, 0o640, "root's file, readable by the app's group alone");
   const unit = readFileSync(join(tr.units, `silver-${one}.service`), 'utf8');
   t.true(unit.includes('User=app-blog\n'));
   t.true(unit.includes(`EnvironmentFile=${d}/env\n`));
@@ -257,7 +257,7 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   t.false(unit.includes('[Install]'), 'boot starts the active instance, not systemd');
   t.true(calls(tr).includes(`chown -R root:app-blog ${d}.tmp/app`));
   t.true(calls(tr).includes('systemctl daemon-reload'));
-  t.true(calls(tr).some((c) => c.startsWith('install -m 600 -o app-blog -g app-blog /dev/stdin ')));
+  t.true(calls(tr).some((c) => c.startsWith('install -m 640 -o root -g app-blog /dev/stdin ')), 'the app cannot change the environment it starts with');
   t.deepEqual(readdirSync(tr.tmp), [], 'nothing in TMPDIR');
 
   clearCalls(tr);

@@ -35,4 +35,15 @@ export const deployVerbs = {
   prune: (app: string, keep: number) => verb('prune', app, String(keep)),
   /** The active instance as a new app server needs it (KEY VALUE lines; holds the app's environment). */
   export: (app: string) => verb('export', app),
+  /** A new instance with the code of `from` (silver env: the same code, another environment). */
+  clone: (app: string, from: string, instance: string, port: number) => verb('clone', app, from, instance, String(port)),
+  /** The active instance's environment file (it holds the app's secrets); empty without one. */
+  envGet: (app: string) => verb('env-get', app),
+  /** Settings staged with `silver env --no-restart` (set: on stdin). */
+  pending: (op: 'get' | 'set' | 'clear', app: string) => verb('pending', op, app),
+  /** A one-off command as the app's user in its active instance; `tty`: on the caller's terminal. */
+  run: (app: string, mode: 'pipe' | 'tty', command: string) => verb('run', app, mode, b64(command)),
+  /** Journal lines as JSON (`silver`: silver's own steps); `follow` until standard input closes. */
+  logs: (who: string, lines: number, from: number | { cursor: string } | null, follow: boolean) =>
+    verb('logs', who, String(lines), from === null ? '-' : typeof from === 'number' ? String(from) : `cursor:${from.cursor}`, follow ? 'follow' : 'once'),
 };

@@ -11,4 +11,7 @@ export const stateVerbs = {
   unlock: (token: string) => verb('unlock', token),
   breakLock: () => verb('unlock', '--force'),
   lockinfo: () => verb('lockinfo'),
+  /** One line (on standard input) added to the log KEY. */
+  append: (key: string) => verb('append', key),
+  log: (key: string, lines: number) => verb('log', key, String(lines)),
 };

@@ -1,0 +1,60 @@
+import { deployVerbs } from '../remote/commands/deploy.js';
+import type { AddressedNode } from '../setup/plan.js';
+import type { Session } from './session.js';
+import { applyChanges, formatPending, parseEnvFile, parsePending, SETTINGS_VAR, settingsOf, type SettingChange, type Settings } from './settings.js';
+
+/**
+ * What an app's next instance starts with, read from the primary app server: the environment its
+ * active instance started with (silver's variables, the services' CONFIG_*, the settings), the
+ * settings staged with `--no-restart`, and the folders that outlive instances.
+ */
+export interface AppEnv {
+  /** The active instance's environment on the primary; null before the first deploy. */
+  active: Record<string, string> | null;
+  /** The settings the next instance gets: the active ones with the staged changes applied. */
+  settings: Settings;
+  /** Changes staged with `--no-restart` and not rolled out yet. */
+  pending: SettingChange[];
+}
+
+export const filesDir = (app: string) => `/var/lib/silverlining/files/${app}`;
+export const cacheDir = (app: string, generation: string) => `/var/cache/silverlining/${app}/${generation}`;
+
+export async function readAppEnv(s: Session, app: string, node: AddressedNode = s.appservers[0]!): Promise<AppEnv> {
+  const [text, staged] = await Promise.all([
+    s.remote.run(node.name, 'reading the environment of the active instance', deployVerbs.envGet(app)),
+    s.remote.run(node.name, 'reading the staged settings', deployVerbs.pending('get', app)),
+  ]);
+  const active = text.trim() ? parseEnvFile(text) : null;
+  const pending = parsePending(staged);
+  return { active, pending, settings: applyChanges(active ? settingsOf(active) : {}, pending) };
+}
+
+/** Silver's variables of the active environment (the settings and their index left out). */
+export function silverVars(active: Record<string, string>): Record<string, string> {
+  const own = new Set([...Object.keys(settingsOf(active)), SETTINGS_VAR]);
+  return Object.fromEntries(Object.entries(active).filter(([k]) => !own.has(k)));
+}
+
+/**
+ * The folders of the new instance: the app's files (CONFIG_FILES, kept for ever) and its cache
+ * (SILVER_CACHE: the one the active instance used, or a new one named after this instance when
+ * there is none or the update clears it).
+ */
+export function folderVars(app: string, instance: string, active: Record<string, string> | null, clearCache: boolean): Record<string, string> {
+  const prefix = cacheDir(app, '');
+  const kept = active?.['SILVER_CACHE'];
+  const cache = !clearCache && kept?.startsWith(prefix) && /^[a-z0-9][a-z0-9._-]*$/.test(kept.slice(prefix.length)) ? kept : cacheDir(app, instance);
+  return { CONFIG_FILES: filesDir(app), SILVER_CACHE: cache };
+}
+
+/** Staged changes on every app server (`--no-restart`); or cleared once rolled out. */
+export async function writePending(s: Session, app: string, changes: readonly SettingChange[] | null): Promise<void> {
+  await Promise.all(
+    s.appservers.map((n) =>
+      changes?.length
+        ? s.remote.run(n.name, 'staging the settings', deployVerbs.pending('set', app), formatPending(changes))
+        : s.remote.run(n.name, 'clearing the staged settings', deployVerbs.pending('clear', app)),
+    ),
+  );
+}
