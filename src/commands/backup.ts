@@ -6,6 +6,7 @@ import { backupsBase, fileSum, listBackups, PartialBackup, pruneBackups, resolve
 import { fetchStaged, LONG_MS, putStaged, scratchSuffix, stagedId } from '../backup/transfer.js';
 import { VERSION } from '../cli.js';
 import { applyMode, clearMode, readModes, type ModeEntry } from '../deploy/modes.js';
+import { historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
@@ -129,6 +130,9 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
       );
     }
     if (opts.keep !== undefined) for (const b of done) report.pruned.push(...pruneBackups(base, ns.name, b.app, opts.keep));
+    for (const b of report.backups) {
+      await record(s.state, historyEntry({ at: new Date(rt.now() - b.seconds * 1000).toISOString(), kind: 'backup', app: b.app, seconds: b.seconds, result: b.ok ? 'ok' : `failed: ${b.error}`, ...(b.stamp ? { detail: b.stamp } : {}) }), (t) => rt.io.err(t));
+    }
   } finally {
     dispose();
     await s.close();
@@ -552,6 +556,8 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
         }
       }
     });
+    const ok = report.replaced && report.problems.length === 0 && !report.interrupted;
+    await record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'restore', app, seconds: (rt.now() - t0) / 1000, result: ok ? 'ok' : report.interrupted ? 'interrupted' : `failed: ${report.problems.join('; ')}`, detail: m.stamp }), say);
   } finally {
     await s.close();
   }

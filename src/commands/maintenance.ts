@@ -1,4 +1,5 @@
 import { applyMode, clearMode, effectiveMode, ModeError, readModes, type Mode, type ModesView, type ModeState } from '../deploy/modes.js';
+import { historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
@@ -39,6 +40,7 @@ export function checkOptions(action: string, opts: MaintenanceOptions): Maintena
 
 export async function maintenance(ns: Nodeset, rt: Runtime, action: MaintenanceAction, opts: MaintenanceOptions = {}): Promise<MaintenanceReport> {
   checkOptions(action, opts);
+  const t0 = rt.now();
   const s = await Session.open(ns, rt);
   const app = opts.app ?? null;
   try {
@@ -69,6 +71,10 @@ export async function maintenance(ns: Nodeset, rt: Runtime, action: MaintenanceA
         else if (b.haproxy === 'running' && b.live === false) notes.push(`${b.node}: the running HAProxy differs from its modes' files`);
         else if (b.haproxy === 'no mode rules') notes.push(`${b.node}: HAProxy's configuration has no mode rules: run silver setup-node ${ns.file}`);
       }
+    }
+    if (action !== 'status') {
+      const what = action === 'on' ? (opts.readOnly ? 'read-only' : 'maintenance') : 'off';
+      await record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'maintenance', ...(app ? { app } : {}), seconds: (rt.now() - t0) / 1000, result: 'ok', detail: `${what}${app ? '' : ' (every app)'}` }), (t) => rt.io.err(t));
     }
     return { nodeset: ns.name, action, app, ok: true, modes, notes, error: null };
   } finally {

@@ -1,5 +1,6 @@
 import { exportInstance, installInstance, type ExportedInstance } from '../deploy/replicate.js';
 import { regrant } from '../deploy/grants.js';
+import { historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { holderText } from '../deploy/shared-state.js';
 import { ExitError } from '../diagnostics.js';
@@ -59,7 +60,7 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
   const t0 = rt.now();
   const spec = ns.nodes.find((n) => n.name === opts.node);
   if (!spec) throw new ExitError(`no node ${opts.node} in nodeset ${ns.name} (it has: ${ns.nodes.map((n) => n.name).join(', ')})`, 2);
-  if (spec.role.startsWith('service:')) return replaceService(ns, rt, spec, opts, t0);
+  if (spec.role.startsWith('service:')) return recorded(ns, rt, await replaceService(ns, rt, spec, opts, t0), t0);
   if (spec.role !== 'appserver' && spec.role !== 'balancer') throw new ExitError(`${opts.node} is a ${spec.role} node: replace-node replaces app servers, balancers and service nodes`, 2);
   const tier = ns.nodes.filter((n) => n.role === spec.role);
   const alone = tier.length === 1;
@@ -141,6 +142,20 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
   }
   report.seconds = (rt.now() - t0) / 1000;
   report.interrupted = interrupted;
+  return recorded(ns, rt, report, t0);
+}
+
+/** The replacement in the nodeset's history (from a new session: the node's old connection is gone). */
+async function recorded(ns: Nodeset, rt: Runtime, report: ReplaceReport, t0: number): Promise<ReplaceReport> {
+  const s = await Session.open(ns, rt).catch(() => null);
+  if (!s) return report;
+  try {
+    const result = report.ok ? 'ok' : report.interrupted ? `interrupted: ${report.error ?? ''}` : `failed: ${report.error ?? ''}`;
+    const down = report.downtimeSeconds !== null ? `, down ${report.downtimeSeconds.toFixed(1)}s` : '';
+    await record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'replace-node', seconds: report.seconds, result, detail: `${report.node} (${report.role}${down})` }), (t) => rt.io.err(t));
+  } finally {
+    await s.close();
+  }
   return report;
 }
 
