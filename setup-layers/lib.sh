@@ -11,6 +11,8 @@ CHECK=${SILVER_CHECK:-0}
 changed() {
   if [ "$CHECK" = 1 ]; then echo "silver-would: $*"; else
     echo "silver-changed: $*"
+    # (and in the node's journal, with silver's other steps: silver logs silver FILE)
+    logger -t silverlining -- "setup ${SILVER_LAYER:-}: $*" 2> /dev/null || true
     # The node script's caches (modes, hashes, unit states) were read before this change: the
     # layers after this one read afresh (see layer_begin).
     [ -z "${SILVER_STALE:-}" ] || { : > "$SILVER_STALE"; } 2> /dev/null || true

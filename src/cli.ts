@@ -307,6 +307,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
         if (code !== 0) throw new ExitError('', code);
       } finally {
         if (raw) process.stdin.setRawMode(false);
+        // (what was not read of standard input keeps silver no longer)
+        process.stdin.pause();
         process.stdin.unref?.();
       }
     });

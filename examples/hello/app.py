@@ -1,9 +1,12 @@
 """hello — silver's example app: counts visits in PostgreSQL. Small enough to read in a minute.
 
 Environment (set by silver): PORT, SILVER_INSTANCE_NAME, CONFIG_PG_* (the service node).
+Settings (silver env set hello FILE KEY=VALUE): HELLO_GREETING (the page's first word, default
+"hello"), HELLO_DB_TIMEOUT (seconds, a whole number: anything else stops the app at start-up).
 """
 import os
 import socket
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
@@ -12,13 +15,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
 INSTANCE = os.environ.get("SILVER_INSTANCE_NAME", "dev")
 NODE = socket.gethostname()
+GREETING = os.environ.get("HELLO_GREETING", "hello")
+DB_TIMEOUT = int(os.environ.get("HELLO_DB_TIMEOUT", "3"))
 
 
 def db():
     return psycopg2.connect(
         dbname=os.environ["CONFIG_PG_DBNAME"], user=os.environ["CONFIG_PG_USER"],
         password=os.environ["CONFIG_PG_PASSWORD"], host=os.environ["CONFIG_PG_HOST"],
-        port=os.environ["CONFIG_PG_PORT"], connect_timeout=3)
+        port=os.environ["CONFIG_PG_PORT"], connect_timeout=DB_TIMEOUT)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,12 +61,15 @@ class Handler(BaseHTTPRequestHandler):
             with db() as c, c.cursor() as cur:
                 cur.execute("INSERT INTO visits DEFAULT VALUES RETURNING n")
                 n = cur.fetchone()[0]
-            self.reply(200, "hello from %s: version %s, %s, visit %d" % (NODE, VERSION, INSTANCE, n))
+            self.reply(200, "%s from %s: version %s, %s, visit %d" % (GREETING, NODE, VERSION, INSTANCE, n))
         except Exception as e:  # a failed request says why
             self.reply(500, "error: %s" % e)
 
     def log_message(self, fmt, *args):
-        pass
+        # One line a request on stderr (the journal: silver logs hello FILE); health checks left out.
+        if not self.path.startswith("/health"):
+            sys.stderr.write("%s %s\n" % (self.command, self.path))
+            sys.stderr.flush()
 
 
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()

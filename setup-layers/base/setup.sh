@@ -1,7 +1,8 @@
 # base — every node: packages, the deploy user with only the sudo rules deployment needs, one
 # unprivileged user per application, silver's directories, and a firewall that opens only what
 # the node's role serves. Services of other roles are kept off.
-# Input (set by silver): SILVER_ROLE SILVER_PACKAGES SILVER_DEPLOY_KEY SILVER_APPS SILVER_APPSERVER_ADDRS
+# Input (set by silver): SILVER_ROLE SILVER_PACKAGES SILVER_AUTHORIZED (the deploy user's keys: silver's
+# and the deployers') SILVER_ADMIN_KEYS SILVER_APPS SILVER_APPSERVER_ADDRS
 # SILVER_SERVICE_PORT SILVER_UNITS_OFF SILVER_BALANCED (1: the nodeset has a balancer)
 # SILVER_NODE_ADDRS (every node's address)
 
@@ -9,16 +10,41 @@
 ensure_pkgs $SILVER_PACKAGES
 
 # Modes and owners of everything below, read at once.
-prestat /home/silver/.ssh /home/silver/.ssh/authorized_keys /usr/local/lib/silverlining \
+prestat /etc/silverlining/authorized_keys /etc/silverlining/authorized_keys/silver /usr/local/lib/silverlining \
   /usr/local/lib/silverlining/bin /etc/sudoers.d/silver /etc/silverlining /var/lib/silverlining \
   /var/lib/silverlining/apps /var/lib/silverlining/state /var/log/silverlining /etc/nftables.conf
 # shellcheck disable=SC2086 # (unquoted: silver reads these paths off this line; app names have no spaces)
 for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 
-# The deploy user: logs in with the deploy key; root only through the helpers silver installs.
+# The deploy user: logs in with the deploy key and the deployers' own keys ([access]); root only
+# through the helpers silver installs. Its keys, and silver-backup's, are root's files outside
+# their homes (sshd reads only those for these users): root never writes into a folder the deploy
+# user owns, where a planted link would turn the write against any file, and a deployer cannot
+# keep access by adding a key of their own once theirs is removed from the nodeset.
 ensure_user silver /home/silver /bin/sh
-ensure_dir /home/silver/.ssh 700 silver:silver
-ensure_known /home/silver/.ssh/authorized_keys 600 silver:silver "$SILVER_DEPLOY_KEY_MD5" "$SILVER_DEPLOY_KEY$NL"
+ensure_dir /etc/silverlining 755 root:root
+ensure_dir /etc/silverlining/authorized_keys 755 root:root
+ensure_known /etc/silverlining/authorized_keys/silver 644 root:root "$SILVER_AUTHORIZED_MD5" "$SILVER_AUTHORIZED"
+_sshd="Match User silver,silver-backup
+	AuthorizedKeysFile /etc/silverlining/authorized_keys/%u"
+_sshd_before=''
+[ -f /etc/ssh/sshd_config ] && { _slurp < /etc/ssh/sshd_config; _sshd_before=$_S; }
+# (at the end of sshd_config: a Match block holds to the end of the file)
+ensure_block /etc/ssh/sshd_config authorized-keys "$_sshd$NL"
+if [ "$CHANGED" = 1 ] && [ "$CHECK" != 1 ]; then
+  if ! /usr/sbin/sshd -t 2> /dev/null; then
+    printf '%s' "$_sshd_before" > /etc/ssh/sshd_config
+    echo "sshd rejected silver's AuthorizedKeysFile rule: sshd_config is as it was" >&2
+    exit 1
+  fi
+  reload_unit ssh
+fi
+# People's keys for root (admins = in [access]), in a block of their own: the provider's and
+# silver's lines stay as they are; none by default.
+if [ -n "$SILVER_ADMIN_KEYS" ] || grep -qs '^# BEGIN silverlining admins' /root/.ssh/authorized_keys; then
+  ensure_dir /root/.ssh 700 root:root
+  ensure_block /root/.ssh/authorized_keys admins "$SILVER_ADMIN_KEYS"
+fi
 ensure_dir /usr/local/lib/silverlining 755 root:root
 ensure_dir /usr/local/lib/silverlining/bin 755 root:root
 # The rule is fixed text, checked by visudo before it is written (in root's own /run/silverlining:
@@ -42,7 +68,6 @@ $_sudoers
 EOT
 
 # Directories: configuration, instances, locks, logs.
-ensure_dir /etc/silverlining 755 root:root
 ensure_dir /var/lib/silverlining 755 root:root
 # (root's alone: root helpers act on these paths, so the deploy user must not change them)
 ensure_dir /var/lib/silverlining/apps 755 root:root
@@ -55,10 +80,9 @@ ensure_dir /var/log/silverlining 755 root:root
 if [ -n "$SILVER_BACKUP_RECEIVE_KEYS" ]; then
   ensure_user silver-backup /var/lib/silverlining/backup-copies /bin/sh
   ensure_dir /var/lib/silverlining/backup-copies 700 silver-backup:silver-backup
-  ensure_dir /var/lib/silverlining/backup-copies/.ssh 700 silver-backup:silver-backup
-  ensure_known /var/lib/silverlining/backup-copies/.ssh/authorized_keys 600 silver-backup:silver-backup "$SILVER_BACKUP_RECEIVE_KEYS_MD5" "$SILVER_BACKUP_RECEIVE_KEYS"
+  ensure_known /etc/silverlining/authorized_keys/silver-backup 644 root:root "$SILVER_BACKUP_RECEIVE_KEYS_MD5" "$SILVER_BACKUP_RECEIVE_KEYS"
 else
-  ensure_absent /var/lib/silverlining/backup-copies/.ssh/authorized_keys
+  ensure_absent /etc/silverlining/authorized_keys/silver-backup
 fi
 
 # One unprivileged user per application, with its own home and log directory.

@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import { Session } from '../deploy/session.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
-import { deployVerbs } from '../remote/commands/deploy.js';
+import { logsVerb } from '../remote/commands/logs.js';
 import type { Runtime } from '../runtime.js';
 import { quoteCommand } from '../ssh/quote.js';
 
@@ -91,7 +91,7 @@ export async function logs(ns: Nodeset, who: string, rt: Runtime, opts: LogsOpti
     const backlog: LogLine[] = [];
     await Promise.all(
       nodes.map(async (n) => {
-        const out = await s.remote.run(n.name, 'reading the journal', deployVerbs.logs(who, opts.lines, opts.since, false), undefined, 5 * 60_000);
+        const out = await s.remote.run(n.name, 'reading the journal', logsVerb(who, opts.lines, opts.since, false), undefined, 5 * 60_000);
         for (const text of out.split('\n')) {
           const p = parseJournalLine(n.name, text);
           if (!p) continue;
@@ -115,7 +115,7 @@ async function follow(s: Session, who: string, nodes: string[], cursors: Readonl
     const target = s.targets.find((t) => t.name === node)!;
     // (from the node's last line shown; a node with none: from now on)
     const cursor = cursors.get(node);
-    const argv = deployVerbs.logs(who, 0, cursor ? { cursor } : Math.floor(rt.now() / 1000), true);
+    const argv = logsVerb(who, 0, cursor ? { cursor } : Math.floor(rt.now() / 1000), true);
     // (the channel's input stays open while it follows: the node ends journalctl when it closes)
     const input = new PassThrough();
     let buffer = '';

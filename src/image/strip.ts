@@ -10,8 +10,11 @@ export const STRIP: readonly string[] = [
   'root/.ssh/authorized_keys',
   'home/silver/.ssh/authorized_keys',
   'var/lib/silverlining/backup-copies/.ssh/authorized_keys',
+  'etc/silverlining/authorized_keys/',
   // secrets: app environments, database passwords, the backup key, TLS keys
   'var/lib/silverlining/apps/',
+  'var/lib/silverlining/files/',
+  'var/cache/silverlining/',
   'var/lib/silverlining/services/',
   'var/lib/silverlining/state/',
   'var/lib/silverlining/backups/',

@@ -1,4 +1,5 @@
 import { dirname, join, relative } from 'node:path';
+import { resolveAccess } from './access.js';
 import { SERVICES } from '../services/index.js';
 import type { ConfigHost } from '../config/host.js';
 import { InterpolationError, Interpolator } from '../config/interpolate.js';
@@ -21,6 +22,7 @@ const SECTION_KEYS: Record<string, string[]> = {
   appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer', 'image'],
   balancer: ['node_name', 'size', 'hostnames', 'image', 'tls', 'hsts', 'acme_directory', 'acme_email', 'acme_ca_bundle', 'nodes', 'virtual_address'],
   service: ['nodes', 'size', 'node_name', 'backup', 'backup_keep'],
+  access: ['deployers', 'admins'],
 };
 
 /** Reads, merges and resolves a nodeset file; throws ConfigError with every problem found. */
@@ -116,6 +118,7 @@ class Resolution {
       const e = balancer.entries.get('tls')!;
       this.diagnostics.push(diagnostic(e.file, e.line, 'tls', 'tls = acme with a balancer pair is not supported yet: use tls = FILE (one certificate on both)'));
     }
+    const access = resolveAccess(this.doc.sections.get('access'), (s, e) => this.value(s, e), this.host, this.diagnostics);
     this.checkUniqueNames(nodes);
     if (provider.type === 'local' && nodes.length > LOCAL_CAPACITY) {
       const where = appserver ?? general;
@@ -126,7 +129,7 @@ class Resolution {
     }
 
     if (this.diagnostics.length > 0 || name === null) return null;
-    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(tls ? { tls } : {}), ...(virtualAddress ? { virtualAddress } : {}) };
+    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(tls ? { tls } : {}), ...(virtualAddress ? { virtualAddress } : {}), ...(access.deployers.length || access.admins.length ? { access } : {}) };
   }
 
   /**
@@ -260,7 +263,7 @@ class Resolution {
       }
       const keys = SECTION_KEYS[kind];
       if (!keys) {
-        this.diagnostics.push(diagnostic(section.file, section.line, `[${section.name}]`, 'unknown section (known: general, provider, appserver, service:NAME, balancer, vars)'));
+        this.diagnostics.push(diagnostic(section.file, section.line, `[${section.name}]`, 'unknown section (known: general, provider, appserver, service:NAME, balancer, access, vars)'));
         continue;
       }
       for (const entry of section.entries.values()) {

@@ -1,3 +1,4 @@
+import type { Access } from './access.js';
 import type { Secret } from '../secret.js';
 
 export type Role = 'appserver' | 'balancer' | `service:${string}`;
@@ -54,6 +55,8 @@ export interface Nodeset {
   tls?: TlsSettings;
   /** A balancer pair's shared address (`virtual_address`, with nodes = 2); absent: one balancer. */
   virtualAddress?: string;
+  /** People's public keys ([access]): deployers log in as the deploy user, admins as root. */
+  access?: Access;
 }
 
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';

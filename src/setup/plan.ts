@@ -72,8 +72,7 @@ export function layerVars(
     SILVER_ADDRESS: node.address,
     SILVER_LAYER: layer,
     SILVER_PACKAGES: layerPackages(layer).join(' '),
-    SILVER_DEPLOY_KEY: deployKey,
-    SILVER_DEPLOY_KEY_MD5: md5(`${deployKey}\n`),
+    ...authorizedVars(ns, deployKey),
     SILVER_APPS: apps.join(' '),
     SILVER_APPSERVER_ADDRS: appservers.map((n) => n.address).join(' '),
     SILVER_LOCATIONS: ns.locations.map((l) => `${l.host} ${l.path} ${l.app}`).join('\n'),
@@ -87,6 +86,13 @@ export function layerVars(
     ...(layer === 'balancer' ? modeVars(modes) : {}),
     ...backupVars(ns, node, layer, backup),
   };
+}
+
+/** The deploy user's keys (silver's, then the deployers'), and the admins' for root. */
+function authorizedVars(ns: Nodeset, deployKey: string): Record<string, string> {
+  const keys = `${[deployKey.trim(), ...(ns.access?.deployers ?? [])].join('\n')}\n`;
+  const admins = ns.access?.admins ?? [];
+  return { SILVER_AUTHORIZED: keys, SILVER_AUTHORIZED_MD5: md5(keys), SILVER_ADMIN_KEYS: admins.length ? `${admins.join('\n')}\n` : '' };
 }
 
 /**

@@ -9,7 +9,8 @@ const A1 = 'app1.shop.test';
 const A2 = 'app2.shop.test';
 const line = (t: number, msg: string, inst = 'hello.2026-12-02_001', cursor = `s=ab;i=${t.toString(16)}`) =>
   JSON.stringify({ __REALTIME_TIMESTAMP: String(t), __CURSOR: cursor, MESSAGE: msg, PRIORITY: '6', SILVER_INSTANCE: inst, _SYSTEMD_UNIT: `silver-${inst}.service` });
-const after = (argv: string[]) => argv.slice(argv.indexOf('/usr/local/lib/silverlining/bin/silver-deploy') + 1);
+const stopsReady = (nodes: { calls: { argv: string[] }[] }) => nodes.calls.filter((c) => c.argv.includes('follow')).length >= 2;
+const after = (argv: string[]) => argv.slice(argv.findIndex((a) => a.startsWith('/usr/local/lib/silverlining/bin/')) + 1);
 
 test('logs: the lines of every app server merged in time order, each with its node and instance; -n counts over all', async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
@@ -18,15 +19,15 @@ test('logs: the lines of every app server merged in time order, each with its no
   const got: LogLine[] = [];
   await logs(ns, 'hello', rt, { since: null, lines: 3, follow: false, write: (l) => got.push(l) });
   t.deepEqual(got.map((l) => [l.node, l.source, l.message]), [[A2, 'hello.2026-12-02_002', 'two'], [A1, 'hello.2026-12-02_001', 'three'], [A2, 'hello.2026-12-02_001', 'four']]);
-  t.deepEqual(nodes.verbs(A1), ['logs hello 3 - once']);
-  t.deepEqual(nodes.verbs('db.shop.test'), [], 'only app servers hold app logs');
+  t.deepEqual(nodes.verbs(A1, 'silver-logs'), ['3 - once'].map((v) => `hello ${v}`));
+  t.deepEqual(nodes.verbs('db.shop.test', 'silver-logs'), [], 'only app servers hold app logs');
   t.is(formatLogLine(got[0]!), `1970-01-01 00:00:00.002 ${A2} hello.2026-12-02_002: two`);
 });
 
 test("logs silver: silver's own steps from every node; --node and --since narrow it", async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
   await logs(ns, 'silver', rt, { since: 1764669600, lines: 10, follow: false, write: () => undefined });
-  t.deepEqual(nodes.verbs().sort(), ['app1.shop.test logs silver 10 1764669600 once', 'app2.shop.test logs silver 10 1764669600 once', 'balancer.shop.test logs silver 10 1764669600 once', 'db.shop.test logs silver 10 1764669600 once']);
+  t.deepEqual(nodes.verbs(undefined, 'silver-logs').sort(), ['app1.shop.test', 'app2.shop.test', 'balancer.shop.test', 'db.shop.test'].map((n) => `${n} silver 10 1764669600 once`));
   await t.throwsAsync(logs(ns, 'hello', rt, { node: 'db.shop.test', since: null, lines: 1, follow: false, write: () => undefined }), { message: /not an app server/ });
   await t.throwsAsync(logs(ns, 'nope', rt, { since: null, lines: 1, follow: false, write: () => undefined }), { message: /not in the locations/ });
   const now = Date.parse('2026-12-02T10:00:00Z');
@@ -50,14 +51,15 @@ test('logs -f: every node followed from the cursor of its last line shown, all e
   };
   const got: string[] = [];
   const following = logs(ns, 'hello', rt, { since: null, lines: 5, follow: true, write: (l) => got.push(`${l.node} ${l.source} ${l.message}`) });
-  await new Promise((r) => setTimeout(r, 50));
+  // (Ctrl-C once both nodes are followed and have sent their line: a loaded machine may take a while)
+  for (let i = 0; i < 500 && !(stopsReady(nodes) && got.length >= 3); i++) await new Promise((r) => setTimeout(r, 10));
   signal('SIGINT');
   await following;
   t.deepEqual(stops.sort(), [A1, A2]);
   t.deepEqual(got.slice(0, 1), [`${A1} hello.2026-12-02_001 old`]);
   t.true(got.includes(`${A2} hello.2026-12-02_003 new on ${A2}`), 'a new instance is followed too');
   const follows = nodes.calls.filter((c) => c.argv.includes('follow')).map((c) => `${c.node} ${after(c.argv).join(' ')}`).sort();
-  t.deepEqual(follows, [`${A1} logs hello 0 cursor:s=ab;i=1 follow`, `${A2} logs hello 0 ${Date.parse('2026-12-02T10:00:00Z') / 1000} follow`]);
+  t.deepEqual(follows, [`${A1} hello 0 cursor:s=ab;i=1 follow`, `${A2} hello 0 ${Date.parse('2026-12-02T10:00:00Z') / 1000} follow`]);
 });
 
 test("run: the command as argv on the primary in the app's instance, its output streamed and its exit code passed through", async (t) => {

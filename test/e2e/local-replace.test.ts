@@ -76,8 +76,8 @@ run('replace-node of an app server under load: zero failed requests; a new conta
   goldenChanges = changesOn(r.stderr, A2);
   // A new container: the marker is gone, and it serves the same instance with its environment.
   t.is((await on(A2, 'test -e /root/old-node-marker && echo old || echo new')).trim(), 'new');
-  t.regex(await on(A2, 'cat /var/lib/silverlining/apps/hello/active/env'), /^CONFIG_PG_HOST='db\.replace\.test'$/m);
-  t.is((await on(A2, 'stat -c "%a %U" /var/lib/silverlining/apps/hello/active/env')).trim(), '600 app-hello');
+  t.regex(await on(A2, 'cat /var/lib/silverlining/apps/hello/active/env'), /^CONFIG_PG_HOST="db\.replace\.test"$/m);
+  t.is((await on(A2, 'stat -c "%a %U" /var/lib/silverlining/apps/hello/active/env')).trim(), '640 root');
   const st = JSON.parse((await silver(['status', file, '--json'], env)).stdout) as { apps: { node: string; active: string }[] };
   t.deepEqual(st.apps.map((a) => [a.node, a.active]).sort(), [['app1.replace.test', instance], [A2, instance], ['app3.replace.test', instance]]);
   const servers = await on(BALANCER, '/usr/local/lib/silverlining/bin/silver-balancer status');

@@ -58,8 +58,8 @@ run('update v1, then v2 under load: zero failed requests, every app server on v2
   t.regex(password, /^[A-Za-z0-9]{20,}$/);
   t.false(v1.stdout.includes(password) || v1.stderr.includes(password), 'the password is not in the output');
   const envStat = await on('app1.update.test', 'stat -c "%a %U" /var/lib/silverlining/apps/hello/active/env');
-  t.is(envStat.trim(), '600 app-hello');
-  t.regex(await on('app1.update.test', 'cat /var/lib/silverlining/apps/hello/active/env'), /^CONFIG_PG_HOST='db\.update\.test'$/m);
+  t.is(envStat.trim(), '640 root', "root's file: the app reads it, never changes it");
+  t.regex(await on('app1.update.test', 'cat /var/lib/silverlining/apps/hello/active/env'), /^CONFIG_PG_HOST="db\.update\.test"$/m);
   // The app's user reaches its own database, and no other one.
   const psql = (db: string) => `PGPASSWORD=${password} psql -h db.update.test -U hello -d ${db} -tAc 'select 42' 2>&1 || true`;
   t.is((await on('app1.update.test', psql('hello'))).trim(), '42');

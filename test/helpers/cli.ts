@@ -25,3 +25,14 @@ export async function onNode(file: string, env: Record<string, string>, node: st
   const [o] = JSON.parse(r.stdout) as { code: number; stdout: string }[];
   return { code: o!.code, out: o!.stdout };
 }
+
+/** Runs the real `silver` binary with `input` on its standard input (a secret for KEY=-, a pipe for run). */
+export function silverInput(args: string[], input: string, env: Record<string, string> = {}, timeoutMs = 15 * 60_000): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [BIN, ...args], { env: { ...process.env, SILVER_PERSIST: '0', ...env }, timeout: timeoutMs, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? Number((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin!.end(input);
+  });
+}

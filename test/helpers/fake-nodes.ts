@@ -117,6 +117,7 @@ export class FakeNodes implements NodeExecutor {
     if (name === 'silver-state') return this.stateVerb(node, verb!, args, stdin);
     if (name.startsWith('silver-db-')) return DB_BACKUP_VERBS.includes(verb!) ? this.dbVerb(node, name, verb!, args, stdin) : ok('s3cretpassword\n');
     if (name === 'silver-balancer') return this.balancer(node, verb!, args);
+    if (name === 'silver-logs') return ok((this.journal.get(node) ?? []).map((l) => `${l}\n`).join(''));
     return fail(`unknown helper ${name}`);
   }
 
@@ -129,7 +130,7 @@ export class FakeNodes implements NodeExecutor {
 
   /** Instances whose environment makes them fail their health check (the app rejects it). */
   unhealthyWhenEnv: (env: string) => boolean = () => false;
-  /** The journal lines (JSON) `silver-deploy logs` answers with, by node. */
+  /** The journal lines (JSON) `silver-logs` answers with, by node. */
   readonly journal = new Map<string, string[]>();
 
   private deploy(node: string, verb: string, args: string[], stdin?: string | Buffer): ExecResult {
@@ -171,8 +172,7 @@ export class FakeNodes implements NodeExecutor {
         else delete b.pending;
         return ok();
       }
-      case 'logs':
-        return ok((this.journal.get(node) ?? []).map((l) => `${l}\n`).join(''));
+
       case 'start':
         if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
         a.instances.get(inst!)!.running = true;

@@ -43,7 +43,4 @@ export const deployVerbs = {
   pending: (op: 'get' | 'set' | 'clear', app: string) => verb('pending', op, app),
   /** A one-off command as the app's user in its active instance; `tty`: on the caller's terminal. */
   run: (app: string, mode: 'pipe' | 'tty', command: string) => verb('run', app, mode, b64(command)),
-  /** Journal lines as JSON (`silver`: silver's own steps); `follow` until standard input closes. */
-  logs: (who: string, lines: number, from: number | { cursor: string } | null, follow: boolean) =>
-    verb('logs', who, String(lines), from === null ? '-' : typeof from === 'number' ? String(from) : `cursor:${from.cursor}`, follow ? 'follow' : 'once'),
 };

@@ -1,0 +1,155 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { onNode, silver, silverInput } from '../helpers/cli.js';
+import { helloNodeset, helloVersion, versionOf } from '../helpers/hello.js';
+import { httpGet, startLoad } from '../helpers/load.js';
+import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
+import { bringUp } from '../helpers/nodeset.js';
+
+// Day two on real containers: settings and secrets rolled out under load (and a bad one rolled
+// back), one-off commands in the app's environment, logs merged and followed across an update,
+// the deploy history — and no secret in any output or journal.
+
+const NODESET = 'silvertest-daytwo';
+const DOMAIN = 'daytwo.test';
+const config = testProviderConfig('silvert12', 235);
+const run = canRunLxc ? test.serial : test.serial.skip;
+const dir = mkdtempSync(join(tmpdir(), 'silver-daytwo-'));
+const env = { SILVER_HOME: join(dir, 'home') };
+const file = join(dir, 'daytwo.conf');
+writeFileSync(file, helloNodeset(NODESET, DOMAIN, config));
+const A1 = `app1.${DOMAIN}`;
+const A2 = `app2.${DOMAIN}`;
+const NODES = [A1, A2, `db.${DOMAIN}`, `balancer.${DOMAIN}`];
+// A greeting that is a secret too: quotes, a dollar, a command substitution, non-ASCII — and long
+// enough to be found anywhere it leaks.
+const GREETING = `Grüß "dich" $(id) it's-zq7Secret`;
+const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+let balancer = '';
+const outputs: string[] = [];
+const keep = <T extends { stdout: string; stderr: string }>(r: T): T => (outputs.push(r.stdout, r.stderr), r);
+
+test.before(async () => {
+  if (!canRunLxc) return;
+  await cleanLeftovers(config, [NODESET]);
+  const addr = await bringUp(file, env);
+  balancer = addr[`balancer.${DOMAIN}`]!;
+  const u = keep(await silver(['update', helloVersion(dir, '1'), file], env));
+  if (u.code !== 0) throw new Error(u.stderr);
+});
+test.after.always(async () => {
+  if (canRunLxc) await cleanLeftovers(config, [NODESET]);
+});
+
+run('env set KEY=- rolls the setting out under load with zero failed requests; list shows a fingerprint, never the value', async (t) => {
+  const load = startLoad(balancer, DOMAIN, { classify: (b) => b.split(' from ')[0]! });
+  const r = keep(await silverInput(['env', 'set', 'hello', file, 'HELLO_GREETING=-', '--json'], `${GREETING}\n`, env));
+  await new Promise((res) => setTimeout(res, 1000));
+  const result = await load.stop();
+  t.is(r.code, 0, r.stderr);
+  t.is(result.failed, 0, `failed requests: ${result.failures.join(' | ')}`);
+  t.true((result.bodies.get(GREETING) ?? 0) > 0, `served: ${[...result.bodies.keys()].join(' | ')}`);
+  t.true((await httpGet(balancer, DOMAIN)).body.startsWith(`${GREETING} from `));
+  const list = keep(await silver(['env', 'list', 'hello', file, '--json'], env));
+  const settings = (JSON.parse(list.stdout) as { settings: { key: string; fingerprint: string }[] }).settings;
+  t.deepEqual(settings.map((s) => s.key), ['HELLO_GREETING']);
+  t.regex(settings[0]!.fingerprint, /^[0-9a-f]{12}$/);
+  // The environment file: root's, readable by the app's user alone.
+  t.is((await onNode(file, env, A1, 'stat -c "%a %U %G" /var/lib/silverlining/apps/hello/active/env')).out.trim(), '640 root app-hello');
+});
+
+run("a value that stops the app is rolled back: zero failed requests, every app server on its previous instance and settings", async (t) => {
+  const before = (JSON.parse((await silver(['status', file, '--json'], env)).stdout) as { apps: { active: string }[] }).apps.map((a) => a.active);
+  const load = startLoad(balancer, DOMAIN, { classify: (b) => b.split(' from ')[0]! });
+  const r = keep(await silver(['env', 'set', 'hello', file, 'HELLO_DB_TIMEOUT=soon', '--json'], env));
+  const result = await load.stop();
+  t.is(r.code, 1, r.stdout);
+  const report = JSON.parse(r.stdout) as { ok: boolean; failure: { node: string }; rolledBack: string[] };
+  t.false(report.ok);
+  t.is(result.failed, 0, `failed requests: ${result.failures.join(' | ')}`);
+  const after = (JSON.parse((await silver(['status', file, '--json'], env)).stdout) as { apps: { active: string }[] }).apps.map((a) => a.active);
+  t.deepEqual(after, before);
+  t.true((await httpGet(balancer, DOMAIN)).body.startsWith(`${GREETING} from `));
+  t.deepEqual((JSON.parse((await silver(['env', 'list', 'hello', file, '--json'], env)).stdout) as { settings: { key: string }[] }).settings.map((s) => s.key), ['HELLO_GREETING']);
+});
+
+run("run: a command as the app's user with its environment and settings, its exit code passed through, input piped", async (t) => {
+  const r = await silver(['run', 'hello', file, '--', 'sh', '-c', 'id -un; echo "$CONFIG_PG_HOST"; printf %s "$HELLO_GREETING" | sha256sum; pwd; exit 7'], env);
+  t.is(r.code, 7, r.stderr);
+  const [user, host, sum, cwd] = r.stdout.trim().split('\n');
+  t.is(user, 'app-hello');
+  t.is(host, `db.${DOMAIN}`);
+  t.is(sum!.split(' ')[0], sha(GREETING), 'the setting arrives whole, byte for byte');
+  t.regex(cwd!, /^\/var\/lib\/silverlining\/apps\/hello\/instances\/hello\.[\d-]+_\d{3}\/app$/);
+  const piped = await silverInput(['run', 'hello', file, '--node', A2, '--', 'sh', '-c', 'cat; hostname'], 'from stdin\n', env);
+  t.is(piped.code, 0, piped.stderr);
+  t.is(piped.stdout, `from stdin\n${A2}\n`);
+  // The app's files folder outlives instances.
+  t.is((await silver(['run', 'hello', file, '--', 'sh', '-c', 'echo kept > "$CONFIG_FILES/note"; echo cached > "$SILVER_CACHE/c"'], env)).code, 0);
+});
+
+run('logs: both app servers merged with node and instance; -f follows across an update and ends cleanly on Ctrl-C', async (t) => {
+  for (let i = 0; i < 6; i++) await httpGet(balancer, DOMAIN, `/page-${i}`);
+  const once = await silver(['logs', 'hello', file, '-n', '200', '--json'], env);
+  t.is(once.code, 0, once.stderr);
+  const lines = once.stdout.trim().split('\n').map((l) => JSON.parse(l) as { node: string; source: string; message: string; time: number });
+  t.deepEqual([...new Set(lines.filter((l) => /^GET \/page-/.test(l.message)).map((l) => l.node))].sort(), [A1, A2]);
+  t.true(lines.every((l, i) => i === 0 || l.time >= lines[i - 1]!.time), 'in time order');
+  t.true(lines.some((l) => /^hello\.[\d-]+_\d{3}$/.test(l.source)));
+
+  const follower = spawn(process.execPath, ['bin/silver.js', 'logs', 'hello', file, '-f', '-n', '1'], { env: { ...process.env, SILVER_PERSIST: '0', ...env } });
+  let followed = '';
+  follower.stdout.on('data', (d: Buffer) => (followed += d.toString()));
+  const ended = new Promise<number | null>((res) => follower.on('exit', (code) => res(code)));
+  await new Promise((res) => setTimeout(res, 4000));
+  const u = keep(await silver(['update', helloVersion(dir, '2'), file, '--json'], env));
+  t.is(u.code, 0, u.stderr);
+  const inst = (JSON.parse(u.stdout) as { instance: string }).instance;
+  for (let i = 0; i < 8; i++) await httpGet(balancer, DOMAIN, '/after-update');
+  await new Promise((res) => setTimeout(res, 3000));
+  follower.kill('SIGINT');
+  t.is(await ended, 0, 'Ctrl-C ends it cleanly');
+  const fresh = followed.split('\n').filter((l) => l.includes(inst) && l.endsWith('GET /after-update'));
+  t.deepEqual([...new Set(fresh.map((l) => l.split(' ')[2]))].sort(), [A1, A2], `followed:\n${followed.slice(-2000)}`);
+  for (const n of [A1, A2]) t.is((await onNode(file, env, n, 'pgrep -c journalctl || true')).out.trim(), '0', `${n}: no journalctl left behind`);
+  // The app's files folder outlived the update; the cache was kept too.
+  t.is((await silver(['run', 'hello', file, '--', 'sh', '-c', 'cat "$CONFIG_FILES/note" "$SILVER_CACHE/c"'], env)).stdout, 'kept\ncached\n');
+  const cleared = keep(await silver(['update', helloVersion(dir, '3'), file, '--clear-cache'], env));
+  t.is(cleared.code, 0, cleared.stderr);
+  t.is((await silver(['run', 'hello', file, '--', 'sh', '-c', 'cat "$CONFIG_FILES/note"; ls -A "$SILVER_CACHE" | wc -l'], env)).stdout, 'kept\n0\n');
+  // silver's own steps, under one identifier on every node.
+  const own = await silver(['logs', 'silver', file, '-n', '500'], env);
+  t.regex(own.stdout, new RegExp(`${A1.replace(/\./g, '\\.')} silverlining: switch hello ${inst.replace(/\./g, '\\.')}`));
+});
+
+run('history: every update, the env changes (the failed one too) and a rollback, with who, version and result', async (t) => {
+  const rb = keep(await silver(['rollback', 'hello', file], env));
+  t.is(rb.code, 0, rb.stderr);
+  const h = keep(await silver(['history', file, 'hello', '--json'], env));
+  t.is(h.code, 0, h.stderr);
+  const entries = JSON.parse(h.stdout) as { kind: string; result: string; who: string; version?: string; detail?: string }[];
+  t.deepEqual(entries.map((e) => `${e.kind} ${e.result.split(' ')[0]}`), ['update ok', 'env ok', 'env failed', 'update ok', 'update ok', 'rollback ok']);
+  t.deepEqual(entries.filter((e) => e.kind === 'update').map((e) => e.version), ['1', '2', '3']);
+  t.is(entries[1]!.detail, 'HELLO_GREETING');
+  t.true(entries.every((e) => /^[^@]+@.+$/.test(e.who)));
+  const text = keep(await silver(['history', file], env));
+  t.regex(text.stdout, /env hello .*HELLO_DB_TIMEOUT: failed at /);
+});
+
+run('no secret in any output of silver, in --json, or in any journal of any node', async (t) => {
+  keep(await silver(['status', file, '--json'], env));
+  keep(await silver(['status', file], env));
+  const password = (await onNode(file, env, `db.${DOMAIN}`, 'cat /var/lib/silverlining/services/postgresql/hello.password')).out.trim();
+  t.regex(password, /^[A-Za-z0-9]{20,}$/);
+  const all = outputs.join('\n');
+  t.false(all.includes('zq7Secret'), 'the setting');
+  t.false(all.includes(password), 'the database password');
+  for (const n of NODES) {
+    const j = await onNode(file, env, n, 'journalctl --no-pager -q -o cat | grep -c -e zq7Secret -e "$(cat /var/lib/silverlining/services/postgresql/hello.password 2>/dev/null || echo no-password-here)" || true');
+    t.is(j.out.trim(), '0', `${n}: a secret in the journal`);
+  }
+});
