@@ -1,0 +1,248 @@
+/**
+ * Benchmark: silver's SSH client side of a no-op `silver setup-node` against N simulated nodes
+ * (N = 100, 500, 1000), more than one machine could host as containers.
+ * Run: npm run bench:client   (writes its figures into bench/RESULTS.md)
+ *
+ * The nodes are `ssh2` servers on 127.0.0.1 in another process (sim-nodes.ts), one port and one
+ * pinned host key each, answering what a set-up node answers when nothing changes. Each
+ * measured run is a fresh process (as a real `silver` is) that calls silver's own CLI entry with
+ * the default runtime: the real setup-node command, the real SSH pool (or the connection
+ * keeper), strict host keys; only the provider is the benchmark's (it lists the N nodes at
+ * 127.0.0.1, each on its port).
+ *
+ * Measured in the silver process: wall time, CPU (process.cpuUsage) per node, peak RSS and heap
+ * over the start of the run divided by N (memory per connection: the pool holds every node's
+ * connection until the end), peak open file descriptors (/proc/self/fd). N² check: the CPU per
+ * node added from 500 to 1000 nodes against the one from 100 to 500.
+ * Targets (issue 16): under 5 ms of silver CPU per node, under 1 MB per connection, no N² step.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface, type Interface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { StateDir } from '../src/state.js';
+import { writeSection } from './results.js';
+import type { RunResult, WorkerSettings } from './client-run.js';
+
+const SIZES = (process.env['BENCH_CLIENT_SIZES'] ?? '100,500,1000').split(',').map(Number);
+const REPS = Number(process.env['BENCH_CLIENT_REPS'] ?? 3);
+/** How long each layer takes on a simulated node (a real no-op layer: 0.0–0.3 s). */
+const LAYER_MS = Number(process.env['BENCH_CLIENT_LAYER_MS'] ?? 100);
+/** Bound of one measured run, and of the whole benchmark. */
+const RUN_SECONDS = 240;
+const TOTAL_SECONDS = 1500;
+
+/** A child speaking one JSON line per message on stdio. */
+class Lines {
+  private readonly rl: Interface;
+  private readonly waiting: ((line: string) => void)[] = [];
+  private readonly queued: string[] = [];
+  constructor(readonly child: ChildProcess) {
+    this.rl = createInterface({ input: child.stdout! });
+    this.rl.on('line', (l) => {
+      const w = this.waiting.shift();
+      if (w) w(l);
+      else this.queued.push(l);
+    });
+  }
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+  next<T>(what: string, seconds: number): Promise<T> {
+    const q = this.queued.shift();
+    if (q !== undefined) return Promise.resolve(JSON.parse(q) as T);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what}: no answer within ${seconds}s`)), seconds * 1000);
+      const onExit = (code: number | null) => reject(new Error(`${what}: the process exited (${code})`));
+      this.child.once('exit', onExit);
+      this.waiting.push((l) => {
+        clearTimeout(timer);
+        this.child.off('exit', onExit);
+        resolve(JSON.parse(l) as T);
+      });
+    });
+  }
+  async ask<T>(line: string, what: string): Promise<T> {
+    this.send(line);
+    return this.next<T>(what, 30);
+  }
+}
+
+interface SimStats {
+  connections: number;
+  open: number;
+  peakOpen: number;
+  authFailures: number;
+  scripts: number;
+  layers: number;
+  stateReads: number;
+  unexpected: string[];
+  scriptBytes: number;
+}
+
+const children = new Set<ChildProcess>();
+
+function node(script: string): ChildProcess {
+  const child = spawn(process.execPath, ['--expose-gc', fileURLToPath(new URL(script, import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+/** Ends every child this benchmark started, by its pid. */
+function endChildren(): void {
+  for (const c of children) {
+    c.stdin?.end();
+    if (c.exitCode === null && c.pid) process.kill(c.pid, 'SIGTERM');
+  }
+}
+
+/** The soft limit of open files of this process (the children inherit it). */
+function openFilesLimit(): number {
+  const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m ? Number(m[1]) : 1024;
+}
+
+function nodesetText(name: string, n: number): string {
+  return [
+    '[general]', `name = ${name}`, `base_domain = ${name}.test`,
+    '[provider]', 'provider = local',
+    '[appserver]', `nodes = ${n - 1}`, `locations = http://www.${name}.test/ hello`,
+    '[balancer]', '',
+  ].join('\n');
+}
+
+/**
+ * Waits until the simulated nodes hold `open` connections and have had at least `made` since the
+ * last reset (after a run: every one closed; after a priming run: the keeper's all made).
+ */
+async function settle(sim: Lines, open: number, made = 0): Promise<void> {
+  const end = Date.now() + 60_000;
+  for (;;) {
+    const s = await sim.ask<SimStats>('stats', 'simulated nodes');
+    if (s.open === open && s.connections >= made) return;
+    if (Date.now() > end) throw new Error(`the simulated nodes hold ${s.open} connections, not ${open} (${s.connections} made)`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function measure(sim: Lines, settings: WorkerSettings, n: number): Promise<RunResult> {
+  await settle(sim, 0);
+  await sim.ask('reset', 'simulated nodes');
+  const worker = new Lines(node('./client-run.js'));
+  worker.send(JSON.stringify(settings));
+  if (settings.persist) {
+    // The first run started the keeper; the measured run goes when it holds every connection.
+    await worker.next('priming run', RUN_SECONDS);
+    await settle(sim, n, 2 * n);
+    await sim.ask('reset', 'simulated nodes');
+    worker.send('go');
+  }
+  const r = await worker.next<RunResult>(`run of ${n} nodes`, RUN_SECONDS);
+  worker.child.stdin!.end();
+  const s = await sim.ask<SimStats>('stats', 'simulated nodes');
+  const problems = [
+    r.code !== 0 ? `silver exited ${r.code}: ${r.tail}` : '',
+    r.unchanged !== n ? `${r.unchanged} of ${n} nodes unchanged` : '',
+    s.scripts !== n ? `${s.scripts} node scripts for ${n} nodes` : '',
+    s.layers !== 3 * n ? `${s.layers} layers for ${n} nodes` : '',
+    s.stateReads !== n ? `${s.stateReads} state reads for ${n} nodes` : '',
+    s.authFailures ? `${s.authFailures} failed logins` : '',
+    s.unexpected.length ? `unexpected commands: ${s.unexpected.slice(0, 3).join('; ')}` : '',
+  ].filter(Boolean);
+  if (problems.length) throw new Error(`${n} nodes: ${problems.join(', ')}`);
+  return { ...r, newConnections: s.connections, scriptKb: s.scriptBytes / n / 1024 };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const need = 2 * Math.max(...SIZES) + 256;
+  if (openFilesLimit() < need) throw new Error(`the open-files limit is ${openFilesLimit()}; ${need} are needed (npm run bench:client raises it: ulimit -n)`);
+  const dir = mkdtempSync(join(tmpdir(), 'silver-client-sim-'));
+  const guard = setTimeout(() => {
+    process.stderr.write(`bench: not done within ${TOTAL_SECONDS}s\n`);
+    endChildren();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(1);
+  }, TOTAL_SECONDS * 1000);
+  guard.unref();
+  try {
+    const home = join(dir, 'home');
+    const state = new StateDir(home);
+    const deployKey = state.deployKey().public;
+    const sim = new Lines(node('./sim-nodes.js'));
+    sim.send(JSON.stringify({ count: Math.max(...SIZES), deployKey, layerMs: LAYER_MS, maxSeconds: TOTAL_SECONDS }));
+    const { nodes } = await sim.next<{ nodes: { port: number; hostKey: string }[] }>('simulated nodes starting', 300);
+    const rows: { n: number; mode: string; runs: RunResult[] }[] = [];
+    for (const n of SIZES) {
+      const name = `sim${n}`;
+      const file = join(dir, `${name}.conf`);
+      writeFileSync(file, nodesetText(name, n));
+      const settings: WorkerSettings = { home, file, nodes: nodes.slice(0, n), persist: false };
+      const own: RunResult[] = [];
+      for (let i = 0; i < REPS; i++) own.push(await measure(sim, settings, n));
+      rows.push({ n, mode: 'new connections', runs: own });
+      const kept: RunResult[] = [];
+      for (let i = 0; i < REPS; i++) kept.push(await measure(sim, { ...settings, persist: true }, n));
+      rows.push({ n, mode: 'kept connections', runs: kept });
+      process.stderr.write(`bench: ${n} nodes done\n`);
+    }
+    const lines = report(rows);
+    console.log(lines.join('\n'));
+    writeSection('client-sim', "silver's SSH client against N simulated nodes (no-op setup-node)", 'npm run bench:client', lines);
+  } finally {
+    clearTimeout(guard);
+    endChildren();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function report(rows: { n: number; mode: string; runs: RunResult[] }[]): string[] {
+  const lines: string[] = [];
+  const perNode = new Map<string, Map<number, number>>();
+  for (const { n, mode, runs } of rows) {
+    const cpu = median(runs.map((r) => r.cpuMs + r.keeperCpuMs));
+    const wall = median(runs.map((r) => r.wallMs));
+    const rss = median(runs.map((r) => (r.rssPeak - r.rssBase) / n));
+    const heap = median(runs.map((r) => (r.heapPeak - r.heapBase) / n));
+    const fds = median(runs.map((r) => r.fdPeak));
+    const m = perNode.get(mode) ?? new Map<number, number>();
+    m.set(n, cpu);
+    perNode.set(mode, m);
+    const kept = mode === 'kept connections';
+    lines.push(
+      `${String(n).padStart(4)} nodes, ${mode.padEnd(16)}: wall ${(wall / 1000).toFixed(2)} s; CPU ${(cpu / n).toFixed(2)} ms/node (${(cpu / 1000).toFixed(2)} s${kept ? `, of it the keeper's ${(median(runs.map((r) => r.keeperCpuMs)) / 1000).toFixed(2)} s` : ''}); ` +
+        `memory ${(rss / 1024).toFixed(0)} KB RSS, ${(heap / 1024).toFixed(0)} KB heap per node; peak fds ${fds}${kept ? ` (+ the keeper's ${median(runs.map((r) => r.keeperFds))})` : ''}; ` +
+        `${runs[0]!.newConnections} new SSH connections; script ${runs[0]!.scriptKb.toFixed(0)} KB/node`,
+    );
+  }
+  lines.push('');
+  let ok = true;
+  for (const [mode, m] of perNode) {
+    const sizes = [...m.keys()].sort((a, b) => a - b);
+    if (sizes.length < 3) continue;
+    const [a, b, c] = sizes as [number, number, number];
+    const low = (m.get(b)! - m.get(a)!) / (b - a);
+    const high = (m.get(c)! - m.get(b)!) / (c - b);
+    const flat = high < 1.5 * low + 0.2;
+    ok &&= flat;
+    lines.push(`${mode}: CPU per added node ${low.toFixed(2)} ms (${a}→${b}), ${high.toFixed(2)} ms (${b}→${c}): ${flat ? 'no N² step' : 'GROWS with N'}`);
+  }
+  const worst = Math.max(...rows.map(({ n, runs }) => median(runs.map((r) => r.cpuMs + r.keeperCpuMs)) / n));
+  const mem = Math.max(...rows.map(({ n, runs }) => median(runs.map((r) => (r.rssPeak - r.rssBase) / n))));
+  lines.push(`medians of ${REPS} runs, each a fresh silver process (node start-up not counted: from the CLI entry to its return); layers take ${LAYER_MS} ms each on a node`);
+  lines.push(`targets: under 5 ms CPU per node: ${worst < 5 ? 'met' : 'NOT met'} (worst ${worst.toFixed(2)}); under 1 MB per connection: ${mem < 1024 * 1024 ? 'met' : 'NOT met'} (worst ${(mem / 1024).toFixed(0)} KB); no N² step: ${ok ? 'met' : 'NOT met'}`);
+  return lines;
+}
+
+process.on('SIGINT', () => {
+  endChildren();
+  process.exit(130);
+});
+await main().catch((e: Error) => {
+  process.stderr.write(`bench: ${e.message}\n`);
+  process.exitCode = 1;
+});
