@@ -34,10 +34,10 @@ const STATE_GET = "sudo -n /usr/local/lib/silverlining/bin/silver-state get apps
 const APPS_RECORD = '== apps\n{"seq":1,"health":{"hello":"/health"}}\n\n';
 const BEGIN = /^echo "silver-layer-begin: (\S+)"$/gm;
 
-const stats = { connections: 0, open: 0, peakOpen: 0, authFailures: 0, scripts: 0, layers: 0, stateReads: 0, unexpected: [] as string[], scriptBytes: 0 };
+const stats = { connections: 0, ready: 0, open: 0, peakOpen: 0, authFailures: 0, scripts: 0, layers: 0, stateReads: 0, unexpected: [] as string[], scriptBytes: 0 };
 
 function reset(): void {
-  Object.assign(stats, { connections: 0, peakOpen: stats.open, authFailures: 0, scripts: 0, layers: 0, stateReads: 0, unexpected: [], scriptBytes: 0 });
+  Object.assign(stats, { connections: 0, ready: 0, peakOpen: stats.open, authFailures: 0, scripts: 0, layers: 0, stateReads: 0, unexpected: [], scriptBytes: 0 });
 }
 
 /** The layers a node script runs, in order, as its markers name them. */
@@ -109,6 +109,7 @@ function serve(settings: Settings, hostKey: string, allowed: ssh2.ParsedKey): Pr
       ctx.accept();
     });
     client.on('ready', () => {
+      stats.ready++;
       client.on('session', (accept) => {
         const session = accept();
         session.on('exec', (acceptExec, _reject, info) => answer(info.command, acceptExec(), settings.layerMs));

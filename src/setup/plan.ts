@@ -61,9 +61,8 @@ export function layerVars(
   /** The balancer's ACME account and certificates silver kept (tls = acme), or null. */
   tlsState: string | null = null,
 ): Record<string, string> {
-  const appservers = all.filter((n) => n.role === 'appserver');
+  const list = nodeList(all);
   const apps = [...new Set(ns.locations.map((l) => l.app))];
-  const conf = nodesetConf(all);
   return {
     SILVER_CHECK: check ? '1' : '0',
     SILVER_NODESET: ns.name,
@@ -74,18 +73,53 @@ export function layerVars(
     SILVER_PACKAGES: layerPackages(layer).join(' '),
     ...authorizedVars(ns, deployKey),
     SILVER_APPS: apps.join(' '),
-    SILVER_APPSERVER_ADDRS: appservers.map((n) => n.address).join(' '),
+    SILVER_APPSERVER_ADDRS: list.appserverAddrs,
     SILVER_LOCATIONS: ns.locations.map((l) => `${l.host} ${l.path} ${l.app}`).join('\n'),
     SILVER_SET_ETC_HOSTS: ns.setEtcHosts ? 'true' : 'false',
-    SILVER_HOSTS_LINES: hostsLines(all),
-    SILVER_NODESET_CONF: conf,
-    SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
+    SILVER_HOSTS_LINES: list.hostsLines,
+    SILVER_NODESET_CONF: list.conf,
+    SILVER_NODESET_CONF_MD5: list.confMd5,
     ...roleUnits(node.role),
-    ...firewall(ns, all, node),
-    ...renderedFiles(ns, layer, appservers, appHealth, node, all, tlsState),
+    ...firewall(ns, all, node, list),
+    ...renderedFiles(ns, layer, list.appservers, appHealth, node, all, tlsState),
     ...(layer === 'balancer' ? modeVars(modes) : {}),
     ...backupVars(ns, node, layer, backup),
   };
+}
+
+/** What every node's variables hold of the whole node list (each as long as the list). */
+interface NodeList {
+  appservers: AddressedNode[];
+  appserverAddrs: string;
+  nodeAddrs: string;
+  hostsLines: string;
+  conf: string;
+  confMd5: string;
+}
+
+const lists = new WeakMap<readonly AddressedNode[], NodeList>();
+
+/**
+ * The node list's parts of the variables, made once per list rather than once per node and
+ * layer (which grew with the square of the nodes). `all` is read-only: the same array is the
+ * same list.
+ */
+function nodeList(all: readonly AddressedNode[]): NodeList {
+  let list = lists.get(all);
+  if (!list) {
+    const appservers = all.filter((n) => n.role === 'appserver');
+    const conf = nodesetConf(all);
+    list = {
+      appservers,
+      appserverAddrs: appservers.map((n) => n.address).join(' '),
+      nodeAddrs: [...new Set(all.map((n) => n.address))].join(' '),
+      hostsLines: hostsLines(all),
+      conf,
+      confMd5: md5(`${conf}\n`),
+    };
+    lists.set(all, list);
+  }
+  return list;
 }
 
 /** The deploy user's keys (silver's, then the deployers'), and the admins' for root. */
@@ -100,10 +134,10 @@ function authorizedVars(ns: Nodeset, deployKey: string): Record<string, string> 
  * the nodeset's own nodes only (the balancer's modes cannot be walked around); without one, to
  * everyone (the app servers are the site).
  */
-function firewall(ns: Nodeset, all: readonly AddressedNode[], node: AddressedNode): Record<string, string> {
+function firewall(ns: Nodeset, all: readonly AddressedNode[], node: AddressedNode, list: NodeList): Record<string, string> {
   return {
     SILVER_BALANCED: ns.nodes.some((n) => n.role === 'balancer') ? '1' : '0',
-    SILVER_NODE_ADDRS: [...new Set(all.map((n) => n.address))].join(' '),
+    SILVER_NODE_ADDRS: list.nodeAddrs,
     // (a balancer pair: VRRP from the other balancer)
     SILVER_VRRP_PEER: vrrpPeer(ns, node, all),
   };
@@ -180,13 +214,24 @@ function helperNames(layer: string, root: string): string[] {
   return existsSync(dir) ? readdirSync(dir).sort() : [];
 }
 
-/** The layer's `bin/` helpers, installed root-owned where the deploy user's sudo rule points. */
+const installs = new Map<string, string[]>();
+
+/**
+ * The layer's `bin/` helpers, installed root-owned where the deploy user's sudo rule points (the
+ * same text for every node: made once).
+ */
 function helperInstalls(layer: string, root: string): string[] {
-  return helperNames(layer, root).map((name) => {
-    const raw = layerFile(join(root, layer, 'bin', name));
-    const text = raw.endsWith('\n') ? raw : `${raw}\n`;
-    return `ensure_dir ${HELPERS} 755 root:root\nensure_known ${HELPERS}/${name} 755 root:root ${md5(text)} ${quoteArg(text)}`;
-  });
+  const key = join(root, layer);
+  let lines = installs.get(key);
+  if (!lines) {
+    lines = helperNames(layer, root).map((name) => {
+      const raw = layerFile(join(root, layer, 'bin', name));
+      const text = raw.endsWith('\n') ? raw : `${raw}\n`;
+      return `ensure_dir ${HELPERS} 755 root:root\nensure_known ${HELPERS}/${name} 755 root:root ${md5(text)} ${quoteArg(text)}`;
+    });
+    installs.set(key, lines);
+  }
+  return lines;
 }
 
 /**
@@ -208,12 +253,21 @@ function scriptPaths(layer: string, root: string, helper: 'prestat' | 'ensure_kn
   return out;
 }
 
+function assignments(vars: Record<string, string>): string[] {
+  return Object.entries(vars).map(([k, v]) => `${k}=${quoteArg(v)}`);
+}
+
+/** The variables every layer has, with the same value in each. */
+function sharedVars(layers: readonly { vars: Record<string, string> }[]): Record<string, string> {
+  const [first, ...rest] = layers;
+  return Object.fromEntries(Object.entries(first?.vars ?? {}).filter(([k, v]) => rest.every((l) => l.vars[k] === v)));
+}
+
 /** The whole script sent to `sh -s`: the variables, lib.sh, the layer's helpers, then its setup.sh. */
 export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot(), withLib = true): string {
-  const assignments = Object.entries(vars).map(([k, v]) => `${k}=${quoteArg(v)}`);
   return [
     `# silver layer ${layer}`,
-    ...assignments,
+    ...assignments(vars),
     ...(withLib ? [layerFile(join(root, 'lib.sh'))] : ['set -eu', 'CHECK=${SILVER_CHECK:-0}']),
     ...helperInstalls(layer, root),
     layerFile(join(root, layer, 'setup.sh')),
@@ -245,6 +299,7 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
   // lib.sh once; the installed packages, modes and sums of all layers read once; each layer
   // then runs in a subshell that inherits them.
   const names = layers.map(({ layer }) => layer);
+  const shared = sharedVars(layers);
   const apps = (layers[0]?.vars['SILVER_APPS'] ?? '').split(' ').filter(Boolean);
   const packages = [...new Set(names.flatMap((layer) => layerPackages(layer, root)))];
   const helpers = names.flatMap((layer) => helperNames(layer, root).map((n) => `${HELPERS}/${n}`));
@@ -262,13 +317,17 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
     `pkg_cache ${packages.map(quoteArg).join(' ')}`,
     `prestat ${stat.join(' ')}`,
     `prehash ${known.join(' ')}`,
+    // The variables all layers share (the node list among them: as long as the nodeset) once,
+    // for the layers' subshells to inherit.
+    ...assignments(shared),
   ];
   for (const { layer, vars } of layers) {
+    const own = Object.fromEntries(Object.entries(vars).filter(([k]) => !(k in shared)));
     parts.push(
       `echo "silver-layer-begin: ${layer}"`,
       '(',
       'layer_begin',
-      layerScript(layer, vars, root, false),
+      layerScript(layer, own, root, false),
       ')',
       `_rc=$?; echo "silver-layer-end: ${layer} $_rc"`,
       '[ "$_rc" -eq 0 ] || exit "$_rc"',
