@@ -29,6 +29,8 @@ import type { RunResult, WorkerSettings } from './client-run.js';
 
 const SIZES = (process.env['BENCH_CLIENT_SIZES'] ?? '100,500,1000').split(',').map(Number);
 const REPS = Number(process.env['BENCH_CLIENT_REPS'] ?? 3);
+/** new: the command's own connections (SILVER_PERSIST=0, and any first run); kept: the keeper's. */
+const MODES = (process.env['BENCH_CLIENT_MODES'] ?? 'new,kept').split(',');
 /** How long each layer takes on a simulated node (a real no-op layer: 0.0–0.3 s). */
 const LAYER_MS = Number(process.env['BENCH_CLIENT_LAYER_MS'] ?? 100);
 /** Bound of one measured run, and of the whole benchmark. */
@@ -102,6 +104,15 @@ function node(script: string, profile = false): ChildProcess {
   return child;
 }
 
+/** Waits for a child to end by itself (its input closed), then ends it by its pid. */
+async function ended(child: ChildProcess, seconds: number): Promise<void> {
+  child.stdin?.end();
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGTERM'), seconds * 1000);
+  await new Promise((r) => child.once('exit', r));
+  clearTimeout(timer);
+}
+
 /** Ends every child this benchmark started, by its pid. */
 function endChildren(): void {
   for (const c of children) {
@@ -153,7 +164,7 @@ async function measure(sim: Lines, settings: WorkerSettings, n: number): Promise
     worker.send('go');
   }
   const r = await worker.next<RunResult>(`run of ${n} nodes`, RUN_SECONDS);
-  worker.child.stdin!.end();
+  await ended(worker.child, 30);
   const s = await sim.ask<SimStats>('stats', 'simulated nodes');
   const problems = [
     r.code !== 0 ? `silver exited ${r.code}: ${r.tail}` : '',
@@ -193,18 +204,17 @@ async function main(): Promise<void> {
       const name = `sim${n}`;
       const file = join(dir, `${name}.conf`);
       writeFileSync(file, nodesetText(name, n));
-      const settings: WorkerSettings = { home, file, nodes: nodes.slice(0, n), persist: false };
-      const own: RunResult[] = [];
-      for (let i = 0; i < REPS; i++) own.push(await measure(sim, settings, n));
-      rows.push({ n, mode: 'new connections', runs: own });
-      const kept: RunResult[] = [];
-      for (let i = 0; i < REPS; i++) kept.push(await measure(sim, { ...settings, persist: true }, n));
-      rows.push({ n, mode: 'kept connections', runs: kept });
+      for (const mode of MODES) {
+        const runs: RunResult[] = [];
+        for (let i = 0; i < REPS; i++) runs.push(await measure(sim, { home, file, nodes: nodes.slice(0, n), persist: mode === 'kept' }, n));
+        rows.push({ n, mode: `${mode} connections`, runs });
+      }
       process.stderr.write(`bench: ${n} nodes done\n`);
     }
     const lines = report(rows);
     console.log(lines.join('\n'));
-    writeSection('client-sim', "silver's SSH client against N simulated nodes (no-op setup-node)", 'npm run bench:client', lines);
+    if (Object.keys(process.env).some((k) => k.startsWith('BENCH_CLIENT_'))) console.log('(settings other than the defaults: not written to bench/RESULTS.md)');
+    else writeSection('client-sim', "silver's SSH client against N simulated nodes (no-op setup-node)", 'npm run bench:client', lines);
   } finally {
     clearTimeout(guard);
     endChildren();

@@ -6,6 +6,7 @@ import { layerPackages, layersRoot } from '../layers.js';
 import type { Nodeset, Role } from '../nodeset/types.js';
 import { quoteArg } from '../ssh/quote.js';
 import { fileVars, haproxyCfg, md5, nginxFrontConf } from './render.js';
+import { assignment, scriptBytes, sharedText, type ScriptLine } from './script-bytes.js';
 import { SERVICES } from '../services/index.js';
 import { modesSummary, restoreEntries, type ModeState } from '../deploy/modes.js';
 
@@ -70,7 +71,7 @@ export function layerVars(
     SILVER_ROLE: node.role,
     SILVER_ADDRESS: node.address,
     SILVER_LAYER: layer,
-    SILVER_PACKAGES: layerPackages(layer).join(' '),
+    SILVER_PACKAGES: packagesOf(layer, layersRoot()).join(' '),
     ...authorizedVars(ns, deployKey),
     SILVER_APPS: apps.join(' '),
     SILVER_APPSERVER_ADDRS: list.appserverAddrs,
@@ -196,43 +197,45 @@ function tlsVars(ns: Nodeset, tlsState: string | null): Record<string, string> {
   return { ...base, ...fileVars('SILVER_ACME_CONF', conf), ...fileVars('SILVER_ACME_CA', a.ca ?? ''), SILVER_TLS_STATE: tlsState ?? '' };
 }
 
-const cache = new Map<string, string>();
-function layerFile(path: string): string {
-  let text = cache.get(path);
-  if (text === undefined) {
-    text = readFileSync(path, 'utf8');
-    cache.set(path, text);
+/** What `make` gives for `key`, made once (the layers' files do not change while silver runs). */
+function once<V>(map: Map<string, V>, key: string, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    map.set(key, v);
   }
-  return text;
+  return v;
 }
+
+const files = new Map<string, string>();
+const layerFile = (path: string): string => once(files, path, () => readFileSync(path, 'utf8'));
+
+const packageLists = new Map<string, string[]>();
+const packagesOf = (layer: string, root: string): string[] => once(packageLists, join(root, layer), () => layerPackages(layer, root));
 
 const HELPERS = '/usr/local/lib/silverlining/bin';
 
 /** The names of a layer's `bin/` helpers. */
+const helperLists = new Map<string, string[]>();
 function helperNames(layer: string, root: string): string[] {
   const dir = join(root, layer, 'bin');
-  return existsSync(dir) ? readdirSync(dir).sort() : [];
+  return once(helperLists, dir, () => (existsSync(dir) ? readdirSync(dir).sort() : []));
 }
 
 const installs = new Map<string, string[]>();
 
-/**
- * The layer's `bin/` helpers, installed root-owned where the deploy user's sudo rule points (the
- * same text for every node: made once).
- */
+/** The layer's `bin/` helpers, installed root-owned where the deploy user's sudo rule points. */
 function helperInstalls(layer: string, root: string): string[] {
-  const key = join(root, layer);
-  let lines = installs.get(key);
-  if (!lines) {
-    lines = helperNames(layer, root).map((name) => {
+  return once(installs, join(root, layer), () =>
+    helperNames(layer, root).map((name) => {
       const raw = layerFile(join(root, layer, 'bin', name));
       const text = raw.endsWith('\n') ? raw : `${raw}\n`;
       return `ensure_dir ${HELPERS} 755 root:root\nensure_known ${HELPERS}/${name} 755 root:root ${md5(text)} ${quoteArg(text)}`;
-    });
-    installs.set(key, lines);
-  }
-  return lines;
+    }),
+  );
 }
+
+const pathLists = new Map<string, string[]>();
 
 /**
  * The absolute paths a layer's setup.sh gives to a helper (all arguments, or only the first):
@@ -241,20 +244,22 @@ function helperInstalls(layer: string, root: string): string[] {
  * owners) and `ensure_known` files (sums).
  */
 function scriptPaths(layer: string, root: string, helper: 'prestat' | 'ensure_known', apps: readonly string[]): string[] {
-  const text = layerFile(join(root, layer, 'setup.sh')).replace(/\\\n/g, ' ');
-  const out: string[] = [];
-  for (const m of text.matchAll(new RegExp(`(?:^|;|do)\\s*${helper}\\s+([^;\\n]*)`, 'gm'))) {
-    const words = m[1]!.trim().split(/\s+/);
-    for (const w of helper === 'prestat' ? words : words.slice(0, 1)) {
-      if (/^\/[^$'"`\\]*$/.test(w)) out.push(w);
-      else if (/^\/[^$'"`\\]*\$app$/.test(w)) out.push(...apps.map((a) => w.replace(/\$app$/, a)));
+  return once(pathLists, [root, layer, helper, ...apps].join('\n'), () => {
+    const text = layerFile(join(root, layer, 'setup.sh')).replace(/\\\n/g, ' ');
+    const out: string[] = [];
+    for (const m of text.matchAll(new RegExp(`(?:^|;|do)\\s*${helper}\\s+([^;\\n]*)`, 'gm'))) {
+      const words = m[1]!.trim().split(/\s+/);
+      for (const w of helper === 'prestat' ? words : words.slice(0, 1)) {
+        if (/^\/[^$'"`\\]*$/.test(w)) out.push(w);
+        else if (/^\/[^$'"`\\]*\$app$/.test(w)) out.push(...apps.map((a) => w.replace(/\$app$/, a)));
+      }
     }
-  }
-  return out;
+    return out;
+  });
 }
 
-function assignments(vars: Record<string, string>): string[] {
-  return Object.entries(vars).map(([k, v]) => `${k}=${quoteArg(v)}`);
+function assignments(vars: Record<string, string>): ScriptLine[] {
+  return Object.entries(vars).map(([k, v]) => assignment(k, v));
 }
 
 /** The variables every layer has, with the same value in each. */
@@ -263,16 +268,20 @@ function sharedVars(layers: readonly { vars: Record<string, string> }[]): Record
   return Object.fromEntries(Object.entries(first?.vars ?? {}).filter(([k, v]) => rest.every((l) => l.vars[k] === v)));
 }
 
-/** The whole script sent to `sh -s`: the variables, lib.sh, the layer's helpers, then its setup.sh. */
-export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot(), withLib = true): string {
+/** A layer's lines: its variables, lib.sh (in a node script: strict mode, lib.sh came first), its helpers, its setup.sh. */
+function layerLines(layer: string, vars: Record<string, string>, root: string, withLib: boolean): ScriptLine[] {
   return [
     `# silver layer ${layer}`,
     ...assignments(vars),
-    ...(withLib ? [layerFile(join(root, 'lib.sh'))] : ['set -eu', 'CHECK=${SILVER_CHECK:-0}']),
-    ...helperInstalls(layer, root),
-    layerFile(join(root, layer, 'setup.sh')),
-    '',
-  ].join('\n');
+    ...(withLib ? [sharedText(layerFile(join(root, 'lib.sh')))] : ['set -eu', 'CHECK=${SILVER_CHECK:-0}']),
+    ...helperInstalls(layer, root).map(sharedText),
+    sharedText(layerFile(join(root, layer, 'setup.sh'))),
+  ];
+}
+
+/** The whole script sent to `sh -s`: the variables, lib.sh, the layer's helpers, then its setup.sh. */
+export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot(), withLib = true): string {
+  return scriptBytes(layerLines(layer, vars, root, withLib)).toString('utf8');
 }
 
 export interface LayerOutput {
@@ -295,24 +304,24 @@ function changeOf(line: string): string | null {
  * its own subshell between markers (`silver-layer-begin: L`, `silver-layer-end: L RC`), and
  * the first layer that fails stops the rest. silver times the layers by the markers' arrival.
  */
-export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): string {
+export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): Buffer {
   // lib.sh once; the installed packages, modes and sums of all layers read once; each layer
   // then runs in a subshell that inherits them.
   const names = layers.map(({ layer }) => layer);
   const shared = sharedVars(layers);
   const apps = (layers[0]?.vars['SILVER_APPS'] ?? '').split(' ').filter(Boolean);
-  const packages = [...new Set(names.flatMap((layer) => layerPackages(layer, root)))];
+  const packages = [...new Set(names.flatMap((layer) => packagesOf(layer, root)))];
   const helpers = names.flatMap((layer) => helperNames(layer, root).map((n) => `${HELPERS}/${n}`));
   const known = [...helpers, ...names.flatMap((layer) => scriptPaths(layer, root, 'ensure_known', apps))];
   const stat = [...new Set([...(helpers.length ? [HELPERS] : []), ...known, ...names.flatMap((layer) => scriptPaths(layer, root, 'prestat', apps))])];
-  const parts: string[] = [
+  const lines: ScriptLine[] = [
     `SILVER_CHECK=${quoteArg(layers[0]?.vars['SILVER_CHECK'] ?? '0')}`,
     // Marks that a layer changed something, for the caches below (see layer_begin in lib.sh);
     // in /run, which only root may write (a name in /tmp could be a planted link). Removed when
     // the node script ends (the layers' subshells do not run this trap).
     'SILVER_STALE=/run/silver-stale.$$',
     `trap '[ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"' EXIT`,
-    layerFile(join(root, 'lib.sh')),
+    sharedText(layerFile(join(root, 'lib.sh'))),
     'set +e',
     `pkg_cache ${packages.map(quoteArg).join(' ')}`,
     `prestat ${stat.join(' ')}`,
@@ -323,17 +332,17 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
   ];
   for (const { layer, vars } of layers) {
     const own = Object.fromEntries(Object.entries(vars).filter(([k]) => !(k in shared)));
-    parts.push(
+    lines.push(
       `echo "silver-layer-begin: ${layer}"`,
       '(',
       'layer_begin',
-      layerScript(layer, own, root, false),
+      ...layerLines(layer, own, root, false),
       ')',
       `_rc=$?; echo "silver-layer-end: ${layer} $_rc"`,
       '[ "$_rc" -eq 0 ] || exit "$_rc"',
     );
   }
-  return `${parts.join('\n')}\n`;
+  return scriptBytes(lines);
 }
 
 export interface LayerEnd {
