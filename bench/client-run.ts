@@ -118,7 +118,7 @@ function keeperPid(): number | null {
 }
 
 async function run(s: WorkerSettings, lines: AsyncIterator<string>): Promise<RunResult> {
-  const env = { ...process.env, SILVER_HOME: s.home, SILVER_PERSIST: s.persist ? '300' : '0' };
+  const env = { ...process.env, SILVER_HOME: s.home, SILVER_PERSIST: s.persist ? '120' : '0' };
   const host = realHost(env);
   const ns = loadNodeset(s.file, host);
   const state = new StateDir(s.home);
@@ -196,6 +196,12 @@ async function endKeeper(root: string, nodeset: string, pid: number | null): Pro
   if (pid && existsSync(`/proc/${pid}`)) process.kill(pid, 'SIGTERM');
 }
 
+// Ended by the benchmark (interrupted, timed out): the keeper this run started goes too.
+process.on('SIGTERM', () => {
+  const keeper = keeperPid();
+  if (keeper) process.kill(keeper, 'SIGTERM');
+  process.exit(143);
+});
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const first = await lines.next();
 const result = await run(JSON.parse(first.value as string) as WorkerSettings, lines);

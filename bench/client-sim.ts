@@ -123,7 +123,11 @@ async function ended(child: ChildProcess, seconds: number): Promise<void> {
 function endChildren(): void {
   for (const c of children) {
     c.stdin?.end();
-    if (c.exitCode === null && c.pid) process.kill(c.pid, 'SIGTERM');
+    try {
+      if (c.exitCode === null && c.pid) process.kill(c.pid, 'SIGTERM');
+    } catch {
+      // (gone already)
+    }
   }
 }
 
@@ -191,10 +195,14 @@ async function main(): Promise<void> {
   const need = 2 * Math.max(...SIZES) + 256;
   if (openFilesLimit() < need) throw new Error(`the open-files limit is ${openFilesLimit()}; ${need} are needed (npm run bench:client raises it: ulimit -n)`);
   const dir = mkdtempSync(join(tmpdir(), 'silver-client-sim-'));
-  const guard = setTimeout(() => {
-    process.stderr.write(`bench: not done within ${TOTAL_SECONDS}s\n`);
+  // However the benchmark ends (done, failed, interrupted, timed out, crashed): the children
+  // ended by their pids, the folder removed.
+  process.on('exit', () => {
     endChildren();
     rmSync(dir, { recursive: true, force: true });
+  });
+  const guard = setTimeout(() => {
+    process.stderr.write(`bench: not done within ${TOTAL_SECONDS}s\n`);
     process.exit(1);
   }, TOTAL_SECONDS * 1000);
   guard.unref();
@@ -227,8 +235,6 @@ async function main(): Promise<void> {
     else writeSection('client-sim', "silver's SSH client against N simulated nodes (no-op setup-node)", 'npm run bench:client', lines);
   } finally {
     clearTimeout(guard);
-    endChildren();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -290,10 +296,7 @@ function report(rows: { n: number; mode: string; runs: RunResult[] }[]): string[
   return lines;
 }
 
-process.on('SIGINT', () => {
-  endChildren();
-  process.exit(130);
-});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 await main().catch((e: Error) => {
   process.stderr.write(`bench: ${e.message}\n`);
   process.exitCode = 1;

@@ -215,8 +215,9 @@ const packagesOf = (layer: string, root: string): string[] => once(packageLists,
 
 const HELPERS = '/usr/local/lib/silverlining/bin';
 
-/** The names of a layer's `bin/` helpers. */
 const helperLists = new Map<string, string[]>();
+
+/** The names of a layer's `bin/` helpers. */
 function helperNames(layer: string, root: string): string[] {
   const dir = join(root, layer, 'bin');
   return once(helperLists, dir, () => (existsSync(dir) ? readdirSync(dir).sort() : []));
