@@ -1,3 +1,4 @@
+import { parseEnvFile } from '../deploy/settings.js';
 import { Stopped, underDeployLock } from '../backup/lock.js';
 import { compareCounts } from '../backup/manifest.js';
 import { readBackupsRecord } from '../backup/record.js';
@@ -138,8 +139,8 @@ async function appPasswords(s: Session, prefix: string): Promise<Map<string, str
     for (const a of apps) {
       if (!a.active || out.has(a.app)) continue;
       const x = await exportInstance(s.remote, node, a.app);
-      const m = new RegExp(`^${prefix}_PASSWORD='([A-Za-z0-9]+)'$`, 'm').exec(x.env.toString('utf8'));
-      if (m) out.set(a.app, m[1]!);
+      const password = parseEnvFile(x.env.toString('utf8'))[`${prefix}_PASSWORD`];
+      if (password && /^[A-Za-z0-9]+$/.test(password)) out.set(a.app, password);
     }
   }
   return out;

@@ -34,6 +34,8 @@ export interface ProviderConfig {
   name: string | null;
   /** Every other setting, secrets wrapped so they never print. */
   settings: Record<string, string | Secret>;
+  /** The nodeset has no [provider]: the local one, by default (silver warns). */
+  implicit?: true;
 }
 
 export interface Nodeset {
