@@ -95,6 +95,7 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
         }
         check();
         downSince = alone ? rt.now() : null;
+        lease.setAside(opts.node);
         await destroyNode(ns, rt, opts.node, say);
         destroyed = true;
         await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
