@@ -148,7 +148,8 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       try {
         await Promise.all(s.appservers.map((n) => r.stageClone(n.name, before.get(n.name)!.active!, instance, port, env)));
         await r.writeRecord({ state: 'running', kind: 'env', app, instance, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before) }, seq);
-        for (const [i, n] of s.appservers.entries()) await r.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', [], '-', before.get(n.name)!.active);
+        const primary = s.appservers[0]!.name;
+        await r.activateAll((node) => r.activate(node, instance, node === primary ? 'primary' : 'secondary', [], '-', before.get(node)!.active));
         activatedAll = true;
         await r.finishStops();
         await pruneAll(r, s);

@@ -211,3 +211,18 @@ test('a balancer pair: nodes = 2 with virtual_address in the local subnet, outsi
   t.deepEqual(errors(`${apps}[balancer]\nvirtual_address = 10.213.9.5\n`), ['/t/set.conf:11: virtual_address: is only meaningful with nodes = 2']);
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\n`), ['/t/set.conf:13: tls: tls = acme with a balancer pair is not supported yet: use tls = FILE (one certificate on both)']);
 });
+
+test('[appserver] rollout: the activation batches; absent, one app server at a time', (t) => {
+  const ns = load(`${base}[appserver]\nnodes = 8\nrollout = 1, 25%\n`);
+  t.deepEqual(ns.rollout, [{ count: 1 }, { percent: 25 }]);
+  t.is(load(`${base}[appserver]\nnodes = 8\n`).rollout, undefined);
+  t.deepEqual(load(`${base}[vars]\nfirst = 2\n[appserver]\nrollout = \${vars:first} 50%\n`).rollout, [{ count: 2 }, { percent: 50 }]);
+});
+
+for (const bad of ['0', '0%', '150%', 'abc', '-1', '', '1,,25%']) {
+  test(`[appserver] rollout = "${bad}" is a located error`, (t) => {
+    const lines = errors(`${base}[appserver]\nnodes = 4\nrollout = ${bad}\n`);
+    t.is(lines.length, 1, lines.join('\n'));
+    t.regex(lines[0]!, /^\/t\/set\.conf:6: rollout: (entry "|is empty|has an empty entry)/);
+  });
+}
