@@ -1,7 +1,7 @@
 import { readAppEnv, silverVars, writePending } from '../deploy/app-env.js';
 import { historyEntry, record } from '../deploy/history.js';
 import { freePort } from '../deploy/remote.js';
-import { beforeOf, Interrupted, Rollout, StepError, type NodeStep } from '../deploy/rollout.js';
+import { beforeOf, Interrupted, redactSteps, Rollout, StepError, type NodeStep } from '../deploy/rollout.js';
 import { Session } from '../deploy/session.js';
 import { applyChanges, badSettingName, badSettingValue, envFile, fingerprint, valueFromInput, withSettings, type SettingChange } from '../deploy/settings.js';
 import { ExitError } from '../diagnostics.js';
@@ -170,7 +170,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       report.activated = report.ok ? [...r.switched] : [];
       report.rolledBack = [...r.rolledBack];
       report.interrupted = r.interrupted;
-      report.steps = r.steps;
+      report.steps = redactSteps(r.steps, secretValues);
     });
     report.seconds = (rt.now() - t0) / 1000;
     const f = report.failure;

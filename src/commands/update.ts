@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { contentSums, type ContentSums } from '../deploy/content.js';
 import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../deploy/modes.js';
 import type { AppConfig } from '../app/app-ini.js';
-import { beforeOf, Halted, Interrupted, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
+import { beforeOf, Halted, Interrupted, redactSteps, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
 import { freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
 import { envFile, withSettings } from '../deploy/settings.js';
 import { folderVars, readAppEnv, writePending, type AppEnv } from '../deploy/app-env.js';
@@ -450,7 +450,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
     converged,
     staticOnly,
     warnings: afterwards,
-    steps: done?.steps ?? [],
+    steps: redactSteps(done?.steps ?? [], secretValues),
     seconds: (rt.now() - t0) / 1000,
   };
 }

@@ -1,6 +1,7 @@
 import { deployVerbs, type UpdateRole } from '../remote/commands/deploy.js';
 import type { FetchStep } from '../app/app-ini.js';
 import { batches, formatRollout, ONE_AT_A_TIME } from '../nodeset/rollout.js';
+import { redact } from '../secret.js';
 import type { AppState } from './remote.js';
 import type { Session } from './session.js';
 import type { Lease, Versioned } from './shared-state.js';
@@ -66,6 +67,11 @@ export interface NodeStep {
   step: string;
   ok: boolean;
   detail?: string;
+}
+
+/** The steps as a report shows them: the app's secrets out of every detail. */
+export function redactSteps(steps: readonly NodeStep[], secrets: Iterable<string>): NodeStep[] {
+  return steps.map((st) => (st.detail === undefined ? st : { ...st, detail: redact(st.detail, secrets) }));
 }
 
 export interface RolloutOptions {

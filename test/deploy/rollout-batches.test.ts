@@ -134,6 +134,29 @@ test('when a batch member fails, the others finish the step they are in and star
   for (const n of all) t.deepEqual(running(nodes, n), [OLD]);
 });
 
+test('several members failing at once: the first is the failure, the others are said and listed; the database password is in none of it', async (t) => {
+  const { ns, rt, nodes, io, all } = await batched(4, '1, 3');
+  const [, a2, a3, a4] = all as [string, string, string, string];
+  const isFetch = (c: Call) => c.node !== all[0] && c.argv[3] === 'fetch';
+  // The three fetches are held until all three have begun, then fail together.
+  let held = 0;
+  const g = gate(nodes, (c) => {
+    if (!isFetch(c)) return false;
+    if (++held === 3) setTimeout(() => g.release(), 0);
+    return true;
+  });
+  nodes.failWhen = (c) => (isFetch(c) ? 'silver-deploy: update_fetch /setup answered 500: CONFIG_PG_PASSWORD=s3cretpassword' : null);
+  const r = await update(ns, app, rt, opts);
+  t.false(r.ok);
+  t.is(r.failure?.step, 'update_fetch /setup');
+  const failed = r.steps.filter((st) => !st.ok).map((st) => st.node).sort();
+  t.deepEqual(failed, [a2, a3, a4], 'every failing member is in the report');
+  for (const n of [a2, a3, a4].filter((x) => x !== r.failure!.node)) t.true(io.stderr.some((l) => l.startsWith(`${n}: FAILED at update_fetch /setup`)), `${n} is said`);
+  t.false(JSON.stringify(r).includes('s3cretpassword'));
+  t.false(io.stderr.join('\n').includes('s3cretpassword'));
+  t.deepEqual(actives(nodes, all), [OLD, OLD, OLD, OLD]);
+});
+
 test('SIGINT during a batch: no new step starts, every switched node goes back, the lock is released, the report says interrupted', async (t) => {
   const { ns, rt, nodes, signal, all } = await batched(4, '1, 3');
   const [a1, , a3] = all as [string, string, string, string];
