@@ -1,25 +1,14 @@
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { AppConfig } from '../../src/app/app-ini.js';
 import { envChange } from '../../src/commands/env.js';
 import { envFile, withSettings } from '../../src/deploy/settings.js';
 import { planUpdate, renderUpdatePlan, rollback, update } from '../../src/commands/update.js';
+import { fakeApp, NEW, OLD } from '../helpers/fake-app.js';
 import { fakeDeploy, NODESET, shellWords, type Call, type FakeNodes } from '../helpers/fake-nodes.js';
 
 // `[appserver] rollout`: the primary alone, then batches whose members activate concurrently,
 // on simulated nodes (test/helpers/fake-nodes.ts). Order is asserted on the recorded calls.
 
-const dir = mkdtempSync(join(tmpdir(), 'silver-app-'));
-writeFileSync(join(dir, 'app.py'), 'print(1)\n');
-const app: AppConfig = {
-  dir, file: join(dir, 'app.ini'), name: 'hello', runner: 'python3 app.py', services: ['postgresql'],
-  updateFetch: [{ kind: 'path', path: '/setup' }], healthCheck: '/health', packages: [], defaultLocation: null,
-  migrate: null, migrateMode: 'online', static: null, maintenancePage: null,
-};
-const OLD = 'hello.2026-12-01_001';
-const NEW = 'hello.2026-12-02_001';
+const app = fakeApp();
 const opts = { graceMs: 5 };
 const A = (i: number) => `app${i}.shop.test`;
 const appservers = (n: number) => Array.from({ length: n }, (_, i) => A(i + 1));
