@@ -1,3 +1,4 @@
+import { ofApp, waitServing } from '../deploy/balancer-wait.js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { contentSums, type ContentSums } from '../deploy/content.js';
@@ -428,6 +429,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         }
       }
     });
+    // (the site serves the new instance when the balancers see it up, not before: a first deploy waits for their checks)
+    if (failure === null && s.balancers.length > 0) await waitServing(s, rt, ofApp(app.name), 30_000).catch((e: Error) => afterwards.push(e.message));
     const f = failure as UpdateReport['failure'];
     const ended = r as Rollout | null;
     const result = !f ? 'ok' : `${ended?.interrupted ? 'interrupted' : 'failed'} at ${f.step} on ${f.node}: ${f.error}${ended?.rolledBack.length ? ' (rolled back)' : ''}`;

@@ -35,6 +35,8 @@ export interface ProviderConfig {
   name: string | null;
   /** Every other setting, secrets wrapped so they never print. */
   settings: Record<string, string | Secret>;
+  /** The nodeset has no [provider]: the local one, by default (silver warns). */
+  implicit?: true;
 }
 
 export interface Nodeset {

@@ -529,3 +529,22 @@ test('a balancer that refuses the page stops the update before anything switches
   t.is(nodes.app(A2, 'hello').active, OLD);
   t.false(nodes.verbs(undefined).some((v) => / switch /.test(v)));
 });
+
+test('a lease in a nodeset of two keeps its lock while replace-node sets the rebuilt node aside; without that, the first beat loses it', async (t) => {
+  const { Lease } = await import('../../src/deploy/shared-state.js');
+  const { Remote } = await import('../../src/remote/executor.js');
+  // (one node answers the heartbeat; the other is being destroyed and built again)
+  const remote = new Remote({
+    exec: async (node: string) => (node === 'a' ? { code: 0, stdout: 'renewed\n', stderr: '' } : Promise.reject(new Error('b: no route'))),
+  } as unknown as ConstructorParameters<typeof Remote>[0]);
+  const plain = new Lease(remote, ['a', 'b'], 'tokentoken1', 'me', 2, 0);
+  await plain.beat();
+  t.is(plain.lost, 'the lock is renewed on only 1 nodes');
+  const aside = new Lease(remote, ['a', 'b'], 'tokentoken1', 'me', 2, 0);
+  aside.setAside('b');
+  await aside.beat();
+  t.is(aside.lost, null);
+  aside.setAside('zzz');
+  await aside.beat();
+  t.is(aside.lost, null, 'a name it does not hold changes nothing');
+});
