@@ -129,6 +129,8 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       const { seq } = await converge(s, await readRollout(s), graceMs);
       const current = await readAppEnv(s, app);
       for (const v of Object.values(current.settings)) secretValues.add(v);
+      // (and the services' passwords: the app may print its environment where silver repeats it)
+      for (const [k, v] of Object.entries(current.active ?? {})) if (/PASSWORD/.test(k) && v) secretValues.add(v);
       if (!opts.restart) {
         await writePending(s, app, mergePending(current.pending, changes));
         rt.io.err(`${app}: ${report.changed.join(', ')} staged on ${s.appservers.map((n) => n.name).join(', ')}; the next update (or env change) rolls ${changes.length === 1 ? 'it' : 'them'} out`);
