@@ -1,10 +1,10 @@
 import test from 'ava';
 import { bakeImage, renderBake } from '../../src/commands/image.js';
 import { createNodes } from '../../src/commands/create-node.js';
-import { builderName, isBuilder, stripScript } from '../../src/image/builder.js';
+import { builderName, stripScript } from '../../src/image/builder.js';
 import { STRIP } from '../../src/image/strip.js';
-import type { ExecResult } from '../../src/ssh/connect.js';
 import { MemoryProvider } from '../../providers/memory/index.js';
+import { answerBuilder, BUILDER_PACKAGES } from '../helpers/bake.js';
 import { fakeDeploy, type Call } from '../helpers/fake-nodes.js';
 
 // The cloud bake's orchestration without machines (the memory provider, the fake nodes): the
@@ -13,36 +13,15 @@ import { fakeDeploy, type Call } from '../helpers/fake-nodes.js';
 
 const BUILDER = builderName('appserver');
 const IMAGE = 'silver-image-shop-appserver-20261202T1000Z';
-const ok = (stdout = ''): ExecResult => ({ code: 0, stdout, stderr: '' });
 
-/** A nodeset on a memory provider whose builder answers setup (each layer ends with `layerCode`), dpkg-query, tee and the strip. */
+/** A nodeset on a memory provider whose builder answers setup, dpkg-query, tee and the strip. */
 async function bakeable(opts: { failSnapshot?: string; layerCode?: (layer: string) => number } = {}) {
   const d = await fakeDeploy();
   const provider = new MemoryProvider(opts.failSnapshot ? { failSnapshot: opts.failSnapshot } : {});
   // The nodeset's nodes, as fakeDeploy made them, on this provider (with its snapshot option).
   for (const [id, n] of (d.provider as MemoryProvider).nodes) provider.nodes.set(id, n);
   d.rt.providerFor = async () => provider;
-  const stdins = new Map<string, string>();
-  d.nodes.answerOther = (call: Call, stdin?: string | Buffer) => {
-    if (!isBuilder(call.node)) return null;
-    const text = String(stdin ?? '');
-    if (call.argv.join(' ') === 'sh -s') {
-      stdins.set('setup', text);
-      const layers = [...text.matchAll(/^echo "silver-layer-begin: (\S+)"$/gm)].map((m) => m[1]!);
-      const out: string[] = [];
-      for (const l of layers) {
-        const code = opts.layerCode?.(l) ?? 0;
-        out.push(`silver-layer-begin: ${l}`, `silver-layer-end: ${l} ${code}`);
-        if (code !== 0) return { code, stdout: `${out.join('\n')}\n`, stderr: `${l}: apt-get failed` };
-      }
-      return ok(`${out.join('\n')}\n`);
-    }
-    stdins.set(call.argv[0]!, text);
-    if (call.argv[0] === 'dpkg-query') return ok('haproxy 2.6.12-1\nnginx 1.22.1-9\n');
-    if (call.argv[0] === 'tee') return ok(text);
-    if (call.argv[0] === 'sh') return ok();
-    return null;
-  };
+  const stdins = answerBuilder(d.nodes, opts.layerCode ? { layerCode: opts.layerCode } : {});
   provider.calls.length = 0;
   return { ...d, provider, stdins };
 }
@@ -61,9 +40,9 @@ test('a cloud bake creates a builder of the role, sets it up, strips it over SSH
     ['sh', '-s', '--', '/', ...STRIP],
   ], 'setup, the packages, the record, the strip (as root: the memory provider logs in as root)');
   t.deepEqual(nodes.calls.filter((c) => c.node !== BUILDER), [], "the nodeset's own nodes are not touched");
-  t.is(stdins.get('sh'), stripScript(), 'the strip script goes on standard input');
-  const record = { name: IMAGE, nodeset: 'shop', role: 'appserver', from: BUILDER, built: '2026-12-02T10:00:00.000Z', packages: ['haproxy 2.6.12-1', 'nginx 1.22.1-9'] };
-  t.deepEqual(JSON.parse(stdins.get('tee')!), record, 'the record goes into the image');
+  t.is(stdins.get('strip'), stripScript(), 'the strip script goes on standard input');
+  const record = { name: IMAGE, nodeset: 'shop', role: 'appserver', from: BUILDER, built: '2026-12-02T10:00:00.000Z', packages: BUILDER_PACKAGES };
+  t.deepEqual(JSON.parse(stdins.get('record')!), record, 'the record goes into the image');
   t.deepEqual(provider.images.get(IMAGE), record, 'and to the provider');
   t.like(r, record);
   t.is(r.id, undefined, "the memory provider's id is the name");
@@ -79,7 +58,7 @@ test('a cloud bake creates a builder of the role, sets it up, strips it over SSH
   t.true(io.stderr.includes(`silver: image ${IMAGE} was baked 34 days ago: it lacks the security updates since; bake a new one (silver image bake /n/shop.conf --role appserver)`));
 });
 
-test('a balancer bake: the builder is a balancer of the tier\'s size; TLS, a virtual address and backups are left out', async (t) => {
+test('a balancer bake: the builder is set up as setup-node sets up a balancer; TLS, a virtual address and backups are left out', async (t) => {
   const { ns, rt, nodes, provider, stdins } = await bakeable();
   const r = await bakeImage({ ...ns, virtualAddress: '10.0.0.200', tls: { mode: 'acme', hosts: ['shop.test'], hsts: null, acme: { directory: 'https://acme.test/dir', email: null, ca: null }, pem: null } }, rt, { role: 'balancer' });
   t.is(r.name, 'silver-image-shop-balancer-20261202T1000Z');
