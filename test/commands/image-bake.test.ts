@@ -1,6 +1,7 @@
 import test from 'ava';
 import { bakeImage, renderBake } from '../../src/commands/image.js';
 import { createNodes } from '../../src/commands/create-node.js';
+import { deleteNodes, listNodes, renderNodeList } from '../../src/commands/nodes.js';
 import { builderName, stripScript } from '../../src/image/builder.js';
 import { STRIP } from '../../src/image/strip.js';
 import { MemoryProvider } from '../../providers/memory/index.js';
@@ -130,4 +131,15 @@ test('the cloud bake refuses --node (it never bakes a node of the nodeset) and s
   t.regex(e!.message, /--node app1\.shop\.test: the memory provider bakes on a builder node of its own/);
   await t.throwsAsync(bakeImage(ns, rt, { role: 'service:postgresql' }), { message: /--role service:postgresql: images are baked from appserver or balancer nodes/ });
   t.deepEqual(providerSteps(provider), []);
+});
+
+test('a builder an interrupted bake left: list-nodes says what it is, delete-node --orphans removes it without draining it from the balancers', async (t) => {
+  const { ns, rt, provider, nodes } = await bakeable();
+  await provider.create({ labels: { nodeset: ns.name, role: 'appserver', name: BUILDER, index: 1 }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', authorizedKey: '', hostKey: { public: 'ssh-ed25519 OLD', private: '' } });
+  const listed = await listNodes(ns, rt);
+  t.regex(renderNodeList(ns, listed), /silver-builder-appserver\.invalid\s+appserver\s+running\s+\S+\s+image builder an interrupted bake left \(orphan\)/);
+  const d = await deleteNodes(ns, rt, { nodes: [], orphans: true, yes: true, concurrency: 2 });
+  t.deepEqual(d.deleted, [BUILDER]);
+  t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), [], 'never in rotation: not drained');
+  t.deepEqual(nodes.calls, [], 'no node is set up again');
 });
