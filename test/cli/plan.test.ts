@@ -34,6 +34,7 @@ test('silver plan shows every node of the design notes nodeset', async (t) => {
   t.regex(r.stdout, /^app2\.foobar\.com\s+appserver\s+2\s+ram 256MB$/m);
   t.regex(r.stdout, /http:\/\/foobar\.com\/wiki\/\s+->\s+wiki/);
   t.regex(r.stdout, /balancer hostnames: foobar\.com, baz\.com/);
+  t.regex(r.stdout, /^rollout = 1, 50%: app1\.foobar\.com; then app2\.foobar\.com, app3\.foobar\.com$/m);
 });
 
 test('silver plan --json has the documented shape', async (t) => {
@@ -41,6 +42,8 @@ test('silver plan --json has the documented shape', async (t) => {
   t.is(r.code, 0, r.stderr);
   const plan = JSON.parse(r.stdout);
   t.is(plan.name, 'demo');
+  t.is(plan.rollout, null, 'no rollout key: one app server at a time');
+  t.deepEqual(plan.batches, [['app1.demo.test'], ['app2.demo.test']]);
   t.deepEqual(plan.nodes, [
     { name: 'app1.demo.test', role: 'appserver', index: 1, size: 'ram 256MB' },
     { name: 'app2.demo.test', role: 'appserver', index: 2, size: 'ram 256MB' },
