@@ -1,5 +1,5 @@
 import { ExitError } from '../diagnostics.js';
-import { builderName, builderNodeset, isBuilder, PACKAGES_ARGV, recordArgv, stripArgv, stripScript } from '../image/builder.js';
+import { builderName, builderNodeset, PACKAGES_ARGV, recordArgv, stripArgv, stripScript } from '../image/builder.js';
 import { BAKEABLE_ROLES, imageName, type ImageRecord } from '../image/strip.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Provider } from '../provider.js';
@@ -63,8 +63,10 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
   const t0 = rt.now();
   const name = builderName(role);
   const say = (text: string) => rt.io.err(`${name}: ${text}`);
+  // (a node of the file by that name would be set up, stripped and destroyed as the builder)
+  if (ns.nodes.some((n) => n.name === name)) throw new ExitError(`${name}: nodeset ${ns.name} names a node as silver names its image builders: rename that node`, 2);
   const bns = builderNodeset(ns, role);
-  await removeBuilders(ns, rt, provider, say, 'left by an interrupted bake: destroyed');
+  await removeBuilder(ns, rt, provider, name, say, 'left by an interrupted bake: destroyed');
 
   let interrupted: string | null = null;
   const abort = new AbortController();
@@ -104,7 +106,7 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
     throw new ExitError(`image bake: ${(e as Error).message} (no image made)`, 1);
   } finally {
     try {
-      await removeBuilders(ns, rt, provider, say, 'destroyed');
+      await removeBuilder(ns, rt, provider, name, say, 'destroyed');
     } catch (e) {
       rt.io.err(`silver: the builder ${name} could not be destroyed: ${(e as Error).message}; the next bake removes it, or silver delete-node ${ns.file} --orphans`);
     }
@@ -112,10 +114,12 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
   }
 }
 
-/** Every builder of the nodeset destroyed, its pinned host key dropped, connections kept to it ended. */
-async function removeBuilders(ns: Nodeset, rt: Runtime, provider: Provider, say: (text: string) => void, done: string): Promise<void> {
-  const named = new Set(ns.nodes.map((n) => n.name));
-  const builders = (await provider.list(ns.name)).filter((n) => isBuilder(n.name) && !named.has(n.name));
+/**
+ * The role's builder destroyed, its pinned host key dropped, connections kept to it ended (the
+ * other role's builder is left alone: its bake may be running).
+ */
+async function removeBuilder(ns: Nodeset, rt: Runtime, provider: Provider, name: string, say: (text: string) => void, done: string): Promise<void> {
+  const builders = (await provider.list(ns.name)).filter((n) => n.name === name);
   for (const b of builders) {
     await provider.destroy(b);
     rt.state.unpin(ns.name, [b.name]);

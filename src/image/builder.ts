@@ -11,7 +11,7 @@ import { IMAGE_RECORD, stripPatterns } from './strip.js';
  *
  * It is labelled as a node of the nodeset named `silver-builder-ROLE.invalid` (a reserved
  * domain: no node of a nodeset file is named so), so that one an interrupted bake left behind
- * is found again: the next bake removes it, `list-nodes` says what it is, `delete-node
+ * is found again: the next bake of the role removes it, `list-nodes` says what it is, `delete-node
  * --orphans` removes it like any orphan.
  */
 export const builderName = (role: Role): string => `silver-builder-${role}.invalid`;

@@ -114,14 +114,22 @@ test('SIGINT during the setup: the bake stops after that step, destroys the buil
   t.true(io.stderr.some((l) => l.startsWith('silver: SIGINT: the builder is destroyed after the current step')));
 });
 
-test('a builder an interrupted bake left is destroyed before a new one is made; a node of the file with that name never is', async (t) => {
+test('a builder an interrupted bake left is destroyed before a new one is made; a node of the file by a builder\'s name is refused', async (t) => {
   const { ns, rt, provider, io } = await bakeable();
   await provider.create({ labels: { nodeset: ns.name, role: 'appserver', name: BUILDER, index: 1 }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', authorizedKey: '', hostKey: { public: 'ssh-ed25519 OLD', private: '' } });
+  await provider.create({ labels: { nodeset: ns.name, role: 'balancer', name: 'silver-builder-balancer.invalid', index: 1 }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', authorizedKey: '', hostKey: { public: 'ssh-ed25519 RUNNING', private: '' } });
   rt.state.pin(ns.name, BUILDER, '10.0.0.99', 'ssh-ed25519 OLD');
   provider.calls.length = 0;
   await bakeImage(ns, rt, { role: 'appserver' });
-  t.deepEqual(providerSteps(provider), [`destroy ${BUILDER}`, `create ${BUILDER} small`, `snapshot ${BUILDER} ${IMAGE}`, `destroy ${BUILDER}`]);
+  t.deepEqual(providerSteps(provider), [`destroy ${BUILDER}`, `create ${BUILDER} small`, `snapshot ${BUILDER} ${IMAGE}`, `destroy ${BUILDER}`], "the balancer's builder is left alone: its bake may be running");
   t.true(io.stderr.includes(`${BUILDER}: left by an interrupted bake: destroyed`));
+
+  provider.calls.length = 0;
+  const mine = { ...ns, nodes: ns.nodes.map((n, i) => (i === 0 ? { ...n, name: BUILDER } : n)) };
+  const e = await t.throwsAsync(bakeImage(mine, rt, { role: 'appserver' }));
+  t.is((e as { exitCode?: number }).exitCode, 2);
+  t.regex(e!.message, /silver-builder-appserver\.invalid: nodeset shop names a node as silver names its image builders/);
+  t.deepEqual(providerSteps(provider), []);
 });
 
 test('the cloud bake refuses --node (it never bakes a node of the nodeset) and service roles, before anything is made', async (t) => {
