@@ -153,8 +153,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
         const primary = s.appservers[0]!.name;
         await r.activateAll((node) => r.activate(node, instance, node === primary ? 'primary' : 'secondary', [], '-', before.get(node)!.active));
         activatedAll = true;
-        await r.finishStops();
-        await pruneAll(r, s);
+        await Promise.all([r.finishStops(), pruneAll(r, s)]);
         if (current.pending.length) await writePending(s, app, null).catch((x: Error) => rt.io.err(`warning: the staged settings could not be cleared (${x.message})`));
         await r.closeRecord('activated');
       } catch (e) {

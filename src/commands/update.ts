@@ -23,8 +23,12 @@ import { serviceEnv } from '../services/types.js';
 import { redact } from '../secret.js';
 
 const KEEP_INSTANCES = 3;
-/** How long old nginx workers get to finish their requests to a replaced instance. */
-export const GRACE_MS = 1500;
+/**
+ * How long after a switch a replaced instance is asked to stop: the reloaded front proxy's new
+ * workers have taken over by then; the stop itself waits until the old workers' connections to
+ * the instance are gone (at most 10 s), so a slow request is never cut short.
+ */
+export const GRACE_MS = 500;
 
 export type { NodeStep };
 
@@ -234,7 +238,7 @@ function versionOf(dir: string, code: string | null): { version?: string } {
 
 /** Old instances pruned to the last few on each app server; a node that fails is said, not fatal. */
 export async function pruneAll(rollout: Rollout, s: Session): Promise<void> {
-  for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES).catch((e: Error) => s.rt.io.err(`${n.name}: pruning old instances failed (the next update tries again): ${e.message}`));
+  await Promise.all(s.appservers.map((n) => rollout.prune(n.name, KEEP_INSTANCES).catch((e: Error) => s.rt.io.err(`${n.name}: pruning old instances failed (the next update tries again): ${e.message}`))));
 }
 
 /** Puts the balancers into `mode` for the app; what its entry was before (null without balancers). */
@@ -325,12 +329,14 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
       try {
         const settled = await converge(s, await readRollout(s), opts.graceMs ?? GRACE_MS);
         converged = settled.convergence;
-        const secrets = await rollout.step('services', s.appservers[0]!.name, () => setUpServices(s, app, say));
+        // The services, the balancers and what every app server has: asked of their nodes at once.
+        const [secrets, , states] = await Promise.all([
+          rollout.step('services', s.appservers[0]!.name, () => setUpServices(s, app, say)),
+          tellBalancers(s, app),
+          // (name and port of the new instance come from what every app server has)
+          rollout.step('status', s.appservers[0]!.name, () => s.status()),
+        ]);
         for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
-        await tellBalancers(s, app);
-
-        // Name and port of the new instance, from what every app server has.
-        const states = await rollout.step('status', s.appservers[0]!.name, () => s.status());
         before.value = beforeOf(app.name, states);
         const sums = sumsAtPack;
         if (isStaticOnly(app, sums, s, states)) {
@@ -391,8 +397,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         // Every app server serves the new instance: from here on nothing is rolled back (the
         // migration ran); what fails is said, and an open hold is left to the next run.
         activatedAll = true;
-        await rollout.finishStops();
-        await pruneAll(rollout, s);
+        // (the replaced instances stop after their grace while the old ones are pruned)
+        await Promise.all([rollout.finishStops(), pruneAll(rollout, s)]);
         if (appEnv?.pending.length) {
           await writePending(s, app.name, null).catch((x: Error) => afterwards.push(`the settings staged with --no-restart are still staged (${x.message}); the next update applies them again`));
         }

@@ -50,8 +50,9 @@ test('an update runs the steps in order on each app server, records its intent b
     `fetch hello ${NEW} /setup primary`,
     `wait hello ${NEW} /health 30 2xx`,
     `switch hello ${NEW}`,
-    `stop hello ${OLD}`,
+    // (pruning goes on while the replaced instance has its grace)
     'prune hello 3',
+    `stop hello ${OLD}`,
   ]);
   t.true(nodes.verbs(A2).includes(`fetch hello ${NEW} /setup secondary`));
   // The record went to every node before the first switch, and says `done` at the end.

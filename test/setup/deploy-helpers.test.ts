@@ -129,6 +129,8 @@ exec /usr/bin/install "$@"`,
   // systemd-run: keeps the script file it is given (its last argument), which the helper removes after.
   fake(t, 'systemd-run', 'for a; do :; done; if [ -f "$a" ]; then cp "$a" "$T/last-script"; fi; exit 0');
   fake(t, 'dpkg-query', 'exit 1');
+  // ss: what ss.out holds (nothing: no listener, no connection); not among the calls.
+  writeFileSync(join(t.bin, 'ss'), `#!/bin/sh\ncat '${t.dir}/ss.out' 2> /dev/null || true\n`, { mode: 0o755 });
   fake(t, 'apt-get', 'exit 0');
   return t;
 }
@@ -390,7 +392,14 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   t.is(refused.code, 1);
   t.regex(refused.stderr, /is active: switch away from it first/);
   t.deepEqual(calls(tr), []);
-  t.is((await deploy(tr, 'stop', 'blog', two)).code, 0);
+  // A connection to the instance (the front proxy's old worker finishing a request): the stop
+  // waits until it is gone.
+  writeFileSync(join(tr.dir, 'ss.out'), 'ESTAB 0 0 127.0.0.1:8002 127.0.0.1:51234\n');
+  const stopping = deploy(tr, 'stop', 'blog', two);
+  await new Promise((r) => setTimeout(r, 700));
+  t.deepEqual(calls(tr), [], 'not stopped while a request is in flight');
+  rmSync(join(tr.dir, 'ss.out'));
+  t.is((await stopping).code, 0);
   t.deepEqual(calls(tr), [`systemctl stop silver-${two}.service`]);
 
   clearCalls(tr);
