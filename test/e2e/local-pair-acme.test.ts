@@ -1,14 +1,14 @@
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
-import { httpGet } from '../helpers/load.js';
+import { ask, httpGet } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 import { eventually } from '../helpers/nodeset.js';
 import { helloNodeset, versionOf } from '../helpers/hello.js';
+import { hasPebble, pebbleCert, startPebble, type Pebble } from '../helpers/pebble.js';
 
 // tls = acme on a balancer pair, on real containers with a real ACME server: Debian's pebble on
 // the host's bridge address, pebble-challtestsrv answering every name with the virtual address,
@@ -24,12 +24,12 @@ const HOST = '10.213.234.1';
 const VIP = '10.213.234.5';
 const NAME = 'secure-pair.test';
 const PEM = `/etc/haproxy/certs/${NAME}.pem`;
-const run = canRunLxc && spawnSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv']).status === 0 ? test.serial : test.serial.skip;
+const run = canRunLxc && hasPebble ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-pair-acme-'));
 const env = { SILVER_HOME: join(dir, 'home'), SILVER_PERSIST: '0' };
 const file = join(dir, 'pair-acme.conf');
 const B = ['balancer1.pairacme.test', 'balancer2.pairacme.test'];
-const procs: ChildProcess[] = [];
+let pebble: Pebble | null = null;
 let root = '';
 /** Each balancer's own certificate (SHA-256 fingerprint, as Node writes it), after setup-node. */
 const own: Record<string, string> = {};
@@ -41,41 +41,11 @@ writeFileSync(
     .replace('[balancer]\n', `[balancer]\nnodes = 2\nvirtual_address = ${VIP}\ntls = acme\nacme_directory = https://${HOST}:14000/dir\nacme_email = ops@${NAME}\nacme_ca_bundle = pebble.crt\n`),
 );
 
-/** The ACME server's own TLS certificate (a self-signed one for the bridge address). */
-function pebbleCert(): void {
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=pebble', '-addext', `subjectAltName=IP:${HOST}`, '-keyout', join(dir, 'pebble.key'), '-out', join(dir, 'pebble.crt')]);
-  if (r.status !== 0) throw new Error(r.stderr.toString());
-}
-
-function start(cmd: string, args: string[], extraEnv: Record<string, string> = {}): void {
-  const p = spawn(cmd, args, { cwd: dir, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
-  p.stderr!.on('data', () => undefined);
-  procs.push(p);
-}
-
-async function waitPort(port: number, host = HOST): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (spawnSync('bash', ['-c', `exec 3<>/dev/tcp/${host}/${port}`]).status === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${host}:${port}`);
-}
-
 /** A request over HTTPS through the virtual address, verified against pebble's root. */
-function https(path = '/'): Promise<{ status: number; body: string; subject: string; fingerprint: string }> {
-  return new Promise((resolve, reject) => {
-    // (a new connection each time: a kept one would hide which balancer answers)
-    const req = httpsRequest({ host: VIP, port: 443, path, servername: NAME, headers: { Host: NAME }, ca: root, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, subject: String(cert.subjectaltname ?? ''), fingerprint: String(cert.fingerprint256 ?? '') }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+async function https(path = '/'): Promise<{ status: number; body: string; subject: string; fingerprint: string }> {
+  // (a new connection each time: a kept one would hide which balancer answers)
+  const r = await ask({ tls: true, host: VIP, port: 443, path, servername: NAME, headers: { Host: NAME }, ca: root, agent: false });
+  return { status: r.status, body: r.body, subject: r.cert!.subject, fingerprint: r.cert!.fingerprint };
 }
 
 const holds = async (node: string) => (await onNode(file, env, node, 'ip -4 -o addr show dev eth0')).out.includes(` ${VIP}/`);
@@ -86,18 +56,15 @@ const fingerprint = async (node: string) => (await onNode(file, env, node, `open
 test.before(async () => {
   if (!canRunLxc) return;
   await cleanLeftovers(config, [NODESET]);
-  pebbleCert();
+  pebbleCert(dir, HOST);
   const c = await silver(['create-node', file], env);
   if (c.code !== 0) throw new Error(c.stderr);
   // DNS for the ACME server: every name is the virtual address (the pair's holder answers).
   // (management ports of this file's own: the HTTPS e2e may run at the same time)
-  start('pebble-challtestsrv', ['-dns01', `${HOST}:8053`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', '127.0.0.1:18234', '-defaultIPv4', VIP, '-defaultIPv6', '']);
-  writeFileSync(join(dir, 'pebble.json'), JSON.stringify({ pebble: { listenAddress: `${HOST}:14000`, managementListenAddress: '127.0.0.1:15234', certificate: join(dir, 'pebble.crt'), privateKey: join(dir, 'pebble.key'), httpPort: 80, tlsPort: 443, ocspResponderURL: '', externalAccountBindingRequired: false } }));
-  start('pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `${HOST}:8053`], { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' });
-  await waitPort(14000);
+  pebble = await startPebble(dir, HOST, VIP, { management: 15234, challManagement: 18234 });
 });
 test.after.always(async () => {
-  for (const p of procs) p.kill('SIGTERM');
+  pebble?.stop();
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);
 });
 
@@ -107,7 +74,7 @@ run('setup-node: each balancer of the pair gets a certificate of its own (the ho
   for (const b of B) t.regex(s.stderr, new RegExp(`${b.replaceAll('.', '\\.')}: balancer: changed: certificates for ${NAME.replaceAll('.', '\\.')} \\(from the ACME server\\)`));
   const u = await silver(['update', join(process.cwd(), 'examples/hello'), file], env);
   t.is(u.code, 0, u.stderr);
-  root = spawnSync('curl', ['-sk', 'https://127.0.0.1:15234/roots/0']).stdout.toString();
+  root = pebble!.root();
   t.regex(root, /BEGIN CERTIFICATE/);
   const [active] = await holder();
   t.truthy(active, 'one balancer holds the virtual address');

@@ -1,12 +1,13 @@
 import test from 'ava';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
+import { findHaproxy } from '../helpers/haproxy.js';
+import { ask } from '../helpers/load.js';
 import { ACME_MAP, ALLOW_ACL, CERTS_DIR, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
 
 // tls = acme on a balancer pair, on loopback with two real HAProxy processes (no container):
@@ -17,14 +18,6 @@ import { ACME_MAP, ALLOW_ACL, CERTS_DIR, haproxyCfg, MODES_MAP, PAGES_MAP } from
 // already forwarded is never forwarded again; silver-acme's probe passes through A to B.
 // HAProxy is SILVER_TEST_HAPROXY or the one in PATH; without one the test is a skip.
 
-function findHaproxy(): string | null {
-  const env = process.env['SILVER_TEST_HAPROXY'];
-  if (env) return existsSync(env) ? env : null;
-  for (const dir of [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin']) {
-    if (dir && existsSync(join(dir, 'haproxy'))) return join(dir, 'haproxy');
-  }
-  return null;
-}
 const HAPROXY = findHaproxy();
 const run = HAPROXY ? test.serial : test.serial.skip;
 
@@ -78,36 +71,10 @@ function config(x: Balancer, appPort: number): string {
 /** (run in the foreground, without syslog) */
 const noLog = (cfg: string) => cfg.replace(/^\tlog \/dev\/log.*\n/m, '');
 
-interface Answer {
-  status: number;
-  body: string;
-}
-function get(x: Balancer, path: string, headers: Record<string, string> = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: x.ip, port: x.http, path, headers: { Host: HOST, ...headers }, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-function getTls(x: Balancer, path: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: x.ip, port: x.https, path, servername: HOST, headers: { Host: HOST }, rejectUnauthorized: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** A plain-HTTP request to balancer X (Host: the pair's name). */
+const get = (x: Balancer, path: string, headers: Record<string, string> = {}) => ask({ host: x.ip, port: x.http, path, headers: { Host: HOST, ...headers } });
+/** The same over TLS (the self-signed default certificate). */
+const getTls = (x: Balancer, path: string) => ask({ tls: true, host: x.ip, port: x.https, path, servername: HOST, headers: { Host: HOST }, rejectUnauthorized: false });
 
 /** One admin-socket command to balancer X (what silver-acme's hook sends). */
 function admin(x: Balancer, command: string): Promise<string> {
