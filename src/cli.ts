@@ -84,6 +84,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { planJson, renderPlan } = await commands.plan();
       io.out(opts.json ? JSON.stringify(planJson(ns), null, 2) : renderPlan(ns));
+      // (old baked images, told by their names: plan asks no provider)
+      for (const w of (await import('./image/age.js')).namedImageWarnings(ns, Date.now())) io.err(w);
     });
 
   program

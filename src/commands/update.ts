@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { contentSums, type ContentSums } from '../deploy/content.js';
 import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../deploy/modes.js';
 import type { AppConfig } from '../app/app-ini.js';
-import { beforeOf, Interrupted, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
+import { beforeOf, Halted, Interrupted, redactSteps, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
 import { freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
 import { envFile, withSettings } from '../deploy/settings.js';
 import { folderVars, readAppEnv, writePending, type AppEnv } from '../deploy/app-env.js';
@@ -12,6 +12,7 @@ import { appVersion, historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { holderText, type Lease, type Versioned } from '../deploy/shared-state.js';
 import { ConfigError, diagnostic, ExitError } from '../diagnostics.js';
+import { batches, formatRollout, ONE_AT_A_TIME } from '../nodeset/rollout.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { dbEnsure } from '../remote/commands/db.js';
 import { deployVerbs } from '../remote/commands/deploy.js';
@@ -385,9 +386,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           held = await holdBack(s, app, app.migrateMode, (previous) => rollout.writeRecord({ ...rollout.current!, hold: { mode: app.migrateMode, previous } }, rollout.seq));
         }
         if (app.migrate) await rollout.migrate(s.appservers[0]!.name, instance, app.migrate);
-        for (const [i, n] of s.appservers.entries()) {
-          await rollout.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(n.name)?.active ?? null);
-        }
+        const primary = s.appservers[0]!.name;
+        await rollout.activateAll((node) => rollout.activate(node, instance, node === primary ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(node)?.active ?? null));
         // Every app server serves the new instance: from here on nothing is rolled back (the
         // migration ran); what fails is said, and an open hold is left to the next run.
         activatedAll = true;
@@ -453,7 +453,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
     converged,
     staticOnly,
     warnings: afterwards,
-    steps: done?.steps ?? [],
+    steps: redactSteps(done?.steps ?? [], secretValues),
     seconds: (rt.now() - t0) / 1000,
   };
 }
@@ -470,6 +470,10 @@ export interface UpdatePlan {
   services: string[];
   packages: string[];
   appservers: { node: string; active: string | null }[];
+  /** The activation batches, in order (the primary alone first). */
+  batches: string[][];
+  /** `[appserver] rollout` as given; null: absent (one app server at a time). */
+  rollout: string | null;
   /** An interrupted rollout the update would converge first. */
   converges: string | null;
   /** Who holds the deploy lock now (the update would wait for nothing: it would refuse). */
@@ -498,6 +502,8 @@ export async function planUpdate(ns: Nodeset, app: AppConfig, rt: Runtime): Prom
       services: app.services,
       packages: app.packages,
       appservers: s.appservers.map((n) => ({ node: n.name, active: before.get(n.name)?.active ?? null })),
+      batches: batches(s.appservers.map((n) => n.name), ns.rollout ?? ONE_AT_A_TIME),
+      rollout: ns.rollout ? formatRollout(ns.rollout) : null,
       converges: rec?.state === 'running' ? `${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})` : null,
       locked: lock?.live ? lock.holder : null,
       balancers: ns.nodes.filter((n) => n.role === 'balancer').length,
@@ -517,10 +523,17 @@ export function renderUpdatePlan(p: UpdatePlan): string {
     lines.push(`  stage ${p.instance} on ${p.appservers.map((a) => `${a.node} (now ${a.active ?? 'none'})`).join(', ')}`);
     if (p.packages.length) lines.push(`  install packages if missing: ${p.packages.join(' ')}`);
     if (p.migrate) lines.push(`  run the migration once on ${p.appservers[0]?.node}: ${p.migrate}${p.migrateMode !== 'online' && p.balancers > 0 ? ` (balancers in ${p.migrateMode} meanwhile)` : ''}`);
-    lines.push(`  activate it one app server at a time, ${p.appservers[0]?.node} first`);
+    lines.push(activationLine(p));
   }
   lines.push('nothing was changed');
   return lines.join('\n');
+}
+
+/** How the dry run says the activation goes: one at a time, or batch by batch. */
+function activationLine(p: UpdatePlan): string {
+  if (p.batches.every((b) => b.length === 1)) return `  activate it one app server at a time, ${p.appservers[0]?.node} first`;
+  const [first, ...rest] = p.batches;
+  return `  activate it in ${p.batches.length} batches (rollout = ${p.rollout}): ${first!.join(', ')} (the primary, alone)${rest.map((b) => `; then ${b.join(', ')}`).join('')}`;
 }
 
 export interface RollbackReport {
@@ -584,23 +597,30 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
         seq,
       );
       let failed: StepError | null = null;
-      for (const n of s.appservers) {
-        const from = before.get(n.name)!.active;
-        if (from === target) {
-          nodes.push({ node: n.name, from, to: target, ok: true });
-          continue;
-        }
-        try {
-          await r.moveTo(n.name, target, from, from ?? '-');
-          nodes.push({ node: n.name, from, to: target, ok: true });
-          rt.io.err(`${n.name}: ${target} active (was ${from ?? 'none'})`);
-        } catch (e) {
-          failed = e instanceof StepError ? e : new StepError('rollback', n.name, (e as Error).message);
-          nodes.push({ node: n.name, from, to: target, ok: false, error: failed.message });
-          rt.io.err(`${n.name}: rollback ${failed instanceof Interrupted ? 'interrupted' : 'failed'} at ${failed.step}: ${failed.message}`);
-          break;
-        }
+      try {
+        await r.activateAll(async (node) => {
+          const from = before.get(node)!.active;
+          if (from === target) {
+            nodes.push({ node, from, to: target, ok: true });
+            return;
+          }
+          try {
+            await r.moveTo(node, target, from, from ?? '-');
+            nodes.push({ node, from, to: target, ok: true });
+            rt.io.err(`${node}: ${target} active (was ${from ?? 'none'})`);
+          } catch (e) {
+            const err = e instanceof StepError ? e : new StepError('rollback', node, (e as Error).message);
+            // (a member of the batch that only stopped because another failed is no failure of its own)
+            if (!(err instanceof Halted)) nodes.push({ node, from, to: target, ok: false, error: err.message });
+            throw err;
+          }
+        });
+      } catch (e) {
+        failed = e as StepError;
+        rt.io.err(`${failed.node}: rollback ${failed instanceof Interrupted ? 'interrupted' : 'failed'} at ${failed.step}: ${failed.message}`);
       }
+      const order = s.appservers.map((n) => n.name);
+      nodes.sort((a, b) => order.indexOf(a.node) - order.indexOf(b.node));
       if (failed) {
         const ok = await r.restore(target, before, failed.node);
         if (ok) await r.closeRecord('failed, restored').catch(() => undefined);

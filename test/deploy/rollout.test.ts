@@ -2,24 +2,17 @@ import test from 'ava';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AppConfig } from '../../src/app/app-ini.js';
 import { rollback, rollbackTarget, update } from '../../src/commands/update.js';
 import { parseStatus } from '../../src/deploy/remote.js';
 import { contentSums } from '../../src/deploy/content.js';
+import { fakeApp, NEW, OLD } from '../helpers/fake-app.js';
 import { fakeDeploy, type FakeNodes } from '../helpers/fake-nodes.js';
 
 // The rollout without machines: the nodes are simulated (test/helpers/fake-nodes.ts), every
 // remote call is recorded as argv, and each step is failed in turn.
 
-const dir = mkdtempSync(join(tmpdir(), 'silver-app-'));
-writeFileSync(join(dir, 'app.py'), 'print(1)\n');
-const app: AppConfig = {
-  dir, file: join(dir, 'app.ini'), name: 'hello', runner: 'python3 app.py', services: ['postgresql'],
-  updateFetch: [{ kind: 'path', path: '/setup' }], healthCheck: '/health', packages: [], defaultLocation: null,
-  migrate: null, migrateMode: 'online', static: null, maintenancePage: null,
-};
-const OLD = 'hello.2026-12-01_001';
-const NEW = 'hello.2026-12-02_001';
+const app = fakeApp();
+const dir = app.dir;
 const A1 = 'app1.shop.test';
 const A2 = 'app2.shop.test';
 const opts = { graceMs: 5 };

@@ -178,8 +178,11 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
   // The deployer tries to keep access: a key of their own where sshd would have read it, and
   // silver's file itself.
   const planted = readFileSync(`${keys.planted!}.pub`, 'utf8');
-  const plant = sshAs(keys.ann!, 'silver', a1, `mkdir -p ~/.ssh && printf '%s' '${planted.trim()}' >> ~/.ssh/authorized_keys && echo planted; printf '%s\\n' '${planted.trim()}' >> /etc/silverlining/authorized_keys/silver 2>/dev/null && echo WROTE-ROOTS-FILE; true`);
+  const plant = sshAs(keys.ann!, 'silver', a1, `mkdir -p ~/.ssh && printf '%s' '${planted.trim()}' >> ~/.ssh/authorized_keys && echo planted; { printf '%s\\n' '${planted.trim()}' >> /etc/silverlining/authorized_keys/silver; } 2>/dev/null && echo WROTE-ROOTS-FILE; true`);
   t.is(plant.out.trim(), 'planted');
+  // ~/.ssh/rc would run at every later login (silver's own too); a process left running would outlive the key.
+  t.is(sshAs(keys.ann!, 'silver', a1, "printf 'touch /tmp/silver-rc-ran\\n' > ~/.ssh/rc; setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo left").out.trim(), 'left');
+  t.is(sshAs(keys.ann!, 'silver', a1, 'test -e /tmp/silver-rc-ran && echo ran || echo not-run').out.trim(), 'not-run', 'sshd runs no ~/.ssh/rc for the deploy user');
   t.not(sshAs(keys.planted!, 'silver', a1, 'true').code, 0, "a key in the deploy user's own authorized_keys is not read");
   // Taken out: gone from every node at the next setup-node; silver still logs in.
   writeFileSync(file, plain);
@@ -190,6 +193,7 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
     t.not(sshAs(keys.ops!, 'root', n.address, 'true').code, 0, `${n.name}: the admin's key`);
   }
   t.is((await silver(['exec', file, '--', 'true'], env)).code, 0, "silver's own key stays");
+  t.is((await onNode(file, env, A1, 'pgrep -u silver -c sleep || true')).out.trim(), '0', "what the deployer left running ended with the key");
   const again = keep(await silver(['setup-node', file], env));
   t.regex(again.stdout, /no changes|0 changed/);
 });

@@ -254,3 +254,18 @@ test('[access]: deployers and admins are public key files, read relative to the 
   t.regex(forged[0]!, /the key's data is not a ssh-ed25519 key/);
   t.deepEqual(errors(`${base}[appserver]\n[access]\nusers = k.pub\n`), ['/t/set.conf:6: users: unknown key in [access] (known: deployers, admins)']);
 });
+
+test('[appserver] rollout: the activation batches; absent, one app server at a time', (t) => {
+  const ns = load(`${base}[appserver]\nnodes = 8\nrollout = 1, 25%\n`);
+  t.deepEqual(ns.rollout, [{ count: 1 }, { percent: 25 }]);
+  t.is(load(`${base}[appserver]\nnodes = 8\n`).rollout, undefined);
+  t.deepEqual(load(`${base}[vars]\nfirst = 2\n[appserver]\nrollout = \${vars:first} 50%\n`).rollout, [{ count: 2 }, { percent: 50 }]);
+});
+
+for (const bad of ['0', '0%', '150%', 'abc', '-1', '', '1,,25%']) {
+  test(`[appserver] rollout = "${bad}" is a located error`, (t) => {
+    const lines = errors(`${base}[appserver]\nnodes = 4\nrollout = ${bad}\n`);
+    t.is(lines.length, 1, lines.join('\n'));
+    t.regex(lines[0]!, /^\/t\/set\.conf:6: rollout: (entry "|is empty|has an empty entry)/);
+  });
+}

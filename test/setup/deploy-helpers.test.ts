@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
@@ -126,7 +126,8 @@ for a; do
 done
 exec /usr/bin/install "$@"`,
   );
-  fake(t, 'systemd-run', 'exit 0');
+  // systemd-run: keeps the script file it is given (its last argument), which the helper removes after.
+  fake(t, 'systemd-run', 'for a; do :; done; if [ -f "$a" ]; then cp "$a" "$T/last-script"; fi; exit 0');
   fake(t, 'dpkg-query', 'exit 1');
   fake(t, 'apt-get', 'exit 0');
   return t;
@@ -460,9 +461,15 @@ test('silver-deploy: fetch-script runs the decoded command as the app\'s user, i
   const r = await deploy(tr, 'fetch-script', 'blog', one, 'secondary', b64('./manage.py export > "$OUT"'));
   t.is(r.code, 0, r.stderr);
   const d = join(tr.apps, 'blog/instances', one);
-  t.deepEqual(calls(tr), [
-    `systemd-run --quiet --wait --pipe --collect --service-type=exec -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh -c ./manage.py export > "$OUT"`,
-  ]);
+  const [chown, call] = calls(tr);
+  const script = /-- \/bin\/sh (\S+)$/.exec(call!)?.[1];
+  t.is(chown, `chown root:app-blog ${script}`, "the app's user may read it, no other");
+  t.is(call, `systemd-run --quiet --wait --pipe --collect --service-type=exec -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh ${script}`);
+  // The script is a file, never an argument systemd would expand \${VAR} in (a password on a command line).
+  t.regex(script!, new RegExp(`^${tr.run}-scripts/s\\.[A-Za-z0-9]{10}$`));
+  t.is(readFileSync(join(tr.dir, 'last-script'), 'utf8'), './manage.py export > "$OUT"\n');
+  t.false(existsSync(script!), 'removed after the run');
+  t.is((statSync(`${tr.run}-scripts`).mode & 0o777).toString(8), '711');
   t.is((await deploy(tr, 'fetch-script', 'blog', one, 'tertiary', b64('x'))).code, 1);
 });
 
