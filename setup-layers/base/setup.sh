@@ -127,6 +127,8 @@ case "$SILVER_ROLE" in
     fi
     ;;
   balancer)
+    # (port 80 is everyone's, the other balancer of a pair included: with tls = acme each passes
+    # it the ACME server's validation requests it has no answer for)
     _rules="		tcp dport { 80, 443 } accept"
     # (a balancer pair: VRRP, IP protocol 112, from the other balancer only)
     [ -z "$SILVER_VRRP_PEER" ] || _rules="$_rules${NL}		ip saddr $SILVER_VRRP_PEER ip protocol 112 accept"

@@ -114,12 +114,6 @@ class Resolution {
       }
     }
     const tls = this.tls(balancer, appserver, locations, loadBalancer, hostnames);
-    if (tls?.mode === 'acme' && virtualAddress && balancer) {
-      // (the ACME server validates through the shared address, i.e. at one of the two: one
-      // certificate handed from the holder to its peer is not built yet)
-      const e = balancer.entries.get('tls')!;
-      this.diagnostics.push(diagnostic(e.file, e.line, 'tls', 'tls = acme with a balancer pair is not supported yet: use tls = FILE (one certificate on both)'));
-    }
     const access = resolveAccess(this.doc.sections.get('access'), (s, e) => this.value(s, e), this.host, this.diagnostics);
     this.checkUniqueNames(nodes);
     if (provider.type === 'local' && nodes.length > LOCAL_CAPACITY) {

@@ -1,14 +1,14 @@
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
-import { httpGet } from '../helpers/load.js';
+import { ask, httpGet } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 import { eventually } from '../helpers/nodeset.js';
 import { helloNodeset, versionOf } from '../helpers/hello.js';
+import { hasPebble, pebbleCert, startPebble, type Pebble } from '../helpers/pebble.js';
 
 // HTTPS on real containers with a real ACME server: Debian's pebble on the host's bridge address
 // (its own TLS certificate, trusted through acme_ca), pebble-challtestsrv answering its DNS
@@ -19,12 +19,12 @@ import { helloNodeset, versionOf } from '../helpers/hello.js';
 const NODESET = 'silvertest-https';
 const config = testProviderConfig('silvert10', 237);
 const HOST = '10.213.237.1';
-const run = canRunLxc && spawnSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv']).status === 0 ? test.serial : test.serial.skip;
+const run = canRunLxc && hasPebble ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-https-'));
 const env = { SILVER_HOME: join(dir, 'home'), SILVER_PERSIST: '0' };
 const file = join(dir, 'https.conf');
 const BALANCER = 'balancer.https.test';
-const procs: ChildProcess[] = [];
+let pebble: Pebble | null = null;
 let addr: Record<string, string> = {};
 let root = '';
 
@@ -35,58 +35,24 @@ writeFileSync(
     .replace('[balancer]\n', `[balancer]\ntls = acme\nhsts = 300\nacme_directory = https://${HOST}:14000/dir\nacme_email = ops@secure.test\nacme_ca_bundle = pebble.crt\n`),
 );
 
-/** The ACME server's own TLS certificate (a self-signed one for the bridge address). */
-function pebbleCert(): void {
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=pebble', '-addext', `subjectAltName=IP:${HOST}`, '-keyout', join(dir, 'pebble.key'), '-out', join(dir, 'pebble.crt')]);
-  if (r.status !== 0) throw new Error(r.stderr.toString());
-}
-
-function start(cmd: string, args: string[], extraEnv: Record<string, string> = {}): void {
-  const p = spawn(cmd, args, { cwd: dir, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
-  p.stderr!.on('data', () => undefined);
-  procs.push(p);
-}
-
-async function waitPort(port: number, host = HOST): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (spawnSync('sh', ['-c', `exec 3<>/dev/tcp/${host}/${port}`], { shell: '/bin/bash' }).status === 0) return;
-    if (spawnSync('bash', ['-c', `exec 3<>/dev/tcp/${host}/${port}`]).status === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${host}:${port}`);
-}
-
-function https(path = '/', servername = 'secure.test'): Promise<{ status: number; body: string; subject: string; issuer: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: addr[BALANCER], port: 443, path, servername, headers: { Host: servername }, ca: root, timeout: 10_000 }, (res) => {
-      let body = '';
-      const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, subject: String(cert.subjectaltname ?? ''), issuer: String(cert.issuer?.CN ?? '') }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+async function https(path = '/', servername = 'secure.test'): Promise<{ status: number; body: string; subject: string; issuer: string }> {
+  const r = await ask({ tls: true, host: addr[BALANCER], port: 443, path, servername, headers: { Host: servername }, ca: root });
+  return { status: r.status, body: r.body, subject: r.cert!.subject, issuer: r.cert!.issuer };
 }
 
 test.before(async () => {
   if (!canRunLxc) return;
   await cleanLeftovers(config, [NODESET]);
-  pebbleCert();
+  pebbleCert(dir, HOST);
   const c = await silver(['create-node', file], env);
   if (c.code !== 0) throw new Error(c.stderr);
   const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
   addr = Object.fromEntries(nodes.map((n) => [n.name, n.address]));
   // DNS for the ACME server: every name is the balancer.
-  start('pebble-challtestsrv', ['-dns01', `${HOST}:8053`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', '127.0.0.1:18055', '-defaultIPv4', addr[BALANCER]!, '-defaultIPv6', '']);
-  writeFileSync(join(dir, 'pebble.json'), JSON.stringify({ pebble: { listenAddress: `${HOST}:14000`, managementListenAddress: '127.0.0.1:15000', certificate: join(dir, 'pebble.crt'), privateKey: join(dir, 'pebble.key'), httpPort: 80, tlsPort: 443, ocspResponderURL: '', externalAccountBindingRequired: false } }));
-  start('pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `${HOST}:8053`], { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' });
-  await waitPort(14000);
+  pebble = await startPebble(dir, HOST, addr[BALANCER]!, { management: 15000, challManagement: 18055 });
 });
 test.after.always(async () => {
-  for (const p of procs) p.kill('SIGTERM');
+  pebble?.stop();
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);
 });
 
@@ -96,7 +62,7 @@ run('setup-node gets a certificate from the ACME server (HTTP-01 on the balancer
   t.regex(s.stderr, /balancer\.https\.test: balancer: changed: certificates for secure\.test \(from the ACME server\)/);
   const u = await silver(['update', join(process.cwd(), 'examples/hello'), file], env);
   t.is(u.code, 0, u.stderr);
-  root = spawnSync('curl', ['-sk', 'https://127.0.0.1:15000/roots/0']).stdout.toString();
+  root = pebble!.root();
   t.regex(root, /BEGIN CERTIFICATE/);
   await eventually('the app answers over HTTPS', async () => (await https()).status === 200);
   const r = await https();

@@ -209,7 +209,17 @@ test('a balancer pair: nodes = 2 with virtual_address in the local subnet, outsi
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.20\n`), ['/t/set.conf:12: virtual_address: 10.213.9.20 must be in the local subnet 10.213.9.0/24, outside the range it gives nodes (.10-.250) and not the host\'s .1: 10.213.9.2-.9 or .251-.254']);
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 3\n`), ['/t/set.conf:11: nodes: a balancer tier has 1 node or a pair of 2']);
   t.deepEqual(errors(`${apps}[balancer]\nvirtual_address = 10.213.9.5\n`), ['/t/set.conf:11: virtual_address: is only meaningful with nodes = 2']);
-  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\n`), ['/t/set.conf:13: tls: tls = acme with a balancer pair is not supported yet: use tls = FILE (one certificate on both)']);
+  // tls = acme with a pair: each balancer its own ACME client (the validation forwarded to the
+  // peer when the holder has no answer); the pair's own checks still apply with it.
+  const acme = load(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\n`);
+  t.is(acme.tls?.mode, 'acme');
+  t.is(acme.virtualAddress, '10.213.9.5');
+  t.is(acme.nodes.filter((n) => n.role === 'balancer').length, 2);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\ntls = acme\n`), ['/t/set.conf:11: nodes: a balancer pair needs virtual_address = ADDRESS (the address both hold in turn)']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.20\ntls = acme\n`), ['/t/set.conf:12: virtual_address: 10.213.9.20 must be in the local subnet 10.213.9.0/24, outside the range it gives nodes (.10-.250) and not the host\'s .1: 10.213.9.2-.9 or .251-.254']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 3\ntls = acme\n`), ['/t/set.conf:11: nodes: a balancer tier has 1 node or a pair of 2']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\nacme_directory = http://insecure/dir\n`), ['/t/set.conf:14: acme_directory: "http://insecure/dir" must be an https:// URL of an ACME directory']);
+  t.is(load(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = pair.pem\n`, { '/t/pair.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n' }).tls?.mode, 'file', 'tls = FILE with a pair still works');
 });
 
 test('extends: a staging file may replace a whole section (inherit = false), and a [provider] naming another provider replaces the inherited one', (t) => {
