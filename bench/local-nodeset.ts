@@ -34,5 +34,5 @@ export function benchNodeset(opts: { name: string; domain: string; bridge: strin
     const { stdout } = await promisify(execFile)(process.execPath, ['bin/silver.js', ...args], { env, maxBuffer: 64 << 20 });
     return { seconds: (performance.now() - t0) / 1000, stdout };
   };
-  return { dir, file, silver, silverAsync };
+  return { dir, file, env, silver, silverAsync };
 }
