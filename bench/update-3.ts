@@ -46,7 +46,7 @@ function phases(stderr: string, wall: number): string {
 }
 
 async function side(label: string, bin: string, versions: string[]): Promise<{ lines: string[]; median: number; failed: number }> {
-  silver('setup-node', file);
+  await run(bin, ['setup-node', file]);
   await run(bin, ['update', version(versions[0]!), file]);
   const nodes = JSON.parse(silver('list-nodes', '--json', file).stdout) as { role: string; address: string }[];
   const balancer = nodes.find((n) => n.role === 'balancer')!.address;
