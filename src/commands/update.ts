@@ -312,8 +312,11 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   let appEnv: AppEnv | null = null;
   const afterwards: string[] = [];
   try {
-    await s.checkHelpers(app.services);
+    // (the helpers are checked while the lock is taken: a mismatch stops the update before anything changes)
+    const helpers = s.checkHelpers(app.services);
+    helpers.catch(() => undefined);
     await underLock(s, `update ${app.name}`, async (lease, onSignal) => {
+      await helpers;
       r = new Rollout(s, app.name, lease, { graceMs: opts.graceMs ?? GRACE_MS });
       const rollout = r;
       onSignal((sig) => rollout.interrupt(sig));
@@ -329,19 +332,22 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
       try {
         const settled = await converge(s, await readRollout(s), opts.graceMs ?? GRACE_MS);
         converged = settled.convergence;
-        // The services, the balancers and what every app server has: asked of their nodes at once.
-        const [secrets, , states] = await Promise.all([
-          rollout.step('services', s.appservers[0]!.name, () => setUpServices(s, app, say)),
-          tellBalancers(s, app),
-          // (name and port of the new instance come from what every app server has)
-          rollout.step('status', s.appservers[0]!.name, () => s.status()),
-        ]);
-        for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
+        // The services, the balancers and what every app server has, asked of their nodes at
+        // once; the code goes up to the app servers as soon as the instance has a name and a
+        // port, while the services and settings that make its environment are still being read.
+        const first = s.appservers[0]!.name;
+        const servicesP = rollout.step('services', first, () => setUpServices(s, app, say));
+        const balancersP = tellBalancers(s, app);
+        const settingsP = rollout.step('settings', first, () => readAppEnv(s, app.name));
+        for (const p of [servicesP, balancersP, settingsP]) p.catch(() => undefined);
+        // (name and port of the new instance come from what every app server has)
+        const states = await rollout.step('status', first, () => s.status());
         before.value = beforeOf(app.name, states);
         const sums = sumsAtPack;
         if (isStaticOnly(app, sums, s, states)) {
+          await Promise.all([servicesP, balancersP]);
           staticOnly = true;
-          instance = before.value.get(s.appservers[0]!.name)!.active!;
+          instance = before.value.get(first)!.active!;
           const tar = await tarball(join(app.dir, app.static!));
           await rollout.writeRecord(
             { state: 'running', kind: 'static', app: app.name, instance, static: sums.static!, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before.value) },
@@ -355,31 +361,38 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           return;
         }
         const all = [...states.values()].flat();
-        instance = nextInstance(app.name, states, rt.now());
+        const name = nextInstance(app.name, states, rt.now());
+        instance = name;
         const port = freePort(all.flatMap((a) => a.instances.map((i) => i.port)));
-        // The app's own settings (silver env) go on with it: those of the primary's active
-        // instance, and any staged with --no-restart.
-        appEnv = await rollout.step('settings', s.appservers[0]!.name, () => readAppEnv(s, app.name));
-        for (const v of Object.values(appEnv.settings)) secretValues.add(v);
-        const env = envFile(withSettings({
-          PORT: String(port),
-          SILVER_APP_NAME: app.name,
-          SILVER_INSTANCE_NAME: instance,
-          SILVER_CANONICAL_HOSTNAME: ns.locations.find((l) => l.app === app.name)!.host,
-          // (https when the balancer terminates TLS: every plain request is redirected there)
-          SILVER_CANONICAL_URL: canonicalUrl(ns, app.name),
-          SILVER_LOGS: `/var/log/silverlining/${app.name}`,
-          TEMP: '/tmp',
-          ...folderVars(app.name, instance, appEnv.active, opts.clearCache ?? false),
-          ...secrets,
-        }, appEnv.settings));
+        const envP = (async () => {
+          const [secrets, current] = await Promise.all([servicesP, settingsP]);
+          for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
+          // The app's own settings (silver env) go on with it: those of the primary's active
+          // instance, and any staged with --no-restart.
+          appEnv = current;
+          for (const v of Object.values(current.settings)) secretValues.add(v);
+          return envFile(withSettings({
+            PORT: String(port),
+            SILVER_APP_NAME: app.name,
+            SILVER_INSTANCE_NAME: name,
+            SILVER_CANONICAL_HOSTNAME: ns.locations.find((l) => l.app === app.name)!.host,
+            // (https when the balancer terminates TLS: every plain request is redirected there)
+            SILVER_CANONICAL_URL: canonicalUrl(ns, app.name),
+            SILVER_LOGS: `/var/log/silverlining/${app.name}`,
+            TEMP: '/tmp',
+            ...folderVars(app.name, name, current.active, opts.clearCache ?? false),
+            ...secrets,
+          }, current.settings));
+        })();
+        envP.catch(() => undefined);
         const tar = await packed;
-        await Promise.all(
-          s.appservers.map(async (n) => {
-            await rollout.stage(n.name, { instance, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env });
-            await rollout.mark(n.name, instance, sums.code, sums.static, app.static);
+        await Promise.all([
+          balancersP,
+          ...s.appservers.map(async (n) => {
+            await rollout.stage(n.name, { instance: name, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env: envP });
+            await rollout.mark(n.name, name, sums.code, sums.static, app.static);
           }),
-        );
+        ]);
 
         // The intent, on the nodes, before anything switches.
         await rollout.writeRecord(
@@ -393,7 +406,10 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         }
         if (app.migrate) await rollout.migrate(s.appservers[0]!.name, instance, app.migrate);
         const primary = s.appservers[0]!.name;
-        await rollout.activateAll((node) => rollout.activate(node, instance, node === primary ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(node)?.active ?? null));
+        await rollout.activateAll(
+          (node) => rollout.activate(node, instance, node === primary ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(node)?.active ?? null),
+          (node) => rollout.warm(node, instance),
+        );
         // Every app server serves the new instance: from here on nothing is rolled back (the
         // migration ran); what fails is said, and an open hold is left to the next run.
         activatedAll = true;

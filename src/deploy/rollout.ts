@@ -196,11 +196,15 @@ export class Rollout {
     this.steps.push({ node, step: 'stage', ok: true });
   }
 
-  /** Half-deploy: the instance uploaded, installed and given its environment; not started. */
-  async stage(node: string, args: { instance: string; port: number; health: string; runner: string; packages: string[]; tarball: Buffer; env: string }): Promise<void> {
+  /**
+   * Half-deploy: the instance uploaded, installed and given its environment; not started. The
+   * environment may still be in the making while the code goes up.
+   */
+  async stage(node: string, args: { instance: string; port: number; health: string; runner: string; packages: string[]; tarball: Buffer; env: string | Promise<string> }): Promise<void> {
     const out = await this.step('stage', node, () => this.run(node, 'staging', deployVerbs.stage(this.app, args.instance, args.port, args.health, args.runner, args.packages), args.tarball));
     if (out.trim()) this.say(node, out.trim());
-    await this.step('stage', node, () => this.run(node, 'writing the environment', deployVerbs.env(this.app, args.instance), args.env));
+    const env = await args.env;
+    await this.step('stage', node, () => this.run(node, 'writing the environment', deployVerbs.env(this.app, args.instance), env));
     this.say(node, `staged ${args.instance} (port ${args.port}), not active`);
     this.steps.push({ node, step: 'stage', ok: true });
   }
@@ -212,10 +216,24 @@ export class Rollout {
    * are in and start no other; the first failure is thrown (the others are said), and the
    * caller's `restore` puts every switched node back, members of that batch included.
    */
-  async activateAll(activate: (node: string) => Promise<void>): Promise<void> {
+  async activateAll(activate: (node: string) => Promise<void>, warm?: (node: string) => Promise<void>): Promise<void> {
     const plan = batches(this.s.appservers.map((n) => n.name), this.s.ns.rollout ?? ONE_AT_A_TIME);
     const batched = plan.some((b) => b.length > 1);
+    let warming: Promise<unknown> = Promise.resolve();
+    try {
+      await this.activateBatches(plan, batched, activate, () => {
+        // Once the primary serves it (its update_fetch done), the others start the new instance
+        // at once, so that each one's turn finds it listening; nothing switches before its turn.
+        if (warm) warming = Promise.all(plan.slice(1).flat().map((n) => warm(n).catch(() => undefined)));
+      });
+    } finally {
+      await warming;
+    }
+  }
+
+  private async activateBatches(plan: string[][], batched: boolean, activate: (node: string) => Promise<void>, afterFirst: () => void): Promise<void> {
     for (const [i, batch] of plan.entries()) {
+      if (i === 1) afterFirst();
       if (batched) this.s.rt.io.err(`batch ${i + 1} of ${plan.length} (rollout = ${formatRollout(this.s.ns.rollout!)}): ${batch.join(', ')}`);
       let failed: StepError | null = null;
       await Promise.all(
@@ -236,6 +254,13 @@ export class Rollout {
       );
       if (failed) throw failed;
     }
+  }
+
+  /** The new instance started on a node ahead of its turn (its activation starts it again: a no-op). */
+  async warm(node: string, instance: string): Promise<void> {
+    this.begun.add(node);
+    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
+    await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
   }
 
   /** Start, listen, update_fetch, health check, switch; then the old instance stops after the grace. */

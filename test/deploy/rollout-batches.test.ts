@@ -68,7 +68,10 @@ test('rollout = 1, 2 on five app servers: the primary alone first, then each bat
   t.true(Math.max(start(a2), start(a3)) < Math.min(sw(a2), sw(a3)), 'app2 and app3 together');
   t.true(Math.max(start(a4), start(a5)) < Math.min(sw(a4), sw(a5)), 'app4 and app5 together');
   // The next batch begins only when the one before has switched whole.
-  t.true(Math.max(sw(a2), sw(a3)) < Math.min(start(a4), start(a5)), 'batch 3 after batch 2');
+  const fetch = (n: string) => at(nodes, n, 'fetch', NEW);
+  t.true(Math.max(sw(a2), sw(a3)) < Math.min(fetch(a4), fetch(a5)), 'batch 3 after batch 2');
+  // Once the primary switched, every other app server starts the new instance ahead of its turn.
+  t.true([a2, a3, a4, a5].every((n) => start(n) < Math.min(sw(a2), sw(a3))), 'the later batches warmed up early');
   t.deepEqual(nodes.calls.filter((c) => c.argv[3] === 'fetch').map((c) => `${c.node} ${c.argv[7]}`).sort(), [`${a1} primary`, ...[a2, a3, a4, a5].map((n) => `${n} secondary`)].sort());
   t.deepEqual(recordAtSwitch.sort(), all.map((n) => `${n} running ${OLD}`).sort(), 'every node switched with its intent recorded');
   t.true(io.stderr.includes(`batch 2 of 3 (rollout = 1, 2): ${a2}, ${a3}`));

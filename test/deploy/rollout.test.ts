@@ -39,9 +39,10 @@ test('an update runs the steps in order on each app server, records its intent b
   t.is(r.instance, NEW);
   t.deepEqual(r.activated, [A1, A2]);
   t.deepEqual(nodes.verbs(A1), [
-    'status',
+    // (the settings are asked for with the services, before the status answers)
     'env-get hello',
     'pending get hello',
+    'status',
     `stage hello ${NEW} 20002 /health ${Buffer.from('python3 app.py').toString('base64')}`,
     `env hello ${NEW}`,
     `mark hello ${NEW} ${contentSums(dir, null).code} - -`,
