@@ -451,13 +451,15 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         }
       }
     });
-    // (the site serves the new instance when the balancers see it up, not before: a first deploy waits for their checks)
-    if (failure === null && s.balancers.length > 0) await waitServing(s, rt, ofApp(app.name), 30_000).catch((e: Error) => afterwards.push(e.message));
     const f = failure as UpdateReport['failure'];
     const ended = r as Rollout | null;
     const result = !f ? 'ok' : `${ended?.interrupted ? 'interrupted' : 'failed'} at ${f.step} on ${f.node}: ${f.error}${ended?.rolledBack.length ? ' (rolled back)' : ''}`;
     const code = staticOnly ? null : contentSums(app.dir, app.static).code;
-    await record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'update', app: app.name, ...(instance ? { instance } : {}), ...versionOf(app.dir, code), staticOnly, seconds: (rt.now() - t0) / 1000, result: redact(result, secretValues) }), (t) => rt.io.err(t));
+    await Promise.all([
+      // (the site serves the new instance when the balancers see it up, not before: a first deploy waits for their checks)
+      failure === null && s.balancers.length > 0 ? waitServing(s, rt, ofApp(app.name), 30_000).catch((e: Error) => afterwards.push(e.message)) : null,
+      record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'update', app: app.name, ...(instance ? { instance } : {}), ...versionOf(app.dir, code), staticOnly, seconds: (rt.now() - t0) / 1000, result: redact(result, secretValues) }), (t) => rt.io.err(t)),
+    ]);
   } finally {
     await s.close();
   }
