@@ -57,7 +57,13 @@ if [ "$CHANGED" = 1 ] && [ "$CHECK" != 1 ]; then
 fi
 # People's keys for root (admins = in [access]), in a block of their own: the provider's and
 # silver's lines stay as they are; none by default.
-if [ -n "$SILVER_ADMIN_KEYS" ] || grep -qs '^# BEGIN silverlining admins' /root/.ssh/authorized_keys; then
+_admins_block=0
+if [ -z "$SILVER_ADMIN_KEYS" ] && [ -f /root/.ssh/authorized_keys ]; then
+  # (read in the shell: a no-op run starts no process for this)
+  _slurp < /root/.ssh/authorized_keys
+  case "$_S" in *"# BEGIN silverlining admins"*) _admins_block=1 ;; esac
+fi
+if [ -n "$SILVER_ADMIN_KEYS" ] || [ "$_admins_block" = 1 ]; then
   ensure_dir /root/.ssh 700 root:root
   ensure_block /root/.ssh/authorized_keys admins "$SILVER_ADMIN_KEYS"
 fi
