@@ -126,14 +126,19 @@ run('logs: both app servers merged with node and instance; -f follows across an 
   t.regex(own.stdout, new RegExp(`${A1.replace(/\./g, '\\.')} silverlining: switch hello ${inst.replace(/\./g, '\\.')}`));
 });
 
-run('history: every update, the env changes (the failed one too) and a rollback, with who, version and result', async (t) => {
+run('history: every update (a failed one too), the env changes (the failed one too) and a rollback, with who, version and result', async (t) => {
+  // A version that cannot start (a syntax error): the update fails fast and is rolled back.
+  const broken = helloVersion(dir, '4', { 'app.py': 'this is not python\n' });
+  const failed = keep(await silver(['update', broken, file], env));
+  t.is(failed.code, 1, failed.stdout);
+  t.regex(failed.stderr, /exits at start-up/);
   const rb = keep(await silver(['rollback', 'hello', file], env));
   t.is(rb.code, 0, rb.stderr);
   const h = keep(await silver(['history', file, 'hello', '--json'], env));
   t.is(h.code, 0, h.stderr);
   const entries = JSON.parse(h.stdout) as { kind: string; result: string; who: string; version?: string; detail?: string }[];
-  t.deepEqual(entries.map((e) => `${e.kind} ${e.result.split(' ')[0]}`), ['update ok', 'env ok', 'env failed', 'update ok', 'update ok', 'rollback ok']);
-  t.deepEqual(entries.filter((e) => e.kind === 'update').map((e) => e.version), ['1', '2', '3']);
+  t.deepEqual(entries.map((e) => `${e.kind} ${e.result.split(' ')[0]}`), ['update ok', 'env ok', 'env failed', 'update ok', 'update ok', 'update failed', 'rollback ok']);
+  t.deepEqual(entries.filter((e) => e.kind === 'update').map((e) => e.version), ['1', '2', '3', '4']);
   t.is(entries[1]!.detail, 'HELLO_GREETING');
   t.true(entries.every((e) => /^[^@]+@.+$/.test(e.who)));
   const text = keep(await silver(['history', file], env));

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
@@ -100,6 +101,45 @@ run("a rebuilt balancer gets the account and certificate silver kept: no new ACM
   t.is(await sum(), before, 'the same certificate');
   await eventually('the app answers over HTTPS on the rebuilt balancer', async () => (await https()).status === 200);
   t.is((await onNode(file, env, BALANCER, 'stat -c "%a %U" /etc/haproxy/certs/secure.test.pem')).out.trim(), '600 root');
+});
+
+run('a renewal (silver-acme run --force) replaces the certificate under HTTPS load with zero failed requests', async (t) => {
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 4 });
+  const seen = new Map<string, number>();
+  const failures: string[] = [];
+  let total = 0;
+  let stopping = false;
+  const deadline = Date.now() + 120_000;
+  const worker = async () => {
+    while (!stopping && Date.now() < deadline && total < 50_000) {
+      try {
+        const r = await ask({ tls: true, host: addr[BALANCER], port: 443, path: '/', servername: 'secure.test', headers: { Host: 'secure.test' }, ca: root, agent });
+        if (r.status !== 200) failures.push(`${r.status}`);
+        else if (r.cert?.fingerprint) seen.set(r.cert.fingerprint, (seen.get(r.cert.fingerprint) ?? 0) + 1);
+      } catch (e) {
+        failures.push((e as Error).message);
+      }
+      total++;
+    }
+  };
+  const workers = Array.from({ length: 4 }, worker);
+  const sum = async () => (await onNode(file, env, BALANCER, 'sha256sum < /etc/haproxy/certs/secure.test.pem')).out.trim();
+  const before = await sum();
+  await new Promise((r) => setTimeout(r, 1000));
+  const renew = await onNode(file, env, BALANCER, '/usr/local/lib/silverlining/bin/silver-acme run --force; echo "rc=$?"');
+  // (the old haproxy closes its kept connections after their answers: the clients connect anew and get the new certificate)
+  await new Promise((r) => setTimeout(r, 3000));
+  stopping = true;
+  await Promise.all(workers);
+  agent.destroy();
+  t.regex(renew.out, /rc=0/);
+  t.regex(renew.out, /haproxy reloaded with the new certificates/);
+  t.not(await sum(), before, 'a new certificate');
+  t.is(failures.length, 0, `failed requests: ${failures.slice(0, 5).join(' | ')} of ${total}`);
+  t.true(total > 20, `requests: ${total}`);
+  t.true(seen.size >= 2, `the old certificate, then the new one, served: ${[...seen.values()].join(', ')}`);
+  // silver's state takes the new one at the next setup-node (a rebuilt balancer gets it back).
+  t.is((await silver(['setup-node', file], env)).code, 0);
 });
 
 run('tls = FILE: a certificate the deployer made is served instead (its key never printed); plain HTTP still redirects', async (t) => {
