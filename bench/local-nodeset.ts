@@ -24,15 +24,16 @@ export function benchNodeset(opts: { name: string; domain: string; bridge: strin
       '[balancer]', '',
     ].join('\n'),
   );
-  const silver = (...args: string[]): { seconds: number; stdout: string } => {
+  const silverWith = (extra: Record<string, string>, ...args: string[]): { seconds: number; stdout: string } => {
     const t0 = performance.now();
-    const stdout = execFileSync(process.execPath, ['bin/silver.js', ...args], { env, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 }).toString();
+    const stdout = execFileSync(process.execPath, ['bin/silver.js', ...args], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 }).toString();
     return { seconds: (performance.now() - t0) / 1000, stdout };
   };
+  const silver = (...args: string[]) => silverWith({}, ...args);
   const silverAsync = async (...args: string[]): Promise<{ seconds: number; stdout: string }> => {
     const t0 = performance.now();
     const { stdout } = await promisify(execFile)(process.execPath, ['bin/silver.js', ...args], { env, maxBuffer: 64 << 20 });
     return { seconds: (performance.now() - t0) / 1000, stdout };
   };
-  return { dir, file, silver, silverAsync };
+  return { dir, file, env, silver, silverWith, silverAsync };
 }

@@ -25,6 +25,7 @@ const commands = {
   run: () => import('./commands/run.js'),
   logs: () => import('./commands/logs.js'),
   history: () => import('./commands/history.js'),
+  up: () => import('./commands/up.js'),
   historyView: () => import('./deploy/history.js'),
   app: () => import('./app/app-ini.js'),
 };
@@ -61,7 +62,11 @@ async function readStdin(): Promise<Buffer> {
 }
 
 function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?: () => Promise<Buffer>): Command {
-  const load = (file: string): Nodeset => loadNodeset(nodesetFile(file), host);
+  const load = (file: string): Nodeset => {
+    const ns = loadNodeset(nodesetFile(file), host);
+    if (ns.provider.implicit) io.err(`warning: ${file} has no [provider]: it means the local provider (LXC containers on this machine); write [provider] provider = local to say so`);
+    return ns;
+  };
   const program = new Command('silver')
     .description('Provision multi-server nodesets from one INI file and deploy web applications onto them.')
     .version(VERSION)
@@ -79,6 +84,8 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { planJson, renderPlan } = await commands.plan();
       io.out(opts.json ? JSON.stringify(planJson(ns), null, 2) : renderPlan(ns));
+      // (old baked images, told by their names: plan asks no provider)
+      for (const w of (await import('./image/age.js')).namedImageWarnings(ns, Date.now())) io.err(w);
     });
 
   program
@@ -132,6 +139,31 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderUpdateReport(report));
       if (report.interrupted) throw new ExitError('', 130);
       if (!report.ok) throw new ExitError('', 1);
+    });
+
+  program
+    .command('up')
+    .description('the whole path: create-node, setup-node, then update each app given, with one summary; stops at the first step that fails')
+    .argument('<nodeset>', 'the nodeset file (.conf)')
+    .argument('[app-dirs...]', 'application directories (with app.ini), deployed in this order')
+    .option('--json', 'print one JSON report (create, setup, updates) at the end')
+    .option('--clear-cache', 'each new instance starts with an empty cache folder')
+    .option('--timeout <seconds>', 'how long a new node may take to answer SSH', (v) => positiveInt(v, '--timeout'), 120)
+    .action(async (file: string, dirs: string[], opts: { json?: boolean; clearCache?: boolean; timeout: number }) => {
+      const ns = load(file);
+      // (every app.ini checked before any node is created)
+      const { loadApp } = await commands.app();
+      const apps = dirs.map((d) => loadApp(d, host));
+      const { renderUpSummary, up } = await commands.up();
+      const r = await up(ns, apps, await runtime(), {
+        concurrency: 8,
+        sshTimeoutMs: opts.timeout * 1000,
+        clearCache: opts.clearCache ?? false,
+        ...(opts.json ? {} : { onStep: (text: string) => io.out(text) }),
+      });
+      io.out(opts.json ? JSON.stringify(r, null, 2) : renderUpSummary(r));
+      if (r.interrupted) throw new ExitError('', 130);
+      if (!r.ok) throw new ExitError('', 1);
     });
 
   program

@@ -30,9 +30,8 @@ function get(address: string, host: string): Promise<string> {
   });
 }
 
-await step(['create-node', nodeset]);
-await step(['setup-node', nodeset]);
-await step(['update', join(root, 'examples/hello'), nodeset]);
+// (create-node, setup-node and update in one command)
+await step(['up', nodeset, join(root, 'examples/hello')]);
 
 const captured: string[] = [];
 await main(['list-nodes', '--json', nodeset], { io: { out: (t) => captured.push(t), err: () => undefined } });

@@ -1,4 +1,4 @@
-import type { ImageRecord } from './image/strip.js';
+import type { ImageLabels, ImageRecord } from './image/strip.js';
 import type { Nodeset, Role, Size } from './nodeset/types.js';
 
 /**
@@ -80,12 +80,19 @@ export interface Provider {
   /** The user the deploy key logs in as right after creation. */
   readonly adminUser: string;
   /**
-   * A provider image made from a set-up node (`silver image bake`), stripped of what STRIP
-   * names (src/image/strip.ts); absent where the adapter cannot bake yet.
+   * A provider image made from a set-up node of the nodeset (`silver image bake`, local): a copy
+   * of its disk, stripped of what STRIP names (src/image/strip.ts), the node left as it was.
    */
   bakeImage?(node: ProviderNode, name: string, report: (message: string) => void): Promise<ImageRecord>;
-  /** What a baked image records (null: not a baked image, or unknown). */
-  imageRecord?(image: string): Promise<ImageRecord | null>;
+  /**
+   * A provider image of a builder node (`silver image bake`, the clouds): silver has set the
+   * node up and stripped it; the provider snapshots its disk, labels the image with `record`
+   * (tags, metadata or its name) and resolves with the image's id once new nodes can use it.
+   * `signal` stops the waiting (the image may still be completed by the cloud).
+   */
+  snapshotImage?(builder: ProviderNode, record: ImageRecord, report: (message: string) => void, signal?: AbortSignal): Promise<string>;
+  /** The labels of a baked image, as resolveImage gives it (null: not a baked image). */
+  imageRecord?(image: string): Promise<ImageLabels | null>;
 }
 
 /** The smallest flavor with at least `size.mb` memory, or the flavor named by `id`. */

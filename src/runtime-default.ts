@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline/promises';
 import type { ConfigHost } from './config/host.js';
 import { ExitError } from './diagnostics.js';
@@ -47,7 +48,12 @@ export function defaultRuntime(io: Io, host: ConfigHost): Runtime {
         resize: (rows, cols) => handle?.resize(rows, cols),
       };
     },
-    executor: async (nodeset, targets) => (await import('./ssh/keeper.js')).openExecutor(state.root, nodeset, targets, host.env as NodeJS.ProcessEnv),
+    executor: async (nodeset, targets) => {
+      const executor = await (await import('./ssh/keeper.js')).openExecutor(state.root, nodeset, targets, host.env as NodeJS.ProcessEnv);
+      if (!host.env['SILVER_TIMING']) return executor;
+      const { timedExecutor } = await import('./remote/timing.js');
+      return timedExecutor(executor, () => performance.now(), (line) => process.stderr.write(`${line}\n`));
+    },
     onInterrupt(handler) {
       const signals = ['SIGINT', 'SIGTERM'] as const;
       const on = (sig: string) => handler(sig);

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from './provider.js';
 import { ed25519Pair } from './ssh/keygen.js';
@@ -57,19 +57,30 @@ export class StateDir {
   }
 
   /**
-   * The balancer's ACME account and certificates (base64 of silver-acme's export), kept so that a
-   * rebuilt balancer gets them back; root's secrets, so 0600. null: none kept yet.
+   * A balancer's ACME account and certificates (base64 of silver-acme's export), kept so that a
+   * rebuilt balancer gets them back; root's secrets, so 0600. Each balancer of a pair has its own
+   * (`tls-state.NODE`); the one file of a single balancer from before (`tls-state`) is read when a
+   * balancer has none of its own (its certificates are for the same names). null: none kept yet.
    */
-  tlsState(nodeset: string): string | null {
-    const file = join(this.root, 'nodesets', nodeset, 'tls-state');
-    return existsSync(file) ? readFileSync(file, 'utf8').trim() || null : null;
+  tlsState(nodeset: string, node: string): string | null {
+    const dir = join(this.root, 'nodesets', nodeset);
+    for (const file of [join(dir, `tls-state.${node}`), join(dir, 'tls-state')]) {
+      const value = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+      if (value) return value;
+    }
+    return null;
   }
 
-  keepTlsState(nodeset: string, value: string): void {
-    const file = join(this.ensure(join(this.root, 'nodesets', nodeset)), 'tls-state');
-    if (this.tlsState(nodeset) === value.trim()) return;
-    writeFileSync(`${file}.new`, `${value.trim()}\n`, { mode: 0o600 });
-    renameSync(`${file}.new`, file);
+  keepTlsState(nodeset: string, node: string, value: string): void {
+    const dir = this.ensure(join(this.root, 'nodesets', nodeset));
+    const file = join(dir, `tls-state.${node}`);
+    const current = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+    if (current !== value.trim()) {
+      writeFileSync(`${file}.new`, `${value.trim()}\n`, { mode: 0o600 });
+      renameSync(`${file}.new`, file);
+    }
+    // (the single balancer's file from before: its balancer keeps its own now)
+    rmSync(join(dir, 'tls-state'), { force: true });
   }
 
   /** A place for a provider's own files (images, bridge state), created on demand. */

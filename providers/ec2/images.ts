@@ -1,4 +1,6 @@
-import type { DescribeImagesCommandInput, Image } from '@aws-sdk/client-ec2';
+import type { DescribeImagesCommandInput, Image, Tag } from '@aws-sdk/client-ec2';
+import { BAKEABLE_ROLES, type ImageLabels, type ImageRecord } from '../../src/image/strip.js';
+import { TAG } from './instances.js';
 
 /**
  * The `image` setting: an AMI id (`ami-0123...`), a name pattern (`debian-12-amd64-*`), or an
@@ -21,13 +23,13 @@ export function parseImage(image: string | null): ImageSpec {
 }
 
 /** The DescribeImages request for a spec (x86_64 and available only, for a name pattern). */
-export function imagesRequest(spec: ImageSpec): DescribeImagesCommandInput {
+export function imagesRequest(spec: ImageSpec, states = ['available']): DescribeImagesCommandInput {
   if (spec.kind === 'id') return { ImageIds: [spec.id] };
   return {
     Owners: spec.owners,
     Filters: [
       { Name: 'name', Values: [spec.pattern] },
-      { Name: 'state', Values: ['available'] },
+      { Name: 'state', Values: states },
       { Name: 'architecture', Values: ['x86_64'] },
     ],
   };
@@ -40,4 +42,27 @@ export function newestFirst(images: readonly Image[]): Image[] {
 
 export function describeSpec(spec: ImageSpec): string {
   return spec.kind === 'id' ? spec.id : `"${spec.pattern}" (owners: ${spec.owners.join(', ')})`;
+}
+
+/** Tags of a baked image and its snapshot: who made it, for which role, when, with how many packages. */
+export const IMAGE_TAG = { baked: 'silver:baked', packages: 'silver:packages' } as const;
+
+export function imageTags(r: ImageRecord): Tag[] {
+  return [
+    { Key: 'Name', Value: r.name },
+    { Key: TAG.nodeset, Value: r.nodeset },
+    { Key: TAG.role, Value: r.role },
+    { Key: IMAGE_TAG.baked, Value: r.built },
+    { Key: IMAGE_TAG.packages, Value: String(r.packages.length) },
+  ];
+}
+
+/** A baked image's labels from its tags, its bake time EC2's own CreationDate; null for any other image. */
+export function labelsOfImage(i: Image): ImageLabels | null {
+  const get = (key: string) => i.Tags?.find((t) => t.Key === key)?.Value;
+  const nodeset = get(TAG.nodeset);
+  const role = get(TAG.role);
+  const built = i.CreationDate ?? get(IMAGE_TAG.baked);
+  if (!nodeset || !role || !BAKEABLE_ROLES.includes(role as never) || !built || !i.Name) return null;
+  return { name: i.Name, nodeset, role, built };
 }

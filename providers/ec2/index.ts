@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import {
-  DeleteKeyPairCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeInstanceTypesCommand,
+  CreateImageCommand, DeleteKeyPairCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeInstanceTypesCommand,
   DescribeKeyPairsCommand, EC2Client, GetConsoleOutputCommand, ImportKeyPairCommand, RunInstancesCommand,
-  StartInstancesCommand, TerminateInstancesCommand, waitUntilInstanceRunning,
+  StartInstancesCommand, TerminateInstancesCommand, waitUntilImageAvailable, waitUntilInstanceRunning,
   type DescribeInstancesCommandInput, type Image, type Instance, type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
+import type { ImageLabels, ImageRecord } from '../../src/image/strip.js';
 import type { Nodeset, ProviderConfig } from '../../src/nodeset/types.js';
 import type { CreatedNode, CreateRequest, Flavor, Provider, ProviderNode } from '../../src/provider.js';
 import type { Secret } from '../../src/secret.js';
 import type { StateDir } from '../../src/state.js';
 import { decodeConsole, hostKeyFromConsole } from './host-key.js';
-import { describeSpec, imagesRequest, newestFirst, parseImage, type ImageSpec } from './images.js';
+import { describeSpec, IMAGE_TAG, imagesRequest, imageTags, labelsOfImage, newestFirst, parseImage, type ImageSpec } from './images.js';
 import { flavorsOf, labelTags, LIVE_STATES, TAG, toNode } from './instances.js';
 import { DEFAULT_RETRY, Ec2Error, withRetry, type RetryOptions } from './retry.js';
 import { clientConfig, ec2Settings, keyPairName, secretsOf, type Ec2Settings } from './settings.js';
@@ -29,6 +30,8 @@ export interface Ec2Options {
   retry?: Partial<RetryOptions>;
   /** Polling of the running waiter, in seconds (the SDK's unit). */
   waiter?: { minDelay: number; maxDelay: number };
+  /** Polling of the image waiter (a bake), and how long it waits, in seconds. */
+  imageWaiter?: { minDelay: number; maxDelay: number; maxWaitTime: number };
 }
 
 export function createProvider(config: ProviderConfig, state: StateDir): Provider {
@@ -44,6 +47,7 @@ export class Ec2Provider implements Provider {
   readonly client: EC2Client;
   private readonly retry: RetryOptions;
   private readonly waiter: { minDelay: number; maxDelay: number };
+  private readonly imageWaiter: { minDelay: number; maxDelay: number; maxWaitTime: number };
   private readonly secrets: Secret[];
   private readonly keyPairs = new Map<string, Promise<void>>();
   private readonly images = new Map<string, Promise<Image>>();
@@ -53,6 +57,7 @@ export class Ec2Provider implements Provider {
     this.client = options.client ?? new EC2Client(clientConfig(settings));
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.waiter = options.waiter ?? { minDelay: 5, maxDelay: 15 };
+    this.imageWaiter = options.imageWaiter ?? { minDelay: 15, maxDelay: 60, maxWaitTime: 3600 };
     this.secrets = secretsOf(settings);
   }
 
@@ -151,9 +156,9 @@ export class Ec2Provider implements Provider {
     return images.slice(0, 20).map((i) => `${i.ImageId} ${i.Name ?? ''} ${i.CreationDate ?? ''}`.trim());
   }
 
-  /** Available images of a spec, newest first. */
-  private async describeImages(spec: ImageSpec): Promise<Image[]> {
-    const pages = await this.pages('DescribeImages', (NextToken) => this.client.send(new DescribeImagesCommand({ ...imagesRequest(spec), NextToken })));
+  /** Available images of a spec (or in these states), newest first. */
+  private async describeImages(spec: ImageSpec, states?: string[]): Promise<Image[]> {
+    const pages = await this.pages('DescribeImages', (NextToken) => this.client.send(new DescribeImagesCommand({ ...imagesRequest(spec, states), NextToken })));
     return newestFirst(pages.flatMap((p) => p.Images ?? []).filter((i) => i.ImageId));
   }
 
@@ -174,6 +179,55 @@ export class Ec2Provider implements Provider {
       found.catch(() => this.images.delete(key));
     }
     return found;
+  }
+
+  /** A baked image's labels from its tags (the bake time: EC2's CreationDate); null for other images. */
+  async imageRecord(image: string): Promise<ImageLabels | null> {
+    return labelsOfImage(await this.image(image));
+  }
+
+  /**
+   * CreateImage of the stripped builder (EC2 stops it for a consistent snapshot, then boots it
+   * again), tagged as the bake's; then the SDK's waiter until the AMI is available.
+   */
+  async snapshotImage(builder: ProviderNode, record: ImageRecord, report: (message: string) => void, signal?: AbortSignal): Promise<string> {
+    const tags = imageTags(record);
+    let id: string | undefined;
+    try {
+      const out = await this.call('CreateImage', () =>
+        this.client.send(
+          new CreateImageCommand({
+            InstanceId: builder.id,
+            Name: record.name,
+            Description: `silver image bake: ${record.role} of nodeset ${record.nodeset}, ${record.packages.length} packages, ${record.built}`,
+            TagSpecifications: [
+              { ResourceType: 'image', Tags: tags },
+              { ResourceType: 'snapshot', Tags: tags },
+            ],
+          }),
+        ),
+      );
+      id = out.ImageId;
+    } catch (e) {
+      // A retried CreateImage whose first attempt went through: that image is this bake's.
+      if (!(e instanceof Ec2Error && e.code === 'InvalidAMIName.Duplicate')) throw e;
+      const [same] = await this.describeImages({ kind: 'name', owners: ['self'], pattern: record.name }, ['pending', 'available']);
+      if (same?.Tags?.find((t) => t.Key === IMAGE_TAG.baked)?.Value !== record.built) throw e;
+      id = same.ImageId;
+    }
+    if (!id) throw new Error(`ec2 CreateImage returned no image id for ${record.name}`);
+    report(`ec2: image ${id} (${record.name}) is being made from ${builder.name} (${builder.id})`);
+    const w = this.imageWaiter;
+    try {
+      await waitUntilImageAvailable({ client: this.client, ...w, ...(signal ? { abortSignal: signal } : {}) }, { ImageIds: [id] });
+    } catch (e) {
+      const now = (await this.call('DescribeImages', () => this.client.send(new DescribeImagesCommand({ ImageIds: [id] }))).catch(() => null))?.Images?.[0];
+      const state = `state: ${now?.State ?? 'unknown'}${now?.StateReason?.Message ? `: ${now.StateReason.Message}` : ''}`;
+      if ((e as Error).name === 'AbortError' || signal?.aborted) throw new Error(`ec2: stopped waiting for image ${id} (${record.name}, ${state}); EC2 may still complete it`);
+      if ((e as Error).name === 'TimeoutError') throw new Error(`ec2: image ${id} (${record.name}) is not available after ${w.maxWaitTime}s (${state})`);
+      throw new Error(`ec2: image ${id} (${record.name}) failed (${state})`);
+    }
+    return id;
   }
 
   private async instances(input: DescribeInstancesCommandInput): Promise<Instance[]> {

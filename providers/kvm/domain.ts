@@ -206,3 +206,19 @@ export function parseVolumeNames(out: string): string[] {
     .map((l) => /^\s*(\S+)\s/.exec(`${l} `)?.[1])
     .filter((n): n is string => !!n);
 }
+
+/**
+ * A qcow2 volume for `virsh vol-create-from`: libvirt fills it from the input volume with
+ * `qemu-img convert`, which writes the whole chain (the overlay and its base) into one file
+ * without a backing file.
+ */
+export function volumeXml(name: string, capacityBytes: number): string {
+  return [
+    '<volume>',
+    `  <name>${xmlEscape(name)}</name>`,
+    `  <capacity unit='bytes'>${capacityBytes}</capacity>`,
+    "  <target><format type='qcow2'/></target>",
+    '</volume>',
+    '',
+  ].join('\n');
+}

@@ -4,6 +4,7 @@ import { portOpen } from '../../src/util/port.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Nodeset, ProviderConfig } from '../../src/nodeset/types.js';
 import type { CreatedNode, CreateRequest, Flavor, NodeState, Provider, ProviderNode } from '../../src/provider.js';
+import { parseImageName, type ImageLabels, type ImageRecord } from '../../src/image/strip.js';
 import type { StateDir } from '../../src/state.js';
 import { run } from '../../src/util/exec.js';
 import { seedFiles } from './cloud-init.js';
@@ -13,7 +14,7 @@ import {
 } from './config.js';
 import {
   domainXml, managedNetworkXml, METADATA_NS, nodeState, parseDomainStates, parseMetadata, parseUuidNames, parseVolume,
-  parseVolumeNames, type NodeMetadata,
+  parseVolumeNames, volumeXml, type NodeMetadata,
 } from './domain.js';
 import { withSeedImage, withTempFile } from './seed.js';
 import { Virsh } from './virsh.js';
@@ -47,6 +48,8 @@ export interface KvmOptions {
    * test machine whose nested KVM does not work; not a setting of the nodeset.
    */
   domainType?: 'kvm' | 'qemu';
+  /** How long a bake waits for the builder to power off before it is stopped hard (default 3 min). */
+  shutdownTimeoutMs?: number;
 }
 
 export function createProvider(config: ProviderConfig, _state: StateDir, options: KvmOptions = {}): KvmProvider {
@@ -134,16 +137,58 @@ export class KvmProvider implements Provider {
     return parseVolumeNames(r.stdout).filter((n) => n.endsWith('.qcow2') && !n.startsWith(NAME_PREFIX));
   }
 
+  /** A volume of the pool by its name; a baked image also by its name without `.qcow2`. */
   async resolveImage(image: string | null): Promise<string> {
-    const name = image ?? this.s.baseImage;
-    const r = await this.virsh.run(['vol-dumpxml', '--pool', this.s.pool, name], { allowFailure: true });
-    if (r.code !== 0) {
-      throw new Error(
-        `kvm provider: no volume "${name}" in pool ${this.s.pool} on ${this.s.uri}. Put a Debian cloud image there once, e.g.: ` +
-          `virsh vol-create-as ${this.s.pool} ${name} 3G --format qcow2 && virsh vol-upload --pool ${this.s.pool} ${name} debian-12-genericcloud-amd64.qcow2`,
-      );
+    const wanted = image ?? this.s.baseImage;
+    const names = parseImageName(wanted) && !wanted.endsWith('.qcow2') ? [`${wanted}.qcow2`, wanted] : [wanted];
+    for (const name of names) {
+      const r = await this.virsh.run(['vol-dumpxml', '--pool', this.s.pool, name], { allowFailure: true });
+      if (r.code === 0) return name;
     }
-    return name;
+    if (parseImageName(wanted)) throw new Error(`kvm provider: no baked image "${wanted}" in pool ${this.s.pool} on ${this.s.uri} (silver list-images shows the pool's images)`);
+    throw new Error(
+      `kvm provider: no volume "${wanted}" in pool ${this.s.pool} on ${this.s.uri}. Put a Debian cloud image there once, e.g.: ` +
+        `virsh vol-create-as ${this.s.pool} ${wanted} 3G --format qcow2 && virsh vol-upload --pool ${this.s.pool} ${wanted} debian-12-genericcloud-amd64.qcow2`,
+    );
+  }
+
+  /** A baked image's labels, from its volume's name (the pool keeps no other record of it). */
+  async imageRecord(image: string): Promise<ImageLabels | null> {
+    return parseImageName(image);
+  }
+
+  /**
+   * The stripped builder shut down (stopped hard if it does not power off in time), then its
+   * disk (a qcow2 overlay on the base image) converted into a new volume of the pool with no
+   * backing file: `virsh vol-create-from`, which runs `qemu-img convert` where the pool is, so
+   * it works over `qemu+ssh://` too. The volume, `NAME.qcow2`, is the new base image.
+   */
+  async snapshotImage(builder: ProviderNode, record: ImageRecord, report: (message: string) => void, signal?: AbortSignal): Promise<string> {
+    const disk = diskVolume(domainName(builder.nodeset, builder.name));
+    const volume = `${record.name}.qcow2`;
+    if ((await this.virsh.run(['vol-info', '--pool', this.s.pool, volume], { allowFailure: true })).code === 0) {
+      throw new Error(`kvm provider: a volume ${volume} exists already in pool ${this.s.pool}`);
+    }
+    await this.powerOff(builder, report, signal);
+    const capacity = parseVolume((await this.virsh.run(['vol-dumpxml', '--pool', this.s.pool, disk])).stdout).capacity;
+    report(`kvm: converting ${disk} into ${volume} (pool ${this.s.pool})`);
+    await withTempFile('volume.xml', volumeXml(volume, capacity), (f) => this.virsh.run(['vol-create-from', this.s.pool, f, disk, '--inputpool', this.s.pool], { timeoutMs: 60 * 60_000 }));
+    return volume;
+  }
+
+  /** `virsh shutdown` (ACPI), waiting until the domain is shut off; `virsh destroy` after the timeout. */
+  private async powerOff(node: ProviderNode, report: (message: string) => void, signal?: AbortSignal): Promise<void> {
+    await this.virsh.run(['shutdown', node.id]);
+    const deadline = Date.now() + (this.options.shutdownTimeoutMs ?? 180_000);
+    while ((await this.domainState(node)) !== 'stopped') {
+      if (signal?.aborted) throw new Error(`kvm provider: stopped waiting for ${node.name} to power off`);
+      if (Date.now() > deadline) {
+        report(`kvm: ${node.name} did not power off within ${Math.round((this.options.shutdownTimeoutMs ?? 180_000) / 1000)}s: stopping it hard (its disks were synced after the strip)`);
+        await this.virsh.run(['destroy', node.id]);
+        return;
+      }
+      await sleep(500);
+    }
   }
 
   /** Every domain silver labelled, of any nodeset. */

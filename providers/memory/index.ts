@@ -1,3 +1,4 @@
+import type { ImageLabels, ImageRecord } from '../../src/image/strip.js';
 import type { Nodeset } from '../../src/nodeset/types.js';
 import type { CreatedNode, CreateRequest, Flavor, Provider, ProviderNode } from '../../src/provider.js';
 
@@ -8,6 +9,8 @@ import type { CreatedNode, CreateRequest, Flavor, Provider, ProviderNode } from 
 export interface MemoryProviderOptions {
   /** Names whose creation fails, to test that other nodes still finish. */
   failOn?: Set<string>;
+  /** A snapshot that fails with this message, to test that the builder still goes. */
+  failSnapshot?: string;
 }
 
 export class MemoryProvider implements Provider {
@@ -15,6 +18,8 @@ export class MemoryProvider implements Provider {
   readonly adminUser = 'root';
   readonly nodes = new Map<string, ProviderNode & { hostKey: string }>();
   readonly calls: string[] = [];
+  /** Images snapshotImage made, by name, with what they record. */
+  readonly images = new Map<string, ImageRecord>();
   private next = 10;
   prepared = 0;
   released = 0;
@@ -32,11 +37,22 @@ export class MemoryProvider implements Provider {
     ];
   }
   async listImages(): Promise<string[]> {
-    return ['debian-12'];
+    return ['debian-12', ...this.images.keys()];
   }
   async resolveImage(image: string | null): Promise<string> {
+    if (image && this.images.has(image)) return image;
     if (image && image !== 'debian-12') throw new Error(`no image ${image}`);
     return 'debian-12';
+  }
+  async snapshotImage(builder: ProviderNode, record: ImageRecord): Promise<string> {
+    this.calls.push(`snapshot ${builder.name} ${record.name}`);
+    if (!this.nodes.has(builder.id)) throw new Error(`no node ${builder.id}`);
+    if (this.options.failSnapshot) throw new Error(this.options.failSnapshot);
+    this.images.set(record.name, record);
+    return record.name;
+  }
+  async imageRecord(image: string): Promise<ImageLabels | null> {
+    return this.images.get(image) ?? null;
   }
   async list(nodeset: string): Promise<ProviderNode[]> {
     this.calls.push(`list ${nodeset}`);

@@ -6,6 +6,7 @@ import { Caller, CloudCallError, FAIL_CODES } from './call.js';
 import { cloudConfig } from './cloud-init.js';
 import type { Nodeset, Role } from '../../src/nodeset/types.js';
 import type { CreatedNode, CreateRequest, Flavor, NodeState, Provider, ProviderNode } from '../../src/provider.js';
+import { parseImageName, type ImageLabels, type ImageRecord } from '../../src/image/strip.js';
 
 /**
  * The Nova adapter behind the `openstack` and `rackspace` providers, through pkgcloud's compute
@@ -27,9 +28,17 @@ export interface Tuning {
   pollMs?: number;
   /** How long destroy waits for the server to be gone (default 5 min). */
   destroyTimeoutMs?: number;
+  /** How long a bake waits for its image to be ACTIVE (default 1 h). */
+  imageTimeoutMs?: number;
 }
 
 export const LABEL = { nodeset: 'silver-nodeset', role: 'silver-role', index: 'silver-index', hostKey: 'silver-hostkey' } as const;
+
+/** A baked image's metadata beside LABEL's nodeset and role. */
+export const IMAGE_LABEL = { baked: 'silver-baked', packages: 'silver-packages' } as const;
+
+/** Nova's statuses of an image that will never be ACTIVE. */
+const IMAGE_FAILED = new Set(['ERROR', 'DELETED', 'KILLED']);
 
 /** Nova statuses of servers that are on their way out. */
 const GONE = new Set(['DELETED', 'SOFT_DELETED']);
@@ -43,6 +52,7 @@ export class NovaProvider implements Provider {
   readonly #caller: Caller;
   readonly #pollMs: number;
   readonly #destroyTimeoutMs: number;
+  readonly #imageTimeoutMs: number;
 
   constructor(
     private readonly s: CloudSettings,
@@ -52,6 +62,7 @@ export class NovaProvider implements Provider {
     this.adminUser = s.adminUser;
     this.#pollMs = tuning.pollMs ?? 3000;
     this.#destroyTimeoutMs = tuning.destroyTimeoutMs ?? 300_000;
+    this.#imageTimeoutMs = tuning.imageTimeoutMs ?? 3_600_000;
     this.#caller = new Caller({
       prefix: s.type,
       authUrl: s.authUrl,
@@ -110,10 +121,56 @@ export class NovaProvider implements Provider {
     return sizes;
   }
 
-  private async images() {
+  /** Every image of the project, whatever its status. */
+  private async allImages(): Promise<Image[]> {
     const c = await this.client();
-    const all = await this.#caller.call<Image[]>('getImages', (cb) => c.getImages(cb));
-    return all.filter((i) => !i.status || i.status.toUpperCase() === 'ACTIVE');
+    return this.#caller.call<Image[]>('getImages', (cb) => c.getImages(cb));
+  }
+
+  private async images() {
+    return (await this.allImages()).filter((i) => !i.status || i.status.toUpperCase() === 'ACTIVE');
+  }
+
+  /** A baked image's labels from its name (pkgcloud does not read image metadata); the bake time: Nova's `created`. */
+  async imageRecord(image: string): Promise<ImageLabels | null> {
+    const found = (await this.images()).find((i) => i.id === image);
+    const labels = found ? parseImageName(found.name) : null;
+    if (!labels) return null;
+    const created = Date.parse(found?.created ?? '');
+    return Number.isNaN(created) ? labels : { ...labels, built: new Date(created).toISOString() };
+  }
+
+  /**
+   * The server action createImage of the stripped builder (a snapshot of its disk, with the
+   * bake's metadata), then its image polled until Nova says ACTIVE. A retried createImage whose
+   * first attempt went through finds that image by its name instead of making another.
+   */
+  async snapshotImage(builder: ProviderNode, record: ImageRecord, report: (message: string) => void, signal?: AbortSignal): Promise<string> {
+    const c = await this.client();
+    const metadata: Record<string, string> = {
+      [LABEL.nodeset]: record.nodeset,
+      [LABEL.role]: record.role,
+      [IMAGE_LABEL.baked]: record.built,
+      [IMAGE_LABEL.packages]: String(record.packages.length),
+    };
+    const id = await this.#caller.retry('createImage', async (attempt) => {
+      if (attempt > 1) {
+        const made = (await this.allImages()).find((i) => i.name === record.name);
+        if (made) return made.id;
+      }
+      return (await this.#caller.once<Image>('createImage', (cb) => c.createImage({ server: builder.id, name: record.name, metadata }, cb))).id;
+    });
+    report(`${this.type}: image ${id} (${record.name}) is being made from ${builder.name} (${builder.id})`);
+    const deadline = Date.now() + this.#imageTimeoutMs;
+    for (;;) {
+      if (signal?.aborted) throw this.fail(`${this.type}: stopped waiting for image ${id} (${record.name}); the cloud may still complete it`);
+      const image = await this.ignore404(this.#caller.call<Image>('getImage', (cb) => c.getImage(id, cb)));
+      const status = String(image?.status ?? 'DELETED').toUpperCase();
+      if (status === 'ACTIVE') return id;
+      if (IMAGE_FAILED.has(status)) throw this.fail(`${this.type}: image ${id} (${record.name}) went into ${status}`);
+      if (Date.now() + this.#pollMs > deadline) throw this.fail(`${this.type}: image ${id} (${record.name}) was not ACTIVE within ${Math.round(this.#imageTimeoutMs / 1000)}s (status ${status})`);
+      await sleep(this.#pollMs, undefined, signal ? { signal } : {}).catch(() => undefined);
+    }
   }
 
   async listImages(): Promise<string[]> {

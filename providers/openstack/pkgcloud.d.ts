@@ -17,9 +17,17 @@ declare module 'pkgcloud' {
   export interface Image {
     id: string;
     name: string;
+    /** Nova's: ACTIVE, SAVING, ERROR, DELETED, UNKNOWN (not normalised by pkgcloud). */
     status?: string;
     created?: string;
     updated?: string;
+  }
+
+  export interface CreateImageOptions {
+    /** The server's id. */
+    server: string;
+    name: string;
+    metadata?: Record<string, string>;
   }
 
   /** An address as pkgcloud leaves it: a plain string, or Nova's `{addr, version}` (networks named public/private). */
@@ -62,6 +70,9 @@ declare module 'pkgcloud' {
     auth(cb: Callback<void>): void;
     getFlavors(cb: Callback<Flavor[]>): Pending | undefined;
     getImages(cb: Callback<Image[]>): Pending | undefined;
+    getImage(id: string, cb: Callback<Image>): Pending | undefined;
+    /** The server action createImage, then a GET of the image its Location header names. */
+    createImage(options: CreateImageOptions, cb: Callback<Image>): Pending | undefined;
     getServers(options: { marker?: string; limit?: number }, cb: Callback<Server[]>): Pending | undefined;
     getServer(id: string, cb: Callback<Server>): Pending | undefined;
     createServer(options: CreateServerOptions, cb: Callback<Server>): Pending | undefined;

@@ -24,12 +24,28 @@ for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 ensure_user silver /home/silver /bin/sh
 ensure_dir /etc/silverlining 755 root:root
 ensure_dir /etc/silverlining/authorized_keys 755 root:root
+_had_keys=0
+[ -f /etc/silverlining/authorized_keys/silver ] && _had_keys=1
 ensure_known /etc/silverlining/authorized_keys/silver 644 root:root "$SILVER_AUTHORIZED_MD5" "$SILVER_AUTHORIZED"
+if [ "$CHANGED" = 1 ] && [ "$_had_keys" = 1 ] && [ "$CHECK" != 1 ]; then
+  # A key may have been taken away: what its owner left running as the deploy user (a session, a
+  # background process) ends with it, silver's own kept connections as the deploy user too.
+  pkill -KILL -u silver 2> /dev/null || true
+fi
+# What a deployer could leave behind to keep access once their key is gone: ~/.ssh/rc (run at
+# every later login, silver's own included), forwarded sockets or ports, a crontab, lingering
+# user services.
+ensure_absent /var/spool/cron/crontabs/silver
+ensure_absent /var/lib/systemd/linger/silver
 _sshd="Match User silver,silver-backup
-	AuthorizedKeysFile /etc/silverlining/authorized_keys/%u"
+	AuthorizedKeysFile /etc/silverlining/authorized_keys/%u
+	PermitUserRC no
+	DisableForwarding yes
+	PermitTunnel no
+Match all"
 _sshd_before=''
 [ -f /etc/ssh/sshd_config ] && { _slurp < /etc/ssh/sshd_config; _sshd_before=$_S; }
-# (at the end of sshd_config: a Match block holds to the end of the file)
+# (at the end of sshd_config, closed by Match all: what is appended after it stays global)
 ensure_block /etc/ssh/sshd_config authorized-keys "$_sshd$NL"
 if [ "$CHANGED" = 1 ] && [ "$CHECK" != 1 ]; then
   if ! /usr/sbin/sshd -t 2> /dev/null; then
@@ -41,7 +57,13 @@ if [ "$CHANGED" = 1 ] && [ "$CHECK" != 1 ]; then
 fi
 # People's keys for root (admins = in [access]), in a block of their own: the provider's and
 # silver's lines stay as they are; none by default.
-if [ -n "$SILVER_ADMIN_KEYS" ] || grep -qs '^# BEGIN silverlining admins' /root/.ssh/authorized_keys; then
+_admins_block=0
+if [ -z "$SILVER_ADMIN_KEYS" ] && [ -f /root/.ssh/authorized_keys ]; then
+  # (read in the shell: a no-op run starts no process for this)
+  _slurp < /root/.ssh/authorized_keys
+  case "$_S" in *"# BEGIN silverlining admins"*) _admins_block=1 ;; esac
+fi
+if [ -n "$SILVER_ADMIN_KEYS" ] || [ "$_admins_block" = 1 ]; then
   ensure_dir /root/.ssh 700 root:root
   ensure_block /root/.ssh/authorized_keys admins "$SILVER_ADMIN_KEYS"
 fi
@@ -111,6 +133,8 @@ case "$SILVER_ROLE" in
     fi
     ;;
   balancer)
+    # (port 80 is everyone's, the other balancer of a pair included: with tls = acme each passes
+    # it the ACME server's validation requests it has no answer for)
     _rules="		tcp dport { 80, 443 } accept"
     # (a balancer pair: VRRP, IP protocol 112, from the other balancer only)
     [ -z "$SILVER_VRRP_PEER" ] || _rules="$_rules${NL}		ip saddr $SILVER_VRRP_PEER ip protocol 112 accept"

@@ -5,7 +5,7 @@ import type { Runtime } from '../runtime.js';
 import { fingerprint } from '../ssh/connect.js';
 import { ed25519Pair } from '../ssh/keygen.js';
 import { retryUntil } from '../util/retry-until.js';
-import { IMAGE_MAX_DAYS } from '../image/strip.js';
+import { oldImageWarning } from '../image/age.js';
 
 export type CreateStatus = 'created' | 'existing' | 'started' | 'failed';
 
@@ -46,9 +46,9 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
   for (const wanted of new Set<string | null>([providerImage, ...ns.nodes.filter((n) => !existing.has(n.name)).map((n) => n.image ?? providerImage)])) {
     const image = await provider.resolveImage(wanted);
     images.set(wanted, image);
-    const rec = await provider.imageRecord?.(image);
-    const days = rec ? (rt.now() - Date.parse(rec.built)) / 86400_000 : 0;
-    if (rec && days > IMAGE_MAX_DAYS) rt.io.err(`silver: image ${image} was baked ${Math.floor(days)} days ago: it lacks the security updates since; bake a new one (silver image bake ${ns.file} --role ${rec.role})`);
+    const labels = await provider.imageRecord?.(image);
+    const warning = labels ? oldImageWarning(image, labels, rt.now(), ns.file) : null;
+    if (warning) rt.io.err(warning);
   }
   const flavors = await provider.listSizes();
 

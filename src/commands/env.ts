@@ -1,7 +1,7 @@
 import { readAppEnv, silverVars, writePending } from '../deploy/app-env.js';
 import { historyEntry, record } from '../deploy/history.js';
 import { freePort } from '../deploy/remote.js';
-import { beforeOf, Interrupted, Rollout, StepError, type NodeStep } from '../deploy/rollout.js';
+import { beforeOf, Interrupted, redactSteps, Rollout, StepError, type NodeStep } from '../deploy/rollout.js';
 import { Session } from '../deploy/session.js';
 import { applyChanges, badSettingName, badSettingValue, envFile, fingerprint, valueFromInput, withSettings, type SettingChange } from '../deploy/settings.js';
 import { ExitError } from '../diagnostics.js';
@@ -129,6 +129,8 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       const { seq } = await converge(s, await readRollout(s), graceMs);
       const current = await readAppEnv(s, app);
       for (const v of Object.values(current.settings)) secretValues.add(v);
+      // (and the services' passwords: the app may print its environment where silver repeats it)
+      for (const [k, v] of Object.entries(current.active ?? {})) if (/PASSWORD/.test(k) && v) secretValues.add(v);
       if (!opts.restart) {
         await writePending(s, app, mergePending(current.pending, changes));
         rt.io.err(`${app}: ${report.changed.join(', ')} staged on ${s.appservers.map((n) => n.name).join(', ')}; the next update (or env change) rolls ${changes.length === 1 ? 'it' : 'them'} out`);
@@ -148,10 +150,10 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       try {
         await Promise.all(s.appservers.map((n) => r.stageClone(n.name, before.get(n.name)!.active!, instance, port, env)));
         await r.writeRecord({ state: 'running', kind: 'env', app, instance, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before) }, seq);
-        for (const [i, n] of s.appservers.entries()) await r.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', [], '-', before.get(n.name)!.active);
+        const primary = s.appservers[0]!.name;
+        await r.activateAll((node) => r.activate(node, instance, node === primary ? 'primary' : 'secondary', [], '-', before.get(node)!.active));
         activatedAll = true;
-        await r.finishStops();
-        await pruneAll(r, s);
+        await Promise.all([r.finishStops(), pruneAll(r, s)]);
         if (current.pending.length) await writePending(s, app, null).catch((x: Error) => rt.io.err(`warning: the staged settings could not be cleared (${x.message})`));
         await r.closeRecord('activated');
       } catch (e) {
@@ -169,7 +171,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       report.activated = report.ok ? [...r.switched] : [];
       report.rolledBack = [...r.rolledBack];
       report.interrupted = r.interrupted;
-      report.steps = r.steps;
+      report.steps = redactSteps(r.steps, secretValues);
     });
     report.seconds = (rt.now() - t0) / 1000;
     const f = report.failure;

@@ -1,37 +1,157 @@
 import { ExitError } from '../diagnostics.js';
+import { builderName, builderNodeset, PACKAGES_ARGV, recordArgv, stripArgv, stripScript } from '../image/builder.js';
 import { BAKEABLE_ROLES, imageName, type ImageRecord } from '../image/strip.js';
 import type { Nodeset } from '../nodeset/types.js';
+import type { Provider } from '../provider.js';
+import { Remote } from '../remote/executor.js';
 import type { Runtime } from '../runtime.js';
+import { connectNodes } from '../ssh/targets.js';
+import { createNodes, failedCount } from './create-node.js';
+import { disconnect } from './exec.js';
+import { setupNodes } from './setup-node.js';
 
 /**
- * `silver image bake FILE --role ROLE [--node NAME]`: a provider image from a set-up node of the
- * role (the first one, or --node), stripped of its identity, secrets, apps, data and logs
- * (src/image/strip.ts), named `silver-image-NODESET-ROLE-TIME`; `image = NAME` in the tier's
- * section (or the provider's) makes new nodes from it. Nodes from it are set up with fewer
- * changes: their packages, users, units and files are there already.
+ * `silver image bake FILE --role ROLE [--node NAME]`: a provider image of a set-up node of the
+ * role, stripped of its identity, secrets, apps, data and logs (src/image/strip.ts), named
+ * `silver-image-NODESET-ROLE-TIME`; `image = NAME` in the tier's section (or the provider's)
+ * makes new nodes from it. Nodes from it are set up with fewer changes: their packages, users,
+ * units and files are there already.
+ *
+ * The local provider copies a node of the nodeset (the first of the role, or --node) and strips
+ * the copy. The clouds bake on a builder (src/image/builder.ts): created from the provider's
+ * image, set up, stripped over SSH, snapshotted by the provider, and destroyed whatever happens
+ * (a failed step, SIGINT or SIGTERM: after the current step; the snapshot's wait stops at once).
  */
 export interface BakeReport extends ImageRecord {
   seconds: number;
+  /** The provider's id of the image where it is not its name (an AMI id, a Glance id, a volume). */
+  id?: string;
 }
 
-export async function bakeImage(ns: Nodeset, rt: Runtime, opts: { role: string; node?: string }): Promise<BakeReport> {
+export interface BakeOptions {
+  role: string;
+  node?: string;
+  /** How long the builder may take to answer SSH (default 5 min). */
+  sshTimeoutMs?: number;
+}
+
+export async function bakeImage(ns: Nodeset, rt: Runtime, opts: BakeOptions): Promise<BakeReport> {
   if (!(BAKEABLE_ROLES as readonly string[]).includes(opts.role)) {
     throw new ExitError(`--role ${opts.role}: images are baked from ${BAKEABLE_ROLES.join(' or ')} nodes (a service node's disk holds the apps' data: it is rebuilt from a backup instead)`, 2);
   }
-  const specs = ns.nodes.filter((n) => n.role === opts.role && (!opts.node || n.name === opts.node));
-  if (specs.length === 0) throw new ExitError(opts.node ? `no ${opts.role} node ${opts.node} in nodeset ${ns.name}` : `nodeset ${ns.name} has no ${opts.role} node`, 2);
+  const role = opts.role as (typeof BAKEABLE_ROLES)[number];
+  const specs = ns.nodes.filter((n) => n.role === role && (!opts.node || n.name === opts.node));
+  if (specs.length === 0) throw new ExitError(opts.node ? `no ${role} node ${opts.node} in nodeset ${ns.name}` : `nodeset ${ns.name} has no ${role} node`, 2);
   const provider = await rt.providerFor(ns.provider);
-  if (!provider.bakeImage) throw new ExitError(`the ${provider.type} provider cannot bake images yet`, 1);
-  const found = (await provider.list(ns.name)).find((n) => n.name === specs[0]!.name);
-  if (!found || found.state !== 'running') throw new ExitError(`${specs[0]!.name} is ${found ? found.state : 'missing'}: bake from a running, set-up node`, 1);
+  if (provider.bakeImage) return bakeFromNode(ns, rt, provider, role, specs[0]!.name);
+  if (!provider.snapshotImage) throw new ExitError(`the ${provider.type} provider cannot bake images yet`, 1);
+  if (opts.node) throw new ExitError(`--node ${opts.node}: the ${provider.type} provider bakes on a builder node of its own, never on a node of the nodeset (leave --node out)`, 2);
+  return bakeOnBuilder(ns, rt, provider, role, opts.sshTimeoutMs ?? 300_000);
+}
+
+/** The local provider: a copy of a running node of the nodeset. */
+async function bakeFromNode(ns: Nodeset, rt: Runtime, provider: Provider, role: string, name: string): Promise<BakeReport> {
+  const found = (await provider.list(ns.name)).find((n) => n.name === name);
+  if (!found || found.state !== 'running') throw new ExitError(`${name} is ${found ? found.state : 'missing'}: bake from a running, set-up node`, 1);
   const t0 = rt.now();
-  const record = await provider.bakeImage(found, imageName(ns.name, opts.role, new Date(rt.now())), (m) => rt.io.err(m));
+  const record = await provider.bakeImage!(found, imageName(ns.name, role, new Date(rt.now())), (m) => rt.io.err(m));
   return { ...record, seconds: (rt.now() - t0) / 1000 };
+}
+
+/** The clouds: create the builder, set it up, strip it, snapshot it; destroy it in any case. */
+async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role: 'appserver' | 'balancer', sshTimeoutMs: number): Promise<BakeReport> {
+  const t0 = rt.now();
+  const name = builderName(role);
+  const say = (text: string) => rt.io.err(`${name}: ${text}`);
+  // (a node of the file by that name would be set up, stripped and destroyed as the builder)
+  if (ns.nodes.some((n) => n.name === name)) throw new ExitError(`${name}: nodeset ${ns.name} names a node as silver names its image builders: rename that node`, 2);
+  const bns = builderNodeset(ns, role);
+  await removeBuilder(ns, rt, provider, name, say, 'left by an interrupted bake: destroyed');
+
+  let interrupted: string | null = null;
+  const abort = new AbortController();
+  const dispose = rt.onInterrupt((sig) => {
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+    abort.abort();
+    rt.io.err(`silver: ${sig}: the builder is destroyed after the current step (again to abandon it; the next bake removes it)`);
+  });
+  const check = () => {
+    if (interrupted) throw new ExitError(`interrupted (${interrupted}): no image made`, 130);
+  };
+  try {
+    say(`creating a builder ${role} from the provider's image`);
+    const created = await createNodes(bns, rt, { concurrency: 1, sshTimeoutMs });
+    if (failedCount(created) > 0) throw new Error(`creating the builder failed: ${created.outcomes.find((o) => o.status === 'failed')?.error}`);
+    check();
+    const setup = await setupNodes(bns, rt, { dryRun: false, concurrency: 1 });
+    const failed = setup.nodes.find((n) => n.status === 'failed');
+    if (failed) throw new Error(`setting up the builder failed: ${failed.error ?? 'failed'}`);
+    check();
+    const record = await stripBuilder(bns, rt, provider, { name: imageName(ns.name, role, new Date(t0)), nodeset: ns.name, role, from: name, built: new Date(t0).toISOString(), packages: [] });
+    check();
+    const builder = (await provider.list(ns.name)).find((n) => n.name === name);
+    if (!builder) throw new Error('the builder is gone');
+    say(`stripped (${record.packages.length} packages); making the image ${record.name}`);
+    let id: string;
+    try {
+      id = await provider.snapshotImage!(builder, record, (m) => rt.io.err(m), abort.signal);
+    } catch (e) {
+      check();
+      throw e;
+    }
+    return { ...record, ...(id !== record.name ? { id } : {}), seconds: (rt.now() - t0) / 1000 };
+  } catch (e) {
+    if (e instanceof ExitError) throw e;
+    throw new ExitError(`image bake: ${(e as Error).message} (no image made)`, 1);
+  } finally {
+    try {
+      await removeBuilder(ns, rt, provider, name, say, 'destroyed');
+    } catch (e) {
+      rt.io.err(`silver: the builder ${name} could not be destroyed: ${(e as Error).message}; the next bake removes it, or silver delete-node ${ns.file} --orphans`);
+    }
+    dispose();
+  }
+}
+
+/**
+ * The role's builder destroyed, its pinned host key dropped, connections kept to it ended (the
+ * other role's builder is left alone: its bake may be running).
+ */
+async function removeBuilder(ns: Nodeset, rt: Runtime, provider: Provider, name: string, say: (text: string) => void, done: string): Promise<void> {
+  const builders = (await provider.list(ns.name)).filter((n) => n.name === name);
+  for (const b of builders) {
+    await provider.destroy(b);
+    rt.state.unpin(ns.name, [b.name]);
+    say(done);
+  }
+  if (builders.length > 0) await disconnect(ns, rt);
+}
+
+/**
+ * On the set-up builder, over SSH: its packages read, the record written where a node made from
+ * the image finds it, then the strip as root (after which no new SSH connection can be made:
+ * the host keys and authorized keys are gone). Resolves with the record.
+ */
+async function stripBuilder(bns: Nodeset, rt: Runtime, provider: Provider, draft: ImageRecord): Promise<ImageRecord> {
+  const { targets, missing } = await connectNodes(bns, rt);
+  if (missing.length > 0) throw new Error(`the builder cannot be reached: ${missing[0]!.error}`);
+  const name = targets[0]!.name;
+  const remote = new Remote(await rt.executor(bns.name, targets));
+  try {
+    const packages = (await remote.run(name, 'listing the packages', PACKAGES_ARGV)).split('\n').filter(Boolean);
+    const record: ImageRecord = { ...draft, packages };
+    await remote.run(name, 'writing the image record', recordArgv(provider.adminUser), `${JSON.stringify(record, null, 2)}\n`);
+    await remote.run(name, 'stripping', stripArgv(provider.adminUser), stripScript(), 10 * 60_000);
+    return record;
+  } finally {
+    await remote.close();
+  }
 }
 
 export function renderBake(r: BakeReport): string {
   return [
-    `image ${r.name}: baked from ${r.from} in ${r.seconds.toFixed(1)} s (${r.packages.length} packages, ${r.built})`,
+    `image ${r.name}${r.id ? ` (${r.id})` : ''}: baked from ${r.from} in ${r.seconds.toFixed(1)} s (${r.packages.length} packages, ${r.built})`,
     `use it: image = ${r.name}   (in [${r.role}], or in [provider] for every node)`,
   ].join('\n');
 }

@@ -54,9 +54,11 @@ export function parseJournalLine(node: string, text: string): { line: LogLine; c
   }
   if (!r.__REALTIME_TIMESTAMP || !r.__CURSOR) return null;
   const message = Array.isArray(r.MESSAGE) ? Buffer.from(r.MESSAGE).toString('utf8') : (r.MESSAGE ?? '');
+  // (the instance from the unit journald itself recorded — or, for systemd's own lines, the unit
+  // they are about — never from a field any process could set in its own lines)
   const unit = r._SYSTEMD_UNIT ?? r.UNIT ?? '';
   const fromUnit = /^silver-(.+)\.service$/.exec(unit)?.[1];
-  const source = r.SILVER_INSTANCE ?? fromUnit ?? r.SYSLOG_IDENTIFIER ?? 'journal';
+  const source = fromUnit ?? r.SYSLOG_IDENTIFIER ?? 'journal';
   return { line: { node, time: Number(r.__REALTIME_TIMESTAMP), source, priority: Number(r.PRIORITY ?? 6), message }, cursor: r.__CURSOR };
 }
 
@@ -73,7 +75,12 @@ export function parseSince(text: string, now: number): number {
 
 export function formatLogLine(l: LogLine): string {
   const t = new Date(Math.floor(l.time / 1000)).toISOString().replace('T', ' ').replace('Z', '');
-  return `${t} ${l.node} ${l.source}: ${l.message}`;
+  return `${t} ${l.node} ${printable(l.source)}: ${printable(l.message)}`;
+}
+
+/** What an app wrote, safe for a terminal: control characters (escape sequences) shown as \xNN, tabs kept. */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 export async function logs(ns: Nodeset, who: string, rt: Runtime, opts: LogsOptions): Promise<void> {

@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
 import { ExitError } from '../diagnostics.js';
+import { isBuilder } from '../image/builder.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { ProviderNode } from '../provider.js';
@@ -31,7 +32,7 @@ export async function listNodes(ns: Nodeset, rt: Runtime): Promise<ListedNode[]>
 }
 
 export function renderNodeList(ns: Nodeset, nodes: ListedNode[]): string {
-  const rows = nodes.map((n) => [n.name, n.role, n.state, n.address ?? '-', n.inNodeset ? '' : 'not in the file (orphan)']);
+  const rows = nodes.map((n) => [n.name, n.role, n.state, n.address ?? '-', n.inNodeset ? '' : isBuilder(n.name) ? 'image builder an interrupted bake left (orphan)' : 'not in the file (orphan)']);
   const lines = [table(['NODE', 'ROLE', 'STATE', 'ADDRESS', 'NOTE'], rows)];
   const orphans = nodes.filter((n) => !n.inNodeset).length;
   if (orphans > 0) lines.push(`${orphans} orphan${orphans === 1 ? '' : 's'}: remove with silver delete-node ${ns.file} --orphans`);
@@ -69,8 +70,9 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
   if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing deleted (answer y, or pass -y)', 1);
 
   // Scaling down: an orphaned app server leaves every balancer's rotation (drained, then
-  // disabled) before it goes, and the rest is rewired after (the balancers forget it).
-  const draining = opts.orphans ? targets.filter((n) => n.role === 'appserver').map((n) => n.name) : [];
+  // disabled) before it goes, and the rest is rewired after (the balancers forget it). An image
+  // builder was never in rotation.
+  const draining = opts.orphans ? targets.filter((n) => n.role === 'appserver' && !isBuilder(n.name)).map((n) => n.name) : [];
   const balanced = draining.length > 0 && ns.nodes.some((n) => n.role === 'balancer');
   if (balanced) await (await import('./drain.js')).drainAll(ns, rt, draining);
 

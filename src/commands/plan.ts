@@ -1,3 +1,4 @@
+import { batches, formatRollout, ONE_AT_A_TIME } from '../nodeset/rollout.js';
 import { formatSize, type Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 
@@ -14,7 +15,14 @@ export function planJson(ns: Nodeset): object {
     locations: ns.locations.map((l) => ({ url: l.url, app: l.app })),
     hostnames: ns.hostnames,
     services: ns.services,
+    rollout: ns.rollout ? formatRollout(ns.rollout) : null,
+    batches: activationBatches(ns),
   };
+}
+
+/** The app servers in the batches an update activates them in. */
+function activationBatches(ns: Nodeset): string[][] {
+  return batches(ns.nodes.filter((n) => n.role === 'appserver').map((n) => n.name), ns.rollout ?? ONE_AT_A_TIME);
 }
 
 /** The resolved nodeset for a person. */
@@ -38,6 +46,8 @@ export function renderPlan(ns: Nodeset): string {
     lines.push('locations: none');
   }
   lines.push(ns.loadBalancer ? `balancer hostnames: ${ns.hostnames.join(', ') || 'none'}` : 'load balancer: none');
+  const plan = activationBatches(ns);
+  if (plan.length > 1) lines.push(`rollout${ns.rollout ? ` = ${formatRollout(ns.rollout)}` : ': one app server at a time'}: ${plan.map((b) => b.join(', ')).join('; then ')}`);
   lines.push(`/etc/hosts: ${ns.setEtcHosts ? 'managed block on every node' : 'left alone (set_etc_hosts = false)'}`);
   const counts = new Map<string, number>();
   for (const n of ns.nodes) counts.set(n.role, (counts.get(n.role) ?? 0) + 1);

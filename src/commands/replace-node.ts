@@ -1,11 +1,11 @@
 import { exportInstance, installInstance, type ExportedInstance } from '../deploy/replicate.js';
+import { ofNode, waitServing } from '../deploy/balancer-wait.js';
 import { regrant } from '../deploy/grants.js';
 import { historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { holderText } from '../deploy/shared-state.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
-import { sudoHelper } from '../remote/commands/helpers.js';
 import type { Runtime } from '../runtime.js';
 import { drain, setServerState } from './drain.js';
 import { createAndSetUp, destroyNode } from './rebuild-node.js';
@@ -54,7 +54,6 @@ export interface ReplaceReport {
   notes?: string[];
 }
 
-const BALANCER = 'silver-balancer';
 
 export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions): Promise<ReplaceReport> {
   const t0 = rt.now();
@@ -96,6 +95,7 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
         }
         check();
         downSince = alone ? rt.now() : null;
+        lease.setAside(opts.node);
         await destroyNode(ns, rt, opts.node, say);
         destroyed = true;
         await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
@@ -111,10 +111,10 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
               report.apps.push({ app: x.app, instance: x.instance });
             }
             await setServerState(fresh, 'enable', opts.node);
-            await waitUp(fresh, opts.node, rt);
+            await waitServing(fresh, rt, ofNode(opts.node), 60_000);
             say('back in rotation');
           } else {
-            await waitUp(fresh, null, rt, opts.node);
+            await waitServing(fresh, rt, () => true, 60_000, opts.node);
             say('serving');
           }
         } finally {
@@ -187,20 +187,6 @@ async function exportApps(s: Session, node: string, alone: boolean, say: (t: str
   for (const a of apps.filter((x) => x.active)) out.push(await exportInstance(s.remote, source, a.app));
   say(`${out.length === 0 ? 'no app is deployed' : `copying ${out.map((x) => x.instance).join(', ')}`} from ${source}`);
   return out;
-}
-
-/** Until every balancer sees `node` up in every backend (null: every server), at most 60 s. */
-async function waitUp(s: Session, node: string | null, rt: Runtime, only?: string): Promise<void> {
-  const balancers = s.balancers.filter((b) => !only || b.name === only);
-  const deadline = rt.now() + 60_000;
-  for (;;) {
-    const rows = await Promise.all(balancers.map((b) => s.remote.run(b.name, 'balancer status', sudoHelper(BALANCER, 'status'))));
-    const lines = rows.flatMap((r) => r.split('\n').filter(Boolean)).map((l) => l.split(' '));
-    const mine = lines.filter((f) => node === null || f[1] === node);
-    if (mine.every((f) => f[3] === 'up' && f[4] === 'ready')) return;
-    if (rt.now() > deadline) throw new Error(`the balancers do not see ${node ?? 'the app servers'} up: ${mine.filter((f) => f[3] !== 'up').map((f) => f.join(' ')).join('; ')}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 export function renderReplaceReport(r: ReplaceReport): string {

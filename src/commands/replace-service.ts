@@ -1,3 +1,4 @@
+import { parseEnvFile } from '../deploy/settings.js';
 import { Stopped, underDeployLock } from '../backup/lock.js';
 import { compareCounts } from '../backup/manifest.js';
 import { readBackupsRecord } from '../backup/record.js';
@@ -69,7 +70,7 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     const question = `Replace ${spec.name} (${spec.role}) of nodeset ${ns.name}? ${apps.length ? `${apps.join(', ')} go into maintenance, ` : ''}their databases are dumped, the node is destroyed and built again, and the dumps restored.`;
     if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing replaced (answer y, or pass -y)', 1);
 
-    await underDeployLock(s, `replace-node ${spec.name}`, async (steps) => {
+    await underDeployLock(s, `replace-node ${spec.name}`, async (steps, lease) => {
       const previous = new Map<string, ModeEntry | null>();
       const balanced = s.balancers.length > 0;
       let keepHeld = false;
@@ -90,6 +91,7 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
         const chosen = new Map<string, StoredBackup>(Object.entries(stamps).map(([app, stamp]) => [app, resolveBackup(backupsBase(rt.state.root), ns.name, app, stamp)]));
         steps.check();
         keepHeld = true;
+        lease.setAside(spec.name);
         await destroyNode(ns, rt, spec.name, say);
         await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
         const fresh = await Session.open(ns, rt, [spec.role]);
@@ -138,8 +140,8 @@ async function appPasswords(s: Session, prefix: string): Promise<Map<string, str
     for (const a of apps) {
       if (!a.active || out.has(a.app)) continue;
       const x = await exportInstance(s.remote, node, a.app);
-      const m = new RegExp(`^${prefix}_PASSWORD='([A-Za-z0-9]+)'$`, 'm').exec(x.env.toString('utf8'));
-      if (m) out.set(a.app, m[1]!);
+      const password = parseEnvFile(x.env.toString('utf8'))[`${prefix}_PASSWORD`];
+      if (password && /^[A-Za-z0-9]+$/.test(password)) out.set(a.app, password);
     }
   }
   return out;

@@ -58,11 +58,12 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   try {
     const { health, modes } = await balancerState(ns, pool, addressed, rt);
     const backup = backupWiringOf(ns, rt, addressed);
-    const tlsState = ns.tls?.mode === 'acme' ? rt.state.tlsState(ns.name) : null;
+    // (each balancer its own: a pair's two have an ACME client each)
+    const tlsState = (node: AddressedNode) => (ns.tls?.mode === 'acme' && node.role === 'balancer' ? rt.state.tlsState(ns.name, node.name) : null);
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tlsState));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tlsState(node)));
         }),
       ),
     );
@@ -79,13 +80,16 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
 }
 
 /**
- * tls = acme: the ACME account and certificates of a balancer that set up fine, kept in silver's
- * state (0600), so that a rebuilt balancer gets them back instead of asking the ACME server again.
- * A failure here is said, not fatal.
+ * tls = acme: the ACME account and certificates of each balancer that set up fine, kept in
+ * silver's state (0600), each under its own name, so that a rebuilt balancer gets its own back
+ * instead of asking the ACME server again. A failure here is said, not fatal.
  */
 async function keepTls(ns: Nodeset, rt: Runtime, pool: NodeExecutor, all: readonly AddressedNode[], results: ReadonlyMap<string, NodeSetupResult>, users: ReadonlyMap<string, string>): Promise<void> {
-  const b = all.find((n) => n.role === 'balancer' && results.get(n.name)?.status !== 'failed');
-  if (!b) return;
+  const balancers = all.filter((n) => n.role === 'balancer' && results.get(n.name)?.status !== 'failed');
+  await Promise.all(balancers.map((b) => keepTlsOf(ns, rt, pool, b, users)));
+}
+
+async function keepTlsOf(ns: Nodeset, rt: Runtime, pool: NodeExecutor, b: AddressedNode, users: ReadonlyMap<string, string>): Promise<void> {
   const cmd = `${users.get(b.name) === 'root' ? '' : 'sudo -n '}/usr/local/lib/silverlining/bin/silver-acme export`;
   const r = await pool.exec(b.name, cmd).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
   const value = r.stdout.trim();
@@ -93,7 +97,7 @@ async function keepTls(ns: Nodeset, rt: Runtime, pool: NodeExecutor, all: readon
     rt.io.err(`${b.name}: the certificates were not kept in silver's state (${tail(r.stderr, 1) || 'no answer'}); a rebuilt balancer would ask the ACME server again`);
     return;
   }
-  rt.state.keepTlsState(ns.name, value);
+  rt.state.keepTlsState(ns.name, b.name, value);
 }
 
 /** The scheduled backups' key and copy node, when the nodeset schedules any (see backup-wiring.ts). */

@@ -24,6 +24,11 @@ export interface AppStatus {
   health: string | null;
 }
 
+export interface Certificate {
+  notAfter: string | null;
+  issuer: string;
+}
+
 export interface StatusReport {
   nodeset: string;
   nodes: { name: string; role: string; address: string | null; reachable: boolean; error?: string }[];
@@ -35,8 +40,11 @@ export interface StatusReport {
   modes: ModesView | null;
   /** Per app of the locations: the last backup and the last verified restore, with their ages (null: not readable). */
   backups: BackupAge[] | null;
-  /** HTTPS: each https:// host's certificate on the balancer (null: none yet); absent without HTTPS or when unreadable. */
-  certificates?: Record<string, { notAfter: string | null; issuer: string } | null>;
+  /**
+   * HTTPS: per balancer (each of a pair has its own), each host's certificate there (null: none
+   * yet); a balancer that could not be read is left out; absent without HTTPS.
+   */
+  certificates?: Record<string, Record<string, Certificate | null>>;
   /** A balancer pair: its shared address and the balancers holding it (one, normally). */
   virtualAddress?: { address: string; heldBy: string[] };
 }
@@ -61,9 +69,7 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
       s.state.lockInfo(),
       ns.nodes.some((n) => n.role === 'balancer') ? readModes(s).catch(() => null) : null,
       readBackupsRecord(s).then((r) => backupAges(r.apps, [...new Set(ns.locations.map((l) => l.app))], rt.now()), () => null),
-      ns.tls && s.balancers[0]
-        ? s.remote.run(s.balancers[0].name, 'certificates', sudoHelper('silver-acme', 'status')).then((o) => JSON.parse(o.trim().split('\n').at(-1) ?? '{}') as StatusReport['certificates'], () => undefined)
-        : undefined,
+      ns.tls && s.balancers.length ? readCertificates(s) : undefined,
     ]);
     const vip = ns.virtualAddress;
     const heldBy = vip
@@ -91,6 +97,14 @@ export async function status(ns: Nodeset, rt: Runtime): Promise<StatusReport> {
   } finally {
     await s.close();
   }
+}
+
+/** Each balancer's certificates (`silver-acme status`), in nodeset order; unreadable ones left out. */
+async function readCertificates(s: Session): Promise<NonNullable<StatusReport['certificates']>> {
+  const read = (name: string) =>
+    s.remote.run(name, 'certificates', sudoHelper('silver-acme', 'status')).then((o) => JSON.parse(o.trim().split('\n').at(-1) ?? '{}') as Record<string, Certificate | null>, () => null);
+  const each = await Promise.all(s.balancers.map(async (b) => [b.name, await read(b.name)] as const));
+  return Object.fromEntries(each.filter((e): e is readonly [string, Record<string, Certificate | null>] => e[1] !== null));
 }
 
 function summarise(node: string, a: AppState): AppStatus {
@@ -134,9 +148,15 @@ export function renderStatus(r: StatusReport): string {
     const h = r.virtualAddress.heldBy;
     lines.push(`virtual address ${r.virtualAddress.address}: ${h.length === 1 ? `held by ${h[0]}` : h.length === 0 ? 'held by NO balancer' : `held by ${h.join(' and ')} (both: a split)`}`);
   }
-  if (r.certificates) {
-    lines.push(`certificates: ${Object.entries(r.certificates).map(([host, c]) => (c ? `${host} until ${c.notAfter ?? '?'} (${c.issuer.replace(/^.*CN ?= ?/, '')})` : `${host} none yet (setup-node asks the ACME server)`)).join('; ')}`);
-  }
+  lines.push(...certificateLines(r.certificates, !!r.virtualAddress));
   if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (its holder is gone: the next update or rollback takes it over)'}`);
   return lines.join('\n');
+}
+
+/** `certificates: HOST until END (ISSUER); ...`, `certificates on BALANCER: ...` for a pair (each has its own). */
+export function certificateLines(certificates: StatusReport['certificates'], pair: boolean): string[] {
+  return Object.entries(certificates ?? {}).map(([balancer, hosts]) => {
+    const list = Object.entries(hosts).map(([host, c]) => (c ? `${host} until ${c.notAfter ?? '?'} (${c.issuer.replace(/^.*CN ?= ?/, '')})` : `${host} none yet (setup-node asks the ACME server)`));
+    return `certificates${pair ? ` on ${balancer}` : ''}: ${list.join('; ')}`;
+  });
 }

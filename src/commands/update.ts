@@ -1,9 +1,10 @@
+import { ofApp, waitServing } from '../deploy/balancer-wait.js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { contentSums, type ContentSums } from '../deploy/content.js';
 import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../deploy/modes.js';
 import type { AppConfig } from '../app/app-ini.js';
-import { beforeOf, Interrupted, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
+import { beforeOf, Halted, Interrupted, redactSteps, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
 import { freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
 import { envFile, withSettings } from '../deploy/settings.js';
 import { folderVars, readAppEnv, writePending, type AppEnv } from '../deploy/app-env.js';
@@ -11,6 +12,7 @@ import { appVersion, historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { holderText, type Lease, type Versioned } from '../deploy/shared-state.js';
 import { ConfigError, diagnostic, ExitError } from '../diagnostics.js';
+import { batches, formatRollout, ONE_AT_A_TIME } from '../nodeset/rollout.js';
 import type { Nodeset } from '../nodeset/types.js';
 import { dbEnsure } from '../remote/commands/db.js';
 import { deployVerbs } from '../remote/commands/deploy.js';
@@ -21,8 +23,12 @@ import { serviceEnv } from '../services/types.js';
 import { redact } from '../secret.js';
 
 const KEEP_INSTANCES = 3;
-/** How long old nginx workers get to finish their requests to a replaced instance. */
-export const GRACE_MS = 1500;
+/**
+ * How long after a switch a replaced instance is asked to stop: the reloaded front proxy's new
+ * workers have taken over by then; the stop itself waits until the old workers' connections to
+ * the instance are gone (at most 10 s), so a slow request is never cut short.
+ */
+export const GRACE_MS = 500;
 
 export type { NodeStep };
 
@@ -232,7 +238,7 @@ function versionOf(dir: string, code: string | null): { version?: string } {
 
 /** Old instances pruned to the last few on each app server; a node that fails is said, not fatal. */
 export async function pruneAll(rollout: Rollout, s: Session): Promise<void> {
-  for (const n of s.appservers) await rollout.prune(n.name, KEEP_INSTANCES).catch((e: Error) => s.rt.io.err(`${n.name}: pruning old instances failed (the next update tries again): ${e.message}`));
+  await Promise.all(s.appservers.map((n) => rollout.prune(n.name, KEEP_INSTANCES).catch((e: Error) => s.rt.io.err(`${n.name}: pruning old instances failed (the next update tries again): ${e.message}`))));
 }
 
 /** Puts the balancers into `mode` for the app; what its entry was before (null without balancers). */
@@ -306,8 +312,11 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   let appEnv: AppEnv | null = null;
   const afterwards: string[] = [];
   try {
-    await s.checkHelpers(app.services);
+    // (the helpers are checked while the lock is taken: a mismatch stops the update before anything changes)
+    const helpers = s.checkHelpers(app.services);
+    helpers.catch(() => undefined);
     await underLock(s, `update ${app.name}`, async (lease, onSignal) => {
+      await helpers;
       r = new Rollout(s, app.name, lease, { graceMs: opts.graceMs ?? GRACE_MS });
       const rollout = r;
       onSignal((sig) => rollout.interrupt(sig));
@@ -323,17 +332,22 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
       try {
         const settled = await converge(s, await readRollout(s), opts.graceMs ?? GRACE_MS);
         converged = settled.convergence;
-        const secrets = await rollout.step('services', s.appservers[0]!.name, () => setUpServices(s, app, say));
-        for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
-        await tellBalancers(s, app);
-
-        // Name and port of the new instance, from what every app server has.
-        const states = await rollout.step('status', s.appservers[0]!.name, () => s.status());
+        // The services, the balancers and what every app server has, asked of their nodes at
+        // once; the code goes up to the app servers as soon as the instance has a name and a
+        // port, while the services and settings that make its environment are still being read.
+        const first = s.appservers[0]!.name;
+        const servicesP = rollout.step('services', first, () => setUpServices(s, app, say));
+        const balancersP = tellBalancers(s, app);
+        const settingsP = rollout.step('settings', first, () => readAppEnv(s, app.name));
+        for (const p of [servicesP, balancersP, settingsP]) p.catch(() => undefined);
+        // (name and port of the new instance come from what every app server has)
+        const states = await rollout.step('status', first, () => s.status());
         before.value = beforeOf(app.name, states);
         const sums = sumsAtPack;
         if (isStaticOnly(app, sums, s, states)) {
+          await Promise.all([servicesP, balancersP]);
           staticOnly = true;
-          instance = before.value.get(s.appservers[0]!.name)!.active!;
+          instance = before.value.get(first)!.active!;
           const tar = await tarball(join(app.dir, app.static!));
           await rollout.writeRecord(
             { state: 'running', kind: 'static', app: app.name, instance, static: sums.static!, holder: lease.holder, started: new Date(t0).toISOString(), before: Object.fromEntries(before.value) },
@@ -347,31 +361,38 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           return;
         }
         const all = [...states.values()].flat();
-        instance = nextInstance(app.name, states, rt.now());
+        const name = nextInstance(app.name, states, rt.now());
+        instance = name;
         const port = freePort(all.flatMap((a) => a.instances.map((i) => i.port)));
-        // The app's own settings (silver env) go on with it: those of the primary's active
-        // instance, and any staged with --no-restart.
-        appEnv = await rollout.step('settings', s.appservers[0]!.name, () => readAppEnv(s, app.name));
-        for (const v of Object.values(appEnv.settings)) secretValues.add(v);
-        const env = envFile(withSettings({
-          PORT: String(port),
-          SILVER_APP_NAME: app.name,
-          SILVER_INSTANCE_NAME: instance,
-          SILVER_CANONICAL_HOSTNAME: ns.locations.find((l) => l.app === app.name)!.host,
-          // (https when the balancer terminates TLS: every plain request is redirected there)
-          SILVER_CANONICAL_URL: canonicalUrl(ns, app.name),
-          SILVER_LOGS: `/var/log/silverlining/${app.name}`,
-          TEMP: '/tmp',
-          ...folderVars(app.name, instance, appEnv.active, opts.clearCache ?? false),
-          ...secrets,
-        }, appEnv.settings));
+        const envP = (async () => {
+          const [secrets, current] = await Promise.all([servicesP, settingsP]);
+          for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
+          // The app's own settings (silver env) go on with it: those of the primary's active
+          // instance, and any staged with --no-restart.
+          appEnv = current;
+          for (const v of Object.values(current.settings)) secretValues.add(v);
+          return envFile(withSettings({
+            PORT: String(port),
+            SILVER_APP_NAME: app.name,
+            SILVER_INSTANCE_NAME: name,
+            SILVER_CANONICAL_HOSTNAME: ns.locations.find((l) => l.app === app.name)!.host,
+            // (https when the balancer terminates TLS: every plain request is redirected there)
+            SILVER_CANONICAL_URL: canonicalUrl(ns, app.name),
+            SILVER_LOGS: `/var/log/silverlining/${app.name}`,
+            TEMP: '/tmp',
+            ...folderVars(app.name, name, current.active, opts.clearCache ?? false),
+            ...secrets,
+          }, current.settings));
+        })();
+        envP.catch(() => undefined);
         const tar = await packed;
-        await Promise.all(
-          s.appservers.map(async (n) => {
-            await rollout.stage(n.name, { instance, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env });
-            await rollout.mark(n.name, instance, sums.code, sums.static, app.static);
+        await Promise.all([
+          balancersP,
+          ...s.appservers.map(async (n) => {
+            await rollout.stage(n.name, { instance: name, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env: envP });
+            await rollout.mark(n.name, name, sums.code, sums.static, app.static);
           }),
-        );
+        ]);
 
         // The intent, on the nodes, before anything switches.
         await rollout.writeRecord(
@@ -384,14 +405,16 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           held = await holdBack(s, app, app.migrateMode, (previous) => rollout.writeRecord({ ...rollout.current!, hold: { mode: app.migrateMode, previous } }, rollout.seq));
         }
         if (app.migrate) await rollout.migrate(s.appservers[0]!.name, instance, app.migrate);
-        for (const [i, n] of s.appservers.entries()) {
-          await rollout.activate(n.name, instance, i === 0 ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(n.name)?.active ?? null);
-        }
+        const primary = s.appservers[0]!.name;
+        await rollout.activateAll(
+          (node) => rollout.activate(node, instance, node === primary ? 'primary' : 'secondary', app.updateFetch, app.healthCheck, before.value.get(node)?.active ?? null),
+          (node) => rollout.warm(node, instance),
+        );
         // Every app server serves the new instance: from here on nothing is rolled back (the
         // migration ran); what fails is said, and an open hold is left to the next run.
         activatedAll = true;
-        await rollout.finishStops();
-        await pruneAll(rollout, s);
+        // (the replaced instances stop after their grace while the old ones are pruned)
+        await Promise.all([rollout.finishStops(), pruneAll(rollout, s)]);
         if (appEnv?.pending.length) {
           await writePending(s, app.name, null).catch((x: Error) => afterwards.push(`the settings staged with --no-restart are still staged (${x.message}); the next update applies them again`));
         }
@@ -432,7 +455,11 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
     const ended = r as Rollout | null;
     const result = !f ? 'ok' : `${ended?.interrupted ? 'interrupted' : 'failed'} at ${f.step} on ${f.node}: ${f.error}${ended?.rolledBack.length ? ' (rolled back)' : ''}`;
     const code = staticOnly ? null : contentSums(app.dir, app.static).code;
-    await record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'update', app: app.name, ...(instance ? { instance } : {}), ...versionOf(app.dir, code), staticOnly, seconds: (rt.now() - t0) / 1000, result: redact(result, secretValues) }), (t) => rt.io.err(t));
+    await Promise.all([
+      // (the site serves the new instance when the balancers see it up, not before: a first deploy waits for their checks)
+      failure === null && s.balancers.length > 0 ? waitServing(s, rt, ofApp(app.name), 30_000).catch((e: Error) => afterwards.push(e.message)) : null,
+      record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'update', app: app.name, ...(instance ? { instance } : {}), ...versionOf(app.dir, code), staticOnly, seconds: (rt.now() - t0) / 1000, result: redact(result, secretValues) }), (t) => rt.io.err(t)),
+    ]);
   } finally {
     await s.close();
   }
@@ -450,7 +477,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
     converged,
     staticOnly,
     warnings: afterwards,
-    steps: done?.steps ?? [],
+    steps: redactSteps(done?.steps ?? [], secretValues),
     seconds: (rt.now() - t0) / 1000,
   };
 }
@@ -467,6 +494,10 @@ export interface UpdatePlan {
   services: string[];
   packages: string[];
   appservers: { node: string; active: string | null }[];
+  /** The activation batches, in order (the primary alone first). */
+  batches: string[][];
+  /** `[appserver] rollout` as given; null: absent (one app server at a time). */
+  rollout: string | null;
   /** An interrupted rollout the update would converge first. */
   converges: string | null;
   /** Who holds the deploy lock now (the update would wait for nothing: it would refuse). */
@@ -495,6 +526,8 @@ export async function planUpdate(ns: Nodeset, app: AppConfig, rt: Runtime): Prom
       services: app.services,
       packages: app.packages,
       appservers: s.appservers.map((n) => ({ node: n.name, active: before.get(n.name)?.active ?? null })),
+      batches: batches(s.appservers.map((n) => n.name), ns.rollout ?? ONE_AT_A_TIME),
+      rollout: ns.rollout ? formatRollout(ns.rollout) : null,
       converges: rec?.state === 'running' ? `${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})` : null,
       locked: lock?.live ? lock.holder : null,
       balancers: ns.nodes.filter((n) => n.role === 'balancer').length,
@@ -514,10 +547,17 @@ export function renderUpdatePlan(p: UpdatePlan): string {
     lines.push(`  stage ${p.instance} on ${p.appservers.map((a) => `${a.node} (now ${a.active ?? 'none'})`).join(', ')}`);
     if (p.packages.length) lines.push(`  install packages if missing: ${p.packages.join(' ')}`);
     if (p.migrate) lines.push(`  run the migration once on ${p.appservers[0]?.node}: ${p.migrate}${p.migrateMode !== 'online' && p.balancers > 0 ? ` (balancers in ${p.migrateMode} meanwhile)` : ''}`);
-    lines.push(`  activate it one app server at a time, ${p.appservers[0]?.node} first`);
+    lines.push(activationLine(p));
   }
   lines.push('nothing was changed');
   return lines.join('\n');
+}
+
+/** How the dry run says the activation goes: one at a time, or batch by batch. */
+function activationLine(p: UpdatePlan): string {
+  if (p.batches.every((b) => b.length === 1)) return `  activate it one app server at a time, ${p.appservers[0]?.node} first`;
+  const [first, ...rest] = p.batches;
+  return `  activate it in ${p.batches.length} batches (rollout = ${p.rollout}): ${first!.join(', ')} (the primary, alone)${rest.map((b) => `; then ${b.join(', ')}`).join('')}`;
 }
 
 export interface RollbackReport {
@@ -581,23 +621,30 @@ export async function rollback(ns: Nodeset, appName: string, rt: Runtime, opts: 
         seq,
       );
       let failed: StepError | null = null;
-      for (const n of s.appservers) {
-        const from = before.get(n.name)!.active;
-        if (from === target) {
-          nodes.push({ node: n.name, from, to: target, ok: true });
-          continue;
-        }
-        try {
-          await r.moveTo(n.name, target, from, from ?? '-');
-          nodes.push({ node: n.name, from, to: target, ok: true });
-          rt.io.err(`${n.name}: ${target} active (was ${from ?? 'none'})`);
-        } catch (e) {
-          failed = e instanceof StepError ? e : new StepError('rollback', n.name, (e as Error).message);
-          nodes.push({ node: n.name, from, to: target, ok: false, error: failed.message });
-          rt.io.err(`${n.name}: rollback ${failed instanceof Interrupted ? 'interrupted' : 'failed'} at ${failed.step}: ${failed.message}`);
-          break;
-        }
+      try {
+        await r.activateAll(async (node) => {
+          const from = before.get(node)!.active;
+          if (from === target) {
+            nodes.push({ node, from, to: target, ok: true });
+            return;
+          }
+          try {
+            await r.moveTo(node, target, from, from ?? '-');
+            nodes.push({ node, from, to: target, ok: true });
+            rt.io.err(`${node}: ${target} active (was ${from ?? 'none'})`);
+          } catch (e) {
+            const err = e instanceof StepError ? e : new StepError('rollback', node, (e as Error).message);
+            // (a member of the batch that only stopped because another failed is no failure of its own)
+            if (!(err instanceof Halted)) nodes.push({ node, from, to: target, ok: false, error: err.message });
+            throw err;
+          }
+        });
+      } catch (e) {
+        failed = e as StepError;
+        rt.io.err(`${failed.node}: rollback ${failed instanceof Interrupted ? 'interrupted' : 'failed'} at ${failed.step}: ${failed.message}`);
       }
+      const order = s.appservers.map((n) => n.name);
+      nodes.sort((a, b) => order.indexOf(a.node) - order.indexOf(b.node));
       if (failed) {
         const ok = await r.restore(target, before, failed.node);
         if (ok) await r.closeRecord('failed, restored').catch(() => undefined);

@@ -68,7 +68,34 @@ function load(
     }
     bases.push(load(full, shown, baseText, host, [...chain, path], diagnostics, files));
   }
-  return merge([...bases, parsed.doc], display);
+  return merge([...bases, parsed.doc], display, replacedSections(parsed.doc, diagnostics));
+}
+
+/**
+ * The sections this (extending) file replaces whole instead of merging key by key: those that
+ * say `inherit = false`, and a `[provider]` that names another provider (`provider =` or
+ * `name =`): the inherited provider's keys mean nothing to another one. `inherit` is taken out
+ * of the section here; a value other than true/false is a located error.
+ */
+function replacedSections(doc: IniDocument, diagnostics: Diagnostic[]): Set<string> {
+  const out = new Set<string>();
+  for (const [name, sec] of doc.sections) {
+    const e = sec.entries.get('inherit');
+    if (!e) continue;
+    sec.entries.delete('inherit');
+    const v = e.value.trim().toLowerCase();
+    if (v === 'false' || v === 'no') out.add(name);
+    else if (v !== 'true' && v !== 'yes') diagnostics.push(diagnostic(e.file, e.line, 'inherit', `must be true or false (false: this section replaces the inherited one whole), not "${e.value}"`));
+  }
+  return out;
+}
+
+/** A later [provider] that names another provider than the one it would merge into. */
+function otherProvider(into: Section, sec: Section): boolean {
+  return ['provider', 'name'].some((k) => {
+    const named = sec.entries.get(k)?.value.trim();
+    return named !== undefined && named !== into.entries.get(k)?.value.trim();
+  });
 }
 
 function relativeDisplay(fromDisplay: string, target: string): string {
@@ -77,13 +104,14 @@ function relativeDisplay(fromDisplay: string, target: string): string {
   return normalize(dir === '.' ? target : `${dir}/${target}`);
 }
 
-/** Later documents win, key by key. */
-export function merge(docs: IniDocument[], file: string): IniDocument {
+/** Later documents win, key by key; the last document's sections named in `replace` (and a [provider] naming another provider) replace whole. */
+export function merge(docs: IniDocument[], file: string, replace: ReadonlySet<string> = new Set()): IniDocument {
   const sections = new Map<string, Section>();
-  for (const doc of docs) {
+  docs.forEach((doc, i) => {
+    const last = i === docs.length - 1;
     for (const [name, sec] of doc.sections) {
       const into = sections.get(name);
-      if (!into) {
+      if (!into || (last && (replace.has(name) || (name === 'provider' && otherProvider(into, sec))))) {
         sections.set(name, { ...sec, entries: new Map(sec.entries) });
         continue;
       }
@@ -91,6 +119,6 @@ export function merge(docs: IniDocument[], file: string): IniDocument {
       into.file = sec.file;
       into.line = sec.line;
     }
-  }
+  });
   return { file, sections };
 }

@@ -41,7 +41,8 @@ export function who(): string {
 export function appVersion(dir: string, codeSum: string | null): string | undefined {
   const f = join(dir, 'VERSION');
   if (existsSync(f)) {
-    const line = readFileSync(f, 'utf8').split('\n')[0]!.trim();
+    // (printable characters only: an app's VERSION is printed on people's terminals)
+    const line = readFileSync(f, 'utf8').split('\n')[0]!.replace(/[\x00-\x1f\x7f-\x9f]/g, '').trim();
     if (line) return line.slice(0, 64);
   }
   return codeSum ? codeSum.slice(0, 12) : undefined;

@@ -1,5 +1,7 @@
 import { deployVerbs, type UpdateRole } from '../remote/commands/deploy.js';
 import type { FetchStep } from '../app/app-ini.js';
+import { batches, formatRollout, ONE_AT_A_TIME } from '../nodeset/rollout.js';
+import { redact } from '../secret.js';
 import type { AppState } from './remote.js';
 import type { Session } from './session.js';
 import type { Lease, Versioned } from './shared-state.js';
@@ -52,11 +54,24 @@ export class Interrupted extends StepError {
   }
 }
 
+/** A member of a batch that started no further step because another member failed. */
+export class Halted extends StepError {
+  constructor(step: string, node: string, cause: StepError) {
+    super(step, node, `not started: ${cause.node} failed at ${cause.step}`);
+    this.name = 'Halted';
+  }
+}
+
 export interface NodeStep {
   node: string;
   step: string;
   ok: boolean;
   detail?: string;
+}
+
+/** The steps as a report shows them: the app's secrets out of every detail. */
+export function redactSteps(steps: readonly NodeStep[], secrets: Iterable<string>): NodeStep[] {
+  return steps.map((st) => (st.detail === undefined ? st : { ...st, detail: redact(st.detail, secrets) }));
 }
 
 export interface RolloutOptions {
@@ -106,6 +121,10 @@ export class Rollout {
   readonly rolledBack: string[] = [];
   private readonly stops: PendingStops;
   private stopReason: string | null = null;
+  /** The first failure in a batch: its other members start no further step. */
+  private halt: StepError | null = null;
+  /** App servers where this run began to activate its target (they may run it unswitched). */
+  private readonly begun = new Set<string>();
   private record: RolloutRecord | null = null;
 
   constructor(
@@ -132,6 +151,7 @@ export class Rollout {
 
   /** Runs one named step on a node, unless the rollout was interrupted or its lock lost. */
   async step<T>(step: string, node: string, fn: () => Promise<T>): Promise<T> {
+    if (this.halt) throw new Halted(step, node, this.halt);
     if (this.stopReason) throw new Interrupted(node, `interrupted by ${this.stopReason} before ${step}`);
     if (this.lease?.lost) throw new StepError(step, node, `the deploy lock was lost: ${this.lease.lost}`);
     try {
@@ -176,17 +196,76 @@ export class Rollout {
     this.steps.push({ node, step: 'stage', ok: true });
   }
 
-  /** Half-deploy: the instance uploaded, installed and given its environment; not started. */
-  async stage(node: string, args: { instance: string; port: number; health: string; runner: string; packages: string[]; tarball: Buffer; env: string }): Promise<void> {
+  /**
+   * Half-deploy: the instance uploaded, installed and given its environment; not started. The
+   * environment may still be in the making while the code goes up.
+   */
+  async stage(node: string, args: { instance: string; port: number; health: string; runner: string; packages: string[]; tarball: Buffer; env: string | Promise<string> }): Promise<void> {
     const out = await this.step('stage', node, () => this.run(node, 'staging', deployVerbs.stage(this.app, args.instance, args.port, args.health, args.runner, args.packages), args.tarball));
     if (out.trim()) this.say(node, out.trim());
-    await this.step('stage', node, () => this.run(node, 'writing the environment', deployVerbs.env(this.app, args.instance), args.env));
+    const env = await args.env;
+    await this.step('stage', node, () => this.run(node, 'writing the environment', deployVerbs.env(this.app, args.instance), env));
     this.say(node, `staged ${args.instance} (port ${args.port}), not active`);
     this.steps.push({ node, step: 'stage', ok: true });
   }
 
+  /**
+   * `activate` on every app server, in the nodeset's batches (`[appserver] rollout`; default one
+   * at a time): the primary alone first, then each batch's members concurrently, a batch only
+   * after the one before it switched whole. When a member fails, the others finish the step they
+   * are in and start no other; the first failure is thrown (the others are said), and the
+   * caller's `restore` puts every switched node back, members of that batch included.
+   */
+  async activateAll(activate: (node: string) => Promise<void>, warm?: (node: string) => Promise<void>): Promise<void> {
+    const plan = batches(this.s.appservers.map((n) => n.name), this.s.ns.rollout ?? ONE_AT_A_TIME);
+    const batched = plan.some((b) => b.length > 1);
+    let warming: Promise<unknown> = Promise.resolve();
+    try {
+      await this.activateBatches(plan, batched, activate, () => {
+        // Once the primary serves it (its update_fetch done), the others start the new instance
+        // at once, so that each one's turn finds it listening; nothing switches before its turn.
+        if (warm) warming = Promise.all(plan.slice(1).flat().map((n) => warm(n).catch(() => undefined)));
+      });
+    } finally {
+      await warming;
+    }
+  }
+
+  private async activateBatches(plan: string[][], batched: boolean, activate: (node: string) => Promise<void>, afterFirst: () => void): Promise<void> {
+    for (const [i, batch] of plan.entries()) {
+      if (i === 1) afterFirst();
+      if (batched) this.s.rt.io.err(`batch ${i + 1} of ${plan.length} (rollout = ${formatRollout(this.s.ns.rollout!)}): ${batch.join(', ')}`);
+      let failed: StepError | null = null;
+      await Promise.all(
+        batch.map(async (node) => {
+          try {
+            await activate(node);
+          } catch (e) {
+            const err = e instanceof StepError ? e : new StepError('activate', node, (e as Error).message);
+            if (!failed) {
+              failed = err;
+              this.halt = err;
+            } else if (!(err instanceof Halted)) {
+              this.say(node, `${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
+              this.steps.push({ node, step: err.step, ok: false, detail: err.message });
+            }
+          }
+        }),
+      );
+      if (failed) throw failed;
+    }
+  }
+
+  /** The new instance started on a node ahead of its turn (its activation starts it again: a no-op). */
+  async warm(node: string, instance: string): Promise<void> {
+    this.begun.add(node);
+    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
+    await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
+  }
+
   /** Start, listen, update_fetch, health check, switch; then the old instance stops after the grace. */
   async activate(node: string, instance: string, role: UpdateRole, fetches: readonly FetchStep[], health: string, old: string | null): Promise<void> {
+    this.begun.add(node);
     await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
     await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
     for (const f of fetches) {
@@ -259,6 +338,7 @@ export class Rollout {
 
   /** Traffic to an instance that is already staged: start it, wait for its health, switch. */
   async moveTo(node: string, target: string, replaced: string | null, previous: string | undefined): Promise<void> {
+    this.begun.add(node);
     await this.step('start', node, () => this.run(node, `starting ${target}`, deployVerbs.start(this.app, target)));
     await this.step('health_check', node, () => this.run(node, `waiting for ${target}`, deployVerbs.wait(this.app, target, '-', 60, '2xx')));
     await this.switchTo(node, target, previous);
@@ -296,12 +376,14 @@ export class Rollout {
 
   /**
    * After a failure or an interrupt: pending stops cancelled (or awaited) first; the new
-   * instance stopped where it started but never took traffic; every switched node back to
-   * exactly its state before (active and previous), last switched first.
+   * instance stopped where it started but never took traffic (the failed node, the other
+   * members of its batch); every switched node back to exactly its state before (active and
+   * previous), last switched first.
    */
   async restore(target: string, before: ReadonlyMap<string, NodeBefore>, failedNode: string | null): Promise<boolean> {
     await this.stops.cancel();
-    if (failedNode && !this.switched.includes(failedNode) && before.get(failedNode)?.active !== target) await this.stopNow(failedNode, target);
+    const unswitched = new Set([...(failedNode ? [failedNode] : []), ...this.begun]);
+    for (const node of unswitched) if (!this.switched.includes(node) && before.get(node)?.active !== target) await this.stopNow(node, target);
     let ok = true;
     for (const node of [...this.switched].reverse()) {
       const was = before.get(node);

@@ -145,7 +145,7 @@ export class SharedState {
         for (const h of new Set(answers.filter((a) => a.outcome === 'took-over').map((a) => a.holder!))) {
           this.opts.say(`took over the deploy lock of ${h} (its holder is gone)`);
         }
-        return new Lease(this.remote, this.opts.nodes, token, holder, this.majority);
+        return new Lease(this.remote, this.opts.nodes, token, holder, this.opts.total);
       }
       await Promise.all(mine.map((a) => this.remote.exec(a.node, stateVerbs.unlock(token)).catch(() => undefined)));
       // Two runs that started together may each hold a minority: both back off a random moment
@@ -230,14 +230,18 @@ export class Lease {
   /** Set when a heartbeat finds the lock gone or taken: the holder must stop. */
   lost: string | null = null;
 
+  private majority: number;
+
   constructor(
     private readonly remote: Remote,
-    private readonly nodes: readonly string[],
+    private nodes: readonly string[],
     readonly token: string,
     readonly holder: string,
-    private readonly majority: number,
+    /** Every node the nodeset implies (the majority counts these). */
+    private total: number,
     heartbeatMs = HEARTBEAT_MS,
   ) {
+    this.majority = Math.floor(total / 2) + 1;
     if (heartbeatMs > 0) {
       this.timer = setInterval(() => {
         this.beating = this.beating.then(() => this.beat());
@@ -257,6 +261,18 @@ export class Lease {
     const held = answers.find((a) => a?.outcome === 'held');
     const mine = answers.filter((a) => a && a.outcome !== 'held' && a.outcome !== 'error').length;
     if (mine < this.majority) this.lost = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
+  }
+
+  /**
+   * A node this run destroys and builds again (replace-node): meanwhile the lock lives on the
+   * others, its majority counted over them (the new node holds no lock, so no other run can count
+   * it either). In a nodeset of two nodes the lock would otherwise be lost with the first beat.
+   */
+  setAside(node: string): void {
+    if (!this.nodes.includes(node)) return;
+    this.nodes = this.nodes.filter((n) => n !== node);
+    this.total -= 1;
+    this.majority = Math.floor(this.total / 2) + 1;
   }
 
   async release(): Promise<void> {

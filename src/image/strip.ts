@@ -42,20 +42,38 @@ export const STRIP: readonly string[] = [
   'root/.bash_history',
   'tmp/',
   'var/tmp/',
+  // cloud-init's record of the instance (its user data holds the node's private host key): a
+  // node made from the image runs cloud-init as a new instance
+  'var/lib/cloud/',
 ];
+
+/**
+ * STRIP and, on a cloud node, the keys cloud-init gave its admin user (`admin`, `debian`): a
+ * node made from the image gets its own from the provider.
+ */
+export function stripPatterns(adminUser: string): string[] {
+  return adminUser === 'root' ? [...STRIP] : [...STRIP, `home/${adminUser}/.ssh/authorized_keys`];
+}
 
 /** Roles an image can be baked from: a service node's disk holds the apps' data. */
 export const BAKEABLE_ROLES = ['appserver', 'balancer'] as const;
 
-/** What an image records about itself (`silver-image.json` on the local provider). */
-export interface ImageRecord {
+/** What every provider can tell of a baked image: its name, whose and which role's it is, when. */
+export interface ImageLabels {
   name: string;
   nodeset: string;
   role: string;
+  /** ISO time of the bake (a cloud's own creation time where it tells one). */
+  built: string;
+}
+
+/**
+ * What an image records about itself: `silver-image.json` beside the local provider's image,
+ * and inside a cloud image at IMAGE_RECORD (the cloud's tags or metadata hold ImageLabels).
+ */
+export interface ImageRecord extends ImageLabels {
   /** The node it was baked from. */
   from: string;
-  /** ISO time of the bake. */
-  built: string;
   /** `name version` of every installed Debian package. */
   packages: string[];
 }
@@ -65,3 +83,18 @@ export const IMAGE_MAX_DAYS = 30;
 
 /** `silver-image-NODESET-ROLE-20261202T1510Z`: a new name for every bake (a baked image is never changed). */
 export const imageName = (nodeset: string, role: string, at: Date): string => `silver-image-${nodeset}-${role}-${at.toISOString().slice(0, 16).replace(/[-:]/g, '')}Z`;
+
+/** Where a cloud image keeps its ImageRecord (written on the builder before the snapshot). */
+export const IMAGE_RECORD = '/etc/silverlining/silver-image.json';
+
+/**
+ * The labels a baked image's name holds (imageName's inverse; a `.qcow2` ending allowed), or
+ * null for any other name. The time is the bake's to the minute.
+ */
+export function parseImageName(name: string): ImageLabels | null {
+  const m = /^silver-image-(.+)-(appserver|balancer)-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})Z(?:\.qcow2)?$/.exec(name);
+  if (!m) return null;
+  const built = new Date(`${m[3]}-${m[4]}-${m[5]}T${m[6]}:${m[7]}:00Z`);
+  if (Number.isNaN(built.getTime())) return null;
+  return { name: name.replace(/\.qcow2$/, ''), nodeset: m[1]!, role: m[2]!, built: built.toISOString() };
+}

@@ -17,8 +17,9 @@ export const PROVIDER_KEYS: Record<ProviderType, string[]> = {
   kvm: [...COMMON, 'uri', 'pool', 'base_image', 'network', 'bridge', 'subnet'],
 };
 
+/** `$SILVER_CONFIG` (or, as before, `$SILVERLINING_CONFIG`), else `~/.silverlining.conf`. */
 export function userConfigPath(host: ConfigHost): string {
-  return host.env['SILVERLINING_CONFIG'] ?? `${host.home}/.silverlining.conf`;
+  return host.env['SILVER_CONFIG'] ?? host.env['SILVERLINING_CONFIG'] ?? `${host.home}/.silverlining.conf`;
 }
 
 /**
@@ -115,7 +116,7 @@ export function resolveProvider(
     }
     settings[key] = isSecretKey(key) ? new Secret(v) : v;
   }
-  return { type, name, settings };
+  return { type, name, settings, ...(section ? {} : { implicit: true as const }) };
 }
 
 /** Settings checked where they are written (a bad one is a located error, not an internal one later). */

@@ -7,6 +7,7 @@ import { loadLayered } from '../config/load.js';
 import { ConfigError, diagnostic, type Diagnostic } from '../diagnostics.js';
 import type { Entry, IniDocument, Section } from '../ini/parse.js';
 import { LOCAL_CAPACITY, resolveProvider } from './provider-config.js';
+import { parseRollout, type BatchEntry } from './rollout.js';
 import type { BackupSchedule, TlsSettings, Location, NodeSpec, Nodeset, Role, Size } from './types.js';
 import { DEFAULT_ACME_DIRECTORY } from './types.js';
 import { Secret } from '../secret.js';
@@ -19,7 +20,7 @@ export const KNOWN_SERVICES = [...SERVICES.keys()].sort();
 
 const SECTION_KEYS: Record<string, string[]> = {
   general: ['name', 'base_domain', 'set_etc_hosts', 'extends'],
-  appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer', 'image'],
+  appserver: ['locations', 'nodes', 'size', 'node_name', 'load_balancer', 'image', 'rollout'],
   balancer: ['node_name', 'size', 'hostnames', 'image', 'tls', 'hsts', 'acme_directory', 'acme_email', 'acme_ca_bundle', 'nodes', 'virtual_address'],
   service: ['nodes', 'size', 'node_name', 'backup', 'backup_keep'],
   access: ['deployers', 'admins'],
@@ -98,6 +99,7 @@ class Resolution {
     }
 
     const locations = appserver ? this.locations(appserver) : [];
+    const rollout = appserver ? this.rollout(appserver) : null;
     const nodes: NodeSpec[] = [];
     for (const tier of tiers) nodes.push(...this.expandTier(tier, baseDomain, defaultSize));
     let hostnames: string[] = [];
@@ -112,12 +114,6 @@ class Resolution {
       }
     }
     const tls = this.tls(balancer, appserver, locations, loadBalancer, hostnames);
-    if (tls?.mode === 'acme' && virtualAddress && balancer) {
-      // (the ACME server validates through the shared address, i.e. at one of the two: one
-      // certificate handed from the holder to its peer is not built yet)
-      const e = balancer.entries.get('tls')!;
-      this.diagnostics.push(diagnostic(e.file, e.line, 'tls', 'tls = acme with a balancer pair is not supported yet: use tls = FILE (one certificate on both)'));
-    }
     const access = resolveAccess(this.doc.sections.get('access'), (s, e) => this.value(s, e), this.host, this.diagnostics);
     this.checkUniqueNames(nodes);
     if (provider.type === 'local' && nodes.length > LOCAL_CAPACITY) {
@@ -129,7 +125,18 @@ class Resolution {
     }
 
     if (this.diagnostics.length > 0 || name === null) return null;
-    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(tls ? { tls } : {}), ...(virtualAddress ? { virtualAddress } : {}), ...(access.deployers.length || access.admins.length ? { access } : {}) };
+    return { name, file: path, baseDomain, setEtcHosts, provider, loadBalancer, nodes, locations, hostnames, services, backupSchedules, ...(tls ? { tls } : {}), ...(virtualAddress ? { virtualAddress } : {}), ...(access.deployers.length || access.admins.length ? { access } : {}), ...(rollout ? { rollout } : {}) };
+  }
+
+  /** `rollout = 1, 25%` of [appserver]: the activation batches (absent: null, one at a time). */
+  private rollout(section: Section): BatchEntry[] | null {
+    const problem = (v: string) => {
+      const parsed = parseRollout(v);
+      return parsed.ok ? null : parsed.error;
+    };
+    const v = this.optional(section, 'rollout', problem);
+    const parsed = v === null ? null : parseRollout(v);
+    return parsed?.ok ? parsed.value : null;
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Access } from './access.js';
+import type { BatchEntry } from './rollout.js';
 import type { Secret } from '../secret.js';
 
 export type Role = 'appserver' | 'balancer' | `service:${string}`;
@@ -34,6 +35,8 @@ export interface ProviderConfig {
   name: string | null;
   /** Every other setting, secrets wrapped so they never print. */
   settings: Record<string, string | Secret>;
+  /** The nodeset has no [provider]: the local one, by default (silver warns). */
+  implicit?: true;
 }
 
 export interface Nodeset {
@@ -57,6 +60,8 @@ export interface Nodeset {
   virtualAddress?: string;
   /** People's public keys ([access]): deployers log in as the deploy user, admins as root. */
   access?: Access;
+  /** `[appserver] rollout`: the batches app servers activate in; absent: one at a time. */
+  rollout?: BatchEntry[];
 }
 
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';

@@ -46,7 +46,10 @@ export function keepalivedConf(ns: Nodeset, node: AddressedNode, all: readonly A
   ].join('\n');
 }
 
-/** The other balancer's address, for the firewall's VRRP rule (empty without a pair). */
+/**
+ * The other balancer's address (empty without a pair): for the firewall's VRRP rule, and with
+ * tls = acme where HAProxy passes the validation requests it has no answer for.
+ */
 export function vrrpPeer(ns: Nodeset, node: AddressedNode, all: readonly AddressedNode[]): string {
   if (!ns.virtualAddress || node.role !== 'balancer') return '';
   return all.find((n) => n.role === 'balancer' && n.name !== node.name)?.address ?? '';

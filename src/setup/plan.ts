@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { layerPackages, layersRoot } from '../layers.js';
 import type { Nodeset, Role } from '../nodeset/types.js';
 import { quoteArg } from '../ssh/quote.js';
-import { fileVars, haproxyCfg, md5, nginxFrontConf } from './render.js';
+import { fileVars, haproxyCfg, md5, nginxFrontConf, type BalancerTls } from './render.js';
 import { assignment, scriptBytes, sharedText, type ScriptLine } from './script-bytes.js';
 import { SERVICES } from '../services/index.js';
 import { modesSummary, restoreEntries, type ModeState } from '../deploy/modes.js';
@@ -172,20 +172,25 @@ function renderedFiles(ns: Nodeset, layer: string, appservers: readonly Addresse
   if (layer === 'appserver') return fileVars('SILVER_NGINX_CONF', nginxFrontConf(ns));
   if (layer === 'balancer') {
     const vrrp = keepalivedConf(ns, node, all);
-    return { ...fileVars('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns))), ...tlsVars(ns, tlsState), SILVER_VRRP: vrrp ? '1' : '0', ...fileVars('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
+    return { ...fileVars('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns, node, all))), ...tlsVars(ns, tlsState), SILVER_VRRP: vrrp ? '1' : '0', ...fileVars('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
   }
   return {};
 }
 
-/** The balancer's TLS: its host names (every one redirected to HTTPS) and HSTS. */
-function tlsOf(ns: Nodeset): { hosts: string[]; hsts: number | null } | null {
-  return ns.tls ? { hosts: ns.tls.hosts, hsts: ns.tls.hsts } : null;
+/**
+ * The balancer's TLS: its host names (every one redirected to HTTPS), HSTS, and with tls = acme
+ * on a pair the other balancer's address (the validation requests this one cannot answer go
+ * there: each balancer has its own ACME client, and the ACME server reaches the address holder).
+ */
+function tlsOf(ns: Nodeset, node: AddressedNode, all: readonly AddressedNode[]): BalancerTls | null {
+  if (!ns.tls) return null;
+  return { hosts: ns.tls.hosts, hsts: ns.tls.hsts, acmePeer: ns.tls.mode === 'acme' ? vrrpPeer(ns, node, all) || null : null };
 }
 
 /**
  * What the balancer layer takes for TLS: the mode, the hosts, and for `acme` what silver-acme
- * reads (acme.conf, the ACME server's CA bundle), for a file the PEM (a secret: only here, in
- * the node script on standard input).
+ * reads (acme.conf: the ACME server, the hosts, a pair's virtual address; the ACME server's CA
+ * bundle), for a file the PEM (a secret: only here, in the node script on standard input).
  */
 function tlsVars(ns: Nodeset, tlsState: string | null): Record<string, string> {
   const tls = ns.tls;
@@ -193,7 +198,9 @@ function tlsVars(ns: Nodeset, tlsState: string | null): Record<string, string> {
   const base = { SILVER_TLS: tls.mode, SILVER_TLS_HOSTS: tls.hosts.join(' ') };
   if (tls.mode === 'file') return { ...base, ...fileVars('SILVER_TLS_PEM', tls.pem!.reveal()) };
   const a = tls.acme!;
-  const conf = [`directory ${a.directory}`, `email ${a.email ?? '-'}`, `ca ${a.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...tls.hosts.map((h) => `host ${h}`), ''].join('\n');
+  // (a pair: the ACME server validates at the virtual address; silver-acme checks that it passes
+  // a validation request on to this balancer before it orders)
+  const conf = [`directory ${a.directory}`, `email ${a.email ?? '-'}`, `ca ${a.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...(ns.virtualAddress ? [`via ${ns.virtualAddress}`] : []), ...tls.hosts.map((h) => `host ${h}`), ''].join('\n');
   return { ...base, ...fileVars('SILVER_ACME_CONF', conf), ...fileVars('SILVER_ACME_CA', a.ca ?? ''), SILVER_TLS_STATE: tlsState ?? '' };
 }
 

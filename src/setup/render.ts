@@ -81,22 +81,53 @@ export const MODES_MAP = '/etc/haproxy/silver-modes.map';
 export const CERTS_DIR = '/etc/haproxy/certs';
 export const ACME_MAP = '/etc/haproxy/silver-acme.map';
 
+/** HTTPS on the balancer: its host names (each redirected to HTTPS), HSTS, and a pair's peer. */
+export interface BalancerTls {
+  hosts: readonly string[];
+  hsts: number | null;
+  /**
+   * tls = acme on a balancer pair: the other balancer's private address, where a validation
+   * request this one has no answer for is forwarded (each balancer runs its own ACME client; the
+   * ACME server reaches whichever holds the virtual address). null: one balancer, or tls = FILE.
+   */
+  acmePeer?: string | null;
+}
+
+/** The header a validation request forwarded to the peer carries: it is never forwarded again. */
+export const ACME_PEER_HEADER = 'X-Silver-Acme-Peer';
+
 /**
  * The frontend's TLS part: port 443 with a certificate per host (SNI; the self-signed default
  * for others), the ACME server's HTTP-01 requests answered from ACME_MAP (on port 80, before
  * anything else), every other plain HTTP request redirected to HTTPS (301), HSTS when asked, and
- * the scheme for the apps in X-Forwarded-Proto.
+ * the scheme for the apps in X-Forwarded-Proto. A pair (acmePeer): a plain-HTTP validation
+ * request whose token is not in this balancer's map goes to the peer (backend acme_peer), marked
+ * with ACME_PEER_HEADER; one that already carries it gets a 404 here (no loop).
  */
-function tlsFrontend(tls: { hosts: readonly string[]; hsts: number | null }): string[] {
+function tlsFrontend(tls: BalancerTls): string[] {
+  const peer = tls.acmePeer ?? null;
   return [
     `\tbind :443 ssl crt ${CERTS_DIR}/ alpn http/1.1`,
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
+    ...(peer ? ['\tacl silver_acme path_beg /.well-known/acme-challenge/', `\tacl silver_acme_forwarded req.hdr(${ACME_PEER_HEADER}) -m found`] : []),
     `\thttp-request set-var(txn.acme) path,field(4,/),map(${ACME_MAP}) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }`,
     '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
-    '\thttp-request redirect scheme https code 301 if !{ ssl_fc }',
+    ...(peer
+      ? [
+          '\thttp-request return status 404 content-type text/plain string "no such challenge" if !{ ssl_fc } silver_acme silver_acme_forwarded',
+          '\thttp-request redirect scheme https code 301 if !{ ssl_fc } !silver_acme',
+        ]
+      : ['\thttp-request redirect scheme https code 301 if !{ ssl_fc }']),
     '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
     ...(tls.hsts ? [`\thttp-response set-header Strict-Transport-Security "max-age=${tls.hsts}" if { ssl_fc }`] : []),
+    // (before the host names' routes: the first use_backend that matches wins)
+    ...(peer ? ['\tuse_backend acme_peer if !{ ssl_fc } silver_acme'] : []),
   ];
+}
+
+/** A pair's peer for the validation requests this balancer cannot answer (see tlsFrontend). */
+function acmePeerBackend(peer: string): string[] {
+  return ['backend acme_peer', `\thttp-request set-header ${ACME_PEER_HEADER} 1`, `\tserver peer ${peer}:80`];
 }
 
 /** Modern TLS only (Mozilla's "intermediate": TLS 1.2 and 1.3, forward-secret AEAD ciphers). */
@@ -123,8 +154,8 @@ export function haproxyCfg(
   appservers: readonly { name: string; address: string }[],
   locations: readonly BalancedLocation[],
   health: ReadonlyMap<string, string>,
-  /** HTTPS (`tls =`): the host names (each redirected to HTTPS) and HSTS; null: HTTP only. */
-  tls: { hosts: readonly string[]; hsts: number | null } | null = null,
+  /** HTTPS (`tls =`): the host names (each redirected to HTTPS), HSTS, a pair's peer; null: HTTP only. */
+  tls: BalancerTls | null = null,
 ): string {
   const named = backendNames(locations);
   const out = [
@@ -166,6 +197,7 @@ export function haproxyCfg(
     'backend unknown_host',
     '\thttp-request return status 404 content-type text/plain string "unknown host"',
   ];
+  if (tls?.acmePeer) out.push('', ...acmePeerBackend(tls.acmePeer));
   for (const { backend, location } of named) out.push('', ...locationBackend(backend, location, appservers, health.get(location.app) ?? '/'));
   return `${out.join('\n')}\n`;
 }

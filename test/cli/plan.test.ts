@@ -34,6 +34,7 @@ test('silver plan shows every node of the design notes nodeset', async (t) => {
   t.regex(r.stdout, /^app2\.foobar\.com\s+appserver\s+2\s+ram 256MB$/m);
   t.regex(r.stdout, /http:\/\/foobar\.com\/wiki\/\s+->\s+wiki/);
   t.regex(r.stdout, /balancer hostnames: foobar\.com, baz\.com/);
+  t.regex(r.stdout, /^rollout = 1, 50%: app1\.foobar\.com; then app2\.foobar\.com, app3\.foobar\.com$/m);
 });
 
 test('silver plan --json has the documented shape', async (t) => {
@@ -41,6 +42,8 @@ test('silver plan --json has the documented shape', async (t) => {
   t.is(r.code, 0, r.stderr);
   const plan = JSON.parse(r.stdout);
   t.is(plan.name, 'demo');
+  t.is(plan.rollout, null, 'no rollout key: one app server at a time');
+  t.deepEqual(plan.batches, [['app1.demo.test'], ['app2.demo.test']]);
   t.deepEqual(plan.nodes, [
     { name: 'app1.demo.test', role: 'appserver', index: 1, size: 'ram 256MB' },
     { name: 'app2.demo.test', role: 'appserver', index: 2, size: 'ram 256MB' },
@@ -89,4 +92,13 @@ test('a missing nodeset file and an unknown command exit 2', async (t) => {
   const unknown = await silver(['frobnicate']);
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /unknown command 'frobnicate'/);
+});
+
+test('silver plan warns about a baked image older than 30 days from its name alone (no provider call), and exits 0', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-plan-'));
+  writeFileSync(join(dir, 'old.conf'), '[general]\nname = old\nbase_domain = o.com\n[provider]\nprovider = ec2\nregion = eu-west-1\n[appserver]\nimage = silver-image-old-appserver-20200101T0000Z\nlocations = http://o.com/ a\n[balancer]\nimage = ami-0123456789abcdef0\n');
+  const r = await silver(['plan', join(dir, 'old.conf')], { AWS_EC2_METADATA_DISABLED: 'true' });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /^silver: image silver-image-old-appserver-20200101T0000Z was baked \d+ days ago: it lacks the security updates since; bake a new one \(silver image bake \S+old\.conf --role appserver\)\n$/);
+  t.regex(r.stdout, /^app1\.o\.com\s+appserver/m);
 });

@@ -150,3 +150,17 @@ test('a new node that never answers SSH is destroyed and made again once (fresh 
   const r = await createNodes(s2.ns, s2.rt, opts);
   t.is(r.outcomes.find((o) => o.name === 'app1.shop.test')!.status, 'failed');
 });
+
+test('up stops at a failing create-node: no node is set up, no app deployed; the summary says where', async (t) => {
+  const { ns, rt } = setup(2, new MemoryProvider({ failOn: new Set(['app2.shop.test']) }));
+  const { renderUpSummary, up } = await import('../../src/commands/up.js');
+  const steps: string[] = [];
+  // (the runtime's executor throws: a setup or an update would fail this test)
+  const r = await up(ns, [], rt, { concurrency: 4, sshTimeoutMs: 1000, clearCache: false, onStep: (s) => steps.push(s) });
+  t.false(r.ok);
+  t.is(r.stoppedAt, 'create-node');
+  t.is(r.setup, null);
+  t.deepEqual(r.updates, []);
+  t.is(steps.length, 1, 'only the create step reported');
+  t.regex(renderUpSummary(r), /^silver up shop: stopped at create-node — 2 created \(/);
+});

@@ -86,3 +86,10 @@ test("run: the command as argv on the primary in the app's instance, its output 
     t.true(e instanceof ExitError && e.exitCode === 2);
   }
 });
+
+test("logs: a line's source is the unit journald recorded, never a field the app set; escape sequences reach no terminal", (t) => {
+  const forged = JSON.stringify({ __REALTIME_TIMESTAMP: '7', __CURSOR: 'c', MESSAGE: 'x\u001b]0;owned\u0007\u001b[2Jy\ttab', SILVER_INSTANCE: 'other.2026-12-02_001', _SYSTEMD_UNIT: 'silver-hello.2026-12-02_003.service' });
+  const p = parseJournalLine(A1, forged)!;
+  t.is(p.line.source, 'hello.2026-12-02_003');
+  t.is(formatLogLine(p.line), `1970-01-01 00:00:00.000 ${A1} hello.2026-12-02_003: x\\x1b]0;owned\\x07\\x1b[2Jy\ttab`);
+});

@@ -2,24 +2,17 @@ import test from 'ava';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AppConfig } from '../../src/app/app-ini.js';
 import { rollback, rollbackTarget, update } from '../../src/commands/update.js';
 import { parseStatus } from '../../src/deploy/remote.js';
 import { contentSums } from '../../src/deploy/content.js';
+import { fakeApp, NEW, OLD } from '../helpers/fake-app.js';
 import { fakeDeploy, type FakeNodes } from '../helpers/fake-nodes.js';
 
 // The rollout without machines: the nodes are simulated (test/helpers/fake-nodes.ts), every
 // remote call is recorded as argv, and each step is failed in turn.
 
-const dir = mkdtempSync(join(tmpdir(), 'silver-app-'));
-writeFileSync(join(dir, 'app.py'), 'print(1)\n');
-const app: AppConfig = {
-  dir, file: join(dir, 'app.ini'), name: 'hello', runner: 'python3 app.py', services: ['postgresql'],
-  updateFetch: [{ kind: 'path', path: '/setup' }], healthCheck: '/health', packages: [], defaultLocation: null,
-  migrate: null, migrateMode: 'online', static: null, maintenancePage: null,
-};
-const OLD = 'hello.2026-12-01_001';
-const NEW = 'hello.2026-12-02_001';
+const app = fakeApp();
+const dir = app.dir;
 const A1 = 'app1.shop.test';
 const A2 = 'app2.shop.test';
 const opts = { graceMs: 5 };
@@ -46,9 +39,10 @@ test('an update runs the steps in order on each app server, records its intent b
   t.is(r.instance, NEW);
   t.deepEqual(r.activated, [A1, A2]);
   t.deepEqual(nodes.verbs(A1), [
-    'status',
+    // (the settings are asked for with the services, before the status answers)
     'env-get hello',
     'pending get hello',
+    'status',
     `stage hello ${NEW} 20002 /health ${Buffer.from('python3 app.py').toString('base64')}`,
     `env hello ${NEW}`,
     `mark hello ${NEW} ${contentSums(dir, null).code} - -`,
@@ -57,8 +51,9 @@ test('an update runs the steps in order on each app server, records its intent b
     `fetch hello ${NEW} /setup primary`,
     `wait hello ${NEW} /health 30 2xx`,
     `switch hello ${NEW}`,
-    `stop hello ${OLD}`,
+    // (pruning goes on while the replaced instance has its grace)
     'prune hello 3',
+    `stop hello ${OLD}`,
   ]);
   t.true(nodes.verbs(A2).includes(`fetch hello ${NEW} /setup secondary`));
   // The record went to every node before the first switch, and says `done` at the end.
@@ -535,4 +530,23 @@ test('a balancer that refuses the page stops the update before anything switches
   t.is(nodes.app(A1, 'hello').active, OLD);
   t.is(nodes.app(A2, 'hello').active, OLD);
   t.false(nodes.verbs(undefined).some((v) => / switch /.test(v)));
+});
+
+test('a lease in a nodeset of two keeps its lock while replace-node sets the rebuilt node aside; without that, the first beat loses it', async (t) => {
+  const { Lease } = await import('../../src/deploy/shared-state.js');
+  const { Remote } = await import('../../src/remote/executor.js');
+  // (one node answers the heartbeat; the other is being destroyed and built again)
+  const remote = new Remote({
+    exec: async (node: string) => (node === 'a' ? { code: 0, stdout: 'renewed\n', stderr: '' } : Promise.reject(new Error('b: no route'))),
+  } as unknown as ConstructorParameters<typeof Remote>[0]);
+  const plain = new Lease(remote, ['a', 'b'], 'tokentoken1', 'me', 2, 0);
+  await plain.beat();
+  t.is(plain.lost, 'the lock is renewed on only 1 nodes');
+  const aside = new Lease(remote, ['a', 'b'], 'tokentoken1', 'me', 2, 0);
+  aside.setAside('b');
+  await aside.beat();
+  t.is(aside.lost, null);
+  aside.setAside('zzz');
+  await aside.beat();
+  t.is(aside.lost, null, 'a name it does not hold changes nothing');
 });

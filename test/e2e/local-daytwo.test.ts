@@ -1,7 +1,7 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver, silverInput } from '../helpers/cli.js';
@@ -126,14 +126,19 @@ run('logs: both app servers merged with node and instance; -f follows across an 
   t.regex(own.stdout, new RegExp(`${A1.replace(/\./g, '\\.')} silverlining: switch hello ${inst.replace(/\./g, '\\.')}`));
 });
 
-run('history: every update, the env changes (the failed one too) and a rollback, with who, version and result', async (t) => {
+run('history: every update (a failed one too), the env changes (the failed one too) and a rollback, with who, version and result', async (t) => {
+  // A version that cannot start (a syntax error): the update fails fast and is rolled back.
+  const broken = helloVersion(dir, '4', { 'app.py': 'this is not python\n' });
+  const failed = keep(await silver(['update', broken, file], env));
+  t.is(failed.code, 1, failed.stdout);
+  t.regex(failed.stderr, /exits at start-up/);
   const rb = keep(await silver(['rollback', 'hello', file], env));
   t.is(rb.code, 0, rb.stderr);
   const h = keep(await silver(['history', file, 'hello', '--json'], env));
   t.is(h.code, 0, h.stderr);
   const entries = JSON.parse(h.stdout) as { kind: string; result: string; who: string; version?: string; detail?: string }[];
-  t.deepEqual(entries.map((e) => `${e.kind} ${e.result.split(' ')[0]}`), ['update ok', 'env ok', 'env failed', 'update ok', 'update ok', 'rollback ok']);
-  t.deepEqual(entries.filter((e) => e.kind === 'update').map((e) => e.version), ['1', '2', '3']);
+  t.deepEqual(entries.map((e) => `${e.kind} ${e.result.split(' ')[0]}`), ['update ok', 'env ok', 'env failed', 'update ok', 'update ok', 'update failed', 'rollback ok']);
+  t.deepEqual(entries.filter((e) => e.kind === 'update').map((e) => e.version), ['1', '2', '3', '4']);
   t.is(entries[1]!.detail, 'HELLO_GREETING');
   t.true(entries.every((e) => /^[^@]+@.+$/.test(e.who)));
   const text = keep(await silver(['history', file], env));
@@ -152,4 +157,48 @@ run('no secret in any output of silver, in --json, or in any journal of any node
     const j = await onNode(file, env, n, 'journalctl --no-pager -q -o cat | grep -c -e zq7Secret -e "$(cat /var/lib/silverlining/services/postgresql/hello.password 2>/dev/null || echo no-password-here)" || true');
     t.is(j.out.trim(), '0', `${n}: a secret in the journal`);
   }
+});
+
+/** Logs in with a key of its own as USER@address and runs COMMAND: the exit code and output (BatchMode: no password, no question). */
+function sshAs(key: string, user: string, address: string, command: string): { code: number; out: string } {
+  const r = spawnSync('ssh', ['-i', key, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', `${user}@${address}`, command], { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` };
+}
+
+run("[access]: a deployer's key logs in as the deploy user, an admin's as root; taken out of the nodeset, neither logs in again, and a key the deployer planted does not keep access", async (t) => {
+  const keys = Object.fromEntries(['ann', 'ops', 'planted'].map((k) => {
+    const path = join(dir, k);
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', k, '-f', path]);
+    return [k, path];
+  }));
+  const plain = helloNodeset(NODESET, DOMAIN, config);
+  writeFileSync(file, `${plain}[access]\ndeployers = ann.pub\nadmins = ops.pub\n`);
+  const given = keep(await silver(['setup-node', file], env));
+  t.is(given.code, 0, given.stdout + given.stderr);
+  const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
+  const a1 = nodes.find((n) => n.name === A1)!.address;
+  t.deepEqual(sshAs(keys.ann!, 'silver', a1, 'id -un'), { code: 0, out: 'silver\n' });
+  t.deepEqual(sshAs(keys.ops!, 'root', a1, 'id -un'), { code: 0, out: 'root\n' });
+  t.not(sshAs(keys.ann!, 'root', a1, 'true').code, 0, "a deployer's key is not root's");
+  // The deployer tries to keep access: a key of their own where sshd would have read it, and
+  // silver's file itself.
+  const planted = readFileSync(`${keys.planted!}.pub`, 'utf8');
+  const plant = sshAs(keys.ann!, 'silver', a1, `mkdir -p ~/.ssh && printf '%s' '${planted.trim()}' >> ~/.ssh/authorized_keys && echo planted; { printf '%s\\n' '${planted.trim()}' >> /etc/silverlining/authorized_keys/silver; } 2>/dev/null && echo WROTE-ROOTS-FILE; true`);
+  t.is(plant.out.trim(), 'planted');
+  // ~/.ssh/rc would run at every later login (silver's own too); a process left running would outlive the key.
+  t.is(sshAs(keys.ann!, 'silver', a1, "printf 'touch /tmp/silver-rc-ran\\n' > ~/.ssh/rc; setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo left").out.trim(), 'left');
+  t.is(sshAs(keys.ann!, 'silver', a1, 'test -e /tmp/silver-rc-ran && echo ran || echo not-run').out.trim(), 'not-run', 'sshd runs no ~/.ssh/rc for the deploy user');
+  t.not(sshAs(keys.planted!, 'silver', a1, 'true').code, 0, "a key in the deploy user's own authorized_keys is not read");
+  // Taken out: gone from every node at the next setup-node; silver still logs in.
+  writeFileSync(file, plain);
+  const taken = keep(await silver(['setup-node', file], env));
+  t.is(taken.code, 0, taken.stdout + taken.stderr);
+  for (const n of nodes) {
+    t.not(sshAs(keys.ann!, 'silver', n.address, 'true').code, 0, `${n.name}: the deployer's key`);
+    t.not(sshAs(keys.ops!, 'root', n.address, 'true').code, 0, `${n.name}: the admin's key`);
+  }
+  t.is((await silver(['exec', file, '--', 'true'], env)).code, 0, "silver's own key stays");
+  t.is((await onNode(file, env, A1, 'pgrep -u silver -c sleep || true')).out.trim(), '0', "what the deployer left running ended with the key");
+  const again = keep(await silver(['setup-node', file], env));
+  t.regex(again.stdout, /no changes|0 changed/);
 });

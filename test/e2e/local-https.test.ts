@@ -1,14 +1,15 @@
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver } from '../helpers/cli.js';
-import { httpGet } from '../helpers/load.js';
+import { ask, httpGet } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 import { eventually } from '../helpers/nodeset.js';
 import { helloNodeset, versionOf } from '../helpers/hello.js';
+import { hasPebble, pebbleCert, startPebble, type Pebble } from '../helpers/pebble.js';
 
 // HTTPS on real containers with a real ACME server: Debian's pebble on the host's bridge address
 // (its own TLS certificate, trusted through acme_ca), pebble-challtestsrv answering its DNS
@@ -19,12 +20,12 @@ import { helloNodeset, versionOf } from '../helpers/hello.js';
 const NODESET = 'silvertest-https';
 const config = testProviderConfig('silvert10', 237);
 const HOST = '10.213.237.1';
-const run = canRunLxc && spawnSync('sh', ['-c', 'command -v pebble && command -v pebble-challtestsrv']).status === 0 ? test.serial : test.serial.skip;
+const run = canRunLxc && hasPebble ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-https-'));
 const env = { SILVER_HOME: join(dir, 'home'), SILVER_PERSIST: '0' };
 const file = join(dir, 'https.conf');
 const BALANCER = 'balancer.https.test';
-const procs: ChildProcess[] = [];
+let pebble: Pebble | null = null;
 let addr: Record<string, string> = {};
 let root = '';
 
@@ -35,58 +36,24 @@ writeFileSync(
     .replace('[balancer]\n', `[balancer]\ntls = acme\nhsts = 300\nacme_directory = https://${HOST}:14000/dir\nacme_email = ops@secure.test\nacme_ca_bundle = pebble.crt\n`),
 );
 
-/** The ACME server's own TLS certificate (a self-signed one for the bridge address). */
-function pebbleCert(): void {
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=pebble', '-addext', `subjectAltName=IP:${HOST}`, '-keyout', join(dir, 'pebble.key'), '-out', join(dir, 'pebble.crt')]);
-  if (r.status !== 0) throw new Error(r.stderr.toString());
-}
-
-function start(cmd: string, args: string[], extraEnv: Record<string, string> = {}): void {
-  const p = spawn(cmd, args, { cwd: dir, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
-  p.stderr!.on('data', () => undefined);
-  procs.push(p);
-}
-
-async function waitPort(port: number, host = HOST): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (spawnSync('sh', ['-c', `exec 3<>/dev/tcp/${host}/${port}`], { shell: '/bin/bash' }).status === 0) return;
-    if (spawnSync('bash', ['-c', `exec 3<>/dev/tcp/${host}/${port}`]).status === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on ${host}:${port}`);
-}
-
-function https(path = '/', servername = 'secure.test'): Promise<{ status: number; body: string; subject: string; issuer: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: addr[BALANCER], port: 443, path, servername, headers: { Host: servername }, ca: root, timeout: 10_000 }, (res) => {
-      let body = '';
-      const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, subject: String(cert.subjectaltname ?? ''), issuer: String(cert.issuer?.CN ?? '') }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+async function https(path = '/', servername = 'secure.test'): Promise<{ status: number; body: string; subject: string; issuer: string }> {
+  const r = await ask({ tls: true, host: addr[BALANCER], port: 443, path, servername, headers: { Host: servername }, ca: root });
+  return { status: r.status, body: r.body, subject: r.cert!.subject, issuer: r.cert!.issuer };
 }
 
 test.before(async () => {
   if (!canRunLxc) return;
   await cleanLeftovers(config, [NODESET]);
-  pebbleCert();
+  pebbleCert(dir, HOST);
   const c = await silver(['create-node', file], env);
   if (c.code !== 0) throw new Error(c.stderr);
   const nodes = JSON.parse((await silver(['list-nodes', file, '--json'], env)).stdout) as { name: string; address: string }[];
   addr = Object.fromEntries(nodes.map((n) => [n.name, n.address]));
   // DNS for the ACME server: every name is the balancer.
-  start('pebble-challtestsrv', ['-dns01', `${HOST}:8053`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', '127.0.0.1:18055', '-defaultIPv4', addr[BALANCER]!, '-defaultIPv6', '']);
-  writeFileSync(join(dir, 'pebble.json'), JSON.stringify({ pebble: { listenAddress: `${HOST}:14000`, managementListenAddress: '127.0.0.1:15000', certificate: join(dir, 'pebble.crt'), privateKey: join(dir, 'pebble.key'), httpPort: 80, tlsPort: 443, ocspResponderURL: '', externalAccountBindingRequired: false } }));
-  start('pebble', ['-config', join(dir, 'pebble.json'), '-dnsserver', `${HOST}:8053`], { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' });
-  await waitPort(14000);
+  pebble = await startPebble(dir, HOST, addr[BALANCER]!, { management: 15000, challManagement: 18055 });
 });
 test.after.always(async () => {
-  for (const p of procs) p.kill('SIGTERM');
+  pebble?.stop();
   if (canRunLxc) await cleanLeftovers(config, [NODESET]);
 });
 
@@ -96,7 +63,7 @@ run('setup-node gets a certificate from the ACME server (HTTP-01 on the balancer
   t.regex(s.stderr, /balancer\.https\.test: balancer: changed: certificates for secure\.test \(from the ACME server\)/);
   const u = await silver(['update', join(process.cwd(), 'examples/hello'), file], env);
   t.is(u.code, 0, u.stderr);
-  root = spawnSync('curl', ['-sk', 'https://127.0.0.1:15000/roots/0']).stdout.toString();
+  root = pebble!.root();
   t.regex(root, /BEGIN CERTIFICATE/);
   await eventually('the app answers over HTTPS', async () => (await https()).status === 200);
   const r = await https();
@@ -134,6 +101,45 @@ run("a rebuilt balancer gets the account and certificate silver kept: no new ACM
   t.is(await sum(), before, 'the same certificate');
   await eventually('the app answers over HTTPS on the rebuilt balancer', async () => (await https()).status === 200);
   t.is((await onNode(file, env, BALANCER, 'stat -c "%a %U" /etc/haproxy/certs/secure.test.pem')).out.trim(), '600 root');
+});
+
+run('a renewal (silver-acme run --force) replaces the certificate under HTTPS load with zero failed requests', async (t) => {
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 4 });
+  const seen = new Map<string, number>();
+  const failures: string[] = [];
+  let total = 0;
+  let stopping = false;
+  const deadline = Date.now() + 120_000;
+  const worker = async () => {
+    while (!stopping && Date.now() < deadline && total < 50_000) {
+      try {
+        const r = await ask({ tls: true, host: addr[BALANCER], port: 443, path: '/', servername: 'secure.test', headers: { Host: 'secure.test' }, ca: root, agent });
+        if (r.status !== 200) failures.push(`${r.status}`);
+        else if (r.cert?.fingerprint) seen.set(r.cert.fingerprint, (seen.get(r.cert.fingerprint) ?? 0) + 1);
+      } catch (e) {
+        failures.push((e as Error).message);
+      }
+      total++;
+    }
+  };
+  const workers = Array.from({ length: 4 }, worker);
+  const sum = async () => (await onNode(file, env, BALANCER, 'sha256sum < /etc/haproxy/certs/secure.test.pem')).out.trim();
+  const before = await sum();
+  await new Promise((r) => setTimeout(r, 1000));
+  const renew = await onNode(file, env, BALANCER, '/usr/local/lib/silverlining/bin/silver-acme run --force; echo "rc=$?"');
+  // (the old haproxy closes its kept connections after their answers: the clients connect anew and get the new certificate)
+  await new Promise((r) => setTimeout(r, 3000));
+  stopping = true;
+  await Promise.all(workers);
+  agent.destroy();
+  t.regex(renew.out, /rc=0/);
+  t.regex(renew.out, /haproxy reloaded with the new certificates/);
+  t.not(await sum(), before, 'a new certificate');
+  t.is(failures.length, 0, `failed requests: ${failures.slice(0, 5).join(' | ')} of ${total}`);
+  t.true(total > 20, `requests: ${total}`);
+  t.true(seen.size >= 2, `the old certificate, then the new one, served: ${[...seen.values()].join(', ')}`);
+  // silver's state takes the new one at the next setup-node (a rebuilt balancer gets it back).
+  t.is((await silver(['setup-node', file], env)).code, 0);
 });
 
 run('tls = FILE: a certificate the deployer made is served instead (its key never printed); plain HTTP still redirects', async (t) => {

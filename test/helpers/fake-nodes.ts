@@ -76,6 +76,8 @@ export class FakeNodes implements NodeExecutor {
   /** Calls that take effect and then report a failure (a lost connection after the work). */
   failAfter: (call: Call) => string | null = () => null;
   onCall: (call: Call) => void = () => undefined;
+  /** The answer to a command that is not a node helper's (null: the default, a failure). */
+  answerOther: (call: Call, stdin?: string | Buffer) => ExecResult | null = () => null;
   down = new Set<string>();
   private readonly sums = new Map<string, string>();
 
@@ -107,6 +109,8 @@ export class FakeNodes implements NodeExecutor {
     if (injected !== null) return fail(injected);
     const [sudo, , helper, verb, ...args] = call.argv;
     if (call.argv[0] === 'sha256sum') return ok(call.argv.slice(1).map((p) => `${this.sum(p)}  ${p}`).join('\n'));
+    const other = this.answerOther(call, stdin);
+    if (other) return other;
     if (sudo !== 'sudo') return fail(`unexpected command ${command}`);
     const name = helper!.slice(BIN.length);
     if (name === 'silver-deploy') {

@@ -1,4 +1,6 @@
-import { request, Agent } from 'node:http';
+import { request, Agent, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 
 export interface LoadResult {
   total: number;
@@ -77,13 +79,36 @@ export function startLoad(
 
 /** One GET with a Host header (fetch() cannot set Host): status and body. */
 export function httpGet(address: string, hostHeader: string, path = '/', method = 'GET', body = ''): Promise<{ status: number; body: string }> {
+  const headers = { Host: hostHeader, ...(body ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) };
+  return ask({ host: address, port: 80, path, method, headers }, body);
+}
+
+export interface Answer {
+  status: number;
+  body: string;
+  /** Over TLS: the certificate the server showed (its names, issuer and SHA-256 fingerprint). */
+  cert?: { subject: string; issuer: string; fingerprint: string };
+}
+
+/**
+ * One request, over plain HTTP or (`tls`) HTTPS, with the caller's options (Host header, CA,
+ * SNI name, ...): status, body and, over TLS, the server's certificate. 10 s at most.
+ */
+export function ask(opts: RequestOptions & { tls?: boolean; ca?: string; servername?: string; rejectUnauthorized?: boolean }, body = ''): Promise<Answer> {
+  const { tls, ...rest } = opts;
   return new Promise((resolve, reject) => {
-    const headers = { Host: hostHeader, ...(body ? { 'Content-Length': String(Buffer.byteLength(body)) } : {}) };
-    const req = request({ host: address, port: 80, path, method, headers, timeout: 10_000 }, (res) => {
-      let body = '';
+    const req = (tls ? httpsRequest : request)({ timeout: 10_000, ...rest }, (res) => {
+      let text = '';
+      const peer = tls ? (res.socket as TLSSocket).getPeerCertificate() : null;
       res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('data', (c) => (text += c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: text,
+          ...(peer ? { cert: { subject: String(peer.subjectaltname ?? ''), issuer: String(peer.issuer?.CN ?? ''), fingerprint: String(peer.fingerprint256 ?? '') } } : {}),
+        }),
+      );
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);

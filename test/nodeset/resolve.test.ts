@@ -209,5 +209,63 @@ test('a balancer pair: nodes = 2 with virtual_address in the local subnet, outsi
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.20\n`), ['/t/set.conf:12: virtual_address: 10.213.9.20 must be in the local subnet 10.213.9.0/24, outside the range it gives nodes (.10-.250) and not the host\'s .1: 10.213.9.2-.9 or .251-.254']);
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 3\n`), ['/t/set.conf:11: nodes: a balancer tier has 1 node or a pair of 2']);
   t.deepEqual(errors(`${apps}[balancer]\nvirtual_address = 10.213.9.5\n`), ['/t/set.conf:11: virtual_address: is only meaningful with nodes = 2']);
-  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\n`), ['/t/set.conf:13: tls: tls = acme with a balancer pair is not supported yet: use tls = FILE (one certificate on both)']);
+  // tls = acme with a pair: each balancer its own ACME client (the validation forwarded to the
+  // peer when the holder has no answer); the pair's own checks still apply with it.
+  const acme = load(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\n`);
+  t.is(acme.tls?.mode, 'acme');
+  t.is(acme.virtualAddress, '10.213.9.5');
+  t.is(acme.nodes.filter((n) => n.role === 'balancer').length, 2);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\ntls = acme\n`), ['/t/set.conf:11: nodes: a balancer pair needs virtual_address = ADDRESS (the address both hold in turn)']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.20\ntls = acme\n`), ['/t/set.conf:12: virtual_address: 10.213.9.20 must be in the local subnet 10.213.9.0/24, outside the range it gives nodes (.10-.250) and not the host\'s .1: 10.213.9.2-.9 or .251-.254']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 3\ntls = acme\n`), ['/t/set.conf:11: nodes: a balancer tier has 1 node or a pair of 2']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\nacme_directory = http://insecure/dir\n`), ['/t/set.conf:14: acme_directory: "http://insecure/dir" must be an https:// URL of an ACME directory']);
+  t.is(load(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = pair.pem\n`, { '/t/pair.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n' }).tls?.mode, 'file', 'tls = FILE with a pair still works');
 });
+
+test('extends: a staging file may replace a whole section (inherit = false), and a [provider] naming another provider replaces the inherited one', (t) => {
+  const prod = `${base}[provider]\nprovider = rackspace\nusername = bob\nregion = DFW\n[appserver]\nnodes = 3\nsize = ram 1GB\nlocations = http://shop.com/ blog\n`;
+  const files = { '/t/prod.conf': prod };
+  // Before: the inherited rackspace keys were unknown keys for the local provider.
+  const staging = load('[general]\nextends = prod.conf\nname = shop-staging\n[provider]\nprovider = local\n', files);
+  t.is(staging.provider.type, 'local');
+  t.is(staging.nodes.filter((n) => n.role === 'appserver').length, 3, 'other sections still merge key by key');
+  const small = load('[general]\nextends = prod.conf\n[appserver]\ninherit = false\nlocations = http://shop.com/ blog\n[provider]\nprovider = local\n', files);
+  t.deepEqual(small.nodes.filter((n) => n.role === 'appserver').map((n) => n.name), ['app1.shop.com'], 'nodes and size are not inherited');
+  t.is(load('[general]\nextends = prod.conf\n[provider]\nprovider = rackspace\nregion = ORD\nsecret = x\n', files).provider.settings['username'], 'bob', 'the same provider merges');
+  t.deepEqual(errors('[general]\nextends = prod.conf\n[appserver]\ninherit = maybe\n', files), ['/t/set.conf:4: inherit: must be true or false (false: this section replaces the inherited one whole), not "maybe"']);
+});
+
+const ANN = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMNnKzeC4M3adUFEj9YU9NqiwVEEwfTVezDQV6bIxRWi ann@laptop';
+const BOB = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH41KDNr81I70bEItdX0o303sSf2St6/SMse1ef0KJtz bob';
+
+test('[access]: deployers and admins are public key files, read relative to the nodeset; anything else is located', (t) => {
+  const text = `${base}[appserver]\n[access]\ndeployers = keys/ann.pub keys/team.pub\nadmins = /etc/silver/bob.pub\n`;
+  const files = { '/t/keys/ann.pub': `${ANN}\n`, '/t/keys/team.pub': `# the team\n${ANN}\n${BOB}\n`, '/etc/silver/bob.pub': BOB };
+  const ns = load(text, files);
+  t.deepEqual(ns.access, { deployers: [ANN, BOB], admins: [BOB] }, 'one line a key, duplicates once');
+  t.is(load(`${base}[appserver]\n`).access, undefined);
+  t.deepEqual(errors(`${base}[appserver]\n[access]\ndeployers = none.pub\nadmins = priv\n`, { '/t/priv': '-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n' }), [
+    '/t/set.conf:6: deployers: cannot read none.pub',
+    '/t/set.conf:7: admins: priv is a private key: name the .pub file',
+  ]);
+  const bad = errors(`${base}[appserver]\n[access]\ndeployers = k.pub\n`, { '/t/k.pub': `command="id" ${ANN}\n` });
+  t.regex(bad[0]!, /^\/t\/set\.conf:6: deployers: k\.pub: not an SSH public key/);
+  const forged = errors(`${base}[appserver]\n[access]\ndeployers = k.pub\n`, { '/t/k.pub': 'ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAABAQ\n' });
+  t.regex(forged[0]!, /the key's data is not a ssh-ed25519 key/);
+  t.deepEqual(errors(`${base}[appserver]\n[access]\nusers = k.pub\n`), ['/t/set.conf:6: users: unknown key in [access] (known: deployers, admins)']);
+});
+
+test('[appserver] rollout: the activation batches; absent, one app server at a time', (t) => {
+  const ns = load(`${base}[appserver]\nnodes = 8\nrollout = 1, 25%\n`);
+  t.deepEqual(ns.rollout, [{ count: 1 }, { percent: 25 }]);
+  t.is(load(`${base}[appserver]\nnodes = 8\n`).rollout, undefined);
+  t.deepEqual(load(`${base}[vars]\nfirst = 2\n[appserver]\nrollout = \${vars:first} 50%\n`).rollout, [{ count: 2 }, { percent: 50 }]);
+});
+
+for (const bad of ['0', '0%', '150%', 'abc', '-1', '', '1,,25%']) {
+  test(`[appserver] rollout = "${bad}" is a located error`, (t) => {
+    const lines = errors(`${base}[appserver]\nnodes = 4\nrollout = ${bad}\n`);
+    t.is(lines.length, 1, lines.join('\n'));
+    t.regex(lines[0]!, /^\/t\/set\.conf:6: rollout: (entry "|is empty|has an empty entry)/);
+  });
+}

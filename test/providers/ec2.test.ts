@@ -1,9 +1,9 @@
 import test from 'ava';
 import {
-  DeleteKeyPairCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeInstanceTypesCommand,
+  CreateImageCommand, DeleteKeyPairCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeInstanceTypesCommand,
   DescribeKeyPairsCommand, EC2Client, EC2ServiceException, GetConsoleOutputCommand, ImportKeyPairCommand,
   RunInstancesCommand, StartInstancesCommand, TerminateInstancesCommand,
-  type DescribeImagesCommandInput, type DescribeInstancesCommandInput, type DescribeInstanceTypesCommandInput,
+  type CreateImageCommandInput, type DescribeImagesCommandInput, type DescribeInstancesCommandInput, type DescribeInstanceTypesCommandInput,
   type Filter, type Image, type Instance, type InstanceTypeInfo, type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -19,6 +19,11 @@ import type { ProviderConfig } from '../../src/nodeset/types.js';
 import { pickFlavor, type Labels } from '../../src/provider.js';
 import { Secret } from '../../src/secret.js';
 import { StateDir } from '../../src/state.js';
+import { bakeImage } from '../../src/commands/image.js';
+import { stripArgv, stripScript } from '../../src/image/builder.js';
+import type { ImageRecord } from '../../src/image/strip.js';
+import { answerBuilder } from '../helpers/bake.js';
+import { fakeDeploy } from '../helpers/fake-nodes.js';
 import { providerContract } from './contract.js';
 
 /**
@@ -32,6 +37,7 @@ const DEPLOY_KEY = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'silver-
 const UNUSED_STATE = new StateDir(join(tmpdir(), 'silver-ec2-test-unused'));
 const FAST_RETRY = { retries: 3, minTimeout: 1, maxTimeout: 2, randomize: false };
 const FAST_WAITER = { minDelay: 0.01, maxDelay: 0.02 };
+const FAST_IMAGE_WAITER = { ...FAST_WAITER, maxWaitTime: 5 };
 const DEBIAN = '136693071363';
 const SELF = '111122223333';
 
@@ -105,6 +111,11 @@ class FakeEc2 {
   pendingPolls = 1;
   /** Whether new instances print their host keys on the console. */
   printsHostKey = true;
+  /** The images DescribeImages knows: the fixed ones, and those CreateImage made. */
+  readonly amis: Image[] = IMAGES.map((i) => structuredClone(i));
+  /** How many DescribeImages-by-id polls a new image stays pending, and the state it ends in. */
+  imagePendingPolls = 2;
+  imageEnds: 'available' | 'failed' = 'available';
   private next = 1;
   private readonly polls = new Map<string, number>();
 
@@ -132,6 +143,7 @@ class FakeEc2 {
       return { InstanceTypes: types, ...(page === 0 ? { NextToken: 'page-2' } : {}) };
     }));
     this.mock.on(DescribeImagesCommand).callsFake(this.guard('DescribeImages', (i: DescribeImagesCommandInput) => this.images(i)));
+    this.mock.on(CreateImageCommand).callsFake(this.guard('CreateImage', (i: CreateImageCommandInput) => this.createImage(i)));
     this.mock.on(DescribeKeyPairsCommand).callsFake(this.guard('DescribeKeyPairs', (i: { KeyNames: string[] }) => {
       const missing = i.KeyNames.find((k) => !this.keyPairs.has(k));
       if (missing) throw awsError('InvalidKeyPair.NotFound', 400, `The key pair '${missing}' does not exist`);
@@ -152,9 +164,9 @@ class FakeEc2 {
     }));
   }
 
-  provider(settings: ProviderConfig['settings'] = { region: 'eu-west-1' }): Ec2Provider {
+  provider(settings: ProviderConfig['settings'] = { region: 'eu-west-1' }, deployKey = DEPLOY_KEY): Ec2Provider {
     return new Ec2Provider(ec2Settings({ type: 'ec2', name: null, settings }), {
-      client: this.client, deployKey: () => DEPLOY_KEY, retry: FAST_RETRY, waiter: FAST_WAITER,
+      client: this.client, deployKey: () => deployKey, retry: FAST_RETRY, waiter: FAST_WAITER, imageWaiter: FAST_IMAGE_WAITER,
     });
   }
 
@@ -236,18 +248,34 @@ class FakeEc2 {
     };
   }
 
+  private createImage(input: CreateImageCommandInput) {
+    this.byIds([input.InstanceId!]);
+    if (this.amis.some((i) => i.Name === input.Name && i.OwnerId === SELF)) throw awsError('InvalidAMIName.Duplicate', 400, `AMI name ${input.Name} is already in use by AMI ami-x`);
+    const id = `ami-${String(this.next++).padStart(17, '0')}`;
+    const tags = input.TagSpecifications?.find((t) => t.ResourceType === 'image')?.Tags ?? [];
+    this.amis.push(image(id, input.Name!, '2026-12-02T10:05:00.000Z', { OwnerId: SELF, State: 'pending', Tags: tags, Description: input.Description! }));
+    this.polls.set(id, this.imagePendingPolls);
+    return { ImageId: id };
+  }
+
   private images(input: DescribeImagesCommandInput) {
     if (input.ImageIds) {
-      const found = IMAGES.filter((i) => input.ImageIds!.includes(i.ImageId!));
+      const found = this.amis.filter((i) => input.ImageIds!.includes(i.ImageId!));
       if (found.length < input.ImageIds.length) throw awsError('InvalidAMIID.NotFound', 400, `The image id '[${input.ImageIds.join(', ')}]' does not exist`);
-      return { Images: found };
+      for (const i of found.filter((x) => x.State === 'pending')) {
+        const left = this.polls.get(i.ImageId!) ?? 0;
+        this.polls.set(i.ImageId!, left - 1);
+        if (left <= 0) i.State = this.imageEnds;
+        if (i.State === 'failed') i.StateReason = { Code: 'Client.InternalError', Message: 'Client.InternalError: snapshot failed' };
+      }
+      return { Images: structuredClone(found) };
     }
     const owners = (input.Owners ?? []).map((o) => (o === 'self' ? SELF : o));
     const name = values(input.Filters, 'name');
     const state = values(input.Filters, 'state');
     const arch = values(input.Filters, 'architecture');
     return {
-      Images: IMAGES.filter(
+      Images: this.amis.filter(
         (i) =>
           (owners.length === 0 || owners.includes(i.OwnerId!)) &&
           (!name || name.some((p) => globMatch(p, i.Name!))) &&
@@ -516,4 +544,116 @@ test('ec2 contract test: start, destroy (idempotent) and release, which deletes 
   t.false(fake.keyPairs.has('silver-rel'));
   t.is(fake.mock.commandCalls(DeleteKeyPairCommand).length, 1);
   t.is(fake.mock.commandCalls(StartInstancesCommand).length, 1);
+});
+
+// silver image bake on EC2.
+
+const RECORD: ImageRecord = {
+  name: 'silver-image-shop-appserver-20261202T1000Z', nodeset: 'shop', role: 'appserver', from: 'silver-builder-appserver.invalid',
+  built: '2026-12-02T10:00:00.000Z', packages: ['haproxy 2.6.12-1', 'nginx 1.22.1-9'],
+};
+const IMAGE_TAGS = [
+  { Key: 'Name', Value: RECORD.name }, { Key: 'silver:nodeset', Value: 'shop' }, { Key: 'silver:role', Value: 'appserver' },
+  { Key: 'silver:baked', Value: RECORD.built }, { Key: 'silver:packages', Value: '2' },
+];
+const builderLabels: Labels = { nodeset: 'shop', role: 'appserver', name: 'silver-builder-appserver.invalid', index: 1 };
+
+test('ec2 contract test: a bake\'s CreateImage names the image and tags it and its snapshot; the SDK waiter polls DescribeImages until it is available', async (t) => {
+  const fake = new FakeEc2();
+  const p = fake.provider();
+  const { node } = await created(p, builderLabels);
+  const said: string[] = [];
+  const id = await p.snapshotImage(node, RECORD, (m) => said.push(m));
+  t.deepEqual(fake.inputs<CreateImageCommandInput>(CreateImageCommand), [{
+    InstanceId: node.id,
+    Name: RECORD.name,
+    Description: 'silver image bake: appserver of nodeset shop, 2 packages, 2026-12-02T10:00:00.000Z',
+    TagSpecifications: [{ ResourceType: 'image', Tags: IMAGE_TAGS }, { ResourceType: 'snapshot', Tags: IMAGE_TAGS }],
+  }]);
+  const polls = fake.inputs<DescribeImagesCommandInput>(DescribeImagesCommand).filter((c) => c.ImageIds);
+  t.deepEqual(polls, [{ ImageIds: [id] }, { ImageIds: [id] }, { ImageIds: [id] }], 'the waiter: pending, pending, available');
+  t.deepEqual(said, [`ec2: image ${id} (${RECORD.name}) is being made from silver-builder-appserver.invalid (${node.id})`]);
+  // image = NAME finds it among the account's own images; create-node learns its age from EC2.
+  t.is(await p.resolveImage(RECORD.name), id);
+  t.deepEqual(await p.imageRecord(id), { name: RECORD.name, nodeset: 'shop', role: 'appserver', built: '2026-12-02T10:05:00.000Z' }, "the bake time is EC2's CreationDate");
+  t.is(await p.imageRecord('ami-0000000000000a002'), null, 'a Debian image is not a baked one');
+});
+
+test('ec2 contract test: an image that ends failed, or is not available in time, is an error naming it and EC2\'s reason', async (t) => {
+  const fake = new FakeEc2();
+  fake.imageEnds = 'failed';
+  const p = fake.provider();
+  const { node } = await created(p, builderLabels);
+  const e = await t.throwsAsync(p.snapshotImage(node, RECORD, () => undefined));
+  t.regex(e!.message, /^ec2: image ami-\d+ \(silver-image-shop-appserver-20261202T1000Z\) failed \(state: failed: Client\.InternalError: snapshot failed\)$/);
+
+  const slow = new FakeEc2();
+  slow.imagePendingPolls = Number.POSITIVE_INFINITY;
+  const q = new Ec2Provider(ec2Settings({ type: 'ec2', name: null, settings: { region: 'eu-west-1' } }), {
+    client: slow.client, deployKey: () => DEPLOY_KEY, retry: FAST_RETRY, waiter: FAST_WAITER, imageWaiter: { ...FAST_WAITER, maxWaitTime: 0.2 },
+  });
+  const b = await created(q, builderLabels);
+  const late = await t.throwsAsync(q.snapshotImage(b.node, RECORD, () => undefined));
+  t.regex(late!.message, /is not available after 0\.2s \(state: pending\)$/);
+});
+
+test('ec2 contract test: an abort (SIGINT) stops the image waiter at once', async (t) => {
+  const fake = new FakeEc2();
+  fake.imagePendingPolls = Number.POSITIVE_INFINITY;
+  const p = fake.provider();
+  const { node } = await created(p, builderLabels);
+  const abort = new AbortController();
+  const before = fake.mock.commandCalls(DescribeImagesCommand).length;
+  fake.mock.on(DescribeImagesCommand).callsFake((i: DescribeImagesCommandInput) => {
+    if (i.ImageIds) abort.abort();
+    return { Images: fake.amis.filter((a) => i.ImageIds?.includes(a.ImageId!)) };
+  });
+  const e = await t.throwsAsync(p.snapshotImage(node, RECORD, () => undefined, abort.signal));
+  t.regex(e!.message, /^ec2: stopped waiting for image ami-\d+ \(silver-image-shop-appserver-20261202T1000Z, state: pending\); EC2 may still complete it$/);
+  t.is(fake.mock.commandCalls(DescribeImagesCommand).length - before, 2, 'one poll, then the state for the message');
+});
+
+test('ec2 contract test: a CreateImage retried after a 503 whose first attempt went through uses that image, not another', async (t) => {
+  const fake = new FakeEc2();
+  const p = fake.provider();
+  const { node } = await created(p, builderLabels);
+  // The first attempt made the image, then the answer was lost.
+  fake.amis.push(image('ami-0000000000000f001', RECORD.name, '2026-12-02T10:05:00.000Z', { OwnerId: SELF, State: 'pending', Tags: IMAGE_TAGS }));
+  fake.failOnce('CreateImage', awsError('ServiceUnavailable', 503));
+  t.is(await p.snapshotImage(node, RECORD, () => undefined), 'ami-0000000000000f001');
+  t.is(fake.mock.commandCalls(CreateImageCommand).length, 2);
+  // Someone else's image of that name is not taken for this bake's.
+  fake.amis.find((a) => a.ImageId === 'ami-0000000000000f001')!.Tags = IMAGE_TAGS.map((x) => (x.Key === 'silver:baked' ? { ...x, Value: '2026-11-01T00:00:00.000Z' } : x));
+  await t.throwsAsync(p.snapshotImage(node, RECORD, () => undefined), { message: /CreateImage failed: InvalidAMIName\.Duplicate/ });
+});
+
+test('ec2 contract test: silver image bake launches a labelled builder from the current Debian image, strips it over SSH, images it, and terminates it even when CreateImage fails', async (t) => {
+  for (const fails of [false, true]) {
+    const d = await fakeDeploy();
+    const stdins = answerBuilder(d.nodes);
+    const fake = new FakeEc2();
+    const p = fake.provider({ region: 'eu-west-1' }, d.rt.state.deployKey().public);
+    d.rt.providerFor = async () => p;
+    if (fails) fake.failOnce('CreateImage', awsError('UnauthorizedOperation', 403, 'You are not authorized to perform this operation.'));
+    const bake = bakeImage(d.ns, d.rt, { role: 'appserver' });
+    if (fails) await t.throwsAsync(bake, { message: /^image bake: ec2 CreateImage failed: UnauthorizedOperation: You are not authorized to perform this operation\. \(check the credentials and their IAM permissions\) \(no image made\)$/ });
+    else t.like(await bake, { name: RECORD.name, id: 'ami-00000000000000002', from: 'silver-builder-appserver.invalid', packages: RECORD.packages });
+    const [launch, ...more] = fake.inputs<RunInstancesCommandInput>(RunInstancesCommand);
+    t.is(more.length, 0, 'one builder');
+    t.is(launch!.ImageId, 'ami-0000000000000a002', "the provider's current image");
+    t.deepEqual(launch!.TagSpecifications![0]!.Tags, [
+      { Key: 'Name', Value: 'silver-builder-appserver.invalid' }, { Key: 'silver:nodeset', Value: 'shop' }, { Key: 'silver:role', Value: 'appserver' },
+      { Key: 'silver:name', Value: 'silver-builder-appserver.invalid' }, { Key: 'silver:index', Value: '1' },
+    ]);
+    const builder = fake.instances[0]!.InstanceId!;
+    t.like(fake.inputs<CreateImageCommandInput>(CreateImageCommand)[0], { InstanceId: builder, Name: RECORD.name });
+    t.deepEqual(fake.inputs<{ InstanceIds: string[] }>(TerminateInstancesCommand), [{ InstanceIds: [builder] }]);
+    const order = fake.mock.calls().map((c) => (c.args[0] as object).constructor.name);
+    t.true(order.lastIndexOf('CreateImageCommand') < order.indexOf('TerminateInstancesCommand'), 'terminated after the image call');
+    t.deepEqual(d.nodes.calls.filter((c) => c.node === 'silver-builder-appserver.invalid').map((c) => c.argv), [
+      ['sudo', '-n', 'sh', '-s'], ['dpkg-query', '-W', '-f', '${Package} ${Version}\\n'], ['sudo', '-n', 'tee', '/etc/silverlining/silver-image.json'], stripArgv('admin'),
+    ], 'setup, packages, record and strip as root through sudo (Debian on EC2 logs in as admin)');
+    t.true(stripArgv('admin').includes('home/admin/.ssh/authorized_keys'));
+    t.is(stdins.get('strip'), stripScript());
+  }
 });

@@ -14,6 +14,11 @@ import { pickFlavor, type CreateRequest } from '../../src/provider.js';
 import { sshConnect, sshExec } from '../../src/ssh/connect.js';
 import { StateDir } from '../../src/state.js';
 import { CommandFailed, run } from '../../src/util/exec.js';
+import { bakeImage } from '../../src/commands/image.js';
+import { stripArgv } from '../../src/image/builder.js';
+import type { ImageRecord } from '../../src/image/strip.js';
+import { answerBuilder } from '../helpers/bake.js';
+import { fakeDeploy } from '../helpers/fake-nodes.js';
 import { providerContract } from './contract.js';
 
 /**
@@ -265,6 +270,82 @@ if (!tools) {
       await t.throwsAsync(p.resolveImage('missing.qcow2'), { message: /no volume "missing\.qcow2" in pool default-pool/ });
     } finally {
       await p.close();
+    }
+  });
+
+  const RECORD: ImageRecord = {
+    name: 'silver-image-kvm-bake-appserver-20261202T1000Z', nodeset: 'kvm-bake', role: 'appserver', from: 'silver-builder-appserver.invalid',
+    built: '2026-12-02T10:00:00.000Z', packages: ['nginx 1.22.1-9'],
+  };
+
+  test(title('a bake shuts the builder down and converts its disk into a pool volume with no backing file; image = NAME finds it'), async (t) => {
+    const p = await makeProvider();
+    try {
+      await p.prepare(fakeNodeset('kvm-bake'), () => undefined);
+      const b = await p.create(request('kvm-bake', 'silver-builder-appserver.invalid', 1024));
+      const seen: string[][] = [];
+      const run = p.virsh.run.bind(p.virsh);
+      p.virsh.run = (args, o) => {
+        seen.push([...args]);
+        return run(args, o);
+      };
+      const said: string[] = [];
+      const volume = await p.snapshotImage(b.node, RECORD, (m) => said.push(m));
+      p.virsh.run = run;
+      t.is(volume, `${RECORD.name}.qcow2`);
+      const disk = 'silver_kvm-bake_silver-builder-appserver.invalid.qcow2';
+      t.deepEqual(seen.map((a) => (a[0] === 'vol-create-from' ? [...a.slice(0, 2), 'FILE', ...a.slice(3)] : a)), [
+        ['vol-info', '--pool', POOL, volume],
+        ['shutdown', b.node.id],
+        ['domstate', b.node.id],
+        ['vol-dumpxml', '--pool', POOL, disk],
+        ['vol-create-from', POOL, 'FILE', disk, '--inputpool', POOL],
+      ]);
+      t.deepEqual(said, [`kvm: converting ${disk} into ${volume} (pool ${POOL})`]);
+      t.is(await p.domainState(b.node), 'stopped');
+      const xml = (await p.virsh.run(['vol-dumpxml', '--pool', POOL, volume])).stdout;
+      t.like(parseVolume(xml), { backing: null, capacity: 10 * 1024 ** 3 }, 'flattened, as large as the builder\'s disk');
+      t.regex(xml, /<format type='qcow2'\/>/);
+      t.is(await p.resolveImage(RECORD.name), volume);
+      t.is(await p.resolveImage(volume), volume);
+      t.deepEqual(await p.imageRecord(volume), { name: RECORD.name, nodeset: 'kvm-bake', role: 'appserver', built: '2026-12-02T10:00:00.000Z' });
+      t.is(await p.imageRecord(BASE), null);
+      await p.destroy(b.node);
+      t.deepEqual(await p.listImages(), [BASE, volume], 'the image outlives its builder');
+      const n = await p.create({ ...request('kvm-bake', 'app1.kvm.test'), image: volume });
+      t.is(parseVolume((await p.virsh.run(['vol-dumpxml', '--pool', POOL, 'silver_kvm-bake_app1.kvm.test.qcow2'])).stdout).backing, `/${POOL}/${volume}`, 'new nodes are overlays of the image');
+      await t.throwsAsync(p.snapshotImage(n.node, RECORD, () => undefined), { message: /a volume silver-image-kvm-bake-appserver-20261202T1000Z\.qcow2 exists already/ });
+      await t.throwsAsync(p.resolveImage('silver-image-kvm-bake-appserver-20251202T1000Z'), { message: /no baked image "silver-image-kvm-bake-appserver-20251202T1000Z" in pool default-pool/ });
+      await p.destroy(n.node);
+    } finally {
+      await p.close();
+    }
+  });
+
+  test(title('silver image bake on kvm: the builder is defined from the base image, set up, stripped, converted, and undefined with its volumes even when the conversion fails'), async (t) => {
+    for (const fails of [false, true]) {
+      const d = await fakeDeploy();
+      answerBuilder(d.nodes);
+      const p = await makeProvider();
+      try {
+        d.rt.providerFor = async () => p;
+        const image = 'silver-image-shop-appserver-20261202T1000Z.qcow2';
+        if (fails) await p.virsh.run(['vol-create-as', POOL, image, '1M', '--format', 'qcow2']);
+        const bake = bakeImage(d.ns, d.rt, { role: 'appserver' });
+        if (fails) await t.throwsAsync(bake, { message: /^image bake: kvm provider: a volume silver-image-shop-appserver-20261202T1000Z\.qcow2 exists already in pool default-pool \(no image made\)$/ });
+        else t.like(await bake, { name: 'silver-image-shop-appserver-20261202T1000Z', id: image, packages: ['haproxy 2.6.12-1', 'nginx 1.22.1-9'] });
+        t.deepEqual(await p.list('shop'), [], 'the builder is gone');
+        t.notRegex((await p.virsh.run(['list', '--all', '--name'])).stdout, /silver-builder/);
+        t.notRegex((await p.virsh.run(['vol-list', POOL])).stdout, /silver-builder/, 'its disk and seed went with it');
+        const vol = parseVolume((await p.virsh.run(['vol-dumpxml', '--pool', POOL, image])).stdout);
+        t.is(vol.capacity, fails ? 1024 ** 2 : 10 * 1024 ** 3, fails ? 'the volume that was there is left alone' : 'the new image');
+        t.deepEqual(d.nodes.calls.filter((c) => c.node === 'silver-builder-appserver.invalid').map((c) => c.argv.slice(0, 4)), [
+          ['sudo', '-n', 'sh', '-s'], ['dpkg-query', '-W', '-f', '${Package} ${Version}\\n'], ['sudo', '-n', 'tee', '/etc/silverlining/silver-image.json'], ['sudo', '-n', 'sh', '-s'],
+        ]);
+        t.deepEqual(d.nodes.calls.at(-1)!.argv, stripArgv('debian'));
+      } finally {
+        await p.close();
+      }
     }
   });
 }

@@ -7,6 +7,11 @@ import { pickFlavor, type CreateRequest, type Provider } from '../../src/provide
 import { Secret } from '../../src/secret.js';
 import { StateDir } from '../../src/state.js';
 import { FakeNova } from '../fixtures/nova/server.js';
+import { bakeImage } from '../../src/commands/image.js';
+import { stripArgv } from '../../src/image/builder.js';
+import type { ImageRecord } from '../../src/image/strip.js';
+import { answerBuilder } from '../helpers/bake.js';
+import { fakeDeploy } from '../helpers/fake-nodes.js';
 import { providerContract } from './contract.js';
 
 // Everything here talks to the fake on 127.0.0.1 only, even where a proxy is configured.
@@ -302,6 +307,77 @@ test.serial('openstack contract test: a stopped node is started with os-start', 
   t.is(fake.count('POST', new RegExp(`/servers/${created.node.id}/action$`)), 1);
   t.is((await p.waitReachable(stopped!, 5000)).state, 'running');
   await wipe(p, ns);
+});
+
+// silver image bake on OpenStack.
+
+const RECORD: ImageRecord = {
+  name: 'silver-image-shop-appserver-20261202T1000Z', nodeset: 'shop', role: 'appserver', from: 'silver-builder-appserver.invalid',
+  built: '2026-12-02T10:00:00.000Z', packages: ['haproxy 2.6.12-1', 'nginx 1.22.1-9'],
+};
+
+test.serial('openstack contract test: a bake is the server action createImage with the bake\'s metadata, polled until ACTIVE; image = NAME then finds it', async (t) => {
+  const p = await make();
+  const ns = 'os-bake';
+  const b = await p.create(request(p, ns, 'silver-builder-appserver.invalid'));
+  await p.waitReachable(b.node, 5000);
+  const said: string[] = [];
+  const id = await p.snapshotImage!(b.node, RECORD, (m) => said.push(m));
+  const actions = fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith(`/servers/${b.node.id}/action`));
+  t.deepEqual(actions.map((r) => r.body), [{
+    createImage: { name: RECORD.name, metadata: { 'silver-nodeset': 'shop', 'silver-role': 'appserver', 'silver-baked': RECORD.built, 'silver-packages': '2' } },
+  }]);
+  t.is(fake.count('GET', new RegExp(`/images/${id}$`)), 2, 'the Location pkgcloud follows (SAVING), then the poll (ACTIVE)');
+  t.like(fake.images.find((i) => i.id === id), { name: RECORD.name, server: b.node.id, status: 'ACTIVE' });
+  t.deepEqual(said, [`openstack: image ${id} (${RECORD.name}) is being made from silver-builder-appserver.invalid (${b.node.id})`]);
+  t.is(await p.resolveImage(RECORD.name), id);
+  t.true((await p.listImages()).includes(RECORD.name));
+  t.deepEqual(await p.imageRecord!(id), { name: RECORD.name, nodeset: 'shop', role: 'appserver', built: '2026-12-02T10:05:00.000Z' }, "the bake time is Nova's created");
+  t.is(await p.imageRecord!('img-deb12'), null, 'a Debian image is not a baked one');
+  await wipe(p, ns);
+});
+
+test.serial('openstack contract test: an image that goes into ERROR is an error naming it; an abort stops the polling', async (t) => {
+  const p = await make();
+  const ns = 'os-bake-error';
+  const b = await p.create(request(p, ns, 'silver-builder-appserver.invalid'));
+  await p.waitReachable(b.node, 5000);
+  fake.imageEnds = 'ERROR';
+  try {
+    await t.throwsAsync(p.snapshotImage!(b.node, { ...RECORD, name: `${RECORD.name}-e` }, () => undefined), { message: /^openstack: image snap-[\w-]+ \(silver-image-shop-appserver-20261202T1000Z-e\) went into ERROR$/ });
+  } finally {
+    fake.imageEnds = 'ACTIVE';
+  }
+  const abort = new AbortController();
+  abort.abort();
+  await t.throwsAsync(p.snapshotImage!(b.node, { ...RECORD, name: `${RECORD.name}-a` }, () => undefined, abort.signal), { message: /^openstack: stopped waiting for image snap-[\w-]+ \(silver-image-shop-appserver-20261202T1000Z-a\); the cloud may still complete it$/ });
+  await wipe(p, ns);
+});
+
+test.serial('openstack contract test: silver image bake: the builder server is made from the image setting, stripped over SSH as root through sudo, imaged, and deleted even when createImage fails', async (t) => {
+  for (const fails of [false, true]) {
+    const d = await fakeDeploy();
+    answerBuilder(d.nodes);
+    const p = await make();
+    d.rt.providerFor = async () => p;
+    const before = fake.requests.length;
+    if (fails) fake.fail('POST', /\/servers\/[^/]+\/action$/, 403, 1);
+    const bake = bakeImage(d.ns, d.rt, { role: 'appserver' });
+    if (fails) await t.throwsAsync(bake, { message: /^image bake: openstack: createImage failed: HTTP 403 Forbidden: injected fault 403 \(no image made\)$/ });
+    else t.like(await bake, { name: RECORD.name, from: 'silver-builder-appserver.invalid', packages: RECORD.packages });
+    const mine = fake.requests.slice(before);
+    const create = mine.find((r) => r.method === 'POST' && r.path.endsWith('/servers'))!.body as { server: { name: string; imageRef: string; metadata: Record<string, string> } };
+    t.like(create.server, { name: 'silver-builder-appserver.invalid', imageRef: 'img-deb12', metadata: { 'silver-nodeset': 'shop', 'silver-role': 'appserver', 'silver-index': '1' } });
+    const server = mine.find((r) => r.method === 'POST' && /\/servers\/[^/]+\/action$/.test(r.path))!.path.split('/').at(-2)!;
+    const calls = mine.map((r) => `${r.method} ${r.path.replace(/^\/compute\/v2\.1\/\w+/, '')}`);
+    t.true(calls.indexOf(`POST /servers/${server}/action`) < calls.indexOf(`DELETE /servers/${server}`), 'the builder is deleted after the image call');
+    t.false(fake.servers.has(server), 'the builder is gone');
+    t.deepEqual(d.nodes.calls.filter((c) => c.node === 'silver-builder-appserver.invalid').map((c) => c.argv.slice(0, 4)), [
+      ['sudo', '-n', 'sh', '-s'], ['dpkg-query', '-W', '-f', '${Package} ${Version}\\n'], ['sudo', '-n', 'tee', '/etc/silverlining/silver-image.json'], ['sudo', '-n', 'sh', '-s'],
+    ]);
+    t.deepEqual(d.nodes.calls.at(-1)!.argv, stripArgv('debian'));
+  }
+  for (const img of fake.images.filter((i) => i.name === RECORD.name)) fake.images.splice(fake.images.indexOf(img), 1);
 });
 
 test.serial.after.always(async () => {

@@ -110,6 +110,22 @@ test.serial('rackspace contract test: missing settings are configuration errors;
   t.notThrows(() => createProvider(config({ api_key: undefined, secret: new Secret(API_KEY), auth_url: undefined }), new StateDir('/x')));
 });
 
+test.serial('rackspace contract test: a bake\'s createImage goes to the region\'s Cloud Servers endpoint, the image followed and polled there until ACTIVE', async (t) => {
+  const p = await make();
+  const ns = 'rax-bake';
+  const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const b = await p.create({ labels: { nodeset: ns, role: 'balancer', name: 'silver-builder-balancer.invalid', index: 1 }, flavor: { id: '2', ramMb: 2048 }, image: 'img-deb12', authorizedKey: 'ssh-ed25519 AAAA test', hostKey });
+  await p.waitReachable(b.node, 5000);
+  const name = 'silver-image-rax-bake-balancer-20261202T1000Z';
+  const id = await p.snapshotImage!(b.node, { name, nodeset: ns, role: 'balancer', from: b.node.name, built: '2026-12-02T10:00:00.000Z', packages: ['haproxy 2.6.12-1'] }, () => undefined);
+  const action = fake.requests.find((r) => r.method === 'POST' && r.path === `/compute/v2/987654/servers/${b.node.id}/action`);
+  t.deepEqual(action?.body, { createImage: { name, metadata: { 'silver-nodeset': ns, 'silver-role': 'balancer', 'silver-baked': '2026-12-02T10:00:00.000Z', 'silver-packages': '1' } } });
+  t.is(fake.count('GET', new RegExp(`^/compute/v2/987654/images/${id}$`)), 2);
+  t.is(await p.resolveImage(name), id);
+  t.deepEqual(await p.imageRecord!(id), { name, nodeset: ns, role: 'balancer', built: '2026-12-02T10:05:00.000Z' });
+  await p.destroy(b.node);
+});
+
 test.serial.after.always(async () => {
   await fake.close();
 });

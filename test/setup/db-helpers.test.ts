@@ -106,13 +106,17 @@ function tree(service: 'postgresql' | 'mysql'): Tree {
   // runuser -u USER -- CMD...: runs CMD (as this user).
   fake(t, 'runuser', 'while [ "$1" != -- ]; do shift; done\nshift\nexec "$@"');
   fake(t, 'psql', PSQL);
+  fake(t, 'chown', 'exit 0');
+  mkdirSync(join(prefix, 'run'), { recursive: true });
   // pg_dump: an archive on its stdout (pg_dump.fail: fails; pg_dump.empty: writes nothing).
   fake(t, 'pg_dump', `[ "$1" = --version ] && { echo 'pg_dump (PostgreSQL) 15.6'; exit 0; }
 [ -e "$T/pg_dump.fail" ] && { echo 'pg_dump: error: query failed' >&2; exit 1; }
 [ -e "$T/pg_dump.empty" ] && exit 0
 printf 'PGDMP\\001\\016 fake archive\\n'`);
   // pg_restore --list FILE reads a PGDMP file (list.fail: it cannot); otherwise it restores stdin (pg_restore.rc).
-  fake(t, 'pg_restore', `if [ "$1" = --list ]; then [ ! -e "$T/list.fail" ] && [ "$(head -c 5 "$2")" = PGDMP ] || { echo 'pg_restore: error: could not read input file' >&2; exit 1; }; exit 0; fi
+  // (--list reads its standard input; a restore records the password file it was given, and what it holds)
+  fake(t, 'pg_restore', `if [ "$1" = --list ]; then [ ! -e "$T/list.fail" ] && [ "$(head -c 5)" = PGDMP ] || { echo 'pg_restore: error: could not read input file' >&2; exit 1; }; exit 0; fi
+[ -z "\${PGPASSFILE:-}" ] || { cat "$PGPASSFILE" > "$T/pgpass.seen"; stat -c '%a' "$PGPASSFILE" >> "$T/pgpass.seen"; }
 cat > /dev/null
 rc=$(cat "$T/pg_restore.rc" 2> /dev/null || echo 0)
 [ "$rc" = 0 ] || echo 'pg_restore: error: could not execute query' >&2
@@ -239,7 +243,7 @@ test('PostgreSQL dump: one session exports the snapshot, counts the rows in it a
   t.is(statSync(join(tr.staged, ID)).mode & 0o777, 0o600);
   // pg_dump joins the exported snapshot, on the app's database only, custom format.
   t.true(calls(tr).includes('pg_dump -Fc --snapshot=00000003-0000001B-1 -d hello'), calls(tr).join('\n'));
-  t.true(calls(tr).includes(`pg_restore --list ${join(tr.staged, ID)}`));
+  t.true(calls(tr).includes('runuser -u nobody -- pg_restore --list'), calls(tr).join('\n'));
   const sql = read(tr, 'sql.log');
   const order = ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;', 'SELECT pg_export_snapshot() AS silver_snapshot \\gset', '\\setenv SILVER_SNAPSHOT :silver_snapshot', "SELECT 'counts ' ||", '\\! pg_dump -Fc --snapshot="$SILVER_SNAPSHOT" -d hello >&4 && echo ok >&5', 'COMMIT;'].map((s) => sql.indexOf(s));
   t.false(order.includes(-1), sql);
@@ -292,6 +296,7 @@ test('PostgreSQL load: the sum checked first (a mismatch creates nothing), then 
   writeFileSync(join(tr.dir, 'dbs'), 'postgres\nhello\n');
   writeFileSync(join(tr.dir, 'roles'), 'postgres\nhello\n');
   writeFileSync(join(tr.dir, 'counts'), '{"public.visits": 5}');
+  writeFileSync(join(tr.svc, 'hello.password'), 's3cretpassw0rdXYZ');
   const archive = Buffer.from('PGDMP\x01\x0e an archive\n', 'latin1');
   await sh(tr, ['put', ID, '0'], archive);
   const target = 'silver_verify_hello_0a1b2c3d';
@@ -304,7 +309,11 @@ test('PostgreSQL load: the sum checked first (a mismatch creates nothing), then 
   t.is(ok.stdout, 'counts {"public.visits": 5}\n');
   t.deepEqual(dbs(tr), ['postgres', 'hello', target]);
   t.regex(read(tr, 'sql.log'), /CREATE DATABASE "silver_verify_hello_0a1b2c3d" OWNER "hello";\nREVOKE ALL ON DATABASE "silver_verify_hello_0a1b2c3d" FROM PUBLIC;/);
-  t.true(calls(tr).includes(`pg_restore --no-owner --no-privileges --role=hello --exit-on-error -d ${target}`), calls(tr).join('\n'));
+  // As the app's own role over the loopback address, never a superuser session; its password in a file postgres alone reads, gone after.
+  t.true(calls(tr).includes(`pg_restore -h 127.0.0.1 -U hello --no-owner --no-privileges --exit-on-error -d ${target}`), calls(tr).join('\n'));
+  t.is(read(tr, 'pgpass.seen'), `127.0.0.1:*:${target}:hello:s3cretpassw0rdXYZ\n600\n`);
+  t.false(calls(tr).some((c) => c.includes('s3cretpassw0rdXYZ')), 'the password on no command line');
+  t.deepEqual(readdirSync(join(tr.dir, 'root/run')), [], 'the password file removed');
   t.regex(read(tr, 'sql.log'), /BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'counts ' \|\|/);
   // It exists now: a second load into it is refused and leaves it alone.
   const twice = await sh(tr, ['load', 'hello', ID, target, sha(archive)]);
@@ -382,7 +391,8 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.is(ok.code, 0, ok.stderr);
   t.is(ok.stdout, 'counts {"hits": 1}\n');
   t.deepEqual(dbs(tr), ['counter', target]);
-  t.true(calls(tr).includes(`mariadb -u root ${target}`));
+  // (--sandbox: a dump's \\! or \\. is refused, never run as root)
+  t.true(calls(tr).includes(`mariadb --sandbox -u root ${target}`), calls(tr).join('\n'));
   t.regex(read(tr, 'sql.log'), /START TRANSACTION WITH CONSISTENT SNAPSHOT;/);
   const r = await sh(tr, ['restore', 'counter', ID, target]);
   t.is(r.code, 0, r.stderr);
@@ -392,7 +402,7 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.regex(sql, /DROP DATABASE IF EXISTS `counter`;\nCREATE DATABASE `counter`;/);
   t.regex(sql, /GRANT ALL PRIVILEGES ON `counter`\.\* TO 'x'@'10\.0\.0\.2';/);
   t.regex(sql, /DROP DATABASE IF EXISTS `silver_restore_counter_0a1b2c3d`;/);
-  t.true(calls(tr).includes('mariadb -u root counter'));
+  t.true(calls(tr).includes('mariadb --sandbox -u root counter'));
   // A load that fails leaves no database behind.
   writeFileSync(join(tr.dir, 'load.fail'), '');
   const failed = await sh(tr, ['load', 'counter', ID, 'silver_verify_counter_00000000', sha(dump)]);

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
@@ -126,8 +126,11 @@ for a; do
 done
 exec /usr/bin/install "$@"`,
   );
-  fake(t, 'systemd-run', 'exit 0');
+  // systemd-run: keeps the script file it is given (its last argument), which the helper removes after.
+  fake(t, 'systemd-run', 'for a; do :; done; if [ -f "$a" ]; then cp "$a" "$T/last-script"; fi; exit 0');
   fake(t, 'dpkg-query', 'exit 1');
+  // ss: what ss.out holds (nothing: no listener, no connection); not among the calls.
+  writeFileSync(join(t.bin, 'ss'), `#!/bin/sh\ncat '${t.dir}/ss.out' 2> /dev/null || true\n`, { mode: 0o755 });
   fake(t, 'apt-get', 'exit 0');
   return t;
 }
@@ -389,7 +392,14 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   t.is(refused.code, 1);
   t.regex(refused.stderr, /is active: switch away from it first/);
   t.deepEqual(calls(tr), []);
-  t.is((await deploy(tr, 'stop', 'blog', two)).code, 0);
+  // A connection to the instance (the front proxy's old worker finishing a request): the stop
+  // waits until it is gone.
+  writeFileSync(join(tr.dir, 'ss.out'), 'ESTAB 0 0 127.0.0.1:8002 127.0.0.1:51234\n');
+  const stopping = deploy(tr, 'stop', 'blog', two);
+  await new Promise((r) => setTimeout(r, 700));
+  t.deepEqual(calls(tr), [], 'not stopped while a request is in flight');
+  rmSync(join(tr.dir, 'ss.out'));
+  t.is((await stopping).code, 0);
   t.deepEqual(calls(tr), [`systemctl stop silver-${two}.service`]);
 
   clearCalls(tr);
@@ -460,9 +470,15 @@ test('silver-deploy: fetch-script runs the decoded command as the app\'s user, i
   const r = await deploy(tr, 'fetch-script', 'blog', one, 'secondary', b64('./manage.py export > "$OUT"'));
   t.is(r.code, 0, r.stderr);
   const d = join(tr.apps, 'blog/instances', one);
-  t.deepEqual(calls(tr), [
-    `systemd-run --quiet --wait --pipe --collect --service-type=exec -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh -c ./manage.py export > "$OUT"`,
-  ]);
+  const [chown, call] = calls(tr);
+  const script = /-- \/bin\/sh (\S+)$/.exec(call!)?.[1];
+  t.is(chown, `chown root:app-blog ${script}`, "the app's user may read it, no other");
+  t.is(call, `systemd-run --quiet --wait --pipe --collect --service-type=exec -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh ${script}`);
+  // The script is a file, never an argument systemd would expand \${VAR} in (a password on a command line).
+  t.regex(script!, new RegExp(`^${tr.run}-scripts/s\\.[A-Za-z0-9]{10}$`));
+  t.is(readFileSync(join(tr.dir, 'last-script'), 'utf8'), './manage.py export > "$OUT"\n');
+  t.false(existsSync(script!), 'removed after the run');
+  t.is((statSync(`${tr.run}-scripts`).mode & 0o777).toString(8), '711');
   t.is((await deploy(tr, 'fetch-script', 'blog', one, 'tertiary', b64('x'))).code, 1);
 });
 

@@ -5,8 +5,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer, request, Agent, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
+import { findHaproxy } from '../helpers/haproxy.js';
 import { ALLOW_ACL, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
 
 // The rules haproxyCfg renders and silver-balancer's mode verbs against a real HAProxy on
@@ -15,14 +16,6 @@ import { ALLOW_ACL, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/ren
 // HAProxy is the one in PATH, or SILVER_TEST_HAPROXY (e.g. Debian's binary taken out of the
 // package with `apt-get download haproxy && dpkg -x`); without one the test is a skip.
 
-function findHaproxy(): string | null {
-  const env = process.env['SILVER_TEST_HAPROXY'];
-  if (env) return existsSync(env) ? env : null;
-  for (const dir of [...(process.env['PATH'] ?? '').split(delimiter), '/usr/sbin']) {
-    if (dir && existsSync(join(dir, 'haproxy'))) return join(dir, 'haproxy');
-  }
-  return null;
-}
 const HAPROXY = findHaproxy();
 const run = HAPROXY ? test.serial : test.serial.skip;
 

@@ -70,8 +70,10 @@ test('behind a balancer an app server\'s port 80 accepts only the nodeset\'s nod
 });
 
 const canNft = process.getuid?.() === 0 && existsSync('/usr/sbin/nft');
-test('a balancer of a pair admits VRRP from the other balancer only', (t) => {
-  t.regex(fw('balancer', '1', undefined, '10.4.3.7'), /\n\t\ttcp dport \{ 80, 443 \} accept\n\t\tip saddr 10\.4\.3\.7 ip protocol 112 accept\n/);
+test('a balancer of a pair admits VRRP from the other balancer only, and its port 80 from anyone (the peer passes it ACME validation requests)', (t) => {
+  const paired = fw('balancer', '1', undefined, '10.4.3.7');
+  t.regex(paired, /\n\t\ttcp dport \{ 80, 443 \} accept\n\t\tip saddr 10\.4\.3\.7 ip protocol 112 accept\n/);
+  t.notRegex(paired, /saddr [^\n]*dport[^\n]*80/, 'port 80 is limited to no address');
   t.notRegex(fw('balancer', '1'), /protocol 112/);
 });
 

@@ -187,8 +187,8 @@ test('the node script assigns the variables all layers share once, and each laye
   }
   const vars = (layer: string) => ({ SILVER_CHECK: '0', SILVER_LAYER: layer, SILVER_HOSTS_LINES: "10.0.0.1 a'b", ...(layer === 'two' ? { SILVER_ONLY: 'x' } : {}) });
   const script = nodeScript(['one', 'two'].map((layer) => ({ layer, vars: vars(layer) })), root).toString();
-  t.is(script.toString().split('\n').filter((l) => l.startsWith('SILVER_HOSTS_LINES=')).length, 1);
-  t.is(script.toString().split('\n').filter((l) => l.startsWith('SILVER_LAYER=')).length, 2);
+  t.is(script.split('\n').filter((l) => l.startsWith('SILVER_HOSTS_LINES=')).length, 1);
+  t.is(script.split('\n').filter((l) => l.startsWith('SILVER_LAYER=')).length, 2);
   const out = execFileSync('sh', ['-s'], { input: script }).toString();
   t.deepEqual(out.split('\n').filter((l) => l.startsWith('seen: ')), ["seen: one 10.0.0.1 a'b ", "seen: two 10.0.0.1 a'b x"]);
 });

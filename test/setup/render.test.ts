@@ -103,3 +103,31 @@ test('HTTPS: port 443 with a certificate folder, modern TLS only, the ACME answe
   const plain = haproxyCfg(['foobar.com'], servers, locations, new Map());
   t.false(plain.includes(':443') || plain.includes('ssl-default'), 'no TLS without tls =');
 });
+
+test('HTTPS on a balancer pair with tls = acme: a validation request without an answer here goes to the peer, marked; a marked one gets a 404 (no loop); only plain-HTTP challenge paths', (t) => {
+  const cfg = haproxyCfg(['foobar.com'], servers, locations, new Map(), { hosts: ['foobar.com'], hsts: null, acmePeer: '10.4.3.12' });
+  const www = section(cfg, 'frontend www');
+  t.deepEqual(www.slice(0, 12), [
+    'frontend www',
+    '\tbind :80',
+    '\tbind :443 ssl crt /etc/haproxy/certs/ alpn http/1.1',
+    '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
+    '\tacl silver_acme path_beg /.well-known/acme-challenge/',
+    '\tacl silver_acme_forwarded req.hdr(X-Silver-Acme-Peer) -m found',
+    '\thttp-request set-var(txn.acme) path,field(4,/),map(/etc/haproxy/silver-acme.map) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }',
+    '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
+    '\thttp-request return status 404 content-type text/plain string "no such challenge" if !{ ssl_fc } silver_acme silver_acme_forwarded',
+    '\thttp-request redirect scheme https code 301 if !{ ssl_fc } !silver_acme',
+    '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
+    // (before the host names' routes: the first use_backend that matches wins)
+    '\tuse_backend acme_peer if !{ ssl_fc } silver_acme',
+  ]);
+  t.is(www[12], '\tacl silver_host req.hdr(host),field(1,:) -i foobar.com');
+  t.deepEqual(section(cfg, 'backend acme_peer'), ['backend acme_peer', '\thttp-request set-header X-Silver-Acme-Peer 1', '\tserver peer 10.4.3.12:80']);
+  // One balancer (or tls = FILE on a pair): no forwarding, every other plain request redirected.
+  for (const tls of [{ hosts: ['foobar.com'], hsts: null }, { hosts: ['foobar.com'], hsts: null, acmePeer: null }]) {
+    const single = haproxyCfg(['foobar.com'], servers, locations, new Map(), tls);
+    t.false(/acme_peer|silver_acme|X-Silver-Acme-Peer/.test(single));
+    t.regex(single, /^\thttp-request redirect scheme https code 301 if !\{ ssl_fc \}$/m);
+  }
+});

@@ -7,7 +7,8 @@ import { layerNames, layersRoot } from '../../src/layers.js';
 
 // shellcheck (as POSIX sh, every severity) on every shell script under setup-layers/: each
 // layer's setup.sh as silver sends it, after lib.sh (one concatenation per layer, findings
-// mapped back to the file and line they are in), and each `#!/bin/sh` helper in a bin/ folder.
+// mapped back to the file and line they are in), each `#!/bin/sh` helper in a bin/ folder, and
+// the scripts beside lib.sh (strip-image.sh).
 // A finding is fixed, or disabled on its line with the reason (`# shellcheck disable=SCxxxx # ...`).
 
 const haveShellcheck = spawnSync('shellcheck', ['--version']).status === 0;
@@ -51,7 +52,7 @@ function shellHelpers(root: string): string[] {
 if (!haveShellcheck) {
   test.skip('shellcheck on setup-layers/: skipped, shellcheck is not installed (Debian package shellcheck)', () => undefined);
 } else {
-  test('shellcheck finds nothing in setup-layers/: each layer\'s lib.sh + setup.sh, and every #!/bin/sh helper', async (t) => {
+  test('shellcheck finds nothing in setup-layers/: each layer\'s lib.sh + setup.sh, every #!/bin/sh helper, strip-image.sh', async (t) => {
     const root = layersRoot();
     const scratch = mkdtempSync(join(tmpdir(), 'silver-shellcheck-'));
     t.teardown(() => rmSync(scratch, { recursive: true, force: true }));
@@ -75,7 +76,13 @@ if (!haveShellcheck) {
       origin.set(file, { parts: [[helper, 0]] });
       files.push(file);
     }
+    const own = readdirSync(root).filter((f) => f.endsWith('.sh') && f !== 'lib.sh').sort();
+    for (const script of own) {
+      origin.set(join(root, script), { parts: [[script, 0]] });
+      files.push(join(root, script));
+    }
     // (nothing left out by mistake)
+    t.deepEqual(own, ['strip-image.sh']);
     t.true(layers.includes('base') && layers.includes('appserver') && layers.includes('wire'), layers.join(' '));
     t.true(helpers.includes('appserver/bin/silver-deploy') && helpers.includes('base/bin/silver-state'), helpers.join(' '));
     t.false(helpers.includes('balancer/bin/silver-balancer'), 'a python helper is not a shell script');

@@ -56,11 +56,25 @@ test('a hostile archive is refused: members out of their folders, links that lea
     ['a link out of its folder', 'mkdir -p content/certs/x && ln -s /etc/shadow content/certs/x/cert.pem', /link 'certs\/x\/cert\.pem' leaves its folder/],
     ['a certificate of another host', 'mkdir -p content/haproxy && echo x > content/haproxy/evil.test.pem', /'haproxy\/evil\.test\.pem' is not a certificate of this balancer/],
     ['a member outside the three folders', 'mkdir -p content/etc && echo x > content/etc/passwd', /bad member 'etc'/],
+    ['a link to the folder above', 'mkdir -p content/certs && ln -s .. content/certs/a', /link 'certs\/a' leaves its folder/],
   ] as const) {
     const r = acme(p, 'import', make(script));
     t.not(r.status, 0, what);
     t.regex(r.stderr, re, what);
   }
+  // A member below a link of the archive (certs/a -> b, then certs/a/x: tar writes it wherever a leads).
+  const below = execFileSync('python3', ['-c', `
+import base64, io, sys, tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w:gz') as tf:
+    link = tarfile.TarInfo('certs/a'); link.type = tarfile.SYMTYPE; link.linkname = 'b'; tf.addfile(link)
+    data = b'x'; f = tarfile.TarInfo('certs/a/x'); f.size = len(data); tf.addfile(f, io.BytesIO(data))
+sys.stdout.write(base64.b64encode(buf.getvalue()).decode())
+`], { encoding: 'utf8' });
+  const r = acme(p, 'import', below);
+  t.not(r.status, 0);
+  t.regex(r.stderr, /'certs\/a\/x' lies below a link/);
+  t.false(existsSync(join(p.base, 'certs/a')), 'nothing written');
   t.false(existsSync(join(p.certs, 'evil.test.pem')));
   t.false(existsSync(join(p.dir, 'etc')));
 });
