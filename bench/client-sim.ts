@@ -235,6 +235,8 @@ async function main(): Promise<void> {
     else writeSection('client-sim', "silver's SSH client against N simulated nodes (no-op setup-node)", 'npm run bench:client', lines);
   } finally {
     clearTimeout(guard);
+    // (the simulated nodes end with their input: then nothing keeps this process)
+    endChildren();
   }
 }
 
