@@ -3,9 +3,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from './paths.js';
 
-/** The project's `setup-layers/` folder. */
+let root: string | undefined;
+
+/** The project's `setup-layers/` folder (found once: every node script asks). */
 export function layersRoot(): string {
-  return join(projectRoot(), 'setup-layers');
+  return (root ??= join(projectRoot(), 'setup-layers'));
 }
 
 /** Names of every layer: `base`, `appserver`, `balancer`, `service/NAME`. */

@@ -1,11 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type ssh2Types from 'ssh2';
 import type { KeyPair } from './provider.js';
-
-// ssh2 loads only when a key is generated: commands that find their keys start faster.
-const ssh2 = (): typeof ssh2Types => createRequire(import.meta.url)('ssh2') as typeof ssh2Types;
+import { ed25519Pair } from './ssh/keygen.js';
 
 /**
  * Local state under `~/.silverlining/` (or `$SILVER_HOME`): only keys, pinned host keys and
@@ -34,7 +30,7 @@ export class StateDir {
     const priv = join(dir, 'id_ed25519');
     const pub = `${priv}.pub`;
     if (!existsSync(priv) || !existsSync(pub)) {
-      const pair = ssh2().utils.generateKeyPairSync('ed25519', { comment: 'silver-deploy' });
+      const pair = ed25519Pair('silver-deploy');
       writeFileSync(priv, pair.private, { mode: 0o600 });
       writeFileSync(pub, `${pair.public}\n`, { mode: 0o644 });
     }
@@ -52,7 +48,7 @@ export class StateDir {
     const priv = join(dir, `${nodeset}_ed25519`);
     const pub = `${priv}.pub`;
     if (!existsSync(priv) || !existsSync(pub)) {
-      const pair = ssh2().utils.generateKeyPairSync('ed25519', { comment: `silver-backup-${nodeset}` });
+      const pair = ed25519Pair(`silver-backup-${nodeset}`);
       writeFileSync(priv, pair.private, { mode: 0o600 });
       writeFileSync(pub, `${pair.public}\n`, { mode: 0o644 });
     }
@@ -111,10 +107,17 @@ export class StateDir {
 
   /** Pins (or re-pins, for a node created anew) the host key of a node; written atomically. */
   pin(nodeset: string, name: string, address: string | null, key: string): void {
+    this.pinAll(nodeset, [{ name, address, key }]);
+  }
+
+  /** Pins several host keys with one read and one write of the file (many nodes at once). */
+  pinAll(nodeset: string, pins: readonly { name: string; address: string | null; key: string }[]): void {
     const keys = this.pinnedKeys(nodeset);
-    const [type, data] = key.trim().split(/\s+/);
-    keys.set(name, `${type} ${data}`);
-    this.writePins(nodeset, keys, new Map([[name, address]]));
+    for (const p of pins) {
+      const [type, data] = p.key.trim().split(/\s+/);
+      keys.set(p.name, `${type} ${data}`);
+    }
+    this.writePins(nodeset, keys, new Map(pins.map((p) => [p.name, p.address])));
   }
 
   unpin(nodeset: string, names: readonly string[]): void {

@@ -1,9 +1,9 @@
 import pLimit from 'p-limit';
-import ssh2 from 'ssh2';
 import { formatSize, type Nodeset } from '../nodeset/types.js';
 import { pickFlavor, type Provider, type ProviderNode } from '../provider.js';
 import type { Runtime } from '../runtime.js';
 import { fingerprint } from '../ssh/connect.js';
+import { ed25519Pair } from '../ssh/keygen.js';
 import { retryUntil } from '../util/retry-until.js';
 import { oldImageWarning } from '../image/age.js';
 
@@ -79,7 +79,7 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
           if (typeof flavor === 'string') throw new Error(flavor);
           rt.io.err(`${spec.name}: creating ${spec.role} (${formatSize(spec.size) ?? 'default size'} -> ${flavor.id})`);
           const make = async (): Promise<ProviderNode> => {
-            const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `root@${spec.name}` });
+            const hostKey = ed25519Pair(`root@${spec.name}`);
             const created = await provider.create({
               labels: { nodeset: ns.name, role: spec.role, name: spec.name, index: spec.index },
               flavor,

@@ -147,7 +147,7 @@ async function setupOne(
     rt.io.err(`${node.name}: ${layer}: failed: ${error}`);
     return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error: `${layer}: ${error}` };
   };
-  let script: string;
+  let script: Buffer;
   try {
     script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup, tlsState) })));
   } catch (e) {

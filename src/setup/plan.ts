@@ -6,6 +6,7 @@ import { layerPackages, layersRoot } from '../layers.js';
 import type { Nodeset, Role } from '../nodeset/types.js';
 import { quoteArg } from '../ssh/quote.js';
 import { fileVars, haproxyCfg, md5, nginxFrontConf, type BalancerTls } from './render.js';
+import { assignment, scriptBytes, sharedText, type ScriptLine } from './script-bytes.js';
 import { SERVICES } from '../services/index.js';
 import { modesSummary, restoreEntries, type ModeState } from '../deploy/modes.js';
 
@@ -61,9 +62,8 @@ export function layerVars(
   /** The balancer's ACME account and certificates silver kept (tls = acme), or null. */
   tlsState: string | null = null,
 ): Record<string, string> {
-  const appservers = all.filter((n) => n.role === 'appserver');
+  const list = nodeList(all);
   const apps = [...new Set(ns.locations.map((l) => l.app))];
-  const conf = nodesetConf(all);
   return {
     SILVER_CHECK: check ? '1' : '0',
     SILVER_NODESET: ns.name,
@@ -71,21 +71,56 @@ export function layerVars(
     SILVER_ROLE: node.role,
     SILVER_ADDRESS: node.address,
     SILVER_LAYER: layer,
-    SILVER_PACKAGES: layerPackages(layer).join(' '),
+    SILVER_PACKAGES: packagesOf(layer, layersRoot()).join(' '),
     ...authorizedVars(ns, deployKey),
     SILVER_APPS: apps.join(' '),
-    SILVER_APPSERVER_ADDRS: appservers.map((n) => n.address).join(' '),
+    SILVER_APPSERVER_ADDRS: list.appserverAddrs,
     SILVER_LOCATIONS: ns.locations.map((l) => `${l.host} ${l.path} ${l.app}`).join('\n'),
     SILVER_SET_ETC_HOSTS: ns.setEtcHosts ? 'true' : 'false',
-    SILVER_HOSTS_LINES: hostsLines(all),
-    SILVER_NODESET_CONF: conf,
-    SILVER_NODESET_CONF_MD5: md5(`${conf}\n`),
+    SILVER_HOSTS_LINES: list.hostsLines,
+    SILVER_NODESET_CONF: list.conf,
+    SILVER_NODESET_CONF_MD5: list.confMd5,
     ...roleUnits(node.role),
-    ...firewall(ns, all, node),
-    ...renderedFiles(ns, layer, appservers, appHealth, node, all, tlsState),
+    ...firewall(ns, all, node, list),
+    ...renderedFiles(ns, layer, list.appservers, appHealth, node, all, tlsState),
     ...(layer === 'balancer' ? modeVars(modes) : {}),
     ...backupVars(ns, node, layer, backup),
   };
+}
+
+/** What every node's variables hold of the whole node list (each as long as the list). */
+interface NodeList {
+  appservers: AddressedNode[];
+  appserverAddrs: string;
+  nodeAddrs: string;
+  hostsLines: string;
+  conf: string;
+  confMd5: string;
+}
+
+const lists = new WeakMap<readonly AddressedNode[], NodeList>();
+
+/**
+ * The node list's parts of the variables, made once per list rather than once per node and
+ * layer (which grew with the square of the nodes). `all` is read-only: the same array is the
+ * same list.
+ */
+function nodeList(all: readonly AddressedNode[]): NodeList {
+  let list = lists.get(all);
+  if (!list) {
+    const appservers = all.filter((n) => n.role === 'appserver');
+    const conf = nodesetConf(all);
+    list = {
+      appservers,
+      appserverAddrs: appservers.map((n) => n.address).join(' '),
+      nodeAddrs: [...new Set(all.map((n) => n.address))].join(' '),
+      hostsLines: hostsLines(all),
+      conf,
+      confMd5: md5(`${conf}\n`),
+    };
+    lists.set(all, list);
+  }
+  return list;
 }
 
 /** The deploy user's keys (silver's, then the deployers'), and the admins' for root. */
@@ -100,10 +135,10 @@ function authorizedVars(ns: Nodeset, deployKey: string): Record<string, string> 
  * the nodeset's own nodes only (the balancer's modes cannot be walked around); without one, to
  * everyone (the app servers are the site).
  */
-function firewall(ns: Nodeset, all: readonly AddressedNode[], node: AddressedNode): Record<string, string> {
+function firewall(ns: Nodeset, all: readonly AddressedNode[], node: AddressedNode, list: NodeList): Record<string, string> {
   return {
     SILVER_BALANCED: ns.nodes.some((n) => n.role === 'balancer') ? '1' : '0',
-    SILVER_NODE_ADDRS: [...new Set(all.map((n) => n.address))].join(' '),
+    SILVER_NODE_ADDRS: list.nodeAddrs,
     // (a balancer pair: VRRP from the other balancer)
     SILVER_VRRP_PEER: vrrpPeer(ns, node, all),
   };
@@ -169,32 +204,46 @@ function tlsVars(ns: Nodeset, tlsState: string | null): Record<string, string> {
   return { ...base, ...fileVars('SILVER_ACME_CONF', conf), ...fileVars('SILVER_ACME_CA', a.ca ?? ''), SILVER_TLS_STATE: tlsState ?? '' };
 }
 
-const cache = new Map<string, string>();
-function layerFile(path: string): string {
-  let text = cache.get(path);
-  if (text === undefined) {
-    text = readFileSync(path, 'utf8');
-    cache.set(path, text);
+/** What `make` gives for `key`, made once (the layers' files do not change while silver runs). */
+function once<V>(map: Map<string, V>, key: string, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    map.set(key, v);
   }
-  return text;
+  return v;
 }
 
+const files = new Map<string, string>();
+const layerFile = (path: string): string => once(files, path, () => readFileSync(path, 'utf8'));
+
+const packageLists = new Map<string, string[]>();
+const packagesOf = (layer: string, root: string): string[] => once(packageLists, join(root, layer), () => layerPackages(layer, root));
+
 const HELPERS = '/usr/local/lib/silverlining/bin';
+
+const helperLists = new Map<string, string[]>();
 
 /** The names of a layer's `bin/` helpers. */
 function helperNames(layer: string, root: string): string[] {
   const dir = join(root, layer, 'bin');
-  return existsSync(dir) ? readdirSync(dir).sort() : [];
+  return once(helperLists, dir, () => (existsSync(dir) ? readdirSync(dir).sort() : []));
 }
+
+const installs = new Map<string, string[]>();
 
 /** The layer's `bin/` helpers, installed root-owned where the deploy user's sudo rule points. */
 function helperInstalls(layer: string, root: string): string[] {
-  return helperNames(layer, root).map((name) => {
-    const raw = layerFile(join(root, layer, 'bin', name));
-    const text = raw.endsWith('\n') ? raw : `${raw}\n`;
-    return `ensure_dir ${HELPERS} 755 root:root\nensure_known ${HELPERS}/${name} 755 root:root ${md5(text)} ${quoteArg(text)}`;
-  });
+  return once(installs, join(root, layer), () =>
+    helperNames(layer, root).map((name) => {
+      const raw = layerFile(join(root, layer, 'bin', name));
+      const text = raw.endsWith('\n') ? raw : `${raw}\n`;
+      return `ensure_dir ${HELPERS} 755 root:root\nensure_known ${HELPERS}/${name} 755 root:root ${md5(text)} ${quoteArg(text)}`;
+    }),
+  );
 }
+
+const pathLists = new Map<string, string[]>();
 
 /**
  * The absolute paths a layer's setup.sh gives to a helper (all arguments, or only the first):
@@ -203,29 +252,44 @@ function helperInstalls(layer: string, root: string): string[] {
  * owners) and `ensure_known` files (sums).
  */
 function scriptPaths(layer: string, root: string, helper: 'prestat' | 'ensure_known', apps: readonly string[]): string[] {
-  const text = layerFile(join(root, layer, 'setup.sh')).replace(/\\\n/g, ' ');
-  const out: string[] = [];
-  for (const m of text.matchAll(new RegExp(`(?:^|;|do)\\s*${helper}\\s+([^;\\n]*)`, 'gm'))) {
-    const words = m[1]!.trim().split(/\s+/);
-    for (const w of helper === 'prestat' ? words : words.slice(0, 1)) {
-      if (/^\/[^$'"`\\]*$/.test(w)) out.push(w);
-      else if (/^\/[^$'"`\\]*\$app$/.test(w)) out.push(...apps.map((a) => w.replace(/\$app$/, a)));
+  return once(pathLists, [root, layer, helper, ...apps].join('\n'), () => {
+    const text = layerFile(join(root, layer, 'setup.sh')).replace(/\\\n/g, ' ');
+    const out: string[] = [];
+    for (const m of text.matchAll(new RegExp(`(?:^|;|do)\\s*${helper}\\s+([^;\\n]*)`, 'gm'))) {
+      const words = m[1]!.trim().split(/\s+/);
+      for (const w of helper === 'prestat' ? words : words.slice(0, 1)) {
+        if (/^\/[^$'"`\\]*$/.test(w)) out.push(w);
+        else if (/^\/[^$'"`\\]*\$app$/.test(w)) out.push(...apps.map((a) => w.replace(/\$app$/, a)));
+      }
     }
-  }
-  return out;
+    return out;
+  });
+}
+
+function assignments(vars: Record<string, string>): ScriptLine[] {
+  return Object.entries(vars).map(([k, v]) => assignment(k, v));
+}
+
+/** The variables every layer has, with the same value in each. */
+function sharedVars(layers: readonly { vars: Record<string, string> }[]): Record<string, string> {
+  const [first, ...rest] = layers;
+  return Object.fromEntries(Object.entries(first?.vars ?? {}).filter(([k, v]) => rest.every((l) => l.vars[k] === v)));
+}
+
+/** A layer's lines: its variables, lib.sh (in a node script: strict mode, lib.sh came first), its helpers, its setup.sh. */
+function layerLines(layer: string, vars: Record<string, string>, root: string, withLib: boolean): ScriptLine[] {
+  return [
+    `# silver layer ${layer}`,
+    ...assignments(vars),
+    ...(withLib ? [sharedText(layerFile(join(root, 'lib.sh')))] : ['set -eu', 'CHECK=${SILVER_CHECK:-0}']),
+    ...helperInstalls(layer, root).map(sharedText),
+    sharedText(layerFile(join(root, layer, 'setup.sh'))),
+  ];
 }
 
 /** The whole script sent to `sh -s`: the variables, lib.sh, the layer's helpers, then its setup.sh. */
 export function layerScript(layer: string, vars: Record<string, string>, root = layersRoot(), withLib = true): string {
-  const assignments = Object.entries(vars).map(([k, v]) => `${k}=${quoteArg(v)}`);
-  return [
-    `# silver layer ${layer}`,
-    ...assignments,
-    ...(withLib ? [layerFile(join(root, 'lib.sh'))] : ['set -eu', 'CHECK=${SILVER_CHECK:-0}']),
-    ...helperInstalls(layer, root),
-    layerFile(join(root, layer, 'setup.sh')),
-    '',
-  ].join('\n');
+  return scriptBytes(layerLines(layer, vars, root, withLib)).toString('utf8');
 }
 
 export interface LayerOutput {
@@ -248,40 +312,45 @@ function changeOf(line: string): string | null {
  * its own subshell between markers (`silver-layer-begin: L`, `silver-layer-end: L RC`), and
  * the first layer that fails stops the rest. silver times the layers by the markers' arrival.
  */
-export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): string {
+export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): Buffer {
   // lib.sh once; the installed packages, modes and sums of all layers read once; each layer
   // then runs in a subshell that inherits them.
   const names = layers.map(({ layer }) => layer);
+  const shared = sharedVars(layers);
   const apps = (layers[0]?.vars['SILVER_APPS'] ?? '').split(' ').filter(Boolean);
-  const packages = [...new Set(names.flatMap((layer) => layerPackages(layer, root)))];
+  const packages = [...new Set(names.flatMap((layer) => packagesOf(layer, root)))];
   const helpers = names.flatMap((layer) => helperNames(layer, root).map((n) => `${HELPERS}/${n}`));
   const known = [...helpers, ...names.flatMap((layer) => scriptPaths(layer, root, 'ensure_known', apps))];
   const stat = [...new Set([...(helpers.length ? [HELPERS] : []), ...known, ...names.flatMap((layer) => scriptPaths(layer, root, 'prestat', apps))])];
-  const parts: string[] = [
+  const lines: ScriptLine[] = [
     `SILVER_CHECK=${quoteArg(layers[0]?.vars['SILVER_CHECK'] ?? '0')}`,
     // Marks that a layer changed something, for the caches below (see layer_begin in lib.sh);
     // in /run, which only root may write (a name in /tmp could be a planted link). Removed when
     // the node script ends (the layers' subshells do not run this trap).
     'SILVER_STALE=/run/silver-stale.$$',
     `trap '[ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"' EXIT`,
-    layerFile(join(root, 'lib.sh')),
+    sharedText(layerFile(join(root, 'lib.sh'))),
     'set +e',
     `pkg_cache ${packages.map(quoteArg).join(' ')}`,
     `prestat ${stat.join(' ')}`,
     `prehash ${known.join(' ')}`,
+    // The variables all layers share (the node list among them: as long as the nodeset) once,
+    // for the layers' subshells to inherit.
+    ...assignments(shared),
   ];
   for (const { layer, vars } of layers) {
-    parts.push(
+    const own = Object.fromEntries(Object.entries(vars).filter(([k]) => !(k in shared)));
+    lines.push(
       `echo "silver-layer-begin: ${layer}"`,
       '(',
       'layer_begin',
-      layerScript(layer, vars, root, false),
+      ...layerLines(layer, own, root, false),
       ')',
       `_rc=$?; echo "silver-layer-end: ${layer} $_rc"`,
       '[ "$_rc" -eq 0 ] || exit "$_rc"',
     );
   }
-  return `${parts.join('\n')}\n`;
+  return scriptBytes(lines);
 }
 
 export interface LayerEnd {

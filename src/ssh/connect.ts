@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, sign } from 'node:crypto';
 import ssh2 from 'ssh2';
 
 export interface SshTarget {
@@ -40,10 +40,48 @@ export function keyType(blob: Buffer): string {
   return blob.subarray(4, 4 + len).toString('ascii');
 }
 
+const loginKeys = new Map<string, ssh2.ParsedKey>();
+
+/**
+ * The login key as ssh2 takes it, read once per key text. Given as text, ssh2 reads the key again
+ * for every connection and signs each login from its PEM text, which OpenSSL reads anew every
+ * time (about 0.4 ms of a connection's 2 ms of CPU); an ed25519 key here signs with a key object
+ * made once (0.04 ms).
+ */
+export function loginKey(privateKey: string): ssh2.ParsedKey {
+  let key = loginKeys.get(privateKey);
+  if (!key) {
+    const parsed = ssh2.utils.parseKey(privateKey);
+    if (parsed instanceof Error) throw new Error(`the deploy key cannot be read: ${parsed.message}`);
+    const base: ssh2.ParsedKey = Array.isArray(parsed) ? parsed[0]! : parsed;
+    let made = base;
+    if (base.type === 'ssh-ed25519' && base.isPrivateKey()) {
+      const signer = createPrivateKey(base.getPrivatePEM());
+      // (ssh2 answers a failed signature as a returned Error, and so does this)
+      made = Object.assign(Object.create(base) as ssh2.ParsedKey, {
+        sign: (data: Buffer) => {
+          try {
+            return sign(null, data, signer);
+          } catch (e) {
+            return e as Error;
+          }
+        },
+      });
+    }
+    loginKeys.set(privateKey, made);
+    key = made;
+  }
+  return key;
+}
+
 /** Opens one SSH connection with strict checking of the pinned host key. */
 export function sshConnect(target: SshTarget): Promise<ssh2.Client> {
   const pinned = Buffer.from(target.hostKey.trim().split(/\s+/)[1] ?? '', 'base64');
+  const agent = process.env['SSH_AUTH_SOCK'];
   return new Promise((resolve, reject) => {
+    // (in here, a key that cannot be read rejects the connection instead of throwing)
+    const methods: (ssh2.PublicKeyAuthMethod | ssh2.AgentAuthMethod)[] = [{ type: 'publickey', username: target.username, key: loginKey(target.privateKey) }];
+    if (agent) methods.push({ type: 'agent', username: target.username, agent });
     const client = new ssh2.Client();
     let mismatch: HostKeyMismatch | null = null;
     client
@@ -56,11 +94,9 @@ export function sshConnect(target: SshTarget): Promise<ssh2.Client> {
         host: target.host,
         port: target.port ?? 22,
         username: target.username,
-        privateKey: target.privateKey,
-        // The user's agent, when there is one, is tried after the deploy key.
-        ...(process.env['SSH_AUTH_SOCK'] ? { agent: process.env['SSH_AUTH_SOCK'] } : {}),
-        // Straight to the key (ssh2 would first try "none", one more round trip per login).
-        authHandler: process.env['SSH_AUTH_SOCK'] ? ['publickey', 'agent'] : ['publickey'],
+        // Straight to the key (ssh2 would first try "none", one more round trip per login); the
+        // user's agent, when there is one, after it.
+        authHandler: methods,
         readyTimeout: target.timeoutMs ?? 20_000,
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,

@@ -113,16 +113,22 @@ export async function stopKeeper(path: string): Promise<boolean> {
   return true;
 }
 
-/** Calls `onMessage` with each JSON line arriving on the socket (the keeper's wire format). */
-export function onJsonLines<T>(sock: Socket, onMessage: (msg: T) => void): void {
-  let buffer = '';
+/**
+ * Calls `onMessage` with each JSON line arriving on the socket (the keeper's wire format). A
+ * line can be a node script of hundreds of KB, arriving in many chunks: only each new chunk is
+ * searched for the line's end, and the pieces are joined once.
+ */
+export function onJsonLines<T>(sock: Pick<Socket, 'setEncoding' | 'on'>, onMessage: (msg: T) => void): void {
+  let pieces: string[] = [];
   sock.setEncoding('utf8');
   sock.on('data', (d: string) => {
-    buffer += d;
+    let start = 0;
     let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
+    while ((nl = d.indexOf('\n', start)) >= 0) {
+      pieces.push(d.slice(start, nl));
+      const line = pieces.join('');
+      pieces = [];
+      start = nl + 1;
       let msg: T;
       try {
         msg = JSON.parse(line) as T;
@@ -131,6 +137,7 @@ export function onJsonLines<T>(sock: Socket, onMessage: (msg: T) => void): void 
       }
       onMessage(msg);
     }
+    if (start < d.length) pieces.push(d.slice(start));
   });
 }
 

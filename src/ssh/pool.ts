@@ -9,7 +9,18 @@ export interface PoolOptions {
   channelsPerNode?: number;
   /** Per-command time limit. */
   commandTimeoutMs?: number;
+  /** How a connection is opened (tests). */
+  connect?: (target: SshTarget) => Promise<ssh2.Client>;
 }
+
+/**
+ * Handshakes under way at once, in this process (all pools: the keeper has one per node). A
+ * command on every node asks for every connection at once; unbounded, a thousand handshakes would
+ * share the CPU and the last ones could run out of their time limit (readyTimeout) before they
+ * got their turn.
+ */
+export const HANDSHAKES = 128;
+const handshakes = pLimit(HANDSHAKES);
 
 export class CommandTimeout extends Error {
   constructor(node: string, ms: number) {
@@ -45,7 +56,8 @@ export class SshPool {
   connection(node: string): Promise<ssh2.Client> {
     const e = this.entry(node);
     if (!e.client) {
-      const p = sshConnect(e.target);
+      const connect = this.options.connect ?? sshConnect;
+      const p = handshakes(() => connect(e.target));
       e.client = p;
       p.then(
         (c) => {

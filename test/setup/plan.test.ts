@@ -177,3 +177,18 @@ test('a layer that changes a path makes the later layers of the node script read
   t.deepEqual(changes, [`silver-changed: ${f}: mode 600, owner ${owner}`], 'layer two saw the mode layer one set');
   t.regex(out, /silver-layer-end: two 0/);
 });
+
+test('the node script assigns the variables all layers share once, and each layer still sees them', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  writeFileSync(join(root, 'lib.sh'), readFileSync(join(layersRoot(), 'lib.sh')));
+  for (const layer of ['one', 'two']) {
+    execFileSync('mkdir', ['-p', join(root, layer)]);
+    writeFileSync(join(root, layer, 'setup.sh'), 'echo "seen: $SILVER_LAYER $SILVER_HOSTS_LINES ${SILVER_ONLY:-}"\n');
+  }
+  const vars = (layer: string) => ({ SILVER_CHECK: '0', SILVER_LAYER: layer, SILVER_HOSTS_LINES: "10.0.0.1 a'b", ...(layer === 'two' ? { SILVER_ONLY: 'x' } : {}) });
+  const script = nodeScript(['one', 'two'].map((layer) => ({ layer, vars: vars(layer) })), root).toString();
+  t.is(script.split('\n').filter((l) => l.startsWith('SILVER_HOSTS_LINES=')).length, 1);
+  t.is(script.split('\n').filter((l) => l.startsWith('SILVER_LAYER=')).length, 2);
+  const out = execFileSync('sh', ['-s'], { input: script }).toString();
+  t.deepEqual(out.split('\n').filter((l) => l.startsWith('seen: ')), ["seen: one 10.0.0.1 a'b ", "seen: two 10.0.0.1 a'b x"]);
+});
