@@ -24,13 +24,24 @@ for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 ensure_user silver /home/silver /bin/sh
 ensure_dir /etc/silverlining 755 root:root
 ensure_dir /etc/silverlining/authorized_keys 755 root:root
-_had_keys=0
-[ -f /etc/silverlining/authorized_keys/silver ] && _had_keys=1
+_old_keys=''
+[ -f /etc/silverlining/authorized_keys/silver ] && { _slurp < /etc/silverlining/authorized_keys/silver; _old_keys=$_S; }
 ensure_known /etc/silverlining/authorized_keys/silver 644 root:root "$SILVER_AUTHORIZED_MD5" "$SILVER_AUTHORIZED"
-if [ "$CHANGED" = 1 ] && [ "$_had_keys" = 1 ] && [ "$CHECK" != 1 ]; then
-  # A key may have been taken away: what its owner left running as the deploy user (a session, a
-  # background process) ends with it, silver's own kept connections as the deploy user too.
-  pkill -KILL -u silver 2> /dev/null || true
+if [ "$CHANGED" = 1 ] && [ -n "$_old_keys" ] && [ "$CHECK" != 1 ]; then
+  # A key taken away: what its owner left running as the deploy user (a session, a background
+  # process) ends with it — silver's own kept connections as the deploy user too. (Keys only
+  # added: nothing ends.)
+  _removed=0 _rest=$_old_keys
+  while [ -n "$_rest" ]; do
+    _k=${_rest%%"$NL"*}
+    _rest=${_rest#*"$NL"}
+    [ -n "$_k" ] || continue
+    case "$NL$SILVER_AUTHORIZED" in *"$NL$_k$NL"*) ;; *) _removed=1 ;; esac
+  done
+  if [ "$_removed" = 1 ]; then
+    pkill -KILL -u silver 2> /dev/null || true
+    changed "ended the deploy user's processes (a key was taken away)"
+  fi
 fi
 # What a deployer could leave behind to keep access once their key is gone: ~/.ssh/rc (run at
 # every later login, silver's own included), forwarded sockets or ports, a crontab, lingering
