@@ -228,3 +228,23 @@ run('status shows per app the age of the last backup and of the last verified re
   t.is(k.code, 0, k.stdout + k.stderr);
   t.deepEqual((await listing()).map((b) => b.app), ['counter', 'hello']);
 });
+
+run("attack: an app that sets its database's search_path to put its own count() first gets nothing from the next backup's row counts: its role stays without superuser", async (t) => {
+  // The app owns its database: as its own role it adds an aggregate count(*) whose step function
+  // tries to make the app a superuser, and puts that schema first in the database's search_path.
+  const trap = [
+    'SET ROLE hello;',
+    'CREATE SCHEMA trap;',
+    "CREATE FUNCTION trap.step(bigint) RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN BEGIN EXECUTE 'ALTER ROLE hello SUPERUSER'; EXCEPTION WHEN others THEN NULL; END; RETURN $1 + 10; END $f$;",
+    "CREATE AGGREGATE trap.count(*) (sfunc = trap.step, stype = bigint, initcond = '0');",
+    'ALTER DATABASE hello SET search_path = trap, pg_catalog, public;',
+  ].join('\n');
+  await pg(trap);
+  t.is(await pg("SELECT rolsuper FROM pg_roles WHERE rolname = 'hello';"), 'f');
+  // (the trap works: a session with the database's own settings counts with it — 10 a row)
+  t.is((await pg('SET ROLE hello; SELECT count(*) FROM (VALUES (1), (2)) v;')).split('\n').pop(), '20');
+  const b = await silver(['backup', file, '--app', 'hello'], env);
+  t.is(b.code, 0, b.stderr);
+  t.is(await pg("SELECT rolsuper FROM pg_roles WHERE rolname = 'hello';"), 'f', 'the backup ran no code of the app as the superuser');
+  await pg('ALTER DATABASE hello RESET search_path; DROP SCHEMA trap CASCADE;');
+});
