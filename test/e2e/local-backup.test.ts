@@ -229,13 +229,15 @@ run('status shows per app the age of the last backup and of the last verified re
   t.deepEqual((await listing()).map((b) => b.app), ['counter', 'hello']);
 });
 
-run("attack: an app that sets its database's search_path to put its own count() first gets nothing from the next backup's row counts: its role stays without superuser", async (t) => {
+run("attack: an app that sets its database's search_path to put its own count() first gets nothing from the next backup's row counts: no shell command as postgres, no superuser", async (t) => {
   // The app owns its database: as its own role it adds an aggregate count(*) whose step function
   // tries to make the app a superuser, and puts that schema first in the database's search_path.
   const trap = [
     'SET ROLE hello;',
     'CREATE SCHEMA trap;',
-    "CREATE FUNCTION trap.step(bigint) RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN BEGIN EXECUTE 'ALTER ROLE hello SUPERUSER'; EXCEPTION WHEN others THEN NULL; END; RETURN $1 + 10; END $f$;",
+    // (run as the superuser, the step would run a shell command as the postgres user — the row
+    // counts' transaction is read-only, so ALTER ROLE would not do, but COPY TO PROGRAM does)
+    "CREATE FUNCTION trap.step(bigint) RETURNS bigint LANGUAGE plpgsql AS $f$ BEGIN BEGIN EXECUTE 'COPY (SELECT current_user) TO PROGRAM ''cat > /var/lib/postgresql/pwned'''; EXCEPTION WHEN others THEN NULL; END; BEGIN EXECUTE 'ALTER ROLE hello SUPERUSER'; EXCEPTION WHEN others THEN NULL; END; RETURN $1 + 10; END $f$;",
     "CREATE AGGREGATE trap.count(*) (sfunc = trap.step, stype = bigint, initcond = '0');",
     'ALTER DATABASE hello SET search_path = trap, pg_catalog, public;',
   ].join('\n');
@@ -246,5 +248,6 @@ run("attack: an app that sets its database's search_path to put its own count() 
   const b = await silver(['backup', file, '--app', 'hello'], env);
   t.is(b.code, 0, b.stderr);
   t.is(await pg("SELECT rolsuper FROM pg_roles WHERE rolname = 'hello';"), 'f', 'the backup ran no code of the app as the superuser');
+  t.is((await on(DB, 'test -e /var/lib/postgresql/pwned && cat /var/lib/postgresql/pwned || echo none')).trim(), 'none', 'no shell command ran as postgres');
   await pg('ALTER DATABASE hello RESET search_path; DROP SCHEMA trap CASCADE;');
 });
