@@ -99,6 +99,7 @@ async function one(n: number): Promise<string[]> {
       `  cold setup-node ${f(cold)}`,
       `  no-op setup-node ${f(noop)}`,
       failure ? `  update, rollout = 1, 25%, under load FAILED (rolled back): ${failure}; ${served.total} requests, ${served.failed} failed` : `  update, rollout = 1, 25%, under load ${f(update)}; ${served.total} requests, ${served.failed} failed`,
+      ...(served.failed ? [`  failed requests, first ones: ${served.failures.slice(0, 3).map((x) => x.replace(/\s+/g, ' ').slice(0, 100)).join(' | ')}`] : []),
       `  nodes' peak memory: ${peak.toFixed(0)} MB in all, ${(peak / n).toFixed(0)} MB a node`,
       `@${n} ${create.seconds} ${cold.seconds} ${noop.seconds} ${update.seconds} ${served.failed}`,
     ];
@@ -132,4 +133,5 @@ if (rows.length >= 2) {
   out.push(`targets: no phase worse than linear: ${linear ? 'met' : 'NOT met'}; update at ${b[0]} within 2x of ${a[0]}: ${update2x ? 'met' : 'NOT met'}; zero failed requests: ${failed === 0 ? 'met' : 'NOT met'}`);
 }
 console.log(out.join('\n'));
-writeSection('scale', 'scale: 10, 20 and 40 LXC nodes', 'sudo npm run bench:scale', out);
+const section = process.env['SILVER_BENCH_SECTION'] ?? 'scale';
+writeSection(section, `scale: ${SIZES.join(', ')} LXC nodes`, `sudo ${section === 'scale' ? '' : `SILVER_BENCH_SECTION=${section} `}${process.env['SILVER_BENCH_SIZES'] ? `SILVER_BENCH_SIZES=${SIZES.join(',')} ` : ''}npm run bench:scale`, out);
