@@ -149,8 +149,12 @@ export class SharedState {
       }
       await Promise.all(mine.map((a) => this.remote.exec(a.node, stateVerbs.unlock(token)).catch(() => undefined)));
       // Two runs that started together may each hold a minority: both back off a random moment
-      // and try again, so that one of them wins; a lock held whole by another run refuses at once.
-      if (held && mine.length > 0 && attempt < attempts) {
+      // and try again, so that one of them wins; a lock another run holds on a majority (the
+      // rest of its nodes not taken yet) refuses at once, like one it holds whole.
+      const byOther = new Map<string, number>();
+      for (const a of answers) if (a.outcome === 'held') byOther.set(a.token ?? '', (byOther.get(a.token ?? '') ?? 0) + 1);
+      const otherHasMajority = [...byOther.values()].some((n) => n >= this.majority);
+      if (held && mine.length > 0 && !otherHasMajority && attempt < attempts) {
         await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 700)));
         continue;
       }

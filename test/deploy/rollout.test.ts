@@ -460,6 +460,16 @@ test('lock races: a majority wins over a racing minority; a tie backs off and tr
     t.is(nodes.calls.filter((c) => c.node === A1 && c.argv[3] === 'lock').length, 5, 'tried five times');
     t.false(nodes.state.get(A1)?.has('lock') ?? false, 'gave back what it took');
   }
+  {
+    // Another run holds a majority and has not taken the rest yet: no backing off, refused at once.
+    const { ns, rt, nodes } = await fakeDeploy();
+    deployed(nodes);
+    for (const n of [A2, 'db.shop.test', 'balancer.shop.test']) nodes.state.set(n, new Map([['lock', `tokentokenother1 ${b64(other)}`]]));
+    const e = await update(ns, app, rt, opts).catch((x: Error) => x);
+    t.regex((e as Error).message, /is locked by bob@elsewhere/);
+    t.is(nodes.calls.filter((c) => c.node === A1 && c.argv[3] === 'lock').length, 1, 'tried once');
+    t.false(nodes.state.get(A1)?.has('lock') ?? false, 'gave back what it took');
+  }
 });
 
 test('after every app server switched, a failing prune is said and rolls nothing back', async (t) => {
