@@ -96,9 +96,9 @@ test('a missing nodeset file and an unknown command exit 2', async (t) => {
 
 test('silver plan warns about a baked image older than 30 days from its name alone (no provider call), and exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'silver-plan-'));
-  writeFileSync(join(dir, 'old.conf'), '[general]\nname = old\nbase_domain = o.com\n[provider]\nprovider = ec2\nregion = eu-west-1\n[appserver]\nimage = silver-image-old-appserver-20200101T0000Z\nlocations = http://o.com/ a\n[balancer]\nimage = ami-0123456789abcdef0\n');
+  writeFileSync(join(dir, 'old.conf'), '[general]\nname = old\nbase_domain = o.test\n[provider]\nprovider = ec2\nregion = eu-west-1\n[appserver]\nimage = silver-image-old-appserver-20200101T0000Z\nlocations = http://o.test/ a\n[balancer]\nimage = ami-0123456789abcdef0\n');
   const r = await silver(['plan', join(dir, 'old.conf')], { AWS_EC2_METADATA_DISABLED: 'true' });
   t.is(r.code, 0, r.stderr);
   t.regex(r.stderr, /^silver: image silver-image-old-appserver-20200101T0000Z was baked \d+ days ago: it lacks the security updates since; bake a new one \(silver image bake \S+old\.conf --role appserver\)\n$/);
-  t.regex(r.stdout, /^app1\.o\.com\s+appserver/m);
+  t.regex(r.stdout, /^app1\.o\.test\s+appserver/m);
 });

@@ -218,18 +218,18 @@ test('a balancer pair: nodes = 2 with virtual_address in the local subnet, outsi
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\ntls = acme\n`), ['/t/set.conf:11: nodes: a balancer pair needs virtual_address = ADDRESS (the address both hold in turn)']);
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.20\ntls = acme\n`), ['/t/set.conf:12: virtual_address: 10.213.9.20 must be in the local subnet 10.213.9.0/24, outside the range it gives nodes (.10-.250) and not the host\'s .1: 10.213.9.2-.9 or .251-.254']);
   t.deepEqual(errors(`${apps}[balancer]\nnodes = 3\ntls = acme\n`), ['/t/set.conf:11: nodes: a balancer tier has 1 node or a pair of 2']);
-  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\nacme_directory = http://insecure/dir\n`), ['/t/set.conf:14: acme_directory: "http://insecure/dir" must be an https:// URL of an ACME directory']);
+  t.deepEqual(errors(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = acme\nacme_directory = http://insecure.test/dir\n`), ['/t/set.conf:14: acme_directory: "http://insecure.test/dir" must be an https:// URL of an ACME directory']);
   t.is(load(`${apps}[balancer]\nnodes = 2\nvirtual_address = 10.213.9.5\ntls = pair.pem\n`, { '/t/pair.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n' }).tls?.mode, 'file', 'tls = FILE with a pair still works');
 });
 
 test('extends: a staging file may replace a whole section (inherit = false), and a [provider] naming another provider replaces the inherited one', (t) => {
-  const prod = `${base}[provider]\nprovider = rackspace\nusername = bob\nregion = DFW\n[appserver]\nnodes = 3\nsize = ram 1GB\nlocations = http://shop.com/ blog\n`;
+  const prod = `${base}[provider]\nprovider = rackspace\nusername = bob\nregion = DFW\n[appserver]\nnodes = 3\nsize = ram 1GB\nlocations = http://shop.test/ blog\n`;
   const files = { '/t/prod.conf': prod };
   // Before: the inherited rackspace keys were unknown keys for the local provider.
   const staging = load('[general]\nextends = prod.conf\nname = shop-staging\n[provider]\nprovider = local\n', files);
   t.is(staging.provider.type, 'local');
   t.is(staging.nodes.filter((n) => n.role === 'appserver').length, 3, 'other sections still merge key by key');
-  const small = load('[general]\nextends = prod.conf\n[appserver]\ninherit = false\nlocations = http://shop.com/ blog\n[provider]\nprovider = local\n', files);
+  const small = load('[general]\nextends = prod.conf\n[appserver]\ninherit = false\nlocations = http://shop.test/ blog\n[provider]\nprovider = local\n', files);
   t.deepEqual(small.nodes.filter((n) => n.role === 'appserver').map((n) => n.name), ['app1.shop.com'], 'nodes and size are not inherited');
   t.is(load('[general]\nextends = prod.conf\n[provider]\nprovider = rackspace\nregion = ORD\nsecret = x\n', files).provider.settings['username'], 'bob', 'the same provider merges');
   t.deepEqual(errors('[general]\nextends = prod.conf\n[appserver]\ninherit = maybe\n', files), ['/t/set.conf:4: inherit: must be true or false (false: this section replaces the inherited one whole), not "maybe"']);
