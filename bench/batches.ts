@@ -5,13 +5,13 @@
  * Run: npm run bench:batches   (writes its figures into bench/RESULTS.md)
  * Target (issue 16): batches in at most 0.75x the time of one at a time, zero failed requests.
  */
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startLoad } from '../test/helpers/load.js';
 import { benchNodeset } from './local-nodeset.js';
-import { writeSection } from './results.js';
+import { median, writeSection } from './results.js';
 
-const { dir, file, silver, silverAsync } = benchNodeset({ name: 'silverbench-b', domain: 'batch.test', bridge: 'silverb4', third: 244, appservers: 8 });
+const { dir, file, silver, silverAsync, cleanup } = benchNodeset({ name: 'silverbench-b', domain: 'batch.test', bridge: 'silverb4', third: 244, appservers: 8 });
 const plain = readFileSync(file, 'utf8');
 const setRollout = (spec: string) => writeFileSync(file, plain.replace('[appserver]\n', `[appserver]\nrollout = ${spec}\n`));
 
@@ -43,7 +43,6 @@ try {
       runs[spec]!.failed += l.failed;
     }
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const [one, batched] = [runs['1']!, runs['1, 25%']!];
   const ratio = median(batched.seconds) / median(one.seconds);
   const lines = [
@@ -55,10 +54,5 @@ try {
   console.log(lines.join('\n'));
   writeSection('batches-8', 'update: 8 app servers, one at a time vs batches', 'sudo npm run bench:batches', lines);
 } finally {
-  try {
-    silver('delete-node', '-y', file);
-  } catch {
-    /* gone */
-  }
-  rmSync(dir, { recursive: true, force: true });
+  cleanup();
 }

@@ -30,7 +30,7 @@ import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { table } from '../src/output/table.js';
 import { StateDir } from '../src/state.js';
-import { writeSection } from './results.js';
+import { median, writeSection } from './results.js';
 import type { RunResult, WorkerSettings } from './client-run.js';
 
 const SIZES = (process.env['BENCH_CLIENT_SIZES'] ?? '100,500,1000').split(',').map(Number);
@@ -141,7 +141,7 @@ function nodesetText(name: string, n: number): string {
   return [
     '[general]', `name = ${name}`, `base_domain = ${name}.test`,
     '[provider]', 'provider = ec2', 'region = eu-west-1',
-    '[appserver]', `nodes = ${n - 1}`, `locations = http://www.${name}.test/ hello`,
+    '[appserver]', `nodes = ${n - 1}`, `locations = http://site.${name}.test/ hello`,
     '[balancer]', '',
   ].join('\n');
 }
@@ -189,7 +189,6 @@ async function measure(sim: Lines, settings: WorkerSettings, n: number): Promise
   return { ...r, newConnections: s.connections, scriptKb: s.scriptBytes / n / 1024 };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const need = 2 * Math.max(...SIZES) + 256;

@@ -9,15 +9,14 @@
  * Target (issue 16): silver no slower than Fabric.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { benchNodeset } from './local-nodeset.js';
-import { writeSection } from './results.js';
+import { median, writeSection } from './results.js';
 
 const PY = '/usr/bin/python3';
 const b = benchNodeset({ name: 'silverbench-f', domain: 'fab.test', bridge: 'silverb6', third: 246, appservers: 8, env: { SILVER_PERSIST: '300' } });
-const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const RUNS = 7;
 
 function fabricVersion(): string {
@@ -64,10 +63,5 @@ try {
   console.log(lines.join('\n'));
   writeSection('fabric-10', 'fan-out: silver exec against Fabric, 10 nodes', 'sudo npm run bench:fabric', lines);
 } finally {
-  try {
-    b.silver('delete-node', '-y', b.file);
-  } catch {
-    /* gone */
-  }
-  rmSync(b.dir, { recursive: true, force: true });
+  b.cleanup();
 }

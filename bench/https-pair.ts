@@ -9,7 +9,7 @@
  * Run: sudo npm run bench:https   (writes its figures into bench/RESULTS.md)
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import { benchNodeset } from './local-nodeset.js';
 import { writeSection } from './results.js';
 
 const VIP = '10.213.238.5';
-const { dir, file, silver } = benchNodeset({ name: 'silverbench-t', domain: 'tls.test', bridge: 'silverb6', third: 238, appservers: 2, env: { SILVER_PERSIST: '0' } });
+const { dir, file, silver, cleanup } = benchNodeset({ name: 'silverbench-t', domain: 'tls.test', bridge: 'silverb6', third: 238, appservers: 2, env: { SILVER_PERSIST: '0' } });
 const sh = (cmd: string) => {
   const r = spawnSync('sh', ['-c', cmd], { cwd: dir });
   if (r.status !== 0) throw new Error(r.stderr.toString());
@@ -88,10 +88,5 @@ try {
   console.log(lines.join('\n'));
   writeSection('https-pair', 'the balancer tier: HTTPS and the pair', 'sudo npm run bench:https', lines);
 } finally {
-  try {
-    silver('delete-node', '-y', file);
-  } catch {
-    /* gone */
-  }
-  rmSync(dir, { recursive: true, force: true });
+  cleanup();
 }

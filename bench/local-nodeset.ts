@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,5 +35,14 @@ export function benchNodeset(opts: { name: string; domain: string; bridge: strin
     const { stdout } = await promisify(execFile)(process.execPath, ['bin/silver.js', ...args], { env, maxBuffer: 64 << 20 });
     return { seconds: (performance.now() - t0) / 1000, stdout };
   };
-  return { dir, file, env, silver, silverWith, silverAsync };
+  /** Its nodes deleted and its folder removed, whatever state a run left them in. */
+  const cleanup = (): void => {
+    try {
+      silver('delete-node', '-y', file);
+    } catch {
+      /* gone */
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { dir, file, env, silver, silverWith, silverAsync, cleanup };
 }

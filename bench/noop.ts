@@ -6,14 +6,13 @@
  * Run: npm run bench:noop   (writes its figures into bench/RESULTS.md)
  * Target (issue 16): the no-op within 1.25x of the floor, both ways.
  */
-import { cpSync, rmSync } from 'node:fs';
+import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchNodeset } from './local-nodeset.js';
-import { writeSection } from './results.js';
+import { median, writeSection } from './results.js';
 
 const kept = benchNodeset({ name: 'silverbench-n', domain: 'noop.test', bridge: 'silverb5', third: 245, appservers: 8, env: { SILVER_PERSIST: '300' } });
 const fresh = { ...kept, silver: (...args: string[]) => kept.silverWith({ SILVER_PERSIST: '0' }, ...args) };
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 try {
   kept.silver('delete-node', '-y', kept.file);
@@ -39,10 +38,5 @@ try {
   console.log(lines.join('\n'));
   writeSection('noop-10', 'no-op setup-node against the floor, 10 nodes', 'sudo npm run bench:noop', lines);
 } finally {
-  try {
-    kept.silver('delete-node', '-y', kept.file);
-  } catch {
-    /* gone */
-  }
-  rmSync(kept.dir, { recursive: true, force: true });
+  kept.cleanup();
 }

@@ -7,12 +7,11 @@
  * restore). Needs root (LXC).
  * Run: sudo npm run bench:phoenix   (writes its figures into bench/RESULTS.md)
  */
-import { rmSync } from 'node:fs';
 import { startLoad } from '../test/helpers/load.js';
 import { benchNodeset } from './local-nodeset.js';
 import { writeSection } from './results.js';
 
-const { dir, file, silver, silverAsync } = benchNodeset({ name: 'silverbench-p', domain: 'phoenix.test', bridge: 'silverb5', third: 239, appservers: 2, env: { SILVER_PERSIST: '0' } });
+const { file, silver, silverAsync, cleanup } = benchNodeset({ name: 'silverbench-p', domain: 'phoenix.test', bridge: 'silverb5', third: 239, appservers: 2, env: { SILVER_PERSIST: '0' } });
 const onDb = (command: string) => silver('exec', file, '--node', 'db.phoenix.test', '--', 'sh', '-c', command).stdout;
 
 try {
@@ -46,10 +45,5 @@ try {
   console.log(lines.join('\n'));
   writeSection('phoenix', 'backups and phoenix nodes', 'sudo npm run bench:phoenix', lines);
 } finally {
-  try {
-    silver('delete-node', '-y', file);
-  } catch {
-    /* gone */
-  }
-  rmSync(dir, { recursive: true, force: true });
+  cleanup();
 }

@@ -26,3 +26,8 @@ export function writeSection(id: string, title: string, command: string, lines: 
   text = a >= 0 && b > a ? text.slice(0, a) + body + text.slice(b + end.length) : `${text.trimEnd()}\n\n${body}\n`;
   writeFileSync(FILE, text);
 }
+
+/** The middle value of some timings (the upper one of an even count). */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}

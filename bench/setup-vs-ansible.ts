@@ -17,7 +17,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { containerName, DEFAULTS } from '../providers/local/config.js';
-import { writeSection } from './results.js';
+import { median, writeSection } from './results.js';
 
 const ROOT = process.cwd();
 const PLAYBOOK = join(ROOT, 'bench/ansible/site.yml');
@@ -380,7 +380,6 @@ function quietly<T>(other: Side, fn: () => T): T {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f2 = (x: number) => x.toFixed(2);
 
 function readInotify(): number {

@@ -7,17 +7,17 @@
  * silver's setup-node and updates on the same nodes first, then this one's.
  * Target (issue 16): half the time of the baseline, zero failed requests.
  */
-import { execFile } from 'node:child_process';
-import { cpSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { startLoad } from '../test/helpers/load.js';
 import { benchNodeset } from './local-nodeset.js';
-import { writeSection } from './results.js';
+import { median, writeSection } from './results.js';
 
 // (its proxy port 8843, as before: 8800 + 243 - 200)
-const { dir, file, env, silver } = benchNodeset({ name: 'silverbench-u', domain: 'bench.test', bridge: 'silverb3', third: 243, appservers: 3 });
+const { dir, file, env, silver, cleanup } = benchNodeset({ name: 'silverbench-u', domain: 'bench.test', bridge: 'silverb3', third: 243, appservers: 3 });
 const baseline = process.env['SILVER_BENCH_BASELINE'];
 
 function version(v: string): string {
@@ -62,8 +62,7 @@ async function side(label: string, bin: string, versions: string[]): Promise<{ l
     lines.push(`${label}: update under load (8 clients): ${r.seconds.toFixed(2)} s start to all active; ${l.total} requests, ${l.failed} failed`);
     lines.push(`  ${phases(r.stderr, r.seconds)}`);
   }
-  times.sort((a, b) => a - b);
-  return { lines, median: times[Math.floor(times.length / 2)]!, failed };
+  return { lines, median: median(times), failed };
 }
 
 try {
@@ -75,7 +74,8 @@ try {
     // (the baseline's own setup-node installs its helpers; this silver's installs its own after)
     const b = await side('baseline', join(baseline, 'bin/silver.js'), ['b1', 'b2', 'b3', 'b4']);
     before = b;
-    lines.push(`baseline: ${baseline}`, ...b.lines);
+    const commit = execFileSync('git', ['-C', baseline, 'rev-parse', '--short', 'HEAD']).toString().trim();
+    lines.push(`baseline: silver at commit ${commit}`, ...b.lines);
   }
   const now = await side('this silver', 'bin/silver.js', ['1', '2', '3', '4']);
   lines.push(...now.lines);
@@ -84,10 +84,5 @@ try {
   console.log(lines.join('\n'));
   writeSection('update-3', 'update: 3 app servers under load', `sudo ${baseline ? 'SILVER_BENCH_BASELINE=DIR ' : ''}npm run bench:update`, lines);
 } finally {
-  try {
-    silver('delete-node', '-y', file);
-  } catch {
-    /* gone */
-  }
-  rmSync(dir, { recursive: true, force: true });
+  cleanup();
 }
