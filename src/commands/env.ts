@@ -3,7 +3,7 @@ import { historyEntry, record } from '../deploy/history.js';
 import { freePort } from '../deploy/remote.js';
 import { beforeOf, Interrupted, redactSteps, Rollout, StepError, type NodeStep } from '../deploy/rollout.js';
 import { Session } from '../deploy/session.js';
-import { applyChanges, badSettingName, badSettingValue, envFile, fingerprint, valueFromInput, withSettings, type SettingChange } from '../deploy/settings.js';
+import { applyChanges, badSettingName, badSettingValue, envFile, fingerprint, passwordValues, valueFromInput, withSettings, type SettingChange } from '../deploy/settings.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Runtime } from '../runtime.js';
@@ -130,7 +130,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       const current = await readAppEnv(s, app);
       for (const v of Object.values(current.settings)) secretValues.add(v);
       // (and the services' passwords: the app may print its environment where silver repeats it)
-      for (const [k, v] of Object.entries(current.active ?? {})) if (/PASSWORD/.test(k) && v) secretValues.add(v);
+      for (const v of passwordValues(current.active ?? {})) secretValues.add(v);
       if (!opts.restart) {
         await writePending(s, app, mergePending(current.pending, changes));
         rt.io.err(`${app}: ${report.changed.join(', ')} staged on ${s.appservers.map((n) => n.name).join(', ')}; the next update (or env change) rolls ${changes.length === 1 ? 'it' : 'them'} out`);

@@ -6,7 +6,7 @@ import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../d
 import type { AppConfig } from '../app/app-ini.js';
 import { beforeOf, Halted, Interrupted, redactSteps, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
 import { freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
-import { envFile, withSettings } from '../deploy/settings.js';
+import { envFile, passwordValues, withSettings } from '../deploy/settings.js';
 import { folderVars, readAppEnv, writePending, type AppEnv } from '../deploy/app-env.js';
 import { appVersion, historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
@@ -366,7 +366,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         const port = freePort(all.flatMap((a) => a.instances.map((i) => i.port)));
         const envP = (async () => {
           const [secrets, current] = await Promise.all([servicesP, settingsP]);
-          for (const [k, v] of Object.entries(secrets)) if (/PASSWORD/.test(k)) secretValues.add(v);
+          for (const v of passwordValues(secrets)) secretValues.add(v);
           // The app's own settings (silver env) go on with it: those of the primary's active
           // instance, and any staged with --no-restart.
           appEnv = current;

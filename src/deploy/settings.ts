@@ -33,6 +33,11 @@ export function valueFromInput(key: string, data: Buffer): string {
   return data.toString('utf8').replace(/\r?\n$/, '');
 }
 
+/** The services' passwords among these variables (CONFIG_*_PASSWORD): values silver's messages never show. */
+export function passwordValues(vars: Readonly<Record<string, string>>): string[] {
+  return Object.entries(vars).flatMap(([k, v]) => (/PASSWORD/.test(k) && v ? [v] : []));
+}
+
 /** A short fingerprint of a value (changes when it changes; never the value). */
 export function fingerprint(app: string, key: string, value: string): string {
   return createHash('sha256').update(`${app}\0${key}\0${value}`).digest('hex').slice(0, 12);
