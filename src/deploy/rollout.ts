@@ -221,53 +221,56 @@ export class Rollout {
     const batched = plan.some((b) => b.length > 1);
     let warming: Promise<unknown> = Promise.resolve();
     try {
-      await this.activateBatches(plan, batched, activate, () => {
+      for (const [i, batch] of plan.entries()) {
         // Once the primary serves it (its update_fetch done), the others start the new instance
         // at once, so that each one's turn finds it listening; nothing switches before its turn.
-        if (warm) warming = Promise.all(plan.slice(1).flat().map((n) => warm(n).catch(() => undefined)));
-      });
+        if (i === 1 && warm) warming = Promise.all(plan.slice(1).flat().map((n) => warm(n).catch(() => undefined)));
+        if (batched) this.s.rt.io.err(`batch ${i + 1} of ${plan.length} (rollout = ${formatRollout(this.s.ns.rollout!)}): ${batch.join(', ')}`);
+        await this.activateBatch(batch, activate);
+      }
     } finally {
       await warming;
     }
   }
 
-  private async activateBatches(plan: string[][], batched: boolean, activate: (node: string) => Promise<void>, afterFirst: () => void): Promise<void> {
-    for (const [i, batch] of plan.entries()) {
-      if (i === 1) afterFirst();
-      if (batched) this.s.rt.io.err(`batch ${i + 1} of ${plan.length} (rollout = ${formatRollout(this.s.ns.rollout!)}): ${batch.join(', ')}`);
-      let failed: StepError | null = null;
-      await Promise.all(
-        batch.map(async (node) => {
-          try {
-            await activate(node);
-          } catch (e) {
-            const err = e instanceof StepError ? e : new StepError('activate', node, (e as Error).message);
-            if (!failed) {
-              failed = err;
-              this.halt = err;
-            } else if (!(err instanceof Halted)) {
-              this.say(node, `${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
-              this.steps.push({ node, step: err.step, ok: false, detail: err.message });
-            }
+  /** One batch's members at once; the first failure halts the others and is thrown. */
+  private async activateBatch(batch: readonly string[], activate: (node: string) => Promise<void>): Promise<void> {
+    let failed: StepError | null = null;
+    await Promise.all(
+      batch.map(async (node) => {
+        try {
+          await activate(node);
+        } catch (e) {
+          const err = e instanceof StepError ? e : new StepError('activate', node, (e as Error).message);
+          if (!failed) {
+            failed = err;
+            this.halt = err;
+          } else if (!(err instanceof Halted)) {
+            this.say(node, `${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
+            this.steps.push({ node, step: err.step, ok: false, detail: err.message });
           }
-        }),
-      );
-      if (failed) throw failed;
-    }
+        }
+      }),
+    );
+    if (failed) throw failed;
+  }
+
+  /** The instance started and listening on the node (starting a running one again is a no-op). */
+  private async startListening(node: string, instance: string): Promise<void> {
+    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
+    await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
   }
 
   /** The new instance started on a node ahead of its turn (its activation starts it again: a no-op). */
   async warm(node: string, instance: string): Promise<void> {
     this.begun.add(node);
-    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
-    await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
+    await this.startListening(node, instance);
   }
 
   /** Start, listen, update_fetch, health check, switch; then the old instance stops after the grace. */
   async activate(node: string, instance: string, role: UpdateRole, fetches: readonly FetchStep[], health: string, old: string | null): Promise<void> {
     this.begun.add(node);
-    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
-    await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
+    await this.startListening(node, instance);
     for (const f of fetches) {
       const name = f.kind === 'path' ? `update_fetch ${f.path}` : `update_fetch script:${f.command}`;
       const argv = f.kind === 'path' ? deployVerbs.fetch(this.app, instance, f.path, role) : deployVerbs.fetchScript(this.app, instance, role, f.command);
@@ -293,8 +296,7 @@ export class Rollout {
       this.say(node, `migrate: ${m.command}`);
       await this.step('migrate', node, () => this.s.remote.stream(node, 'migrate', deployVerbs.migrate(this.app, instance, m.command), (line) => this.say(node, `migrate: ${line}`)));
     } else {
-      await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
-      await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
+      await this.startListening(node, instance);
       await this.step('migrate', node, () => this.run(node, `migrate ${m.path}`, deployVerbs.migratePath(this.app, instance, m.path)));
     }
     this.say(node, 'migration done');
