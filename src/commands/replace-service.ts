@@ -1,4 +1,3 @@
-import { parseEnvFile } from '../deploy/settings.js';
 import { Stopped, underDeployLock } from '../backup/lock.js';
 import { compareCounts } from '../backup/manifest.js';
 import { readBackupsRecord } from '../backup/record.js';
@@ -6,6 +5,7 @@ import { backupsBase, resolveBackup, type StoredBackup } from '../backup/store.j
 import { applyMode, clearMode, readModes, type ModeEntry } from '../deploy/modes.js';
 import { exportInstance } from '../deploy/replicate.js';
 import { Session } from '../deploy/session.js';
+import { parseEnvFile } from '../deploy/settings.js';
 import type { Versioned } from '../deploy/shared-state.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset, NodeSpec } from '../nodeset/types.js';

@@ -1,6 +1,6 @@
-import { ofApp, waitServing } from '../deploy/balancer-wait.js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { ofApp, waitServing } from '../deploy/balancer-wait.js';
 import { contentSums, type ContentSums } from '../deploy/content.js';
 import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../deploy/modes.js';
 import type { AppConfig } from '../app/app-ini.js';
