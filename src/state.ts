@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyPair } from './provider.js';
 import { ed25519Pair } from './ssh/keygen.js';
@@ -26,16 +26,7 @@ export class StateDir {
 
   /** The deploy key pair, generated (ed25519) on first use. */
   deployKey(): KeyPair {
-    const dir = this.ensure(this.root);
-    const priv = join(dir, 'id_ed25519');
-    const pub = `${priv}.pub`;
-    if (!existsSync(priv) || !existsSync(pub)) {
-      const pair = ed25519Pair('silver-deploy');
-      writeFileSync(priv, pair.private, { mode: 0o600 });
-      writeFileSync(pub, `${pair.public}\n`, { mode: 0o644 });
-    }
-    chmodSync(priv, 0o600);
-    return { private: readFileSync(priv, 'utf8'), public: readFileSync(pub, 'utf8').trim() };
+    return this.keyPair(join(this.ensure(this.root), 'id_ed25519'), 'silver-deploy');
   }
 
   /**
@@ -44,11 +35,23 @@ export class StateDir {
    * where the public half may only run the receiving helper.
    */
   backupKey(nodeset: string): KeyPair {
-    const dir = this.ensure(join(this.root, 'backup-keys'));
-    const priv = join(dir, `${nodeset}_ed25519`);
+    return this.keyPair(join(this.ensure(join(this.root, 'backup-keys')), `${nodeset}_ed25519`), `silver-backup-${nodeset}`);
+  }
+
+  /**
+   * A balancer pair's key (tls = acme; ed25519, generated on first use): both balancers hold it;
+   * with it the one that renewed hands the certificate to the other, where it may run
+   * `silver-acme import` and nothing else.
+   */
+  acmePeerKey(nodeset: string): KeyPair {
+    return this.keyPair(join(this.ensure(join(this.root, 'nodesets', nodeset)), 'acme-peer_ed25519'), `silver-acme-${nodeset}`);
+  }
+
+  /** The key pair in PRIV and PRIV.pub (private half 0600), generated on first use. */
+  private keyPair(priv: string, comment: string): KeyPair {
     const pub = `${priv}.pub`;
     if (!existsSync(priv) || !existsSync(pub)) {
-      const pair = ed25519Pair(`silver-backup-${nodeset}`);
+      const pair = ed25519Pair(comment);
       writeFileSync(priv, pair.private, { mode: 0o600 });
       writeFileSync(pub, `${pair.public}\n`, { mode: 0o644 });
     }
@@ -57,30 +60,32 @@ export class StateDir {
   }
 
   /**
-   * A balancer's ACME account and certificates (base64 of silver-acme's export), kept so that a
-   * rebuilt balancer gets them back; root's secrets, so 0600. Each balancer of a pair has its own
-   * (`tls-state.NODE`); the one file of a single balancer from before (`tls-state`) is read when a
-   * balancer has none of its own (its certificates are for the same names). null: none kept yet.
+   * The balancers' ACME account and certificate (the `export` bundle of silver-acme: base64), kept
+   * so that a rebuilt balancer gets them back; root's secrets, so 0600. One for the nodeset: a
+   * pair shares one certificate. Files of earlier releases are read when there is none:
+   * `tls-state.NODE` (a pair's balancers had one each: the first found) and `tls-state`.
+   * null: none kept yet.
    */
-  tlsState(nodeset: string, node: string): string | null {
+  tlsState(nodeset: string): string | null {
     const dir = join(this.root, 'nodesets', nodeset);
-    for (const file of [join(dir, `tls-state.${node}`), join(dir, 'tls-state')]) {
-      const value = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+    const older = existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith('tls-state.') && !f.endsWith('.new')).sort() : [];
+    for (const file of ['tls-state', ...older]) {
+      const value = existsSync(join(dir, file)) ? readFileSync(join(dir, file), 'utf8').trim() : '';
       if (value) return value;
     }
     return null;
   }
 
-  keepTlsState(nodeset: string, node: string, value: string): void {
+  keepTlsState(nodeset: string, value: string): void {
     const dir = this.ensure(join(this.root, 'nodesets', nodeset));
-    const file = join(dir, `tls-state.${node}`);
+    const file = join(dir, 'tls-state');
     const current = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
     if (current !== value.trim()) {
       writeFileSync(`${file}.new`, `${value.trim()}\n`, { mode: 0o600 });
       renameSync(`${file}.new`, file);
     }
-    // (the single balancer's file from before: its balancer keeps its own now)
-    rmSync(join(dir, 'tls-state'), { force: true });
+    // (each balancer's own of an earlier release: the pair shares this one now)
+    for (const f of readdirSync(dir)) if (f.startsWith('tls-state.')) rmSync(join(dir, f), { force: true });
   }
 
   /** A place for a provider's own files (images, bridge state), created on demand. */

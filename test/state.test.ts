@@ -1,28 +1,40 @@
 import test from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StateDir } from '../src/state.js';
 
-// The ACME state silver keeps per balancer (a pair's two each have their own account and
-// certificates); the one file of a single balancer from before is read until a balancer has its own.
+// The ACME state silver keeps: one for the nodeset (a pair shares one certificate); the files of
+// earlier releases (each balancer its own, or one unnamed) are read until it has one, then removed.
 
-test('each balancer its own tls state, 0600; the older single file is read for a balancer without one, and removed once it has', (t) => {
+test('one tls state, 0600; the files of earlier releases are read until there is one, then removed', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'silver-tls-state-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const state = new StateDir(root);
-  t.is(state.tlsState('ns', 'balancer1.p.test'), null);
+  t.is(state.tlsState('ns'), null);
   const dir = join(root, 'nodesets', 'ns');
   mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'tls-state.balancer2.p.test'), 'VFdP\n');
+  writeFileSync(join(dir, 'tls-state.balancer1.p.test'), 'T05F\n');
+  t.is(state.tlsState('ns'), 'T05F', "a balancer's own of an earlier release (the first)");
   writeFileSync(join(dir, 'tls-state'), 'T0xE\n');
-  t.is(state.tlsState('ns', 'balancer1.p.test'), 'T0xE', 'the older file, for a balancer without its own');
-  state.keepTlsState('ns', 'balancer1.p.test', 'T05F\n');
-  state.keepTlsState('ns', 'balancer2.p.test', 'VFdP');
-  t.is(state.tlsState('ns', 'balancer1.p.test'), 'T05F');
-  t.is(state.tlsState('ns', 'balancer2.p.test'), 'VFdP', 'not the peer\'s');
-  t.false(existsSync(join(dir, 'tls-state')), 'the older file is gone');
-  t.is(state.tlsState('ns', 'balancer3.p.test'), null);
-  for (const b of ['balancer1.p.test', 'balancer2.p.test']) t.is(statSync(join(dir, `tls-state.${b}`)).mode & 0o777, 0o600);
+  t.is(state.tlsState('ns'), 'T0xE');
+  state.keepTlsState('ns', 'TkVX\n');
+  t.is(state.tlsState('ns'), 'TkVX');
+  t.deepEqual(readdirSync(dir).filter((f) => f.startsWith('tls-state')), ['tls-state'], 'the older files are gone');
+  t.is(statSync(join(dir, 'tls-state')).mode & 0o777, 0o600);
+  t.is(state.tlsState('other'), null);
+});
+
+test('the pair key: made once, kept, private half 0600', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-state-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const state = new StateDir(root);
+  const k = state.acmePeerKey('ns');
+  t.regex(k.public, /^ssh-ed25519 \S+ silver-acme-ns$/);
+  t.deepEqual(state.acmePeerKey('ns'), k);
+  t.is(statSync(join(root, 'nodesets', 'ns', 'acme-peer_ed25519')).mode & 0o777, 0o600);
+  t.notDeepEqual(state.backupKey('ns'), k);
 });
 
 test('pinAll pins many host keys in one write, keeping the ones pinned before', (t) => {

@@ -100,6 +100,26 @@ else
   ensure_absent /etc/silverlining/acme.conf
 fi
 
+# A pair with tls = acme shares one certificate: the one that renews hands it to the other over
+# SSH with the pair's key (root's file here), as user silver-acme, which may run `silver-acme
+# import` through one sudo rule and nothing else (its authorized key: restrict, from the other's
+# address, that forced command); the other's host key pinned by silver.
+if [ -n "$SILVER_ACME_PEER" ]; then
+  ensure_user silver-acme /var/lib/silverlining/acme-peer /bin/sh
+  ensure_known /etc/silverlining/authorized_keys/silver-acme 644 root:root "$SILVER_ACME_RECEIVE_KEYS_MD5" "$SILVER_ACME_RECEIVE_KEYS"
+  ensure_file /etc/sudoers.d/silver-acme 440 root:root <<'EOT'
+# managed by silver: the other balancer of the pair hands its certificate over, nothing else
+silver-acme ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/silver-acme import
+EOT
+  ensure_known /etc/silverlining/acme-peer.key 600 root:root "$SILVER_ACME_PEER_KEY_MD5" "$SILVER_ACME_PEER_KEY"
+  ensure_known /etc/silverlining/acme-peer.known 644 root:root "$SILVER_ACME_PEER_KNOWN_MD5" "$SILVER_ACME_PEER_KNOWN"
+else
+  ensure_absent /etc/silverlining/authorized_keys/silver-acme
+  ensure_absent /etc/sudoers.d/silver-acme
+  ensure_absent /etc/silverlining/acme-peer.key
+  ensure_absent /etc/silverlining/acme-peer.known
+fi
+
 # The configuration is rendered by silver from the locations and the app servers, as wiring
 # lists them in nodeset.conf; checked by haproxy before it replaces the running one, in root's
 # own /run/silverlining (a name in the shared /tmp could be a planted link).
@@ -136,7 +156,8 @@ else
 fi
 
 # With tls = acme, a certificate for every host name (asked of the ACME server only for a host
-# without one: renewals are the timer's).
+# without one: renewals are the timer's). Of a pair only the first balancer orders here
+# (SILVER_ACME_ORDER); silver gives the other the same certificate right after the layers.
 if [ "$SILVER_TLS" = acme ]; then
   _need=''
   for _h in $SILVER_TLS_HOSTS; do [ -e "/etc/haproxy/certs/$_h.pem" ] || _need="$_need $_h"; done
@@ -149,9 +170,9 @@ if [ "$SILVER_TLS" = acme ]; then
       for _h in $SILVER_TLS_HOSTS; do [ -e "/etc/haproxy/certs/$_h.pem" ] || _need="$_need $_h"; done
     fi
   fi
-  if [ -n "$_need" ]; then
+  if [ -n "$_need" ] && [ "$SILVER_ACME_ORDER" = 1 ]; then
     changed "certificates for$_need (from the ACME server)"
-    act /usr/local/lib/silverlining/bin/silver-acme run >&2 || { echo "no certificate for$_need from the ACME server (see above)" >&2; exit 1; }
+    act /usr/local/lib/silverlining/bin/silver-acme run --local >&2 || { echo "no certificate for$_need from the ACME server (see above)" >&2; exit 1; }
   fi
 fi
 true

@@ -48,7 +48,7 @@ fi
 # user services.
 ensure_absent /var/spool/cron/crontabs/silver
 ensure_absent /var/lib/systemd/linger/silver
-_sshd="Match User silver,silver-backup
+_sshd="Match User silver,silver-backup,silver-acme
 	AuthorizedKeysFile /etc/silverlining/authorized_keys/%u
 	PermitUserRC no
 	DisableForwarding yes

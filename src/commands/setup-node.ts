@@ -12,6 +12,8 @@ import { sanitizeModes, type ModeState } from '../deploy/modes.js';
 import type { AppsRecord } from './update.js';
 import { LOCATION_PATH } from '../nodeset/values.js';
 import { tail } from '../util/exec.js';
+import { tlsWiring, type TlsWiring } from '../setup/acme-pair.js';
+import { shareTls } from './setup-tls.js';
 
 export interface LayerResult {
   layer: string;
@@ -58,16 +60,16 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   try {
     const { health, modes } = await balancerState(ns, pool, addressed, rt);
     const backup = backupWiringOf(ns, rt, addressed);
-    // (each balancer its own: a pair's two have an ACME client each)
-    const tlsState = (node: AddressedNode) => (ns.tls?.mode === 'acme' && node.role === 'balancer' ? rt.state.tlsState(ns.name, node.name) : null);
+    const tls = tlsWirings(ns, rt, addressed);
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tlsState(node)));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null));
         }),
       ),
     );
-    if (ns.tls?.mode === 'acme' && !opts.dryRun) await keepTls(ns, rt, pool, addressed, results, users);
+    const ordered = new Set([...tls].filter(([, w]) => w.order).map(([name]) => name));
+    if (ns.tls?.mode === 'acme' && !opts.dryRun) await shareTls(ns, rt, pool, addressed, results, users, ordered);
   } finally {
     await pool.close();
   }
@@ -79,25 +81,17 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   };
 }
 
-/**
- * tls = acme: the ACME account and certificates of each balancer that set up fine, kept in
- * silver's state (0600), each under its own name, so that a rebuilt balancer gets its own back
- * instead of asking the ACME server again. A failure here is said, not fatal.
- */
-async function keepTls(ns: Nodeset, rt: Runtime, pool: NodeExecutor, all: readonly AddressedNode[], results: ReadonlyMap<string, NodeSetupResult>, users: ReadonlyMap<string, string>): Promise<void> {
-  const balancers = all.filter((n) => n.role === 'balancer' && results.get(n.name)?.status !== 'failed');
-  await Promise.all(balancers.map((b) => keepTlsOf(ns, rt, pool, b, users)));
-}
-
-async function keepTlsOf(ns: Nodeset, rt: Runtime, pool: NodeExecutor, b: AddressedNode, users: ReadonlyMap<string, string>): Promise<void> {
-  const cmd = `${users.get(b.name) === 'root' ? '' : 'sudo -n '}/usr/local/lib/silverlining/bin/silver-acme export`;
-  const r = await pool.exec(b.name, cmd).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
-  const value = r.stdout.trim();
-  if (r.code !== 0 || !/^[A-Za-z0-9+/=]+$/.test(value)) {
-    rt.io.err(`${b.name}: the certificates were not kept in silver's state (${tail(r.stderr, 1) || 'no answer'}); a rebuilt balancer would ask the ACME server again`);
-    return;
+/** tls = acme: each balancer's wiring (acme-pair.ts), by name. */
+function tlsWirings(ns: Nodeset, rt: Runtime, all: readonly AddressedNode[]): Map<string, TlsWiring> {
+  const out = new Map<string, TlsWiring>();
+  if (ns.tls?.mode !== 'acme') return out;
+  const state = rt.state.tlsState(ns.name);
+  const hostKeys = rt.state.pinnedKeys(ns.name);
+  for (const node of all) {
+    const w = tlsWiring(ns, node, all, state, () => rt.state.acmePeerKey(ns.name), hostKeys);
+    if (w) out.set(node.name, w);
   }
-  rt.state.keepTlsState(ns.name, b.name, value);
+  return out;
 }
 
 /** The scheduled backups' key and copy node, when the nodeset schedules any (see backup-wiring.ts). */
@@ -129,7 +123,7 @@ async function balancerState(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNo
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tlsState: string | null,
+  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tls: TlsWiring | null,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -149,7 +143,7 @@ async function setupOne(
   };
   let script: Buffer;
   try {
-    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup, tlsState) })));
+    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup, tls) })));
   } catch (e) {
     return fail(names[0]!, (e as Error).message);
   }

@@ -1,5 +1,6 @@
 import { keepalivedConf, vrrpPeer } from './keepalived.js';
 import { backupVars, type BackupWiring } from './backup-wiring.js';
+import { tlsWiringVars, type TlsWiring } from './acme-pair.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { layerPackages, layersRoot } from '../layers.js';
@@ -59,8 +60,8 @@ export function layerVars(
   appHealth: ReadonlyMap<string, string> = new Map(),
   modes: ModeState | null = null,
   backup: BackupWiring | null = null,
-  /** The balancer's ACME account and certificates silver kept (tls = acme), or null. */
-  tlsState: string | null = null,
+  /** tls = acme on a balancer: what silver kept, whether it orders, the pair's hand-over (acme-pair.ts). */
+  tls: TlsWiring | null = null,
 ): Record<string, string> {
   const list = nodeList(all);
   const apps = [...new Set(ns.locations.map((l) => l.app))];
@@ -82,7 +83,7 @@ export function layerVars(
     SILVER_NODESET_CONF_MD5: list.confMd5,
     ...roleUnits(node.role),
     ...firewall(ns, all, node, list),
-    ...renderedFiles(ns, layer, list.appservers, appHealth, node, all, tlsState),
+    ...renderedFiles(ns, layer, list.appservers, appHealth, node, all, tls),
     ...(layer === 'balancer' ? modeVars(modes) : {}),
     ...backupVars(ns, node, layer, backup),
   };
@@ -168,11 +169,11 @@ function roleUnits(role: string): Record<string, string> {
 }
 
 /** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
-function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[], tlsState: string | null): Record<string, string> {
+function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[], tls: TlsWiring | null): Record<string, string> {
   if (layer === 'appserver') return fileVars('SILVER_NGINX_CONF', nginxFrontConf(ns));
   if (layer === 'balancer') {
     const vrrp = keepalivedConf(ns, node, all);
-    return { ...fileVars('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns, node, all))), ...tlsVars(ns, tlsState), SILVER_VRRP: vrrp ? '1' : '0', ...fileVars('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
+    return { ...fileVars('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns, node, all))), ...tlsVars(ns, tls), SILVER_VRRP: vrrp ? '1' : '0', ...fileVars('SILVER_KEEPALIVED_CONF', vrrp ?? '') };
   }
   return {};
 }
@@ -192,16 +193,18 @@ function tlsOf(ns: Nodeset, node: AddressedNode, all: readonly AddressedNode[]):
  * reads (acme.conf: the ACME server, the hosts, a pair's virtual address; the ACME server's CA
  * bundle), for a file the PEM (a secret: only here, in the node script on standard input).
  */
-function tlsVars(ns: Nodeset, tlsState: string | null): Record<string, string> {
+function tlsVars(ns: Nodeset, wiring: TlsWiring | null): Record<string, string> {
   const tls = ns.tls;
   if (!tls) return { SILVER_TLS: 'off' };
   const base = { SILVER_TLS: tls.mode, SILVER_TLS_HOSTS: tls.hosts.join(' ') };
   if (tls.mode === 'file') return { ...base, ...fileVars('SILVER_TLS_PEM', tls.pem!.reveal()) };
   const a = tls.acme!;
-  // (a pair: the ACME server validates at the virtual address; silver-acme checks that it passes
-  // a validation request on to this balancer before it orders)
-  const conf = [`directory ${a.directory}`, `email ${a.email ?? '-'}`, `ca ${a.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...(ns.virtualAddress ? [`via ${ns.virtualAddress}`] : []), ...tls.hosts.map((h) => `host ${h}`), ''].join('\n');
-  return { ...base, ...fileVars('SILVER_ACME_CONF', conf), ...fileVars('SILVER_ACME_CA', a.ca ?? ''), SILVER_TLS_STATE: tlsState ?? '' };
+  // (a pair: the ACME server validates at the virtual address, which decides which balancer
+  // renews; silver-acme checks that it passes a validation request on to this balancer before it
+  // orders, and hands the certificate to the peer)
+  const peer = wiring?.peer?.address;
+  const conf = [`directory ${a.directory}`, `email ${a.email ?? '-'}`, `ca ${a.ca ? '/etc/silverlining/acme-ca.pem' : '-'}`, ...(ns.virtualAddress ? [`via ${ns.virtualAddress}`] : []), ...(peer ? [`peer ${peer}`] : []), ...tls.hosts.map((h) => `host ${h}`), ''].join('\n');
+  return { ...base, ...fileVars('SILVER_ACME_CONF', conf), ...fileVars('SILVER_ACME_CA', a.ca ?? ''), ...tlsWiringVars(wiring ?? { state: null, order: true, peer: null }) };
 }
 
 /** What `make` gives for `key`, made once (the layers' files do not change while silver runs). */

@@ -22,6 +22,20 @@ function tree() {
 }
 const acme = (p: ReturnType<typeof tree>, verb: string, input?: string) => spawnSync('python3', [p.script, verb], { input, encoding: 'utf8' });
 
+/** A self-signed certificate for `host` ending in `days` days, with its key: as HAProxy takes it (chain, then key). */
+function pem(host: string, days: number, key?: string): string {
+  const d = mkdtempSync(join(tmpdir(), 'silver-acme-pem-'));
+  try {
+    if (key) writeFileSync(join(d, 'k'), key);
+    else execFileSync('openssl', ['genpkey', '-algorithm', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(d, 'k')], { stdio: 'ignore' });
+    execFileSync('openssl', ['req', '-x509', '-key', join(d, 'k'), '-days', String(days), '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-out', join(d, 'c')], { stdio: 'ignore' });
+    return readFileSync(join(d, 'c'), 'utf8') + readFileSync(join(d, 'k'), 'utf8');
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+}
+const keyOf = (chainAndKey: string) => chainAndKey.slice(chainAndKey.indexOf('-----BEGIN PRIVATE KEY-----'));
+
 test('export then import on a new balancer: the account and the certificate come back, root-only', (t) => {
   const a = tree();
   const b = tree();
@@ -31,15 +45,57 @@ test('export then import on a new balancer: the account and the certificate come
   mkdirSync(join(a.base, 'certs/secure.test'), { recursive: true });
   writeFileSync(join(a.base, 'certs/secure.test/cert-1.pem'), 'CERT');
   execFileSync('ln', ['-s', 'cert-1.pem', join(a.base, 'certs/secure.test/cert.pem')]);
-  writeFileSync(join(a.certs, 'secure.test.pem'), 'CHAIN AND KEY');
+  const cert = pem('secure.test', 80);
+  writeFileSync(join(a.certs, 'secure.test.pem'), cert);
   const out = acme(a, 'export');
   t.is(out.status, 0, out.stderr);
+  const [head, body] = out.stdout.trim().split('\n');
+  const st = JSON.parse(head!)['secure.test'];
+  t.true(Math.abs(st.end - (Date.now() / 1000 + 80 * 86400)) < 3600, 'the status line: when it ends');
+  t.regex(st.sha256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  t.regex(body!, /^[A-Za-z0-9+/=]+$/);
   const r = acme(b, 'import', out.stdout);
   t.is(r.status, 0, r.stderr);
-  t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), 'CHAIN AND KEY');
+  t.regex(r.stdout, /certificates installed for secure\.test/);
+  t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), cert);
   t.is(readFileSync(join(b.base, 'accounts/abc/account_key.pem'), 'utf8'), 'ACCOUNT KEY');
-  t.is(readFileSync(join(b.base, 'certs/secure.test/cert.pem'), 'utf8'), 'CERT', 'the link inside its folder is kept');
+  t.false(existsSync(join(b.base, 'certs')), "dehydrated's own copies are not handed on");
   t.is(spawnSync('stat', ['-c', '%a', join(b.certs, 'secure.test.pem')], { encoding: 'utf8' }).stdout.trim(), '600');
+});
+
+test('import (the hand-over of a pair): a newer certificate replaces the one here, an older one, one for another name or with a key not its own never does', (t) => {
+  const a = tree();
+  const b = tree();
+  t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
+  const here = pem('secure.test', 40);
+  writeFileSync(join(b.certs, 'secure.test.pem'), here);
+  const give = (content: string) => {
+    writeFileSync(join(a.certs, 'secure.test.pem'), content);
+    return acme(b, 'import', acme(a, 'export').stdout);
+  };
+  const older = give(pem('secure.test', 20));
+  t.is(older.status, 0, older.stderr);
+  t.regex(older.stdout, /secure\.test: kept the one here \(not newer than the one here\)/);
+  t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), here);
+  const other = pem('other.test', 90);
+  const wrongName = give(other);
+  t.regex(wrongName.stdout, /kept the one here \(not a certificate for secure\.test\)/);
+  const newer = pem('secure.test', 90);
+  const wrongKey = give(newer.slice(0, newer.indexOf('-----BEGIN PRIVATE KEY-----')) + keyOf(other));
+  t.regex(wrongKey.stdout, /kept the one here \(its key does not match it\)/);
+  t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), here, 'none of them replaced it');
+  const ok = give(newer);
+  t.is(ok.status, 0, ok.stderr);
+  t.regex(ok.stdout, /certificates installed for secure\.test/);
+  t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), newer);
+  // A balancer with none refuses a bad one outright (nothing to keep).
+  const c = tree();
+  t.teardown(() => rmSync(c.dir, { recursive: true, force: true }));
+  writeFileSync(join(a.certs, 'secure.test.pem'), other);
+  const none = acme(c, 'import', acme(a, 'export').stdout);
+  t.not(none.status, 0);
+  t.regex(none.stderr, /haproxy\/secure\.test\.pem: not a certificate for secure\.test/);
+  t.false(existsSync(join(c.certs, 'secure.test.pem')));
 });
 
 test('a hostile archive is refused: members out of their folders, links that leave them, certificates of other hosts', (t) => {
@@ -61,6 +117,12 @@ test('a hostile archive is refused: members out of their folders, links that lea
     const r = acme(p, 'import', make(script));
     t.not(r.status, 0, what);
     t.regex(r.stderr, re, what);
+  }
+  // Not a bundle at all (what a shell command sent with the pair's key amounts to).
+  for (const input of ['id\n', 'aWQK\n', '']) {
+    const r = acme(p, 'import', input);
+    t.is(r.status, 1, input);
+    t.regex(r.stderr, /^silver-acme: import: standard input holds no bundle of silver-acme export\n$/, input);
   }
   // A member below a link of the archive (certs/a -> b, then certs/a/x: tar writes it wherever a leads).
   const below = execFileSync('python3', ['-c', `
