@@ -104,7 +104,7 @@ fi
 # SSH with the pair's key (root's file here), as user silver-acme, which may run `silver-acme
 # import` through one sudo rule and nothing else (its authorized key: restrict, from the other's
 # address, that forced command); the other's host key pinned by silver.
-if [ -n "$SILVER_ACME_PEER" ]; then
+if [ -n "${SILVER_ACME_PEER:-}" ]; then
   ensure_user silver-acme /var/lib/silverlining/acme-peer /bin/sh
   ensure_known /etc/silverlining/authorized_keys/silver-acme 644 root:root "$SILVER_ACME_RECEIVE_KEYS_MD5" "$SILVER_ACME_RECEIVE_KEYS"
   ensure_file /etc/sudoers.d/silver-acme 440 root:root <<'EOT'
