@@ -7,6 +7,7 @@ Settings (silver env set hello FILE KEY=VALUE): HELLO_GREETING (the page's first
 import os
 import socket
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
@@ -17,6 +18,12 @@ INSTANCE = os.environ.get("SILVER_INSTANCE_NAME", "dev")
 NODE = socket.gethostname()
 GREETING = os.environ.get("HELLO_GREETING", "hello")
 DB_TIMEOUT = int(os.environ.get("HELLO_DB_TIMEOUT", "3"))
+# /health reaches the database at most every HEALTH_DB_SECONDS: its first answer (the one silver
+# waits for when it activates an instance) always does, so a wrong password or host fails the
+# update; later checks reuse a recent success, so that the balancer's checks of every app server
+# (one a second each) do not become a database connection each.
+HEALTH_DB_SECONDS = 5
+last_db_ok = 0.0
 
 
 def db():
@@ -43,8 +50,11 @@ class Handler(BaseHTTPRequestHandler):
                 # A file "unhealthy-on-NODE" in the app makes that node fail: for rollback tests.
                 if os.path.exists(os.path.join(HERE, "unhealthy-on-" + NODE)):
                     return self.reply(503, "unhealthy on purpose")
-                with db() as c, c.cursor() as cur:
-                    cur.execute("SELECT 1")
+                global last_db_ok
+                if time.monotonic() - last_db_ok > HEALTH_DB_SECONDS:
+                    with db() as c, c.cursor() as cur:
+                        cur.execute("SELECT 1")
+                    last_db_ok = time.monotonic()
                 return self.reply(200, "ok")
             if self.path == "/setup-stuff":
                 role = self.headers.get("X-Silverlining-Update", "none")
