@@ -54,6 +54,18 @@ function nodesPeakMB(prefix: string): number {
   return total / (1 << 20);
 }
 
+/** The CPU seconds the nodes' containers have used so far, in all (cgroup v1 cpuacct, or v2 cpu.stat). */
+function nodesCpuSeconds(prefix: string): number {
+  let total = 0;
+  for (const name of execFileSync('lxc-ls', ['-P', LXC, '-1']).toString().split('\n').filter((x) => x.startsWith(prefix))) {
+    const v1 = `/sys/fs/cgroup/cpuacct/lxc.payload.${name}/cpuacct.usage`;
+    const v2 = `/sys/fs/cgroup/lxc.payload.${name}/cpu.stat`;
+    if (existsSync(v1)) total += Number(readFileSync(v1, 'utf8').trim()) / 1e9;
+    else if (existsSync(v2)) total += Number(/^usage_usec (\d+)$/m.exec(readFileSync(v2, 'utf8'))?.[1] ?? 0) / 1e6;
+  }
+  return total;
+}
+
 async function one(n: number): Promise<string[]> {
   const name = `silverbench-s${n}`;
   const domain = `s${n}.bench.test`;
@@ -82,7 +94,12 @@ async function one(n: number): Promise<string[]> {
     await phase(env, ['update', version('1'), file]);
     const nodes = JSON.parse((await phase(env, ['list-nodes', '--json', file])).stdout) as { role: string; address: string }[];
     const balancer = nodes.find((x) => x.role === 'balancer')!.address;
+    // (the nodes' own CPU: at rest for 5 s, then during the update under load)
+    const rest0 = nodesCpuSeconds(`s-${name}-`);
+    await new Promise((r) => setTimeout(r, 5000));
+    const rest = (nodesCpuSeconds(`s-${name}-`) - rest0) / 5;
     const load = startLoad(balancer, domain, { concurrency: 8, maxSeconds: 180 });
+    const busy0 = nodesCpuSeconds(`s-${name}-`);
     // (an update that fails — on a saturated machine the example app's database connection can time
     // out — is reported with its reason: silver rolled it back)
     let failure = '';
@@ -91,6 +108,7 @@ async function one(n: number): Promise<string[]> {
       return { seconds: NaN, cpu: NaN, rssMB: NaN, stdout: '' };
     });
     const served = await load.stop();
+    const busy = nodesCpuSeconds(`s-${name}-`) - busy0;
     const peak = nodesPeakMB(`s-${name}-`);
     const f = (p: Phase) => `${p.seconds.toFixed(2)} s (cpu ${p.cpu.toFixed(2)} s, silver's peak ${p.rssMB.toFixed(0)} MB)`;
     return [
@@ -101,6 +119,7 @@ async function one(n: number): Promise<string[]> {
       failure ? `  update, rollout = 1, 25%, under load FAILED (rolled back): ${failure}; ${served.total} requests, ${served.failed} failed` : `  update, rollout = 1, 25%, under load ${f(update)}; ${served.total} requests, ${served.failed} failed`,
       ...(served.failed ? [`  failed requests, first ones: ${served.failures.slice(0, 3).map((x) => x.replace(/\s+/g, ' ').slice(0, 100)).join(' | ')}`] : []),
       `  nodes' peak memory: ${peak.toFixed(0)} MB in all, ${(peak / n).toFixed(0)} MB a node`,
+      `  nodes' CPU: at rest ${rest.toFixed(2)} cores in all; during the update under load ${busy.toFixed(1)} s in all (${(busy / update.seconds).toFixed(2)} cores on average, ${((busy - rest * update.seconds) / (n - 2)).toFixed(2)} s an app server beyond rest)`,
       `@${n} ${create.seconds} ${cold.seconds} ${noop.seconds} ${update.seconds} ${served.failed}`,
     ];
   } finally {

@@ -78,6 +78,8 @@ case "$1" in
   start | restart) echo "$u" >> "$T/active-units" ;;
   stop) { grep -vxF "$u" "$T/active-units" 2> /dev/null || true; } > "$T/active-units.new"; mv "$T/active-units.new" "$T/active-units" ;;
   try-reload-or-restart) if [ -e "$T/kill-on-reload" ]; then rm -f "$T/kill-on-reload"; kill -9 "$PPID"; fi ;;
+  show) if [ -e "$T/need-reload" ]; then echo yes; else echo no; fi ;;
+  daemon-reload) rm -f "$T/need-reload" ;;
 esac
 exit 0`,
   );
@@ -259,8 +261,16 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   t.true(unit.includes(`ExecStart=/bin/sh ${d}/run.sh\n`));
   t.false(unit.includes('[Install]'), 'boot starts the active instance, not systemd');
   t.true(calls(tr).includes(`chown -R root:app-blog ${d}.tmp/app`));
-  t.true(calls(tr).includes('systemctl daemon-reload'));
+  t.true(calls(tr).includes(`systemctl show -p NeedDaemonReload --value silver-${one}.service`));
+  t.false(calls(tr).includes('systemctl daemon-reload'), 'a unit systemd never loaded needs no daemon-reload');
   t.true(calls(tr).some((c) => c.startsWith('install -m 640 -o root -g app-blog /dev/stdin ')), 'the app cannot change the environment it starts with');
+  // A unit systemd had loaded with other content: reloaded.
+  writeFileSync(join(tr.dir, 'need-reload'), '');
+  const nine = one.replace(/_001$/, '_009');
+  await stage(tr, 'blog', nine, 8002);
+  t.true(calls(tr).includes('systemctl daemon-reload'));
+  rmSync(join(tr.apps, 'blog/instances', nine), { recursive: true });
+  rmSync(join(tr.units, `silver-${nine}.service`));
   t.deepEqual(readdirSync(tr.tmp), [], 'nothing in TMPDIR');
 
   clearCalls(tr);
