@@ -79,37 +79,21 @@ export interface RolloutOptions {
   graceMs: number;
 }
 
-/** Stops of replaced instances after the grace period; settled (cancelled or awaited) before any rollback. */
+/**
+ * Stops of replaced instances after the grace period, left to each node: a timer there (`silver-deploy
+ * stop-after`) stops the instance, drained, whether or not silver is still running; a later start
+ * of it (a rollback's way back) calls the stop off. Silver waits only for the timers to be set.
+ */
 class PendingStops {
-  private readonly pending: { timer: NodeJS.Timeout | null; done: Promise<void>; settle: () => void }[] = [];
-
-  constructor(private readonly graceMs: number) {}
+  private readonly pending: Promise<void>[] = [];
 
   schedule(stop: () => Promise<void>): void {
-    let settle = () => undefined as void;
-    const done = new Promise<void>((r) => (settle = r));
-    const entry = { timer: null as NodeJS.Timeout | null, done, settle };
-    entry.timer = setTimeout(() => {
-      entry.timer = null;
-      stop().catch(() => undefined).then(settle);
-    }, this.graceMs);
-    this.pending.push(entry);
+    this.pending.push(stop().catch(() => undefined));
   }
 
-  /** Cancels the stops that have not begun and waits for the ones that have. */
-  async cancel(): Promise<void> {
-    for (const e of this.pending) {
-      if (!e.timer) continue;
-      clearTimeout(e.timer);
-      e.timer = null;
-      e.settle();
-    }
-    await this.finish();
-  }
-
-  /** Waits until every stop has run (or was cancelled). */
+  /** Waits until every timer is set (or failed to be: the instance is a leftover status shows). */
   async finish(): Promise<void> {
-    await Promise.all(this.pending.map((e) => e.done));
+    await Promise.all(this.pending);
     this.pending.length = 0;
   }
 }
@@ -131,9 +115,9 @@ export class Rollout {
     readonly s: Session,
     readonly app: string,
     private readonly lease: Lease | null,
-    opts: RolloutOptions,
+    private readonly opts: RolloutOptions,
   ) {
-    this.stops = new PendingStops(opts.graceMs);
+    this.stops = new PendingStops();
   }
 
   private say(node: string, text: string): void {
@@ -357,7 +341,7 @@ export class Rollout {
 
   private stopLater(node: string, instance: string): void {
     this.stops.schedule(async () => {
-      await this.s.remote.run(node, `stopping ${instance}`, deployVerbs.stop(this.app, instance));
+      await this.s.remote.run(node, `stopping ${instance} in ${this.opts.graceMs} ms`, deployVerbs.stopAfter(this.app, instance, this.opts.graceMs));
     });
   }
 
@@ -377,13 +361,14 @@ export class Rollout {
   }
 
   /**
-   * After a failure or an interrupt: pending stops cancelled (or awaited) first; the new
+   * After a failure or an interrupt: the stops' timers set first (each start of an old instance
+   * below calls its stop off on the node); the new
    * instance stopped where it started but never took traffic (the failed node, the other
    * members of its batch); every switched node back to exactly its state before (active and
    * previous), last switched first.
    */
   async restore(target: string, before: ReadonlyMap<string, NodeBefore>, failedNode: string | null): Promise<boolean> {
-    await this.stops.cancel();
+    await this.stops.finish();
     const unswitched = new Set([...(failedNode ? [failedNode] : []), ...this.begun]);
     for (const node of unswitched) if (!this.switched.includes(node) && before.get(node)?.active !== target) await this.stopNow(node, target);
     let ok = true;

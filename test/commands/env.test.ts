@@ -55,9 +55,9 @@ test('env set stages a new instance with the active code and the new settings on
     `wait hello ${NEW} / 60 any`,
     `wait hello ${NEW} - 30 2xx`,
     `switch hello ${NEW}`,
-    // (pruning goes on while the replaced instance has its grace)
+    // (the replaced instance stops after its grace, by a timer on the node)
+    `stop-after hello ${OLD} 5`,
     'prune hello 3',
-    `stop hello ${OLD}`,
   ]);
   const env = envOf(nodes, A2, NEW);
   t.deepEqual(settingsOf(env), { GREETING: 'hi', API_KEY: SECRET });

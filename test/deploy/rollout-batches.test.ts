@@ -25,7 +25,11 @@ async function batched(n: number, spec: string, active = OLD) {
 }
 
 const actives = (nodes: FakeNodes, all: string[]) => all.map((n) => nodes.app(n, 'hello').active);
-const running = (nodes: FakeNodes, node: string) => [...nodes.app(node, 'hello').instances].filter(([, s]) => s.running).map(([i]) => i);
+/** The instances running on the node once its stop timers have run. */
+const running = async (nodes: FakeNodes, node: string) => {
+  await nodes.stopsDone();
+  return [...nodes.app(node, 'hello').instances].filter(([, s]) => s.running).map(([i]) => i);
+};
 const record = (nodes: FakeNodes, node = A(1)) => JSON.parse(nodes.state.get(node)!.get('rollout')!) as { state: string; outcome?: string; before: Record<string, { active: string | null }> };
 const locked = (nodes: FakeNodes) => [...nodes.state.values()].some((s) => s.has('lock'));
 /** Where in the recorded calls a node got `verb APP INSTANCE` (-1: never). */
@@ -97,7 +101,7 @@ test('a failing health check on the second app server of a batch of three rolls 
   t.deepEqual([...r.rolledBack].sort(), [a1, a2, a4]);
   t.is(r.rolledBack.at(-1), a1, 'the last switched goes back first, the primary last');
   t.deepEqual(actives(nodes, all), [OLD, OLD, OLD, OLD]);
-  for (const n of all) t.deepEqual(running(nodes, n), [OLD], `${n} runs only the old instance`);
+  for (const n of all) t.deepEqual(await running(nodes, n), [OLD], `${n} runs only the old instance`);
   t.is(record(nodes).state, 'done');
   t.regex(record(nodes).outcome ?? '', /failed, rolled back/);
   t.false(locked(nodes));
@@ -123,7 +127,7 @@ test('when a batch member fails, the others finish the step they are in and star
   t.deepEqual(r.rolledBack, [a1]);
   t.false(r.steps.some((s) => !s.ok && s.node !== a3), 'only app3 failed');
   t.deepEqual(actives(nodes, all), [OLD, OLD, OLD, OLD]);
-  for (const n of all) t.deepEqual(running(nodes, n), [OLD]);
+  for (const n of all) t.deepEqual(await running(nodes, n), [OLD]);
 });
 
 test('several members failing at once: the first is the failure, the others are said and listed; the database password is in none of it', async (t) => {
@@ -161,7 +165,7 @@ test('SIGINT during a batch: no new step starts, every switched node goes back, 
   t.is(r.failure?.step, 'interrupt');
   t.deepEqual(r.rolledBack, [a1]);
   t.deepEqual(actives(nodes, all), [OLD, OLD, OLD, OLD]);
-  for (const n of all) t.deepEqual(running(nodes, n), [OLD]);
+  for (const n of all) t.deepEqual(await running(nodes, n), [OLD]);
   t.false(locked(nodes));
   t.regex(record(nodes).outcome ?? '', /interrupted/);
 });
@@ -210,7 +214,7 @@ test('rollback uses the same batches, and a failure in a batch puts every node b
   t.false(bad.ok);
   t.deepEqual(bad.nodes.filter((n) => !n.ok).map((n) => n.node), [a3]);
   t.deepEqual(actives(f.nodes, all), [NEW, NEW, NEW, NEW]);
-  for (const n of all) t.deepEqual(running(f.nodes, n), [NEW]);
+  for (const n of all) t.deepEqual(await running(f.nodes, n), [NEW]);
 });
 
 /** As `batched`, the old instance started with an environment (silver env reads it). */
@@ -237,7 +241,7 @@ test('env set rolls out in the same batches; a failing member puts every switche
   t.deepEqual(bad.failure, { node: a4, step: 'switch', error: `${a4}: switching traffic: nginx rejected` });
   t.true(bad.rolledBack.includes(a1));
   t.deepEqual(actives(f.nodes, all), [OLD, OLD, OLD, OLD]);
-  for (const n of all) t.deepEqual(running(f.nodes, n), [OLD]);
+  for (const n of all) t.deepEqual(await running(f.nodes, n), [OLD]);
 });
 
 test('update --dry-run shows the batches (a first entry larger than 1 still activates the primary alone); without the key, one at a time', async (t) => {

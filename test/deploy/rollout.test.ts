@@ -27,7 +27,11 @@ function deployed(nodes: FakeNodes, active = OLD): void {
 }
 
 const actives = (nodes: FakeNodes) => [A1, A2].map((n) => nodes.app(n, 'hello').active);
-const running = (nodes: FakeNodes, node: string) => [...nodes.app(node, 'hello').instances].filter(([, s]) => s.running).map(([i]) => i);
+/** The instances running on the node once its stop timers have run. */
+const running = async (nodes: FakeNodes, node: string) => {
+  await nodes.stopsDone();
+  return [...nodes.app(node, 'hello').instances].filter(([, s]) => s.running).map(([i]) => i);
+};
 const record = (nodes: FakeNodes) => JSON.parse(nodes.state.get(A1)!.get('rollout')!) as { state: string; instance: string; outcome?: string; before: Record<string, { active: string | null }> };
 const locked = (nodes: FakeNodes) => [...nodes.state.values()].some((s) => s.has('lock'));
 
@@ -51,9 +55,9 @@ test('an update runs the steps in order on each app server, records its intent b
     `fetch hello ${NEW} /setup primary`,
     `wait hello ${NEW} /health 30 2xx`,
     `switch hello ${NEW}`,
-    // (pruning goes on while the replaced instance has its grace)
+    // (the replaced instance stops after its grace, by a timer on the node)
+    `stop-after hello ${OLD} 5`,
     'prune hello 3',
-    `stop hello ${OLD}`,
   ]);
   t.true(nodes.verbs(A2).includes(`fetch hello ${NEW} /setup secondary`));
   // The record went to every node before the first switch, and says `done` at the end.
@@ -65,7 +69,7 @@ test('an update runs the steps in order on each app server, records its intent b
   t.deepEqual(record(nodes).before[A1], { active: OLD, previous: null, static: null });
   t.false(locked(nodes), 'the lock is released on every node');
   t.deepEqual(actives(nodes), [NEW, NEW]);
-  t.deepEqual(running(nodes, A1), [NEW]);
+  t.deepEqual(await running(nodes, A1), [NEW]);
 });
 
 // Each step of the activation, failed on each app server in turn.
@@ -91,7 +95,7 @@ for (const [verb, step, match] of STEPS) {
       t.is(r.failure?.step, step);
       t.regex(r.failure!.error, /injected failure/);
       t.deepEqual(actives(nodes), [OLD, OLD]);
-      for (const n of [A1, A2]) t.deepEqual(running(nodes, n), [OLD], `${n} runs only the old instance`);
+      for (const n of [A1, A2]) t.deepEqual(await running(nodes, n), [OLD], `${n} runs only the old instance`);
       // The intent is written after staging: a failure there leaves no record; any later one closes it.
       if (verb === 'stage' || verb === 'env') t.false(nodes.state.get(A1)?.has('rollout') ?? false);
       else t.is(record(nodes).state, 'done');
@@ -110,10 +114,10 @@ test('after a failure on the second app server, the first switches back with exa
   t.false(r.ok);
   t.deepEqual(r.rolledBack, [A1]);
   const after = nodes.verbs(A1).slice(nodes.verbs(A1).indexOf(`switch hello ${NEW}`) + 1);
-  t.deepEqual(after, [`start hello ${OLD}`, `wait hello ${OLD} - 60 2xx`, `switch hello ${OLD} hello.2026-11-30_001`, `stop hello ${NEW}`]);
-  t.false(after.includes(`stop hello ${OLD}`), 'the pending stop of the old instance was cancelled before the rollback');
+  t.deepEqual(after, [`stop-after hello ${OLD} 50`, `start hello ${OLD}`, `wait hello ${OLD} - 60 2xx`, `switch hello ${OLD} hello.2026-11-30_001`, `stop-after hello ${NEW} 50`]);
+  t.deepEqual(await running(nodes, A1), [OLD], "the old instance's stop was called off by its start; the new one stopped");
   t.is(nodes.app(A1, 'hello').previous, 'hello.2026-11-30_001');
-  t.deepEqual(nodes.verbs(A2).filter((v) => v.startsWith('stop')), [`stop hello ${NEW}`]);
+  t.deepEqual(nodes.verbs(A2).filter((v) => v.startsWith('stop')), [`stop hello ${NEW}`], 'the started, unswitched instance stopped at once');
 });
 
 test('SIGINT during the first switch: no new step starts, the switched node goes back, the lock is released, the report says interrupted', async (t) => {
@@ -140,8 +144,8 @@ test('a first deploy that fails on the second app server switches the first one 
   t.false(r.ok);
   t.deepEqual(actives(nodes), [null, null]);
   t.true(nodes.verbs(A1).includes('unswitch hello'));
-  t.deepEqual(running(nodes, A1), []);
-  t.deepEqual(running(nodes, A2), []);
+  t.deepEqual(await running(nodes, A1), []);
+  t.deepEqual(await running(nodes, A2), []);
 });
 
 test('after a crash (a record still running, one node switched) the next update first rolls the nodes back, then deploys', async (t) => {
@@ -259,7 +263,7 @@ test('the shared state survives the loss or replacement of any single node: the 
 test('a stop of the replaced instance that fails does not fail the update; status shows the leftover', async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
   deployed(nodes);
-  nodes.failWhen = (c) => (c.node === A1 && c.argv[3] === 'stop' && c.argv[5] === OLD ? 'cannot stop' : null);
+  nodes.failWhen = (c) => (c.node === A1 && c.argv[3] === 'stop-after' && c.argv[5] === OLD ? 'cannot stop' : null);
   const r = await update(ns, app, rt, opts);
   t.true(r.ok);
   const st = await (await import('../../src/commands/status.js')).status(ns, rt);

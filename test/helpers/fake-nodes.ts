@@ -80,6 +80,22 @@ export class FakeNodes implements NodeExecutor {
   answerOther: (call: Call, stdin?: string | Buffer) => ExecResult | null = () => null;
   down = new Set<string>();
   private readonly sums = new Map<string, string>();
+  /** The nodes' stop-after timers ("NODE INSTANCE"). */
+  private readonly timers = new Map<string, { timer: NodeJS.Timeout; done: Promise<void>; fire: () => void }>();
+
+  /** A pending stop-after of the instance on the node called off (as a start of it does). */
+  private callOff(node: string, instance: string): void {
+    const t = this.timers.get(`${node} ${instance}`);
+    if (!t) return;
+    clearTimeout(t.timer);
+    this.timers.delete(`${node} ${instance}`);
+    t.fire();
+  }
+
+  /** Until every stop-after timer set so far has run or was called off. */
+  async stopsDone(): Promise<void> {
+    await Promise.all([...this.timers.values()].map((t) => t.done));
+  }
 
   app(node: string, app: string): FakeApp {
     const apps = this.apps.get(node) ?? new Map<string, FakeApp>();
@@ -179,12 +195,28 @@ export class FakeNodes implements NodeExecutor {
 
       case 'start':
         if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
+        this.callOff(node, inst!);
         a.instances.get(inst!)!.running = true;
         return ok();
       case 'stop':
         if (a.active === inst) return fail(`silver-deploy: ${inst} is active: switch away from it first`);
         if (a.instances.get(inst!)) a.instances.get(inst!)!.running = false;
         return ok();
+      case 'stop-after': {
+        // (the node's timer: the stop runs later, refused if the instance is active by then)
+        if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
+        this.callOff(node, inst!);
+        const key = `${node} ${inst}`;
+        let fire = () => undefined as void;
+        const done = new Promise<void>((r) => (fire = r));
+        const timer = setTimeout(() => {
+          this.timers.delete(key);
+          if (a.active !== inst && a.instances.get(inst!)) a.instances.get(inst!)!.running = false;
+          fire();
+        }, Number(args[3]));
+        this.timers.set(key, { timer, done, fire });
+        return ok();
+      }
       case 'wait':
       case 'fetch':
       case 'fetch-script': {

@@ -412,6 +412,26 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   t.is((await stopping).code, 0);
   t.deepEqual(calls(tr), [`systemctl stop silver-${two}.service`]);
 
+  // stop-after: the same stop, by a transient timer of the node's systemd (silver need not be
+  // there); a start of the instance calls it off.
+  clearCalls(tr);
+  const later = await deploy(tr, 'stop-after', 'blog', two, '500');
+  t.is(later.code, 0, later.stderr);
+  t.deepEqual(calls(tr), [
+    `systemctl stop silver-stop.${two}.timer`,
+    `systemd-run --quiet --collect --unit silver-stop.${two} --on-active=500ms --timer-property=AccuracySec=10ms ${tr.prefix}/usr/local/lib/silverlining/bin/silver-deploy stop blog ${two}`,
+  ]);
+  clearCalls(tr);
+  t.is((await deploy(tr, 'start', 'blog', two)).code, 0);
+  t.deepEqual(calls(tr), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`]);
+  for (const bad of [['stop-after', 'blog', two, '5s'], ['stop-after', 'blog', 'wiki.2024-05-01_001', '5'], ['stop-after', 'blog', inst('blog', 7), '5']]) {
+    clearCalls(tr);
+    const r = await deploy(tr, ...(bad as [string, ...string[]]));
+    t.is(r.code, 1, bad.join(' '));
+    t.false(calls(tr).some((c) => c.startsWith('systemd-run')), bad.join(' '));
+  }
+  t.is((await deploy(tr, 'stop', 'blog', two)).code, 0);
+
   clearCalls(tr);
   const r = await deploy(tr, 'unswitch', 'blog');
   t.is(r.code, 0, r.stderr);

@@ -14,6 +14,8 @@ export const deployVerbs = {
   env: (app: string, instance: string) => verb('env', app, instance),
   start: (app: string, instance: string) => verb('start', app, instance),
   stop: (app: string, instance: string) => verb('stop', app, instance),
+  /** The stop `ms` milliseconds from now, by a timer on the node (a later start of the instance calls it off). */
+  stopAfter: (app: string, instance: string, ms: number) => verb('stop-after', app, instance, String(Math.max(0, Math.round(ms)))),
   /** Until the instance listens (`any`) or its path answers 2xx; `-`: its health_check. */
   wait: (app: string, instance: string, path: string, seconds: number, want: 'any' | '2xx') => verb('wait', app, instance, path, String(seconds), want),
   fetch: (app: string, instance: string, path: string, role: UpdateRole) => verb('fetch', app, instance, path, role),
