@@ -110,6 +110,8 @@ export class Rollout {
   /** App servers where this run began to activate its target (they may run it unswitched). */
   private readonly begun = new Set<string>();
   private record: RolloutRecord | null = null;
+  /** activateAll's signal that the primary's update_fetch is done (the others may start). */
+  private primaryFetched: (() => void) | null = null;
 
   constructor(
     readonly s: Session,
@@ -203,16 +205,22 @@ export class Rollout {
   async activateAll(activate: (node: string) => Promise<void>, warm?: (node: string) => Promise<void>): Promise<void> {
     const plan = batches(this.s.appservers.map((n) => n.name), this.s.ns.rollout ?? ONE_AT_A_TIME);
     const batched = plan.some((b) => b.length > 1);
-    let warming: Promise<unknown> = Promise.resolve();
+    // Once the primary's update_fetch is done (or its batch, without one), the others start the
+    // new instance at once, so that each one's turn finds it listening; nothing switches before
+    // its turn.
+    let warming: Promise<unknown> | null = null;
+    const startWarm = () => {
+      if (!warming && warm && !this.halt) warming = Promise.all(plan.slice(1).flat().map((n) => warm(n).catch(() => undefined)));
+    };
+    this.primaryFetched = startWarm;
     try {
       for (const [i, batch] of plan.entries()) {
-        // Once the primary serves it (its update_fetch done), the others start the new instance
-        // at once, so that each one's turn finds it listening; nothing switches before its turn.
-        if (i === 1 && warm) warming = Promise.all(plan.slice(1).flat().map((n) => warm(n).catch(() => undefined)));
+        if (i === 1) startWarm();
         if (batched) this.s.rt.io.err(`batch ${i + 1} of ${plan.length} (rollout = ${formatRollout(this.s.ns.rollout!)}): ${batch.join(', ')}`);
         await this.activateBatch(batch, activate);
       }
     } finally {
+      this.primaryFetched = null;
       await warming;
     }
   }
@@ -261,6 +269,7 @@ export class Rollout {
       await this.step(name, node, () => this.run(node, name, argv));
       this.say(node, `${name} (${role}) ok`);
     }
+    if (role === 'primary') this.primaryFetched?.();
     // ('-': the instance's own health check, as it was staged)
     const check = health === '-' ? 'health_check' : `health_check ${health}`;
     await this.step(check, node, () => this.run(node, check, deployVerbs.wait(this.app, instance, health, 30, '2xx')));

@@ -66,15 +66,16 @@ test('rollout = 1, 2 on five app servers: the primary alone first, then each bat
   const [a1, a2, a3, a4, a5] = all as [string, string, string, string, string];
   const start = (n: string) => at(nodes, n, 'start', NEW);
   const sw = (n: string) => at(nodes, n, 'switch', NEW);
-  // The primary switches before any other app server starts the new instance.
-  t.true([a2, a3, a4, a5].every((n) => sw(a1) < start(n)), 'the primary alone first');
+  // The primary alone first: its update_fetch before any other starts the new instance, its switch before any other's.
+  t.true([a2, a3, a4, a5].every((n) => at(nodes, a1, 'fetch', NEW) < start(n)), 'the primary alone first');
+  t.true([a2, a3, a4, a5].every((n) => sw(a1) < sw(n)), 'the primary switches first');
   // A batch's members all start before either switches (concurrent, not one after the other).
   t.true(Math.max(start(a2), start(a3)) < Math.min(sw(a2), sw(a3)), 'app2 and app3 together');
   t.true(Math.max(start(a4), start(a5)) < Math.min(sw(a4), sw(a5)), 'app4 and app5 together');
   // The next batch begins only when the one before has switched whole.
   const fetch = (n: string) => at(nodes, n, 'fetch', NEW);
   t.true(Math.max(sw(a2), sw(a3)) < Math.min(fetch(a4), fetch(a5)), 'batch 3 after batch 2');
-  // Once the primary switched, every other app server starts the new instance ahead of its turn.
+  // Once the primary's update_fetch is done, every other app server starts the new instance ahead of its turn.
   t.true([a2, a3, a4, a5].every((n) => start(n) < Math.min(sw(a2), sw(a3))), 'the later batches warmed up early');
   t.deepEqual(nodes.calls.filter((c) => c.argv[3] === 'fetch').map((c) => `${c.node} ${c.argv[7]}`).sort(), [`${a1} primary`, ...[a2, a3, a4, a5].map((n) => `${n} secondary`)].sort());
   t.deepEqual(recordAtSwitch.sort(), all.map((n) => `${n} running ${OLD}`).sort(), 'every node switched with its intent recorded');
@@ -157,7 +158,7 @@ test('SIGINT during a batch: no new step starts, every switched node goes back, 
   const { ns, rt, nodes, signal, all } = await batched(4, '1, 3');
   const [a1, , a3] = all as [string, string, string, string];
   nodes.onCall = (c) => {
-    if (c.node === a3 && c.argv[3] === 'start' && c.argv[5] === NEW) signal('SIGINT');
+    if (c.node === a3 && c.argv[3] === 'fetch' && c.argv[5] === NEW) signal('SIGINT');
   };
   const r = await update(ns, app, rt, opts);
   t.false(r.ok);

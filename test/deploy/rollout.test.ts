@@ -60,6 +60,10 @@ test('an update runs the steps in order on each app server, records its intent b
     'prune hello 3',
   ]);
   t.true(nodes.verbs(A2).includes(`fetch hello ${NEW} /setup secondary`));
+  // The second app server starts the new instance once the primary's update_fetch is done, not after its switch.
+  const at = (node: string, v: string) => nodes.calls.findIndex((c) => c.node === node && c.argv.slice(3).join(' ') === v);
+  t.true(at(A2, `start hello ${NEW}`) > at(A1, `fetch hello ${NEW} /setup primary`));
+  t.true(at(A2, `start hello ${NEW}`) < at(A1, `switch hello ${NEW}`), 'warm before the primary switched');
   // The record went to every node before the first switch, and says `done` at the end.
   const firstSwitch = nodes.calls.findIndex((c) => c.argv.includes('switch'));
   const intents = nodes.calls.slice(0, firstSwitch).filter((c) => c.argv.includes('put') && c.argv.includes('rollout'));
@@ -131,7 +135,8 @@ test('SIGINT during the first switch: no new step starts, the switched node goes
   t.is(r.interrupted, 'SIGINT');
   t.is(r.failure?.step, 'interrupt');
   t.deepEqual(r.rolledBack, [A1]);
-  t.false(nodes.verbs(A2).some((v) => v.startsWith(`start hello ${NEW}`)), 'app2 never started the new instance');
+  t.false(nodes.verbs(A2).some((v) => v.startsWith(`switch hello ${NEW}`)), 'app2 never switched');
+  t.deepEqual(await running(nodes, A2), [OLD], 'the new instance it had started ahead of its turn is stopped');
   t.deepEqual(actives(nodes), [OLD, OLD]);
   t.false(locked(nodes));
   t.regex(record(nodes).outcome ?? '', /interrupted/);
