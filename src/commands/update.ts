@@ -413,8 +413,10 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         // Every app server serves the new instance: from here on nothing is rolled back (the
         // migration ran); what fails is said, and an open hold is left to the next run.
         activatedAll = true;
-        // (the replaced instances stop after their grace while the old ones are pruned)
-        await Promise.all([rollout.finishStops(), pruneAll(rollout, s)]);
+        // (the replaced instances' stops set on their nodes while the old ones are pruned and, when
+        // nothing else is left to do, the record closed: pruning is housekeeping, said if it fails)
+        const closeNow = !appEnv?.pending.length && !held;
+        await Promise.all([rollout.finishStops(), pruneAll(rollout, s), closeNow ? rollout.closeRecord('activated') : null]);
         if (appEnv?.pending.length) {
           await writePending(s, app.name, null).catch((x: Error) => afterwards.push(`the settings staged with --no-restart are still staged (${x.message}); the next update applies them again`));
         }
@@ -425,7 +427,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
             afterwards.push(`the balancers are still in ${app.migrateMode} for ${app.name} (${x.message}): silver maintenance off ${ns.file} --app ${app.name}, or the next update puts it back`);
           });
         }
-        if (afterwards.length === 0) await rollout.closeRecord('activated');
+        if (!closeNow && afterwards.length === 0) await rollout.closeRecord('activated');
       } catch (e) {
         const err = e instanceof StepError ? e : new StepError('update', s.appservers[0]!.name, (e as Error).message);
         failure = { node: err.node, step: err.step, error: redact(err.message, secretValues) };
