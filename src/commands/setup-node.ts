@@ -58,12 +58,15 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     rt.io.err(`${m.name}: failed: ${m.error}`);
   }
   try {
-    const { health, modes } = await balancerState(ns, pool, addressed, rt);
+    // (read while the other nodes set up: only a balancer's layer takes it)
+    const shared = balancerState(ns, pool, addressed, rt);
+    shared.catch(() => undefined);
     const backup = backupWiringOf(ns, rt, addressed);
     const tls = tlsWirings(ns, rt, addressed);
     await Promise.all(
       addressed.map((node) =>
         limit(async () => {
+          const { health, modes } = node.role === 'balancer' ? await shared : { health: new Map<string, string>(), modes: null };
           results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null));
         }),
       ),

@@ -572,6 +572,11 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
     '--check changes nothing',
   );
 
+  // An instance whose stop-after is pending (an update just replaced it) is left to its timer: it drains first.
+  writeFileSync(join(tr.dir, 'active-units'), `silver-${zero}.service\nsilver-stop.${zero}.timer\n`);
+  t.is((await deploy(tr, 'repair', '--check')).stdout, `blog: start ${one} (its active instance was not running)\n`);
+  writeFileSync(join(tr.dir, 'active-units'), `silver-${zero}.service\n`);
+
   rmSync(lock);
   clearCalls(tr);
   const fixed = await deploy(tr, 'repair');
