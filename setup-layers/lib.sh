@@ -131,7 +131,9 @@ _write_want() {
   CHANGED=1
   [ "$CHECK" = 1 ] && return 0
   mkdir -p "${_path%/*}"
-  printf '%s' "$_want" > "$_path.silver-new"
+  # (made root's alone, then given its mode: a key is never readable by others on its way)
+  rm -f "$_path.silver-new"
+  (umask 077 && printf '%s' "$_want" > "$_path.silver-new")
   chmod "$_mode" "$_path.silver-new"
   chown "$_owner" "$_path.silver-new"
   mv -f "$_path.silver-new" "$_path"

@@ -41,7 +41,7 @@ export class StateDir {
   /**
    * A balancer pair's key (tls = acme; ed25519, generated on first use): both balancers hold it;
    * with it the one that renewed hands the certificate to the other, where it may run
-   * `silver-acme import` and nothing else.
+   * `silver-acme receive` and nothing else.
    */
   acmePeerKey(nodeset: string): KeyPair {
     return this.keyPair(join(this.ensure(join(this.root, 'nodesets', nodeset)), 'acme-peer_ed25519'), `silver-acme-${nodeset}`);

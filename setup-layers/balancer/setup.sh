@@ -102,14 +102,14 @@ fi
 
 # A pair with tls = acme shares one certificate: the one that renews hands it to the other over
 # SSH with the pair's key (root's file here), as user silver-acme, which may run `silver-acme
-# import` through one sudo rule and nothing else (its authorized key: restrict, from the other's
+# receive` through one sudo rule and nothing else (its authorized key: restrict, from the other's
 # address, that forced command); the other's host key pinned by silver.
 if [ -n "${SILVER_ACME_PEER:-}" ]; then
   ensure_user silver-acme /var/lib/silverlining/acme-peer /bin/sh
   ensure_known /etc/silverlining/authorized_keys/silver-acme 644 root:root "$SILVER_ACME_RECEIVE_KEYS_MD5" "$SILVER_ACME_RECEIVE_KEYS"
   ensure_file /etc/sudoers.d/silver-acme 440 root:root <<'EOT'
 # managed by silver: the other balancer of the pair hands its certificate over, nothing else
-silver-acme ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/silver-acme import
+silver-acme ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/silver-acme receive
 EOT
   ensure_known /etc/silverlining/acme-peer.key 600 root:root "$SILVER_ACME_PEER_KEY_MD5" "$SILVER_ACME_PEER_KEY"
   ensure_known /etc/silverlining/acme-peer.known 644 root:root "$SILVER_ACME_PEER_KNOWN_MD5" "$SILVER_ACME_PEER_KNOWN"

@@ -10,7 +10,7 @@ import { fileVars } from './render.js';
  * certificate at setup (a single balancer; of a pair only the first, the other receives it from
  * silver right after), and for a pair the hand-over: the pair's key (both hold it), the other's
  * address and pinned host key; the other may log in with it as silver-acme, from this balancer's
- * address only, to run `silver-acme import` and nothing else.
+ * address only, to run `silver-acme receive` and nothing else.
  */
 export interface TlsWiring {
   state: string | null;
@@ -18,8 +18,8 @@ export interface TlsWiring {
   peer: { address: string; key: KeyPair; hostKey: string | null; from: string[] } | null;
 }
 
-/** The forced command of the pair's key: root's import, through the one sudo rule (SUDOERS). */
-export const ACME_RECEIVE = 'sudo -n /usr/local/lib/silverlining/bin/silver-acme import';
+/** The forced command of the pair's key: root's receive (a strict import), through the one sudo rule. */
+export const ACME_RECEIVE = 'sudo -n /usr/local/lib/silverlining/bin/silver-acme receive';
 
 /** The wiring of `node` (null: not a balancer, or not tls = acme). */
 export function tlsWiring(ns: Nodeset, node: AddressedNode, all: readonly AddressedNode[], state: string | null, pairKey: () => KeyPair, hostKeys: ReadonlyMap<string, string>): TlsWiring | null {

@@ -73,7 +73,8 @@ function tree(helper: string): Tree {
     `for u; do :; done
 case "$1" in
   is-active)
-    if grep -qxF "$u" "$T/active-units" 2> /dev/null; then [ "$2" = -q ] || echo active; exit 0; fi
+    # (any of the units active: 0, as systemctl answers)
+    for x; do case "$x" in is-active | -q) ;; *) if grep -qxF "$x" "$T/active-units" 2> /dev/null; then [ "$2" = -q ] || echo active; exit 0; fi ;; esac; done
     [ "$2" = -q ] || echo inactive; exit 3 ;;
   start | restart) echo "$u" >> "$T/active-units" ;;
   stop) { grep -vxF "$u" "$T/active-units" 2> /dev/null || true; } > "$T/active-units.new"; mv "$T/active-units.new" "$T/active-units" ;;

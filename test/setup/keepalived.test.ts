@@ -55,7 +55,7 @@ test('tls = acme on a pair: each balancer passes the validation requests it cann
   t.is(v1['SILVER_ACME_PEER'], '10.213.9.12');
   t.is(v1['SILVER_ACME_PEER_KNOWN'], '10.213.9.12 ssh-ed25519 HOST2\n');
   t.is(v2['SILVER_ACME_PEER_KNOWN'], '10.213.9.11 ssh-ed25519 HOST1\n');
-  t.is(v1['SILVER_ACME_RECEIVE_KEYS'], 'restrict,from="10.213.9.12,10.213.9.5",command="sudo -n /usr/local/lib/silverlining/bin/silver-acme import" ssh-ed25519 PAIR\n', 'the other may run the import, from its addresses, nothing else');
+  t.is(v1['SILVER_ACME_RECEIVE_KEYS'], 'restrict,from="10.213.9.12,10.213.9.5",command="sudo -n /usr/local/lib/silverlining/bin/silver-acme receive" ssh-ed25519 PAIR\n', 'the other may run the receive, from its addresses, nothing else');
   const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n';
   const given = loadNodeset('/n/p.conf', memoryHost({ '/n/p.conf': conf('site.pem'), '/n/site.pem': pem }));
   const g = layerVars(given, nodes[1]!, nodes, 'balancer', 'k', false);

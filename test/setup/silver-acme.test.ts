@@ -22,14 +22,37 @@ function tree() {
 }
 const acme = (p: ReturnType<typeof tree>, verb: string, input?: string) => spawnSync('python3', [p.script, verb], { input, encoding: 'utf8' });
 
-/** A self-signed certificate for `host` ending in `days` days, with its key: as HAProxy takes it (chain, then key). */
-function pem(host: string, days: number, key?: string): string {
+/** A test CA (key and certificate files), made once a name. */
+const cas = new Map<string, { key: string; cert: string }>();
+function ca(name = 'Test CA'): { key: string; cert: string } {
+  let c = cas.get(name);
+  if (!c) {
+    const d = mkdtempSync(join(tmpdir(), 'silver-acme-ca-'));
+    c = { key: join(d, 'ca.key'), cert: join(d, 'ca.crt') };
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '3650', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-keyout', c.key, '-out', c.cert], { stdio: 'ignore' });
+    cas.set(name, c);
+  }
+  return c;
+}
+
+/**
+ * A certificate for `host` ending in `days` days, with its key, as HAProxy takes it (the server's
+ * certificate, the chain, the key): issued by the test CA `issuer`, or self-signed (null).
+ */
+function pem(host: string, days: number, key?: string, issuer: string | null = 'Test CA'): string {
   const d = mkdtempSync(join(tmpdir(), 'silver-acme-pem-'));
   try {
     if (key) writeFileSync(join(d, 'k'), key);
     else execFileSync('openssl', ['genpkey', '-algorithm', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(d, 'k')], { stdio: 'ignore' });
-    execFileSync('openssl', ['req', '-x509', '-key', join(d, 'k'), '-days', String(days), '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-out', join(d, 'c')], { stdio: 'ignore' });
-    return readFileSync(join(d, 'c'), 'utf8') + readFileSync(join(d, 'k'), 'utf8');
+    if (issuer === null) {
+      execFileSync('openssl', ['req', '-x509', '-key', join(d, 'k'), '-days', String(days), '-subj', `/CN=${host}`, '-addext', `subjectAltName=DNS:${host}`, '-out', join(d, 'c')], { stdio: 'ignore' });
+      return readFileSync(join(d, 'c'), 'utf8') + readFileSync(join(d, 'k'), 'utf8');
+    }
+    const c = ca(issuer);
+    writeFileSync(join(d, 'ext'), `subjectAltName=DNS:${host}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+    execFileSync('openssl', ['req', '-new', '-key', join(d, 'k'), '-subj', `/CN=${host}`, '-out', join(d, 'csr')], { stdio: 'ignore' });
+    execFileSync('openssl', ['x509', '-req', '-in', join(d, 'csr'), '-CA', c.cert, '-CAkey', c.key, '-CAcreateserial', '-days', String(days), '-extfile', join(d, 'ext'), '-out', join(d, 'c')], { stdio: 'ignore' });
+    return readFileSync(join(d, 'c'), 'utf8') + readFileSync(c.cert, 'utf8') + readFileSync(join(d, 'k'), 'utf8');
   } finally {
     rmSync(d, { recursive: true, force: true });
   }
@@ -60,6 +83,14 @@ test('export then import on a new balancer: the account and the certificate come
   t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), cert);
   t.is(readFileSync(join(b.base, 'accounts/abc/account_key.pem'), 'utf8'), 'ACCOUNT KEY');
   t.false(existsSync(join(b.base, 'certs')), "dehydrated's own copies are not handed on");
+  // An export of an earlier release (dehydrated's copies with their links): those are passed over.
+  const old = execFileSync('sh', ['-c', `cd ${a.base} && mkdir -p h && cp ${join(a.certs, 'secure.test.pem')} h/ && tar -czf - accounts certs --transform 's,^h,haproxy,' h | base64 -w0`], { encoding: 'utf8' });
+  const c = tree();
+  t.teardown(() => rmSync(c.dir, { recursive: true, force: true }));
+  const r2 = acme(c, 'import', old);
+  t.is(r2.status, 0, r2.stderr);
+  t.is(readFileSync(join(c.certs, 'secure.test.pem'), 'utf8'), cert);
+  t.false(existsSync(join(c.base, 'certs')));
   t.is(spawnSync('stat', ['-c', '%a', join(b.certs, 'secure.test.pem')], { encoding: 'utf8' }).stdout.trim(), '600');
 });
 
@@ -109,10 +140,11 @@ test('a hostile archive is refused: members out of their folders, links that lea
     return b64;
   };
   for (const [what, script, re] of [
-    ['a link out of its folder', 'mkdir -p content/certs/x && ln -s /etc/shadow content/certs/x/cert.pem', /link 'certs\/x\/cert\.pem' leaves its folder/],
+    ['a link in the account', 'mkdir -p content/accounts/x && ln -s /etc/shadow content/accounts/x/account_key.pem', /'accounts\/x\/account_key\.pem' is neither a file nor a folder/],
     ['a certificate of another host', 'mkdir -p content/haproxy && echo x > content/haproxy/evil.test.pem', /'haproxy\/evil\.test\.pem' is not a certificate of this balancer/],
-    ['a member outside the three folders', 'mkdir -p content/etc && echo x > content/etc/passwd', /bad member 'etc'/],
-    ['a link to the folder above', 'mkdir -p content/certs && ln -s .. content/certs/a', /link 'certs\/a' leaves its folder/],
+    ['a member outside the two folders', 'mkdir -p content/etc && echo x > content/etc/passwd', /bad member 'etc'/],
+    ['a link to the folder above', 'mkdir -p content && ln -s .. content/accounts', /'accounts' is neither a file nor a folder/],
+    ['a file of the account dehydrated has not', 'mkdir -p content/accounts/x && echo x > content/accounts/x/config', /bad member 'accounts\/x\/config'/],
   ] as const) {
     const r = acme(p, 'import', make(script));
     t.not(r.status, 0, what);
@@ -124,19 +156,101 @@ test('a hostile archive is refused: members out of their folders, links that lea
     t.is(r.status, 1, input);
     t.regex(r.stderr, /^silver-acme: import: standard input holds no bundle of silver-acme export\n$/, input);
   }
-  // A member below a link of the archive (certs/a -> b, then certs/a/x: tar writes it wherever a leads).
+  // A member below a link of the archive (accounts/a -> b, then accounts/a/x: tar writes it wherever a leads).
   const below = execFileSync('python3', ['-c', `
 import base64, io, sys, tarfile
 buf = io.BytesIO()
 with tarfile.open(fileobj=buf, mode='w:gz') as tf:
-    link = tarfile.TarInfo('certs/a'); link.type = tarfile.SYMTYPE; link.linkname = 'b'; tf.addfile(link)
-    data = b'x'; f = tarfile.TarInfo('certs/a/x'); f.size = len(data); tf.addfile(f, io.BytesIO(data))
+    link = tarfile.TarInfo('accounts/a'); link.type = tarfile.SYMTYPE; link.linkname = 'b'; tf.addfile(link)
+    data = b'x'; f = tarfile.TarInfo('accounts/a/account_key.pem'); f.size = len(data); tf.addfile(f, io.BytesIO(data))
 sys.stdout.write(base64.b64encode(buf.getvalue()).decode())
 `], { encoding: 'utf8' });
   const r = acme(p, 'import', below);
   t.not(r.status, 0);
-  t.regex(r.stderr, /'certs\/a\/x' lies below a link/);
-  t.false(existsSync(join(p.base, 'certs/a')), 'nothing written');
+  t.regex(r.stderr, /'accounts\/a' is neither a file nor a folder/);
+  t.false(existsSync(join(p.base, 'accounts')), 'nothing written');
   t.false(existsSync(join(p.certs, 'evil.test.pem')));
   t.false(existsSync(join(p.dir, 'etc')));
+});
+
+/** A bundle made by python: `body` adds members to the tarfile `tf` (gzip level 9), base64 on one line. */
+function bundle(body: string): string {
+  return execFileSync('python3', ['-c', `
+import base64, io, sys, tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w:gz', compresslevel=9) as tf:
+${body.split('\n').map((l) => `    ${l}`).join('\n')}
+sys.stdout.write(base64.b64encode(buf.getvalue()).decode())
+`], { encoding: 'utf8', maxBuffer: 64 << 20 });
+}
+
+test('a bundle that unpacks to more than 1 MB, or holds too many members, is refused before anything is written', (t) => {
+  const p = tree();
+  t.teardown(() => rmSync(p.dir, { recursive: true, force: true }));
+  // (8 MB of zeros: a few KB packed)
+  const bomb = bundle("data = bytes(8 << 20); f = tarfile.TarInfo('accounts/x/account_key.pem'); f.size = len(data); tf.addfile(f, io.BytesIO(data))");
+  t.true(bomb.length < 64 << 10);
+  const r = acme(p, 'import', bomb);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /the bundle holds more than 1048576 bytes/);
+  const many = bundle("for i in range(100):\n    d = tarfile.TarInfo('accounts/a%d' % i); d.type = tarfile.DIRTYPE; tf.addfile(d)");
+  const m = acme(p, 'import', many);
+  t.is(m.status, 1);
+  t.regex(m.stderr, /more than 64 members/);
+  t.false(existsSync(join(p.base, 'accounts')));
+});
+
+test('a certificate file with anything but its blocks (a broken block after the key, text around them) is refused: HAProxy would not load it', (t) => {
+  const a = tree();
+  const b = tree();
+  t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
+  const good = pem('secure.test', 60);
+  for (const [what, content] of [
+    ['a broken certificate block after the key', `${good}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n`],
+    ['text after the key', `${good}# a comment\n`],
+    ['two keys', `${good}${keyOf(pem('secure.test', 60))}`],
+  ] as const) {
+    writeFileSync(join(a.certs, 'secure.test.pem'), content);
+    const r = acme(b, 'import', acme(a, 'export').stdout);
+    t.is(r.status, 1, what);
+    t.regex(r.stderr, /haproxy\/secure\.test\.pem: not a chain and key as HAProxy takes them/, what);
+    t.false(existsSync(join(b.certs, 'secure.test.pem')), what);
+  }
+});
+
+test("receive (the other balancer's hand-over): only over a certificate here, only from the same CA or a trusted one, never the account", (t) => {
+  const a = tree();
+  const b = tree();
+  t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
+  mkdirSync(join(a.base, 'accounts/abc'), { recursive: true });
+  writeFileSync(join(a.base, 'accounts/abc/account_key.pem'), 'ACCOUNT KEY');
+  const give = (content: string) => {
+    writeFileSync(join(a.certs, 'secure.test.pem'), content);
+    return acme(b, 'receive', acme(a, 'export').stdout);
+  };
+  const first = give(pem('secure.test', 40));
+  t.is(first.status, 1);
+  t.regex(first.stderr, /none here yet to renew \(setup-node gives the first one\)/);
+  t.false(existsSync(join(b.certs, 'secure.test.pem')));
+  const here = pem('secure.test', 40);
+  writeFileSync(join(b.certs, 'secure.test.pem'), here);
+  for (const [what, content] of [
+    ['a self-signed certificate for a hundred years', pem('secure.test', 36500, undefined, null)],
+    ['one of another CA', pem('secure.test', 90, undefined, 'Other CA')],
+  ] as const) {
+    const r = give(content);
+    t.is(r.status, 0, what);
+    t.regex(r.stdout, /secure\.test: kept the one here \(not issued by the CA of the one here, nor by one this balancer trusts\)/, what);
+    t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), here, what);
+  }
+  const renewed = pem('secure.test', 90);
+  const ok = give(renewed);
+  t.is(ok.status, 0, ok.stderr);
+  t.regex(ok.stdout, /certificates installed for secure\.test/);
+  t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), renewed);
+  t.false(existsSync(join(b.base, 'accounts')), 'the account travels with silver only');
+  // A session that sends nothing: no bundle, exit 1.
+  const none = acme(b, 'receive', '');
+  t.is(none.status, 1);
+  t.regex(none.stderr, /holds no bundle/);
 });
