@@ -205,10 +205,18 @@ test('a certificate file with anything but its blocks (a broken block after the 
   const b = tree();
   t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
   const good = pem('secure.test', 60);
+  const ecParams = execFileSync('openssl', ['ecparam', '-name', 'prime256v1'], { encoding: 'utf8' });
+  // (as dehydrated writes an EC key: its parameters first; taken, the parameters left out)
+  writeFileSync(join(a.certs, 'secure.test.pem'), good.replace('-----BEGIN PRIVATE KEY-----', `${ecParams}-----BEGIN PRIVATE KEY-----`));
+  const withParams = acme(b, 'import', acme(a, 'export').stdout);
+  t.is(withParams.status, 0, withParams.stderr);
+  t.is(readFileSync(join(b.certs, 'secure.test.pem'), 'utf8'), good);
+  rmSync(join(b.certs, 'secure.test.pem'));
   for (const [what, content] of [
     ['a broken certificate block after the key', `${good}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n`],
     ['text after the key', `${good}# a comment\n`],
     ['two keys', `${good}${keyOf(pem('secure.test', 60))}`],
+    ['two EC PARAMETERS blocks', good.replace('-----BEGIN PRIVATE KEY-----', `${ecParams}${ecParams}-----BEGIN PRIVATE KEY-----`)],
   ] as const) {
     writeFileSync(join(a.certs, 'secure.test.pem'), content);
     const r = acme(b, 'import', acme(a, 'export').stdout);
