@@ -249,8 +249,7 @@ export class Rollout {
 
   /** The instance started and listening on the node (starting a running one again is a no-op). */
   private async startListening(node: string, instance: string): Promise<void> {
-    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.start(this.app, instance)));
-    await this.step('wait for the instance', node, () => this.run(node, 'waiting for the instance', deployVerbs.wait(this.app, instance, '/', 60, 'any')));
+    await this.step('start', node, () => this.run(node, 'starting', deployVerbs.up(this.app, instance, 60)));
   }
 
   /** The new instance started on a node ahead of its turn (its activation starts it again: a no-op). */
@@ -273,10 +272,10 @@ export class Rollout {
     // ('-': the instance's own health check, as it was staged)
     const check = health === '-' ? 'health_check' : `health_check ${health}`;
     await this.step(check, node, () => this.run(node, check, deployVerbs.wait(this.app, instance, health, 30, '2xx')));
-    await this.switchTo(node, instance, undefined);
+    // (the replaced instance's stop is set by the switch itself, on the node)
+    await this.switchTo(node, instance, undefined, true);
     this.say(node, `${instance} active${old ? ` (was ${old})` : ''}`);
     this.steps.push({ node, step: 'activate', ok: true, detail: role });
-    if (old && old !== instance) this.stopLater(node, old);
   }
 
   /**
@@ -340,12 +339,13 @@ export class Rollout {
     if (replaced && replaced !== target) this.stopLater(node, replaced);
   }
 
-  private async switchTo(node: string, instance: string, previous: string | undefined): Promise<void> {
+  private async switchTo(node: string, instance: string, previous: string | undefined, stopReplaced = false): Promise<void> {
     this.say(node, `switching traffic to ${instance}`);
     // Counted as switched before the verb runs: a switch that took effect but reported a
     // failure (a lost connection, a failed reload) is switched back too (which is idempotent).
     if (!this.switched.includes(node)) this.switched.push(node);
-    await this.step('switch', node, () => this.run(node, 'switching traffic', deployVerbs.switch(this.app, instance, previous)));
+    const argv = stopReplaced ? deployVerbs.switchStop(this.app, instance, this.opts.graceMs) : deployVerbs.switch(this.app, instance, previous);
+    await this.step('switch', node, () => this.run(node, 'switching traffic', argv));
   }
 
   private stopLater(node: string, instance: string): void {

@@ -92,6 +92,20 @@ export class FakeNodes implements NodeExecutor {
     t.fire();
   }
 
+  /** The node's timer: the instance stops after `ms`, unless it is active by then (the stop verb refuses). */
+  private stopAfter(node: string, a: FakeApp, instance: string, ms: number): void {
+    this.callOff(node, instance);
+    const key = `${node} ${instance}`;
+    let fire = () => undefined as void;
+    const done = new Promise<void>((r) => (fire = r));
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
+      if (a.active !== instance && a.instances.get(instance)) a.instances.get(instance)!.running = false;
+      fire();
+    }, ms);
+    this.timers.set(key, { timer, done, fire });
+  }
+
   /** Until every stop-after timer set so far has run or was called off. */
   async stopsDone(): Promise<void> {
     await Promise.all([...this.timers.values()].map((t) => t.done));
@@ -202,19 +216,16 @@ export class FakeNodes implements NodeExecutor {
         if (a.active === inst) return fail(`silver-deploy: ${inst} is active: switch away from it first`);
         if (a.instances.get(inst!)) a.instances.get(inst!)!.running = false;
         return ok();
-      case 'stop-after': {
-        // (the node's timer: the stop runs later, refused if the instance is active by then)
+      case 'stop-after':
         if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
+        this.stopAfter(node, a, inst!, Number(args[3]));
+        return ok();
+      case 'up': {
+        // (start, then wait until it listens)
+        const i = a.instances.get(inst!);
+        if (!i) return fail(`silver-deploy: instance ${inst} is not staged`);
         this.callOff(node, inst!);
-        const key = `${node} ${inst}`;
-        let fire = () => undefined as void;
-        const done = new Promise<void>((r) => (fire = r));
-        const timer = setTimeout(() => {
-          this.timers.delete(key);
-          if (a.active !== inst && a.instances.get(inst!)) a.instances.get(inst!)!.running = false;
-          fire();
-        }, Number(args[3]));
-        this.timers.set(key, { timer, done, fire });
+        i.running = true;
         return ok();
       }
       case 'wait':
@@ -224,12 +235,14 @@ export class FakeNodes implements NodeExecutor {
         if (!i?.running) return fail('wait failed: instance is inactive');
         return i.healthy || (verb === 'wait' && args[4] === 'any') ? ok('200\n') : fail('wait failed: answered 500');
       }
-      case 'switch': {
+      case 'switch':
+      case 'switch-stop': {
         if (!a.instances.get(inst!)) return fail(`silver-deploy: instance ${inst} is not staged`);
-        const prev = args[2];
+        const prev = verb === 'switch' ? args[2] : undefined;
         const cur = a.active;
         a.previous = prev === '-' ? null : prev ? prev : cur && cur !== inst ? cur : a.previous;
         a.active = inst!;
+        if (verb === 'switch-stop' && cur && cur !== inst) this.stopAfter(node, a, cur, Number(args[2]));
         return ok();
       }
       case 'unswitch':

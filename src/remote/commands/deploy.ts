@@ -14,6 +14,8 @@ export const deployVerbs = {
   env: (app: string, instance: string) => verb('env', app, instance),
   start: (app: string, instance: string) => verb('start', app, instance),
   stop: (app: string, instance: string) => verb('stop', app, instance),
+  /** Start, then wait until it listens (at most `seconds`): one call. */
+  up: (app: string, instance: string, seconds: number) => verb('up', app, instance, String(seconds)),
   /** The stop `ms` milliseconds from now, by a timer on the node (a later start of the instance calls it off). */
   stopAfter: (app: string, instance: string, ms: number) => verb('stop-after', app, instance, String(Math.max(0, Math.round(ms)))),
   /** Until the instance listens (`any`) or its path answers 2xx; `-`: its health_check. */
@@ -26,6 +28,8 @@ export const deployVerbs = {
   migratePath: (app: string, instance: string, path: string) => verb('fetch', app, instance, path, 'migrate'),
   /** Traffic to the instance; `previous`: what the previous link becomes (default: the replaced one; `-`: none). */
   switch: (app: string, instance: string, previous?: string) => verb('switch', app, instance, ...(previous ? [previous] : [])),
+  /** Traffic to the instance (the replaced one becomes previous), then the replaced one's stop after `ms`, by a timer on the node. */
+  switchStop: (app: string, instance: string, ms: number) => verb('switch-stop', app, instance, String(Math.max(0, Math.round(ms)))),
   unswitch: (app: string) => verb('unswitch', app),
   status: () => verb('status'),
   /** After stage: the instance's code sum and static version (copied from its folder `dir`). */
