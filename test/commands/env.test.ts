@@ -51,12 +51,10 @@ test('env set stages a new instance with the active code and the new settings on
     'status',
     `clone hello ${OLD} ${NEW} 20002`,
     `env hello ${NEW}`,
-    `start hello ${NEW}`,
-    `wait hello ${NEW} / 60 any`,
+    `up hello ${NEW} 60`,
     `wait hello ${NEW} - 30 2xx`,
-    `switch hello ${NEW}`,
-    // (the replaced instance stops after its grace, by a timer on the node)
-    `stop-after hello ${OLD} 5`,
+    // (the switch sets the replaced instance's stop after its grace, by a timer on the node)
+    `switch-stop hello ${NEW} 5`,
     'prune hello 3',
   ]);
   const env = envOf(nodes, A2, NEW);

@@ -33,7 +33,8 @@ const running = async (nodes: FakeNodes, node: string) => {
 const record = (nodes: FakeNodes, node = A(1)) => JSON.parse(nodes.state.get(node)!.get('rollout')!) as { state: string; outcome?: string; before: Record<string, { active: string | null }> };
 const locked = (nodes: FakeNodes) => [...nodes.state.values()].some((s) => s.has('lock'));
 /** Where in the recorded calls a node got `verb APP INSTANCE` (-1: never). */
-const at = (nodes: FakeNodes, node: string, verb: string, inst: string) => nodes.calls.findIndex((c) => c.node === node && c.argv[3] === verb && c.argv[5] === inst);
+/** Where a verb on the node for the instance is in the calls ('switch' takes switch-stop too). */
+const at = (nodes: FakeNodes, node: string, verb: string, inst: string) => nodes.calls.findIndex((c) => c.node === node && (c.argv[3] === verb || (verb === 'switch' && c.argv[3] === 'switch-stop')) && c.argv[5] === inst);
 
 /** Holds the calls `hold` picks until `release()`; every other call is answered at once. */
 function gate(nodes: FakeNodes, hold: (c: Call) => boolean) {
@@ -56,7 +57,7 @@ test('rollout = 1, 2 on five app servers: the primary alone first, then each bat
   const { ns, rt, nodes, io, all } = await batched(5, '1, 2');
   const recordAtSwitch: string[] = [];
   nodes.onCall = (c) => {
-    if (c.argv[3] !== 'switch' || c.argv[5] !== NEW) return;
+    if ((c.argv[3] !== 'switch' && c.argv[3] !== 'switch-stop') || c.argv[5] !== NEW) return;
     const rec = record(nodes, c.node);
     recordAtSwitch.push(`${c.node} ${rec.state} ${rec.before[c.node]?.active}`);
   };
@@ -64,7 +65,7 @@ test('rollout = 1, 2 on five app servers: the primary alone first, then each bat
   t.true(r.ok, JSON.stringify(r.failure));
   t.deepEqual(actives(nodes, all), all.map(() => NEW));
   const [a1, a2, a3, a4, a5] = all as [string, string, string, string, string];
-  const start = (n: string) => at(nodes, n, 'start', NEW);
+  const start = (n: string) => at(nodes, n, 'up', NEW);
   const sw = (n: string) => at(nodes, n, 'switch', NEW);
   // The primary alone first: its update_fetch before any other starts the new instance, its switch before any other's.
   t.true([a2, a3, a4, a5].every((n) => at(nodes, a1, 'fetch', NEW) < start(n)), 'the primary alone first');
@@ -92,7 +93,7 @@ test('a failing health check on the second app server of a batch of three rolls 
   const g = gate(nodes, isHealth);
   const switched = new Set<string>();
   nodes.onCall = (c) => {
-    if (c.argv[3] === 'switch' && c.argv[5] === NEW && (c.node === a2 || c.node === a4)) switched.add(c.node);
+    if ((c.argv[3] === 'switch' || c.argv[3] === 'switch-stop') && c.argv[5] === NEW && (c.node === a2 || c.node === a4)) switched.add(c.node);
     if (switched.size === 2) g.release();
   };
   nodes.failWhen = (c) => (isHealth(c) ? 'wait failed: answered 500' : null);
@@ -111,18 +112,18 @@ test('a failing health check on the second app server of a batch of three rolls 
 test('when a batch member fails, the others finish the step they are in and start no other; none of them switches', async (t) => {
   const { ns, rt, nodes, all } = await batched(4, '1, 3');
   const [a1, a2, a3, a4] = all as [string, string, string, string];
-  // app2's and app4's wait is held until app3's failed start has been handled.
-  const g = gate(nodes, (c) => (c.node === a2 || c.node === a4) && c.argv[3] === 'wait' && c.argv[8] === 'any');
+  // app2's and app4's start is held until app3's failed start has been handled.
+  const g = gate(nodes, (c) => (c.node === a2 || c.node === a4) && c.argv[3] === 'up');
   nodes.onCall = (c) => {
-    if (c.node === a3 && c.argv[3] === 'start' && c.argv[5] === NEW) setTimeout(g.release, 0);
+    if (c.node === a3 && c.argv[3] === 'up' && c.argv[5] === NEW) setTimeout(g.release, 0);
   };
-  nodes.failWhen = (c) => (c.node === a3 && c.argv[3] === 'start' && c.argv[5] === NEW ? 'unit failed' : null);
+  nodes.failWhen = (c) => (c.node === a3 && c.argv[3] === 'up' && c.argv[5] === NEW ? 'unit failed' : null);
   const r = await update(ns, app, rt, opts);
   t.false(r.ok);
   t.deepEqual(r.failure, { node: a3, step: 'start', error: `${a3}: starting: unit failed` });
   for (const n of [a2, a4]) {
-    t.true(nodes.verbs(n).includes(`wait hello ${NEW} / 60 any`), `${n} finished its step`);
-    t.false(nodes.verbs(n).some((v) => v.startsWith('fetch') || v.startsWith(`switch hello ${NEW}`)), `${n} started no other step`);
+    t.true(nodes.verbs(n).includes(`up hello ${NEW} 60`), `${n} finished its step`);
+    t.false(nodes.verbs(n).some((v) => v.startsWith('fetch') || v.startsWith(`switch-stop hello ${NEW}`)), `${n} started no other step`);
     t.true(nodes.verbs(n).includes(`stop hello ${NEW}`), `${n} stopped the new instance it had started`);
   }
   t.deepEqual(r.rolledBack, [a1]);
@@ -230,13 +231,13 @@ test('env set rolls out in the same batches; a failing member puts every switche
   const [a1, a2, a3, a4] = all as [string, string, string, string];
   const ok = await envChange(ns, 'hello', [{ key: 'GREETING', value: 'hi' }], rt, { restart: true, graceMs: 5 });
   t.true(ok.ok, JSON.stringify(ok.failure));
-  const start = (n: string) => at(nodes, n, 'start', NEW);
+  const start = (n: string) => at(nodes, n, 'up', NEW);
   const sw = (n: string) => at(nodes, n, 'switch', NEW);
   t.true([a2, a3, a4].every((n) => sw(a1) < start(n)));
   t.true(Math.max(start(a2), start(a3), start(a4)) < Math.min(sw(a2), sw(a3), sw(a4)));
 
   const f = await batchedWithEnv(4, '1, 3');
-  f.nodes.failWhen = (c) => (c.node === a4 && c.argv[3] === 'switch' && c.argv[5] === NEW ? 'nginx rejected' : null);
+  f.nodes.failWhen = (c) => (c.node === a4 && c.argv[3] === 'switch-stop' && c.argv[5] === NEW ? 'nginx rejected' : null);
   const bad = await envChange(f.ns, 'hello', [{ key: 'GREETING', value: 'hi' }], f.rt, { restart: true, graceMs: 5 });
   t.false(bad.ok);
   t.deepEqual(bad.failure, { node: a4, step: 'switch', error: `${a4}: switching traffic: nginx rejected` });

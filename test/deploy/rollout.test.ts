@@ -32,6 +32,8 @@ const running = async (nodes: FakeNodes, node: string) => {
   await nodes.stopsDone();
   return [...nodes.app(node, 'hello').instances].filter(([, s]) => s.running).map(([i]) => i);
 };
+/** A switch of silver-deploy's (with or without the replaced instance's stop). */
+const isSwitch = (argv: readonly string[]) => argv[3] === 'switch' || argv[3] === 'switch-stop';
 const record = (nodes: FakeNodes) => JSON.parse(nodes.state.get(A1)!.get('rollout')!) as { state: string; instance: string; outcome?: string; before: Record<string, { active: string | null }> };
 const locked = (nodes: FakeNodes) => [...nodes.state.values()].some((s) => s.has('lock'));
 
@@ -50,22 +52,21 @@ test('an update runs the steps in order on each app server, records its intent b
     `stage hello ${NEW} 20002 /health ${Buffer.from('python3 app.py').toString('base64')}`,
     `env hello ${NEW}`,
     `mark hello ${NEW} ${contentSums(dir, null).code} - -`,
-    `start hello ${NEW}`,
-    `wait hello ${NEW} / 60 any`,
+    // (start, and wait until it listens: one call)
+    `up hello ${NEW} 60`,
     `fetch hello ${NEW} /setup primary`,
     `wait hello ${NEW} /health 30 2xx`,
-    `switch hello ${NEW}`,
-    // (the replaced instance stops after its grace, by a timer on the node)
-    `stop-after hello ${OLD} 5`,
+    // (the switch sets the replaced instance's stop after its grace, by a timer on the node)
+    `switch-stop hello ${NEW} 5`,
     'prune hello 3',
   ]);
   t.true(nodes.verbs(A2).includes(`fetch hello ${NEW} /setup secondary`));
   // The second app server starts the new instance once the primary's update_fetch is done, not after its switch.
   const at = (node: string, v: string) => nodes.calls.findIndex((c) => c.node === node && c.argv.slice(3).join(' ') === v);
-  t.true(at(A2, `start hello ${NEW}`) > at(A1, `fetch hello ${NEW} /setup primary`));
-  t.true(at(A2, `start hello ${NEW}`) < at(A1, `switch hello ${NEW}`), 'warm before the primary switched');
+  t.true(at(A2, `up hello ${NEW} 60`) > at(A1, `fetch hello ${NEW} /setup primary`));
+  t.true(at(A2, `up hello ${NEW} 60`) < at(A1, `switch-stop hello ${NEW} 5`), 'warm before the primary switched');
   // The record went to every node before the first switch, and says `done` at the end.
-  const firstSwitch = nodes.calls.findIndex((c) => c.argv.includes('switch'));
+  const firstSwitch = nodes.calls.findIndex((c) => isSwitch(c.argv));
   const intents = nodes.calls.slice(0, firstSwitch).filter((c) => c.argv.includes('put') && c.argv.includes('rollout'));
   t.deepEqual(intents.map((c) => c.node).sort(), ['app1.shop.test', 'app2.shop.test', 'balancer.shop.test', 'db.shop.test']);
   t.is(record(nodes).state, 'done');
@@ -80,11 +81,10 @@ test('an update runs the steps in order on each app server, records its intent b
 const STEPS: [string, string, (argv: string[]) => boolean][] = [
   ['stage', 'stage', (a) => a[3] === 'stage'],
   ['env', 'stage', (a) => a[3] === 'env'],
-  ['start', 'start', (a) => a[3] === 'start' && a[5] === NEW],
-  ['wait for the instance', 'wait for the instance', (a) => a[3] === 'wait' && a[8] === 'any'],
+  ['start', 'start', (a) => a[3] === 'up' && a[5] === NEW],
   ['update_fetch /setup', 'update_fetch /setup', (a) => a[3] === 'fetch'],
   ['health_check /health', 'health_check /health', (a) => a[3] === 'wait' && a[6] === '/health'],
-  ['switch', 'switch', (a) => a[3] === 'switch' && a[5] === NEW],
+  ['switch', 'switch', (a) => isSwitch(a) && a[5] === NEW],
 ];
 
 for (const [verb, step, match] of STEPS) {
@@ -117,8 +117,8 @@ test('after a failure on the second app server, the first switches back with exa
   const r = await update(ns, app, { ...rt }, { graceMs: 50 });
   t.false(r.ok);
   t.deepEqual(r.rolledBack, [A1]);
-  const after = nodes.verbs(A1).slice(nodes.verbs(A1).indexOf(`switch hello ${NEW}`) + 1);
-  t.deepEqual(after, [`stop-after hello ${OLD} 50`, `start hello ${OLD}`, `wait hello ${OLD} - 60 2xx`, `switch hello ${OLD} hello.2026-11-30_001`, `stop-after hello ${NEW} 50`]);
+  const after = nodes.verbs(A1).slice(nodes.verbs(A1).indexOf(`switch-stop hello ${NEW} 50`) + 1);
+  t.deepEqual(after, [`start hello ${OLD}`, `wait hello ${OLD} - 60 2xx`, `switch hello ${OLD} hello.2026-11-30_001`, `stop-after hello ${NEW} 50`]);
   t.deepEqual(await running(nodes, A1), [OLD], "the old instance's stop was called off by its start; the new one stopped");
   t.is(nodes.app(A1, 'hello').previous, 'hello.2026-11-30_001');
   t.deepEqual(nodes.verbs(A2).filter((v) => v.startsWith('stop')), [`stop hello ${NEW}`], 'the started, unswitched instance stopped at once');
@@ -128,14 +128,14 @@ test('SIGINT during the first switch: no new step starts, the switched node goes
   const { ns, rt, nodes, signal } = await fakeDeploy();
   deployed(nodes);
   nodes.onCall = (c) => {
-    if (c.node === A1 && c.argv[3] === 'switch' && c.argv[5] === NEW) signal('SIGINT');
+    if (c.node === A1 && isSwitch(c.argv) && c.argv[5] === NEW) signal('SIGINT');
   };
   const r = await update(ns, app, rt, opts);
   t.false(r.ok);
   t.is(r.interrupted, 'SIGINT');
   t.is(r.failure?.step, 'interrupt');
   t.deepEqual(r.rolledBack, [A1]);
-  t.false(nodes.verbs(A2).some((v) => v.startsWith(`switch hello ${NEW}`)), 'app2 never switched');
+  t.false(nodes.verbs(A2).some((v) => /^switch(-stop)? /.test(v) && v.includes(NEW)), 'app2 never switched');
   t.deepEqual(await running(nodes, A2), [OLD], 'the new instance it had started ahead of its turn is stopped');
   t.deepEqual(actives(nodes), [OLD, OLD]);
   t.false(locked(nodes));
@@ -144,7 +144,7 @@ test('SIGINT during the first switch: no new step starts, the switched node goes
 
 test('a first deploy that fails on the second app server switches the first one off again', async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
-  nodes.failWhen = (c) => (c.node === A2 && c.argv[3] === 'switch' ? 'nginx rejected' : null);
+  nodes.failWhen = (c) => (c.node === A2 && isSwitch(c.argv) ? 'nginx rejected' : null);
   const r = await update(ns, app, rt, opts);
   t.false(r.ok);
   t.deepEqual(actives(nodes), [null, null]);
@@ -268,7 +268,7 @@ test('the shared state survives the loss or replacement of any single node: the 
 test('a stop of the replaced instance that fails does not fail the update; status shows the leftover', async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
   deployed(nodes);
-  nodes.failWhen = (c) => (c.node === A1 && c.argv[3] === 'stop-after' && c.argv[5] === OLD ? 'cannot stop' : null);
+  nodes.noStopTimer.add(A1);
   const r = await update(ns, app, rt, opts);
   t.true(r.ok);
   const st = await (await import('../../src/commands/status.js')).status(ns, rt);
@@ -291,7 +291,7 @@ test("an app that prints its database password in a failing update_fetch does no
 test('a switch that took effect but reported a failure is switched back too', async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
   deployed(nodes);
-  nodes.failAfter = (c) => (c.node === A2 && c.argv[3] === 'switch' && c.argv[5] === NEW ? 'connection lost' : null);
+  nodes.failAfter = (c) => (c.node === A2 && isSwitch(c.argv) && c.argv[5] === NEW ? 'connection lost' : null);
   const r = await update(ns, app, rt, opts);
   t.false(r.ok);
   t.deepEqual(r.rolledBack, [A2, A1]);
@@ -341,7 +341,7 @@ test('a migration runs once, on the primary, after the half-deploy and before th
   t.deepEqual(migrations.map((c) => [c.node, ...c.argv.slice(4)]), [[A1, 'hello', NEW, Buffer.from('python3 migrate.py').toString('base64')]]);
   const at = nodes.calls.indexOf(migrations[0]!);
   t.true(nodes.calls.slice(0, at).filter((c) => c.argv[3] === 'stage').length === 2, 'after both stages');
-  t.false(nodes.calls.slice(0, at).some((c) => c.argv[3] === 'switch'), 'before any switch');
+  t.false(nodes.calls.slice(0, at).some((c) => isSwitch(c.argv)), 'before any switch');
   t.true(io.stderr.includes(`${A1}: migrate: migrated 1 table`));
 });
 
@@ -353,7 +353,7 @@ test('a failing migration stops the update with nothing switched, and says so', 
   t.false(r.ok);
   t.is(r.failure?.step, 'migrate');
   t.is(r.failure?.node, A1);
-  t.false(nodes.calls.some((c) => c.argv[3] === 'switch' || (c.argv[3] === 'start' && c.argv[5] === NEW)));
+  t.false(nodes.calls.some((c) => isSwitch(c.argv) || ((c.argv[3] === 'start' || c.argv[3] === 'up') && c.argv[5] === NEW)));
   t.deepEqual(actives(nodes), [OLD, OLD]);
 });
 
@@ -380,7 +380,7 @@ test('static-only: only the static folder changed, so every app server switches 
   t.true(r.staticOnly);
   t.is(r.instance, first.instance, 'the same instance serves on');
   const after = nodes.calls.slice(callsBefore).map((c) => c.argv[3]);
-  t.false(after.includes('stage') || after.includes('start') || after.includes('switch'), `no stage, start or switch: ${after.join(' ')}`);
+  t.false(['stage', 'start', 'up', 'switch', 'switch-stop'].some((v) => after.includes(v)), `no stage, start or switch: ${after.join(' ')}`);
   for (const n of [A1, A2]) t.is(nodes.app(n, 'hello').instances.get(first.instance)!.static, v2.static!);
   const back = await rollback(ns, 'hello', rt, opts);
   t.true(back.ok, JSON.stringify(back));
@@ -416,7 +416,7 @@ test('migrate_mode = read-only: the balancers hold writes back from before the m
   const seen: string[] = [];
   nodes.onCall = (c) => {
     if (c.argv[3] === 'migrate') seen.push(`migrate while ${nodes.modes.get(B)?.modes['hello']?.mode ?? 'online'}`);
-    if (c.argv[3] === 'switch') seen.push(`switch ${c.node} while ${nodes.modes.get(B)?.modes['hello']?.mode ?? 'online'}`);
+    if (isSwitch(c.argv)) seen.push(`switch ${c.node} while ${nodes.modes.get(B)?.modes['hello']?.mode ?? 'online'}`);
   };
   const r = await update(ns, { ...app, migrate: { kind: 'script', command: 'python3 migrate.py' }, migrateMode: 'read-only' }, rt, opts);
   t.true(r.ok, JSON.stringify(r.failure));
@@ -527,7 +527,7 @@ test("the app's maintenance.html goes to every balancer before anything switches
   const page = '<!DOCTYPE html><p>Wartung — "bald"</p>\n';
   const order: string[] = [];
   nodes.onCall = (c) => {
-    if (c.argv[3] === 'page' || c.argv[3] === 'switch') order.push(`${c.argv[3]} ${c.node}`);
+    if (c.argv[3] === 'page' || isSwitch(c.argv)) order.push(`${c.argv[3] === 'page' ? 'page' : 'switch'} ${c.node}`);
   };
   const r = await update(ns, { ...app, maintenancePage: page }, rt, opts);
   t.true(r.ok, JSON.stringify(r.failure));

@@ -79,6 +79,8 @@ export class FakeNodes implements NodeExecutor {
   /** The answer to a command that is not a node helper's (null: the default, a failure). */
   answerOther: (call: Call, stdin?: string | Buffer) => ExecResult | null = () => null;
   down = new Set<string>();
+  /** Nodes where a stop timer cannot be set (switch-stop switches, and the replaced instance runs on). */
+  noStopTimer = new Set<string>();
   private readonly sums = new Map<string, string>();
   /** The nodes' stop-after timers ("NODE INSTANCE"). */
   private readonly timers = new Map<string, { timer: NodeJS.Timeout; done: Promise<void>; fire: () => void }>();
@@ -242,7 +244,8 @@ export class FakeNodes implements NodeExecutor {
         const cur = a.active;
         a.previous = prev === '-' ? null : prev ? prev : cur && cur !== inst ? cur : a.previous;
         a.active = inst!;
-        if (verb === 'switch-stop' && cur && cur !== inst) this.stopAfter(node, a, cur, Number(args[2]));
+        // (a node whose timer cannot be set says so and switches all the same)
+        if (verb === 'switch-stop' && cur && cur !== inst && !this.noStopTimer.has(node)) this.stopAfter(node, a, cur, Number(args[2]));
         return ok();
       }
       case 'unswitch':

@@ -17,6 +17,8 @@ test('silver-deploy verbs are exact argv through sudo -n to the helper', (t) => 
   t.deepEqual(deployVerbs.start('blog', I), [...D, 'start', 'blog', I]);
   t.deepEqual(deployVerbs.stop('blog', I), [...D, 'stop', 'blog', I]);
   t.deepEqual(deployVerbs.stopAfter('blog', I, 500), [...D, 'stop-after', 'blog', I, '500']);
+  t.deepEqual(deployVerbs.up('blog', I, 60), [...D, 'up', 'blog', I, '60']);
+  t.deepEqual(deployVerbs.switchStop('blog', I, 500), [...D, 'switch-stop', 'blog', I, '500']);
   t.deepEqual(deployVerbs.wait('blog', I, '-', 60, '2xx'), [...D, 'wait', 'blog', I, '-', '60', '2xx']);
   t.deepEqual(deployVerbs.fetch('blog', I, '/setup stuff', 'primary'), [...D, 'fetch', 'blog', I, '/setup stuff', 'primary']);
   t.deepEqual(deployVerbs.fetchScript('blog', I, 'secondary', 'echo $HOME'), [...D, 'fetch-script', 'blog', I, 'secondary', Buffer.from('echo $HOME').toString('base64')]);

@@ -433,6 +433,22 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   }
   t.is((await deploy(tr, 'stop', 'blog', two)).code, 0);
 
+  // up: the start and the wait until it listens, in one call; switch-stop: the switch, then the
+  // replaced instance's stop-after.
+  clearCalls(tr);
+  const up = await deploy(tr, 'up', 'blog', two, '5');
+  t.is(up.code, 0, up.stderr);
+  t.deepEqual(calls(tr).slice(0, 3), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`, 'curl -s -o /dev/null -m 5 -w %{http_code} http://127.0.0.1:8002/']);
+  clearCalls(tr);
+  const sw = await deploy(tr, 'switch-stop', 'blog', two, '500');
+  t.is(sw.code, 0, sw.stderr);
+  t.is(link(tr, 'blog', 'active'), `instances/${two}`);
+  t.is(link(tr, 'blog', 'previous'), `instances/${one}`);
+  t.is(calls(tr).at(-1), `systemd-run --quiet --collect --unit silver-stop.${one} --on-active=500ms --timer-property=AccuracySec=10ms ${tr.prefix}/usr/local/lib/silverlining/bin/silver-deploy stop blog ${one}`);
+  t.is((await deploy(tr, 'switch-stop', 'blog', two, 'soon')).code, 1, 'a bad delay is refused');
+  t.is((await deploy(tr, 'switch', 'blog', one)).code, 0);
+  t.is((await deploy(tr, 'stop', 'blog', two)).code, 0);
+
   clearCalls(tr);
   const r = await deploy(tr, 'unswitch', 'blog');
   t.is(r.code, 0, r.stderr);
