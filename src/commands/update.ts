@@ -97,7 +97,7 @@ export interface AppsRecord extends Versioned {
  * first signal lets the current step end and puts every switched node back; a second one ends
  * silver at once (the record on the nodes lets the next run converge).
  */
-export async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSignal: (h: (sig: string) => void) => void) => Promise<T>): Promise<T> {
+export async function underLock<T>(s: Session, what: string, body: (lease: Lease, onSignal: (h: (sig: string) => void) => void) => Promise<T>, after?: () => Promise<unknown>): Promise<T> {
   let handler: ((sig: string) => void) | null = null;
   let signals = 0;
   let first: string | null = null;
@@ -113,18 +113,29 @@ export async function underLock<T>(s: Session, what: string, body: (lease: Lease
   });
   try {
     const lease = await s.state.lock(holderText(what, new Date(s.rt.now())));
+    let returned = false;
     try {
       // (a signal that came before the rollout could listen is handed to it at once)
-      return await body(lease, (h) => {
+      const out = await body(lease, (h) => {
         handler = h;
         if (first) h(first);
       });
+      returned = true;
+      return out;
     } finally {
-      await lease.release();
+      // (`after`, once the body returned: while the lock is let go, not after it)
+      await Promise.all([lease.release(), returned && after ? after() : null]);
     }
   } finally {
     dispose();
   }
+}
+
+/** Like Promise.all, but every promise settles before the first rejection is thrown. */
+async function allSettled(all: readonly (Promise<unknown> | null)[]): Promise<void> {
+  const out = await Promise.allSettled(all);
+  const bad = out.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (bad) throw bad.reason;
 }
 
 /** The newest rollout record on the nodes, and the highest seq seen. */
@@ -309,6 +320,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
   let staticOnly = false;
   let held: { previous: ModeEntry | null } | null = null;
   let activatedAll = false;
+  let early: Promise<void> | null = null;
   let appEnv: AppEnv | null = null;
   const afterwards: string[] = [];
   try {
@@ -386,11 +398,17 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         })();
         envP.catch(() => undefined);
         const tar = await packed;
-        await Promise.all([
+        const primaryNode = s.appservers[0]!.name;
+        // (every node's staging settles before a failure is acted on: the primary may have started)
+        await allSettled([
           balancersP,
           ...s.appservers.map(async (n) => {
             await rollout.stage(n.name, { instance: name, port, health: app.healthCheck, runner: app.runner, packages: app.packages, tarball: tar, env: envP });
             await rollout.mark(n.name, name, sums.code, sums.static, app.static);
+            // Without a migration (the new code may need it before it starts) the primary starts the
+            // new instance as soon as it is staged, while the others stage; it takes no traffic
+            // before its switch, and a failure stops it again like any other started instance.
+            if (n.name === primaryNode && !app.migrate && app.migrateMode === 'online') early = rollout.warm(n.name, name).catch(() => undefined);
           }),
         ]);
 
@@ -429,6 +447,8 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         }
         if (!closeNow && afterwards.length === 0) await rollout.closeRecord('activated');
       } catch (e) {
+        // (a start ahead of the activation settles before anything is put back)
+        await early;
         const err = e instanceof StepError ? e : new StepError('update', s.appservers[0]!.name, (e as Error).message);
         failure = { node: err.node, step: err.step, error: redact(err.message, secretValues) };
         rt.io.err(`${err.node}: ${err instanceof Interrupted ? 'INTERRUPTED' : 'FAILED'} at ${err.step}: ${err.message}`);
@@ -452,16 +472,18 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           if (ok && !held) await rollout.closeRecord(err instanceof Interrupted ? 'interrupted, rolled back' : 'failed, rolled back').catch(() => undefined);
         }
       }
+    }, async () => {
+      // The history entry and the wait for the balancers, while the lock is let go.
+      const f = failure as UpdateReport['failure'];
+      const ended = r as Rollout | null;
+      const result = !f ? 'ok' : `${ended?.interrupted ? 'interrupted' : 'failed'} at ${f.step} on ${f.node}: ${f.error}${ended?.rolledBack.length ? ' (rolled back)' : ''}`;
+      const code = staticOnly ? null : contentSums(app.dir, app.static).code;
+      await Promise.all([
+        // (the site serves the new instance when the balancers see it up, not before: a first deploy waits for their checks)
+        failure === null && s.balancers.length > 0 ? waitServing(s, rt, ofApp(app.name), 30_000).catch((e: Error) => afterwards.push(e.message)) : null,
+        record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'update', app: app.name, ...(instance ? { instance } : {}), ...versionOf(app.dir, code), staticOnly, seconds: (rt.now() - t0) / 1000, result: redact(result, secretValues) }), (t) => rt.io.err(t)),
+      ]);
     });
-    const f = failure as UpdateReport['failure'];
-    const ended = r as Rollout | null;
-    const result = !f ? 'ok' : `${ended?.interrupted ? 'interrupted' : 'failed'} at ${f.step} on ${f.node}: ${f.error}${ended?.rolledBack.length ? ' (rolled back)' : ''}`;
-    const code = staticOnly ? null : contentSums(app.dir, app.static).code;
-    await Promise.all([
-      // (the site serves the new instance when the balancers see it up, not before: a first deploy waits for their checks)
-      failure === null && s.balancers.length > 0 ? waitServing(s, rt, ofApp(app.name), 30_000).catch((e: Error) => afterwards.push(e.message)) : null,
-      record(s.state, historyEntry({ at: new Date(t0).toISOString(), kind: 'update', app: app.name, ...(instance ? { instance } : {}), ...versionOf(app.dir, code), staticOnly, seconds: (rt.now() - t0) / 1000, result: redact(result, secretValues) }), (t) => rt.io.err(t)),
-    ]);
   } finally {
     await s.close();
   }

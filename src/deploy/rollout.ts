@@ -110,6 +110,8 @@ export class Rollout {
   /** App servers where this run began to activate its target (they may run it unswitched). */
   private readonly begun = new Set<string>();
   private record: RolloutRecord | null = null;
+  /** Starts ahead of the turn ("NODE INSTANCE"): whether each ended listening. */
+  private readonly warmed = new Map<string, Promise<boolean>>();
   /** activateAll's signal that the primary's update_fetch is done (the others may start). */
   private primaryFetched: (() => void) | null = null;
 
@@ -247,15 +249,19 @@ export class Rollout {
     if (failed) throw failed;
   }
 
-  /** The instance started and listening on the node (starting a running one again is a no-op). */
+  /** The instance started and listening on the node: by its start ahead of its turn, or now. */
   private async startListening(node: string, instance: string): Promise<void> {
+    const ahead = this.warmed.get(`${node} ${instance}`);
+    if (ahead && (await ahead)) return;
     await this.step('start', node, () => this.run(node, 'starting', deployVerbs.up(this.app, instance, 60)));
   }
 
-  /** The new instance started on a node ahead of its turn (its activation starts it again: a no-op). */
+  /** The new instance started on a node ahead of its turn (one that failed is started again in its turn, to tell why). */
   async warm(node: string, instance: string): Promise<void> {
     this.begun.add(node);
-    await this.startListening(node, instance);
+    const started = this.startListening(node, instance);
+    this.warmed.set(`${node} ${instance}`, started.then(() => true, () => false));
+    await started;
   }
 
   /** Start, listen, update_fetch, health check, switch; then the old instance stops after the grace. */
