@@ -8,7 +8,7 @@
  * Target (issue 16): half the time of the baseline, zero failed requests.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
@@ -39,8 +39,8 @@ function phases(stderr: string, wall: number): string {
   const rows = [...stderr.matchAll(/^timing: \+([\d.]+)s ([\d.]+)s (\S+): (.*)$/gm)].map((m) => ({ at: Number(m[1]), took: Number(m[2]), what: m[4]! }));
   if (rows.length === 0) return 'no timing lines';
   const end = Math.max(...rows.map((r) => r.at + r.took));
-  const firstStart = Math.min(...rows.filter((r) => / start /.test(` ${r.what} `)).map((r) => r.at));
-  const lastSwitch = Math.max(...rows.filter((r) => /\bswitch\b/.test(r.what)).map((r) => r.at + r.took));
+  const firstStart = Math.min(...rows.filter((r) => / (start|up) /.test(` ${r.what} `)).map((r) => r.at));
+  const lastSwitch = Math.max(...rows.filter((r) => /\bswitch(-stop)?\b/.test(r.what)).map((r) => r.at + r.took));
   const f = (x: number) => `${x.toFixed(2)} s`;
   return `node start-up and connections ${f(wall - end)}, checks/lock/services/staging ${f(firstStart)}, activation of 3 app servers ${f(lastSwitch - firstStart)}, stops/prune/record/history ${f(end - lastSwitch)}`;
 }
@@ -56,6 +56,8 @@ async function side(label: string, bin: string, versions: string[]): Promise<{ l
   for (const v of versions.slice(1)) {
     const load = startLoad(balancer, 'bench.test', { concurrency: 8, maxSeconds: 120 });
     const r = await run(bin, ['update', version(v), file], { SILVER_TIMING: '1' });
+    // (SILVER_BENCH_TRACE=FILE: each run's timing lines appended there, to see where the time goes)
+    if (process.env['SILVER_BENCH_TRACE']) appendFileSync(process.env['SILVER_BENCH_TRACE'], `# ${label} ${v}\n${r.stderr.split('\n').filter((l) => l.startsWith('timing: ')).join('\n')}\n`);
     const l = await load.stop();
     times.push(r.seconds);
     failed += l.failed;
