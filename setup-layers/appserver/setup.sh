@@ -39,7 +39,7 @@ if [ "$_changed" = 1 ] && [ "$CHECK" != 1 ] && ! nginx -t -q; then
   echo "nginx configuration does not validate; the working one is kept" >&2
   exit 1
 fi
-rm -f /run/silverlining/silver.conf.working
+[ ! -e /run/silverlining/silver.conf.working ] || rm -f /run/silverlining/silver.conf.working
 ensure_on nginx
 [ "$_changed" = 1 ] && reload_unit nginx
 
