@@ -123,7 +123,7 @@ run('logs: both app servers merged with node and instance; -f follows across an 
   t.is((await silver(['run', 'hello', file, '--', 'sh', '-c', 'cat "$CONFIG_FILES/note"; ls -A "$SILVER_CACHE" | wc -l'], env)).stdout, 'kept\n0\n');
   // silver's own steps, under one identifier on every node.
   const own = await silver(['logs', 'silver', file, '-n', '500'], env);
-  t.regex(own.stdout, new RegExp(`${A1.replace(/\./g, '\\.')} silverlining: switch hello ${inst.replace(/\./g, '\\.')}`));
+  t.regex(own.stdout, new RegExp(`${A1.replace(/\./g, '\\.')} silverlining: switch(-stop)? hello ${inst.replace(/\./g, '\\.')}`));
 });
 
 run('history: every update (a failed one too), the env changes (the failed one too) and a rollback, with who, version and result', async (t) => {
