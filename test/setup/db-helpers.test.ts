@@ -51,6 +51,10 @@ for line in sql.split('\\n'):
     m = re.match(r"SELECT 1 FROM pg_roles WHERE rolname = '(.*)';", line)
     if m: print('1' if m.group(1) in lines('roles') else '')
     if line.startswith('SELECT rolsuper'): print('f')
+    if line.startswith("SELECT 'ensure '"):
+        app = re.search(r"rolname = '([a-z0-9_-]*)'", line).group(1)
+        role = open(os.path.join(T, 'rolsuper')).read().strip() if os.path.exists(os.path.join(T, 'rolsuper')) else ('false' if app in lines('roles') else 'none')
+        print('ensure %s %d' % (role, 1 if app in dbs else 0))
     m = re.match(r'CREATE DATABASE "(.*?)"', line)
     if m: dbs.append(m.group(1))
     m = re.match(r'DROP DATABASE IF EXISTS "(.*?)"', line) or re.match(r'DROP DATABASE "(.*?)"', line)
@@ -424,4 +428,32 @@ test('ensure still hands out the password on stdout only: never on a command lin
     const list = await sh(tr, ['list']);
     t.is(list.stdout, `db ${service === 'mysql' ? 'counter' : 'hello'}\n`);
   }
+});
+
+test('PostgreSQL ensure: two sessions whatever there is (what exists, then what is missing and the password); a role with rights beyond its database is refused', async (t) => {
+  const tr = tree('postgresql');
+  const first = await sh(tr, ['ensure', 'hello']);
+  t.is(first.code, 0, first.stderr);
+  t.regex(first.stderr, /created role hello\ncreated database hello/);
+  t.is(calls(tr).filter((c) => c.startsWith('psql')).length, 2);
+  const sql = read(tr, 'sql.log');
+  t.regex(sql, /CREATE ROLE "hello" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '[A-Za-z0-9]+';\nCREATE DATABASE "hello" OWNER "hello";\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;/);
+  // Again, with both there: the password set again, nothing created.
+  writeFileSync(join(tr.dir, 'roles'), 'postgres\nhello\n');
+  writeFileSync(join(tr.dir, 'sql.log'), '');
+  writeFileSync(join(tr.dir, 'calls.log'), '');
+  const again = await sh(tr, ['ensure', 'hello']);
+  t.is(again.code, 0, again.stderr);
+  t.is(again.stdout, first.stdout, 'the same password');
+  t.is(again.stderr, '');
+  t.is(calls(tr).filter((c) => c.startsWith('psql')).length, 2);
+  t.regex(read(tr, 'sql.log'), /ALTER ROLE "hello" LOGIN PASSWORD '[A-Za-z0-9]+';\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;/);
+  t.notRegex(read(tr, 'sql.log'), /CREATE/);
+  // A role with superuser (or createrole, createdb, replication, bypassrls) rights: refused, nothing changed.
+  writeFileSync(join(tr.dir, 'rolsuper'), 'true');
+  writeFileSync(join(tr.dir, 'sql.log'), '');
+  const bad = await sh(tr, ['ensure', 'hello']);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, /role hello has superuser, createrole, createdb, replication or bypassrls rights: refusing/);
+  t.notRegex(read(tr, 'sql.log'), /ALTER|CREATE|REVOKE/);
 });
