@@ -12,7 +12,8 @@ function strippedPair(): KeyPair {
 }
 
 test('a pair ssh2 cannot read is made again', (t) => {
-  const made: KeyPair[] = [strippedPair(), strippedPair(), ssh2.utils.generateKeyPairSync('ed25519', { comment: 'root@a' })];
+  // (the good one made by ed25519Pair itself: one straight from ssh2 is unreadable one time in 256)
+  const made: KeyPair[] = [strippedPair(), strippedPair(), ed25519Pair('root@a')];
   const comments: string[] = [];
   const pair = ed25519Pair('root@a', (c) => {
     comments.push(c);
