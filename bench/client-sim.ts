@@ -141,7 +141,7 @@ function nodesetText(name: string, n: number): string {
   return [
     '[general]', `name = ${name}`, `base_domain = ${name}.test`,
     '[provider]', 'provider = ec2', 'region = eu-west-1',
-    '[appserver]', `nodes = ${n - 1}`, `locations = http://site.${name}.test/ hello`,
+    '[appserver]', `nodes = ${n - 1}`, `locations = http://${name}.test/ hello`,
     '[balancer]', '',
   ].join('\n');
 }

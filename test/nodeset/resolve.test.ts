@@ -2,7 +2,7 @@ import test from 'ava';
 import { memoryHost } from '../../src/config/host.js';
 import { ConfigError, formatDiagnostic } from '../../src/diagnostics.js';
 import { loadNodeset } from '../../src/nodeset/resolve.js';
-import { formatSize } from '../../src/nodeset/types.js';
+import { DEFAULT_ACME_DIRECTORY, formatSize } from '../../src/nodeset/types.js';
 
 const F = '/t/set.conf';
 const base = '[general]\nname = shop\nbase_domain = shop.com\n';
@@ -181,7 +181,7 @@ test('an error in an extended file names that file', (t) => {
 test('tls = acme | FILE on the balancer: ACME settings (Let\'s Encrypt by default) or a PEM kept as a secret, hsts, for every host name; checked and located', (t) => {
   const apps = `${base}[appserver]\nnodes = 2\nlocations =\n    https://shop.com/ blog\n    http://plain.com/ blog\n`;
   const ns = load(`${apps}[balancer]\ntls = acme\nhsts = 300\nacme_email = ops@shop.com\nacme_ca_bundle = ca.pem\n`, { '/t/ca.pem': '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' });
-  t.deepEqual(ns.tls, { mode: 'acme', hosts: ['shop.com', 'plain.com'], hsts: 300, acme: { directory: 'https://acme-v02.api.letsencrypt.org/directory', email: 'ops@shop.com', ca: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' }, pem: null });
+  t.deepEqual(ns.tls, { mode: 'acme', hosts: ['shop.com', 'plain.com'], hsts: 300, acme: { directory: DEFAULT_ACME_DIRECTORY, email: 'ops@shop.com', ca: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' }, pem: null });
   const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nsecretkeybody\n-----END PRIVATE KEY-----\n';
   const given = load(`${apps}[balancer]\ntls = site.pem\n`, { '/t/site.pem': pem });
   t.is(given.tls?.mode, 'file');

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { memoryHost } from '../../src/config/host.js';
 import { loadNodeset } from '../../src/nodeset/resolve.js';
+import { DEFAULT_ACME_DIRECTORY } from '../../src/nodeset/types.js';
 import { keepalivedConf, vrrpPeer } from '../../src/setup/keepalived.js';
 import { layerVars, type AddressedNode } from '../../src/setup/plan.js';
 import { tlsWiring } from '../../src/setup/acme-pair.js';
@@ -44,7 +45,7 @@ test('tls = acme on a pair: each balancer passes the validation requests it cann
   const v2 = layerVars(acme, nodes[2]!, nodes, 'balancer', 'k', false, new Map(), null, null, wiring(nodes[2]!));
   t.regex(v1['SILVER_HAPROXY_CFG']!, /\nbackend acme_peer\n\thttp-request set-header X-Silver-Acme-Peer 1\n\tserver peer 10\.213\.9\.12:80\n/);
   t.regex(v2['SILVER_HAPROXY_CFG']!, /\nbackend acme_peer\n\thttp-request set-header X-Silver-Acme-Peer 1\n\tserver peer 10\.213\.9\.11:80\n/);
-  t.is(v1['SILVER_ACME_CONF'], 'directory https://acme-v02.api.letsencrypt.org/directory\nemail -\nca -\nvia 10.213.9.5\npeer 10.213.9.12\nhost p.test\n');
+  t.is(v1['SILVER_ACME_CONF'], `directory ${DEFAULT_ACME_DIRECTORY}\nemail -\nca -\nvia 10.213.9.5\npeer 10.213.9.12\nhost p.test\n`);
   t.is(v2['SILVER_ACME_CONF'], v1['SILVER_ACME_CONF']!.replace('peer 10.213.9.12', 'peer 10.213.9.11'), 'the same acme.conf but for the peer');
   for (const v of [v1, v2]) {
     t.is(v['SILVER_TLS_STATE'], 'STATE', 'the one state of the pair');
