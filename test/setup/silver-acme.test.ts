@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,14 +57,22 @@ function pem(host: string, days: number, key?: string, issuer: string | null = '
     rmSync(d, { recursive: true, force: true });
   }
 }
+/** Two balancers' trees, removed after the test. */
+function balancers(t: ExecutionContext): [ReturnType<typeof tree>, ReturnType<typeof tree>] {
+  const both: [ReturnType<typeof tree>, ReturnType<typeof tree>] = [tree(), tree()];
+  t.teardown(() => both.forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
+  return both;
+}
+/** An ACME account (dehydrated's key file) in a balancer's tree. */
+function withAccount(p: ReturnType<typeof tree>): void {
+  mkdirSync(join(p.base, 'accounts/abc'), { recursive: true });
+  writeFileSync(join(p.base, 'accounts/abc/account_key.pem'), 'ACCOUNT KEY');
+}
 const keyOf = (chainAndKey: string) => chainAndKey.slice(chainAndKey.indexOf('-----BEGIN PRIVATE KEY-----'));
 
 test('export then import on a new balancer: the account and the certificate come back, root-only', (t) => {
-  const a = tree();
-  const b = tree();
-  t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
-  mkdirSync(join(a.base, 'accounts/abc'), { recursive: true });
-  writeFileSync(join(a.base, 'accounts/abc/account_key.pem'), 'ACCOUNT KEY');
+  const [a, b] = balancers(t);
+  withAccount(a);
   mkdirSync(join(a.base, 'certs/secure.test'), { recursive: true });
   writeFileSync(join(a.base, 'certs/secure.test/cert-1.pem'), 'CERT');
   execFileSync('ln', ['-s', 'cert-1.pem', join(a.base, 'certs/secure.test/cert.pem')]);
@@ -95,9 +103,7 @@ test('export then import on a new balancer: the account and the certificate come
 });
 
 test('import (the hand-over of a pair): a newer certificate replaces the one here, an older one, one for another name or with a key not its own never does', (t) => {
-  const a = tree();
-  const b = tree();
-  t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
+  const [a, b] = balancers(t);
   const here = pem('secure.test', 40);
   writeFileSync(join(b.certs, 'secure.test.pem'), here);
   const give = (content: string) => {
@@ -157,14 +163,7 @@ test('a hostile archive is refused: members out of their folders, links that lea
     t.regex(r.stderr, /^silver-acme: import: standard input holds no bundle of silver-acme export\n$/, input);
   }
   // A member below a link of the archive (accounts/a -> b, then accounts/a/x: tar writes it wherever a leads).
-  const below = execFileSync('python3', ['-c', `
-import base64, io, sys, tarfile
-buf = io.BytesIO()
-with tarfile.open(fileobj=buf, mode='w:gz') as tf:
-    link = tarfile.TarInfo('accounts/a'); link.type = tarfile.SYMTYPE; link.linkname = 'b'; tf.addfile(link)
-    data = b'x'; f = tarfile.TarInfo('accounts/a/account_key.pem'); f.size = len(data); tf.addfile(f, io.BytesIO(data))
-sys.stdout.write(base64.b64encode(buf.getvalue()).decode())
-`], { encoding: 'utf8' });
+  const below = bundle("link = tarfile.TarInfo('accounts/a'); link.type = tarfile.SYMTYPE; link.linkname = 'b'; tf.addfile(link)\ndata = b'x'; f = tarfile.TarInfo('accounts/a/account_key.pem'); f.size = len(data); tf.addfile(f, io.BytesIO(data))");
   const r = acme(p, 'import', below);
   t.not(r.status, 0);
   t.regex(r.stderr, /'accounts\/a' is neither a file nor a folder/);
@@ -201,9 +200,7 @@ test('a bundle that unpacks to more than 1 MB, or holds too many members, is ref
 });
 
 test('a certificate file with anything but its blocks (a broken block after the key, text around them) is refused: HAProxy would not load it', (t) => {
-  const a = tree();
-  const b = tree();
-  t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
+  const [a, b] = balancers(t);
   const good = pem('secure.test', 60);
   const ecParams = execFileSync('openssl', ['ecparam', '-name', 'prime256v1'], { encoding: 'utf8' });
   // (as dehydrated writes an EC key: its parameters first; taken, the parameters left out)
@@ -227,11 +224,8 @@ test('a certificate file with anything but its blocks (a broken block after the 
 });
 
 test("receive (the other balancer's hand-over): only over a certificate here, only from the same CA or a trusted one, never the account", (t) => {
-  const a = tree();
-  const b = tree();
-  t.teardown(() => [a, b].forEach((p) => rmSync(p.dir, { recursive: true, force: true })));
-  mkdirSync(join(a.base, 'accounts/abc'), { recursive: true });
-  writeFileSync(join(a.base, 'accounts/abc/account_key.pem'), 'ACCOUNT KEY');
+  const [a, b] = balancers(t);
+  withAccount(a);
   const give = (content: string) => {
     writeFileSync(join(a.certs, 'secure.test.pem'), content);
     return acme(b, 'receive', acme(a, 'export').stdout);
