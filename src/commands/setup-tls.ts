@@ -1,11 +1,17 @@
 import type { Nodeset } from '../nodeset/types.js';
 import type { Runtime } from '../runtime.js';
 import type { AddressedNode } from '../setup/plan.js';
+import type { ExecResult } from '../ssh/connect.js';
 import type { NodeExecutor } from '../ssh/keeper.js';
+import { quoteCommand } from '../ssh/quote.js';
+import { asRoot } from '../image/builder.js';
 import { tail } from '../util/exec.js';
 import type { NodeSetupResult } from './setup-node.js';
 
 const ACME = '/usr/local/lib/silverlining/bin/silver-acme';
+
+/** `silver-acme ARGS` on a balancer, as root. */
+type Acme = (node: string, args: string[], stdin?: string) => Promise<ExecResult>;
 
 /** One host's certificate on a balancer, as `silver-acme export` says in its first line. */
 interface Cert {
@@ -32,15 +38,16 @@ interface Held {
 export async function shareTls(ns: Nodeset, rt: Runtime, pool: NodeExecutor, all: readonly AddressedNode[], results: Map<string, NodeSetupResult>, users: ReadonlyMap<string, string>, ordered: ReadonlySet<string>): Promise<void> {
   const hosts = ns.tls?.hosts ?? [];
   const ok = all.filter((n) => n.role === 'balancer' && results.get(n.name)?.status !== 'failed').map((n) => n.name);
-  const sudo = (node: string) => (users.get(node) === 'root' ? '' : 'sudo -n ');
-  const held = async (nodes: readonly string[]) => (await Promise.all(nodes.map((b) => exportOf(rt, pool, b, sudo(b))))).filter((h): h is Held => h !== null);
+  // silver-acme as root on a balancer (a node that cannot be reached answers as a failure)
+  const acme: Acme = (node, args, stdin) => pool.exec(node, quoteCommand(asRoot(users.get(node) ?? 'root', [ACME, ...args])), stdin).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+  const held = async (nodes: readonly string[]) => (await Promise.all(nodes.map((b) => exportOf(rt, acme, b)))).filter((h): h is Held => h !== null);
   let found = await held(ok);
   let best = newest(found, hosts);
   if (!best) {
     const late = ok.filter((b) => !ordered.has(b));
     for (const b of late) {
       rt.io.err(`${b}: balancer: changed: certificates for ${hosts.join(' ')} (from the ACME server: the other balancer has none)`);
-      const r = await pool.exec(b, `${sudo(b)}${ACME} run --local`).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+      const r = await acme(b, ['run', '--local']);
       if (r.code !== 0) rt.io.err(`${b}: no certificate from the ACME server: ${tail(r.stderr, 3)}`);
       else changed(results, b, `certificates for ${hosts.join(' ')} (from the ACME server)`);
     }
@@ -50,7 +57,7 @@ export async function shareTls(ns: Nodeset, rt: Runtime, pool: NodeExecutor, all
   if (!best) return;
   rt.state.keepTlsState(ns.name, best.bundle);
   const from = best;
-  await Promise.all(found.filter((h) => h.node !== from.node && hosts.some((x) => h.certs[x]?.sha256 !== from.certs[x]!.sha256)).map((h) => give(rt, pool, results, h.node, sudo(h.node), from, hosts)));
+  await Promise.all(found.filter((h) => h.node !== from.node && hosts.some((x) => h.certs[x]?.sha256 !== from.certs[x]!.sha256)).map((h) => give(rt, acme, results, h.node, from, hosts)));
 }
 
 /** The newest complete certificate set: every host present, the latest first end (then by name: the same choice every run). */
@@ -60,8 +67,8 @@ export function newest(held: readonly Held[], hosts: readonly string[]): Held | 
   return complete.sort((a, b) => score(b) - score(a) || a.node.localeCompare(b.node))[0] ?? null;
 }
 
-async function exportOf(rt: Runtime, pool: NodeExecutor, node: string, sudo: string): Promise<Held | null> {
-  const r = await pool.exec(node, `${sudo}${ACME} export`).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+async function exportOf(rt: Runtime, acme: Acme, node: string): Promise<Held | null> {
+  const r = await acme(node, ['export']);
   const [head, bundle] = r.stdout.trim().split('\n');
   let certs: Record<string, Cert | null> | null = null;
   try {
@@ -76,8 +83,8 @@ async function exportOf(rt: Runtime, pool: NodeExecutor, node: string, sudo: str
   return { node, certs, bundle };
 }
 
-async function give(rt: Runtime, pool: NodeExecutor, results: Map<string, NodeSetupResult>, node: string, sudo: string, from: Held, hosts: readonly string[]): Promise<void> {
-  const r = await pool.exec(node, `${sudo}${ACME} import`, `${from.bundle}\n`).catch((e: Error) => ({ code: 1, stdout: '', stderr: e.message }));
+async function give(rt: Runtime, acme: Acme, results: Map<string, NodeSetupResult>, node: string, from: Held, hosts: readonly string[]): Promise<void> {
+  const r = await acme(node, ['import'], `${from.bundle}\n`);
   if (r.code !== 0) {
     rt.io.err(`${node}: the certificates of ${from.node} were not taken: ${tail(r.stderr, 2) || 'no answer'}`);
     return;
