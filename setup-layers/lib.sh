@@ -93,6 +93,7 @@ known_same() {
 # ensure_known PATH MODE OWNER:GROUP MD5 CONTENT: ensure_file for content silver rendered and
 # summed; the file is read only when prehash did not cover it.
 ensure_known() {
+  _track path "$1"
   _want=$5
   CHANGED=0
   if known_same "$1" "$4" "$5"; then _ensure_mode "$1" "$2" "$3"; else _write_want "$1" "$2" "$3"; fi
@@ -100,6 +101,7 @@ ensure_known() {
 
 # ensure_file PATH MODE OWNER:GROUP  < content
 ensure_file() {
+  _track path "$1"
   _slurp
   _want=$_S
   CHANGED=0
@@ -141,6 +143,7 @@ _write_want() {
 
 # ensure_absent PATH
 ensure_absent() {
+  _track path "$1"
   CHANGED=0
   if [ -e "$1" ] || [ -L "$1" ]; then
     changed "remove $1"
@@ -151,6 +154,7 @@ ensure_absent() {
 
 # ensure_dir PATH MODE OWNER:GROUP
 ensure_dir() {
+  _track path "$1"
   CHANGED=0
   if [ ! -d "$1" ]; then
     changed "directory $1"
@@ -326,6 +330,7 @@ unit_state() {
 
 # ensure_on UNIT: enabled and running.
 ensure_on() {
+  _track on "$1"
   unit_state "$1" all
   case "$_FILE" in
     enabled | enabled-runtime | static | alias | indirect | generated) ;;
@@ -343,6 +348,7 @@ ensure_on() {
 # ensure_off UNIT: not running, not enabled (if installed at all).
 ensure_off() {
   # (not linked from any *.wants/ or *.requires/ directory: not enabled, which is all this asks)
+  _track off "$1"
   unit_state "$1" off
   [ "$_LOAD" = loaded ] || return 0
   if [ "$_ACTIVE" = active ] || [ "$_ACTIVE" = activating ] || [ "$_ACTIVE" = reloading ]; then
@@ -377,6 +383,7 @@ restart_unit() {
 # ensure_block FILE NAME [LINES] (or < lines): one managed block between BEGIN/END markers, other
 # lines untouched. LINES end with a newline.
 ensure_block() {
+  _track path "$1"
   _file=$1 _name=$2
   if [ $# -ge 3 ]; then _body=$3; else
     _slurp
@@ -415,6 +422,26 @@ ensure_block() {
   fi
 }
 
+# firewall_loaded: the rules of /etc/nftables.conf are in the kernel (a flushed ruleset is loaded again).
+firewall_loaded() {
+  if ! nft list table inet silver > /dev/null 2>&1; then
+    changed "load firewall rules"
+    act nft -f /etc/nftables.conf
+  fi
+}
+
+# repair_instances: on an app server, each app's active instance runs and answers its health
+# check, and what an interrupted deploy left running is stopped (silver-deploy repair; skipped
+# while a deploy holds the nodeset's lock).
+repair_instances() {
+  [ -x /usr/local/lib/silverlining/bin/silver-deploy ] || return 0
+  # shellcheck disable=SC2046 # (no argument at all unless checking)
+  _repair=$(/usr/local/lib/silverlining/bin/silver-deploy repair $([ "$CHECK" = 1 ] && echo --check)) || exit 1
+  while IFS= read -r _l; do [ -z "$_l" ] || changed "$_l"; done <<EOT
+$_repair
+EOT
+}
+
 # ensure_backup_schedule: a service node's scheduled backups (the nodeset's `backup =` of its
 # section): the copy key, the copy node's host key, backup.conf and the timer that runs
 # `silver-backup run`; all removed when the nodeset has no schedule for this service.
@@ -445,4 +472,143 @@ ensure_backup_schedule() {
     is_active silver-backup.timer && restart_unit silver-backup.timer
   fi
   ensure_on silver-backup.timer
+}
+
+# The fast path of a no-op run (the fingerprint). A full run that every layer passes records what
+# decided it: the digest of its inputs (the layers' files and variables, which silver computes),
+# the time it began, and the state no file shows (units running or not). The next run's probe
+# (fast_probe) asks only whether anything changed since: the same inputs, no file under /etc,
+# /usr/local/lib/silverlining or root's .ssh (nor dpkg's status, nor any other path a helper
+# managed) changed since the run began, the same units up and down. Then every check of the full
+# run would pass again, and the layers' probe.sh run alone (what no file shows: the firewall
+# loaded, the instances' health). Anything else, or no fingerprint: the full run. The
+# fingerprint is removed before a full run changes anything, so a run killed at any line leaves
+# none; a check-only run neither reads it nor writes it.
+FP_DIR=/var/lib/silverlining/setup
+SILVER_TRACK=''
+
+# _track KIND ARG: what a helper checked (path P, unit on U, unit off U), for fingerprint_end.
+_track() {
+  [ -z "$SILVER_TRACK" ] || printf '%s %s\n' "$1" "$2" >> "$SILVER_TRACK"
+}
+
+# fingerprint_begin: at the start of a full run, before any change.
+fingerprint_begin() {
+  [ "$CHECK" != 1 ] || return 0
+  [ ! -L "$FP_DIR" ] || { echo "$FP_DIR is a symbolic link" >&2; exit 1; }
+  # shellcheck disable=SC2174 # (-m is meant for the fingerprint's folder alone)
+  mkdir -p -m 700 "$FP_DIR"
+  rm -f "$FP_DIR/fingerprint"
+  SILVER_TRACK=$FP_DIR/track
+  : > "$SILVER_TRACK"
+  # The time this run began, as the next probe compares: first a walk like the probe's (a file
+  # system may note a folder's first reading in its change time: an overlay does), then 30 ms for
+  # the kernel's file times, which are coarser than its clock; the mark is 20 ms before now, so
+  # that anything changed from here on is newer. (What this run changes itself is seen by the next
+  # probe, which then runs in full once more.)
+  find /etc /usr/local/lib/silverlining /root/.ssh -ctime -1 -name '' > /dev/null 2>&1 || true
+  sleep 0.03
+  _ns=$(date +%s%N)
+  _ns=$((_ns - 20000000))
+  touch -d "@${_ns%?????????}.${_ns#"${_ns%?????????}"}" "$FP_DIR/ref.new"
+}
+
+# _fp_add VAR WORD: WORD added to the list in VAR, once.
+_fp_add() {
+  _fp_l=''
+  eval "_fp_l=\$$1"
+  case " $_fp_l " in *" $2 "*) ;; *) eval "$1=\"\$_fp_l \$2\"" ;; esac
+}
+
+# _units_asked UNIT...: systemd's states of these units in _ASKED, on one line (one process).
+_units_asked() {
+  _a=$(systemctl is-active "$@" 2> /dev/null) || true
+  _ASKED=''
+  for _w in $_a; do _ASKED="$_ASKED${_ASKED:+ }$_w"; done
+}
+
+# fingerprint_end DIGEST: after every layer passed, the fingerprint of this run.
+fingerprint_end() {
+  [ -n "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK" ] || return 0
+  _roots='' _points='/var/lib/dpkg/status' _absent='' _live='' _linked='' _dead='' _ask=''
+  for _r in /etc /usr/local/lib/silverlining /root/.ssh; do
+    if [ -d "$_r" ] && [ ! -L "$_r" ]; then _roots="$_roots $_r"; else _points="$_points ${_r%/*}"; fi
+  done
+  while read -r _fk _fp; do
+    # (names the probe reads unquoted: a path with any other character leaves no fingerprint)
+    case "$_fp" in '' | *[!A-Za-z0-9._/@:+-]*) return 0 ;; esac
+    case "$_fk" in
+      path)
+        _under=0
+        for _r in $_roots; do case "$_fp" in "$_r" | "$_r"/*) _under=1 ;; esac; done
+        [ "$_under" = 0 ] || continue
+        if [ -e "$_fp" ] || [ -L "$_fp" ]; then _fp_add _points "$_fp"; else _fp_add _absent "$_fp"; fi
+        ;;
+      on | off)
+        _u=$_fp
+        case "$_u" in *.*) ;; *) _u="$_u.service" ;; esac
+        _unit_fast "$_u"
+        case "$_fk:$_LOAD:$_ACTIVE" in
+          off:not-found:*) ;;
+          on:loaded:active) _fp_add _live "$_u" ;;
+          off:loaded:inactive) _fp_add _dead "$_u" ;;
+          on:loaded:\?) if [ -L "/run/systemd/units/invocation:$_u" ]; then _fp_add _linked "$_u"; else _fp_add _ask "$_u"; fi ;;
+          *) _fp_add _ask "$_u" ;;
+        esac
+        ;;
+    esac
+  done < "$SILVER_TRACK"
+  _asked=''
+  # shellcheck disable=SC2086 # (unit names, split on purpose)
+  [ -z "$_ask" ] || { _units_asked $_ask; _asked=$_ASKED; }
+  (umask 077 && printf 'FP_DIGEST=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_LINKED="%s"\nFP_DEAD="%s"\nFP_ASK="%s"\nFP_ASKED="%s"\n' \
+    "$1" "$_roots" "$_points" "$_absent" "$_live" "$_linked" "$_dead" "$_ask" "$_asked" > "$FP_DIR/fingerprint.new")
+  mv -f "$FP_DIR/ref.new" "$FP_DIR/ref"
+  mv -f "$FP_DIR/fingerprint.new" "$FP_DIR/fingerprint"
+  rm -f "$SILVER_TRACK"
+}
+
+# fast_probe DIGEST: true when the fingerprint holds (see above); reads it, changes nothing.
+# When not, _MISS says why (the first thing found).
+fast_probe() {
+  _MISS='no fingerprint'
+  [ -f "$FP_DIR/fingerprint" ] && [ -f "$FP_DIR/ref" ] && [ ! -L "$FP_DIR" ] || return 1
+  FP_DIGEST='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_LINKED='' FP_DEAD='' FP_ASK='' FP_ASKED=''
+  # (root's file in root's own folder, its values checked when written)
+  # shellcheck disable=SC1091
+  . "$FP_DIR/fingerprint"
+  _MISS='new inputs'
+  [ "$FP_DIGEST" = "$1" ] || return 1
+  for _p in $FP_ABSENT; do
+    _MISS="$_p is there"
+    if [ -e "$_p" ] || [ -L "$_p" ]; then return 1; fi
+  done
+  for _u in $FP_LIVE $FP_LINKED; do
+    _MISS="$_u is not running"
+    case " $FP_LINKED " in
+      *" $_u "*) [ -L "/run/systemd/units/invocation:$_u" ] || return 1 ;;
+      *)
+        _unit_fast "$_u"
+        [ "$_ACTIVE" = active ] || return 1
+        ;;
+    esac
+  done
+  for _u in $FP_DEAD; do
+    _MISS="$_u is running"
+    _unit_fast "$_u"
+    [ "$_ACTIVE" = inactive ] || return 1
+  done
+  if [ -n "$FP_ASK" ]; then
+    # shellcheck disable=SC2086 # (unit names, split on purpose)
+    _units_asked $FP_ASK
+    _MISS="units now $_ASKED"
+    [ "$_ASKED" = "$FP_ASKED" ] || return 1
+  fi
+  # Whatever changed since the last full run began: the first such path, or none.
+  set --
+  for _r in $FP_ROOTS; do set -- "$@" -path "$_r" -o -path "$_r/*" -o; done
+  # shellcheck disable=SC2086 # (paths checked when written: no space, no pattern)
+  _new=$(find $FP_ROOTS $FP_POINTS \( -cnewer "$FP_DIR/ref" -print -quit \) -o \( "$@" -false \) -o -prune 2>&1) || { _MISS="$_new"; return 1; }
+  _MISS="$_new changed"
+  [ -z "$_new" ]
 }

@@ -110,10 +110,11 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .option('--json', 'print the report as JSON')
     .option('--dry-run', 'run only the checks and show what would change')
     .option('--concurrency <n>', 'nodes set up at once', (v) => positiveInt(v, '--concurrency'), 32)
-    .action(async (file: string, opts: { json?: boolean; dryRun?: boolean; concurrency: number }) => {
+    .option('--full', 'check everything on every node, even where nothing changed since the last run')
+    .action(async (file: string, opts: { json?: boolean; dryRun?: boolean; concurrency: number; full?: boolean }) => {
       const ns = load(file);
       const { renderSetupReport, setupNodes } = await commands.setup();
-      const report = await setupNodes(ns, await runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency });
+      const report = await setupNodes(ns, await runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency, fast: opts.full ? 'full' : 'probe' });
       io.out(opts.json ? JSON.stringify(report, null, 2) : renderSetupReport(report));
       if (report.nodes.some((n) => n.status === 'failed')) throw new ExitError('', 1);
     });

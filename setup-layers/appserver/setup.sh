@@ -63,11 +63,5 @@ ensure_on silver-boot
 
 # Each active instance runs and answers its health check; leftovers of an interrupted deploy
 # are stopped (skipped while a deploy holds the nodeset's lock).
-if [ -x /usr/local/lib/silverlining/bin/silver-deploy ]; then
-  # shellcheck disable=SC2046 # (no argument at all unless checking)
-  _repair=$(/usr/local/lib/silverlining/bin/silver-deploy repair $([ "$CHECK" = 1 ] && echo --check)) || exit 1
-  while IFS= read -r _l; do [ -z "$_l" ] || changed "$_l"; done <<EOT
-$_repair
-EOT
-fi
+repair_instances
 true

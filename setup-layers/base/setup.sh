@@ -186,11 +186,7 @@ $_rules
 $_output
 }
 EOT
-_fw_changed=$CHANGED
-if [ "$_fw_changed" = 1 ] || ! nft list table inet silver > /dev/null 2>&1; then
-  [ "$_fw_changed" = 1 ] || changed "load firewall rules"
-  act nft -f /etc/nftables.conf
-fi
+if [ "$CHANGED" = 1 ]; then act nft -f /etc/nftables.conf; else firewall_loaded; fi
 unit_state nftables file
 if [ "$_FILE" != enabled ]; then
   changed "enable nftables"

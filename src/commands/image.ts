@@ -84,7 +84,7 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
     const created = await createNodes(bns, rt, { concurrency: 1, sshTimeoutMs });
     if (failedCount(created) > 0) throw new Error(`creating the builder failed: ${created.outcomes.find((o) => o.status === 'failed')?.error}`);
     check();
-    const setup = await setupNodes(bns, rt, { dryRun: false, concurrency: 1 });
+    const setup = await setupNodes(bns, rt, { dryRun: false, concurrency: 1, fast: 'none' });
     const failed = setup.nodes.find((n) => n.status === 'failed');
     if (failed) throw new Error(`setting up the builder failed: ${failed.error ?? 'failed'}`);
     check();

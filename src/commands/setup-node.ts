@@ -4,6 +4,7 @@ import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
 import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } from '../setup/plan.js';
+import { FAST_HIT, nodeDigest, probeScript } from '../setup/fast-path.js';
 import type { NodeExecutor } from '../ssh/keeper.js';
 import { connectNodes } from '../ssh/targets.js';
 import { Remote } from '../remote/executor.js';
@@ -29,6 +30,8 @@ export interface NodeSetupResult {
   layers: LayerResult[];
   seconds: number;
   error?: string;
+  /** How the node was checked: `fingerprint` (nothing changed since its last full run: the probe alone), else `full`. */
+  checked?: 'fingerprint' | 'full';
 }
 
 export interface SetupReport {
@@ -41,6 +44,12 @@ export interface SetupReport {
 export interface SetupOptions {
   dryRun: boolean;
   concurrency: number;
+  /**
+   * The fast path (fast-path.ts): `probe` (the default) asks each node first; `full` checks
+   * everything (and records the fingerprint); `none` neither asks nor records (an image's builder:
+   * no fingerprint goes into an image).
+   */
+  fast?: 'probe' | 'full' | 'none';
 }
 
 /** Layered setup of every node, then the wiring, concurrently over nodes; one connection each. */
@@ -59,7 +68,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   }
   try {
     // (read while the other nodes set up: only a balancer's layer takes it)
-    const shared = balancerState(ns, pool, addressed, rt);
+    const shared = balancerState(ns, new Remote(pool, new Set([...users].filter(([, u]) => u === 'root').map(([n]) => n))), addressed, rt);
     shared.catch(() => undefined);
     const backup = backupWiringOf(ns, rt, addressed);
     const tls = tlsWirings(ns, rt, addressed);
@@ -67,7 +76,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
       addressed.map((node) =>
         limit(async () => {
           const { health, modes } = node.role === 'balancer' ? await shared : { health: new Map<string, string>(), modes: null };
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null));
+          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null, opts.fast ?? 'probe'));
         }),
       ),
     );
@@ -110,9 +119,9 @@ function backupWiringOf(ns: Nodeset, rt: Runtime, all: readonly AddressedNode[])
  * (a new or rebuilt balancer gets its modes back); empty before the first update or when no node
  * has silver-state yet.
  */
-async function balancerState(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNode[], rt: Runtime): Promise<{ health: Map<string, string>; modes: ModeState | null }> {
+async function balancerState(ns: Nodeset, remote: Remote, nodes: AddressedNode[], rt: Runtime): Promise<{ health: Map<string, string>; modes: ModeState | null }> {
   if (!nodes.some((n) => n.role === 'balancer')) return { health: new Map(), modes: null };
-  const state = new SharedState(new Remote(pool), { nodeset: ns.name, total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
+  const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
   // (before silver-state is on the nodes, or with too few answering: the checks use `/`, no mode)
   const recs = await state.read<Versioned>('apps', 'maintenance').catch(() => new Map<string, Versioned>());
   const rec = recs.get('apps') as AppsRecord | undefined;
@@ -126,7 +135,7 @@ async function balancerState(ns: Nodeset, pool: NodeExecutor, nodes: AddressedNo
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tls: TlsWiring | null,
+  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none',
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -144,14 +153,20 @@ async function setupOne(
     rt.io.err(`${node.name}: ${layer}: failed: ${error}`);
     return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error: `${layer}: ${error}` };
   };
-  let script: Buffer;
+  let checked: 'fingerprint' | 'full' = 'full';
+  let specs: { layer: string; vars: Record<string, string> }[];
+  let digest: string;
   try {
-    script = nodeScript(names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup, tls) })));
+    specs = names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup, tls) }));
+    digest = nodeDigest(specs);
   } catch (e) {
     return fail(names[0]!, (e as Error).message);
   }
   try {
-    const r = await pool.exec(node.name, shell, script, undefined, (chunk) => stream.write(chunk));
+    // The probe first (fast-path.ts): when nothing changed, it is the whole run.
+    const probe = fast === 'probe' ? await pool.exec(node.name, shell, probeScript(names, digest, check), undefined, (chunk) => stream.write(chunk)) : null;
+    if (probe?.stdout.split('\n').includes(FAST_HIT)) checked = 'fingerprint';
+    const r = probe && checked === 'fingerprint' ? probe : await pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest), undefined, (chunk) => stream.write(chunk));
     const failed = stream.ended.find((e) => e.code !== 0);
     if (failed) return fail(failed.layer, `exited ${failed.code}: ${tail(r.stderr || r.stdout, 5)}`);
     if (r.code !== 0 || stream.ended.length !== names.length) {
@@ -162,7 +177,7 @@ async function setupOne(
     return fail(names[stream.ended.length] ?? names[0]!, (e as Error).message);
   }
   const any = layers.some((l) => l.changes.length > 0);
-  return { name: node.name, role: node.role, status: any ? 'changed' : 'unchanged', layers, seconds: (rt.now() - start) / 1000 };
+  return { name: node.name, role: node.role, status: any ? 'changed' : 'unchanged', layers, seconds: (rt.now() - start) / 1000, checked };
 }
 
 export function renderSetupReport(r: SetupReport): string {

@@ -17,6 +17,8 @@ export const STRIP: readonly string[] = [
   'var/cache/silverlining/',
   'var/lib/silverlining/services/',
   'var/lib/silverlining/state/',
+  // (the builder's setup fingerprint: a node made from the image runs its first setup in full)
+  'var/lib/silverlining/setup',
   'var/lib/silverlining/backups/',
   'var/lib/silverlining/backup-copies/',
   'etc/silverlining/backup.key',

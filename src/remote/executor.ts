@@ -23,11 +23,20 @@ export class RemoteError extends Error {
  * SSH pool, kept connections, or a test's fake).
  */
 export class Remote {
-  constructor(readonly executor: NodeExecutor) {}
+  /** `asRoot`: the nodes whose sessions are root's already (setup-node's): a helper's `sudo -n` is left out there. */
+  constructor(
+    readonly executor: NodeExecutor,
+    private readonly asRoot: ReadonlySet<string> = new Set(),
+  ) {}
 
   /** The exit code and output, whatever the exit code (throws only when the node cannot be reached). */
   exec(node: string, argv: readonly string[], stdin?: string | Buffer, timeoutMs?: number): Promise<ExecResult> {
-    return this.executor.exec(node, quoteCommand(argv), stdin, timeoutMs);
+    return this.executor.exec(node, quoteCommand(this.argvOn(node, argv)), stdin, timeoutMs);
+  }
+
+  /** The command as it runs on `node`: without `sudo -n` in a root session (sudo would cost more than the helper). */
+  argvOn(node: string, argv: readonly string[]): readonly string[] {
+    return argv[0] === 'sudo' && argv[1] === '-n' && this.asRoot.has(node) ? argv.slice(2) : argv;
   }
 
   /** The standard output; a non-zero exit is a RemoteError saying `what` failed. */
@@ -40,7 +49,7 @@ export class Remote {
   /** Like run, with each line of standard output handed to `onLine` as it arrives. */
   async stream(node: string, what: string, argv: readonly string[], onLine: (line: string) => void, timeoutMs?: number): Promise<string> {
     let buffer = '';
-    const r = await this.executor.exec(node, quoteCommand(argv), undefined, timeoutMs, (chunk) => {
+    const r = await this.executor.exec(node, quoteCommand(this.argvOn(node, argv)), undefined, timeoutMs, (chunk) => {
       buffer += chunk;
       let nl: number;
       while ((nl = buffer.indexOf('\n')) >= 0) {

@@ -218,7 +218,8 @@ function once<V>(map: Map<string, V>, key: string, make: () => V): V {
 }
 
 const files = new Map<string, string>();
-const layerFile = (path: string): string => once(files, path, () => readFileSync(path, 'utf8'));
+/** A file of the layers' tree, read once. */
+export const layerFile = (path: string): string => once(files, path, () => readFileSync(path, 'utf8'));
 
 const packageLists = new Map<string, string[]>();
 const packagesOf = (layer: string, root: string): string[] => once(packageLists, join(root, layer), () => layerPackages(layer, root));
@@ -228,7 +229,7 @@ const HELPERS = '/usr/local/lib/silverlining/bin';
 const helperLists = new Map<string, string[]>();
 
 /** The names of a layer's `bin/` helpers. */
-function helperNames(layer: string, root: string): string[] {
+export function helperNames(layer: string, root: string): string[] {
   const dir = join(root, layer, 'bin');
   return once(helperLists, dir, () => (existsSync(dir) ? readdirSync(dir).sort() : []));
 }
@@ -315,7 +316,7 @@ function changeOf(line: string): string | null {
  * its own subshell between markers (`silver-layer-begin: L`, `silver-layer-end: L RC`), and
  * the first layer that fails stops the rest. silver times the layers by the markers' arrival.
  */
-export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot()): Buffer {
+export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot(), digest?: string): Buffer {
   // lib.sh once; the installed packages, modes and sums of all layers read once; each layer
   // then runs in a subshell that inherits them.
   const names = layers.map(({ layer }) => layer);
@@ -333,6 +334,8 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
     'SILVER_STALE=/run/silver-stale.$$',
     `trap '[ ! -e "$SILVER_STALE" ] || rm -f "$SILVER_STALE"' EXIT`,
     sharedText(layerFile(join(root, 'lib.sh'))),
+    // (the fingerprint of the last full run is gone before this one changes anything)
+    'fingerprint_begin',
     'set +e',
     `pkg_cache ${packages.map(quoteArg).join(' ')}`,
     `prestat ${stat.join(' ')}`,
@@ -353,6 +356,8 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
       '[ "$_rc" -eq 0 ] || exit "$_rc"',
     );
   }
+  // (with the digest of these inputs, which setup-node's probe sends: see fast-path.ts)
+  if (digest) lines.push(`fingerprint_end ${digest}`);
   return scriptBytes(lines);
 }
 

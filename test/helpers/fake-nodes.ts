@@ -133,7 +133,9 @@ export class FakeNodes implements NodeExecutor {
   }
 
   private async answer(node: string, command: string, stdin?: string | Buffer): Promise<ExecResult> {
-    const call = { node, argv: shellWords(command) };
+    // (a helper run in a root session, without sudo: recorded as through sudo, like the others)
+    const words = shellWords(command);
+    const call = { node, argv: words[0]?.startsWith(BIN) ? ['sudo', '-n', ...words] : words };
     this.calls.push(call);
     this.onCall(call);
     if (this.down.has(node)) throw new Error(`${node}: connection refused`);

@@ -105,6 +105,16 @@ code=$(cat "$T/curl.code" 2> /dev/null || echo 200)
 if [ "$out" != /dev/null ]; then if [ -f "$T/curl.body" ]; then cat "$T/curl.body" > "$out"; else : > "$out"; fi; fi
 printf '%s' "$code"`,
   );
+  // timeout 3 bash -c SCRIPT - PORT PATH (the health check's request over /dev/tcp): answers the
+  // code in curl.code like curl (nothing when 000: refused).
+  fake(
+    t,
+    'timeout',
+    `[ "$2 $3" = "bash -c" ] || exec /usr/bin/timeout "$@"
+code=$(cat "$T/curl.code" 2> /dev/null || echo 200)
+[ "$code" = 000 ] && exit 1
+echo "$code"`,
+  );
   // id -u NAME: a number for the users listed in users; everything else is the real id's.
   fake(
     t,
@@ -300,7 +310,9 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   const status = await deploy(tr, 'status');
   t.is(status.code, 0, status.stderr);
   t.is(status.stdout, `app blog active ${two} previous ${one} health ok code - static - instances ${one}:8001:inactive ${two}:8002:active\n`);
-  t.true(calls(tr).includes('curl -s -o /dev/null -m 3 -w %{http_code} http://127.0.0.1:8002/health'));
+  // (the fake's log line holds the request's script, whose \r\n its echo turns into line ends)
+  const log = readFileSync(join(tr.dir, 'calls.log'), 'utf8');
+  t.true(log.includes('timeout 3 bash -c exec 3<> "/dev/tcp/127.0.0.1/$1"') && log.includes(' - 8002 /health\n'), 'the health check asked the instance on its port');
 });
 
 test('silver-deploy: a switch killed after the links moved (before nginx reloaded) is completed by the next status', async (t) => {

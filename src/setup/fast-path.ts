@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { layersRoot } from '../layers.js';
+import { helperNames, layerFile } from './plan.js';
+import { assignment, scriptBytes, sharedText, type ScriptLine } from './script-bytes.js';
+
+/**
+ * The fast path of a no-op `setup-node` (see "the fingerprint" in setup-layers/lib.sh). silver
+ * first sends each node a probe: the digest of everything its full script would hold, and the
+ * layers' probe.sh. When the node's fingerprint holds — the same digest, nothing changed since
+ * the last full run began — the node answers `silver-fast: hit` and runs only what no file shows
+ * (the layers' probe.sh, between the usual layer markers); otherwise `silver-fast: miss`, and
+ * silver sends the full script. A node that answers neither (an older node, a test's fake) gets
+ * the full script too.
+ */
+
+/** Changes when the node script's shape changes without its layers' files changing. */
+const SCRIPT_FORMAT = 'node-script 1';
+
+export const FAST_HIT = 'silver-fast: hit';
+
+const treeSums = new Map<string, string>();
+
+/** The sum of what a layer's own files hold: setup.sh, probe.sh, its helpers. */
+function layerSum(layer: string, root: string): string {
+  const key = join(root, layer);
+  let sum = treeSums.get(key);
+  if (sum === undefined) {
+    const h = createHash('sha256');
+    for (const name of ['setup.sh', 'probe.sh']) {
+      const path = join(root, layer, name);
+      h.update(`${name}\0${existsSync(path) ? layerFile(path) : ''}\0`);
+    }
+    for (const name of helperNames(layer, root)) h.update(`bin/${name}\0${layerFile(join(root, layer, 'bin', name))}\0`);
+    sum = h.digest('hex');
+    treeSums.set(key, sum);
+  }
+  return sum;
+}
+
+/**
+ * The digest of a node's full script: lib.sh, each layer's files and variables (all but
+ * SILVER_CHECK: a check-only run may take the fast path of the real one).
+ */
+export function nodeDigest(layers: readonly { layer: string; vars: Record<string, string> }[], root = layersRoot()): string {
+  const h = createHash('sha256');
+  h.update(`${SCRIPT_FORMAT}\0${layerFile(join(root, 'lib.sh'))}\0`);
+  for (const { layer, vars } of layers) {
+    h.update(`layer ${layer} ${layerSum(layer, root)}\0`);
+    for (const key of Object.keys(vars).sort()) if (key !== 'SILVER_CHECK') h.update(`${JSON.stringify([key, vars[key]])}\0`);
+  }
+  return h.digest('hex');
+}
+
+/** The probe a node gets first: lib.sh, the fingerprint's check, then each layer's probe.sh. */
+export function probeScript(layers: readonly string[], digest: string, check: boolean, root = layersRoot()): Buffer {
+  const lines: ScriptLine[] = [
+    assignment('SILVER_CHECK', check ? '1' : '0'),
+    sharedText(layerFile(join(root, 'lib.sh'))),
+    `fast_probe ${digest} || { echo "silver-fast: miss ($_MISS)"; exit 0; }`,
+    `echo "${FAST_HIT}"`,
+    'set +e',
+  ];
+  for (const layer of layers) {
+    const probe = join(root, layer, 'probe.sh');
+    lines.push(
+      `printf 'silver-layer-begin: %s\\n' ${layer}`,
+      '(',
+      'set -eu',
+      assignment('SILVER_LAYER', layer),
+      ...(existsSync(probe) ? [sharedText(layerFile(probe))] : []),
+      'true',
+      ')',
+      `_rc=$?; printf 'silver-layer-end: %s %s\\n' ${layer} "$_rc"`,
+      '[ "$_rc" -eq 0 ] || exit "$_rc"',
+    );
+  }
+  return scriptBytes(lines);
+}

@@ -1,0 +1,183 @@
+import test from 'ava';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setupNodes } from '../../src/commands/setup-node.js';
+import { layersRoot } from '../../src/layers.js';
+import { FAST_HIT, nodeDigest, probeScript } from '../../src/setup/fast-path.js';
+import type { ExecResult } from '../../src/ssh/connect.js';
+import type { NodeExecutor } from '../../src/ssh/keeper.js';
+import { fakeDeploy, shellWords, type FakeNodes } from '../helpers/fake-nodes.js';
+
+// setup-node's fast path on simulated nodes that keep the protocol of setup-layers/lib.sh: a full
+// script records its digest (`fingerprint_end DIGEST`); a probe (`fast_probe DIGEST`) answers a
+// hit when the digest is the one recorded and nothing drifted, running the layers' probe.sh
+// between markers; else a miss, and silver sends the full script.
+
+class Nodes implements NodeExecutor {
+  /** Each node's scripts, in the order they came: `probe` or `full`. */
+  readonly sent = new Map<string, { kind: 'probe' | 'full'; text: string }[]>();
+  readonly recorded = new Map<string, string>();
+  readonly drifted = new Set<string>();
+  /** A layer's probe.sh that fails on this node (the exit code of its subshell). */
+  readonly probeFails = new Map<string, string>();
+  constructor(readonly nodes: FakeNodes) {}
+
+  async exec(node: string, command: string, stdin?: string | Buffer, _timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
+    const argv = shellWords(command);
+    if (argv.at(-2) !== 'sh' || argv.at(-1) !== '-s') return this.nodes.exec(node, command, stdin);
+    const text = String(stdin);
+    const probe = /^fast_probe ([0-9a-f]{64}) /m.exec(text);
+    const list = this.sent.get(node) ?? [];
+    this.sent.set(node, list);
+    list.push({ kind: probe ? 'probe' : 'full', text });
+    let out: string;
+    let code = 0;
+    if (probe) {
+      if (this.recorded.get(node) !== probe[1] || this.drifted.has(node)) out = 'silver-fast: miss (new inputs)\n';
+      else {
+        out = `${FAST_HIT}\n`;
+        for (const [, layer] of text.matchAll(/^printf 'silver-layer-begin: %s\\n' (\S+)$/gm)) {
+          const rc = this.probeFails.get(node) === layer ? 1 : 0;
+          out += `silver-layer-begin: ${layer}\nsilver-layer-end: ${layer} ${rc}\n`;
+          if (rc) {
+            code = rc;
+            break;
+          }
+        }
+      }
+    } else {
+      const layers = [...text.matchAll(/^echo "silver-layer-begin: (\S+)"$/gm)].map((m) => m[1]);
+      out = layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join('');
+      const end = /^fingerprint_end ([0-9a-f]{64})$/m.exec(text);
+      if (end) this.recorded.set(node, end[1]!);
+      this.drifted.delete(node);
+    }
+    onStdout?.(out);
+    return { code, stdout: out, stderr: '' };
+  }
+
+  kinds(node: string): string[] {
+    return (this.sent.get(node) ?? []).map((s) => s.kind);
+  }
+
+  reset(): void {
+    this.sent.clear();
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function setup() {
+  const d = await fakeDeploy();
+  const fake = new Nodes(d.nodes);
+  d.rt.executor = async () => fake;
+  return { ...d, fake };
+}
+
+test('a first run probes (no fingerprint), then sends the full script, which records its digest; the next run is the probe alone', async (t) => {
+  const { ns, rt, fake } = await setup();
+  const first = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(first.nodes.length > 0);
+  for (const n of first.nodes) {
+    t.deepEqual(fake.kinds(n.name), ['probe', 'full'], n.name);
+    t.is(n.checked, 'full');
+    t.not(n.status, 'failed');
+    const [probe, full] = fake.sent.get(n.name)!;
+    const digest = /^fast_probe ([0-9a-f]{64}) /m.exec(probe!.text)![1]!;
+    t.true(full!.text.includes('\nfingerprint_begin\n'), 'the full run removes the old fingerprint before any change');
+    t.true(full!.text.trimEnd().endsWith(`fingerprint_end ${digest}`), 'and records the digest the probe sent, last');
+  }
+  fake.reset();
+  const second = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  for (const n of second.nodes) {
+    t.deepEqual(fake.kinds(n.name), ['probe'], `${n.name}: one remote command`);
+    t.is(n.checked, 'fingerprint');
+    t.is(n.status, 'unchanged');
+    t.deepEqual(n.layers.map((l) => l.layer), ['base', 'wire', n.role === 'appserver' ? 'appserver' : n.role.startsWith('service:') ? `service/${n.role.slice(8)}` : n.role]);
+  }
+  // A dry run takes the fast path too (SILVER_CHECK is not part of the digest).
+  fake.reset();
+  const dry = await setupNodes(ns, rt, { dryRun: true, concurrency: 4 });
+  t.true(dry.nodes.every((n) => n.checked === 'fingerprint'));
+  t.true([...fake.sent.values()].every((l) => l.length === 1 && /^SILVER_CHECK=1$/m.test(l[0]!.text)));
+});
+
+test('a node that drifted, or a nodeset that changed, gets the full script; --full skips the probe; an image builder records nothing', async (t) => {
+  const { ns, rt, fake } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  fake.reset();
+  fake.drifted.add('app1.shop.test');
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe', 'full']);
+  t.is(r.nodes.find((n) => n.name === 'app1.shop.test')!.checked, 'full');
+  t.deepEqual(fake.kinds('app2.shop.test'), ['probe']);
+
+  // Another app in the nodeset: every node's inputs change (the app users, the proxy's locations).
+  const other = { ...ns, locations: [...ns.locations, { ...ns.locations[0]!, path: '/wiki/', app: 'wiki' }] };
+  fake.reset();
+  await setupNodes(other, rt, { dryRun: false, concurrency: 4 });
+  for (const n of ns.nodes) t.deepEqual(fake.kinds(n.name), ['probe', 'full'], n.name);
+
+  fake.reset();
+  const full = await setupNodes(other, rt, { dryRun: false, concurrency: 4, fast: 'full' });
+  for (const n of full.nodes) {
+    t.deepEqual(fake.kinds(n.name), ['full'], n.name);
+    t.is(n.checked, 'full');
+  }
+  fake.reset();
+  await setupNodes(other, rt, { dryRun: false, concurrency: 4, fast: 'none' });
+  for (const n of ns.nodes) {
+    const [only, ...rest] = fake.sent.get(n.name)!;
+    t.deepEqual(rest, []);
+    t.is(only!.kind, 'full');
+    t.true(only!.text.includes('\nfingerprint_begin\n'), 'an old fingerprint is still removed');
+    t.false(/^fingerprint_end [0-9a-f]/m.test(only!.text), 'and none recorded');
+  }
+});
+
+test('a layer whose probe.sh fails fails the node as the full run would (exit code, layer), without a second command', async (t) => {
+  const { ns, rt, fake } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  fake.reset();
+  fake.probeFails.set('app1.shop.test', 'appserver');
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  const app1 = r.nodes.find((n) => n.name === 'app1.shop.test')!;
+  t.is(app1.status, 'failed');
+  t.regex(app1.error!, /^appserver: exited 1/);
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe']);
+});
+
+test('the probe holds lib.sh, the fingerprint check and each layer\'s probe.sh, and none of the node\'s variables (no key, no rendered file)', async (t) => {
+  const { ns, rt, fake } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  const [probe, full] = fake.sent.get('app1.shop.test')!;
+  const lib = readFileSync(join(layersRoot(), 'lib.sh'), 'utf8');
+  t.true(probe!.text.includes(lib));
+  t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'base', 'probe.sh'), 'utf8')));
+  t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'appserver', 'probe.sh'), 'utf8')));
+  const assigned = [...probe!.text.replace(lib, '').matchAll(/^(SILVER_[A-Z_]+)=/gm)].map((m) => m[1]);
+  t.deepEqual([...new Set(assigned)].sort(), ['SILVER_CHECK', 'SILVER_LAYER']);
+  t.true(/^SILVER_AUTHORIZED=/m.test(full!.text), 'the full script has the variables');
+  t.true(probe!.text.length < full!.text.length / 2);
+});
+
+test('the digest: the same for the same inputs, whatever SILVER_CHECK says; another for any other variable or a changed layer file', (t) => {
+  const layers: { layer: string; vars: Record<string, string> }[] = [{ layer: 'base', vars: { SILVER_CHECK: '0', SILVER_APPS: 'hello', SILVER_NODE: 'app1' } }, { layer: 'appserver', vars: { SILVER_CHECK: '0', SILVER_NGINX_CONF: 'server {}' } }];
+  const d = nodeDigest(layers);
+  t.regex(d, /^[0-9a-f]{64}$/);
+  t.is(nodeDigest(layers.map((l) => ({ ...l, vars: { ...l.vars, SILVER_CHECK: '1' } }))), d);
+  t.not(nodeDigest([layers[0]!, { layer: 'appserver', vars: { SILVER_CHECK: '0', SILVER_NGINX_CONF: 'server { }' } }]), d);
+  t.not(nodeDigest([{ layer: 'base', vars: { SILVER_CHECK: '0', SILVER_APPS: 'hello wiki', SILVER_NODE: 'app1' } }, layers[1]!]), d);
+  t.not(nodeDigest([layers[1]!, layers[0]!]), d, 'the layers\' order counts');
+  // (a variable's value cannot pass for the next variable)
+  t.not(nodeDigest([{ layer: 'base', vars: { A: 'x', B: 'y' } }]), nodeDigest([{ layer: 'base', vars: { A: 'x\u0000B=y' } }]));
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  cpSync(layersRoot(), root, { recursive: true });
+  t.is(nodeDigest(layers, root), nodeDigest(layers, root));
+  const other = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  cpSync(layersRoot(), other, { recursive: true });
+  writeFileSync(join(other, 'appserver', 'bin', 'silver-deploy'), `${readFileSync(join(other, 'appserver', 'bin', 'silver-deploy'), 'utf8')}\n# changed\n`);
+  t.not(nodeDigest(layers, other), nodeDigest(layers, root), 'a changed helper changes the digest');
+  t.true(probeScript(['base', 'wire', 'appserver'], d, false, root).toString().includes(`fast_probe ${d} `));
+});
