@@ -4,11 +4,15 @@
  * deploy key and answer what a no-op `silver setup-node` sends as a set-up node does when nothing
  * changes:
  *
- * - the node script (`sh -s` or `sudo -n sh -s`, the script on standard input): for each layer the
- *   script holds (`echo "silver-layer-begin: L"`), the begin marker, then after the layer's time
+ * - the probe (`sh -s` or `sudo -n sh -s`, the script on standard input; src/setup/fast-path.ts):
+ *   the fingerprint holds, so `silver-fast: hit`, then for each layer the probe holds (`printf
+ *   'silver-layer-begin: %s\n' L`) the begin marker and after the layer's time
  *   `silver-layer-end: L 0`; no `silver-changed:` line, nothing on stderr, exit 0;
- * - `sudo -n …/silver-state get apps maintenance` (the balancer's shared state): the apps record
- *   an update leaves (`== apps` and its JSON line), no maintenance record;
+ * - a full node script (`echo "silver-layer-begin: L"` for each layer) the same way, without the
+ *   hit line (silver sends one only when a probe misses: counted as unexpected here);
+ * - `…/silver-state get apps maintenance` (the balancer's shared state; through `sudo -n` unless
+ *   the session is root's): the apps record an update leaves (`== apps` and its JSON line), no
+ *   maintenance record;
  * - anything else: exit 127 and counted as unexpected (the benchmark fails on any).
  *
  * Protocol on standard input/output, one JSON line each: the first input line is the settings
@@ -30,9 +34,11 @@ interface Settings {
   maxSeconds: number;
 }
 
-const STATE_GET = "sudo -n /usr/local/lib/silverlining/bin/silver-state get apps maintenance";
+const STATE_GET = '/usr/local/lib/silverlining/bin/silver-state get apps maintenance';
 const APPS_RECORD = '== apps\n{"seq":1,"health":{"hello":"/health"}}\n\n';
 const BEGIN = /^echo "silver-layer-begin: (\S+)"$/gm;
+const PROBE_BEGIN = /^printf 'silver-layer-begin: %s\\n' (\S+)$/gm;
+const PROBE = /^fast_probe [0-9a-f]{64} /m;
 
 const stats = { connections: 0, ready: 0, open: 0, peakOpen: 0, authFailures: 0, scripts: 0, layers: 0, stateReads: 0, unexpected: [] as string[], scriptBytes: 0 };
 
@@ -40,9 +46,9 @@ function reset(): void {
   Object.assign(stats, { connections: 0, ready: 0, peakOpen: stats.open, authFailures: 0, scripts: 0, layers: 0, stateReads: 0, unexpected: [], scriptBytes: 0 });
 }
 
-/** The layers a node script runs, in order, as its markers name them. */
+/** The layers a node script (or a probe) runs, in order, as its markers name them. */
 function layersOf(script: string): string[] {
-  return [...script.matchAll(BEGIN)].map((m) => m[1]!);
+  return [...script.matchAll(PROBE.test(script) ? PROBE_BEGIN : BEGIN)].map((m) => m[1]!);
 }
 
 function answerScript(stream: ssh2.ServerChannel, layerMs: number): void {
@@ -53,14 +59,17 @@ function answerScript(stream: ssh2.ServerChannel, layerMs: number): void {
     stats.scripts++;
     stats.scriptBytes += script.length;
     const layers = layersOf(script);
-    // (a script without lib.sh or without layers is not what silver sends: a failure, as sh would give)
-    if (layers.length === 0 || !script.includes('pkg_cache ')) {
-      stats.unexpected.push(`script without layers (${script.length} bytes)`);
+    const probe = PROBE.test(script);
+    // (a script without lib.sh or without layers is not what silver sends: a failure, as sh would
+    // give; a full script after a hit is not what silver sends either)
+    if (layers.length === 0 || !script.includes('fingerprint_begin') || !probe) {
+      stats.unexpected.push(probe || layers.length === 0 ? `script without layers (${script.length} bytes)` : 'a full node script after a hit');
       stream.stderr.write('sim: not a node script\n');
       stream.exit(2);
       stream.end();
       return;
     }
+    if (probe) stream.write('silver-fast: hit\n');
     const next = (i: number) => {
       if (i === layers.length) {
         stream.exit(0);
@@ -81,7 +90,7 @@ function answerScript(stream: ssh2.ServerChannel, layerMs: number): void {
 function answer(command: string, stream: ssh2.ServerChannel, layerMs: number): void {
   if (command === 'sh -s' || command === 'sudo -n sh -s') return answerScript(stream, layerMs);
   stream.on('data', () => undefined);
-  if (command === STATE_GET) {
+  if (command === STATE_GET || command === `sudo -n ${STATE_GET}`) {
     stats.stateReads++;
     stream.write(APPS_RECORD);
     stream.exit(0);

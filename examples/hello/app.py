@@ -7,7 +7,9 @@ Settings (silver env set hello FILE KEY=VALUE): HELLO_GREETING (the page's first
 import os
 import socket
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
@@ -26,11 +28,48 @@ HEALTH_DB_SECONDS = 5
 last_db_ok = 0.0
 
 
-def db():
+def connect():
     return psycopg2.connect(
         dbname=os.environ["CONFIG_PG_DBNAME"], user=os.environ["CONFIG_PG_USER"],
         password=os.environ["CONFIG_PG_PASSWORD"], host=os.environ["CONFIG_PG_HOST"],
-        port=os.environ["CONFIG_PG_PORT"], connect_timeout=DB_TIMEOUT)
+        port=os.environ["CONFIG_PG_PORT"], connect_timeout=DB_TIMEOUT,
+        # (a kept connection to a database node that went away fails within the same time)
+        tcp_user_timeout=DB_TIMEOUT * 1000, keepalives=1, keepalives_idle=30)
+
+
+# A few connections kept open and reused: a new one costs the database a process and a password
+# exchange, which under load on many app servers is what it spends its time on. POOL_SIZE at once
+# (a request waits for one); one that failed is closed, not kept.
+POOL_SIZE = 4
+idle = []
+idle_lock = threading.Lock()
+slots = threading.BoundedSemaphore(POOL_SIZE)
+
+
+def with_db(work):
+    """work(cursor) in a transaction (committed, or rolled back on an error); what it returns."""
+    with slots:
+        for attempt in (1, 2):
+            with idle_lock:
+                c = idle.pop() if idle else None
+            kept = c is not None
+            c = c or connect()
+            try:
+                with c, c.cursor() as cur:
+                    result = work(cur)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                c.close()
+                # (a kept connection the database closed meanwhile: once more, on a new one)
+                if kept and attempt == 1:
+                    continue
+                raise
+            except Exception:
+                with idle_lock:
+                    idle.append(c)
+                raise
+            with idle_lock:
+                idle.append(c)
+            return result
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -52,25 +91,29 @@ class Handler(BaseHTTPRequestHandler):
                     return self.reply(503, "unhealthy on purpose")
                 global last_db_ok
                 if time.monotonic() - last_db_ok > HEALTH_DB_SECONDS:
-                    with db() as c, c.cursor() as cur:
-                        cur.execute("SELECT 1")
+                    with_db(lambda cur: cur.execute("SELECT 1"))
                     last_db_ok = time.monotonic()
                 return self.reply(200, "ok")
             if self.path == "/setup-stuff":
                 role = self.headers.get("X-Silverlining-Update", "none")
-                with db() as c, c.cursor() as cur:
+
+                def set_up(cur):
                     if role == "primary":
                         cur.execute("CREATE TABLE IF NOT EXISTS visits (n serial PRIMARY KEY, at timestamptz DEFAULT now())")
                         cur.execute("CREATE TABLE IF NOT EXISTS fetches (instance text, node text, role text)")
                     cur.execute("INSERT INTO fetches VALUES (%s, %s, %s)", (INSTANCE, NODE, role))
+                with_db(set_up)
                 return self.reply(200, "set up (%s)" % role)
             if self.path == "/fetches":
-                with db() as c, c.cursor() as cur:
+                def fetches(cur):
                     cur.execute("SELECT instance, node, role FROM fetches ORDER BY 1, 2")
-                    return self.reply(200, "\n".join(" ".join(r) for r in cur.fetchall()))
-            with db() as c, c.cursor() as cur:
+                    return cur.fetchall()
+                return self.reply(200, "\n".join(" ".join(r) for r in with_db(fetches)))
+
+            def visit(cur):
                 cur.execute("INSERT INTO visits DEFAULT VALUES RETURNING n")
-                n = cur.fetchone()[0]
+                return cur.fetchone()[0]
+            n = with_db(visit)
             self.reply(200, "%s from %s: version %s, %s, visit %d" % (GREETING, NODE, VERSION, INSTANCE, n))
         except Exception as e:  # a failed request says why
             self.reply(500, "error: %s" % e)
