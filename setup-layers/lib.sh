@@ -251,7 +251,7 @@ _UNIT_DIRS="/etc/systemd/system /run/systemd/system /lib/systemd/system /usr/lib
 
 # _unit_fast UNIT.service: sets _LOAD _ACTIVE _FILE from the file system, "?" where unsure.
 _unit_fast() {
-  _LOAD=not-found _ACTIVE=inactive _FILE=-
+  _LOAD=not-found _ACTIVE=inactive _FILE=- _CG=0
   # An instance of a template (name@instance.service) is there when the template is.
   _file=$1 _slice=system.slice
   case "$1" in *@*.service) _file="${1%%@*}@.service" _slice="system.slice/system-${1%%@*}.slice" ;; esac
@@ -285,6 +285,8 @@ _unit_fast() {
       _k='' _v=''
       { read -r _k _v || true; } < "$_c"
       [ "$_k $_v" = "populated 1" ] && _ACTIVE=active
+      # (a control group without processes: a oneshot unit that remains, or one starting again)
+      _CG=1
       break
     fi
   done
@@ -479,17 +481,20 @@ ensure_backup_schedule() {
 # the time it began, and the state no file shows (units running or not). The next run's probe
 # (fast_probe) asks only whether anything changed since: the same inputs, no file under /etc,
 # /usr/local/lib/silverlining or root's .ssh (nor dpkg's status, nor any other path a helper
-# managed) changed since the run began, the same units up and down. Then every check of the full
-# run would pass again, and the layers' probe.sh run alone (what no file shows: the firewall
-# loaded, the instances' health). Anything else, or no fingerprint: the full run. The
-# fingerprint is removed before a full run changes anything, so a run killed at any line leaves
-# none; a check-only run neither reads it nor writes it.
+# managed) changed since the run began, the same units up and down, the same boot and no step of
+# the clock. Then every check of the full run would pass again, and the layers' probe.sh run
+# alone (what no file shows: the firewall loaded, the instances' health). Anything else, or no
+# fingerprint: the full run. The fingerprint is removed before a full run changes anything, so a
+# run killed at any line leaves none; a check-only run reads it but never writes it. Two full
+# runs at once on a node: only the one that began last may write it, from its own record.
 FP_DIR=/var/lib/silverlining/setup
 SILVER_TRACK=''
 
 # _track KIND ARG: what a helper checked (path P, unit on U, unit off U), for fingerprint_end.
+# (never fails the layer: a record that cannot be written leaves this run no fingerprint)
 _track() {
-  [ -z "$SILVER_TRACK" ] || printf '%s %s\n' "$1" "$2" >> "$SILVER_TRACK"
+  [ -n "$SILVER_TRACK" ] || return 0
+  { printf '%s %s\n' "$1" "$2" >> "$SILVER_TRACK"; } 2> /dev/null || rm -f "$SILVER_TRACK.ok"
 }
 
 # fingerprint_begin: at the start of a full run, before any change.
@@ -499,18 +504,30 @@ fingerprint_begin() {
   # shellcheck disable=SC2174 # (-m is meant for the fingerprint's folder alone)
   mkdir -p -m 700 "$FP_DIR"
   rm -f "$FP_DIR/fingerprint"
-  SILVER_TRACK=$FP_DIR/track
+  # (what runs killed long ago left)
+  find "$FP_DIR" \( -name 'track.*' -o -name 'fingerprint.*' \) -mmin +60 -delete 2> /dev/null || true
+  # This run's own record (by the node script's process id), and the mark that it is the last
+  # to have begun.
+  SILVER_TRACK=$FP_DIR/track.$$
   : > "$SILVER_TRACK"
-  # The time this run began, as the next probe compares: first a walk like the probe's (a file
-  # system may note a folder's first reading in its change time: an overlay does), then 30 ms for
-  # the kernel's file times, which are coarser than its clock; the mark is 20 ms before now, so
-  # that anything changed from here on is newer. (What this run changes itself is seen by the next
-  # probe, which then runs in full once more.)
+  : > "$SILVER_TRACK.ok"
+  echo $$ > "$FP_DIR/run"
+  # (a walk like the probe's first: a file system may note a folder's first reading in its change
+  # time, as an overlay does, and that must not count as a change)
   find /etc /usr/local/lib/silverlining /root/.ssh -ctime -1 -name '' > /dev/null 2>&1 || true
-  sleep 0.03
-  _ns=$(date +%s%N)
-  _ns=$((_ns - 20000000))
-  touch -d "@${_ns%?????????}.${_ns#"${_ns%?????????}"}" "$FP_DIR/ref.new"
+  # The time this run began, as the next probe compares: 20 ms before now, after 30 ms (the
+  # kernel's file times are coarser than its clock), so that whatever changes from here on is
+  # newer; where the file system keeps whole seconds only (this run's new record says so), a
+  # whole second, one before now. (What this run changes itself is seen by the next probe, which
+  # then runs in full once more.)
+  case "$(stat -c %y "$SILVER_TRACK")" in
+    *.000000000*) FP_SINCE=$(($(date +%s) - 1)) ;;
+    *)
+      sleep 0.03
+      _ns=$(($(date +%s%N) - 20000000))
+      FP_SINCE=${_ns%?????????}.${_ns#"${_ns%?????????}"}
+      ;;
+  esac
 }
 
 # _fp_add VAR WORD: WORD added to the list in VAR, once.
@@ -520,17 +537,48 @@ _fp_add() {
   case " $_fp_l " in *" $2 "*) ;; *) eval "$1=\"\$_fp_l \$2\"" ;; esac
 }
 
-# _units_asked UNIT...: systemd's states of these units in _ASKED, on one line (one process).
-_units_asked() {
+# _units_in WANT UNIT...: systemd says, for each unit, one of the states WANT lists ("active",
+# or "off": not running); one systemctl call for all.
+_units_in() {
+  _want=$1
+  shift
   _a=$(systemctl is-active "$@" 2> /dev/null) || true
-  _ASKED=''
-  for _w in $_a; do _ASKED="$_ASKED${_ASKED:+ }$_w"; done
+  _n=0
+  for _w in $_a; do
+    _n=$((_n + 1))
+    case "$_want:$_w" in active:active | off:inactive | off:failed | off:unknown) ;; *) return 1 ;; esac
+  done
+  # (one answer for each unit)
+  [ "$_n" -eq $# ]
 }
 
-# fingerprint_end DIGEST: after every layer passed, the fingerprint of this run.
+# _fp_unit on|off UNIT: where the probe will look for this unit's state; false when the unit is
+# not as this run wanted it (then no fingerprint).
+_fp_unit() {
+  _u=$2
+  case "$_u" in *.*) ;; *) _u="$_u.service" ;; esac
+  _unit_fast "$_u"
+  case "$1:$_LOAD:$_ACTIVE" in
+    off:not-found:*) ;;
+    on:loaded:active) _fp_add _live "$_u" ;;
+    off:loaded:inactive) _fp_add _dead "$_u" ;;
+    on:*:\?)
+      # (confirmed by systemd below; then the probe takes its invocation link as its state when
+      # the unit has a control group but no process — a oneshot unit that remains — and asks
+      # systemd about the others)
+      _fp_add _ask_on "$_u"
+      if [ "$_CG" = 1 ] && [ -L "/run/systemd/units/invocation:$_u" ]; then _fp_add _linked "$_u"; fi
+      ;;
+    off:*:\?) _fp_add _ask_off "$_u" ;;
+    *) return 1 ;;
+  esac
+}
+
+# fingerprint_end DIGEST: after every layer passed, the fingerprint of this run (none when
+# anything is not as it should be, or when another full run began after this one).
 fingerprint_end() {
-  [ -n "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK" ] || return 0
-  _roots='' _points='/var/lib/dpkg/status' _absent='' _live='' _linked='' _dead='' _ask=''
+  [ -n "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
+  _roots='' _points='/var/lib/dpkg/status /var/lib/dpkg/updates' _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off=''
   for _r in /etc /usr/local/lib/silverlining /root/.ssh; do
     if [ -d "$_r" ] && [ ! -L "$_r" ]; then _roots="$_roots $_r"; else _points="$_points ${_r%/*}"; fi
   done
@@ -544,71 +592,76 @@ fingerprint_end() {
         [ "$_under" = 0 ] || continue
         if [ -e "$_fp" ] || [ -L "$_fp" ]; then _fp_add _points "$_fp"; else _fp_add _absent "$_fp"; fi
         ;;
-      on | off)
-        _u=$_fp
-        case "$_u" in *.*) ;; *) _u="$_u.service" ;; esac
-        _unit_fast "$_u"
-        case "$_fk:$_LOAD:$_ACTIVE" in
-          off:not-found:*) ;;
-          on:loaded:active) _fp_add _live "$_u" ;;
-          off:loaded:inactive) _fp_add _dead "$_u" ;;
-          on:loaded:\?) if [ -L "/run/systemd/units/invocation:$_u" ]; then _fp_add _linked "$_u"; else _fp_add _ask "$_u"; fi ;;
-          *) _fp_add _ask "$_u" ;;
-        esac
-        ;;
+      on | off) _fp_unit "$_fk" "$_fp" || return 0 ;;
+      *) return 0 ;;
     esac
   done < "$SILVER_TRACK"
-  _asked=''
   # shellcheck disable=SC2086 # (unit names, split on purpose)
-  [ -z "$_ask" ] || { _units_asked $_ask; _asked=$_ASKED; }
-  (umask 077 && printf 'FP_DIGEST=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_LINKED="%s"\nFP_DEAD="%s"\nFP_ASK="%s"\nFP_ASKED="%s"\n' \
-    "$1" "$_roots" "$_points" "$_absent" "$_live" "$_linked" "$_dead" "$_ask" "$_asked" > "$FP_DIR/fingerprint.new")
-  mv -f "$FP_DIR/ref.new" "$FP_DIR/ref"
-  mv -f "$FP_DIR/fingerprint.new" "$FP_DIR/fingerprint"
-  rm -f "$SILVER_TRACK"
+  [ -z "$_ask_on" ] || _units_in active $_ask_on || return 0
+  # shellcheck disable=SC2086
+  [ -z "$_ask_off" ] || _units_in off $_ask_off || return 0
+  _probe_ask=''
+  for _u in $_ask_on; do case " $_linked " in *" $_u "*) ;; *) _probe_ask="$_probe_ask $_u" ;; esac; done
+  _boot=''
+  read -r _boot < /proc/sys/kernel/random/boot_id || return 0
+  read -r _up _ < /proc/uptime || return 0
+  _wall=$(date +%s) || return 0
+  [ -f "$SILVER_TRACK.ok" ] || return 0
+  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_LINKED="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_WALL=%s\nFP_UP=%s\nFP_END=1\n' \
+    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_linked" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$_wall" "${_up%%.*}" > "$FP_DIR/fingerprint.$$") || { rm -f "$FP_DIR/fingerprint.$$"; return 0; }
+  rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
+  _run=''
+  read -r _run < "$FP_DIR/run" || true
+  if [ "$_run" = $$ ]; then mv -f "$FP_DIR/fingerprint.$$" "$FP_DIR/fingerprint"; else rm -f "$FP_DIR/fingerprint.$$"; fi
 }
 
 # fast_probe DIGEST: true when the fingerprint holds (see above); reads it, changes nothing.
-# When not, _MISS says why (the first thing found).
+# When not, _MISS says why, in words of this script's own (never a path: a name can hold
+# anything, a line break among it).
 fast_probe() {
   _MISS='no fingerprint'
-  [ -f "$FP_DIR/fingerprint" ] && [ -f "$FP_DIR/ref" ] && [ ! -L "$FP_DIR" ] || return 1
-  FP_DIGEST='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_LINKED='' FP_DEAD='' FP_ASK='' FP_ASKED=''
+  [ -f "$FP_DIR/fingerprint" ] && [ ! -L "$FP_DIR" ] || return 1
+  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_LINKED='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_WALL='' FP_UP='' FP_END=''
   # (root's file in root's own folder, its values checked when written)
   # shellcheck disable=SC1091
   . "$FP_DIR/fingerprint"
+  [ "$FP_END" = 1 ] || return 1
   _MISS='new inputs'
   [ "$FP_DIGEST" = "$1" ] || return 1
+  _MISS='a reboot or a step of the clock'
+  _boot='' _up=''
+  read -r _boot < /proc/sys/kernel/random/boot_id || return 1
+  read -r _up _ < /proc/uptime || return 1
+  [ "$_boot" = "$FP_BOOT" ] || return 1
+  _wall=$(date +%s) || return 1
+  _skew=$(((_wall - FP_WALL) - (${_up%%.*} - FP_UP)))
+  [ "$_skew" -le 2 ] && [ "$_skew" -ge -2 ] || return 1
+  _MISS='a path that must not be there is'
   for _p in $FP_ABSENT; do
-    _MISS="$_p is there"
     if [ -e "$_p" ] || [ -L "$_p" ]; then return 1; fi
   done
-  for _u in $FP_LIVE $FP_LINKED; do
-    _MISS="$_u is not running"
-    case " $FP_LINKED " in
-      *" $_u "*) [ -L "/run/systemd/units/invocation:$_u" ] || return 1 ;;
-      *)
-        _unit_fast "$_u"
-        [ "$_ACTIVE" = active ] || return 1
-        ;;
-    esac
+  _MISS='a unit is not running'
+  for _u in $FP_LIVE; do
+    _unit_fast "$_u"
+    [ "$_ACTIVE" = active ] || return 1
   done
+  for _u in $FP_LINKED; do [ -L "/run/systemd/units/invocation:$_u" ] || return 1; done
+  _MISS='a unit is running'
   for _u in $FP_DEAD; do
-    _MISS="$_u is running"
     _unit_fast "$_u"
     [ "$_ACTIVE" = inactive ] || return 1
   done
-  if [ -n "$FP_ASK" ]; then
-    # shellcheck disable=SC2086 # (unit names, split on purpose)
-    _units_asked $FP_ASK
-    _MISS="units now $_ASKED"
-    [ "$_ASKED" = "$FP_ASKED" ] || return 1
-  fi
-  # Whatever changed since the last full run began: the first such path, or none.
+  _MISS='a unit changed state'
+  # shellcheck disable=SC2086 # (unit names, split on purpose)
+  [ -z "$FP_ASK_ON" ] || _units_in active $FP_ASK_ON || return 1
+  # shellcheck disable=SC2086
+  [ -z "$FP_ASK_OFF" ] || _units_in off $FP_ASK_OFF || return 1
+  # Whatever changed since the last full run began (the first such path), or a watched path gone.
   set --
   for _r in $FP_ROOTS; do set -- "$@" -path "$_r" -o -path "$_r/*" -o; done
+  _MISS='a watched path is gone'
   # shellcheck disable=SC2086 # (paths checked when written: no space, no pattern)
-  _new=$(find $FP_ROOTS $FP_POINTS \( -cnewer "$FP_DIR/ref" -print -quit \) -o \( "$@" -false \) -o -prune 2>&1) || { _MISS="$_new"; return 1; }
-  _MISS="$_new changed"
+  _new=$(find $FP_ROOTS $FP_POINTS \( -newerct "@$FP_SINCE" -print -quit \) -o \( "$@" -false \) -o -prune 2> /dev/null) || return 1
+  _MISS='a file changed'
   [ -z "$_new" ]
 }

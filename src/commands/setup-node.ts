@@ -164,9 +164,26 @@ async function setupOne(
   }
   try {
     // The probe first (fast-path.ts): when nothing changed, it is the whole run.
-    const probe = fast === 'probe' ? await pool.exec(node.name, shell, probeScript(names, digest, check), undefined, (chunk) => stream.write(chunk)) : null;
-    if (probe?.stdout.split('\n').includes(FAST_HIT)) checked = 'fingerprint';
+    // (the probe's output reaches the layers' stream only after a first line that says hit)
+    let head = '';
+    let hit: boolean | null = null;
+    const gate = (chunk: string) => {
+      if (hit === null) {
+        head += chunk;
+        const nl = head.indexOf('\n');
+        if (nl < 0) return;
+        hit = head.slice(0, nl) === FAST_HIT;
+        chunk = head.slice(nl + 1);
+      }
+      if (hit) stream.write(chunk);
+    };
+    const probe = fast === 'probe' ? await pool.exec(node.name, shell, probeScript(names, digest, check), undefined, gate) : null;
+    // (the first line, and nothing else: what a node prints after it is not the probe's to decide)
+    if (probe?.stdout.startsWith(`${FAST_HIT}\n`) && hit) checked = 'fingerprint';
     const r = probe && checked === 'fingerprint' ? probe : await pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest), undefined, (chunk) => stream.write(chunk));
+    // (the layers' markers must name the layers in order: anything else is not a run of them)
+    const order = stream.ended.map((e) => e.layer);
+    if (order.some((l, i) => l !== names[i])) return fail(names[0]!, `the node answered markers of other layers (${order.join(', ')})`);
     const failed = stream.ended.find((e) => e.code !== 0);
     if (failed) return fail(failed.layer, `exited ${failed.code}: ${tail(r.stderr || r.stdout, 5)}`);
     if (r.code !== 0 || stream.ended.length !== names.length) {

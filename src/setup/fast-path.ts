@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { layersRoot } from '../layers.js';
 import { helperNames, layerFile } from './plan.js';
 import { assignment, scriptBytes, sharedText, type ScriptLine } from './script-bytes.js';
@@ -12,11 +13,27 @@ import { assignment, scriptBytes, sharedText, type ScriptLine } from './script-b
  * the last full run began — the node answers `silver-fast: hit` and runs only what no file shows
  * (the layers' probe.sh, between the usual layer markers); otherwise `silver-fast: miss`, and
  * silver sends the full script. A node that answers neither (an older node, a test's fake) gets
- * the full script too.
+ * the full script too. Only a first line `silver-fast: hit` is a hit, and only the layers'
+ * markers in order count (setup-node checks both).
  */
 
-/** Changes when the node script's shape changes without its layers' files changing. */
-const SCRIPT_FORMAT = 'node-script 1';
+let code: string | undefined;
+
+/**
+ * The sum of the code that writes node scripts (this folder's modules and the shell quoting):
+ * another silver, or another build, that would send another script has another digest.
+ */
+function codeSum(): string {
+  if (code === undefined) {
+    const here = dirname(fileURLToPath(import.meta.url));
+    const h = createHash('sha256');
+    for (const file of [...readdirSync(here).filter((f) => /\.[jt]s$/.test(f)).sort().map((f) => join(here, f)), join(here, '..', 'ssh', `quote${extname(fileURLToPath(import.meta.url))}`)]) {
+      h.update(`${file.slice(here.length)}\0`).update(readFileSync(file)).update('\0');
+    }
+    code = h.digest('hex');
+  }
+  return code;
+}
 
 export const FAST_HIT = 'silver-fast: hit';
 
@@ -45,7 +62,7 @@ function layerSum(layer: string, root: string): string {
  */
 export function nodeDigest(layers: readonly { layer: string; vars: Record<string, string> }[], root = layersRoot()): string {
   const h = createHash('sha256');
-  h.update(`${SCRIPT_FORMAT}\0${layerFile(join(root, 'lib.sh'))}\0`);
+  h.update(`${codeSum()}\0${layerFile(join(root, 'lib.sh'))}\0`);
   for (const { layer, vars } of layers) {
     h.update(`layer ${layer} ${layerSum(layer, root)}\0`);
     for (const key of Object.keys(vars).sort()) if (key !== 'SILVER_CHECK') h.update(`${JSON.stringify([key, vars[key]])}\0`);

@@ -19,6 +19,10 @@ class Nodes implements NodeExecutor {
   readonly sent = new Map<string, { kind: 'probe' | 'full'; text: string }[]>();
   readonly recorded = new Map<string, string>();
   readonly drifted = new Set<string>();
+  /** Nodes whose probe prints what a hostile file name would make it print (see the test). */
+  readonly spoofed = new Set<string>();
+  /** Nodes whose probe says hit, then ends the same layer three times. */
+  readonly otherMarkers = new Set<string>();
   /** A layer's probe.sh that fails on this node (the exit code of its subshell). */
   readonly probeFails = new Map<string, string>();
   constructor(readonly nodes: FakeNodes) {}
@@ -33,7 +37,11 @@ class Nodes implements NodeExecutor {
     list.push({ kind: probe ? 'probe' : 'full', text });
     let out: string;
     let code = 0;
-    if (probe) {
+    if (probe && this.spoofed.has(node)) {
+      out = `silver-fast: miss (x\n${FAST_HIT}\nsilver-layer-begin: base\nsilver-layer-end: base 0\nsilver-layer-end: base 0\nsilver-layer-end: base 0\n)\n`;
+    } else if (probe && this.otherMarkers.has(node)) {
+      out = `${FAST_HIT}\n${'silver-layer-begin: base\nsilver-layer-end: base 0\n'.repeat(3)}`;
+    } else if (probe) {
       if (this.recorded.get(node) !== probe[1] || this.drifted.has(node)) out = 'silver-fast: miss (new inputs)\n';
       else {
         out = `${FAST_HIT}\n`;
@@ -180,4 +188,28 @@ test('the digest: the same for the same inputs, whatever SILVER_CHECK says; anot
   writeFileSync(join(other, 'appserver', 'bin', 'silver-deploy'), `${readFileSync(join(other, 'appserver', 'bin', 'silver-deploy'), 'utf8')}\n# changed\n`);
   t.not(nodeDigest(layers, other), nodeDigest(layers, root), 'a changed helper changes the digest');
   t.true(probeScript(['base', 'wire', 'appserver'], d, false, root).toString().includes(`fast_probe ${d} `));
+});
+
+/** A second run after a first full one, with app1 answering as `mark` says; app1's result. */
+async function secondRun(mark: (fake: Nodes) => void) {
+  const { ns, rt, fake } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  fake.reset();
+  mark(fake);
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  return { fake, app1: r.nodes.find((n) => n.name === 'app1.shop.test')! };
+}
+
+test('attack: output that only looks like a hit (a hit line after the first, markers of other layers) is no hit: the full script runs', async (t) => {
+  const { fake, app1 } = await secondRun((f) => f.spoofed.add('app1.shop.test'));
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe', 'full'], 'the hit line was not the first: a miss');
+  t.is(app1.checked, 'full');
+  t.is(app1.status, 'unchanged', 'the full run\'s own markers alone');
+  t.deepEqual(app1.layers.map((l) => l.layer), ['base', 'wire', 'appserver']);
+});
+
+test('attack: markers of other layers than the node\'s, in a hit, fail the node', async (t) => {
+  const { app1 } = await secondRun((f) => f.otherMarkers.add('app1.shop.test'));
+  t.is(app1.status, 'failed');
+  t.regex(app1.error!, /markers of other layers \(base, base, base\)/);
 });

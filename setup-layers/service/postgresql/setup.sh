@@ -48,6 +48,8 @@ EOT
 _reload=$CHANGED
 
 ensure_on postgresql
+# (postgresql.service only starts the clusters: the cluster's own unit is the one that runs)
+_track on "$_unit"
 if ! is_active "$_unit"; then
   changed "start $_unit"
   act systemctl start "$_unit"
