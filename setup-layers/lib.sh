@@ -251,7 +251,7 @@ _UNIT_DIRS="/etc/systemd/system /run/systemd/system /lib/systemd/system /usr/lib
 
 # _unit_fast UNIT.service: sets _LOAD _ACTIVE _FILE from the file system, "?" where unsure.
 _unit_fast() {
-  _LOAD=not-found _ACTIVE=inactive _FILE=- _CG=0
+  _LOAD=not-found _ACTIVE=inactive _FILE=-
   # An instance of a template (name@instance.service) is there when the template is.
   _file=$1 _slice=system.slice
   case "$1" in *@*.service) _file="${1%%@*}@.service" _slice="system.slice/system-${1%%@*}.slice" ;; esac
@@ -285,8 +285,6 @@ _unit_fast() {
       _k='' _v=''
       { read -r _k _v || true; } < "$_c"
       [ "$_k $_v" = "populated 1" ] && _ACTIVE=active
-      # (a control group without processes: a oneshot unit that remains, or one starting again)
-      _CG=1
       break
     fi
   done
@@ -563,11 +561,12 @@ _fp_unit() {
     on:loaded:active) _fp_add _live "$_u" ;;
     off:loaded:inactive) _fp_add _dead "$_u" ;;
     on:*:\?)
-      # (confirmed by systemd below; then the probe takes its invocation link as its state when
-      # the unit has a control group but no process — a oneshot unit that remains — and asks
-      # systemd about the others)
+      # (confirmed by systemd below; then the probe watches its invocation link where there is
+      # one — gone when it stops, made anew when it starts again, its own start-up loops
+      # included — and asks systemd about the others: a oneshot unit that remains has neither
+      # process nor control group)
       _fp_add _ask_on "$_u"
-      if [ "$_CG" = 1 ] && [ -L "/run/systemd/units/invocation:$_u" ]; then _fp_add _linked "$_u"; fi
+      if [ -L "/run/systemd/units/invocation:$_u" ]; then _fp_add _linked "$_u"; fi
       ;;
     off:*:\?) _fp_add _ask_off "$_u" ;;
     *) return 1 ;;
@@ -601,14 +600,19 @@ fingerprint_end() {
   # shellcheck disable=SC2086
   [ -z "$_ask_off" ] || _units_in off $_ask_off || return 0
   _probe_ask=''
-  for _u in $_ask_on; do case " $_linked " in *" $_u "*) ;; *) _probe_ask="$_probe_ask $_u" ;; esac; done
+  for _u in $_ask_on; do
+    case " $_linked " in
+      *" $_u "*) _fp_add _points "/run/systemd/units/invocation:$_u" ;;
+      *) _probe_ask="$_probe_ask $_u" ;;
+    esac
+  done
   _boot=''
   read -r _boot < /proc/sys/kernel/random/boot_id || return 0
   read -r _up _ < /proc/uptime || return 0
   _wall=$(date +%s) || return 0
   [ -f "$SILVER_TRACK.ok" ] || return 0
-  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_LINKED="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_WALL=%s\nFP_UP=%s\nFP_END=1\n' \
-    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_linked" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$_wall" "${_up%%.*}" > "$FP_DIR/fingerprint.$$") || { rm -f "$FP_DIR/fingerprint.$$"; return 0; }
+  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_WALL=%s\nFP_UP=%s\nFP_END=1\n' \
+    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$_wall" "${_up%%.*}" > "$FP_DIR/fingerprint.$$") || { rm -f "$FP_DIR/fingerprint.$$"; return 0; }
   rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
   _run=''
   read -r _run < "$FP_DIR/run" || true
@@ -621,7 +625,7 @@ fingerprint_end() {
 fast_probe() {
   _MISS='no fingerprint'
   [ -f "$FP_DIR/fingerprint" ] && [ ! -L "$FP_DIR" ] || return 1
-  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_LINKED='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_WALL='' FP_UP='' FP_END=''
+  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_WALL='' FP_UP='' FP_END=''
   # (root's file in root's own folder, its values checked when written)
   # shellcheck disable=SC1091
   . "$FP_DIR/fingerprint"
@@ -645,7 +649,6 @@ fast_probe() {
     _unit_fast "$_u"
     [ "$_ACTIVE" = active ] || return 1
   done
-  for _u in $FP_LINKED; do [ -L "/run/systemd/units/invocation:$_u" ] || return 1; done
   _MISS='a unit is running'
   for _u in $FP_DEAD; do
     _unit_fast "$_u"

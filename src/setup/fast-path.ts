@@ -65,9 +65,26 @@ export function nodeDigest(layers: readonly { layer: string; vars: Record<string
   h.update(`${codeSum()}\0${layerFile(join(root, 'lib.sh'))}\0`);
   for (const { layer, vars } of layers) {
     h.update(`layer ${layer} ${layerSum(layer, root)}\0`);
-    for (const key of Object.keys(vars).sort()) if (key !== 'SILVER_CHECK') h.update(`${JSON.stringify([key, vars[key]])}\0`);
+    for (const key of Object.keys(vars).sort()) if (key !== 'SILVER_CHECK') h.update(`${JSON.stringify([key, valueSum(vars[key]!)])}\0`);
   }
   return h.digest('hex');
+}
+
+const longSums = new Map<string, string>();
+
+/**
+ * A value as the digest takes it: a short one itself, a long one (the node list, as long as the
+ * nodeset, in every node's variables) by its sum, made once for all nodes.
+ */
+function valueSum(value: string): string {
+  if (value.length < 1024) return `=${value}`;
+  let sum = longSums.get(value);
+  if (sum === undefined) {
+    if (longSums.size >= 256) longSums.clear();
+    sum = `#${createHash('sha256').update(value).digest('hex')}`;
+    longSums.set(value, sum);
+  }
+  return sum;
 }
 
 /** The probe a node gets first: lib.sh, the fingerprint's check, then each layer's probe.sh. */
