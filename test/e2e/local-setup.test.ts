@@ -172,7 +172,9 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
 run('the fast path: a no-op is the probe alone; each kind of drift, made alone, is still found and fixed (the fingerprint misses it, or the probe fixes it)', async (t) => {
   type Report = { nodes: { name: string; status: string; checked?: string; layers: { layer: string; changes: string[] }[] }[] };
   const app1 = async (args: string[] = [], node = 'app1.setup.test') => {
+    const t1 = Date.now();
     const r = await silver(['setup-node', file, '--json', ...args], env);
+    if (Date.now() - t1 > 10000) t.log(`a setup-node of ${((Date.now() - t1) / 1000).toFixed(1)}s: ${r.stderr.split('\n').filter((l) => !/unchanged \(/.test(l)).join(' | ')}`);
     t.is(r.code, 0, r.stderr);
     const n = (JSON.parse(r.stdout) as Report).nodes.find((x) => x.name === node)!;
     return { ...n, changes: n.layers.flatMap((l) => l.changes.map((c) => `${l.layer}: ${c}`)) };
@@ -182,6 +184,8 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
     for (let i = 0; i < 4; i++) if ((await app1([], node)).checked === 'fingerprint') return true;
     return false;
   };
+  const t0 = Date.now();
+  const log = (what: string) => t.log(`${((Date.now() - t0) / 1000).toFixed(1)}s ${what}`);
   t.true(await settled(), 'a no-op run is the probe alone');
   t.is((await app1(['--full'])).checked, 'full', '--full checks everything');
   t.true(await settled());
@@ -210,6 +214,7 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
     if (change) t.true(r.changes.some((c) => change.test(c)), `${drift}: ${r.changes.join(' | ')}`);
     else t.deepEqual(r.changes, [], drift);
     t.true(await settled(node), `${drift}: converged`);
+    log(drift);
   }
   t.is((await on('app1.setup.test', 'systemctl is-active nginx; systemctl is-active haproxy || true; id -u app-blog > /dev/null && echo user; nft list tables')).out.trim(), 'active\ninactive\nuser\ntable inet silver');
 });
