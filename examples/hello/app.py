@@ -2,7 +2,9 @@
 
 Environment (set by silver): PORT, SILVER_INSTANCE_NAME, CONFIG_PG_* (the service node).
 Settings (silver env set hello FILE KEY=VALUE): HELLO_GREETING (the page's first word, default
-"hello"), HELLO_DB_TIMEOUT (seconds, a whole number: anything else stops the app at start-up).
+"hello"), HELLO_DB_TIMEOUT (seconds, a whole number: anything else stops the app at start-up),
+HELLO_FETCH_SECONDS (how long /setup-stuff takes besides its work, default 0: a real app's
+warm-up on activation, for bench:batches; a number, else the app stops at start-up).
 """
 import os
 import socket
@@ -20,6 +22,7 @@ INSTANCE = os.environ.get("SILVER_INSTANCE_NAME", "dev")
 NODE = socket.gethostname()
 GREETING = os.environ.get("HELLO_GREETING", "hello")
 DB_TIMEOUT = int(os.environ.get("HELLO_DB_TIMEOUT", "3"))
+FETCH_SECONDS = float(os.environ.get("HELLO_FETCH_SECONDS", "0"))
 # /health reaches the database at most every HEALTH_DB_SECONDS: its first answer (the one silver
 # waits for when it activates an instance) always does, so a wrong password or host fails the
 # update; later checks reuse a recent success, so that the balancer's checks of every app server
@@ -37,10 +40,13 @@ def connect():
         tcp_user_timeout=DB_TIMEOUT * 1000, keepalives=1, keepalives_idle=30)
 
 
-# A few connections kept open and reused: a new one costs the database a process and a password
-# exchange, which under load on many app servers is what it spends its time on. POOL_SIZE at once
-# (a request waits for one); one that failed is closed, not kept.
+# A connection kept open and reused: a new one costs the database a process and a password
+# exchange, which under load on many app servers is what it spends its time on. Up to POOL_SIZE
+# at once (a request waits for one), of which one is kept between requests (PostgreSQL takes 100
+# connections: two instances of each of 38 app servers during an update keep 76); one that
+# failed is closed, not kept.
 POOL_SIZE = 4
+KEEP = 1
 idle = []
 idle_lock = threading.Lock()
 slots = threading.BoundedSemaphore(POOL_SIZE)
@@ -64,12 +70,19 @@ def with_db(work):
                     continue
                 raise
             except Exception:
-                with idle_lock:
-                    idle.append(c)
+                keep(c)
                 raise
-            with idle_lock:
-                idle.append(c)
+            keep(c)
             return result
+
+
+def keep(c):
+    """c kept for the next request, or closed when KEEP are kept already."""
+    with idle_lock:
+        if len(idle) < KEEP:
+            idle.append(c)
+            return
+    c.close()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -103,6 +116,7 @@ class Handler(BaseHTTPRequestHandler):
                         cur.execute("CREATE TABLE IF NOT EXISTS fetches (instance text, node text, role text)")
                     cur.execute("INSERT INTO fetches VALUES (%s, %s, %s)", (INSTANCE, NODE, role))
                 with_db(set_up)
+                time.sleep(max(0.0, FETCH_SECONDS))
                 return self.reply(200, "set up (%s)" % role)
             if self.path == "/fetches":
                 def fetches(cur):
