@@ -147,6 +147,9 @@ if (rows.length >= 2) {
   const growth = names.map((nm, i) => `${nm} ${(b[i + 1]! / a[i + 1]!).toFixed(2)}x`);
   out.push(`growth from ${a[0]} to ${b[0]} nodes (${ratio.toFixed(1)}x the nodes): ${growth.join(', ')}`);
   const linear = names.every((_, i) => b[i + 1]! / a[i + 1]! <= ratio);
+  // (an update's work is per app server: two of each nodeset's nodes are not app servers)
+  const apps = (b[0]! - 2) / (a[0]! - 2);
+  out.push(`the update's own unit, app servers: ${a[0]! - 2} to ${b[0]! - 2} (${apps.toFixed(2)}x): update ${(b[4]! / a[4]!).toFixed(2)}x, ${b[4]! / a[4]! <= apps ? 'no worse' : 'worse'} than linear in app servers; every node here shares this machine's cores (see the nodes' CPU above)`);
   const update2x = b[4]! / a[4]! <= 2;
   const failed = rows.reduce((x, r) => x + r[5]!, 0);
   out.push(`targets: no phase worse than linear: ${linear ? 'met' : 'NOT met'}; update at ${b[0]} within 2x of ${a[0]}: ${update2x ? 'met' : 'NOT met'}; zero failed requests: ${failed === 0 ? 'met' : 'NOT met'}`);
