@@ -141,6 +141,26 @@ _write_want() {
   mv -f "$_path.silver-new" "$_path"
 }
 
+# ensure_file_as USER PATH MODE  < content: ensure_file for a file in a folder USER owns (and may
+# swap for a link at any time): compared by root, written by USER, so that a link USER planted
+# leads nowhere USER could not write anyway. The file ends up USER's, with USER's own group.
+ensure_file_as() {
+  _track path "$2"
+  _slurp
+  _want=$_S
+  CHANGED=0
+  stat_of "$2"
+  if [ -f "$2" ] && [ ! -L "$2" ] && case "$_ST" in "$3 $1:"*) true ;; *) false ;; esac; then
+    _slurp < "$2"
+    [ "$_S" = "$_want" ] && return 0
+  fi
+  changed "$2"
+  CHANGED=1
+  [ "$CHECK" = 1 ] && return 0
+  # shellcheck disable=SC2016 # (expanded by that sh, from its arguments)
+  printf '%s' "$_want" | runuser -u "$1" -- sh -c 'umask 077 && mkdir -p "${1%/*}" && rm -f "$1.silver-new" && cat > "$1.silver-new" && chmod "$2" "$1.silver-new" && mv -f "$1.silver-new" "$1"' sh "$2" "$3"
+}
+
 # ensure_absent PATH
 ensure_absent() {
   _track path "$1"
@@ -518,6 +538,10 @@ fingerprint_begin() {
   # newer; where the file system keeps whole seconds only (this run's new record says so), a
   # whole second, one before now. (What this run changes itself is seen by the next probe, which
   # then runs in full once more.)
+  # (the clock and the time since boot, now: a step of the clock from here on is seen)
+  read -r FP_UP _ < /proc/uptime || FP_UP=0
+  FP_UP=${FP_UP%%.*}
+  FP_WALL=$(date +%s)
   case "$(stat -c %y "$SILVER_TRACK")" in
     *.000000000*) FP_SINCE=$(($(date +%s) - 1)) ;;
     *)
@@ -586,6 +610,15 @@ fingerprint_end() {
     case "$_fp" in '' | *[!A-Za-z0-9._/@:+-]*) return 0 ;; esac
     case "$_fk" in
       path)
+        # (a path reached through a link, or a link itself, is not what find watches)
+        [ ! -L "$_fp" ] || return 0
+        if [ -d "${_fp%/*}" ]; then
+          _here=$PWD
+          cd -P "${_fp%/*}" || return 0
+          _real=$PWD
+          cd "$_here" || return 0
+          [ "$_real" = "${_fp%/*}" ] || return 0
+        fi
         _under=0
         for _r in $_roots; do case "$_fp" in "$_r" | "$_r"/*) _under=1 ;; esac; done
         [ "$_under" = 0 ] || continue
@@ -608,11 +641,9 @@ fingerprint_end() {
   done
   _boot=''
   read -r _boot < /proc/sys/kernel/random/boot_id || return 0
-  read -r _up _ < /proc/uptime || return 0
-  _wall=$(date +%s) || return 0
-  [ -f "$SILVER_TRACK.ok" ] || return 0
+  [ "$FP_UP" != 0 ] && [ -f "$SILVER_TRACK.ok" ] || return 0
   (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_WALL=%s\nFP_UP=%s\nFP_END=1\n' \
-    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$_wall" "${_up%%.*}" > "$FP_DIR/fingerprint.$$") || { rm -f "$FP_DIR/fingerprint.$$"; return 0; }
+    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_WALL" "$FP_UP" > "$FP_DIR/fingerprint.$$") || { rm -f "$FP_DIR/fingerprint.$$"; return 0; }
   rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
   _run=''
   read -r _run < "$FP_DIR/run" || true

@@ -40,49 +40,40 @@ def connect():
         tcp_user_timeout=DB_TIMEOUT * 1000, keepalives=1, keepalives_idle=30)
 
 
-# A connection kept open and reused: a new one costs the database a process and a password
-# exchange, which under load on many app servers is what it spends its time on. Up to POOL_SIZE
-# at once (a request waits for one), of which one is kept between requests (PostgreSQL takes 100
-# connections: two instances of each of 38 app servers during an update keep 76); one that
-# failed is closed, not kept.
-POOL_SIZE = 4
-KEEP = 1
+# One connection kept open and reused: a new one costs the database a process and a password
+# exchange, which under load on many app servers is what it spends its time on. Requests take
+# turns on it (PostgreSQL takes 100 connections: two instances of each of 38 app servers during
+# an update hold 76); one that failed is closed, and the next request opens another.
 idle = []
-idle_lock = threading.Lock()
-slots = threading.BoundedSemaphore(POOL_SIZE)
+turns = threading.Lock()
 
 
 def with_db(work):
     """work(cursor) in a transaction (committed, or rolled back on an error); what it returns."""
-    with slots:
+    with turns:
         for attempt in (1, 2):
-            with idle_lock:
-                c = idle.pop() if idle else None
+            c = idle.pop() if idle else None
             kept = c is not None
             c = c or connect()
+            before_commit = False
             try:
-                with c, c.cursor() as cur:
-                    result = work(cur)
+                with c:
+                    with c.cursor() as cur:
+                        before_commit = True
+                        result = work(cur)
+                        before_commit = False
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
                 c.close()
-                # (a kept connection the database closed meanwhile: once more, on a new one)
-                if kept and attempt == 1:
+                # (a kept connection the database closed meanwhile: once more, on a new one —
+                # only when it failed before the commit, so that nothing of the work was kept)
+                if kept and attempt == 1 and before_commit:
                     continue
                 raise
             except Exception:
-                keep(c)
+                idle.append(c)
                 raise
-            keep(c)
-            return result
-
-
-def keep(c):
-    """c kept for the next request, or closed when KEEP are kept already."""
-    with idle_lock:
-        if len(idle) < KEEP:
             idle.append(c)
-            return
-    c.close()
+            return result
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -123,9 +123,9 @@ async function balancerState(ns: Nodeset, remote: Remote, nodes: AddressedNode[]
   if (!nodes.some((n) => n.role === 'balancer')) return { health: new Map(), modes: null };
   const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
   // (before silver-state is on the nodes, or with too few answering: the checks use `/`, no mode)
-  // (a majority of the nodes is enough to see the newest records: the others are asked only when
-  // one of those does not answer)
-  const recs = await state.readQuorum<Versioned>('apps', 'maintenance').catch(() => new Map<string, Versioned>());
+  // (every node is asked: a majority would do only while the nodes stay the ones the records were
+  // written to — a nodeset that grew, or replaced nodes, have replicas that hold nothing yet)
+  const recs = await state.read<Versioned>('apps', 'maintenance').catch(() => new Map<string, Versioned>());
   const rec = recs.get('apps') as AppsRecord | undefined;
   // The state is the deploy user's to write: only the nodeset's own apps, and only paths a
   // configuration can hold literally, reach the balancer's configuration; only modes

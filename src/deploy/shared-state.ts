@@ -80,36 +80,20 @@ export class SharedState {
   }
 
   /** Reads keys from every node: for each key the copy with the highest seq (or null). */
-  read<T extends Versioned>(...keys: string[]): Promise<Map<string, T>> {
-    return this.readFrom<T>(keys, false);
-  }
-
-  /**
-   * Like read, asking only as many nodes as make a majority (the first ones listed), then the
-   * others only if some of those did not answer: the same answer for fewer commands.
-   */
-  readQuorum<T extends Versioned>(...keys: string[]): Promise<Map<string, T>> {
-    return this.readFrom<T>(keys, true);
-  }
-
-  private async readFrom<T extends Versioned>(keys: string[], quorum: boolean): Promise<Map<string, T>> {
+  async read<T extends Versioned>(...keys: string[]): Promise<Map<string, T>> {
     const best = new Map<string, T>();
     let answered = 0;
-    const ask = (nodes: readonly string[]) =>
-      Promise.all(
-        nodes.map(async (node) => {
-          const r = await this.remote.exec(node, stateVerbs.get(...keys)).catch(() => null);
-          if (!r || r.code !== 0) return;
-          answered++;
-          for (const [key, value] of parseGet<T>(r.stdout)) {
-            const have = best.get(key);
-            if (!have || value.seq > have.seq) best.set(key, value);
-          }
-        }),
-      );
-    const first = quorum ? this.opts.nodes.slice(0, this.majority) : this.opts.nodes;
-    await ask(first);
-    if (answered < this.majority && first.length < this.opts.nodes.length) await ask(this.opts.nodes.slice(first.length));
+    await Promise.all(
+      this.opts.nodes.map(async (node) => {
+        const r = await this.remote.exec(node, stateVerbs.get(...keys)).catch(() => null);
+        if (!r || r.code !== 0) return;
+        answered++;
+        for (const [key, value] of parseGet<T>(r.stdout)) {
+          const have = best.get(key);
+          if (!have || value.seq > have.seq) best.set(key, value);
+        }
+      }),
+    );
     // Every write reached a majority: reading a majority sees the newest copy of each key.
     if (answered < this.majority) throw new Error(`the nodeset's state was read on ${answered} of ${this.opts.total} nodes; it needs ${this.majority}`);
     return best;

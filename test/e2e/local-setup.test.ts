@@ -194,6 +194,7 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
   // check only), by the probe]
   const cases: [string, RegExp | null, boolean][] = [
     ['db.setup.test: systemctl stop postgresql@15-main', /^service\/postgresql: start postgresql@15-main$/, false],
+    ['db.setup.test: su postgres -s /bin/sh -c "echo \'host all all 0.0.0.0/0 trust\' >> /etc/postgresql/15/main/pg_hba.conf"', /^service\/postgresql: \/etc\/postgresql\/15\/main\/pg_hba\.conf$/, false],
     ['rm /etc/silverlining/nodeset.conf', /^wire: \/etc\/silverlining\/nodeset\.conf$/, false],
     ['echo "# edited" >> /etc/nginx/conf.d/silver.conf', /^appserver: \/etc\/nginx\/conf\.d\/silver\.conf$/, false],
     ['chmod 700 /usr/local/lib/silverlining/bin/silver-state', /^base: \/usr\/local\/lib\/silverlining\/bin\/silver-state: mode 755, owner root:root$/, false],
@@ -217,6 +218,7 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
     log(drift);
   }
   t.is((await on('app1.setup.test', 'systemctl is-active nginx; systemctl is-active haproxy || true; id -u app-blog > /dev/null && echo user; nft list tables')).out.trim(), 'active\ninactive\nuser\ntable inet silver');
+  t.is((await on('db.setup.test', 'grep -c trust /etc/postgresql/15/main/pg_hba.conf; stat -c "%U %a" /etc/postgresql/15/main/pg_hba.conf')).out.trim(), '0\npostgres 640', 'pg_hba.conf as silver writes it, the postgres user\'s');
 });
 
 run('setup-node: a node whose sshd is down is reported failed, the others succeed, and a re-run converges', async (t) => {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memoryHost } from '../../src/config/host.js';
@@ -99,6 +99,34 @@ test('ensure_file writes once, then only fixes what differs', (t) => {
   t.regex(second.stdout, /changed=0/);
   execFileSync('chmod', ['600', f]);
   t.deepEqual(runLib(body).changes, [`${f}: mode 640, owner ${owner}`]);
+});
+
+const asRoot = process.getuid?.() === 0 ? test : test.skip;
+
+asRoot('attack: ensure_file_as writes as the folder\'s owner — a link that user planted turns no root write against another file (needs root)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-lib-'));
+  chmodSync(dir, 0o755);
+  const theirs = join(dir, 'pg');
+  mkdirSync(theirs);
+  execFileSync('chown', ['nobody', theirs]);
+  const precious = join(dir, 'precious');
+  writeFileSync(precious, 'root only\n', { mode: 0o600 });
+  const f = join(theirs, 'silver.conf');
+  symlinkSync(precious, f);
+  symlinkSync(precious, `${f}.silver-new`);
+  const body = `prestat ${f}\nensure_file_as nobody ${f} 644 <<'EOT'\nx=1\nEOT\n`;
+  t.deepEqual(runLib(body).changes, [f]);
+  t.is(readFileSync(precious, 'utf8'), 'root only\n', 'the file the links pointed at is untouched');
+  t.is(statSync(precious).uid, 0);
+  const st = lstatSync(f);
+  t.true(st.isFile());
+  t.is(st.mode & 0o777, 0o644);
+  t.is(st.uid, Number(execFileSync('id', ['-u', 'nobody']).toString().trim()));
+  t.is(readFileSync(f, 'utf8'), 'x=1\n');
+  t.deepEqual(runLib(body).changes, [], 'then nothing to do');
+  chmodSync(f, 0o600);
+  t.deepEqual(runLib(body).changes, [f], 'a mode that differs is written again');
+  t.is(lstatSync(f).mode & 0o777, 0o644);
 });
 
 test('ensure_known compares by the sum prehash read, writes only what differs, and fixes modes', (t) => {

@@ -23,7 +23,8 @@ _dir="/etc/postgresql/$_ver/main"
 _unit="postgresql@$_ver-main"
 prestat "$_dir/conf.d/silver.conf" "$_dir/pg_hba.conf"
 
-ensure_file "$_dir/conf.d/silver.conf" 644 postgres:postgres <<EOT
+# (the cluster's folders are the postgres user's: its files are written as postgres)
+ensure_file_as postgres "$_dir/conf.d/silver.conf" 644 <<EOT
 # managed by silver
 listen_addresses = 'localhost,$SILVER_ADDRESS'
 password_encryption = scram-sha-256
@@ -42,7 +43,7 @@ for a in $SILVER_APPSERVER_ADDRS; do
   while [ ${#_a} -lt 16 ]; do _a="$_a "; done
   _hba="$_hba${NL}host    sameuser  all       $_a scram-sha-256"
 done
-ensure_file "$_dir/pg_hba.conf" 640 postgres:postgres <<EOT
+ensure_file_as postgres "$_dir/pg_hba.conf" 640 <<EOT
 $_hba
 EOT
 _reload=$CHANGED
