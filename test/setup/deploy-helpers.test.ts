@@ -437,6 +437,12 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   clearCalls(tr);
   t.is((await deploy(tr, 'start', 'blog', two)).code, 0);
   t.deepEqual(calls(tr), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`]);
+  // status: a running instance that is not active is a leftover — unless its stop-after is
+  // pending, when it drains as meant ("stopping").
+  t.regex((await deploy(tr, 'status')).stdout, new RegExp(`instances ${one}:8001:inactive ${two}:8002:active\n$`));
+  writeFileSync(join(tr.dir, 'active-units'), `${readFileSync(join(tr.dir, 'active-units'), 'utf8')}silver-stop.${two}.timer\n`);
+  t.regex((await deploy(tr, 'status')).stdout, new RegExp(`instances ${one}:8001:inactive ${two}:8002:stopping\n$`));
+  writeFileSync(join(tr.dir, 'active-units'), readFileSync(join(tr.dir, 'active-units'), 'utf8').replace(`silver-stop.${two}.timer\n`, ''));
   for (const bad of [['stop-after', 'blog', two, '5s'], ['stop-after', 'blog', 'wiki.2024-05-01_001', '5'], ['stop-after', 'blog', inst('blog', 7), '5']]) {
     clearCalls(tr);
     const r = await deploy(tr, ...(bad as [string, ...string[]]));
