@@ -533,21 +533,22 @@ fingerprint_begin() {
   # (a walk like the probe's first: a file system may note a folder's first reading in its change
   # time, as an overlay does, and that must not count as a change)
   find /etc /usr/local/lib/silverlining /root/.ssh -ctime -1 -name '' > /dev/null 2>&1 || true
-  # The time this run began, as the next probe compares: 20 ms before now, after 30 ms (the
-  # kernel's file times are coarser than its clock), so that whatever changes from here on is
-  # newer; where the file system keeps whole seconds only (this run's new record says so), a
-  # whole second, one before now. (What this run changes itself is seen by the next probe, which
-  # then runs in full once more.)
-  # (the clock and the time since boot, now: a step of the clock from here on is seen)
+  # The clock and the time since boot, now (a step of the clock from here on is seen), and the
+  # time this run began as the next probe compares: 10 ms after now, then 30 ms of wait (the
+  # kernel's file times are coarser than its clock), so that the walk above is older and
+  # whatever changes from here on newer; where the file system keeps whole seconds only (this
+  # run's new record says so), a whole second, one before now. (What this run changes itself is
+  # seen by the next probe, which then runs in full once more.)
   read -r FP_UP _ < /proc/uptime || FP_UP=0
   FP_UP=${FP_UP%%.*}
-  FP_WALL=$(date +%s)
+  _ns=$(date +%s%N)
+  FP_WALL=${_ns%?????????}
   case "$(stat -c %y "$SILVER_TRACK")" in
-    *.000000000*) FP_SINCE=$(($(date +%s) - 1)) ;;
+    *.000000000*) FP_SINCE=$((FP_WALL - 1)) ;;
     *)
-      sleep 0.03
-      _ns=$(($(date +%s%N) - 20000000))
+      _ns=$((_ns + 10000000))
       FP_SINCE=${_ns%?????????}.${_ns#"${_ns%?????????}"}
+      sleep 0.03
       ;;
   esac
 }

@@ -155,7 +155,8 @@ async function setupOne(
     rt.io.err(`${node.name}: ${layer}: failed: ${error}`);
     return { name: node.name, role: node.role, status: 'failed', layers, seconds: (rt.now() - start) / 1000, error: `${layer}: ${error}` };
   };
-  let checked: 'fingerprint' | 'full' = 'full';
+  // (set by the probe's first line, in gate below)
+  let checked = 'full' as 'fingerprint' | 'full';
   let specs: { layer: string; vars: Record<string, string> }[];
   let digest: string;
   try {
@@ -165,23 +166,22 @@ async function setupOne(
     return fail(names[0]!, (e as Error).message);
   }
   try {
-    // The probe first (fast-path.ts): when nothing changed, it is the whole run.
-    // (the probe's output reaches the layers' stream only after a first line that says hit)
-    let head = '';
-    let hit: boolean | null = null;
+    // The probe first (fast-path.ts): when nothing changed, it is the whole run. Its first line
+    // alone says hit (what a node prints after it is not the probe's to decide), and its output
+    // reaches the layers' stream only after that line.
+    let head: string | null = '';
     const gate = (chunk: string) => {
-      if (hit === null) {
+      if (head !== null) {
         head += chunk;
         const nl = head.indexOf('\n');
         if (nl < 0) return;
-        hit = head.slice(0, nl) === FAST_HIT;
+        if (head.slice(0, nl) === FAST_HIT) checked = 'fingerprint';
         chunk = head.slice(nl + 1);
+        head = null;
       }
-      if (hit) stream.write(chunk);
+      if (checked === 'fingerprint') stream.write(chunk);
     };
     const probe = fast === 'probe' ? await pool.exec(node.name, shell, probeScript(names, digest, check), undefined, gate) : null;
-    // (the first line, and nothing else: what a node prints after it is not the probe's to decide)
-    if (probe?.stdout.startsWith(`${FAST_HIT}\n`) && hit) checked = 'fingerprint';
     const r = probe && checked === 'fingerprint' ? probe : await pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest), undefined, (chunk) => stream.write(chunk));
     // (the layers' markers must name the layers in order: anything else is not a run of them)
     const order = stream.ended.map((e) => e.layer);

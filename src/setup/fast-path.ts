@@ -37,6 +37,16 @@ function codeSum(): string {
 
 export const FAST_HIT = 'silver-fast: hit';
 
+const probes = new Map<string, string>();
+
+/** A layer's probe.sh ('' when it has none), read once. */
+function layerProbe(layer: string, root: string): string {
+  const path = join(root, layer, 'probe.sh');
+  let text = probes.get(path);
+  if (text === undefined) probes.set(path, (text = existsSync(path) ? layerFile(path) : ''));
+  return text;
+}
+
 const treeSums = new Map<string, string>();
 
 /** The sum of what a layer's own files hold: setup.sh, probe.sh, its helpers. */
@@ -45,10 +55,7 @@ function layerSum(layer: string, root: string): string {
   let sum = treeSums.get(key);
   if (sum === undefined) {
     const h = createHash('sha256');
-    for (const name of ['setup.sh', 'probe.sh']) {
-      const path = join(root, layer, name);
-      h.update(`${name}\0${existsSync(path) ? layerFile(path) : ''}\0`);
-    }
+    h.update(`setup.sh\0${layerFile(join(root, layer, 'setup.sh'))}\0probe.sh\0${layerProbe(layer, root)}\0`);
     for (const name of helperNames(layer, root)) h.update(`bin/${name}\0${layerFile(join(root, layer, 'bin', name))}\0`);
     sum = h.digest('hex');
     treeSums.set(key, sum);
@@ -97,13 +104,13 @@ export function probeScript(layers: readonly string[], digest: string, check: bo
     'set +e',
   ];
   for (const layer of layers) {
-    const probe = join(root, layer, 'probe.sh');
+    const probe = layerProbe(layer, root);
     lines.push(
       `printf 'silver-layer-begin: %s\\n' ${layer}`,
       '(',
       'set -eu',
       assignment('SILVER_LAYER', layer),
-      ...(existsSync(probe) ? [sharedText(layerFile(probe))] : []),
+      ...(probe ? [sharedText(probe)] : []),
       'true',
       ')',
       `_rc=$?; printf 'silver-layer-end: %s %s\\n' ${layer} "$_rc"`,
