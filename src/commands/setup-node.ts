@@ -4,11 +4,14 @@ import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
 import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } from '../setup/plan.js';
-import { FAST_HIT, nodeDigest, probeScript } from '../setup/fast-path.js';
+import { FAST_HIT, nodeDigest, probeScript, takeStateDump, type StateDump } from '../setup/fast-path.js';
 import type { NodeExecutor } from '../ssh/keeper.js';
 import { connectNodes } from '../ssh/targets.js';
 import { Remote } from '../remote/executor.js';
-import { SharedState, type Versioned } from '../deploy/shared-state.js';
+import { newestOf, type Versioned } from '../deploy/shared-state.js';
+import { stateVerbs } from '../remote/commands/state.js';
+import { quoteCommand } from '../ssh/quote.js';
+import { randomBytes } from 'node:crypto';
 import { sanitizeModes, type ModeState } from '../deploy/modes.js';
 import type { AppsRecord } from './update.js';
 import { LOCATION_PATH } from '../nodeset/values.js';
@@ -67,18 +70,26 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     rt.io.err(`${m.name}: failed: ${m.error}`);
   }
   try {
-    // (read while the other nodes set up: only a balancer's layer takes it)
-    const shared = balancerState(ns, new Remote(pool, new Set([...users].filter(([, u]) => u === 'root').map(([n]) => n))), addressed, rt);
+    const fast = opts.fast ?? 'probe';
+    const remote = new Remote(pool, new Set([...users].filter(([, u]) => u === 'root').map(([n]) => n)));
+    // The balancers' layer takes the nodes' shared state: with the fast path each other node's
+    // probe dumps its replica (no session of its own), a balancer's is read by itself; the
+    // balancers' scripts wait for those answers.
+    const replicas = stateReplicas(ns, remote, addressed, fast === 'probe');
+    const shared = replicas.merged.then((answers) => balancerState(ns, answers));
     shared.catch(() => undefined);
     const backup = backupWiringOf(ns, rt, addressed);
     const tls = tlsWirings(ns, rt, addressed);
     await Promise.all(
-      addressed.map((node) =>
-        limit(async () => {
-          const { health, modes } = node.role === 'balancer' ? await shared : { health: new Map<string, string>(), modes: null };
-          results.set(node.name, await setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null, opts.fast ?? 'probe'));
-        }),
-      ),
+      addressed.map(async (node) => {
+        const { health, modes } = node.role === 'balancer' ? await shared : { health: new Map<string, string>(), modes: null };
+        const dump = replicas.dumpFor(node.name);
+        try {
+          results.set(node.name, await limit(() => setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null, fast, dump)));
+        } finally {
+          dump?.answer(null);
+        }
+      }),
     );
     const ordered = new Set([...tls].filter(([, w]) => w.order).map(([name]) => name));
     if (ns.tls?.mode === 'acme' && !opts.dryRun) await shareTls(ns, rt, pool, addressed, results, users, ordered);
@@ -113,19 +124,55 @@ function backupWiringOf(ns: Nodeset, rt: Runtime, all: readonly AddressedNode[])
   return { key: rt.state.backupKey(ns.name), target, targetHostKey: target ? (rt.state.pinnedKeys(ns.name).get(target.name) ?? null) : null };
 }
 
+interface ReplicaDump extends StateDump {
+  /** The replica's text, or null when the node did not answer (the first call counts). */
+  answer(dump: string | null): void;
+}
+
 /**
- * What the balancer's layer takes from the nodes' shared state: each app's health_check, as
- * updates recorded it (the balancer checks it under each location), and the maintenance record
- * (a new or rebuilt balancer gets its modes back); empty before the first update or when no node
- * has silver-state yet.
+ * The nodes' replicas of the state the balancers' layer takes (`apps`, `maintenance`), when the
+ * nodeset has a balancer: with the fast path each node that is not a balancer dumps its own
+ * through its probe (dumpFor) and the balancers are asked directly; otherwise every node is.
+ * `merged`: every node's answer (null: none), once all are in.
  */
-async function balancerState(ns: Nodeset, remote: Remote, nodes: AddressedNode[], rt: Runtime): Promise<{ health: Map<string, string>; modes: ModeState | null }> {
-  if (!nodes.some((n) => n.role === 'balancer')) return { health: new Map(), modes: null };
-  const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length, nodes: nodes.map((n) => n.name), say: (t) => rt.io.err(t) });
-  // (before silver-state is on the nodes, or with too few answering: the checks use `/`, no mode)
+function stateReplicas(ns: Nodeset, remote: Remote, nodes: readonly AddressedNode[], probing: boolean): { merged: Promise<(string | null)[]>; dumpFor(node: string): ReplicaDump | undefined } {
+  const keys = ['apps', 'maintenance'];
+  if (!nodes.some((n) => n.role === 'balancer')) return { merged: Promise.resolve([]), dumpFor: () => undefined };
+  const ask = async (node: string) => {
+    const r = await remote.exec(node, stateVerbs.get(...keys)).catch(() => null);
+    return r?.code === 0 ? r.stdout : null;
+  };
+  // (the probe is root's: the helper without sudo)
+  const asRoot = quoteCommand(stateVerbs.get(...keys).filter((a, i) => i > 1 || (a !== 'sudo' && a !== '-n')));
+  const dumps = new Map<string, ReplicaDump>();
+  const answers: Promise<string | null>[] = [];
+  for (const node of nodes) {
+    if (!probing || node.role === 'balancer') {
+      answers.push(ask(node.name));
+      continue;
+    }
+    let answer!: (dump: string | null) => void;
+    answers.push(new Promise<string | null>((resolve) => (answer = resolve)));
+    dumps.set(node.name, { nonce: randomBytes(12).toString('hex'), command: asRoot, answer });
+  }
+  return { merged: Promise.all(answers), dumpFor: (node) => dumps.get(node) };
+}
+
+/**
+ * What the balancer's layer takes from the nodes' shared state (every node's answer: see
+ * stateReplicas): each app's health_check, as updates recorded it (the balancer checks it under
+ * each location), and the maintenance record (a new or rebuilt balancer gets its modes back);
+ * empty before the first update or when too few nodes answer (no silver-state yet).
+ */
+function balancerState(ns: Nodeset, answers: readonly (string | null)[]): { health: Map<string, string>; modes: ModeState | null } {
   // (every node is asked: a majority would do only while the nodes stay the ones the records were
   // written to — a nodeset that grew, or replaced nodes, have replicas that hold nothing yet)
-  const recs = await state.read<Versioned>('apps', 'maintenance').catch(() => new Map<string, Versioned>());
+  let recs: Map<string, Versioned>;
+  try {
+    recs = answers.length === 0 ? new Map() : newestOf<Versioned>(answers, ns.nodes.length);
+  } catch {
+    recs = new Map();
+  }
   const rec = recs.get('apps') as AppsRecord | undefined;
   // The state is the deploy user's to write: only the nodeset's own apps, and only paths a
   // configuration can hold literally, reach the balancer's configuration; only modes
@@ -137,7 +184,7 @@ async function balancerState(ns: Nodeset, remote: Remote, nodes: AddressedNode[]
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none',
+  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none', dump?: ReplicaDump,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -181,7 +228,12 @@ async function setupOne(
       }
       if (checked === 'fingerprint') stream.write(chunk);
     };
-    const probe = fast === 'probe' ? await pool.exec(node.name, shell, probeScript(names, digest, check), undefined, gate) : null;
+    let probe = fast === 'probe' ? await pool.exec(node.name, shell, probeScript(names, digest, check, undefined, dump), undefined, gate) : null;
+    if (probe && dump) {
+      const { dump: replica, rest } = takeStateDump(probe.stderr, dump.nonce);
+      dump.answer(replica);
+      probe = { ...probe, stderr: rest };
+    }
     const r = probe && checked === 'fingerprint' ? probe : await pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest), undefined, (chunk) => stream.write(chunk));
     // (the layers' markers must name the layers in order: anything else is not a run of them)
     const order = stream.ended.map((e) => e.layer);

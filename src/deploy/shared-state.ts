@@ -81,22 +81,13 @@ export class SharedState {
 
   /** Reads keys from every node: for each key the copy with the highest seq (or null). */
   async read<T extends Versioned>(...keys: string[]): Promise<Map<string, T>> {
-    const best = new Map<string, T>();
-    let answered = 0;
-    await Promise.all(
+    const answers = await Promise.all(
       this.opts.nodes.map(async (node) => {
         const r = await this.remote.exec(node, stateVerbs.get(...keys)).catch(() => null);
-        if (!r || r.code !== 0) return;
-        answered++;
-        for (const [key, value] of parseGet<T>(r.stdout)) {
-          const have = best.get(key);
-          if (!have || value.seq > have.seq) best.set(key, value);
-        }
+        return r?.code === 0 ? r.stdout : null;
       }),
     );
-    // Every write reached a majority: reading a majority sees the newest copy of each key.
-    if (answered < this.majority) throw new Error(`the nodeset's state was read on ${answered} of ${this.opts.total} nodes; it needs ${this.majority}`);
-    return best;
+    return newestOf<T>(answers, this.opts.total);
   }
 
   /** Writes one key to every node; at least a majority must take it. */
@@ -208,6 +199,27 @@ export function parseLockAnswer(node: string, code: number, stdout: string, stde
   const held = /^held (\S+) (-?\d+) (\S+)$/.exec(line);
   if (code === 75 && held) return { node, outcome: 'held', token: held[1]!, age: Number(held[2]), holder: decode(held[3]!) };
   return { node, outcome: 'error', error: (stderr || stdout).trim() || `exit ${code}` };
+}
+
+/**
+ * The replicas' answers to `silver-state get` (null: a node that did not answer) merged: for each
+ * key the copy with the highest seq. Every write reached a majority, so reading a majority sees
+ * the newest copy of each key: fewer answers than a majority of `total` is an error.
+ */
+export function newestOf<T extends Versioned>(answers: readonly (string | null)[], total: number): Map<string, T> {
+  const best = new Map<string, T>();
+  let answered = 0;
+  for (const stdout of answers) {
+    if (stdout === null) continue;
+    answered++;
+    for (const [key, value] of parseGet<T>(stdout)) {
+      const have = best.get(key);
+      if (!have || value.seq > have.seq) best.set(key, value);
+    }
+  }
+  const majority = Math.floor(total / 2) + 1;
+  if (answered < majority) throw new Error(`the nodeset's state was read on ${answered} of ${total} nodes; it needs ${majority}`);
+  return best;
 }
 
 /** `silver-state get` output: `== KEY` then one JSON line, per present key. */

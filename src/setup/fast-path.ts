@@ -94,9 +94,45 @@ function valueSum(value: string): string {
   return sum;
 }
 
-/** The probe a node gets first: lib.sh, the fingerprint's check, then each layer's probe.sh. */
-export function probeScript(layers: readonly string[], digest: string, check: boolean, root = layersRoot()): Buffer {
+/**
+ * The node's replica of the shared state, read by the probe (a session less a node when a
+ * balancer's layer needs the state): `command` (silver-state get, as the probe's root runs it)
+ * on standard error, between lines that name `nonce` and, at the end, its exit code. The
+ * records are the deploy user's to write: they never reach standard output, where the hit is
+ * decided, and without the run's nonce they cannot end the frame early.
+ */
+export interface StateDump {
+  nonce: string;
+  command: string;
+}
+
+function dumpLine(d: StateDump): string {
+  return `{ printf '== silver-state %s\\n' ${d.nonce}; ${d.command} < /dev/null 2> /dev/null; printf '== silver-state-end %s %s\\n' ${d.nonce} "$?"; } >&2`;
+}
+
+/**
+ * The replica a probe dumped (`silver-state get`'s output; null when the frame is missing, cut
+ * short or its command failed) and the standard error without it.
+ */
+export function takeStateDump(stderr: string, nonce: string): { dump: string | null; rest: string } {
+  const begin = `== silver-state ${nonce}\n`;
+  const at = stderr.indexOf(begin);
+  if (at < 0) return { dump: null, rest: stderr };
+  const end = new RegExp(`^== silver-state-end ${nonce} (\\d+)$\\n?`, 'm');
+  const m = end.exec(stderr.slice(at + begin.length));
+  if (!m) return { dump: null, rest: stderr.slice(0, at) };
+  const body = stderr.slice(at + begin.length, at + begin.length + m.index);
+  const rest = stderr.slice(0, at) + stderr.slice(at + begin.length + m.index + m[0].length);
+  return { dump: m[1] === '0' ? body : null, rest };
+}
+
+/**
+ * The probe a node gets first: lib.sh, the fingerprint's check, then each layer's probe.sh (and,
+ * first of all, the state's dump when asked for).
+ */
+export function probeScript(layers: readonly string[], digest: string, check: boolean, root = layersRoot(), dump?: StateDump): Buffer {
   const lines: ScriptLine[] = [
+    ...(dump ? [dumpLine(dump)] : []),
     assignment('SILVER_CHECK', check ? '1' : '0'),
     sharedText(layerFile(join(root, 'lib.sh'))),
     `fast_probe ${digest} || { echo "silver-fast: miss ($_MISS)"; exit 0; }`,

@@ -52,7 +52,7 @@ class RealBalancer implements NodeExecutor {
     if (argv.at(-2) === 'sh' && argv.at(-1) === '-s') {
       // setup-node's node script: kept, not run
       this.scripts.set(node, String(stdin));
-      return { code: 1, stdout: '', stderr: 'not run in this test' };
+      return { code: 1, stdout: '', stderr: `${await this.nodes.stateFrame(node, String(stdin))}not run in this test` };
     }
     if (this.stale && argv[0] === 'sha256sum' && node === BALANCER) return { code: 0, stdout: `${'0'.repeat(64)}  ${HELPER}\n`, stderr: '' };
     if (argv[0] !== 'sudo' || argv[2] !== HELPER) return this.nodes.exec(node, command, stdin);

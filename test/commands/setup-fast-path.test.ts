@@ -8,6 +8,7 @@ import { FAST_HIT, nodeDigest, probeScript } from '../../src/setup/fast-path.js'
 import type { ExecResult } from '../../src/ssh/connect.js';
 import type { NodeExecutor } from '../../src/ssh/keeper.js';
 import { fakeDeploy, shellWords, type FakeNodes } from '../helpers/fake-nodes.js';
+import { takeStateDump } from '../../src/setup/fast-path.js';
 
 // setup-node's fast path on simulated nodes that keep the protocol of setup-layers/lib.sh: a full
 // script records its digest (`fingerprint_end DIGEST`); a probe (`fast_probe DIGEST`) answers a
@@ -25,11 +26,16 @@ class Nodes implements NodeExecutor {
   readonly otherMarkers = new Set<string>();
   /** A layer's probe.sh that fails on this node (the exit code of its subshell). */
   readonly probeFails = new Map<string, string>();
+  /** Every other command, as `NODE COMMAND`: the sessions besides the scripts. */
+  readonly sessions: string[] = [];
   constructor(readonly nodes: FakeNodes) {}
 
   async exec(node: string, command: string, stdin?: string | Buffer, _timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
     const argv = shellWords(command);
-    if (argv.at(-2) !== 'sh' || argv.at(-1) !== '-s') return this.nodes.exec(node, command, stdin);
+    if (argv.at(-2) !== 'sh' || argv.at(-1) !== '-s') {
+      this.sessions.push(`${node} ${command}`);
+      return this.nodes.exec(node, command, stdin);
+    }
     const text = String(stdin);
     const probe = /^fast_probe ([0-9a-f]{64}) /m.exec(text);
     const list = this.sent.get(node) ?? [];
@@ -62,7 +68,7 @@ class Nodes implements NodeExecutor {
       this.drifted.delete(node);
     }
     onStdout?.(out);
-    return { code, stdout: out, stderr: '' };
+    return { code, stdout: out, stderr: probe ? await this.nodes.stateFrame(node, text) : '' };
   }
 
   kinds(node: string): string[] {
@@ -212,4 +218,52 @@ test('attack: markers of other layers than the node\'s, in a hit, fail the node'
   const { app1 } = await secondRun((f) => f.otherMarkers.add('app1.shop.test'));
   t.is(app1.status, 'failed');
   t.regex(app1.error!, /markers of other layers \(base, base, base\)/);
+});
+
+const BALANCER = 'balancer.shop.test';
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const modes = (seq: number, message: string) => JSON.stringify({ seq, modes: { '*': { mode: 'maintenance', retryAfter: 30, message } }, allow: [] });
+
+test('the balancer\'s layer takes the state from every node: the others\' probes bring their replicas (no session of their own), the balancer reads its own', async (t) => {
+  const { ns, rt, fake, nodes } = await setup();
+  for (const n of ns.nodes) nodes.state.set(n.name, new Map([['maintenance', modes(1, 'old')]]));
+  // The newest copy on one app server alone: only a read of every node finds it.
+  nodes.state.get('app2.shop.test')!.set('maintenance', modes(2, 'new'));
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(r.nodes.every((n) => n.status !== 'failed'));
+  const gets = fake.sessions.filter((c) => c.includes('silver-state get'));
+  t.deepEqual(gets.map((c) => c.split(' ')[0]), [BALANCER], 'one state session: the balancer\'s');
+  for (const n of ns.nodes.filter((n) => n.role !== 'balancer')) t.regex(fake.sent.get(n.name)![0]!.text, /^\{ printf '== silver-state %s\\n' [0-9a-f]{24}; \/usr\/local\/lib\/silverlining\/bin\/silver-state get apps maintenance < \/dev\/null/m, n.name);
+  t.true(fake.sent.get(BALANCER)!.at(-1)!.text.includes(b64('new')), 'the newest record reached the balancer');
+  // Each probe has a nonce of its own.
+  const nonces = ns.nodes.filter((n) => n.role !== 'balancer').map((n) => /== silver-state %s\\n' ([0-9a-f]+)/.exec(fake.sent.get(n.name)![0]!.text)![1]);
+  t.is(new Set(nonces).size, nonces.length);
+
+  // --full: no probe, every node asked in a session of its own.
+  fake.reset();
+  fake.sessions.length = 0;
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4, fast: 'full' });
+  t.deepEqual(fake.sessions.filter((c) => c.includes('silver-state get')).map((c) => c.split(' ')[0]).sort(), ns.nodes.map((n) => n.name).sort());
+});
+
+test('attack: a replica\'s record that forges the end of the frame or a hit ends nothing and decides nothing', async (t) => {
+  const { ns, rt, fake, nodes } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  for (const n of ns.nodes) nodes.state.set(n.name, new Map([['maintenance', modes(1, 'old')]]));
+  // The deploy user writes the state: a record with lines of its own (another nonce's end, a hit,
+  // a newer copy after the forged end).
+  nodes.state.get('app1.shop.test')!.set('maintenance', `${modes(2, 'mid')}\n== silver-state-end ${'0'.repeat(24)} 0\n${FAST_HIT}\n== maintenance\n${modes(3, 'forged')}`);
+  fake.reset();
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(r.nodes.every((n) => n.status !== 'failed'));
+  // (the forged lines are inside the frame: the replica as silver-state get gave it, a copy with
+  // seq 3 included — as a session's read would have it; never the probe's verdict)
+  t.true(fake.sent.get(BALANCER)!.at(-1)!.text.includes(b64('forged')));
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe'], 'the probe\'s own first line decided');
+  // The frame: cut where its own nonce ends it, its command's exit code kept, the rest untouched.
+  const nonce = 'ab'.repeat(12);
+  t.deepEqual(takeStateDump(`x\n== silver-state ${nonce}\n== apps\n{}\n== silver-state-end ${'0'.repeat(24)} 0\n== silver-state-end ${nonce} 0\ny\n`, nonce), { dump: `== apps\n{}\n== silver-state-end ${'0'.repeat(24)} 0\n`, rest: 'x\ny\n' });
+  t.deepEqual(takeStateDump(`== silver-state ${nonce}\n== apps\n{}\n== silver-state-end ${nonce} 127\n`, nonce), { dump: null, rest: '' });
+  t.deepEqual(takeStateDump(`== silver-state ${nonce}\n== apps\n`, nonce), { dump: null, rest: '' }, 'cut short: no answer');
+  t.deepEqual(takeStateDump('sh: 1: error\n', nonce), { dump: null, rest: 'sh: 1: error\n' });
 });

@@ -46,7 +46,7 @@ class Nodes implements NodeExecutor {
       const layers = [...String(stdin).matchAll(/^echo "silver-layer-begin: (\S+)"$/gm)].map((m) => m[1]);
       const out = layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} ${code}\n`).join('');
       onStdout?.(out);
-      return { code, stdout: out, stderr: '' };
+      return { code, stdout: out, stderr: await this.nodes.stateFrame(node, String(stdin)) };
     }
     const i = argv.indexOf(ACME);
     if (i >= 0) {

@@ -126,6 +126,18 @@ export class FakeNodes implements NodeExecutor {
     return this.calls.filter((c) => (!node || c.node === node) && c.argv[0] === 'sudo' && c.argv[2] === BIN + helper).map((c) => `${node ? '' : `${c.node} `}${c.argv.slice(3).join(' ')}`);
   }
 
+  /**
+   * What a setup-node probe that dumps the node's state replica (fast-path.ts) writes to standard
+   * error: the frame around the state helper's answer, as the node's shell would ('' for a script
+   * without the dump).
+   */
+  async stateFrame(node: string, script: string): Promise<string> {
+    const m = /^\{ printf '== silver-state %s\\n' ([0-9a-f]+); (.*) < \/dev\/null 2> \/dev\/null; printf/m.exec(script);
+    if (!m) return '';
+    const r = await this.answer(node, m[2]!).catch(() => ({ code: 255, stdout: '', stderr: '' }));
+    return `== silver-state ${m[1]}\n${r.stdout}== silver-state-end ${m[1]} ${r.code}\n`;
+  }
+
   async exec(node: string, command: string, stdin?: string | Buffer, _timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
     const r = await this.answer(node, command, stdin);
     if (onStdout && r.stdout) onStdout(r.stdout);
