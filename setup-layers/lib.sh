@@ -455,8 +455,10 @@ firewall_loaded() {
 # while a deploy holds the nodeset's lock).
 repair_instances() {
   [ -x /usr/local/lib/silverlining/bin/silver-deploy ] || return 0
-  # shellcheck disable=SC2046 # (no argument at all unless checking)
-  _repair=$(/usr/local/lib/silverlining/bin/silver-deploy repair $([ "$CHECK" = 1 ] && echo --check)) || exit 1
+  _check=''
+  [ "$CHECK" != 1 ] || _check=--check
+  # shellcheck disable=SC2086 # (no argument at all unless checking)
+  _repair=$(/usr/local/lib/silverlining/bin/silver-deploy repair $_check) || exit 1
   while IFS= read -r _l; do [ -z "$_l" ] || changed "$_l"; done <<EOT
 $_repair
 EOT

@@ -137,20 +137,14 @@ export function probeScript(layers: readonly string[], digest: string, check: bo
     sharedText(layerFile(join(root, 'lib.sh'))),
     `fast_probe ${digest} || { echo "silver-fast: miss ($_MISS)"; exit 0; }`,
     `echo "${FAST_HIT}"`,
-    'set +e',
+    // (the probes run in the probe's own shell, under set -e: a layer's that fails ends the probe
+    // there, without its end marker — a failed layer, as silver reads it; a probe.sh never exits)
+    'set -eu',
   ];
   for (const layer of layers) {
     const probe = layerProbe(layer, root);
     lines.push(
-      `printf 'silver-layer-begin: %s\\n' ${layer}`,
-      '(',
-      'set -eu',
-      assignment('SILVER_LAYER', layer),
-      ...(probe ? [sharedText(probe)] : []),
-      'true',
-      ')',
-      `_rc=$?; printf 'silver-layer-end: %s %s\\n' ${layer} "$_rc"`,
-      '[ "$_rc" -eq 0 ] || exit "$_rc"',
+      ...(probe ? [`printf 'silver-layer-begin: %s\\n' ${layer}`, assignment('SILVER_LAYER', layer), sharedText(probe), `printf 'silver-layer-end: %s 0\\n' ${layer}`] : [`printf 'silver-layer-begin: %s\\nsilver-layer-end: %s 0\\n' ${layer} ${layer}`]),
     );
   }
   return scriptBytes(lines);

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setupNodes } from '../../src/commands/setup-node.js';
@@ -51,13 +52,14 @@ class Nodes implements NodeExecutor {
       if (this.recorded.get(node) !== probe[1] || this.drifted.has(node)) out = 'silver-fast: miss (new inputs)\n';
       else {
         out = `${FAST_HIT}\n`;
-        for (const [, layer] of text.matchAll(/^printf 'silver-layer-begin: %s\\n' (\S+)$/gm)) {
-          const rc = this.probeFails.get(node) === layer ? 1 : 0;
-          out += `silver-layer-begin: ${layer}\nsilver-layer-end: ${layer} ${rc}\n`;
-          if (rc) {
-            code = rc;
+        for (const [, layer] of text.matchAll(/^printf 'silver-layer-begin: %s\\n(?:silver-layer-end: %s 0\\n)?' (\S+)(?: \S+)?$/gm)) {
+          // (a probe.sh that fails ends the probe: no end marker, the shell's exit code)
+          out += `silver-layer-begin: ${layer}\n`;
+          if (this.probeFails.get(node) === layer) {
+            code = 1;
             break;
           }
+          out += `silver-layer-end: ${layer} 0\n`;
         }
       }
     } else {
@@ -266,4 +268,29 @@ test('attack: a replica\'s record that forges the end of the frame or a hit ends
   t.deepEqual(takeStateDump(`== silver-state ${nonce}\n== apps\n{}\n== silver-state-end ${nonce} 127\n`, nonce), { dump: null, rest: '' });
   t.deepEqual(takeStateDump(`== silver-state ${nonce}\n== apps\n`, nonce), { dump: null, rest: '' }, 'cut short: no answer');
   t.deepEqual(takeStateDump('sh: 1: error\n', nonce), { dump: null, rest: 'sh: 1: error\n' });
+});
+
+test('the probe in a real shell: a hit prints each layer\'s markers in order; a probe.sh that fails ends the probe before its end marker; the state dump is framed on standard error', (t) => {
+  // (layer trees of this test's own: this machine has no fingerprint, so the check is made to
+  // hold; probes that print what they ran; a layer's probe.sh is read once a process, by path)
+  const tree = (base: string) => {
+    const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    cpSync(layersRoot(), root, { recursive: true });
+    writeFileSync(join(root, 'base', 'probe.sh'), base);
+    writeFileSync(join(root, 'appserver', 'probe.sh'), 'echo "appserver probe ran"\n');
+    return root;
+  };
+  const nonce = 'cd'.repeat(12);
+  const run = (root: string) => {
+    const text = probeScript(['base', 'wire', 'appserver'], 'f'.repeat(64), true, root, { nonce, command: `printf '== apps\\n{"seq":4}\\n'` }).toString().replace(/^fast_probe [0-9a-f]{64} /m, 'true ');
+    return spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
+  };
+  let r = run(tree('echo "base probe ran"\n'));
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, `${FAST_HIT}\nsilver-layer-begin: base\nbase probe ran\nsilver-layer-end: base 0\nsilver-layer-begin: wire\nsilver-layer-end: wire 0\nsilver-layer-begin: appserver\nappserver probe ran\nsilver-layer-end: appserver 0\n`);
+  t.deepEqual(takeStateDump(r.stderr, nonce), { dump: '== apps\n{"seq":4}\n', rest: '' });
+  r = run(tree('echo "base probe ran"\nfalse\necho "never"\n'));
+  t.is(r.status, 1);
+  t.is(r.stdout, `${FAST_HIT}\nsilver-layer-begin: base\nbase probe ran\n`);
 });
