@@ -16,15 +16,36 @@ changed() {
     # The node script's caches (modes, hashes, unit states) were read before this change: the
     # layers after this one read afresh (see layer_begin).
     [ -z "${SILVER_STALE:-}" ] || { : > "$SILVER_STALE"; } 2> /dev/null || true
+    # (the layer's mark, before the change is made: see layer_begin)
+    [ -z "${_DIRTY:-}" ] || [ -e "$_DIRTY" ] || : > "$_DIRTY"
   fi
 }
 
 # layer_begin: the start of each layer (in its own subshell): drops the caches the node script
 # read at its start when an earlier layer changed something.
+#
+# layer_begin LAYER also keeps the follow-ups of a change safe from a crash: a layer that changes
+# something marks itself on the node first (FP_DIR/dirty.LAYER, made by changed before the change),
+# and only a layer that ends whole (layer_end) removes the mark. A run killed, cut off or failed
+# between a change and its follow-up (the reload, restart or daemon-reload a changed file asks
+# for) leaves the mark behind: the next run of that layer takes every helper's result as a change
+# (CHANGED=1: SILVER_DIRTY), so that each follow-up happens though the files match by then.
 layer_begin() {
   if [ -n "${SILVER_STALE:-}" ] && [ -e "$SILVER_STALE" ]; then
     _STAT="$NL" _MD5="$NL" _UNIT_CACHE="" _PASSWD=""
   fi
+  _l=$1
+  case "$_l" in */*) _l="${_l%%/*}-${_l#*/}" ;; esac
+  _DIRTY=$FP_DIR/dirty.$_l
+  SILVER_DIRTY=0
+  if [ -e "$_DIRTY" ]; then SILVER_DIRTY=1; fi
+  # (a check-only run marks nothing: it says what a real run would do, the follow-ups included)
+  [ "$CHECK" != 1 ] || _DIRTY=''
+}
+
+# layer_end: the layer ended whole: its follow-ups are done (see layer_begin).
+layer_end() {
+  [ -z "$_DIRTY" ] || rm -f "$_DIRTY"
 }
 
 # act CMD...: runs CMD unless this is a check-only run.
@@ -95,7 +116,7 @@ known_same() {
 ensure_known() {
   _track path "$1"
   _want=$5
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   if known_same "$1" "$4" "$5"; then _ensure_mode "$1" "$2" "$3"; else _write_want "$1" "$2" "$3"; fi
 }
 
@@ -104,7 +125,7 @@ ensure_file() {
   _track path "$1"
   _slurp
   _want=$_S
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   if [ -f "$1" ]; then
     _slurp < "$1"
     if [ "$_S" = "$_want" ]; then
@@ -148,7 +169,7 @@ ensure_file_as() {
   _track path "$2"
   _slurp
   _want=$_S
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   stat_of "$2"
   if [ -f "$2" ] && [ ! -L "$2" ] && case "$_ST" in "$3 $1:"*) true ;; *) false ;; esac; then
     _slurp < "$2"
@@ -164,7 +185,7 @@ ensure_file_as() {
 # ensure_absent PATH
 ensure_absent() {
   _track path "$1"
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   if [ -e "$1" ] || [ -L "$1" ]; then
     changed "remove $1"
     act rm -f "$1"
@@ -175,7 +196,7 @@ ensure_absent() {
 # ensure_dir PATH MODE OWNER:GROUP
 ensure_dir() {
   _track path "$1"
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   if [ ! -d "$1" ]; then
     changed "directory $1"
     act install -d -m "$2" -o "${3%%:*}" -g "${3##*:}" "$1"
@@ -218,7 +239,7 @@ pkg_cache() {
 
 # ensure_pkgs PACKAGE...
 ensure_pkgs() {
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   [ $# -gt 0 ] || return 0
   _uncached=""
   for _p in "$@"; do
@@ -248,7 +269,7 @@ ensure_pkgs() {
 # ensure_user NAME HOME [SHELL]  (/etc/passwd read once; `id` asked only for a name not in it)
 _PASSWD=""
 ensure_user() {
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   if [ -z "$_PASSWD" ] && [ -f /etc/passwd ]; then
     _slurp < /etc/passwd
     _PASSWD="$NL$_S"
@@ -431,7 +452,7 @@ ensure_block() {
     _new="$_new$_l$NL"
   done
   [ "$_done" = 1 ] || _new="$_new$_begin$NL$_body$_end$NL"
-  CHANGED=0
+  CHANGED=${SILVER_DIRTY:-0}
   if [ "$_new" != "$_have" ]; then
     changed "$_file: block $_name"
     # shellcheck disable=SC2034 # (read by the layers' setup.sh that need it)

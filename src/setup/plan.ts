@@ -349,8 +349,10 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
     lines.push(
       `echo "silver-layer-begin: ${layer}"`,
       '(',
-      'layer_begin',
+      `layer_begin ${layer}`,
       ...layerLines(layer, own, root, false),
+      // (reached only when the layer's script ran whole: set -e)
+      'layer_end',
       ')',
       `_rc=$?; echo "silver-layer-end: ${layer} $_rc"`,
       '[ "$_rc" -eq 0 ] || exit "$_rc"',

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memoryHost } from '../../src/config/host.js';
@@ -187,12 +187,19 @@ test('pkg_cache answers from its stamp while dpkg has installed nothing since', 
   t.is(readFileSync(log, 'utf8'), 'call\ncall\n');
 });
 
+/** lib.sh in a scratch layers tree, its node-side folder (FP_DIR) inside that tree, not this machine's. */
+function scratchLib(root: string): string {
+  const fp = join(root, 'fp');
+  writeFileSync(join(root, 'lib.sh'), readFileSync(join(layersRoot(), 'lib.sh'), 'utf8').replace(/^FP_DIR=.*$/m, `FP_DIR=${fp}`));
+  return fp;
+}
+
 test('a layer that changes a path makes the later layers of the node script read it afresh', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
   const f = join(root, 'conf');
   writeFileSync(f, 'x\n', { mode: 0o644 });
   const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
-  writeFileSync(join(root, 'lib.sh'), readFileSync(join(layersRoot(), 'lib.sh')));
+  scratchLib(root);
   for (const layer of ['one', 'two']) {
     execFileSync('mkdir', ['-p', join(root, layer)]);
     // the path is named literally, so the node script stats it once before the layers run
@@ -208,7 +215,7 @@ test('a layer that changes a path makes the later layers of the node script read
 
 test('the node script assigns the variables all layers share once, and each layer still sees them', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
-  writeFileSync(join(root, 'lib.sh'), readFileSync(join(layersRoot(), 'lib.sh')));
+  scratchLib(root);
   for (const layer of ['one', 'two']) {
     execFileSync('mkdir', ['-p', join(root, layer)]);
     writeFileSync(join(root, layer, 'setup.sh'), 'echo "seen: $SILVER_LAYER $SILVER_HOSTS_LINES ${SILVER_ONLY:-}"\n');
@@ -219,4 +226,61 @@ test('the node script assigns the variables all layers share once, and each laye
   t.is(script.split('\n').filter((l) => l.startsWith('SILVER_LAYER=')).length, 2);
   const out = execFileSync('sh', ['-s'], { input: script }).toString();
   t.deepEqual(out.split('\n').filter((l) => l.startsWith('seen: ')), ["seen: one 10.0.0.1 a'b ", "seen: two 10.0.0.1 a'b x"]);
+});
+
+test('crash safety of follow-ups: a layer killed between a change and its reload leaves its mark; the next run reloads though the file matches, then clears the mark', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const fp = scratchLib(root);
+  const f = join(root, 'conf');
+  const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
+  mkdirSync(join(root, 'one'));
+  mkdirSync(join(root, 'two'));
+  // (the follow-up: what reload_unit would do; SILVER_DIE: the run dies after the write, before it
+  // — the layer's subshell and the node script, killed as a dropped session or a reboot would)
+  writeFileSync(join(root, 'one', 'setup.sh'), `ensure_file ${f} 644 ${owner} <<EOT\n$SILVER_WANT\nEOT\nif [ "$CHANGED" = 1 ]; then\n  [ -z "\${SILVER_DIE:-}" ] || sh -c 'kill -9 "$PPID" "$1"' sh $$\n  changed "reload the service"\nfi\n`);
+  writeFileSync(join(root, 'two', 'setup.sh'), 'true\n');
+  const run = (vars: Record<string, string>, check = false) => {
+    const script = nodeScript(['one', 'two'].map((layer) => ({ layer, vars: { SILVER_CHECK: check ? '1' : '0', ...vars } })), root);
+    const r = spawnSync('sh', ['-s'], { input: script, encoding: 'utf8' });
+    return { code: r.status, signal: r.signal, changes: parseLayerOutput(r.stdout).changes };
+  };
+  t.deepEqual(run({ SILVER_WANT: 'v1' }).changes, [f, 'reload the service']);
+  t.false(existsSync(join(fp, 'dirty.one')), 'a layer that ended whole leaves no mark');
+  // Killed between the write and its reload.
+  const killed = run({ SILVER_WANT: 'v2', SILVER_DIE: '1' });
+  t.is(killed.signal, 'SIGKILL');
+  t.deepEqual(killed.changes, [f]);
+  t.is(readFileSync(f, 'utf8'), 'v2\n');
+  t.true(existsSync(join(fp, 'dirty.one')), 'the mark was made before the change');
+  t.false(existsSync(join(fp, 'dirty.two')));
+  // A check-only run says the reload is due, and keeps the mark.
+  t.deepEqual(run({ SILVER_WANT: 'v2' }, true).changes, ['reload the service']);
+  t.true(existsSync(join(fp, 'dirty.one')));
+  // The next run: the file matches, the reload happens all the same; then the mark is gone.
+  t.deepEqual(run({ SILVER_WANT: 'v2' }).changes, ['reload the service']);
+  t.false(existsSync(join(fp, 'dirty.one')));
+  t.deepEqual(run({ SILVER_WANT: 'v2' }).changes, [], 'and the run after is a no-op');
+});
+
+test('the node script: the fingerprint is removed before anything else runs; each layer begins with layer_begin LAYER and ends with layer_end', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  scratchLib(root);
+  for (const layer of ['one', 'two']) {
+    mkdirSync(join(root, layer));
+    writeFileSync(join(root, layer, 'setup.sh'), `echo "${layer} ran"\n`);
+  }
+  const lines = nodeScript(['one', 'two'].map((layer) => ({ layer, vars: { SILVER_CHECK: '0' } })), root, 'a'.repeat(64)).toString().split('\n');
+  const text = lines.join('\n');
+  const lib = readFileSync(join(root, 'lib.sh'), 'utf8');
+  const afterLib = text.slice(text.indexOf(lib) + lib.length).split('\n').filter((l) => l.trim() !== '');
+  t.is(afterLib[0], 'fingerprint_begin', 'the first command after lib.sh');
+  for (const layer of ['one', 'two']) {
+    const begin = lines.indexOf(`echo "silver-layer-begin: ${layer}"`);
+    t.deepEqual(lines.slice(begin + 1, begin + 3), ['(', `layer_begin ${layer}`]);
+    const close = lines.indexOf(')', begin);
+    t.is(lines[close - 1], 'layer_end');
+  }
+  t.is(lines.filter((l) => l.trim() !== '').at(-1), `fingerprint_end ${'a'.repeat(64)}`);
 });
