@@ -24,23 +24,28 @@ for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 ensure_user silver /home/silver /bin/sh
 ensure_dir /etc/silverlining 755 root:root
 ensure_dir /etc/silverlining/authorized_keys 755 root:root
-_old_keys=''
-[ -f /etc/silverlining/authorized_keys/silver ] && { _slurp < /etc/silverlining/authorized_keys/silver; _old_keys=$_S; }
-ensure_known /etc/silverlining/authorized_keys/silver 644 root:root "$SILVER_AUTHORIZED_MD5" "$SILVER_AUTHORIZED"
-if [ "$CHANGED" = 1 ] && [ -n "$_old_keys" ] && [ "$CHECK" != 1 ]; then
-  # A key taken away: what its owner left running as the deploy user (a session, a background
-  # process) ends with it — silver's own kept connections as the deploy user too. (Keys only
-  # added: nothing ends.)
-  _removed=0 _rest=$_old_keys
+# A key taken away: what its owner left running as the deploy user (a session, a background
+# process) ends with it — silver's own kept connections as the deploy user too. (Keys only added:
+# nothing ends.) The intent is on the node before the file changes (FP_DIR/keys-removed), and
+# goes only once the processes are gone: a run killed in between ends them at the next run.
+_removed=0
+if [ -f /etc/silverlining/authorized_keys/silver ]; then
+  _slurp < /etc/silverlining/authorized_keys/silver
+  _rest=$_S
   while [ -n "$_rest" ]; do
     _k=${_rest%%"$NL"*}
     _rest=${_rest#*"$NL"}
     [ -n "$_k" ] || continue
     case "$NL$SILVER_AUTHORIZED" in *"$NL$_k$NL"*) ;; *) _removed=1 ;; esac
   done
-  if [ "$_removed" = 1 ]; then
+fi
+[ "$_removed" = 0 ] || [ "$CHECK" = 1 ] || : > "$FP_DIR/keys-removed"
+ensure_known /etc/silverlining/authorized_keys/silver 644 root:root "$SILVER_AUTHORIZED_MD5" "$SILVER_AUTHORIZED"
+if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
+  changed "ended the deploy user's processes (a key was taken away)"
+  if [ "$CHECK" != 1 ]; then
     pkill -KILL -u silver 2> /dev/null || true
-    changed "ended the deploy user's processes (a key was taken away)"
+    rm -f "$FP_DIR/keys-removed"
   fi
 fi
 # What a deployer could leave behind to keep access once their key is gone: ~/.ssh/rc (run at

@@ -201,4 +201,18 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
   t.is((await onNode(file, env, A1, 'pgrep -u silver -c sleep || true')).out.trim(), '0', "what the deployer left running ended with the key");
   const again = keep(await silver(['setup-node', file], env));
   t.regex(again.stdout, /no changes|0 changed/);
+  // A run killed after it wrote the key file and before it ended the processes: the intent it left
+  // on the node ends them at the next run, though the file is as wanted by then.
+  writeFileSync(file, `${plain}[access]\ndeployers = ann.pub\n`);
+  t.is(keep(await silver(['setup-node', file], env)).code, 0);
+  t.is(sshAs(keys.ann!, 'silver', a1, 'setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo left').out.trim(), 'left');
+  const annKey = readFileSync(`${keys.ann!}.pub`, 'utf8').trim();
+  await onNode(file, env, A1, `grep -vxF '${annKey}' /etc/silverlining/authorized_keys/silver > /root/keys.new; cat /root/keys.new > /etc/silverlining/authorized_keys/silver; rm -f /root/keys.new; : > /var/lib/silverlining/setup/keys-removed`);
+  writeFileSync(file, plain);
+  const resumed = keep(await silver(['setup-node', file], env));
+  t.is(resumed.code, 0, resumed.stdout + resumed.stderr);
+  t.regex(resumed.stderr, new RegExp(`${A1.replace(/\./g, '\\.')}: base: changed: ended the deploy user's processes`));
+  t.notRegex(resumed.stderr, new RegExp(`${A1.replace(/\./g, '\\.')}: base: changed: /etc/silverlining/authorized_keys/silver`), 'the file was as wanted: the mark alone ended them');
+  t.is((await onNode(file, env, A1, 'pgrep -u silver -c sleep || true')).out.trim(), '0');
+  t.is((await onNode(file, env, A1, 'test -e /var/lib/silverlining/setup/keys-removed && echo kept || echo gone')).out.trim(), 'gone');
 });
