@@ -1,6 +1,8 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
@@ -65,6 +67,9 @@ function tree(helper: string): Tree {
   for (const d of [t.bin, t.apps, t.nginx, join(prefix, 'run'), t.units, t.tmp]) mkdirSync(d, { recursive: true });
   writeFileSync(t.script, helperText(helper, prefix));
   writeFileSync(join(dir, 'users'), 'app-blog\napp-wiki\napp-news\n');
+  // (the app users, as the helpers read them: the password file, uid 4242 as the id fake says)
+  mkdirSync(join(prefix, 'etc'), { recursive: true });
+  writeFileSync(join(prefix, 'etc/passwd'), ['root:x:0:0::/root:/bin/sh', ...['blog', 'wiki', 'news'].map((a) => `app-${a}:x:4242:4242::/nonexistent:/usr/sbin/nologin`)].join('\n') + '\n');
   // systemctl: is-active answers from active-units (start/restart add a unit, stop removes it);
   // try-reload-or-restart kills its caller once when kill-on-reload exists.
   fake(
@@ -105,15 +110,19 @@ code=$(cat "$T/curl.code" 2> /dev/null || echo 200)
 if [ "$out" != /dev/null ]; then if [ -f "$T/curl.body" ]; then cat "$T/curl.body" > "$out"; else : > "$out"; fi; fi
 printf '%s' "$code"`,
   );
-  // timeout 3 bash -c SCRIPT - PORT PATH (the health check's request over /dev/tcp): answers the
-  // code in curl.code like curl (nothing when 000: refused).
-  fake(
-    t,
-    'timeout',
-    `[ "$2 $3" = "bash -c" ] || exec /usr/bin/timeout "$@"
-code=$(cat "$T/curl.code" 2> /dev/null || echo 200)
-[ "$code" = 000 ] && exit 1
-echo "$code"`,
+  // timeout SECONDS bash -c SCRIPT - PORT PATH (a request over /dev/tcp: the health check, the
+  // waits): answers the code in curl.code like curl (000: refused, exit 7).
+  // Logged as `http SECONDS URL`.
+  writeFileSync(
+    join(t.bin, 'timeout'),
+    `#!/bin/sh
+[ "$2 $3" = "bash -c" ] || exec /usr/bin/timeout "$@"
+echo "http $1 http://127.0.0.1:$6$7" >> '${t.dir}/calls.log'
+code=$(cat '${t.dir}/curl.code' 2> /dev/null || echo 200)
+[ "$code" = 000 ] && exit 7
+echo "$code"
+`,
+    { mode: 0o755 },
   );
   // id -u NAME: a number for the users listed in users; everything else is the real id's.
   fake(
@@ -310,9 +319,44 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   const status = await deploy(tr, 'status');
   t.is(status.code, 0, status.stderr);
   t.is(status.stdout, `app blog active ${two} previous ${one} health ok code - static - instances ${one}:8001:inactive ${two}:8002:active\n`);
-  // (the fake's log line holds the request's script, whose \r\n its echo turns into line ends)
-  const log = readFileSync(join(tr.dir, 'calls.log'), 'utf8');
-  t.true(log.includes('timeout 3 bash -c exec 3<> "/dev/tcp/127.0.0.1/$1"') && log.includes(' - 8002 /health\n'), 'the health check asked the instance on its port');
+  t.true(calls(tr).includes('http 3 http://127.0.0.1:8002/health'), 'the health check asked the instance on its port');
+});
+
+test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a server on loopback: the status code, a refusal, no answer in time', async (t) => {
+  const tr = tree(DEPLOY);
+  rmSync(join(tr.bin, 'timeout'));
+  const seen: string[] = [];
+  let code = 204;
+  let hang = false;
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url} ${req.headers.host} ${req.httpVersion}`);
+    if (hang) return;
+    res.writeHead(code).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const port = (server.address() as AddressInfo).port;
+  const one = 'blog.2024-05-01_001';
+  await stage(tr, 'blog', one, port);
+  let r = await deploy(tr, 'wait', 'blog', one, '-', '5', '2xx');
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, '204\n');
+  t.deepEqual(seen, [`GET /health 127.0.0.1:${port} 1.1`], "curl's request: HTTP/1.1, the Host curl would send");
+  code = 503;
+  r = await deploy(tr, 'wait', 'blog', one, '-', '1', '2xx');
+  t.not(r.code, 0);
+  t.regex(r.stderr, /\/health answered 503 \(wanted 2xx\) within 1s/);
+  // No answer within the request's time: the wait goes on until its own end, then says nothing came.
+  hang = true;
+  r = await deploy(tr, 'wait', 'blog', one, '-', '1', '2xx');
+  t.not(r.code, 0);
+  t.regex(r.stderr, /answered nothing \(wanted 2xx\) within 1s/);
+  // Refused (nobody listens): 'any' goes on waiting — not listening yet.
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  r = await deploy(tr, 'wait', 'blog', one, '-', '1', 'any');
+  t.not(r.code, 0);
+  t.regex(r.stderr, /answered nothing \(wanted any\) within 1s/);
 });
 
 test('silver-deploy: a switch killed after the links moved (before nginx reloaded) is completed by the next status', async (t) => {
@@ -456,7 +500,7 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   clearCalls(tr);
   const up = await deploy(tr, 'up', 'blog', two, '5');
   t.is(up.code, 0, up.stderr);
-  t.deepEqual(calls(tr).slice(0, 3), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`, 'curl -s -o /dev/null -m 5 -w %{http_code} http://127.0.0.1:8002/']);
+  t.deepEqual(calls(tr).slice(0, 3), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`, 'http 5 http://127.0.0.1:8002/']);
   clearCalls(tr);
   const sw = await deploy(tr, 'switch-stop', 'blog', two, '500');
   t.is(sw.code, 0, sw.stderr);
@@ -620,7 +664,7 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
   const acted = calls(tr).filter((c) => !c.startsWith('systemctl is-active'));
   t.deepEqual(acted, [
     `systemctl restart silver-${one}.service`,
-    'curl -s -o /dev/null -m 5 -w %{http_code} http://127.0.0.1:8001/health',
+    'http 5 http://127.0.0.1:8001/health',
     `systemctl stop silver-${zero}.service`,
   ]);
   clearCalls(tr);
