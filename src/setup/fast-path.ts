@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { layersRoot } from '../layers.js';
 import { helperNames, layerFile } from './plan.js';
 import { assignment, scriptBytes, sharedText, type ScriptLine } from './script-bytes.js';
+import { libSubset } from './lib-subset.js';
 
 /**
  * The fast path of a no-op `setup-node` (see "the fingerprint" in setup-layers/lib.sh). silver
@@ -134,7 +135,8 @@ export function probeScript(layers: readonly string[], digest: string, check: bo
   const lines: ScriptLine[] = [
     ...(dump ? [dumpLine(dump)] : []),
     assignment('SILVER_CHECK', check ? '1' : '0'),
-    sharedText(layerFile(join(root, 'lib.sh'))),
+    // (of lib.sh, what the probe calls: the fingerprint's check and what the layers' probes use)
+    sharedText(libSubset(layerFile(join(root, 'lib.sh')), ['fast_probe', ...layers.map((l) => layerProbe(l, root))].join('\n'))),
     `fast_probe ${digest} || { echo "silver-fast: miss ($_MISS)"; exit 0; }`,
     `echo "${FAST_HIT}"`,
     // (the probes run in the probe's own shell, under set -e: a layer's that fails ends the probe

@@ -10,6 +10,7 @@ import type { ExecResult } from '../../src/ssh/connect.js';
 import type { NodeExecutor } from '../../src/ssh/keeper.js';
 import { fakeDeploy, shellWords, type FakeNodes } from '../helpers/fake-nodes.js';
 import { takeStateDump } from '../../src/setup/fast-path.js';
+import { libSubset } from '../../src/setup/lib-subset.js';
 
 // setup-node's fast path on simulated nodes that keep the protocol of setup-layers/lib.sh: a full
 // script records its digest (`fingerprint_end DIGEST`); a probe (`fast_probe DIGEST`) answers a
@@ -164,12 +165,17 @@ test('a layer whose probe.sh fails fails the node as the full run would (exit co
   t.deepEqual(fake.kinds('app1.shop.test'), ['probe']);
 });
 
-test('the probe holds lib.sh, the fingerprint check and each layer\'s probe.sh, and none of the node\'s variables (no key, no rendered file)', async (t) => {
+test('the probe holds what it needs of lib.sh, the fingerprint check and each layer\'s probe.sh, and none of the node\'s variables (no key, no rendered file)', async (t) => {
   const { ns, rt, fake } = await setup();
   await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
   const [probe, full] = fake.sent.get('app1.shop.test')!;
-  const lib = readFileSync(join(layersRoot(), 'lib.sh'), 'utf8');
+  const whole = readFileSync(join(layersRoot(), 'lib.sh'), 'utf8');
+  const lib = libSubset(whole, ['fast_probe', ...['base', 'appserver'].map((l) => readFileSync(join(layersRoot(), l, 'probe.sh'), 'utf8'))].join('\n'));
   t.true(probe!.text.includes(lib));
+  t.true(full!.text.includes(whole), 'the full script has all of it');
+  const defined = [...lib.matchAll(/^([a-z_]+)\(\) \{$/gm)].map((m) => m[1]);
+  t.deepEqual(defined, ['changed', 'act', '_unit_fast', 'firewall_loaded', 'repair_instances', '_units_in', 'fast_probe'], 'the check, what the probes call, and what those call');
+  t.true(lib.length < whole.length / 4);
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'base', 'probe.sh'), 'utf8')));
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'appserver', 'probe.sh'), 'utf8')));
   const assigned = [...probe!.text.replace(lib, '').matchAll(/^(SILVER_[A-Z_]+)=/gm)].map((m) => m[1]);
@@ -293,4 +299,18 @@ test('the probe in a real shell: a hit prints each layer\'s markers in order; a 
   r = run(tree('echo "base probe ran"\nfalse\necho "never"\n'));
   t.is(r.status, 1);
   t.is(r.stdout, `${FAST_HIT}\nsilver-layer-begin: base\nbase probe ran\n`);
+});
+
+test('lib.sh cut to what a script calls: top-level lines whole and in order, the functions it names and the ones they call, without their comments; the real probe runs on it', (t) => {
+  const lib = ['#!/bin/sh', '# a comment', 'set -eu', "NL='", "'", 'one() {', '  # calls two', '  two', '}', '', 'two() {', '  echo "two $NL"', '}', 'three() {', '  cat <<EOT', '# kept: a here-document', 'EOT', '}', 'unused() {', '  one', '}', 'X=1', ''].join('\n');
+  t.is(libSubset(lib, 'one'), ['set -eu', "NL='", "'", 'X=1', 'one() {', '  two', '}', 'two() {', '  echo "two $NL"', '}', ''].join('\n'));
+  t.is(libSubset(lib, 'echo; three # one'), ['set -eu', "NL='", "'", 'X=1', 'three() {', '  cat <<EOT', '# kept: a here-document', 'EOT', '}', ''].join('\n'), 'a name counts as a whole word; here-documents keep their lines');
+  t.throws(() => libSubset('f() {\n  true\n', 'f'), { message: /does not end/ });
+  // The real probe, on this machine (no fingerprint in its own scratch folder): a miss, said in words.
+  const dir = mkdtempSync(join(tmpdir(), 'silver-fp-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const text = probeScript(['base', 'wire', 'appserver'], 'f'.repeat(64), true).toString().replace(/^FP_DIR=.*$/m, `FP_DIR=${dir}`);
+  const r = spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, 'silver-fast: miss (no fingerprint)\n');
 });
