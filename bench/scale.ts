@@ -7,16 +7,16 @@
  * Targets (issue 16): no phase grows worse than linearly from 10 to 40; the 40-node update within
  * 2x of the 10-node one; zero failed requests.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLoad } from '../test/helpers/load.js';
 import { writeSection } from './results.js';
+import { nodesCpuSeconds, nodesPeakMB } from './node-cgroups.js';
 
 const SIZES = (process.env['SILVER_BENCH_SIZES'] ?? '10,20,40').split(',').map(Number);
-const LXC = '/var/lib/silverlining/lxc';
 
 interface Phase {
   seconds: number;
@@ -38,32 +38,6 @@ async function phase(env: NodeJS.ProcessEnv, args: string[]): Promise<Phase & { 
   } finally {
     rmSync(file, { force: true });
   }
-}
-
-/** The nodes' peak memory: the sum of their memory cgroups' high-water marks (cgroup v1 or v2). */
-function nodesPeakMB(prefix: string): number {
-  let total = 0;
-  for (const name of execFileSync('lxc-ls', ['-P', LXC, '-1']).toString().split('\n').filter((n) => n.startsWith(prefix))) {
-    for (const f of [`/sys/fs/cgroup/memory/lxc.payload.${name}/memory.max_usage_in_bytes`, `/sys/fs/cgroup/lxc.payload.${name}/memory.peak`]) {
-      if (existsSync(f)) {
-        total += Number(readFileSync(f, 'utf8').trim());
-        break;
-      }
-    }
-  }
-  return total / (1 << 20);
-}
-
-/** The CPU seconds the nodes' containers have used so far, in all (cgroup v1 cpuacct, or v2 cpu.stat). */
-function nodesCpuSeconds(prefix: string): number {
-  let total = 0;
-  for (const name of execFileSync('lxc-ls', ['-P', LXC, '-1']).toString().split('\n').filter((x) => x.startsWith(prefix))) {
-    const v1 = `/sys/fs/cgroup/cpuacct/lxc.payload.${name}/cpuacct.usage`;
-    const v2 = `/sys/fs/cgroup/lxc.payload.${name}/cpu.stat`;
-    if (existsSync(v1)) total += Number(readFileSync(v1, 'utf8').trim()) / 1e9;
-    else if (existsSync(v2)) total += Number(/^usage_usec (\d+)$/m.exec(readFileSync(v2, 'utf8'))?.[1] ?? 0) / 1e6;
-  }
-  return total;
 }
 
 async function one(n: number): Promise<string[]> {
