@@ -16,20 +16,21 @@ changed() {
     # The node script's caches (modes, hashes, unit states) were read before this change: the
     # layers after this one read afresh (see layer_begin).
     [ -z "${SILVER_STALE:-}" ] || { : > "$SILVER_STALE"; } 2> /dev/null || true
-    # (the layer's mark, before the change is made: see layer_begin)
-    [ -z "${_DIRTY:-}" ] || [ -e "$_DIRTY" ] || : > "$_DIRTY"
+    # (on the layer's list, before the change is made: see layer_begin)
+    [ -z "${_DIRTY:-}" ] || printf '%s\n' "$*" >> "$_DIRTY"
   fi
 }
 
 # layer_begin: the start of each layer (in its own subshell): drops the caches the node script
 # read at its start when an earlier layer changed something.
 #
-# layer_begin LAYER also keeps the follow-ups of a change safe from a crash: a layer that changes
-# something marks itself on the node first (FP_DIR/dirty.LAYER, made by changed before the change),
-# and only a layer that ends whole (layer_end) removes the mark. A run killed, cut off or failed
-# between a change and its follow-up (the reload, restart or daemon-reload a changed file asks
-# for) leaves the mark behind: the next run of that layer takes every helper's result as a change
-# (CHANGED=1: SILVER_DIRTY), so that each follow-up happens though the files match by then.
+# layer_begin LAYER also keeps the follow-ups of a change safe from a crash: a layer lists each
+# change on the node before it makes it (FP_DIR/dirty.LAYER, by changed), and only a layer that
+# ends whole (layer_end) removes the list. A run killed, cut off or failed between a change and
+# its follow-up (the reload, restart or daemon-reload a changed file asks for) leaves the list
+# behind: in the next run of that layer, a helper whose path (user, packages) is on it says
+# CHANGED=1 (_pending), so that the follow-ups of those changes happen though the files match by
+# then — those of the listed changes only, however often the layer fails.
 layer_begin() {
   if [ -n "${SILVER_STALE:-}" ] && [ -e "$SILVER_STALE" ]; then
     _STAT="$NL" _MD5="$NL" _UNIT_CACHE="" _PASSWD=""
@@ -37,15 +38,49 @@ layer_begin() {
   _l=$1
   case "$_l" in */*) _l="${_l%%/*}-${_l#*/}" ;; esac
   _DIRTY=$FP_DIR/dirty.$_l
-  SILVER_DIRTY=0
-  if [ -e "$_DIRTY" ]; then SILVER_DIRTY=1; fi
-  # (a check-only run marks nothing: it says what a real run would do, the follow-ups included)
+  _DIRTY_LIST=''
+  if [ -f "$_DIRTY" ]; then
+    _slurp < "$_DIRTY"
+    _DIRTY_LIST="$NL$_S"
+  fi
+  # (a check-only run lists nothing: it says what a real run would do, the follow-ups included)
   [ "$CHECK" != 1 ] || _DIRTY=''
 }
 
 # layer_end: the layer ended whole: its follow-ups are done (see layer_begin).
 layer_end() {
   [ -z "$_DIRTY" ] || rm -f "$_DIRTY"
+}
+
+# end_user USER: every process of USER ended, one that keeps forking anew too: each round stops
+# them all (a stopped process forks no more) until a round finds the same processes as the one
+# before, then all are killed; false when some are still there after 5 seconds.
+end_user() {
+  _seen='' _i=0
+  while [ "$_i" -lt 100 ]; do
+    pkill -STOP -u "$1" 2> /dev/null || true
+    _now=$(pgrep -u "$1" | sort) || true
+    [ "$_now" != "$_seen" ] || break
+    _seen=$_now _i=$((_i + 1))
+  done
+  pkill -KILL -u "$1" 2> /dev/null || true
+  _i=0
+  while pgrep -u "$1" > /dev/null 2>&1; do
+    [ "$_i" -lt 50 ] || return 1
+    sleep 0.1
+    _i=$((_i + 1))
+  done
+}
+
+# _pending KEY...: CHANGED=1 when an earlier run listed a change of any KEY (a path, a user, a
+# package: as changed names it, alone, after a word, or before ": ") and did not end its layer
+# whole; else CHANGED=0.
+_pending() {
+  CHANGED=0
+  [ -n "${_DIRTY_LIST:-}" ] || return 0
+  for _key; do
+    case "$_DIRTY_LIST" in *"$NL$_key$NL"* | *"$NL$_key: "* | *" $_key$NL"* | *" $_key "*) CHANGED=1 && return 0 ;; esac
+  done
 }
 
 # act CMD...: runs CMD unless this is a check-only run.
@@ -116,7 +151,7 @@ known_same() {
 ensure_known() {
   _track path "$1"
   _want=$5
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$1"
   if known_same "$1" "$4" "$5"; then _ensure_mode "$1" "$2" "$3"; else _write_want "$1" "$2" "$3"; fi
 }
 
@@ -125,7 +160,7 @@ ensure_file() {
   _track path "$1"
   _slurp
   _want=$_S
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$1"
   if [ -f "$1" ]; then
     _slurp < "$1"
     if [ "$_S" = "$_want" ]; then
@@ -169,7 +204,7 @@ ensure_file_as() {
   _track path "$2"
   _slurp
   _want=$_S
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$2"
   stat_of "$2"
   if [ -f "$2" ] && [ ! -L "$2" ] && case "$_ST" in "$3 $1:"*) true ;; *) false ;; esac; then
     _slurp < "$2"
@@ -185,7 +220,7 @@ ensure_file_as() {
 # ensure_absent PATH
 ensure_absent() {
   _track path "$1"
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$1"
   if [ -e "$1" ] || [ -L "$1" ]; then
     changed "remove $1"
     act rm -f "$1"
@@ -196,7 +231,7 @@ ensure_absent() {
 # ensure_dir PATH MODE OWNER:GROUP
 ensure_dir() {
   _track path "$1"
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$1"
   if [ ! -d "$1" ]; then
     changed "directory $1"
     act install -d -m "$2" -o "${3%%:*}" -g "${3##*:}" "$1"
@@ -239,7 +274,7 @@ pkg_cache() {
 
 # ensure_pkgs PACKAGE...
 ensure_pkgs() {
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$@"
   [ $# -gt 0 ] || return 0
   _uncached=""
   for _p in "$@"; do
@@ -269,7 +304,7 @@ ensure_pkgs() {
 # ensure_user NAME HOME [SHELL]  (/etc/passwd read once; `id` asked only for a name not in it)
 _PASSWD=""
 ensure_user() {
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$1"
   if [ -z "$_PASSWD" ] && [ -f /etc/passwd ]; then
     _slurp < /etc/passwd
     _PASSWD="$NL$_S"
@@ -452,7 +487,7 @@ ensure_block() {
     _new="$_new$_l$NL"
   done
   [ "$_done" = 1 ] || _new="$_new$_begin$NL$_body$_end$NL"
-  CHANGED=${SILVER_DIRTY:-0}
+  _pending "$1"
   if [ "$_new" != "$_have" ]; then
     changed "$_file: block $_name"
     # shellcheck disable=SC2034 # (read by the layers' setup.sh that need it)
@@ -544,6 +579,10 @@ fingerprint_begin() {
   [ ! -L "$FP_DIR" ] || { echo "$FP_DIR is a symbolic link" >&2; exit 1; }
   # shellcheck disable=SC2174 # (-m is meant for the fingerprint's folder alone)
   mkdir -p -m 700 "$FP_DIR"
+  # One full run at a time on this node (another waits; a dry run takes no lock): what one run
+  # lists as pending (layer_begin) no other can take as done meanwhile.
+  exec 7> "$FP_DIR/lock"
+  flock -w 900 7 || { echo "another silver setup-node has run on this node for 15 minutes: try again later" >&2; exit 1; }
   rm -f "$FP_DIR/fingerprint"
   # (what runs killed long ago left)
   find "$FP_DIR" \( -name 'track.*' -o -name 'fingerprint.*' \) -mmin +60 -delete 2> /dev/null || true

@@ -22,11 +22,15 @@ done
 # The server blocks (one per host name, a location per app) are rendered by silver; the
 # working file is kept in root's /run/silverlining until nginx accepts the new one.
 _conf=/etc/nginx/conf.d/silver.conf
-if [ "$CHECK" != 1 ] && [ -f "$_conf" ] && ! known_same "$_conf" "$SILVER_NGINX_CONF_MD5" "$SILVER_NGINX_CONF"; then
-  [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; exit 1; }
-  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-  mkdir -p -m 700 /run/silverlining
-  cp -p "$_conf" /run/silverlining/silver.conf.working
+_wrote=0
+if [ ! -f "$_conf" ] || ! known_same "$_conf" "$SILVER_NGINX_CONF_MD5" "$SILVER_NGINX_CONF"; then
+  _wrote=1
+  if [ "$CHECK" != 1 ] && [ -f "$_conf" ]; then
+    [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; exit 1; }
+    # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+    mkdir -p -m 700 /run/silverlining
+    cp -p "$_conf" /run/silverlining/silver.conf.working
+  fi
 fi
 ensure_known "$_conf" 644 root:root "$SILVER_NGINX_CONF_MD5" "$SILVER_NGINX_CONF"
 _changed=$CHANGED
@@ -34,9 +38,14 @@ ensure_absent /etc/nginx/sites-enabled/default
 [ "$CHANGED" = 1 ] && _changed=1
 
 if [ "$_changed" = 1 ] && [ "$CHECK" != 1 ] && ! nginx -t -q; then
-  # a rejected configuration never stays in place
-  if [ -f /run/silverlining/silver.conf.working ]; then mv -f /run/silverlining/silver.conf.working "$_conf"; else rm -f "$_conf"; fi
-  echo "nginx configuration does not validate; the working one is kept" >&2
+  # A configuration this run wrote and nginx rejects never stays in place; one it did not write
+  # (a follow-up of an earlier run, another file's change) is left as it is.
+  if [ "$_wrote" = 0 ]; then
+    echo "nginx -t fails, though silver's configuration is as it was: see nginx -t" >&2
+  else
+    if [ -f /run/silverlining/silver.conf.working ]; then mv -f /run/silverlining/silver.conf.working "$_conf"; else rm -f "$_conf"; fi
+    echo "nginx configuration does not validate; the working one is kept" >&2
+  fi
   exit 1
 fi
 [ ! -e /run/silverlining/silver.conf.working ] || rm -f /run/silverlining/silver.conf.working

@@ -27,7 +27,7 @@ ensure_dir /etc/silverlining/authorized_keys 755 root:root
 # A key taken away: what its owner left running as the deploy user (a session, a background
 # process) ends with it — silver's own kept connections as the deploy user too. (Keys only added:
 # nothing ends.) The intent is on the node before the file changes (FP_DIR/keys-removed), and
-# goes only once the processes are gone: a run killed in between ends them at the next run.
+# goes only once no process is left: a run killed in between ends them at the next run.
 _removed=0
 if [ -f /etc/silverlining/authorized_keys/silver ]; then
   _slurp < /etc/silverlining/authorized_keys/silver
@@ -44,7 +44,8 @@ ensure_known /etc/silverlining/authorized_keys/silver 644 root:root "$SILVER_AUT
 if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
   changed "ended the deploy user's processes (a key was taken away)"
   if [ "$CHECK" != 1 ]; then
-    pkill -KILL -u silver 2> /dev/null || true
+    # (the intent stays until none is left: a process that escaped is ended by the next run)
+    end_user silver || { echo "some of the deploy user's processes could not be ended (a key was taken away): the next setup-node tries again" >&2; exit 1; }
     rm -f "$FP_DIR/keys-removed"
   fi
 fi

@@ -910,3 +910,36 @@ test('silver-deploy: attack — a static folder reached through a link (static =
   t.is(ok.code, 0, ok.stderr);
   t.deepEqual(readdirSync(join(tr.apps, 'blog/static', sum)), ['a.css'], 'the link inside the folder is dropped');
 });
+
+test('silver-deploy: where systemd keeps invocation links, status asks systemctl only about units that are up, and repair reads the active instance without it', async (t) => {
+  const tr = tree(DEPLOY);
+  const [one, two] = ['blog.2024-05-01_001', 'blog.2024-05-02_002'];
+  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', two, 8002);
+  await switchTo(tr, 'blog', two);
+  // systemd's links: the active instance's alone (the other is stopped); systemctl agrees.
+  const links = join(tr.prefix, 'run/systemd/units');
+  mkdirSync(links, { recursive: true });
+  symlinkSync('0123456789abcdef', join(links, `invocation:silver-${two}.service`));
+  writeFileSync(join(tr.dir, 'active-units'), `silver-${two}.service\n`);
+  clearCalls(tr);
+  const status = await deploy(tr, 'status');
+  t.is(status.code, 0, status.stderr);
+  t.is(status.stdout, `app blog active ${two} previous - health ok code - static - instances ${one}:8001:inactive ${two}:8002:active\n`);
+  t.deepEqual(calls(tr).filter((c) => c.startsWith('systemctl')), [`systemctl is-active silver-${two}.service`], 'the stopped instance: no systemctl');
+  clearCalls(tr);
+  const repair = await deploy(tr, 'repair');
+  t.is(repair.code, 0, repair.stderr);
+  t.is(repair.stdout, '');
+  t.deepEqual(calls(tr), ['http 3 http://127.0.0.1:8002/health'], 'all well: the health check alone');
+  // The link gone (the unit stopped behind systemd's back): repair starts it again.
+  rmSync(join(links, `invocation:silver-${two}.service`));
+  t.is((await deploy(tr, 'repair', '--check')).stdout, `blog: start ${two} (its active instance was not running)\n`);
+});
+
+test('silver-deploy: the app users from the password file — an exact name, a last line without a line break; a line without a number is no user', async (t) => {
+  const tr = tree(DEPLOY);
+  writeFileSync(join(tr.prefix, 'etc/passwd'), ['root:x:0:0::/root:/bin/sh', 'app-blo:x:4240:4240::/x:/bin/false', 'app-blogx:x:4241:4241::/x:/bin/false', 'app-wiki', 'app-blog:x:4242:4242::/x:/bin/false', 'app-news:x:4243:4243::/x:/usr/sbin/nologin'].join('\n'));
+  for (const app of ['blog', 'news']) t.deepEqual(await deploy(tr, 'pending', 'get', app), { code: 0, signal: null, stdout: '', stderr: '' }, app);
+  for (const app of ['wiki', 'other']) t.regex((await deploy(tr, 'pending', 'get', app)).stderr, new RegExp(`no user app-${app}: run silver setup-node`), app);
+});

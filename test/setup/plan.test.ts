@@ -1,5 +1,5 @@
 import test from 'ava';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -283,4 +283,75 @@ test('the node script: the fingerprint is removed before anything else runs; eac
     t.is(lines[close - 1], 'layer_end');
   }
   t.is(lines.filter((l) => l.trim() !== '').at(-1), `fingerprint_end ${'a'.repeat(64)}`);
+});
+
+test('crash safety of follow-ups: only the follow-ups of the changes an earlier run listed, however often the layer fails after them', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const fp = scratchLib(root);
+  const [a, b] = [join(root, 'a.conf'), join(root, 'b.conf')];
+  const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
+  mkdirSync(join(root, 'one'));
+  // (b's follow-up is the expensive one — a database restart — and b never changes after the first run)
+  writeFileSync(join(root, 'one', 'setup.sh'), [
+    `ensure_file ${a} 644 ${owner} <<EOT`, '$SILVER_A', 'EOT', '_ra=$CHANGED',
+    `ensure_file ${b} 644 ${owner} <<EOT`, 'fixed', 'EOT', '_rb=$CHANGED',
+    '[ -z "${SILVER_FAIL:-}" ] || exit 3',
+    '[ "$_rb" = 0 ] || changed "restart the database"', '[ "$_ra" = 0 ] || changed "reload for a"', '',
+  ].join('\n'));
+  const run = (vars: Record<string, string>) => {
+    const r = spawnSync('sh', ['-s'], { input: nodeScript([{ layer: 'one', vars: { SILVER_CHECK: '0', ...vars } }], root), encoding: 'utf8' });
+    return { code: r.status, changes: parseLayerOutput(r.stdout).changes };
+  };
+  t.deepEqual(run({ SILVER_A: 'v1' }).changes, [a, b, 'restart the database', 'reload for a']);
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_FAIL: '1' }), { code: 3, changes: [a] });
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_FAIL: '1' }), { code: 3, changes: [] }, 'failing again: a is still pending, b never was');
+  t.is(readFileSync(join(fp, 'dirty.one'), 'utf8'), `${a}\n`);
+  t.deepEqual(run({ SILVER_A: 'v2' }), { code: 0, changes: ['reload for a'] }, 'no database restart');
+  t.deepEqual(run({ SILVER_A: 'v2' }), { code: 0, changes: [] });
+});
+
+asRoot('end_user ends every process of a user, one that keeps forking anew too (needs root: the processes run as a uid of their own)', async (t) => {
+  const uid = '64123';
+  // (a uid no process on this machine has: the test ends only what it started)
+  t.is(spawnSync('pgrep', ['-u', uid]).status, 1, `some process already runs as uid ${uid}`);
+  const dir = mkdtempSync(join(tmpdir(), 'silver-respawn-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  // Each process starts the next, then ends: killing the ones seen at one moment misses the next.
+  const respawn = join(dir, 'respawn.sh');
+  writeFileSync(respawn, 'sleep 0.005\nsh "$0" &\nexit 0\n', { mode: 0o755 });
+  spawnSync('setpriv', ['--reuid', uid, '--regid', uid, '--clear-groups', 'sh', '-c', `sh ${respawn} & sh ${respawn} & sleep 600 &`], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(spawnSync('pgrep', ['-u', uid]).status, 0, 'running');
+  // (pkill -KILL, even several in a row, can leave some: each misses the ones born meanwhile)
+  const script = `${readFileSync(join(layersRoot(), 'lib.sh'), 'utf8')}\nend_user ${uid} && echo ended\n`;
+  const end = () => spawnSync('sh', ['-s'], { input: script, encoding: 'utf8', timeout: 30_000 });
+  const r = end();
+  try {
+    t.is(r.stdout, 'ended\n', r.stderr);
+    t.is(spawnSync('pgrep', ['-u', uid]).status, 1, 'none left');
+  } finally {
+    end();
+  }
+});
+
+test('one full run at a time on a node: a second node script waits for the first to end before any layer runs', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  scratchLib(root);
+  const log = join(root, 'order.log');
+  mkdirSync(join(root, 'one'));
+  writeFileSync(join(root, 'one', 'setup.sh'), `echo "begin $SILVER_RUN" >> ${log}\nsleep 0.5\necho "end $SILVER_RUN" >> ${log}\n`);
+  const start = (run: string) =>
+    new Promise<number | null>((resolve) => {
+      const child = spawn('sh', ['-s'], { stdio: ['pipe', 'ignore', 'ignore'] });
+      child.on('exit', (code) => resolve(code));
+      child.stdin.end(nodeScript([{ layer: 'one', vars: { SILVER_CHECK: '0', SILVER_RUN: run } }], root));
+    });
+  const first = start('a');
+  await new Promise((r) => setTimeout(r, 150));
+  const codes = await Promise.all([first, start('b')]);
+  t.deepEqual(codes, [0, 0]);
+  t.deepEqual(readFileSync(log, 'utf8').trim().split('\n'), ['begin a', 'end a', 'begin b', 'end b']);
 });
