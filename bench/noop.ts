@@ -42,6 +42,7 @@ function timed(extra: Record<string, string>, ...args: string[]): Run {
 }
 
 const ms = (s: number) => `${Math.round(s * 1000)} ms`;
+const SETTLE_SECONDS = 60;
 
 try {
   kept.silver('delete-node', '-y', kept.file);
@@ -51,7 +52,10 @@ try {
   cpSync('examples/hello', app, { recursive: true });
   kept.silver('update', app, kept.file);
   nodes = containers('s-silverbench-n-');
-  const lines: string[] = ['10 nodes (8 app servers with the example app, PostgreSQL, a balancer); medians of 5 whole commands, alternating'];
+  // (fresh containers finish their own start-up jobs in the first minute: a settled nodeset is
+  // what a no-op meets)
+  execFileSync('sleep', [String(SETTLE_SECONDS)]);
+  const lines: string[] = [`10 nodes (8 app servers with the example app, PostgreSQL, a balancer), settled ${SETTLE_SECONDS} s after the update; medians of 5 whole commands, alternating`];
   for (const [label, extra] of [['kept connections', {}], ['new connections (SILVER_PERSIST=0)', { SILVER_PERSIST: '0' }]] as const) {
     if (label.startsWith('new')) kept.silver('disconnect', kept.file);
     const runs = { exec: [] as Run[], setup: [] as Run[] };

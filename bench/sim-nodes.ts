@@ -6,11 +6,13 @@
  *
  * - the probe (`sh -s` or `sudo -n sh -s`, the script on standard input; src/setup/fast-path.ts):
  *   the fingerprint holds, so `silver-fast: hit`, then for each layer the probe holds (`printf
- *   'silver-layer-begin: %s\n' L`) the begin marker and after the layer's time
- *   `silver-layer-end: L 0`; no `silver-changed:` line, nothing on stderr, exit 0;
+ *   'silver-layer-begin: %s\n' L`, or both markers in one printf for a layer without probe.sh)
+ *   the begin marker and after the layer's time `silver-layer-end: L 0`; no `silver-changed:`
+ *   line; on stderr the node's replica of the shared state when the probe asks for it (the apps
+ *   record an update leaves, framed by the probe's nonce, counted as a state read); exit 0;
  * - a full node script (`echo "silver-layer-begin: L"` for each layer) the same way, without the
  *   hit line (silver sends one only when a probe misses: counted as unexpected here);
- * - `…/silver-state get apps maintenance` (the balancer's shared state; through `sudo -n` unless
+ * - `…/silver-state get apps maintenance` (the balancer's own replica; through `sudo -n` unless
  *   the session is root's): the apps record an update leaves (`== apps` and its JSON line), no
  *   maintenance record;
  * - anything else: exit 127 and counted as unexpected (the benchmark fails on any).
@@ -37,8 +39,9 @@ interface Settings {
 const STATE_GET = '/usr/local/lib/silverlining/bin/silver-state get apps maintenance';
 const APPS_RECORD = '== apps\n{"seq":1,"health":{"hello":"/health"}}\n\n';
 const BEGIN = /^echo "silver-layer-begin: (\S+)"$/gm;
-const PROBE_BEGIN = /^printf 'silver-layer-begin: %s\\n' (\S+)$/gm;
+const PROBE_BEGIN = /^printf 'silver-layer-begin: %s\\n(?:silver-layer-end: %s 0\\n)?' (\S+)(?: \S+)?$/gm;
 const PROBE = /^fast_probe [0-9a-f]{64} /m;
+const DUMP = /^\{ printf '== silver-state %s\\n' ([0-9a-f]+); \S+ get apps maintenance < \/dev\/null/m;
 
 const stats = { connections: 0, ready: 0, open: 0, peakOpen: 0, authFailures: 0, scripts: 0, layers: 0, stateReads: 0, unexpected: [] as string[], scriptBytes: 0 };
 
@@ -62,14 +65,19 @@ function answerScript(stream: ssh2.ServerChannel, layerMs: number): void {
     const probe = PROBE.test(script);
     // (a script without lib.sh or without layers is not what silver sends: a failure, as sh would
     // give; a full script after a hit is not what silver sends either)
-    if (layers.length === 0 || !script.includes('fingerprint_begin') || !probe) {
+    if (layers.length === 0 || !script.includes('\nfast_probe() {') || !probe) {
       stats.unexpected.push(probe || layers.length === 0 ? `script without layers (${script.length} bytes)` : 'a full node script after a hit');
       stream.stderr.write('sim: not a node script\n');
       stream.exit(2);
       stream.end();
       return;
     }
-    if (probe) stream.write('silver-fast: hit\n');
+    const dump = DUMP.exec(script);
+    if (dump) {
+      stats.stateReads++;
+      stream.stderr.write(`== silver-state ${dump[1]}\n${APPS_RECORD}== silver-state-end ${dump[1]} 0\n`);
+    }
+    stream.write('silver-fast: hit\n');
     const next = (i: number) => {
       if (i === layers.length) {
         stream.exit(0);
