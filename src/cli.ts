@@ -109,7 +109,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .option('--json', 'print the report as JSON')
     .option('--dry-run', 'run only the checks and show what would change')
-    .option('--concurrency <n>', 'nodes set up at once', (v) => positiveInt(v, '--concurrency'), 32)
+    .option('--concurrency <n>', 'full setups at once (the fast path probes four times as many)', (v) => positiveInt(v, '--concurrency'), 32)
     .option('--full', 'check everything on every node, even where nothing changed since the last run')
     .action(async (file: string, opts: { json?: boolean; dryRun?: boolean; concurrency: number; full?: boolean }) => {
       const ns = load(file);

@@ -63,7 +63,10 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   // Cloud images log in as an unprivileged user with passwordless sudo: the layers need root.
   const users = new Map(targets.map((t) => [t.name, t.username]));
   const deployKey = rt.state.deployKey().public;
-  const limit = pLimit(opts.concurrency);
+  // (the fast path's probes are light: PROBES_PER_SLOT times as many nodes are probed at once as
+  // full scripts run at once — their connections made side by side too)
+  const limit = pLimit(opts.concurrency * PROBES_PER_SLOT);
+  const scripts: Scripts = { probe: pool, full: limited(pool, opts.concurrency) };
   const results = new Map<string, NodeSetupResult>();
   for (const m of missing) {
     results.set(m.name, { name: m.name, role: m.role, status: 'failed', layers: [], seconds: 0, error: m.error });
@@ -85,7 +88,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
         const { health, modes } = node.role === 'balancer' ? await shared : { health: new Map<string, string>(), modes: null };
         const dump = replicas.dumpFor(node.name);
         try {
-          results.set(node.name, await limit(() => setupOne(ns, rt, pool, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null, fast, dump)));
+          results.set(node.name, await limit(() => setupOne(ns, rt, scripts, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null, fast, dump)));
         } finally {
           dump?.answer(null);
         }
@@ -182,8 +185,22 @@ function balancerState(ns: Nodeset, answers: readonly (string | null)[]): { heal
   return { health, modes: recs.has('maintenance') ? sanitizeModes(recs.get('maintenance'), [...apps]) : null };
 }
 
+/** Where a node's scripts go: its probe, and its full script (at most `concurrency` of those at once). */
+interface Scripts {
+  probe: NodeExecutor;
+  full: NodeExecutor;
+}
+
+const PROBES_PER_SLOT = 4;
+
+/** The executor, with at most `n` of its commands running at once (over all nodes). */
+function limited(pool: NodeExecutor, n: number): NodeExecutor {
+  const limit = pLimit(n);
+  return { exec: (...args) => limit(() => pool.exec(...args)), close: () => pool.close() };
+}
+
 async function setupOne(
-  ns: Nodeset, rt: Runtime, pool: NodeExecutor, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
+  ns: Nodeset, rt: Runtime, scripts: Scripts, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
   health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none', dump?: ReplicaDump,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
@@ -228,13 +245,13 @@ async function setupOne(
       }
       if (checked === 'fingerprint') stream.write(chunk);
     };
-    let probe = fast === 'probe' ? await pool.exec(node.name, shell, probeScript(names, digest, check, undefined, dump), undefined, gate) : null;
+    let probe = fast === 'probe' ? await scripts.probe.exec(node.name, shell, probeScript(names, digest, check, undefined, dump), undefined, gate) : null;
     if (probe && dump) {
       const { dump: replica, rest } = takeStateDump(probe.stderr, dump.nonce);
       dump.answer(replica);
       probe = { ...probe, stderr: rest };
     }
-    const r = probe && checked === 'fingerprint' ? probe : await pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest), undefined, (chunk) => stream.write(chunk));
+    const r = probe && checked === 'fingerprint' ? probe : await scripts.full.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest), undefined, (chunk) => stream.write(chunk));
     // (the layers' markers must name the layers in order: anything else is not a run of them)
     const order = stream.ended.map((e) => e.layer);
     if (order.some((l, i) => l !== names[i])) return fail(names[0]!, `the node answered markers of other layers (${order.join(', ')})`);

@@ -314,3 +314,27 @@ test('lib.sh cut to what a script calls: top-level lines whole and in order, the
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, 'silver-fast: miss (no fingerprint)\n');
 });
+
+test('--concurrency N: at most N full scripts at once, probes to four times as many nodes at once; a balancer waiting for the others\' replicas holds no slot', async (t) => {
+  const { ns, rt, fake } = await setup();
+  const running = { probe: 0, full: 0 };
+  const peak = { probe: 0, full: 0 };
+  const exec = fake.exec.bind(fake);
+  fake.exec = async (node, command, stdin, timeoutMs, onStdout) => {
+    const kind = !String(command).endsWith('sh -s') ? null : /^fast_probe [0-9a-f]{64} /m.test(String(stdin)) ? 'probe' : 'full';
+    if (!kind) return exec(node, command, stdin, timeoutMs, onStdout);
+    running[kind]++;
+    peak[kind] = Math.max(peak[kind], running[kind]);
+    await new Promise((r) => setTimeout(r, 20));
+    try {
+      return await exec(node, command, stdin, timeoutMs, onStdout);
+    } finally {
+      running[kind]--;
+    }
+  };
+  // (a first run: every node misses, then runs its full script)
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 1 });
+  t.true(r.nodes.every((n) => n.status !== 'failed'));
+  t.is(peak.full, 1);
+  t.true(ns.nodes.length > 2 && peak.probe > 1 && peak.probe <= 4, `probes at once: ${peak.probe}`);
+});
