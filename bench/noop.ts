@@ -2,7 +2,7 @@
  * Benchmark: a no-op `silver setup-node` on 10 LXC nodes (8 app servers, PostgreSQL, a balancer,
  * the example app deployed) against the floor — `silver exec FILE -- true` on the same nodes —
  * side by side in one run, with kept connections (the default) and with new ones
- * (SILVER_PERSIST=0); medians of 5 whole commands, alternating; with the CPU each command cost
+ * (SILVER_PERSIST=0); medians of 9 whole commands, alternating; with the CPU each command cost
  * silver (GNU time) and the nodes (their containers' control groups), which here share this
  * machine's cores. Needs root (LXC).
  * Run: npm run bench:noop   (writes its figures into bench/RESULTS.md)
@@ -55,12 +55,12 @@ try {
   // (fresh containers finish their own start-up jobs in the first minute: a settled nodeset is
   // what a no-op meets)
   execFileSync('sleep', [String(SETTLE_SECONDS)]);
-  const lines: string[] = [`10 nodes (8 app servers with the example app, PostgreSQL, a balancer), settled ${SETTLE_SECONDS} s after the update; medians of 5 whole commands, alternating`];
+  const lines: string[] = [`10 nodes (8 app servers with the example app, PostgreSQL, a balancer), settled ${SETTLE_SECONDS} s after the update; medians of 9 whole commands, alternating`];
   for (const [label, extra] of [['kept connections', {}], ['new connections (SILVER_PERSIST=0)', { SILVER_PERSIST: '0' }]] as const) {
     if (label.startsWith('new')) kept.silver('disconnect', kept.file);
     const runs = { exec: [] as Run[], setup: [] as Run[] };
     timed(extra, 'exec', kept.file, '--', 'true');
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 9; i++) {
       runs.exec.push(timed(extra, 'exec', kept.file, '--', 'true'));
       const s = timed(extra, 'setup-node', kept.file);
       if (!/0 changed/.test(s.stdout) && !/no changes/.test(s.stdout)) throw new Error(`the no-op changed something:\n${s.stdout}`);
