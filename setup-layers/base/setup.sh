@@ -46,6 +46,9 @@ if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
   if [ "$CHECK" != 1 ]; then
     # (the intent stays until none is left: a process that escaped is ended by the next run)
     end_user silver || { echo "some of the deploy user's processes could not be ended (a key was taken away): the next setup-node tries again" >&2; exit 1; }
+    # What a deployer started as an app's user through silver-deploy (one-off commands, update
+    # scripts: systemd's units silver-run-*) would outlive the session: they end too.
+    systemctl stop 'silver-run-*' 2> /dev/null || true
     rm -f "$FP_DIR/keys-removed"
   fi
 fi

@@ -215,4 +215,16 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
   t.notRegex(resumed.stderr, new RegExp(`${A1.replace(/\./g, '\\.')}: base: changed: /etc/silverlining/authorized_keys/silver`), 'the file was as wanted: the mark alone ended them');
   t.is((await onNode(file, env, A1, 'pgrep -u silver -c sleep || true')).out.trim(), '0');
   t.is((await onNode(file, env, A1, 'test -e /var/lib/silverlining/setup/keys-removed && echo kept || echo gone')).out.trim(), 'gone');
+  // What a deployer started as the app's user through silver (a one-off command, which systemd
+  // runs apart from the session) ends with a key taken away too.
+  const runs = async () => (await onNode(file, env, A1, "systemctl list-units --no-legend 'silver-run-*' | wc -l")).out.trim();
+  const long = silver(['run', 'hello', file, '--node', A1, '--', 'sleep', '600'], env, 120_000);
+  for (let i = 0; i < 50 && (await runs()) === '0'; i++) await new Promise((r) => setTimeout(r, 200));
+  t.is(await runs(), '1', 'the one-off command runs');
+  await onNode(file, env, A1, ': > /var/lib/silverlining/setup/keys-removed');
+  const stopped = keep(await silver(['setup-node', file], env));
+  t.is(stopped.code, 0, stopped.stdout + stopped.stderr);
+  t.is(await runs(), '0', 'its unit is gone');
+  t.is((await onNode(file, env, A1, 'pgrep -u app-hello -c sleep || true')).out.trim(), '0');
+  t.not((await long).code, 0, 'the run ended with it');
 });
