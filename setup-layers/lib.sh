@@ -719,6 +719,12 @@ fingerprint_end() {
 fast_probe() {
   _MISS='no fingerprint'
   [ -f "$FP_DIR/fingerprint" ] && [ ! -L "$FP_DIR" ] || return 1
+  # (a full run's work left undone — follow-ups listed, a key's processes to end — is a full
+  # run's to finish)
+  _MISS='an earlier run left work undone'
+  for _p in "$FP_DIR"/dirty.* "$FP_DIR/keys-removed"; do
+    if [ -e "$_p" ]; then return 1; fi
+  done
   FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_WALL='' FP_UP='' FP_END=''
   # (root's file in root's own folder, its values checked when written)
   # shellcheck disable=SC1091

@@ -310,9 +310,20 @@ test('lib.sh cut to what a script calls: top-level lines whole and in order, the
   const dir = mkdtempSync(join(tmpdir(), 'silver-fp-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const text = probeScript(['base', 'wire', 'appserver'], 'f'.repeat(64), true).toString().replace(/^FP_DIR=.*$/m, `FP_DIR=${dir}`);
-  const r = spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
+  const probe = () => spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
+  let r = probe();
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, 'silver-fast: miss (no fingerprint)\n');
+  // A fingerprint of these inputs, of another boot: the probe reads on to the boot.
+  writeFileSync(join(dir, 'fingerprint'), `FP_DIGEST=${'f'.repeat(64)}\nFP_BOOT=another\nFP_END=1\n`);
+  t.is(probe().stdout, 'silver-fast: miss (a reboot or a step of the clock)\n');
+  // Work a full run left undone (its follow-ups listed, a key's processes to end): never a hit.
+  for (const mark of ['dirty.base', 'keys-removed']) {
+    writeFileSync(join(dir, mark), '');
+    r = probe();
+    t.is(r.stdout, 'silver-fast: miss (an earlier run left work undone)\n', mark);
+    rmSync(join(dir, mark));
+  }
 });
 
 test('--concurrency N: at most N full scripts at once, probes to four times as many nodes at once; a balancer waiting for the others\' replicas holds no slot', async (t) => {
