@@ -52,24 +52,41 @@ layer_end() {
   [ -z "$_DIRTY" ] || rm -f "$_DIRTY"
 }
 
-# end_user USER: every process of USER ended, one that keeps forking anew too: each round stops
-# them all (a stopped process forks no more) until a round finds the same processes as the one
-# before, then all are killed; false when some are still there after 5 seconds.
+# end_user USER|UID: every process of USER ended — its own, the sudo it ran, the root helpers sudo
+# started for it (SUDO_UID in their environment, which no user can change), one that keeps
+# forking anew too: each round stops them all (a stopped process forks no more) until a round
+# finds the same processes as the one before, then all are killed, again until none is left;
+# false when some are still there after 5 seconds.
 end_user() {
+  # (USER by name, or by number)
+  case "$1" in *[!0-9]*) _uid=$(id -u "$1") || return 0 ;; *) _uid=$1 ;; esac
   _seen='' _i=0
   while [ "$_i" -lt 100 ]; do
-    pkill -STOP -u "$1" 2> /dev/null || true
-    _now=$(pgrep -u "$1" | sort) || true
+    _now=$(_user_pids "$1" "$_uid")
+    # shellcheck disable=SC2086 # (process ids)
+    [ -z "$_now" ] || kill -STOP $_now 2> /dev/null || true
     [ "$_now" != "$_seen" ] || break
     _seen=$_now _i=$((_i + 1))
   done
-  pkill -KILL -u "$1" 2> /dev/null || true
   _i=0
-  while pgrep -u "$1" > /dev/null 2>&1; do
+  while _now=$(_user_pids "$1" "$_uid") && [ -n "$_now" ]; do
     [ "$_i" -lt 50 ] || return 1
+    # shellcheck disable=SC2086 # (process ids)
+    kill -KILL $_now 2> /dev/null || true
     sleep 0.1
     _i=$((_i + 1))
   done
+}
+
+# _user_pids USER UID: the ids of USER's processes as end_user counts them, sorted, once each.
+_user_pids() {
+  {
+    pgrep -u "$1" || true
+    pgrep -U "$1" || true
+    grep -lsxz "SUDO_UID=$2" /proc/[0-9]*/environ 2> /dev/null | while IFS=/ read -r _ _ _p _; do
+      [ "$_p" = "$$" ] || echo "$_p"
+    done
+  } | sort -un
 }
 
 # _pending KEY...: CHANGED=1 when an earlier run listed a change of any KEY (a path, a user, a

@@ -22,10 +22,16 @@ done
 # The server blocks (one per host name, a location per app) are rendered by silver; the
 # working file is kept in root's /run/silverlining until nginx accepts the new one.
 _conf=/etc/nginx/conf.d/silver.conf
+# (_wrote: this run writes the file, or an earlier run wrote it and did not get to nginx -t —
+# its working copy still in /run, or the file on its list of changes)
 _wrote=0
+_pending "$_conf"
+[ "$CHANGED" = 0 ] || _wrote=1
+[ ! -f /run/silverlining/silver.conf.working ] || _wrote=1
 if [ ! -f "$_conf" ] || ! known_same "$_conf" "$SILVER_NGINX_CONF_MD5" "$SILVER_NGINX_CONF"; then
   _wrote=1
-  if [ "$CHECK" != 1 ] && [ -f "$_conf" ]; then
+  # (a working copy an earlier run kept is the one that worked: it stays)
+  if [ "$CHECK" != 1 ] && [ -f "$_conf" ] && [ ! -f /run/silverlining/silver.conf.working ]; then
     [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; exit 1; }
     # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
     mkdir -p -m 700 /run/silverlining

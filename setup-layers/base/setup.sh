@@ -47,8 +47,12 @@ if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
     # (the intent stays until none is left: a process that escaped is ended by the next run)
     end_user silver || { echo "some of the deploy user's processes could not be ended (a key was taken away): the next setup-node tries again" >&2; exit 1; }
     # What a deployer started as an app's user through silver-deploy (one-off commands, update
-    # scripts: systemd's units silver-run-*) would outlive the session: they end too.
-    systemctl stop 'silver-run-*' 2> /dev/null || true
+    # scripts: systemd runs them in silver-oneoff.slice) would outlive the session: it ends too.
+    systemctl stop silver-oneoff.slice 2> /dev/null || true
+    if systemctl is-active -q silver-oneoff.slice 2> /dev/null; then
+      echo "the deployers' one-off commands could not be stopped (a key was taken away): the next setup-node tries again" >&2
+      exit 1
+    fi
     rm -f "$FP_DIR/keys-removed"
   fi
 fi

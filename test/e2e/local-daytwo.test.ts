@@ -225,6 +225,7 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
   const stopped = keep(await silver(['setup-node', file], env));
   t.is(stopped.code, 0, stopped.stdout + stopped.stderr);
   t.is(await runs(), '0', 'its unit is gone');
+  t.is((await onNode(file, env, A1, 'systemctl is-active silver-oneoff.slice || true')).out.trim(), 'inactive');
   t.is((await onNode(file, env, A1, 'pgrep -u app-hello -c sleep || true')).out.trim(), '0');
   t.not((await long).code, 0, 'the run ended with it');
 });

@@ -311,7 +311,7 @@ test('crash safety of follow-ups: only the follow-ups of the changes an earlier 
   t.deepEqual(run({ SILVER_A: 'v2' }), { code: 0, changes: [] });
 });
 
-asRoot('end_user ends every process of a user, one that keeps forking anew too (needs root: the processes run as a uid of their own)', async (t) => {
+asRoot('end_user ends every process of a user, one that keeps forking anew too, and the root helpers sudo started for it (needs root: the processes run as a uid of their own)', async (t) => {
   const uid = '64123';
   // (a uid no process on this machine has: the test ends only what it started)
   t.is(spawnSync('pgrep', ['-u', uid]).status, 1, `some process already runs as uid ${uid}`);
@@ -322,6 +322,13 @@ asRoot('end_user ends every process of a user, one that keeps forking anew too (
   const respawn = join(dir, 'respawn.sh');
   writeFileSync(respawn, 'sleep 0.005\nsh "$0" &\nexit 0\n', { mode: 0o755 });
   spawnSync('setpriv', ['--reuid', uid, '--regid', uid, '--clear-groups', 'sh', '-c', `sh ${respawn} & sh ${respawn} & sleep 600 &`], { stdio: 'ignore' });
+  // A root helper sudo started for the user (SUDO_UID in its environment), and a root process of
+  // nobody's: the one ends with the user, the other stays.
+  const helper = spawn('sleep', ['601'], { env: { ...process.env, SUDO_UID: uid }, stdio: 'ignore' });
+  const other = spawn('sleep', ['602'], { stdio: 'ignore' });
+  t.teardown(() => other.kill('SIGKILL'));
+  const gone = (child: ReturnType<typeof spawn>) => new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  const helperGone = gone(helper);
   await new Promise((r) => setTimeout(r, 300));
   t.is(spawnSync('pgrep', ['-u', uid]).status, 0, 'running');
   // (pkill -KILL, even several in a row, can leave some: each misses the ones born meanwhile)
@@ -331,6 +338,9 @@ asRoot('end_user ends every process of a user, one that keeps forking anew too (
   try {
     t.is(r.stdout, 'ended\n', r.stderr);
     t.is(spawnSync('pgrep', ['-u', uid]).status, 1, 'none left');
+    t.is(await helperGone, 'SIGKILL', 'the helper sudo started for the user');
+    t.is(other.exitCode, null, "another root process runs on");
+    t.is(other.signalCode, null);
   } finally {
     end();
   }
@@ -354,4 +364,15 @@ test('one full run at a time on a node: a second node script waits for the first
   const codes = await Promise.all([first, start('b')]);
   t.deepEqual(codes, [0, 0]);
   t.deepEqual(readFileSync(log, 'utf8').trim().split('\n'), ['begin a', 'end a', 'begin b', 'end b']);
+});
+
+test('_pending finds a key on the list of changes as each helper names it (a path, its mode, its removal, packages, a user, a block), and nothing that only begins alike', (t) => {
+  const list = ['/etc/a.conf', '/etc/b.conf: mode 644, owner root:root', 'remove /etc/c.conf', 'directory /var/log/silverlining/app', 'install nginx haproxy', 'user app-blog', '/etc/hosts: block nodeset x', 'reload nginx'].join('\n');
+  const keys = ['/etc/a.conf', '/etc/b.conf', '/etc/c.conf', '/var/log/silverlining/app', 'nginx', 'haproxy', 'app-blog', '/etc/hosts', '/etc/a.con', '/etc/a.conf.d', '/var/log/silverlining', 'app-blo', 'postgresql'];
+  const body = `_DIRTY_LIST="$NL"'${list}'"$NL"\nfor k in ${keys.join(' ')}; do _pending "$k"; echo "$k $CHANGED"; done\n_pending postgresql nginx; echo "any $CHANGED"\n`;
+  const seen = Object.fromEntries(runLib(body).stdout.trim().split('\n').map((l) => l.split(' ')));
+  t.deepEqual(seen, {
+    '/etc/a.conf': '1', '/etc/b.conf': '1', '/etc/c.conf': '1', '/var/log/silverlining/app': '1', nginx: '1', haproxy: '1', 'app-blog': '1', '/etc/hosts': '1',
+    '/etc/a.con': '0', '/etc/a.conf.d': '0', '/var/log/silverlining': '0', 'app-blo': '0', postgresql: '0', any: '1',
+  });
 });
