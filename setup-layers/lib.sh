@@ -52,25 +52,20 @@ layer_end() {
   [ -z "$_DIRTY" ] || rm -f "$_DIRTY"
 }
 
-# end_user USER|UID: every process of USER ended — its own, the sudo it ran, the root helpers sudo
-# started for it (SUDO_UID in their environment, which no user can change), one that keeps
-# forking anew too: each round stops them all (a stopped process forks no more) until a round
-# finds the same processes as the one before, then all are killed, again until none is left;
-# false when some are still there after 5 seconds.
+# end_user USER|UID: every process of USER ended — its own and the sudo it ran, one that keeps
+# forking anew too, and the root helpers sudo started for it (SUDO_UID in their environment,
+# which no user can change); false when some are still there after 5 seconds. The user's own
+# are signalled by the kernel all at once (kill -1 as that user: no fork outruns it, as it
+# outruns any scan of the process list), first stopped, then killed.
 end_user() {
   # (USER by name, or by number)
   case "$1" in *[!0-9]*) _uid=$(id -u "$1") || return 0 ;; *) _uid=$1 ;; esac
-  _seen='' _i=0
-  while [ "$_i" -lt 100 ]; do
-    _now=$(_user_pids "$1" "$_uid")
-    # shellcheck disable=SC2086 # (process ids)
-    [ -z "$_now" ] || kill -STOP $_now 2> /dev/null || true
-    [ "$_now" != "$_seen" ] || break
-    _seen=$_now _i=$((_i + 1))
-  done
+  # (the shell's own kill: -1 is every process the caller may signal, the caller aside)
+  setpriv --reuid="$_uid" --regid="$_uid" --clear-groups sh -c 'kill -STOP -1' 2> /dev/null || true
   _i=0
-  while _now=$(_user_pids "$1" "$_uid") && [ -n "$_now" ]; do
+  while _now=$(_user_pids "$_uid") && [ -n "$_now" ]; do
     [ "$_i" -lt 50 ] || return 1
+    setpriv --reuid="$_uid" --regid="$_uid" --clear-groups sh -c 'kill -KILL -1' 2> /dev/null || true
     # shellcheck disable=SC2086 # (process ids)
     kill -KILL $_now 2> /dev/null || true
     sleep 0.1
@@ -78,12 +73,12 @@ end_user() {
   done
 }
 
-# _user_pids USER UID: the ids of USER's processes as end_user counts them, sorted, once each.
+# _user_pids UID: the ids of the processes end_user ends, sorted, once each.
 _user_pids() {
   {
     pgrep -u "$1" || true
     pgrep -U "$1" || true
-    grep -lsxz "SUDO_UID=$2" /proc/[0-9]*/environ 2> /dev/null | while IFS=/ read -r _ _ _p _; do
+    grep -lsxz "SUDO_UID=$1" /proc/[0-9]*/environ 2> /dev/null | while IFS=/ read -r _ _ _p _; do
       [ "$_p" = "$$" ] || echo "$_p"
     done
   } | sort -un
