@@ -573,8 +573,8 @@ ensure_backup_schedule() {
 # the clock. Then every check of the full run would pass again, and the layers' probe.sh run
 # alone (what no file shows: the firewall loaded, the instances' health). Anything else, or no
 # fingerprint: the full run. The fingerprint is removed before a full run changes anything, so a
-# run killed at any line leaves none; a check-only run reads it but never writes it. Two full
-# runs at once on a node: only the one that began last may write it, from its own record.
+# run killed at any line leaves none; a check-only run reads it but never writes it. One full run
+# at a time takes a node (the lock in fingerprint_begin).
 FP_DIR=/var/lib/silverlining/setup
 SILVER_TRACK=''
 
@@ -596,14 +596,10 @@ fingerprint_begin() {
   exec 7> "$FP_DIR/lock"
   flock -w 900 7 || { echo "another silver setup-node has run on this node for 15 minutes: try again later" >&2; exit 1; }
   rm -f "$FP_DIR/fingerprint"
-  # (what runs killed long ago left)
-  find "$FP_DIR" \( -name 'track.*' -o -name 'fingerprint.*' \) -mmin +60 -delete 2> /dev/null || true
-  # This run's own record (by the node script's process id), and the mark that it is the last
-  # to have begun.
-  SILVER_TRACK=$FP_DIR/track.$$
+  # This run's record of what its helpers checked (the lock makes it the only one).
+  SILVER_TRACK=$FP_DIR/track
   : > "$SILVER_TRACK"
   : > "$SILVER_TRACK.ok"
-  echo $$ > "$FP_DIR/run"
   # (a walk like the probe's first: a file system may note a folder's first reading in its change
   # time, as an overlay does, and that must not count as a change)
   find /etc /usr/local/lib/silverlining /root/.ssh -ctime -1 -name '' > /dev/null 2>&1 || true
@@ -673,7 +669,7 @@ _fp_unit() {
 }
 
 # fingerprint_end DIGEST: after every layer passed, the fingerprint of this run (none when
-# anything is not as it should be, or when another full run began after this one).
+# anything is not as it should be).
 fingerprint_end() {
   [ -n "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
   _roots='' _points='/var/lib/dpkg/status /var/lib/dpkg/updates' _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off=''
@@ -718,11 +714,9 @@ fingerprint_end() {
   read -r _boot < /proc/sys/kernel/random/boot_id || return 0
   [ "$FP_UP" != 0 ] && [ -f "$SILVER_TRACK.ok" ] || return 0
   (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_WALL=%s\nFP_UP=%s\nFP_END=1\n' \
-    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_WALL" "$FP_UP" > "$FP_DIR/fingerprint.$$") || { rm -f "$FP_DIR/fingerprint.$$"; return 0; }
+    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_WALL" "$FP_UP" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
   rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
-  _run=''
-  read -r _run < "$FP_DIR/run" || true
-  if [ "$_run" = $$ ]; then mv -f "$FP_DIR/fingerprint.$$" "$FP_DIR/fingerprint"; else rm -f "$FP_DIR/fingerprint.$$"; fi
+  mv -f "$FP_DIR/fingerprint.new" "$FP_DIR/fingerprint"
 }
 
 # fast_probe DIGEST: true when the fingerprint holds (see above); reads it, changes nothing.

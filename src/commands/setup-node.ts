@@ -7,7 +7,7 @@ import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } fro
 import { FAST_HIT, nodeDigest, probeScript, takeStateDump, type StateDump } from '../setup/fast-path.js';
 import type { NodeExecutor } from '../ssh/keeper.js';
 import { connectNodes } from '../ssh/targets.js';
-import { Remote } from '../remote/executor.js';
+import { asRootArgv, Remote } from '../remote/executor.js';
 import { newestOf, type Versioned } from '../deploy/shared-state.js';
 import { stateVerbs } from '../remote/commands/state.js';
 import { quoteCommand } from '../ssh/quote.js';
@@ -146,7 +146,7 @@ function stateReplicas(ns: Nodeset, remote: Remote, nodes: readonly AddressedNod
     return r?.code === 0 ? r.stdout : null;
   };
   // (the probe is root's: the helper without sudo)
-  const asRoot = quoteCommand(stateVerbs.get(...keys).filter((a, i) => i > 1 || (a !== 'sudo' && a !== '-n')));
+  const asRoot = quoteCommand(asRootArgv(stateVerbs.get(...keys)));
   const dumps = new Map<string, ReplicaDump>();
   const answers: Promise<string | null>[] = [];
   for (const node of nodes) {

@@ -18,6 +18,11 @@ export class RemoteError extends Error {
   }
 }
 
+/** A helper's argv as root runs it: without its `sudo -n` (sudo would cost more than the helper). */
+export function asRootArgv(argv: readonly string[]): readonly string[] {
+  return argv[0] === 'sudo' && argv[1] === '-n' ? argv.slice(2) : argv;
+}
+
 /**
  * Remote commands as argv, quoted once here at the boundary, over the runtime's executor (the
  * SSH pool, kept connections, or a test's fake).
@@ -36,7 +41,7 @@ export class Remote {
 
   /** The command as it runs on `node`: without `sudo -n` in a root session (sudo would cost more than the helper). */
   argvOn(node: string, argv: readonly string[]): readonly string[] {
-    return argv[0] === 'sudo' && argv[1] === '-n' && this.asRoot.has(node) ? argv.slice(2) : argv;
+    return this.asRoot.has(node) ? asRootArgv(argv) : argv;
   }
 
   /** The standard output; a non-zero exit is a RemoteError saying `what` failed. */

@@ -41,10 +41,12 @@ function parse(text: string): Library {
   return { top, functions, order };
 }
 
+const comment = (line: string) => /^\s*#/.test(line);
+
 /** Lines without their comments (whole comment lines, and a comment after code), for finding names. */
 function code(lines: readonly string[]): string {
   return lines
-    .filter((l) => !/^\s*#/.test(l))
+    .filter((l) => !comment(l))
     .map((l) => l.replace(/\s#\s.*$/, ''))
     .join('\n');
 }
@@ -56,7 +58,7 @@ function named(text: string, lib: Library): string[] {
 
 /** A function's lines without its comment lines (none of lib.sh's functions writes a here-document that starts a line with #; one that holds a here-document keeps all). */
 function withoutComments(lines: readonly string[]): string[] {
-  return lines.some((l) => l.includes('<<')) ? [...lines] : lines.filter((l) => !/^\s*#/.test(l));
+  return lines.some((l) => l.includes('<<')) ? [...lines] : lines.filter((l) => !comment(l));
 }
 
 const cache = new Map<string, { lib: string; out: string }>();
