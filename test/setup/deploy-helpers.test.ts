@@ -351,18 +351,40 @@ test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a serv
   r = await deploy(tr, 'wait', 'blog', one, '-', '1', '2xx');
   t.not(r.code, 0);
   t.regex(r.stderr, /answered nothing \(wanted 2xx\) within 1s/);
-  // A status line without end (an app's own, hostile or broken): 64 characters read, no more.
+  // An app's own answers, hostile or broken, by a raw server: what it writes is `answer`, and it
+  // never closes the connection.
+  let answer = '';
   const raw = createNetServer((socket) => {
     socket.on('error', () => undefined);
-    socket.write(`HTTP/1.1 200 ${'x'.repeat(1 << 20)}`);
+    socket.write(answer);
   });
   await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
   t.teardown(() => raw.close());
   const two = 'blog.2024-05-02_002';
   await stage(tr, 'blog', two, (raw.address() as AddressInfo).port);
+  // The header block whole, then a body that never ends: an answer (as an HTTP client's request
+  // returns with the headers), the status line read to 64 characters only.
+  answer = `HTTP/1.1 200 ${'x'.repeat(100)}\r\nContent-Length: 100\r\n\r\npartial`;
   r = await deploy(tr, 'wait', 'blog', two, '-', '5', '2xx');
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, '200\n');
+  // A status line, then a stall: no answer (the wait ends with nothing, where the old request took
+  // the status line for an answer).
+  answer = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n';
+  r = await deploy(tr, 'wait', 'blog', two, '-', '1', '2xx');
+  t.not(r.code, 0);
+  t.regex(r.stderr, /answered nothing \(wanted 2xx\) within 1s/);
+  // A status line without end, or headers without end: out of bounds, no answer.
+  for (const endless of [`HTTP/1.1 200 ${'x'.repeat(1 << 20)}`, `HTTP/1.1 200 OK\r\n${'X-Pad: y\r\n'.repeat(5000)}`]) {
+    answer = endless;
+    r = await deploy(tr, 'wait', 'blog', two, '-', '1', '2xx');
+    t.not(r.code, 0);
+    t.regex(r.stderr, /answered nothing \(wanted 2xx\) within 1s/);
+    // ('any' takes it as listening: something answers on the port)
+    r = await deploy(tr, 'wait', 'blog', two, '-', '5', 'any');
+    t.is(r.code, 0, r.stderr);
+    t.is(r.stdout, 'listening\n');
+  }
   // Refused (nobody listens): 'any' goes on waiting — not listening yet.
   await new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections();
