@@ -95,6 +95,44 @@ _pending() {
   done
 }
 
+# followed KEY...: the follow-ups of the changes of each KEY (as _pending names them) are done —
+# their lines off the layer's list, so that a later failure of the layer repeats none of them
+# (a restart that passed is not done again on every run while a later step keeps failing). Put
+# right after the follow-up; a run killed before it only repeats the follow-up.
+followed() {
+  [ -n "${_DIRTY:-}" ] || return 0
+  _unlisted "${_DIRTY_LIST:-}" "$@"
+  [ "$_S" != "$NL" ] || _S=''
+  _DIRTY_LIST=$_S
+  [ -f "$_DIRTY" ] || return 0
+  _slurp < "$_DIRTY"
+  _unlisted "$NL$_S" "$@"
+  if [ "$_S" = "$NL" ] || [ -z "$_S" ]; then
+    rm -f "$_DIRTY"
+  else
+    printf '%s' "${_S#"$NL"}" > "$_DIRTY.new" && mv -f "$_DIRTY.new" "$_DIRTY"
+  fi
+}
+
+# _unlisted LIST KEY...: LIST (lines, each after a line break) without the lines that name any
+# KEY, in _S.
+_unlisted() {
+  _in=$1
+  shift
+  _S=$NL
+  while [ -n "$_in" ]; do
+    _in=${_in#"$NL"}
+    _line=${_in%%"$NL"*}
+    _in=${_in#"$_line"}
+    [ -n "$_line" ] || continue
+    _hit=0
+    for _key; do
+      case "$NL$_line$NL" in *"$NL$_key$NL"* | *"$NL$_key: "* | *" $_key$NL"* | *" $_key "*) _hit=1 && break ;; esac
+    done
+    [ "$_hit" = 1 ] || _S="$_S$_line$NL"
+  done
+}
+
 # act CMD...: runs CMD unless this is a check-only run.
 act() {
   if [ "$CHECK" != 1 ]; then "$@"; fi
@@ -561,6 +599,7 @@ ensure_backup_schedule() {
     # (a changed calendar takes effect on the timer's restart)
     is_active silver-backup.timer && restart_unit silver-backup.timer
   fi
+  followed /etc/systemd/system/silver-backup.service /etc/systemd/system/silver-backup.timer silver-backup.timer
   ensure_on silver-backup.timer
 }
 

@@ -57,6 +57,7 @@ fi
 [ ! -e /run/silverlining/silver.conf.working ] || rm -f /run/silverlining/silver.conf.working
 ensure_on nginx
 [ "$_changed" = 1 ] && reload_unit nginx
+followed "$_conf" /etc/nginx/sites-enabled/default nginx
 
 # At boot the active instance of every app starts (and an interrupted switch is completed),
 # without silver: the node's own record decides.
@@ -74,6 +75,7 @@ ExecStart=/usr/local/lib/silverlining/bin/silver-deploy boot
 WantedBy=multi-user.target
 EOT
 [ "$CHANGED" = 1 ] && act systemctl daemon-reload
+followed /etc/systemd/system/silver-boot.service
 ensure_on silver-boot
 
 # Each active instance runs and answers its health check; leftovers of an interrupted deploy

@@ -94,6 +94,7 @@ EOT
     changed "systemctl daemon-reload"
     act systemctl daemon-reload
   fi
+  followed /etc/systemd/system/silver-acme.service /etc/systemd/system/silver-acme.timer
   ensure_on silver-acme.timer
 else
   ensure_off silver-acme.timer
@@ -143,6 +144,7 @@ _changed=$CHANGED
 
 ensure_on haproxy
 [ "$_changed" = 1 ] && reload_unit haproxy
+followed /etc/haproxy/haproxy.cfg haproxy
 
 # A balancer pair (nodes = 2, virtual_address): keepalived holds the shared address on one of
 # the two (configuration rendered by silver: src/setup/keepalived.ts).
@@ -151,6 +153,7 @@ if [ "$SILVER_VRRP" = 1 ]; then
   _vrrp_changed=$CHANGED
   ensure_on keepalived
   [ "$_vrrp_changed" = 1 ] && reload_unit keepalived
+  followed /etc/keepalived/keepalived.conf keepalived
 else
   ensure_off keepalived
 fi

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -294,3 +294,47 @@ run('kept connections: a re-run logs in nowhere anew, a changed pinned key is no
   }
 });
 
+
+run('a setup-node killed partway (silver dies while a node is between writing nginx\'s configuration and reloading it) is finished by the next run: the reload happens though the file already matches', async (t) => {
+  const app1 = containerName(NODESET, 'app1.setup.test');
+  const attach = (command: string) => exec('lxc-attach', ['-P', '/var/lib/silverlining/lxc', '-n', app1, '--', 'sh', '-c', command]);
+  const served = async (host: string) => (await on('app1.setup.test', `curl -s -o /dev/null -m 5 -w '%{http_code}' -H 'Host: ${host}' http://127.0.0.1/`)).out;
+  t.is((await silver(['setup-node', file], env)).code, 0);
+  t.is(await served('alias.setup.test'), '404', 'an unknown host name: nginx\'s default server');
+  // On app1, nginx -t marks that it began, then takes 3 s: silver is killed meanwhile, after the
+  // node wrote the new configuration and before it could reload nginx.
+  await attach('mv /usr/sbin/nginx /usr/sbin/nginx.real && printf \'%s\\n\' \'#!/bin/sh\' \'case " $* " in *" -t "*) touch /run/nginx-t-began; sleep 3 ;; esac\' \'exec /usr/sbin/nginx.real "$@"\' > /usr/sbin/nginx && chmod 755 /usr/sbin/nginx');
+  const original = readFileSync(file, 'utf8');
+  try {
+    writeFileSync(file, original.replace('    http://setup.test/ hello\n', '    http://setup.test/ hello\n    http://alias.setup.test/ hello\n'));
+    const child = spawn(process.execPath, [join(process.cwd(), 'bin/silver.js'), 'setup-node', file], { env: { ...process.env, SILVER_PERSIST: '0', ...env }, stdio: 'ignore' });
+    const ended = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)));
+    let began = false;
+    for (let i = 0; i < 600 && !began; i++) {
+      began = (await attach('test -e /run/nginx-t-began && echo yes || true')).stdout.trim() === 'yes';
+      if (!began) await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGKILL');
+    t.is(await ended, 'SIGKILL');
+    t.true(began, 'app1 reached nginx -t');
+    // The node's run ends at its next line of output (the connection is gone), before the reload:
+    // its lock is free once it has.
+    for (let i = 0; i < 100 && (await attach('flock -n /var/lib/silverlining/setup/lock true && echo free || true')).stdout.trim() !== 'free'; i++) await new Promise((r) => setTimeout(r, 200));
+    t.regex((await on('app1.setup.test', 'cat /etc/nginx/conf.d/silver.conf')).out, /server_name alias\.setup\.test;/, 'the new configuration was written');
+    t.is(await served('alias.setup.test'), '404', 'and never loaded: nginx runs the old one');
+    t.is((await attach('test -s /var/lib/silverlining/setup/dirty.appserver && echo listed || true')).stdout.trim(), 'listed', 'the change is on the layer\'s list');
+  } finally {
+    await attach('if [ -e /usr/sbin/nginx.real ]; then mv -f /usr/sbin/nginx.real /usr/sbin/nginx; fi; rm -f /run/nginx-t-began');
+  }
+  // The next run: the file matches already, the follow-up happens all the same.
+  const next = await silver(['setup-node', file], env);
+  t.is(next.code, 0, next.stderr);
+  t.true(next.stderr.includes('app1.setup.test: appserver: changed: reload nginx'), next.stderr);
+  t.false(next.stderr.includes('app1.setup.test: appserver: changed: /etc/nginx/conf.d/silver.conf'), 'the file was already written');
+  t.is(await served('alias.setup.test'), '502', 'nginx runs the new configuration: the host reaches its app (none deployed)');
+  t.is((await httpGet((await on('app1.setup.test', 'getent hosts balancer.setup.test | cut -d" " -f1')).out.trim(), 'alias.setup.test')).status, 503, 'the balancer knows the host too');
+  t.is((await attach('test -e /var/lib/silverlining/setup/dirty.appserver && echo listed || true')).stdout.trim(), '');
+  const last = await silver(['setup-node', file], env);
+  t.regex(last.stdout, /0 changed, 4 unchanged, 0 failed/);
+  writeFileSync(file, original);
+});

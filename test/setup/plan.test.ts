@@ -311,6 +311,45 @@ test('crash safety of follow-ups: only the follow-ups of the changes an earlier 
   t.deepEqual(run({ SILVER_A: 'v2' }), { code: 0, changes: [] });
 });
 
+test('crash safety of follow-ups: a follow-up that passed (followed) is not repeated while a later step of the layer keeps failing; one killed before it is', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const fp = scratchLib(root);
+  const [a, b] = [join(root, 'a.conf'), join(root, 'b.conf')];
+  const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
+  mkdirSync(join(root, 'one'));
+  // b's follow-up (a database restart) passes, then a later step fails (an invalid backup
+  // calendar); a's change has no follow-up yet when it fails.
+  writeFileSync(join(root, 'one', 'setup.sh'), [
+    `ensure_file ${b} 644 ${owner} <<EOT`, '$SILVER_B', 'EOT',
+    'if [ "$CHANGED" = 1 ]; then',
+    '  [ -z "${SILVER_DIE:-}" ] || sh -c \'kill -9 "$PPID" "$1"\' sh $$',
+    '  changed "restart the-database"',
+    'fi',
+    `followed ${b} the-database`,
+    `ensure_file ${a} 644 ${owner} <<EOT`, '$SILVER_A', 'EOT', '_ra=$CHANGED',
+    '[ -z "${SILVER_FAIL:-}" ] || exit 3',
+    '[ "$_ra" = 0 ] || changed "reload for a"', '',
+  ].join('\n'));
+  const run = (vars: Record<string, string>) => {
+    const r = spawnSync('sh', ['-s'], { input: nodeScript([{ layer: 'one', vars: { SILVER_CHECK: '0', ...vars } }], root), encoding: 'utf8' });
+    return { code: r.status, signal: r.signal, changes: parseLayerOutput(r.stdout).changes };
+  };
+  t.deepEqual(run({ SILVER_A: 'v1', SILVER_B: 'v1' }).changes, [b, 'restart the-database', a, 'reload for a']);
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: [b, 'restart the-database', a] });
+  t.is(readFileSync(join(fp, 'dirty.one'), 'utf8'), `${a}\n`, 'the restart that passed took its lines off the list');
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: [] }, 'failing again: no restart');
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2' }), { code: 0, signal: null, changes: ['reload for a'] });
+  t.false(existsSync(join(fp, 'dirty.one')));
+  // Killed between b's write and its restart: the next run restarts (then the list is clear).
+  const killed = run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_DIE: '1' });
+  t.is(killed.signal, 'SIGKILL');
+  t.deepEqual(killed.changes, [b]);
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: ['restart the-database'] });
+  t.false(existsSync(join(fp, 'dirty.one')), 'nothing left to follow up: the list is gone');
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: [] });
+});
+
 asRoot('end_user ends every process of a user, one that keeps forking anew too, and the root helpers sudo started for it (needs root: the processes run as a uid of their own)', async (t) => {
   const uid = '64123';
   // (a uid no process on this machine has: the test ends only what it started)
