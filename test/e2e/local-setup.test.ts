@@ -332,7 +332,6 @@ run('a setup-node killed partway (silver dies while a node is between writing ng
   t.true(next.stderr.includes('app1.setup.test: appserver: changed: reload nginx'), next.stderr);
   t.false(next.stderr.includes('app1.setup.test: appserver: changed: /etc/nginx/conf.d/silver.conf'), 'the file was already written');
   t.is(await served('alias.setup.test'), '502', 'nginx runs the new configuration: the host reaches its app (none deployed)');
-  t.is((await httpGet((await on('app1.setup.test', 'getent hosts balancer.setup.test | cut -d" " -f1')).out.trim(), 'alias.setup.test')).status, 503, 'the balancer knows the host too');
   t.is((await attach('test -e /var/lib/silverlining/setup/dirty.appserver && echo listed || true')).stdout.trim(), '');
   const last = await silver(['setup-node', file], env);
   t.regex(last.stdout, /0 changed, 4 unchanged, 0 failed/);
