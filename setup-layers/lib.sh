@@ -91,14 +91,16 @@ _pending() {
   CHANGED=0
   [ -n "${_DIRTY_LIST:-}" ] || return 0
   for _key; do
+    [ -n "$_key" ] || continue
     case "$_DIRTY_LIST" in *"$NL$_key$NL"* | *"$NL$_key: "* | *" $_key$NL"* | *" $_key "*) CHANGED=1 && return 0 ;; esac
   done
 }
 
-# followed KEY...: the follow-ups of the changes of each KEY (as _pending names them) are done —
-# their lines off the layer's list, so that a later failure of the layer repeats none of them
-# (a restart that passed is not done again on every run while a later step keeps failing). Put
-# right after the follow-up; a run killed before it only repeats the follow-up.
+# followed KEY...: the follow-ups of the changes of each KEY (as _pending names them: a path; the
+# follow-up's own line whole, as "reload nginx") are done — their lines off the layer's list, so
+# that a later failure of the layer repeats none of them (a restart that passed is not done again
+# on every run while a later step keeps failing). Put right after the follow-up; a run killed
+# before it only repeats the follow-up.
 followed() {
   [ -n "${_DIRTY:-}" ] || return 0
   _unlisted "${_DIRTY_LIST:-}" "$@"
@@ -127,6 +129,7 @@ _unlisted() {
     [ -n "$_line" ] || continue
     _hit=0
     for _key; do
+      [ -n "$_key" ] || continue
       case "$NL$_line$NL" in *"$NL$_key$NL"* | *"$NL$_key: "* | *" $_key$NL"* | *" $_key "*) _hit=1 && break ;; esac
     done
     [ "$_hit" = 1 ] || _S="$_S$_line$NL"
@@ -599,7 +602,7 @@ ensure_backup_schedule() {
     # (a changed calendar takes effect on the timer's restart)
     is_active silver-backup.timer && restart_unit silver-backup.timer
   fi
-  followed /etc/systemd/system/silver-backup.service /etc/systemd/system/silver-backup.timer silver-backup.timer
+  followed /etc/systemd/system/silver-backup.service /etc/systemd/system/silver-backup.timer "systemctl daemon-reload" "restart silver-backup.timer"
   ensure_on silver-backup.timer
 }
 

@@ -57,7 +57,7 @@ fi
 [ ! -e /run/silverlining/silver.conf.working ] || rm -f /run/silverlining/silver.conf.working
 ensure_on nginx
 [ "$_changed" = 1 ] && reload_unit nginx
-followed "$_conf" /etc/nginx/sites-enabled/default nginx
+followed "$_conf" /etc/nginx/sites-enabled/default "reload nginx"
 
 # At boot the active instance of every app starts (and an interrupted switch is completed),
 # without silver: the node's own record decides.

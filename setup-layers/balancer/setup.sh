@@ -94,7 +94,7 @@ EOT
     changed "systemctl daemon-reload"
     act systemctl daemon-reload
   fi
-  followed /etc/systemd/system/silver-acme.service /etc/systemd/system/silver-acme.timer
+  followed /etc/systemd/system/silver-acme.service /etc/systemd/system/silver-acme.timer "systemctl daemon-reload"
   ensure_on silver-acme.timer
 else
   ensure_off silver-acme.timer
@@ -144,7 +144,7 @@ _changed=$CHANGED
 
 ensure_on haproxy
 [ "$_changed" = 1 ] && reload_unit haproxy
-followed /etc/haproxy/haproxy.cfg haproxy
+followed /etc/haproxy/haproxy.cfg "reload haproxy"
 
 # A balancer pair (nodes = 2, virtual_address): keepalived holds the shared address on one of
 # the two (configuration rendered by silver: src/setup/keepalived.ts).
@@ -153,7 +153,7 @@ if [ "$SILVER_VRRP" = 1 ]; then
   _vrrp_changed=$CHANGED
   ensure_on keepalived
   [ "$_vrrp_changed" = 1 ] && reload_unit keepalived
-  followed /etc/keepalived/keepalived.conf keepalived
+  followed /etc/keepalived/keepalived.conf "reload keepalived"
 else
   ensure_off keepalived
 fi

@@ -79,7 +79,7 @@ if [ "$CHANGED" = 1 ] && [ "$CHECK" != 1 ]; then
   fi
   reload_unit ssh
 fi
-followed /etc/ssh/sshd_config ssh
+followed /etc/ssh/sshd_config "reload ssh"
 # People's keys for root (admins = in [access]), in a block of their own: the provider's and
 # silver's lines stay as they are; none by default.
 _admins_block=0

@@ -368,14 +368,31 @@ test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a serv
   r = await deploy(tr, 'wait', 'blog', two, '-', '5', '2xx');
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, '200\n');
+  // An interim answer (103 Early Hints) is passed over for the one after it, as curl does; an
+  // HTTP/1.0 answer is one.
+  answer = 'HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n';
+  r = await deploy(tr, 'wait', 'blog', two, '-', '5', '2xx');
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, '204\n');
+  answer = 'HTTP/1.0 200 OK\n\n';
+  t.is((await deploy(tr, 'wait', 'blog', two, '-', '5', '2xx')).stdout, '200\n');
   // A status line, then a stall: no answer (the wait ends with nothing, where the old request took
-  // the status line for an answer).
-  answer = 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n';
+  // the status line for an answer) — with a status line and a header line whose lengths end a
+  // read of the old bounds (64, 1,024) just before their line breaks, too.
+  answer = `HTTP/1.1 200 ${'x'.repeat(50)}\r\nX-Long: ${'y'.repeat(1015)}\r\n`;
   r = await deploy(tr, 'wait', 'blog', two, '-', '1', '2xx');
   t.not(r.code, 0);
   t.regex(r.stderr, /answered nothing \(wanted 2xx\) within 1s/);
-  // A status line without end, or headers without end: out of bounds, no answer.
-  for (const endless of [`HTTP/1.1 200 ${'x'.repeat(1 << 20)}`, `HTTP/1.1 200 OK\r\n${'X-Pad: y\r\n'.repeat(5000)}`]) {
+  // Not an HTTP status line: no answer.
+  for (const bad of ['200\r\n\r\n', 'HTTP/1.1 2000\r\n\r\n', 'FOO 204 x\r\n\r\n', 'HTTP/1.1 101 Switching Protocols\r\n\r\n']) {
+    answer = bad;
+    r = await deploy(tr, 'wait', 'blog', two, '-', '1', '2xx');
+    t.not(r.code, 0, bad);
+    t.regex(r.stderr, /answered nothing \(wanted 2xx\) within 1s/, bad);
+  }
+  // A status line without end, a header line over 8,191 characters, headers without end: out of
+  // bounds, no answer.
+  for (const endless of [`HTTP/1.1 200 ${'x'.repeat(1 << 20)}`, `HTTP/1.1 200 OK\r\nX-Long: ${'y'.repeat(8190)}\r\n\r\n`, `HTTP/1.1 200 OK\r\n${'X-Pad: y\r\n'.repeat(5000)}`]) {
     answer = endless;
     r = await deploy(tr, 'wait', 'blog', two, '-', '1', '2xx');
     t.not(r.code, 0);

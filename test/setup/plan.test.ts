@@ -326,7 +326,7 @@ test('crash safety of follow-ups: a follow-up that passed (followed) is not repe
     '  [ -z "${SILVER_DIE:-}" ] || sh -c \'kill -9 "$PPID" "$1"\' sh $$',
     '  changed "restart the-database"',
     'fi',
-    `followed ${b} the-database`,
+    `followed ${b} 'restart the-database'`,
     `ensure_file ${a} 644 ${owner} <<EOT`, '$SILVER_A', 'EOT', '_ra=$CHANGED',
     '[ -z "${SILVER_FAIL:-}" ] || exit 3',
     '[ "$_ra" = 0 ] || changed "reload for a"', '',
@@ -348,6 +348,21 @@ test('crash safety of follow-ups: a follow-up that passed (followed) is not repe
   t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: ['restart the-database'] });
   t.false(existsSync(join(fp, 'dirty.one')), 'nothing left to follow up: the list is gone');
   t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: [] });
+});
+
+test('followed takes off the list the lines that name its keys — a path, a follow-up\'s whole line — and no other (pattern characters literal, an empty key nothing)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-lib-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const list = join(dir, 'dirty.one');
+  const lines = ['/etc/a*.conf', '/etc/a.conf.d', 'mode 644 /etc/b.conf', '/etc/c.conf: mode 600', 'install nginx certbot', 'reload nginx', ' spaced  line ', 'systemctl daemon-reload'];
+  writeFileSync(list, lines.join('\n') + '\n');
+  const body = (keys: string) => `_DIRTY=${list}\n_slurp < ${list}\n_DIRTY_LIST="$NL$_S"\nfollowed ${keys}\nprintf 'left:%s' "$_DIRTY_LIST"\n`;
+  const r = runLib(body(`'/etc/a*.conf' /etc/b.conf /etc/c.conf 'reload nginx' ''`));
+  const kept = ['/etc/a.conf.d', 'install nginx certbot', ' spaced  line ', 'systemctl daemon-reload'];
+  t.is(readFileSync(list, 'utf8'), kept.join('\n') + '\n');
+  t.is(r.stdout.slice(r.stdout.indexOf('left:') + 5), `\n${kept.join('\n')}\n`, 'and off the list this run reads');
+  runLib(body(`/etc/a.conf.d 'install nginx certbot' ' spaced  line ' 'systemctl daemon-reload'`));
+  t.false(existsSync(list), 'an empty list is removed');
 });
 
 asRoot('end_user ends every process of a user, one that keeps forking anew too, and the root helpers sudo started for it (needs root: the processes run as a uid of their own)', async (t) => {

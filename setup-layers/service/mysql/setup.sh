@@ -17,7 +17,7 @@ ensure_on mariadb
 if [ "$_restart" = 1 ] && is_active mariadb; then
   restart_unit mariadb
 fi
-followed /etc/mysql/mariadb.conf.d/60-silver.cnf mariadb
+followed /etc/mysql/mariadb.conf.d/60-silver.cnf "restart mariadb"
 
 # Scheduled backups (the nodeset's backup = of this service): the timer, the copy key.
 ensure_backup_schedule

@@ -59,7 +59,7 @@ elif [ "$_restart" = 1 ]; then
 elif [ "$_reload" = 1 ]; then
   reload_unit "$_unit"
 fi
-followed "$_dir/conf.d/silver.conf" "$_dir/pg_hba.conf" "$_unit"
+followed "$_dir/conf.d/silver.conf" "$_dir/pg_hba.conf" "start $_unit" "restart $_unit" "reload $_unit"
 
 # Scheduled backups (the nodeset's backup = of this service): the timer, the copy key.
 ensure_backup_schedule
