@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -285,24 +285,33 @@ test('the node script: the fingerprint is removed before anything else runs; eac
   t.is(lines.filter((l) => l.trim() !== '').at(-1), `fingerprint_end ${'a'.repeat(64)}`);
 });
 
-test('crash safety of follow-ups: only the follow-ups of the changes an earlier run listed, however often the layer fails after them', (t) => {
+/**
+ * One layer `one` in a scratch tree, its setup.sh the lines `body` gives for the paths a and b, and
+ * `run`: the node script of it, with these variables (the signal only when one ended it).
+ */
+function followUpLayer(t: ExecutionContext, body: (a: string, b: string, owner: string) => string[]) {
   const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const fp = scratchLib(root);
   const [a, b] = [join(root, 'a.conf'), join(root, 'b.conf')];
   const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
   mkdirSync(join(root, 'one'));
+  writeFileSync(join(root, 'one', 'setup.sh'), body(a, b, owner).join('\n'));
+  const run = (vars: Record<string, string>) => {
+    const r = spawnSync('sh', ['-s'], { input: nodeScript([{ layer: 'one', vars: { SILVER_CHECK: '0', ...vars } }], root), encoding: 'utf8' });
+    return { code: r.status, changes: parseLayerOutput(r.stdout).changes, ...(r.signal ? { signal: r.signal } : {}) };
+  };
+  return { fp, a, b, run };
+}
+
+test('crash safety of follow-ups: only the follow-ups of the changes an earlier run listed, however often the layer fails after them', (t) => {
   // (b's follow-up is the expensive one — a database restart — and b never changes after the first run)
-  writeFileSync(join(root, 'one', 'setup.sh'), [
+  const { fp, a, b, run } = followUpLayer(t, (a, b, owner) => [
     `ensure_file ${a} 644 ${owner} <<EOT`, '$SILVER_A', 'EOT', '_ra=$CHANGED',
     `ensure_file ${b} 644 ${owner} <<EOT`, 'fixed', 'EOT', '_rb=$CHANGED',
     '[ -z "${SILVER_FAIL:-}" ] || exit 3',
     '[ "$_rb" = 0 ] || changed "restart the database"', '[ "$_ra" = 0 ] || changed "reload for a"', '',
-  ].join('\n'));
-  const run = (vars: Record<string, string>) => {
-    const r = spawnSync('sh', ['-s'], { input: nodeScript([{ layer: 'one', vars: { SILVER_CHECK: '0', ...vars } }], root), encoding: 'utf8' });
-    return { code: r.status, changes: parseLayerOutput(r.stdout).changes };
-  };
+  ]);
   t.deepEqual(run({ SILVER_A: 'v1' }).changes, [a, b, 'restart the database', 'reload for a']);
   t.deepEqual(run({ SILVER_A: 'v2', SILVER_FAIL: '1' }), { code: 3, changes: [a] });
   t.deepEqual(run({ SILVER_A: 'v2', SILVER_FAIL: '1' }), { code: 3, changes: [] }, 'failing again: a is still pending, b never was');
@@ -312,15 +321,9 @@ test('crash safety of follow-ups: only the follow-ups of the changes an earlier 
 });
 
 test('crash safety of follow-ups: a follow-up that passed (followed) is not repeated while a later step of the layer keeps failing; one killed before it is', (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'silver-layers-'));
-  t.teardown(() => rmSync(root, { recursive: true, force: true }));
-  const fp = scratchLib(root);
-  const [a, b] = [join(root, 'a.conf'), join(root, 'b.conf')];
-  const owner = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
-  mkdirSync(join(root, 'one'));
   // b's follow-up (a database restart) passes, then a later step fails (an invalid backup
   // calendar); a's change has no follow-up yet when it fails.
-  writeFileSync(join(root, 'one', 'setup.sh'), [
+  const { fp, a, b, run } = followUpLayer(t, (a, b, owner) => [
     `ensure_file ${b} 644 ${owner} <<EOT`, '$SILVER_B', 'EOT',
     'if [ "$CHANGED" = 1 ]; then',
     '  [ -z "${SILVER_DIE:-}" ] || sh -c \'kill -9 "$PPID" "$1"\' sh $$',
@@ -330,24 +333,20 @@ test('crash safety of follow-ups: a follow-up that passed (followed) is not repe
     `ensure_file ${a} 644 ${owner} <<EOT`, '$SILVER_A', 'EOT', '_ra=$CHANGED',
     '[ -z "${SILVER_FAIL:-}" ] || exit 3',
     '[ "$_ra" = 0 ] || changed "reload for a"', '',
-  ].join('\n'));
-  const run = (vars: Record<string, string>) => {
-    const r = spawnSync('sh', ['-s'], { input: nodeScript([{ layer: 'one', vars: { SILVER_CHECK: '0', ...vars } }], root), encoding: 'utf8' });
-    return { code: r.status, signal: r.signal, changes: parseLayerOutput(r.stdout).changes };
-  };
+  ]);
   t.deepEqual(run({ SILVER_A: 'v1', SILVER_B: 'v1' }).changes, [b, 'restart the-database', a, 'reload for a']);
-  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: [b, 'restart the-database', a] });
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2', SILVER_FAIL: '1' }), { code: 3, changes: [b, 'restart the-database', a] });
   t.is(readFileSync(join(fp, 'dirty.one'), 'utf8'), `${a}\n`, 'the restart that passed took its lines off the list');
-  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: [] }, 'failing again: no restart');
-  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2' }), { code: 0, signal: null, changes: ['reload for a'] });
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2', SILVER_FAIL: '1' }), { code: 3, changes: [] }, 'failing again: no restart');
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v2' }), { code: 0, changes: ['reload for a'] });
   t.false(existsSync(join(fp, 'dirty.one')));
   // Killed between b's write and its restart: the next run restarts (then the list is clear).
   const killed = run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_DIE: '1' });
   t.is(killed.signal, 'SIGKILL');
   t.deepEqual(killed.changes, [b]);
-  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: ['restart the-database'] });
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, changes: ['restart the-database'] });
   t.false(existsSync(join(fp, 'dirty.one')), 'nothing left to follow up: the list is gone');
-  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, signal: null, changes: [] });
+  t.deepEqual(run({ SILVER_A: 'v2', SILVER_B: 'v3', SILVER_FAIL: '1' }), { code: 3, changes: [] });
 });
 
 test('followed takes off the list the lines that name its keys — a path, a follow-up\'s whole line — and no other (pattern characters literal, an empty key nothing)', (t) => {
