@@ -95,7 +95,14 @@ export function resolveBackup(base: string, nodeset: string, app: string | null,
     throw new ExitError(arg === 'latest' ? `no backup${app ? ` of ${app}` : ''} in ${where}` : `no backup ${arg}${app ? ` of ${app}` : ''} in ${where} (silver backups lists them)`, 1);
   }
   if (!app && new Set(candidates.map((b) => b.app)).size > 1) throw new ExitError(`backup ${arg} is there for ${[...new Set(candidates.map((b) => b.app))].join(', ')}: name one with --app`, 2);
-  return candidates.at(-1)!;
+  const b = candidates.at(-1)!;
+  // (a folder is named for its app and stamp; its manifest must say the same: a copied or moved
+  // folder would otherwise restore one app's database in place of another's)
+  const folderApp = basename(dirname(b.dir));
+  if (b.manifest!.app !== folderApp || b.manifest!.stamp !== b.stamp) {
+    throw new ExitError(`${b.dir}: its manifest is of ${b.manifest!.app}'s backup ${b.manifest!.stamp}, not of the folder it is in (${folderApp} ${b.stamp}): nothing restored`, 1);
+  }
+  return b;
 }
 
 /** Keeps the newest `keep` whole backups of the app; the folders removed. */
@@ -124,6 +131,9 @@ export class PartialBackup {
     this.stamp = stampOf((s) => existsSync(join(folder, s)) || existsSync(join(folder, `${s}.partial`)));
     this.final = join(folder, this.stamp);
     this.dir = `${this.final}.partial`;
+    // (a stamp given whole — a scheduled dump pulled under its node's stamp — may have a
+    // `.partial` an interrupted pull left: it is started again, never left to block that stamp)
+    rmSync(this.dir, { recursive: true, force: true });
     mkdirSync(this.dir, { mode: 0o700 });
   }
 

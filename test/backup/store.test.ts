@@ -1,6 +1,6 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stampFor, type Manifest } from '../../src/backup/manifest.js';
@@ -63,6 +63,18 @@ test('an aborted backup leaves nothing; a second one in the same second gets -2'
   t.regex(write(b, 'hello'), /20261202T100000Z-2$/);
 });
 
+test('a pull interrupted under a node\'s stamp leaves a .partial that the next pull of that stamp starts again', (t) => {
+  const b = base();
+  const stale = new PartialBackup(b, 'shop', 'hello', () => '20261202T100000Z', 'hello.pgdump');
+  stale.append(Buffer.from('half'));
+  // (the process ends here: no commit, no abort)
+  const again = new PartialBackup(b, 'shop', 'hello', () => '20261202T100000Z', 'hello.pgdump');
+  t.is(again.dir, stale.dir);
+  t.deepEqual(readdirSync(again.dir), [], 'the half-written file is gone');
+  again.append(Buffer.from('PGDMP whole'));
+  t.is(again.commit(manifestFor('hello', again.stamp, Buffer.from('PGDMP whole'))), join(b, 'shop/hello/20261202T100000Z'));
+});
+
 test('stamps sort by time, then by their -N (as numbers)', (t) => {
   t.deepEqual(['20261202T100000Z-10', '20261202T100000Z-2', '20261203T000000Z', '20261202T100000Z'].sort(byStamp), ['20261202T100000Z', '20261202T100000Z-2', '20261202T100000Z-10', '20261203T000000Z']);
 });
@@ -83,6 +95,13 @@ test('BACKUP is latest, a stamp, or a folder; a folder of another app or an unkn
   t.throws(() => resolveBackup(b, 'shop', null, '20261202T100000Z'), { message: /is there for hello, wiki: name one with --app/ });
   t.throws(() => resolveBackup(b, 'shop', 'other', 'latest'), { message: /no backup of other in/ });
   t.throws(() => resolveBackup(b, 'shop', 'hello', '/etc'), { message: /\/etc: not a backup \(no manifest.json in it\)/ });
+  // A folder copied under another app's name (or stamp): by latest or stamp its manifest must
+  // name that app and stamp, or nothing is restored.
+  cpSync(wiki, join(b, 'shop/hello/20261203T000000Z'), { recursive: true });
+  t.throws(() => resolveBackup(b, 'shop', 'hello', 'latest'), { message: /its manifest is of wiki's backup 20261202T100000Z, not of the folder it is in \(hello 20261203T000000Z\): nothing restored/ });
+  t.throws(() => resolveBackup(b, 'shop', 'hello', '20261203T000000Z'), { instanceOf: ExitError });
+  cpSync(first, join(b, 'shop/hello/20261204T000000Z'), { recursive: true });
+  t.throws(() => resolveBackup(b, 'shop', 'hello', 'latest'), { message: /its manifest is of hello's backup 20261202T100000Z, not of the folder/ });
 });
 
 test('a damaged manifest is listed as damaged and never picked', (t) => {
