@@ -30,9 +30,18 @@ export function isSecretKey(key: string): boolean {
   return /(secret|password|passwd|token|api_key|apikey|private_key)/i.test(key) && key !== 'secret_file';
 }
 
-/** The text with every occurrence of these secret values (4 characters or more) as `[REDACTED]`. */
+/**
+ * The text with every occurrence of these secret values (4 characters or more) as `[REDACTED]`:
+ * the longest first (a short value inside a longer one must not break the longer one's match),
+ * and each line of a value of several lines on its own too (output is read line by line).
+ */
 export function redact(text: string, values: Iterable<string>): string {
+  const all = new Set<string>();
+  for (const v of values) {
+    all.add(v);
+    if (v.includes('\n')) for (const line of v.split('\n')) all.add(line.trim());
+  }
   let out = text;
-  for (const v of values) if (v.length >= 4) out = out.split(v).join(REDACTED);
+  for (const v of [...all].filter((x) => x.length >= 4).sort((a, b) => b.length - a.length)) out = out.split(v).join(REDACTED);
   return out;
 }

@@ -59,6 +59,8 @@ export async function parseChanges(action: string, args: readonly string[], stdi
     const eq = a.indexOf('=');
     const key = action === 'set' ? (eq < 0 ? a : a.slice(0, eq)) : a;
     if (action === 'set' && eq < 0) throw new ExitError(`silver env set: "${key}" has no value (KEY=VALUE, or KEY=- to read it from standard input)`, 2);
+    // (KEY=VALUE given to unset: the value is named nowhere, not even in the error)
+    if (action === 'unset' && eq >= 0) throw new ExitError(`silver env unset: give the name alone (${a.slice(0, eq)}), not KEY=VALUE`, 2);
     const bad = badSettingName(key);
     if (bad) throw new ExitError(`silver env ${action}: ${bad}`, 2);
     if (out.some((c) => c.key === key)) throw new ExitError(`silver env ${action}: ${key} is given twice`, 2);

@@ -5,6 +5,7 @@ import type { Nodeset } from '../nodeset/types.js';
 import { logsVerb } from '../remote/commands/logs.js';
 import type { Runtime } from '../runtime.js';
 import { quoteCommand } from '../ssh/quote.js';
+import { printable } from '../output/printable.js';
 
 /**
  * `silver logs APP FILE [-f] [--node NAME] [--since TIME] [-n N] [--json]`: the app's journal
@@ -76,11 +77,6 @@ export function parseSince(text: string, now: number): number {
 export function formatLogLine(l: LogLine): string {
   const t = new Date(Math.floor(l.time / 1000)).toISOString().replace('T', ' ').replace('Z', '');
   return `${t} ${l.node} ${printable(l.source)}: ${printable(l.message)}`;
-}
-
-/** What an app wrote, safe for a terminal: control characters (escape sequences) shown as \xNN, tabs kept. */
-export function printable(text: string): string {
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 export async function logs(ns: Nodeset, who: string, rt: Runtime, opts: LogsOptions): Promise<void> {

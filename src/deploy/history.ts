@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { SharedState } from './shared-state.js';
+import { printable } from '../output/printable.js';
 
 /**
  * The nodeset's deploy history: one JSON line per change (update, rollback, env change,
@@ -50,7 +51,9 @@ export function appVersion(dir: string, codeSum: string | null): string | undefi
 
 /** An entry, with its id and who; texts cut short so that a line stays a line. */
 export function historyEntry(fields: Omit<HistoryEntry, 'id' | 'who'>): HistoryEntry {
-  const cut = (t: string) => t.replace(/\s+/g, ' ').slice(0, MAX_TEXT);
+  // (one line, and no control character: an app's own output reaches results — a failed
+  // migration's last lines — and every operator's terminal reads them)
+  const cut = (t: string) => t.replace(/\s+/g, ' ').replace(/[\x00-\x1f\x7f-\x9f]/g, '').slice(0, MAX_TEXT);
   return {
     id: randomBytes(6).toString('hex'),
     who: who(),
@@ -85,9 +88,11 @@ export function renderHistory(entries: readonly HistoryEntry[]): string {
   if (entries.length === 0) return 'no history yet';
   return entries
     .map((e) => {
-      const what = [e.kind, e.app, e.instance, e.version ? `(${e.version})` : '', e.staticOnly ? 'static-only' : '', e.detail ?? ''].filter(Boolean).join(' ');
-      const took = e.seconds !== undefined ? ` in ${e.seconds.toFixed(1)}s` : '';
-      return `${e.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${e.who}  ${what}: ${e.result}${took}`;
+      // (the entries come from the nodes, where a node's root, or an older silver, wrote them:
+      // every field is shown printable)
+      const what = [e.kind, e.app, e.instance, e.version ? `(${e.version})` : '', e.staticOnly ? 'static-only' : '', e.detail ?? ''].filter(Boolean).map(String).join(' ');
+      const took = typeof e.seconds === 'number' ? ` in ${e.seconds.toFixed(1)}s` : '';
+      return printable(`${String(e.at).replace('T', ' ').replace(/\.\d+Z$/, 'Z')}  ${e.who}  ${what}: ${e.result}`) + took;
     })
     .join('\n');
 }

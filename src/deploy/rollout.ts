@@ -5,6 +5,7 @@ import { redact } from '../secret.js';
 import type { AppState } from './remote.js';
 import type { Session } from './session.js';
 import type { Lease, Versioned } from './shared-state.js';
+import { printable } from '../output/printable.js';
 
 /**
  * One rollout (an update or a rollback) as named steps over the app servers. Every step is
@@ -124,8 +125,9 @@ export class Rollout {
     this.stops = new PendingStops();
   }
 
+  /** A line for the node; what an app wrote in it (a migration's output) shown printable, each line with the node's name. */
   private say(node: string, text: string): void {
-    this.s.rt.io.err(`${node}: ${text}`);
+    for (const line of text.split('\n')) this.s.rt.io.err(`${node}: ${printable(line)}`);
   }
 
   /** From now on no new step starts (SIGINT/SIGTERM). */

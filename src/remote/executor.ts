@@ -2,6 +2,7 @@ import type { NodeExecutor } from '../ssh/keeper.js';
 import type { ExecResult } from '../ssh/connect.js';
 import { quoteCommand } from '../ssh/quote.js';
 import { tail } from '../util/exec.js';
+import { printable } from '../output/printable.js';
 
 export type { NodeExecutor };
 
@@ -13,7 +14,9 @@ export class RemoteError extends Error {
     output: string,
     readonly code: number | null = null,
   ) {
-    super(`${node}: ${what}: ${tail(output, 3) || 'failed'}`);
+    // (a node's output is an app's to choose in part — a migration's, an update script's: shown
+    // printable wherever the error goes, the terminal and the history included)
+    super(`${node}: ${what}: ${printable(tail(output, 3)) || 'failed'}`);
     this.name = 'RemoteError';
   }
 }

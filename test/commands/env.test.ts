@@ -152,6 +152,11 @@ test('bad changes are exit 2 before anything is asked of a node', async (t) => {
     t.true(e instanceof ExitError && e.exitCode === 2, `${action} ${args.join(' ')}`);
   }
   t.deepEqual(await parseChanges('set', ['A=-', 'B=x=y'], async () => Buffer.from('from stdin\n')), [{ key: 'A', value: 'from stdin' }, { key: 'B', value: 'x=y' }]);
+  // KEY=VALUE given to unset: refused, its value named nowhere.
+  const unset = await t.throwsAsync(parseChanges('unset', ['DB_PASSWORD=hunter2xyz'], async () => Buffer.from('x')));
+  t.true(unset instanceof ExitError && unset.exitCode === 2);
+  t.regex(unset!.message, /give the name alone \(DB_PASSWORD\)/);
+  t.false(unset!.message.includes('hunter2xyz'));
   const { ns, rt, nodes } = await fakeDeploy();
   await t.throwsAsync(envChange(ns, 'nope', [{ key: 'A', value: '1' }], rt, opts), { message: /not in the locations/ });
   t.is(nodes.calls.length, 0);

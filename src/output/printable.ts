@@ -1,0 +1,8 @@
+/**
+ * What an app (or anyone but silver) wrote, safe for a terminal: control characters — escape
+ * sequences, carriage returns, line breaks — shown as \xNN, tabs kept. Anything silver prints
+ * that an app's code, output or files could have chosen goes through it.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

@@ -1,0 +1,36 @@
+import test from 'ava';
+import { historyEntry, renderHistory } from '../src/deploy/history.js';
+import { printable } from '../src/output/printable.js';
+import { RemoteError } from '../src/remote/executor.js';
+import { redact } from '../src/secret.js';
+
+// What an app wrote reaches the operator's terminal only as text: no escape sequence, no line of
+// its own making; a secret in it never whole.
+
+const forged = 'running migrations\n\x1b]0;pwned\x07\x1b[2K\r\x1b[1A2026-12-02 10:00:00Z  alice@laptop  update blog: ok\x1b[8m';
+
+test('printable shows control characters as \\xNN (escape, CR, LF, C1, DEL), keeps tabs and text', (t) => {
+  t.is(printable('a\tb\x1b[2K\r\n\x9b\x7fé'), 'a\tb\\x1b[2K\\x0d\\x0a\\x9b\\x7fé');
+});
+
+test('attack: an app\'s output in a failed step reaches the history stored and shown without a control character', (t) => {
+  const err = new RemoteError('app1.x.test', 'migrate', forged);
+  t.false(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(err.message), err.message);
+  const entry = historyEntry({ at: '2026-12-02T10:00:00.000Z', kind: 'update', app: 'blog', result: `failed: ${err.message}` });
+  t.false(/[\x00-\x1f\x7f-\x9f]/.test(entry.result), 'stored without control characters');
+  // An entry written by an older silver, or by a node's root, raw: shown printable all the same.
+  const raw = { ...entry, result: `failed: ${forged}`, detail: '\x1b[31mred' };
+  const shown = renderHistory([JSON.parse(JSON.stringify(raw))]);
+  t.false(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(shown), shown);
+  t.is(shown.split('\n').length, 1, 'one entry, one line');
+  t.true(shown.includes('\\x1b]0;pwned'));
+});
+
+test('redact: the longest value first, so a short secret inside a long one leaves none of it; each line of a value of several lines', (t) => {
+  const url = 'postgres://blog:S3cretPw@db1/prod';
+  t.is(redact(`connect ${url} failed`, ['prod', url]), 'connect [REDACTED] failed');
+  t.is(redact('env prod', ['prod', url]), 'env [REDACTED]');
+  const pem = '-----BEGIN KEY-----\nMIIBVwIBADANBgkqhkiG9w0BAQEFAASCAUEwggE9\n-----END KEY-----';
+  t.is(redact('line: MIIBVwIBADANBgkqhkiG9w0BAQEFAASCAUEwggE9 |', [pem]), 'line: [REDACTED] |');
+  t.is(redact('abc', ['abc']), 'abc', 'values under 4 characters are too common to take out');
+});
