@@ -5,7 +5,7 @@ import { ageText, recordBackups, type BackupEntry } from '../backup/record.js';
 import { backupsBase, fileSum, listBackups, PartialBackup, pruneBackups, resolveBackup, writeNote, type StoredBackup } from '../backup/store.js';
 import { fetchStaged, LONG_MS, putStaged, scratchSuffix, stagedId } from '../backup/transfer.js';
 import { VERSION } from '../cli.js';
-import { applyMode, clearMode, readModes, type ModeEntry } from '../deploy/modes.js';
+import { holdApp, releaseApp, type ModeEntry } from '../deploy/modes.js';
 import { historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
 import { ExitError } from '../diagnostics.js';
@@ -497,6 +497,8 @@ export interface RestoreReport {
   interrupted: string | null;
   /** Whether the app's database was replaced. */
   replaced: boolean;
+  /** The restore failed while it replaced the database: the app stays in maintenance (a re-run finishes it). */
+  incomplete: boolean;
   seconds: number;
 }
 
@@ -520,7 +522,7 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
   const t0 = rt.now();
   const s = await Session.open(ns, rt, [`service:${m.service}`]);
   const node = serviceNode(s, m.service);
-  const report: RestoreReport = { nodeset: ns.name, app, stamp: m.stamp, path: b.dir, service: m.service, database: m.database, node, ok: false, rowCounts: null, problems: [], maintenance: null, interrupted: null, replaced: false, seconds: 0 };
+  const report: RestoreReport = { nodeset: ns.name, app, stamp: m.stamp, path: b.dir, service: m.service, database: m.database, node, ok: false, rowCounts: null, problems: [], maintenance: null, interrupted: null, replaced: false, incomplete: false, seconds: 0 };
   const say = (t: string) => rt.io.err(t);
   try {
     await s.checkHelpers([m.service]);
@@ -531,9 +533,10 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
       try {
         if (!balanced) report.maintenance = 'none: the nodeset has no balancer, so the app kept serving while it was restored';
         if (balanced) {
-          previous = (await readModes(s)).record.modes[app] ?? null;
+          // (held on the nodes: a run killed from here on leaves the app in maintenance, and the
+          // next restore puts back the entry from before this one)
           held = true;
-          await applyMode(s, { app, mode: 'maintenance', message: `${app} is being restored from a backup. Please try again in a moment.` });
+          previous = await holdApp(s, app, 'restore', `${app} is being restored from a backup. Please try again in a moment.`);
           say(`${s.balancers.map((n) => n.name).join(', ')}: ${app} in maintenance while it is restored`);
         }
         steps.check();
@@ -543,11 +546,13 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
       } catch (e) {
         if (e instanceof Stopped) report.interrupted = e.reason;
         else report.problems.push(message(e));
+        if (e instanceof IncompleteRestore) report.incomplete = true;
       } finally {
-        if (held) {
+        if (held && report.incomplete) {
+          report.maintenance = `still in maintenance: ${m.database} may be incomplete; run silver restore ${app} ${ns.file} ${m.stamp} again`;
+        } else if (held) {
           try {
-            if (previous) await applyMode(s, { app, ...previous });
-            else await clearMode(s, app);
+            await releaseApp(s, app, previous);
             report.maintenance = `maintenance while restoring, then ${previous ? `back to ${previous.mode}` : 'serving normally again'}`;
           } catch (e) {
             report.maintenance = `still in maintenance: ${message(e)}; silver maintenance off ${ns.file} --app ${app}`;
@@ -585,7 +590,13 @@ export async function restoreBackup(s: Session, b: StoredBackup, steps: Steps, r
     if (differ.length > 0) throw new Error(`the backup does not restore to its manifest's rows (${differ.join('; ')}); ${m.database} was not changed`);
     say(`${node}: ${m.stamp} loaded into ${target}, every table's rows as in the manifest`);
     steps.check();
-    const after = countsLine(await s.remote.run(node, `making ${target} the database ${m.database}`, dbVerbs.restore(svc, m.database, id, target), undefined, LONG_MS));
+    // (from here on a failure leaves the database in a state no one knows: the restore was cut
+    // short while it replaced it)
+    const after = countsLine(
+      await s.remote.run(node, `making ${target} the database ${m.database}`, dbVerbs.restore(svc, m.database, id, target), undefined, LONG_MS).catch((e: Error) => {
+        throw new IncompleteRestore(`${e.message}: ${m.database} may be incomplete`);
+      }),
+    );
     replaced(true);
     say(`${node}: ${m.database} restored from ${m.stamp}`);
     return after;
@@ -595,10 +606,14 @@ export async function restoreBackup(s: Session, b: StoredBackup, steps: Steps, r
   }
 }
 
+/** A restore that failed while it replaced the app's database: what the database holds is not known. */
+export class IncompleteRestore extends Error {}
+
 export function renderRestoreReport(r: RestoreReport): string {
   const lines: string[] = [];
   if (r.ok) lines.push(`${r.app}: ${r.service} database ${r.database} restored from ${r.stamp}; ${Object.keys(r.rowCounts!).length} tables, ${totalRows(r.rowCounts!)} rows, as in the manifest (${r.seconds.toFixed(1)}s)`);
   else if (r.interrupted) lines.push(`${r.app}: restore ${r.interrupted}; ${r.replaced ? `${r.database} was restored` : `${r.database} was not changed`}`);
+  else if (r.incomplete) lines.push(`${r.app}: restore from ${r.stamp} FAILED while it replaced ${r.database}: ${r.problems.join('; ')}; run it again (the app stays in maintenance until it is whole)`);
   else lines.push(`${r.app}: restore from ${r.stamp} FAILED: ${r.problems.join('; ')}${r.replaced ? '' : `; ${r.database} was not changed`}`);
   if (r.maintenance) lines.push(`balancers: ${r.maintenance}`);
   return lines.join('\n');

@@ -2,7 +2,7 @@ import { Stopped, underDeployLock } from '../backup/lock.js';
 import { compareCounts } from '../backup/manifest.js';
 import { readBackupsRecord } from '../backup/record.js';
 import { backupsBase, resolveBackup, type StoredBackup } from '../backup/store.js';
-import { applyMode, clearMode, readModes, type ModeEntry } from '../deploy/modes.js';
+import { holdApp, releaseApp, type ModeEntry } from '../deploy/modes.js';
 import { exportInstance } from '../deploy/replicate.js';
 import { Session } from '../deploy/session.js';
 import { parseEnvFile } from '../deploy/settings.js';
@@ -76,11 +76,9 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
       let keepHeld = false;
       try {
         if (balanced) {
-          const modes = (await readModes(s)).record.modes;
-          for (const app of apps) {
-            previous.set(app, modes[app] ?? null);
-            await applyMode(s, { app, mode: 'maintenance', message: `${app} is being moved to a new database server. Please try again in a moment.` });
-          }
+          // (held on the nodes: a re-run after a kill, or after a failure that keeps them held,
+          // puts back the entries from before the first run, not this maintenance)
+          for (const app of apps) previous.set(app, await holdApp(s, app, 'replace-node', `${app} is being moved to a new database server. Please try again in a moment.`));
           if (apps.length) say(`${apps.join(', ')} in maintenance on ${s.balancers.map((b) => b.name).join(', ')}`);
         } else if (apps.length) out.notes.push('the nodeset has no balancer: the apps kept answering (with errors) while their database moved');
         steps.check();
@@ -117,7 +115,7 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
           out.notes.push(`${apps.join(', ')} stay in maintenance: run the same command again to finish, then check the data`);
         } else {
           for (const [app, prev] of previous) {
-            await (prev ? applyMode(s, { app, ...prev }) : clearMode(s, app)).catch((e: Error) => out.problems.push(`${app}: the balancers were not put back: ${e.message}`));
+            await releaseApp(s, app, prev).catch((e: Error) => out.problems.push(`${app}: the balancers were not put back: ${e.message}`));
           }
           if (previous.size) say(`${[...previous.keys()].join(', ')} serving again`);
         }

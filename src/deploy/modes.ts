@@ -62,8 +62,21 @@ export interface ModeState {
   allow: string[];
 }
 
+/**
+ * A maintenance silver itself holds an app in (a restore, a database node's replacement), with
+ * the entry the app had before: on the nodes with the mode, so that a run killed while it holds
+ * the app, and the run after it, put back what was there before the first — never silver's own
+ * maintenance. Any other change of the app's entry (`silver maintenance`) ends the hold.
+ */
+export interface Hold {
+  by: string;
+  previous: ModeEntry | null;
+}
+
 /** The shared state's `maintenance` record. */
-export interface MaintenanceRecord extends Versioned, ModeState {}
+export interface MaintenanceRecord extends Versioned, ModeState {
+  holds?: Record<string, Hold>;
+}
 
 export interface ModeChange {
   /** An app of the nodeset, or null: `*`, every app. */
@@ -218,9 +231,18 @@ export function sanitizeModes(raw: unknown, apps: readonly string[]): ModeState 
 const appsOf = (s: Session) => [...new Set(s.ns.locations.map((l) => l.app))];
 
 /** The record on the nodes (empty, seq 0, when none was written). */
-async function readRecord(s: Session): Promise<{ state: ModeState; seq: number }> {
+async function readRecord(s: Session): Promise<{ state: ModeState; holds: Record<string, Hold>; seq: number }> {
   const rec = (await s.state.read<MaintenanceRecord>('maintenance')).get('maintenance');
-  return { state: sanitizeModes(rec, appsOf(s)), seq: rec?.seq ?? 0 };
+  const state = sanitizeModes(rec, appsOf(s));
+  // (a hold counts only with its app's entry still there, and with a previous entry that passes
+  // the same checks as any)
+  const holds: Record<string, Hold> = {};
+  for (const [app, h] of Object.entries(rec?.holds ?? {})) {
+    if (!state.modes[app] || !h || typeof h.by !== 'string' || h.by.length > 64) continue;
+    const previous = h.previous === null ? null : (sanitizeModes({ modes: { [app]: h.previous } }, [app]).modes[app] ?? undefined);
+    if (previous !== undefined) holds[app] = { by: h.by, previous };
+  }
+  return { state, holds, seq: rec?.seq ?? 0 };
 }
 
 /** The balancers, or exit 2 when the nodeset has none. */
@@ -297,13 +319,15 @@ async function change(
   next: (current: ModeState) => ModeState,
   steps: (state: ModeState) => string[][],
   took: (balancer: ModeState, state: ModeState) => boolean,
+  nextHolds: (current: Record<string, Hold>) => Record<string, Hold>,
 ): Promise<ModesView> {
   const names = balancersOf(s);
   await checkHelper(s, s.balancers.map((b) => b.name));
   const current = await readRecord(s);
   const state = next(current.state);
+  const holds = nextHolds(current.holds);
   const seq = current.seq + 1;
-  await s.state.write<MaintenanceRecord>('maintenance', { seq, ...state });
+  await s.state.write<MaintenanceRecord>('maintenance', { seq, ...state, ...(Object.keys(holds).length ? { holds } : {}) });
   const balancers = await Promise.all(
     names.map(async (node): Promise<BalancerModes> => {
       const missing = s.missing.find((m) => m.name === node);
@@ -332,8 +356,10 @@ async function change(
 const sameEntry = (a: ModeEntry | undefined, b: ModeEntry | undefined) => (!a && !b) || (!!a && !!b && a.mode === b.mode && a.retryAfter === b.retryAfter && a.message === b.message);
 const sameAllow = (a: readonly string[], b: readonly string[]) => [...a].sort().join(' ') === [...b].sort().join(' ');
 
-/** Sets the entry of `change.app` (null: `*`), replacing it; see the top of this file. */
-export async function applyMode(s: Session, modeChange: ModeChange): Promise<ModesView> {
+const without = (holds: Record<string, Hold>, key: string) => Object.fromEntries(Object.entries(holds).filter(([k]) => k !== key));
+
+/** Sets the entry of `change.app` (null: `*`), replacing it (and ending a hold of it, unless `hold` is the new one); see the top of this file. */
+export async function applyMode(s: Session, modeChange: ModeChange, hold?: Hold): Promise<ModesView> {
   const { key, entry, allow } = checkChange(s, modeChange);
   return change(
     s,
@@ -341,7 +367,26 @@ export async function applyMode(s: Session, modeChange: ModeChange): Promise<Mod
     // (the allow list first: a maintenance never starts without the addresses it lets through)
     () => [...(allow ? [modeVerbs.allow(allow)] : []), modeVerbs.set(key, entry)],
     (b) => sameEntry(b.modes[key], entry) && (!allow || sameAllow(b.allow, allow)),
+    (holds) => (hold && key !== '*' ? { ...holds, [key]: hold } : without(holds, key)),
   );
+}
+
+/**
+ * `app` in maintenance, held by silver (`by`: what holds it, e.g. `restore`): the entry it had
+ * before is kept on the nodes with it (see Hold), and returned. When an earlier run's hold is
+ * still there (it was killed, or left the app held on purpose), the entry from before that one.
+ */
+export async function holdApp(s: Session, app: string, by: string, message: string): Promise<ModeEntry | null> {
+  const { state, holds } = await readRecord(s);
+  const previous = holds[app] ? holds[app]!.previous : (state.modes[app] ?? null);
+  await applyMode(s, { app, mode: 'maintenance', message }, { by, previous });
+  return previous;
+}
+
+/** The hold of `app` ended: its entry from before holdApp put back (none: it follows `*` again). */
+export async function releaseApp(s: Session, app: string, previous: ModeEntry | null): Promise<void> {
+  if (previous) await applyMode(s, { app, ...previous });
+  else await clearMode(s, app);
 }
 
 /** Removes the entry of `app`; null: every entry and the allow list. */
@@ -350,13 +395,14 @@ export async function clearMode(s: Session, app: string | null): Promise<ModesVi
     throw new ExitError(`app "${app}" is not in the locations of ${s.ns.file} (it serves: ${appsOf(s).join(', ') || 'nothing'})`, 2);
   }
   if (app === null) {
-    return change(s, () => ({ modes: {}, allow: [] }), () => [modeVerbs.clear('all'), modeVerbs.allow([])], (b) => Object.keys(b.modes).length === 0 && b.allow.length === 0);
+    return change(s, () => ({ modes: {}, allow: [] }), () => [modeVerbs.clear('all'), modeVerbs.allow([])], (b) => Object.keys(b.modes).length === 0 && b.allow.length === 0, () => ({}));
   }
   return change(
     s,
     (cur) => ({ modes: Object.fromEntries(Object.entries(cur.modes).filter(([k]) => k !== app)), allow: cur.allow }),
     () => [modeVerbs.clear([app])],
     (b) => b.modes[app] === undefined,
+    (holds) => without(holds, app),
   );
 }
 

@@ -322,6 +322,54 @@ test('restore: rows that differ from the manifest stop it before the app\'s data
   t.is(d.nodes.modes.get(LB)!.modes['hello']!.mode, 'read-only');
 });
 
+test('restore: a failure while the app\'s database is replaced keeps the app in maintenance (its database may be incomplete) and says to run it again', async (t) => {
+  const d = await setup();
+  await backup(d.ns, d.rt, { app: 'hello' });
+  d.nodes.failWhen = (c) => (c.argv[3] === 'restore' ? 'silver-db-postgresql: loading the dump into hello failed: hello is incomplete' : null);
+  const r = await cli(d, ['restore', 'hello', '/n/shop.conf', 'latest', '-y']);
+  t.is(r.code, 1);
+  t.regex(r.out, /^hello: restore from 20261202T100000Z FAILED while it replaced hello: .*hello may be incomplete; run it again \(the app stays in maintenance until it is whole\)$/m);
+  t.regex(r.out, /^balancers: still in maintenance: hello may be incomplete; run silver restore hello \/n\/shop\.conf 20261202T100000Z again$/m);
+  t.is(d.nodes.modes.get(LB)!.modes['hello']!.mode, 'maintenance', 'no half-restored database serves');
+  t.is(d.nodes.state.get(DB)!.get('lock'), undefined, 'the lock is released');
+});
+
+test('restore: a run killed while it held the app, then a whole one: the entry from before the first is put back, never the first run\'s maintenance', async (t) => {
+  const d = await setup();
+  await backup(d.ns, d.rt, { app: 'hello' });
+  const readOnly = { mode: 'read-only', retryAfter: 30, message: 'x' };
+  const setRecord = (rec: Record<string, unknown>) => {
+    for (const n of d.nodes.state.keys()) d.nodes.state.get(n)!.set('maintenance', JSON.stringify(rec));
+    d.nodes.modes.set(LB, { modes: rec['modes'] as Record<string, never>, allow: [] });
+  };
+  setRecord({ seq: 1, modes: { hello: readOnly }, allow: [] });
+  // While a run holds the app (when the dump goes up), its hold is on the nodes, with the entry
+  // from before it.
+  let during: string | undefined;
+  d.nodes.failWhen = (c) => {
+    if (c.argv[2]?.endsWith('silver-db-postgresql') && c.argv[3] === 'put' && during === undefined) during = d.nodes.state.get(LB)!.get('maintenance');
+    return null;
+  };
+  t.true((await restore(d.ns, d.rt, 'hello', 'latest', { yes: true })).ok);
+  t.deepEqual((JSON.parse(during!) as { holds: unknown }).holds, { hello: { by: 'restore', previous: readOnly } });
+  t.deepEqual(d.nodes.modes.get(LB)!.modes['hello'], readOnly);
+  // What a run killed there leaves: the app in maintenance, the hold on the nodes. The next run
+  // puts back read-only, not that maintenance.
+  setRecord({ seq: 5, modes: { hello: { mode: 'maintenance', retryAfter: 30, message: 'held' } }, allow: [], holds: { hello: { by: 'restore', previous: readOnly } } });
+  d.nodes.failWhen = () => null;
+  const r = await restore(d.ns, d.rt, 'hello', 'latest', { yes: true });
+  t.true(r.ok, r.problems.join('; '));
+  t.is(r.maintenance, 'maintenance while restoring, then back to read-only');
+  t.deepEqual(d.nodes.modes.get(LB)!.modes['hello'], readOnly);
+  t.is((stateOn(d.nodes, LB, 'maintenance') as { holds?: unknown }).holds, undefined, 'the hold is over');
+  // A person's change of the app's entry ends a hold: the next restore takes the entry as it is.
+  setRecord({ seq: 9, modes: { hello: { mode: 'maintenance', retryAfter: 30, message: 'held' } }, allow: [], holds: { hello: { by: 'restore', previous: readOnly } } });
+  await cli(d, ['maintenance', 'off', '/n/shop.conf', '--app', 'hello']);
+  t.is((stateOn(d.nodes, LB, 'maintenance') as { holds?: unknown }).holds, undefined);
+  t.true((await restore(d.ns, d.rt, 'hello', 'latest', { yes: true })).ok);
+  t.is(d.nodes.modes.get(LB)!.modes['hello'], undefined, 'serving normally, as the person left it');
+});
+
 test('restore refuses before anything is sent: a changed dump, an app outside the locations, a backup of another app', async (t) => {
   const d = await setup();
   await backup(d.ns, d.rt);
