@@ -18,7 +18,9 @@ const unquote = (name: string) => name.replaceAll('``', '`');
  * Counts the rows of a `mariadb-dump` as it streams by: every table its `CREATE TABLE` lines
  * make (0 rows until data comes), and each row tuple of the `INSERT INTO \`t\` VALUES (...),(...);`
  * statements between `LOCK TABLES \`t\` WRITE;` and `UNLOCK TABLES;` — the table's data
- * section, so an INSERT inside a trigger or routine body is never counted. A tuple is a `(` at
+ * section, so an INSERT inside a trigger or routine body is never counted; no line between
+ * `DELIMITER ;;` and `DELIMITER ;` (a routine's or trigger's body: an app's own text, where a
+ * `CREATE TABLE \`x\`` line must not make a table the restore would then miss). A tuple is a `(` at
  * depth 0 outside a quoted string ('...', with backslash escapes and '' doubling); a statement
  * ends at a `;` at depth 0 outside a string, on the same line or later ones (MariaDB 10.11 puts
  * each tuple on a line of its own). Bytes, not text: a dump need not be UTF-8.
@@ -32,6 +34,8 @@ export class MysqlDumpCounter implements RowCounter {
   private quoted = false;
   private escaped = false;
   private locked: string | null = null;
+  /** Between `DELIMITER ;;` and `DELIMITER ;`: a routine's or trigger's body, none of its lines a table of the dump. */
+  private delimited = false;
 
   write(chunk: Buffer): void {
     for (let i = 0; i < chunk.length; i++) {
@@ -76,7 +80,9 @@ export class MysqlDumpCounter implements RowCounter {
   private endLine(): void {
     const text = Buffer.from(this.line).toString('utf8');
     this.line = [];
-    if (text.startsWith('CREATE TABLE `')) {
+    if (text.startsWith('DELIMITER ')) this.delimited = text.trimEnd() !== 'DELIMITER ;';
+    else if (this.delimited) return;
+    else if (text.startsWith('CREATE TABLE `')) {
       const m = ident.exec(text);
       if (m) this.tables.set(unquote(m[1]!), this.tables.get(unquote(m[1]!)) ?? 0);
     } else if (text.startsWith('LOCK TABLES `')) {

@@ -48,6 +48,8 @@ dbs = lines('dbs')
 for line in sql.split('\\n'):
     m = re.match(r"SELECT 1 FROM pg_database WHERE datname = '(.*)';", line)
     if m: print('1' if m.group(1) in dbs else '')
+    m = re.match(r"SELECT datname FROM pg_database WHERE datname ~ '(.*)';", line)
+    if m: print('\\n'.join(d for d in dbs if re.match(m.group(1), d)))
     m = re.match(r"SELECT 1 FROM pg_roles WHERE rolname = '(.*)';", line)
     if m: print('1' if m.group(1) in lines('roles') else '')
     if line.startswith('SELECT rolsuper'): print('f')
@@ -358,6 +360,14 @@ test('PostgreSQL restore: the loaded copy counted, connections to the app\'s dat
   t.regex(missing.stderr, /no database silver_restore_hello_0a1b2c3d: load it first/);
   t.is((await sh(tr, ['drop', 'hello', 'silver_verify_hello_0a1b2c3d'])).code, 0);
   t.regex(read(tr, 'sql.log'), /DROP DATABASE IF EXISTS "silver_verify_hello_0a1b2c3d" WITH \(FORCE\);/);
+  // What a restore killed after its swap (or while connections were held off) leaves: drop, which
+  // every restore and verify ends with, removes the database from before it and lets connections
+  // in again; another app's is left alone.
+  writeFileSync(join(tr.dir, 'dbs'), 'postgres\nhello\nsilver_old_hello_deadbeef\nsilver_old_hello_x_deadbeef\n');
+  writeFileSync(join(tr.dir, 'sql.log'), '');
+  t.is((await sh(tr, ['drop', 'hello', target])).code, 0);
+  t.deepEqual(dbs(tr), ['postgres', 'hello', 'silver_old_hello_x_deadbeef']);
+  t.regex(read(tr, 'sql.log'), /ALTER DATABASE "hello" ALLOW_CONNECTIONS true;/);
 });
 
 test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with routines and triggers; a truncated dump fails and is not kept', async (t) => {
@@ -447,7 +457,7 @@ test('PostgreSQL ensure: two sessions whatever there is (what exists, then what 
   t.is(again.stdout, first.stdout, 'the same password');
   t.is(again.stderr, '');
   t.is(calls(tr).filter((c) => c.startsWith('psql')).length, 2);
-  t.regex(read(tr, 'sql.log'), /ALTER ROLE "hello" LOGIN PASSWORD '[A-Za-z0-9]+';\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;/);
+  t.regex(read(tr, 'sql.log'), /ALTER ROLE "hello" LOGIN PASSWORD '[A-Za-z0-9]+';\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;\nALTER DATABASE "hello" ALLOW_CONNECTIONS true;/, 'connections allowed again (a restore killed while it held them off)');
   t.notRegex(read(tr, 'sql.log'), /CREATE/);
   // A role with superuser (or createrole, createdb, replication, bypassrls) rights: refused, nothing changed.
   writeFileSync(join(tr.dir, 'rolsuper'), 'true');
