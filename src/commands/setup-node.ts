@@ -124,7 +124,8 @@ function tlsWirings(ns: Nodeset, rt: Runtime, all: readonly AddressedNode[]): Ma
 function backupWiringOf(ns: Nodeset, rt: Runtime, all: readonly AddressedNode[]): BackupWiring | null {
   if (!hasSchedules(ns)) return null;
   const target = copyNode(all);
-  return { key: rt.state.backupKey(ns.name), target, targetHostKey: target ? (rt.state.pinnedKeys(ns.name).get(target.name) ?? null) : null };
+  const senders = Object.entries(ns.backupSchedules ?? {}).flatMap(([svc, schedule]) => all.filter((n) => n.role === `service:${svc}`).map((n) => ({ name: n.name, address: n.address, keep: schedule.keep })));
+  return { key: rt.state.backupKey(ns.name), target, targetHostKey: target ? (rt.state.pinnedKeys(ns.name).get(target.name) ?? null) : null, senders };
 }
 
 interface ReplicaDump extends StateDump {

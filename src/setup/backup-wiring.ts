@@ -10,7 +10,10 @@ import type { AddressedNode } from './plan.js';
  * here, sent in the node script on standard input, kept root-only) and the copy node's pinned host
  * key; the copy node (the balancer, else the first app server: a node other than the service
  * nodes, so that losing the database node does not lose its dumps) gets the key's public half for
- * its user silver-backup, allowed to run silver-backup-receive and nothing else.
+ * its user silver-backup, allowed to run silver-backup-receive and nothing else: one line for each
+ * service node with a schedule, taken only from that node's address, its forced command naming
+ * the node and how many to keep (so that one service node's root can neither file copies as
+ * another's nor prune another's).
  */
 export interface BackupWiring {
   key: KeyPair;
@@ -18,6 +21,8 @@ export interface BackupWiring {
   target: AddressedNode | null;
   /** Its pinned host key (`ssh-ed25519 AAAA...`), null when not pinned. */
   targetHostKey: string | null;
+  /** The service nodes with a schedule: the copy node takes copies from each only from its address, filed under its name, the newest `keep` kept. */
+  senders: { name: string; address: string; keep: number }[];
 }
 
 const RECEIVE = '/usr/local/lib/silverlining/bin/silver-backup-receive';
@@ -43,7 +48,8 @@ export function backupUnits(calendar: string): { service: string; timer: string 
 export function backupVars(ns: Nodeset, node: AddressedNode, layer: string, wiring: BackupWiring | null): Record<string, string> {
   if (layer === 'base') {
     const receives = wiring !== null && wiring.target?.name === node.name;
-    return fileVars('SILVER_BACKUP_RECEIVE_KEYS', receives ? `restrict,command="${RECEIVE}" ${wiring.key.public}\n` : '');
+    const lines = receives ? wiring.senders.filter((s) => s.name !== node.name).map((s) => `restrict,from="${s.address}",command="${RECEIVE} ${s.name} ${s.keep}" ${wiring.key.public}\n`) : [];
+    return fileVars('SILVER_BACKUP_RECEIVE_KEYS', lines.join(''));
   }
   if (!layer.startsWith('service/')) return {};
   const name = layer.slice('service/'.length);

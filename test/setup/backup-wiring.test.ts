@@ -22,7 +22,7 @@ const nodes: AddressedNode[] = [
   { name: 'db.b.test', role: 'service:postgresql', address: '10.4.3.5' },
   { name: 'balancer.b.test', role: 'balancer', address: '10.4.3.6' },
 ];
-const wiring: BackupWiring = { key: { private: '-----BEGIN OPENSSH PRIVATE KEY-----\nSECRETKEYBODY\n-----END OPENSSH PRIVATE KEY-----\n', public: 'ssh-ed25519 AAAAPUB silver-backup-b' }, target: nodes[3]!, targetHostKey: 'ssh-ed25519 AAAAHOST' };
+const wiring: BackupWiring = { key: { private: '-----BEGIN OPENSSH PRIVATE KEY-----\nSECRETKEYBODY\n-----END OPENSSH PRIVATE KEY-----\n', public: 'ssh-ed25519 AAAAPUB silver-backup-b' }, target: nodes[3]!, targetHostKey: 'ssh-ed25519 AAAAHOST', senders: [{ name: 'db.b.test', address: '10.4.3.5', keep: 3 }] };
 
 function errors(svc: string): string[] {
   try {
@@ -55,7 +55,8 @@ test('the service layer gets the timer, the conf and the key; the copy node gets
   t.regex(svc['SILVER_BACKUP_TIMER']!, /^Persistent=true$/m);
   t.is(svc['SILVER_BACKUP_SERVICE_UNIT'], backupUnits('x').service);
   const receiver = layerVars(ns, nodes[3]!, nodes, 'base', 'deploy', false, new Map(), null, wiring);
-  t.is(receiver['SILVER_BACKUP_RECEIVE_KEYS'], 'restrict,command="/usr/local/lib/silverlining/bin/silver-backup-receive" ssh-ed25519 AAAAPUB silver-backup-b\n');
+  // (one line per service node: only from its address, the node and its keep in the forced command)
+  t.is(receiver['SILVER_BACKUP_RECEIVE_KEYS'], 'restrict,from="10.4.3.5",command="/usr/local/lib/silverlining/bin/silver-backup-receive db.b.test 3" ssh-ed25519 AAAAPUB silver-backup-b\n');
   for (const n of nodes) {
     for (const layer of ['base', 'wire', n.role.startsWith('service:') ? 'service/postgresql' : n.role]) {
       const v = layerVars(ns, n, nodes, layer, 'deploy', false, new Map(), null, wiring);
@@ -78,9 +79,9 @@ const dir = mkdtempSync(join(tmpdir(), 'silver-receive-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 const script = join(dir, 'silver-backup-receive');
 writeFileSync(script, readFileSync(join(layersRoot(), 'base/bin/silver-backup-receive'), 'utf8').replace(/^ROOT=.*$/m, `ROOT=${dir}/copies`));
-function receive(command: string, input: Buffer | string): Promise<{ code: number; stdout: string; stderr: string }> {
+function receive(command: string, input: Buffer | string, forced = ['db.b.test', '2']): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = execFile('sh', [script], { env: { PATH: process.env['PATH']!, SSH_ORIGINAL_COMMAND: command } }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    const p = execFile('sh', [script, ...forced], { env: { PATH: process.env['PATH']!, SSH_ORIGINAL_COMMAND: command } }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
     // (a refused command exits before it reads its input: the write may meet a closed pipe)
     p.stdin!.on('error', () => undefined);
     p.stdin!.end(input);
@@ -113,4 +114,13 @@ test.serial('silver-backup-receive keeps a whole file, refuses a damaged one or 
     for (const ext of ['pgdump', 'meta']) t.is((await receive(`put db.b.test blog ${st}.${ext} 1 ${sha('x')} 2`, 'x')).code, 0);
   }
   t.deepEqual(readdirSync(join(dir, 'copies/db.b.test/blog')).sort(), ['20261202T060000Z.meta', '20261202T060000Z.pgdump', '20261202T070000Z.meta', '20261202T070000Z.pgdump']);
+  // Attack: a service node's root, with the shared key, files a copy as another node, or asks to
+  // keep 1 (pruning what is there): the forced command's node and keep decide.
+  const other = await receive(`put mysql.b.test blog 20261202T080000Z.pgdump 1 ${sha('x')} 2`, 'x');
+  t.is(other.code, 1);
+  t.regex(other.stderr, /this key takes copies of db\.b\.test only/);
+  t.false(readdirSync(join(dir, 'copies')).includes('mysql.b.test'));
+  for (const ext of ['pgdump', 'meta']) t.is((await receive(`put db.b.test blog 20261202T080000Z.${ext} 1 ${sha('x')} 1`, 'x')).code, 0);
+  t.is(readdirSync(join(dir, 'copies/db.b.test/blog')).filter((f) => f.endsWith('.meta')).length, 2, 'keep 1 asked, the forced command\'s 2 kept');
+  t.regex((await receive(`put db.b.test blog 20261202T090000Z.meta 1 ${sha('x')} 2`, 'x', [])).stderr, /names no node/);
 });
