@@ -16,8 +16,20 @@ export function fileVars(name: string, content: string): Record<string, string> 
 
 const HEALTH = '\tlocation = /.silver/health { access_log off; default_type text/plain; return 200 "ok\\n"; }';
 
+/**
+ * The header by which a balancer names the location (its backend, `app_<app>_<i>`) it routed a
+ * request to. The app servers' nginx routes by the path as it decodes and resolves it, the
+ * balancer by the path as sent: `/blog/../x` or `/%62log/x` would otherwise reach through one
+ * location's backend — its maintenance or read-only mode — the app of another. nginx answers 421
+ * to a request whose header names another location than the one it chose; a request without it
+ * (a nodeset without a balancer, or a balancer of an older silver while setup-node runs) passes:
+ * the balancer sets it on every request, whatever the client sent.
+ */
+export const ROUTE_HEADER = 'X-Silver-Backend';
+
 /** An app server's front proxy: one server per host name, a location per app, the health URL. */
 export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
+  const backendOf = new Map(backendNames(ns.locations).map((n) => [n.location, n.backend]));
   const out = [
     '# managed by silver: the front proxy of this app server',
     'include /etc/silverlining/nginx/upstream-*.conf;',
@@ -40,6 +52,7 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
       // Files of the app's active static folder first (when it has one), the app second.
       out.push(
         `\tlocation ${l.path} {`,
+        `\t\tif ($http_${ROUTE_HEADER.toLowerCase().replaceAll('-', '_')} !~ "^(${backendOf.get(l)})?$") { return 421 "misdirected request\\n"; }`,
         `\t\talias /var/lib/silverlining/apps/${l.app}/static-active/;`,
         `\t\ttry_files $uri @silver_${i + 1};`,
         '\t\tdisable_symlinks if_not_owner;',
@@ -120,10 +133,23 @@ function tlsFrontend(tls: BalancerTls): string[] {
       : ['\thttp-request redirect scheme https code 301 if !{ ssl_fc }']),
     '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
     ...(tls.hsts ? [`\thttp-response set-header Strict-Transport-Security "max-age=${tls.hsts}" if { ssl_fc }`] : []),
+    ...REQUEST_RULES,
     // (before the host names' routes: the first use_backend that matches wins)
     ...(peer ? ['\tuse_backend acme_peer if !{ ssl_fc } silver_acme'] : []),
   ];
 }
+
+/**
+ * What every request goes through before it is routed. The Host header whole: req.hdr splits a
+ * value at its commas, and `Host: a.test:1,b.test` would match b.test's rules while nginx serves
+ * a.test — a request with more than one value is refused (routes read req.fhdr). And what the apps
+ * are told of the request is the balancer's to say, not the client's: the scheme, no forwarded host.
+ */
+const REQUEST_RULES = [
+  '\thttp-request deny deny_status 400 if { req.hdr_cnt(host) gt 1 }',
+  '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
+  '\thttp-request del-header X-Forwarded-Host',
+];
 
 /** A pair's peer for the validation requests this balancer cannot answer (see tlsFrontend). */
 function acmePeerBackend(peer: string): string[] {
@@ -191,7 +217,7 @@ export function haproxyCfg(
     '',
     'frontend www',
     '\tbind :80',
-    ...(tls ? tlsFrontend(tls) : ['\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }']),
+    ...(tls ? tlsFrontend(tls) : ['\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }', ...REQUEST_RULES]),
     ...frontendRoutes(hostnames, named),
     '',
     'backend unknown_host',
@@ -203,7 +229,7 @@ export function haproxyCfg(
 }
 
 /** The locations with their backends' names, in nodeset order. */
-function backendNames(locations: readonly BalancedLocation[]): { backend: string; location: BalancedLocation }[] {
+export function backendNames(locations: readonly BalancedLocation[]): { backend: string; location: BalancedLocation }[] {
   const count = new Map<string, number>();
   return locations.map((location) => {
     const i = (count.get(location.app) ?? 0) + 1;
@@ -219,23 +245,23 @@ function backendNames(locations: readonly BalancedLocation[]): { backend: string
 function frontendRoutes(hostnames: readonly string[], named: readonly { backend: string; location: BalancedLocation }[]): string[] {
   const out: string[] = [];
   if (hostnames.length > 0) {
-    out.push(`\tacl silver_host req.hdr(host),field(1,:) -i ${hostnames.join(' ')}`, '\tuse_backend unknown_host if !silver_host');
+    out.push(`\tacl silver_host req.fhdr(host),field(1,:) -i ${hostnames.join(' ')}`, '\tuse_backend unknown_host if !silver_host');
   }
   const hosts = [...new Set(named.map((n) => n.location.host))];
   for (const host of hosts) {
     // (a stable sort: equal lengths keep nodeset order)
     const own = named.filter((n) => n.location.host === host).sort((a, b) => b.location.path.length - a.location.path.length);
     for (const { backend, location } of own) {
-      out.push(`\tuse_backend ${backend} if { req.hdr(host),field(1,:) -i ${host} } { path_beg ${location.path} }`);
+      out.push(`\tuse_backend ${backend} if { req.fhdr(host),field(1,:) -i ${host} } { path_beg ${location.path} }`);
     }
   }
   out.push('\tdefault_backend unknown_host');
   return out;
 }
 
-/** The `http-check send` line of a location: its app's health path under the location's path. */
-function healthCheckLine(location: BalancedLocation, healthPath: string): string {
-  return `\thttp-check send meth GET uri ${location.path.slice(0, -1)}${healthPath} ver HTTP/1.1 hdr Host ${location.host}`;
+/** The `http-check send` line of a location: its app's health path under the location's path (silver-balancer's check_line writes the same). */
+function healthCheckLine(backend: string, location: BalancedLocation, healthPath: string): string {
+  return `\thttp-check send meth GET uri ${location.path.slice(0, -1)}${healthPath} ver HTTP/1.1 hdr Host ${location.host} hdr ${ROUTE_HEADER} ${backend}`;
 }
 
 /** The page a held-back request gets: the mode's message (HTML-escaped by silver-balancer). */
@@ -274,10 +300,11 @@ function locationBackend(backend: string, location: BalancedLocation, appservers
   return [
     `backend ${backend}`,
     `\t# silver-location ${location.app} ${location.host} ${location.path}`,
+    `\thttp-request set-header ${ROUTE_HEADER} ${backend}`,
     ...modeRules(location.app),
     '\tbalance roundrobin',
     '\toption httpchk',
-    healthCheckLine(location, healthPath),
+    healthCheckLine(backend, location, healthPath),
     '\thttp-check expect rstatus ^2',
     '\tdefault-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2',
     ...appservers.map((a) => `\tserver ${a.name} ${a.address}:80 check`),

@@ -22,8 +22,9 @@ const run = canRunLxc ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-modes-'));
 const env = { SILVER_HOME: join(dir, 'home') };
 const file = join(dir, 'modes.conf');
-// Two apps: hello on modes.test, "second" (the same code under another name) on other.modes.test.
-writeFileSync(file, helloNodeset(NODESET, 'modes.test', config).replace('locations = http://modes.test/ hello', 'locations =\n    http://modes.test/ hello\n    http://other.modes.test/ second'));
+// Two apps: hello on modes.test, "second" (the same code under another name) on other.modes.test
+// and under modes.test/two/ (a path of hello's host: the path-confusion attack below).
+writeFileSync(file, helloNodeset(NODESET, 'modes.test', config).replace('locations = http://modes.test/ hello', 'locations =\n    http://modes.test/ hello\n    http://other.modes.test/ second\n    http://modes.test/two/ second'));
 const BALANCER = 'balancer.modes.test';
 const A1 = 'app1.modes.test';
 let addr: Record<string, string> = {};
@@ -293,4 +294,37 @@ run("an app server's port 80 is closed to the host and open from the balancer: n
   const rules = (await on(A1, 'nft list chain inet silver input')).out;
   t.regex(rules, new RegExp(`ip saddr \\{ [^}]*${addr[BALANCER]!.replaceAll('.', '\\.')}[^}]* \\} tcp dport 80 accept`));
   t.notRegex(rules, /^\s*tcp dport 80 accept/m);
+});
+
+run('attack: a path the balancer routes to one app and nginx (decoding, resolving) to another gets 421, never the other app past its mode; a Host header with two values gets 400', async (t) => {
+  const whose = (a: Answer) => (a.status === 200 ? (/version 1-(\w+)/.exec(a.body)?.[1] ?? '?') : String(a.status));
+  t.is(whose(await ask('modes.test', 'GET', '/two/x')), 'second');
+  t.is(whose(await ask('modes.test', 'GET', '/x')), 'hello');
+  // hello in maintenance: paths the balancer gives second's location, nginx hello's.
+  await maint('on', '--app', 'hello');
+  try {
+    await heldBack(t, 'modes.test', 'POST', '30');
+    for (const path of ['/two/../x', '/two/%2e%2e/x', '/two/..%2fx', '/two/./../x']) t.is(whose(await ask('modes.test', 'POST', path)), '421', path);
+  } finally {
+    await maint('off', '--app', 'hello');
+  }
+  // second in maintenance: paths the balancer gives hello's location, nginx second's.
+  await maint('on', '--app', 'second');
+  try {
+    t.is((await ask('modes.test', 'POST', '/two/x')).status, 503);
+    for (const path of ['/x/../two/x', '/%74wo/x', '//two/x', '/./two/x']) t.is(whose(await ask('modes.test', 'POST', path)), '421', path);
+    // (the balancer's routing by the whole Host header: a second value never picks the rules)
+    const comma = await new Promise<number>((resolve, reject) => {
+      const req = request({ host: addr[BALANCER], port: 80, path: '/', headers: { Host: 'other.modes.test:1,modes.test' }, timeout: 10_000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    t.is(comma, 400);
+  } finally {
+    await maint('off', '--app', 'second');
+  }
+  t.is(whose(await ask('modes.test', 'POST', '/two/x')), 'second');
 });

@@ -22,6 +22,7 @@ const run = HAPROXY ? test.serial : test.serial.skip;
 const dir = mkdtempSync(join(tmpdir(), 'silver-haproxy-modes-'));
 const paths = { cfg: join(dir, 'haproxy.cfg'), sock: join(dir, 'admin.sock'), modes: join(dir, 'silver-modes.map'), allow: join(dir, 'silver-allow.acl'), pages: join(dir, 'silver-pages.map'), run: join(dir, 'run'), script: join(dir, 'silver-balancer') };
 let app: Server;
+let checkedWith: string | undefined;
 let haproxy: ChildProcess | null = null;
 let port = 0;
 
@@ -116,6 +117,9 @@ test.before(async () => {
     req.on('data', (c) => (body += c));
     req.on('end', () => {
       res.setHeader('Content-Type', 'text/plain');
+      if (req.url === '/health') checkedWith = req.headers['x-silver-backend'] as string | undefined;
+      // (what the app is told of a request: the balancer's route, scheme and forwarded host)
+      if (req.url?.endsWith('/headers')) return void res.end(JSON.stringify({ backend: req.headers['x-silver-backend'], proto: req.headers['x-forwarded-proto'], fwdHost: req.headers['x-forwarded-host'] ?? null }));
       res.end(req.url === '/health' ? 'ok\n' : `hello from the app: ${req.method} ${req.url}${body ? ` ${body}` : ''}\n`);
     });
   });
@@ -303,6 +307,32 @@ run('a page that is too big, not UTF-8 or not base64, or a bad app name, is refu
     t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
   }
   t.is(readFileSync(paths.pages, 'utf8'), before);
+});
+
+/** A request with headers of the client's choosing. */
+function ask(path: string, headers: Record<string, string>): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+run('attack: the route header names the backend the balancer chose, whatever the client sent; the health check carries it; a Host with a comma is refused; the scheme and forwarded host are the balancer\'s', async (t) => {
+  const forged = { 'X-Silver-Backend': 'app_wiki_1', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'evil.test' };
+  const root = await ask('/headers', { Host: 'modes.test', ...forged });
+  t.is(root.status, 200);
+  t.deepEqual(JSON.parse(root.body), { backend: 'app_hello_1', proto: 'http', fwdHost: null });
+  t.is(JSON.parse((await ask('/wiki/headers', { Host: 'modes.test', ...forged })).body).backend, 'app_wiki_1');
+  t.is(checkedWith, 'app_hello_1', 'the health check names its backend too');
+  // `Host: other:1,modes.test` would match modes.test's rules by its second value: refused.
+  for (const host of ['other.test:1,modes.test', 'modes.test,modes.test']) t.is((await ask('/', { Host: host })).status, 400, host);
 });
 
 run('a mode survives a restart of HAProxy: it loads the files', async (t) => {

@@ -10,7 +10,11 @@ test('the front proxy has a server per host name, in byte order, and a location 
   const bHost = conf.slice(conf.indexOf('server_name www.b.com'));
   t.deepEqual([...bHost.matchAll(/location (\/\S*) \{/g)].map((m) => m[1]), ['/', '/api/']);
   // The app's static files first, then the app, through a named location per location.
-  t.regex(conf, /location \/wiki\/ \{\n\t\talias \/var\/lib\/silverlining\/apps\/wiki\/static-active\/;\n\t\ttry_files \$uri @silver_1;\n[\s\S]*?\}\n\tlocation @silver_1 \{\n\t\tproxy_pass http:\/\/silver_app_wiki;[\s\S]*?X-Forwarded-Prefix \/wiki\/;/);
+  t.regex(conf, /location \/wiki\/ \{\n\t\tif \(\$http_x_silver_backend !~ "\^\(app_wiki_1\)\?\$"\) \{ return 421 "misdirected request\\n"; \}\n\t\talias \/var\/lib\/silverlining\/apps\/wiki\/static-active\/;\n\t\ttry_files \$uri @silver_1;\n[\s\S]*?\}\n\tlocation @silver_1 \{\n\t\tproxy_pass http:\/\/silver_app_wiki;[\s\S]*?X-Forwarded-Prefix \/wiki\/;/);
+  // Attack: a path the balancer routes to one location and nginx, decoding and resolving it, to
+  // another (/blog/../x, /%62log/x) would reach an app past its own location's mode: each location
+  // answers 421 unless the balancer's route header names its backend (or there is none).
+  t.deepEqual([...conf.matchAll(/if \(\$http_x_silver_backend !~ "\^\((\S+)\)\?\$"\)/g)].map((m) => m[1]), ['app_wiki_1', 'app_site_1', 'app_blog_1', 'app_api_1']);
   t.true(conf.includes('\tlocation = /.silver/health { access_log off; default_type text/plain; return 200 "ok\\n"; }'));
   t.true(conf.endsWith('}\n'));
   t.is(md5(conf), md5(nginxFrontConf({ locations: [loc('www.b.com', '/', 'blog'), loc('a.com', '/wiki/', 'wiki'), loc('www.b.com', '/api/', 'api'), loc('a.com', '/', 'site')] as never })));
@@ -36,18 +40,19 @@ test('the balancer has a backend per location, named by app and its location cou
   t.deepEqual(section(cfg, 'backend app_wiki_1').filter((l) => !/silver_mode|silver_(allowed|reads)/.test(l)), [
     'backend app_wiki_1',
     '\t# silver-location wiki foobar.com /wiki/',
+    '\thttp-request set-header X-Silver-Backend app_wiki_1',
     '\tbalance roundrobin',
     '\toption httpchk',
-    '\thttp-check send meth GET uri /wiki/health ver HTTP/1.1 hdr Host foobar.com',
+    '\thttp-check send meth GET uri /wiki/health ver HTTP/1.1 hdr Host foobar.com hdr X-Silver-Backend app_wiki_1',
     '\thttp-check expect rstatus ^2',
     '\tdefault-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2',
     '\tserver app1.foobar.com 10.4.3.2:80 check',
     '\tserver app2.foobar.com 10.4.3.3:80 check',
   ]);
-  t.true(section(cfg, 'backend app_blog_1').includes('\thttp-check send meth GET uri /status/ok ver HTTP/1.1 hdr Host foobar.com'));
-  t.true(section(cfg, 'backend app_blog_2').includes('\thttp-check send meth GET uri /status/ok ver HTTP/1.1 hdr Host www.foobar.com'));
+  t.true(section(cfg, 'backend app_blog_1').includes('\thttp-check send meth GET uri /status/ok ver HTTP/1.1 hdr Host foobar.com hdr X-Silver-Backend app_blog_1'));
+  t.true(section(cfg, 'backend app_blog_2').includes('\thttp-check send meth GET uri /status/ok ver HTTP/1.1 hdr Host www.foobar.com hdr X-Silver-Backend app_blog_2'));
   // An app without a health path is checked at its location's root.
-  t.true(section(cfg, 'backend app_api_1').includes('\thttp-check send meth GET uri /wiki/api/ ver HTTP/1.1 hdr Host foobar.com'));
+  t.true(section(cfg, 'backend app_api_1').includes('\thttp-check send meth GET uri /wiki/api/ ver HTTP/1.1 hdr Host foobar.com hdr X-Silver-Backend app_api_1'));
   t.true(cfg.endsWith('\tserver app2.foobar.com 10.4.3.3:80 check\n'));
   // Retries and redispatch stay in the defaults.
   t.regex(cfg, /\n\toption redispatch 1\n\tretry-on conn-failure empty-response response-timeout 502 503\n/);
@@ -59,12 +64,17 @@ test('the balancer routes a known host by path, longest first, and 404s other ho
     'frontend www',
     '\tbind :80',
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
-    '\tacl silver_host req.hdr(host),field(1,:) -i foobar.com www.foobar.com',
+    // (more than one Host value refused; the scheme and host the apps see are the balancer's)
+    '\thttp-request deny deny_status 400 if { req.hdr_cnt(host) gt 1 }',
+    '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
+    '\thttp-request del-header X-Forwarded-Host',
+    // (the Host header whole: req.hdr would split it at commas)
+    '\tacl silver_host req.fhdr(host),field(1,:) -i foobar.com www.foobar.com',
     '\tuse_backend unknown_host if !silver_host',
-    '\tuse_backend app_api_1 if { req.hdr(host),field(1,:) -i foobar.com } { path_beg /wiki/api/ }',
-    '\tuse_backend app_wiki_1 if { req.hdr(host),field(1,:) -i foobar.com } { path_beg /wiki/ }',
-    '\tuse_backend app_blog_1 if { req.hdr(host),field(1,:) -i foobar.com } { path_beg / }',
-    '\tuse_backend app_blog_2 if { req.hdr(host),field(1,:) -i www.foobar.com } { path_beg / }',
+    '\tuse_backend app_api_1 if { req.fhdr(host),field(1,:) -i foobar.com } { path_beg /wiki/api/ }',
+    '\tuse_backend app_wiki_1 if { req.fhdr(host),field(1,:) -i foobar.com } { path_beg /wiki/ }',
+    '\tuse_backend app_blog_1 if { req.fhdr(host),field(1,:) -i foobar.com } { path_beg / }',
+    '\tuse_backend app_blog_2 if { req.fhdr(host),field(1,:) -i www.foobar.com } { path_beg / }',
     '\tdefault_backend unknown_host',
   ]);
   t.deepEqual(section(cfg, 'backend unknown_host'), ['backend unknown_host', '\thttp-request return status 404 content-type text/plain string "unknown host"']);
@@ -77,7 +87,7 @@ test('the balancer routes a known host by path, longest first, and 404s other ho
 test('the balancer without host names routes by location only; without locations it answers 404 to all', (t) => {
   const noNames = haproxyCfg([], servers, [loc('a.com', '/', 'site')], new Map());
   t.notRegex(noNames, /acl silver_host|!silver_host/);
-  t.regex(noNames, /\tuse_backend app_site_1 if \{ req\.hdr\(host\),field\(1,:\) -i a\.com \} \{ path_beg \/ \}\n\tdefault_backend unknown_host\n/);
+  t.regex(noNames, /\tuse_backend app_site_1 if \{ req\.fhdr\(host\),field\(1,:\) -i a\.com \} \{ path_beg \/ \}\n\tdefault_backend unknown_host\n/);
   const empty = haproxyCfg(['foobar.com'], servers, [], new Map());
   t.deepEqual([...empty.matchAll(/^backend (\S+)$/gm)].map((m) => m[1]), ['unknown_host']);
   t.regex(empty, /\tuse_backend unknown_host if !silver_host\n\tdefault_backend unknown_host\n/);
@@ -107,7 +117,7 @@ test('HTTPS: port 443 with a certificate folder, modern TLS only, the ACME answe
 test('HTTPS on a balancer pair with tls = acme: a validation request without an answer here goes to the peer, marked; a marked one gets a 404 (no loop); only plain-HTTP challenge paths', (t) => {
   const cfg = haproxyCfg(['foobar.com'], servers, locations, new Map(), { hosts: ['foobar.com'], hsts: null, acmePeer: '10.4.3.12' });
   const www = section(cfg, 'frontend www');
-  t.deepEqual(www.slice(0, 12), [
+  t.deepEqual(www.slice(0, 15), [
     'frontend www',
     '\tbind :80',
     '\tbind :443 ssl crt /etc/haproxy/certs/ alpn http/1.1',
@@ -119,10 +129,13 @@ test('HTTPS on a balancer pair with tls = acme: a validation request without an 
     '\thttp-request return status 404 content-type text/plain string "no such challenge" if !{ ssl_fc } silver_acme silver_acme_forwarded',
     '\thttp-request redirect scheme https code 301 if !{ ssl_fc } !silver_acme',
     '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
+    '\thttp-request deny deny_status 400 if { req.hdr_cnt(host) gt 1 }',
+    '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
+    '\thttp-request del-header X-Forwarded-Host',
     // (before the host names' routes: the first use_backend that matches wins)
     '\tuse_backend acme_peer if !{ ssl_fc } silver_acme',
   ]);
-  t.is(www[12], '\tacl silver_host req.hdr(host),field(1,:) -i foobar.com');
+  t.is(www[15], '\tacl silver_host req.fhdr(host),field(1,:) -i foobar.com');
   t.deepEqual(section(cfg, 'backend acme_peer'), ['backend acme_peer', '\thttp-request set-header X-Silver-Acme-Peer 1', '\tserver peer 10.4.3.12:80']);
   // One balancer (or tls = FILE on a pair): no forwarding, every other plain request redirected.
   for (const tls of [{ hosts: ['foobar.com'], hsts: null }, { hosts: ['foobar.com'], hsts: null, acmePeer: null }]) {

@@ -109,7 +109,7 @@ test('set-health rewrites the check of each of the app\'s backends as haproxyCfg
   const was = before.split('\n');
   t.deepEqual(
     after.split('\n').filter((line, i) => line !== was[i]),
-    ['\thttp-check send meth GET uri /wiki/health ver HTTP/1.1 hdr Host foobar.com', '\thttp-check send meth GET uri /w/health ver HTTP/1.1 hdr Host www.foobar.com'],
+    ['\thttp-check send meth GET uri /wiki/health ver HTTP/1.1 hdr Host foobar.com hdr X-Silver-Backend app_wiki_1', '\thttp-check send meth GET uri /w/health ver HTTP/1.1 hdr Host www.foobar.com hdr X-Silver-Backend app_wiki_2'],
   );
   t.is(statSync(tr.cfg).mode & 0o777, 0o644);
   const [check, reload, ...rest] = calls(tr);
