@@ -433,6 +433,29 @@ test('silver-deploy: a switch killed after the links moved (before nginx reloade
   t.true(status.stdout.startsWith(`app blog active ${two} previous ${one} `), status.stdout);
 });
 
+test('silver-deploy: an intent a crash left empty (or naming no staged instance) does not block the app: the upstream follows the active link, the verbs go on', async (t) => {
+  const tr = tree(DEPLOY);
+  const [one, two] = [inst('blog', 1), inst('blog', 2)];
+  await stage(tr, 'blog', one, 8001);
+  await switchTo(tr, 'blog', one);
+  await stage(tr, 'blog', two, 8002);
+  for (const intent of ['', `${two}`, 'blog.2099-01-01_001 -', '../../etc x\n']) {
+    // (a crash after the upstream was rewritten for the new instance, the intent lost)
+    writeFileSync(join(tr.nginx, 'upstream-blog.conf'), serving('blog', two, 8002));
+    writeFileSync(journal(tr, 'blog'), intent);
+    const status = await deploy(tr, 'status');
+    t.is(status.code, 0, status.stderr);
+    t.regex(status.stderr, /the intent of blog's interrupted switch cannot be read: its upstream follows the active link/);
+    t.false(existsSync(journal(tr, 'blog')), JSON.stringify(intent));
+    t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001), 'the upstream names the active instance again');
+    t.is(link(tr, 'blog', 'active'), `instances/${one}`);
+  }
+  // And the next switch goes through.
+  writeFileSync(journal(tr, 'blog'), '');
+  t.is((await deploy(tr, 'switch', 'blog', two)).code, 0);
+  t.is(link(tr, 'blog', 'active'), `instances/${two}`);
+});
+
 test('silver-deploy: a switch killed during nginx -t (upstream replaced, links not moved) converges on the next status', async (t) => {
   const tr = tree(DEPLOY);
   const [one, two] = [inst('blog', 1), inst('blog', 2)];
