@@ -385,6 +385,12 @@ export class Rollout {
    * previous), last switched first.
    */
   async restore(target: string, before: ReadonlyMap<string, NodeBefore>, failedNode: string | null): Promise<boolean> {
+    // (a run that lost its lock puts nothing back: another may be switching these nodes now, and
+    // converges what this one left from the record on the nodes)
+    if (this.lease?.lost) {
+      this.s.rt.io.err(`silver: nothing is put back: the deploy lock was lost (${this.lease.lost}); the next update or rollback converges from the nodes' record`);
+      return false;
+    }
     await this.stops.finish();
     const unswitched = new Set([...(failedNode ? [failedNode] : []), ...this.begun]);
     for (const node of unswitched) if (!this.switched.includes(node) && before.get(node)?.active !== target) await this.stopNow(node, target);

@@ -239,12 +239,19 @@ export function parseGet<T>(stdout: string): Map<string, T> {
   return out;
 }
 
+/** How long a node's answer to a heartbeat is waited for: a node that hangs must not hold up the others' renewals. */
+export const BEAT_TIMEOUT_MS = 10_000;
+/** The lease counts as lost this long before its TTL ends since the last renewal a majority confirmed. */
+const EXPIRY_MARGIN_MS = 5_000;
+
 /** A held deploy lock: renewed by a heartbeat until released. */
 export class Lease {
   private timer: NodeJS.Timeout | null = null;
   private beating: Promise<void> = Promise.resolve();
-  /** Set when a heartbeat finds the lock gone or taken: the holder must stop. */
-  lost: string | null = null;
+  /** Set when a heartbeat finds the lock gone or taken. */
+  private lostReason: string | null = null;
+  /** When the last renewal a majority confirmed was sent (the lock's TTL runs from then on the nodes). */
+  private confirmedAt: number;
 
   private majority: number;
 
@@ -256,8 +263,10 @@ export class Lease {
     /** Every node the nodeset implies (the majority counts these). */
     private total: number,
     heartbeatMs = HEARTBEAT_MS,
+    private readonly now: () => number = Date.now,
   ) {
     this.majority = Math.floor(total / 2) + 1;
+    this.confirmedAt = now();
     if (heartbeatMs > 0) {
       this.timer = setInterval(() => {
         this.beating = this.beating.then(() => this.beat());
@@ -266,17 +275,31 @@ export class Lease {
     }
   }
 
+  /**
+   * Set when the holder must stop: a heartbeat found the lock gone or taken, or no renewal has been
+   * confirmed for so long that the lock may have lapsed on the nodes (this process was paused, or
+   * the nodes did not answer) — another run may hold it already, though no heartbeat has said so.
+   */
+  get lost(): string | null {
+    if (this.lostReason) return this.lostReason;
+    const since = this.now() - this.confirmedAt;
+    if (since > LOCK_TTL_SECONDS * 1000 - EXPIRY_MARGIN_MS) return `no renewal was confirmed for ${Math.round(since / 1000)}s (the lock lapses after ${LOCK_TTL_SECONDS}s): another run may hold it`;
+    return null;
+  }
+
   /** One heartbeat on every node (taking the lock again where it had lapsed but is free). */
   async beat(): Promise<void> {
+    const sent = this.now();
     const answers = await Promise.all(
       this.nodes.map(async (node) => {
-        const r = await this.remote.exec(node, stateVerbs.lock(this.token, LOCK_TTL_SECONDS, this.holder)).catch(() => null);
+        const r = await this.remote.exec(node, stateVerbs.lock(this.token, LOCK_TTL_SECONDS, this.holder), undefined, BEAT_TIMEOUT_MS).catch(() => null);
         return r ? parseLockAnswer(node, r.code, r.stdout, r.stderr) : null;
       }),
     );
     const held = answers.find((a) => a?.outcome === 'held');
     const mine = answers.filter((a) => a && a.outcome !== 'held' && a.outcome !== 'error').length;
-    if (mine < this.majority) this.lost = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
+    if (mine < this.majority) this.lostReason = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
+    else if (!this.lostReason) this.confirmedAt = sent;
   }
 
   /**

@@ -231,7 +231,8 @@ const helperLists = new Map<string, string[]>();
 /** The names of a layer's `bin/` helpers. */
 export function helperNames(layer: string, root: string): string[] {
   const dir = join(root, layer, 'bin');
-  return once(helperLists, dir, () => (existsSync(dir) ? readdirSync(dir).sort() : []));
+  // (files only: a folder a tool left there, such as Python's __pycache__, is no helper)
+  return once(helperLists, dir, () => (existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort() : []));
 }
 
 const installs = new Map<string, string[]>();

@@ -551,6 +551,39 @@ test('a balancer that refuses the page stops the update before anything switches
   t.false(nodes.verbs(undefined).some((v) => / switch /.test(v)));
 });
 
+test('a lease counts as lost when no renewal was confirmed for its TTL less a margin (a paused silver, nodes that do not answer), and a rollout that lost its lock puts nothing back', async (t) => {
+  const { Lease, BEAT_TIMEOUT_MS } = await import('../../src/deploy/shared-state.js');
+  const { Remote } = await import('../../src/remote/executor.js');
+  const { Rollout } = await import('../../src/deploy/rollout.js');
+  let answer: 'renewed' | 'none' = 'renewed';
+  const timeouts: (number | undefined)[] = [];
+  const remote = new Remote({
+    exec: async (_node: string, _cmd: string, _stdin: unknown, timeoutMs?: number) => {
+      timeouts.push(timeoutMs);
+      return answer === 'renewed' ? { code: 0, stdout: 'renewed\n', stderr: '' } : Promise.reject(new Error('timed out'));
+    },
+  } as unknown as ConstructorParameters<typeof Remote>[0]);
+  let now = 1_000_000;
+  const lease = new Lease(remote, ['a', 'b', 'c'], 'tokentoken1', 'me', 3, 0, () => now);
+  now += 20_000;
+  t.is(lease.lost, null, '20 s after the lock was taken: still ours');
+  now += 6_000;
+  t.regex(lease.lost ?? '', /^no renewal was confirmed for 26s \(the lock lapses after 30s\): another run may hold it$/);
+  // A renewal a majority confirms: ours again (the nodes had it still, or took it again while free).
+  await lease.beat();
+  t.is(lease.lost, null);
+  t.true(timeouts.every((x) => x === BEAT_TIMEOUT_MS), 'each node\'s answer is waited for a bounded time');
+  // Renewals that no node answers: lost once the time is up, though no heartbeat said so.
+  answer = 'none';
+  await lease.beat();
+  t.regex(lease.lost ?? '', /renewed on only 0 nodes/);
+  // A rollout whose lock is lost moves no node back.
+  const said: string[] = [];
+  const r = new Rollout({ rt: { io: { err: (x: string) => said.push(x) } } } as never, 'hello', lease, { graceMs: 5 });
+  t.false(await r.restore('hello.2026-01-01_001', new Map(), 'a'));
+  t.regex(said.join('\n'), /nothing is put back: the deploy lock was lost/);
+});
+
 test('a lease in a nodeset of two keeps its lock while replace-node sets the rebuilt node aside; without that, the first beat loses it', async (t) => {
   const { Lease } = await import('../../src/deploy/shared-state.js');
   const { Remote } = await import('../../src/remote/executor.js');
