@@ -152,6 +152,13 @@ export async function converge(s: Session, rec: RolloutRecord | null, graceMs = 
   if (!rec || rec.state !== 'running') return { convergence: null, seq: rec?.seq ?? 0 };
   const say = (t: string) => s.rt.io.err(t);
   say(`found an interrupted ${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})`);
+  // A migration the interrupted update started may still run on the primary (nothing ends a
+  // remote command when silver dies): nothing is put back or started beside it.
+  const primary = s.appservers[0]?.name;
+  if (rec.kind === 'update' && primary) {
+    const m = await s.remote.exec(primary, deployVerbs.migrating(rec.app)).catch(() => null);
+    if (m?.code === 0) throw new ExitError(`${primary}: the migration the interrupted update of ${rec.app} started still runs (${m.stdout.trim()}): run the update again once it has ended (silver logs ${rec.app} ${s.ns.file})`, 1);
+  }
   const states = await s.status();
   const nodes = s.appservers.map((n) => n.name).filter((n) => rec.before[n]);
   const activeOn = (n: string) => states.get(n)?.find((a) => a.app === rec.app)?.active ?? null;

@@ -174,6 +174,28 @@ test('after a crash (a record still running, one node switched) the next update 
   t.deepEqual(actives(nodes), [r.instance, r.instance]);
 });
 
+test('after a crash during a migration that still runs on the primary, the next update puts nothing back and starts nothing beside it: it stops, naming the migration', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  for (const n of [A1, A2]) nodes.app(n, 'hello').instances.set(NEW, { port: 20002, running: false, healthy: true });
+  const rec = { seq: 4, state: 'running', kind: 'update', app: 'hello', instance: NEW, holder: 'ann@box pid 1: update hello since x', started: 'x', before: { [A1]: { active: OLD, previous: null }, [A2]: { active: OLD, previous: null } }, hold: { mode: 'read-only', previous: null } };
+  for (const n of [A1, 'db.shop.test']) nodes.state.set(n, new Map([['rollout', JSON.stringify(rec)]]));
+  nodes.migrating.add(`${A1} hello`);
+  const before = nodes.calls.length;
+  const stopped = await update(ns, app, rt, opts);
+  t.false(stopped.ok);
+  t.regex(stopped.failure?.error ?? '', /app1\.shop\.test: the migration the interrupted update of hello started still runs \(silver-migrate-hello\.service\): run the update again once it has ended/);
+  const verbs = nodes.calls.slice(before).map((c) => c.argv.slice(3).join(' '));
+  t.false(verbs.some((v) => /^(mode|stop|switch|stage|migrate)\b/.test(v)), verbs.join(' | '));
+  t.is(record(nodes).state, 'running', 'the record stays open for the run after the migration');
+  t.false(locked(nodes), 'the lock is released');
+  // Once it has ended, the next update converges and deploys.
+  nodes.migrating.clear();
+  const r = await update(ns, app, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.is(r.converged?.action, 'rolled back');
+});
+
 test('after a crash with every node already switched, the next command rolls forward (stops the old instances)', async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
   deployed(nodes);

@@ -81,6 +81,8 @@ export class FakeNodes implements NodeExecutor {
   down = new Set<string>();
   /** Nodes where a stop timer cannot be set (switch-stop switches, and the replaced instance runs on). */
   noStopTimer = new Set<string>();
+  /** "NODE APP": a migration of APP runs on NODE (silver-deploy migrating answers 0). */
+  migrating = new Set<string>();
   private readonly sums = new Map<string, string>();
   /** The nodes' stop-after timers ("NODE INSTANCE"). */
   private readonly timers = new Map<string, { timer: NodeJS.Timeout; done: Promise<void>; fire: () => void }>();
@@ -288,7 +290,10 @@ export class FakeNodes implements NodeExecutor {
         return ok();
       }
       case 'migrate':
+        if (this.migrating.has(`${node} ${appName}`)) return fail(`silver-deploy: a migration of ${appName} started earlier still runs (silver-migrate-${appName}.service): wait for it to end`);
         return a.instances.has(inst!) ? ok('migrated 1 table\n') : fail(`silver-deploy: instance ${inst} is not staged`);
+      case 'migrating':
+        return this.migrating.has(`${node} ${appName}`) ? ok(`silver-migrate-${appName}.service\n`) : { code: 1, stdout: '', stderr: '' };
       case 'export': {
         if (!a.active) return fail(`silver-deploy: ${appName} has no active instance`);
         const i = a.instances.get(a.active)!;

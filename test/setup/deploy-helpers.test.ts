@@ -666,6 +666,28 @@ test('silver-deploy: fetch-script runs the decoded command as the app\'s user, i
   t.is((await deploy(tr, 'fetch-script', 'blog', one, 'tertiary', b64('x'))).code, 1);
 });
 
+test('silver-deploy: migrate runs under a unit of its own name; while one runs (an earlier update\'s, silver gone) another refuses to start, and migrating says so', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 8001);
+  clearCalls(tr);
+  t.is((await deploy(tr, 'migrating', 'blog')).code, 1, 'none runs');
+  const r = await deploy(tr, 'migrate', 'blog', one, b64('./manage.py migrate'));
+  t.is(r.code, 0, r.stderr);
+  const call = calls(tr).find((c) => c.startsWith('systemd-run'))!;
+  t.regex(call, / --slice=silver-oneoff --unit=silver-migrate-blog\.service -p User=app-blog /);
+  // One still running: no second, and migrating names it.
+  writeFileSync(join(tr.dir, 'active-units'), 'silver-migrate-blog.service\n');
+  clearCalls(tr);
+  const again = await deploy(tr, 'migrate', 'blog', one, b64('./manage.py migrate'));
+  t.is(again.code, 1);
+  t.regex(again.stdout + again.stderr, /a migration of blog started earlier still runs \(silver-migrate-blog\.service\)/);
+  t.false(calls(tr).some((c) => c.startsWith('systemd-run')));
+  const m = await deploy(tr, 'migrating', 'blog');
+  t.is(m.code, 0);
+  t.is(m.stdout, 'silver-migrate-blog.service\n');
+});
+
 test('silver-deploy: boot completes a leftover journal first, then starts the active instance of every app', async (t) => {
   const tr = tree(DEPLOY);
   const b1 = inst('blog', 1);

@@ -24,6 +24,8 @@ export const deployVerbs = {
   fetchScript: (app: string, instance: string, role: UpdateRole, command: string) => verb('fetch-script', app, instance, role, b64(command)),
   /** The migration command, once, as the app's user in the (not yet started) instance; output on stdout. */
   migrate: (app: string, instance: string, command: string) => verb('migrate', app, instance, b64(command)),
+  /** Exit 0 (and the unit's name) while a migration of the app runs, one an earlier update started included. */
+  migrating: (app: string) => verb('migrating', app),
   /** The migration path on the started instance, with `X-Silverlining-Update: migrate`. */
   migratePath: (app: string, instance: string, path: string) => verb('fetch', app, instance, path, 'migrate'),
   /** Traffic to the instance; `previous`: what the previous link becomes (default: the replaced one; `-`: none). */
