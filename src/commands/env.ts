@@ -144,6 +144,12 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       if (!current.active || inactive.length > 0) {
         throw new ExitError(`${app} has no active instance on ${(inactive.length ? inactive : s.appservers).map((n) => n.name).join(', ')}: deploy it with silver update first (or stage the change with --no-restart)`, 1);
       }
+      // (each node clones its own active instance: app servers serving different ones would end
+      // up with one instance name holding different code, the difference hidden from status)
+      const actives = new Set(s.appservers.map((n) => before.get(n.name)!.active));
+      if (actives.size > 1) {
+        throw new ExitError(`${app}'s app servers serve different instances (${s.appservers.map((n) => `${n.name}: ${before.get(n.name)!.active}`).join(', ')}): bring them to one with silver update or silver rollback first (or stage the change with --no-restart)`, 1);
+      }
       const instance = nextInstance(app, states, rt.now());
       report.instance = instance;
       const port = freePort([...states.values()].flat().flatMap((a) => a.instances.map((i) => i.port)));

@@ -177,6 +177,9 @@ class Resolution {
     }
     const file = (entry: Entry, path: string) => this.host.readFile(path.startsWith('/') ? path : join(dirname(entry.file), path));
     if (mode === 'acme') {
+      // (HTTP-01, the challenge silver answers, gives no certificate for a wildcard name)
+      const wild = hostnames.filter((h) => h.includes('*'));
+      if (wild.length > 0) this.diagnostics.push(diagnostic(modeEntry!.file, modeEntry!.line, 'tls', `acme cannot get a certificate for ${wild.join(', ')} (a wildcard needs a DNS challenge): name the hosts, or use tls = FILE`));
       const directory = this.optional(balancer, 'acme_directory', (v) => (/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/.test(v.trim()) ? null : `"${v}" must be an https:// URL of an ACME directory`))?.trim() ?? DEFAULT_ACME_DIRECTORY;
       const email = this.optional(balancer, 'acme_email', (v) => (/^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/.test(v.trim()) ? null : `"${v}" is not an e-mail address`))?.trim() ?? null;
       let ca: string | null = null;

@@ -168,3 +168,15 @@ test('env set refuses (exit 1) while an app server has no active instance, and c
   t.regex(e!.message, /no active instance .*silver update first/);
   t.false(nodes.verbs(A1).some((v) => v.startsWith('clone')));
 });
+
+test('env set refuses (exit 1) while the app servers serve different instances (each would clone its own under one name), and changes nothing', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const a2 = nodes.app(A2, 'hello');
+  a2.instances.set('hello.2026-12-01_002', { ...a2.instances.get(OLD)!, port: 20002 });
+  a2.active = 'hello.2026-12-01_002';
+  const e = await t.throwsAsync(envChange(ns, 'hello', [{ key: 'A', value: '1' }], rt, opts));
+  t.true(e instanceof ExitError && e.exitCode === 1);
+  t.regex(e!.message, new RegExp(`serve different instances \\(app1\\.shop\\.test: ${OLD.replaceAll('.', '\\.')}, app2\\.shop\\.test: hello\\.2026-12-01_002\\): bring them to one`));
+  t.false(nodes.verbs(undefined).some((v) => v.startsWith('clone')));
+});

@@ -197,6 +197,9 @@ test('tls = acme | FILE on the balancer: ACME settings (Let\'s Encrypt by defaul
   t.deepEqual(errors(`${apps}[balancer]\n`), ['/t/set.conf:6: locations: https://shop.com/ needs HTTPS on the balancer: tls = acme (or tls = FILE) in [balancer]']);
   t.deepEqual(errors(`${apps}[balancer]\ntls = nothere.pem\n`), ['/t/set.conf:10: tls: must be acme, off, or a PEM file with the chain and the key: cannot read nothere.pem']);
   t.deepEqual(errors(`${base}[appserver]\nlocations = http://shop.com/ blog\n[balancer]\nacme_email = ops@shop.com\n`), ['/t/set.conf:7: acme_email: is only meaningful with tls = acme']);
+  // A wildcard host name and tls = acme: HTTP-01 gives it no certificate (the balancer's client
+  // would refuse its configuration on every run): refused at plan, nothing created.
+  t.deepEqual(errors(`${apps}[balancer]\nhostnames = shop.com *.shop.com plain.com\ntls = acme\n`), ['/t/set.conf:11: tls: acme cannot get a certificate for *.shop.com (a wildcard needs a DNS challenge): name the hosts, or use tls = FILE']);
 });
 
 test('a balancer pair: nodes = 2 with virtual_address in the local subnet, outside the nodes\' range; anything else is a located error', (t) => {
