@@ -774,6 +774,21 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
 
   writeFileSync(join(tr.dir, 'curl.code'), '503');
   t.is((await deploy(tr, 'repair', '--check')).stdout, `blog: restart ${one} (its health check answered 503)\n`);
+  rmSync(join(tr.dir, 'curl.code'));
+
+  // A deploy that takes the nodeset's lock while repair looks (here: during the health check, as
+  // an update starting the instance it will switch to): repair stops nothing it found running.
+  writeFileSync(join(tr.dir, 'active-units'), `silver-${one}.service\nsilver-${zero}.service\n`);
+  writeFileSync(
+    join(tr.bin, 'timeout'),
+    `#!/bin/sh\n[ "$2 $3" = "bash -c" ] || exec /usr/bin/timeout "$@"\necho "http $1 http://127.0.0.1:$6$7" >> '${tr.dir}/calls.log'\nn=$(date +%s); printf 'tok-12345678 %s %s 30 %s\\n' "$n" "$n" ${b64('update')} > '${lock}'\necho 200\n`,
+    { mode: 0o755 },
+  );
+  clearCalls(tr);
+  const raced = await deploy(tr, 'repair');
+  t.is(raced.code, 0, raced.stderr);
+  t.regex(raced.stderr, /skip: a deploy took the nodeset's lock meanwhile/);
+  t.false(calls(tr).some((c) => c.startsWith('systemctl stop')), calls(tr).join(' | '));
 });
 
 test('silver-deploy: bad app names, instance names, ports, paths and packages are refused before anything is written', async (t) => {
