@@ -87,7 +87,7 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
   const checks = (await on('balancer.setup.test', "grep 'http-check send' /etc/haproxy/haproxy.cfg")).out;
   t.deepEqual(
     checks.split('\n').map((l) => l.trim()).filter(Boolean),
-    ['http-check send meth GET uri / ver HTTP/1.1 hdr Host setup.test', 'http-check send meth GET uri /blog/ ver HTTP/1.1 hdr Host setup.test'],
+    ['http-check send meth GET uri / ver HTTP/1.1 hdr Host setup.test hdr X-Silver-Backend app_hello_1', 'http-check send meth GET uri /blog/ ver HTTP/1.1 hdr Host setup.test hdr X-Silver-Backend app_blog_1'],
     'no health_check known yet: each location is checked at its root',
   );
   const balancerStatus = async () => (await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status')).out;
