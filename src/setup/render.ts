@@ -27,9 +27,17 @@ const HEALTH = '\tlocation = /.silver/health { access_log off; default_type text
  */
 export const ROUTE_HEADER = 'X-Silver-Backend';
 
+/**
+ * A location's name in ROUTE_HEADER: of its host and path alone (`loc_` and 12 hex digits of
+ * their sha256), so that it stays the same when other locations come or go — an app server and a
+ * balancer set up a moment apart (or a balancer setup-node could not reach) still agree.
+ */
+export function routeId(location: { host: string; path: string }): string {
+  return `loc_${createHash('sha256').update(`${location.host} ${location.path}`).digest('hex').slice(0, 12)}`;
+}
+
 /** An app server's front proxy: one server per host name, a location per app, the health URL. */
 export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
-  const backendOf = new Map(backendNames(ns.locations).map((n) => [n.location, n.backend]));
   const out = [
     '# managed by silver: the front proxy of this app server',
     'include /etc/silverlining/nginx/upstream-*.conf;',
@@ -52,7 +60,7 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
       // Files of the app's active static folder first (when it has one), the app second.
       out.push(
         `\tlocation ${l.path} {`,
-        `\t\tif ($http_${ROUTE_HEADER.toLowerCase().replaceAll('-', '_')} !~ "^(${backendOf.get(l)})?$") { return 421 "misdirected request\\n"; }`,
+        `\t\tif ($http_${ROUTE_HEADER.toLowerCase().replaceAll('-', '_')} !~ "^(${routeId(l)})?$") { return 421 "misdirected request\\n"; }`,
         `\t\talias /var/lib/silverlining/apps/${l.app}/static-active/;`,
         `\t\ttry_files $uri @silver_${i + 1};`,
         '\t\tdisable_symlinks if_not_owner;',
@@ -229,7 +237,7 @@ export function haproxyCfg(
 }
 
 /** The locations with their backends' names, in nodeset order. */
-export function backendNames(locations: readonly BalancedLocation[]): { backend: string; location: BalancedLocation }[] {
+function backendNames(locations: readonly BalancedLocation[]): { backend: string; location: BalancedLocation }[] {
   const count = new Map<string, number>();
   return locations.map((location) => {
     const i = (count.get(location.app) ?? 0) + 1;
@@ -260,8 +268,8 @@ function frontendRoutes(hostnames: readonly string[], named: readonly { backend:
 }
 
 /** The `http-check send` line of a location: its app's health path under the location's path (silver-balancer's check_line writes the same). */
-function healthCheckLine(backend: string, location: BalancedLocation, healthPath: string): string {
-  return `\thttp-check send meth GET uri ${location.path.slice(0, -1)}${healthPath} ver HTTP/1.1 hdr Host ${location.host} hdr ${ROUTE_HEADER} ${backend}`;
+function healthCheckLine(location: BalancedLocation, healthPath: string): string {
+  return `\thttp-check send meth GET uri ${location.path.slice(0, -1)}${healthPath} ver HTTP/1.1 hdr Host ${location.host} hdr ${ROUTE_HEADER} ${routeId(location)}`;
 }
 
 /** The page a held-back request gets: the mode's message (HTML-escaped by silver-balancer). */
@@ -300,11 +308,11 @@ function locationBackend(backend: string, location: BalancedLocation, appservers
   return [
     `backend ${backend}`,
     `\t# silver-location ${location.app} ${location.host} ${location.path}`,
-    `\thttp-request set-header ${ROUTE_HEADER} ${backend}`,
+    `\thttp-request set-header ${ROUTE_HEADER} ${routeId(location)}`,
     ...modeRules(location.app),
     '\tbalance roundrobin',
     '\toption httpchk',
-    healthCheckLine(backend, location, healthPath),
+    healthCheckLine(location, healthPath),
     '\thttp-check expect rstatus ^2',
     '\tdefault-server inter 1s fastinter 500ms downinter 1s fall 2 rise 2',
     ...appservers.map((a) => `\tserver ${a.name} ${a.address}:80 check`),

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { containerName } from '../../providers/local/config.js';
+import { routeId } from '../../src/setup/render.js';
 import { onNode, silver } from '../helpers/cli.js';
 import { httpGet } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
@@ -87,7 +88,7 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
   const checks = (await on('balancer.setup.test', "grep 'http-check send' /etc/haproxy/haproxy.cfg")).out;
   t.deepEqual(
     checks.split('\n').map((l) => l.trim()).filter(Boolean),
-    ['http-check send meth GET uri / ver HTTP/1.1 hdr Host setup.test hdr X-Silver-Backend app_hello_1', 'http-check send meth GET uri /blog/ ver HTTP/1.1 hdr Host setup.test hdr X-Silver-Backend app_blog_1'],
+    [`http-check send meth GET uri / ver HTTP/1.1 hdr Host setup.test hdr X-Silver-Backend ${routeId({ host: 'setup.test', path: '/' })}`, `http-check send meth GET uri /blog/ ver HTTP/1.1 hdr Host setup.test hdr X-Silver-Backend ${routeId({ host: 'setup.test', path: '/blog/' })}`],
     'no health_check known yet: each location is checked at its root',
   );
   const balancerStatus = async () => (await on('balancer.setup.test', '/usr/local/lib/silverlining/bin/silver-balancer status')).out;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
 import { findHaproxy } from '../helpers/haproxy.js';
-import { ALLOW_ACL, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
+import { ALLOW_ACL, haproxyCfg, MODES_MAP, PAGES_MAP, routeId } from '../../src/setup/render.js';
 
 // The rules haproxyCfg renders and silver-balancer's mode verbs against a real HAProxy on
 // loopback (no container): the configuration as rendered (paths and ports moved into a
@@ -328,9 +328,9 @@ run('attack: the route header names the backend the balancer chose, whatever the
   const forged = { 'X-Silver-Backend': 'app_wiki_1', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'evil.test' };
   const root = await ask('/headers', { Host: 'modes.test', ...forged });
   t.is(root.status, 200);
-  t.deepEqual(JSON.parse(root.body), { backend: 'app_hello_1', proto: 'http', fwdHost: null });
-  t.is(JSON.parse((await ask('/wiki/headers', { Host: 'modes.test', ...forged })).body).backend, 'app_wiki_1');
-  t.is(checkedWith, 'app_hello_1', 'the health check names its backend too');
+  t.deepEqual(JSON.parse(root.body), { backend: routeId({ host: 'modes.test', path: '/' }), proto: 'http', fwdHost: null });
+  t.is(JSON.parse((await ask('/wiki/headers', { Host: 'modes.test', ...forged })).body).backend, routeId({ host: 'modes.test', path: '/wiki/' }));
+  t.is(checkedWith, routeId({ host: 'modes.test', path: '/' }), 'the health check names its location too');
   // `Host: other:1,modes.test` would match modes.test's rules by its second value: refused.
   for (const host of ['other.test:1,modes.test', 'modes.test,modes.test']) t.is((await ask('/', { Host: host })).status, 400, host);
 });

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
-import { haproxyCfg } from '../../src/setup/render.js';
+import { haproxyCfg, routeId } from '../../src/setup/render.js';
 
 // bin/silver-balancer run by python3 against a temporary tree: its path constants rewritten,
 // fake `haproxy` and `systemctl` first in PATH (they record their arguments), a fake runtime
@@ -109,7 +109,10 @@ test('set-health rewrites the check of each of the app\'s backends as haproxyCfg
   const was = before.split('\n');
   t.deepEqual(
     after.split('\n').filter((line, i) => line !== was[i]),
-    ['\thttp-check send meth GET uri /wiki/health ver HTTP/1.1 hdr Host foobar.com hdr X-Silver-Backend app_wiki_1', '\thttp-check send meth GET uri /w/health ver HTTP/1.1 hdr Host www.foobar.com hdr X-Silver-Backend app_wiki_2'],
+    [
+      `\thttp-check send meth GET uri /wiki/health ver HTTP/1.1 hdr Host foobar.com hdr X-Silver-Backend ${routeId({ host: 'foobar.com', path: '/wiki/' })}`,
+      `\thttp-check send meth GET uri /w/health ver HTTP/1.1 hdr Host www.foobar.com hdr X-Silver-Backend ${routeId({ host: 'www.foobar.com', path: '/w/' })}`,
+    ],
   );
   t.is(statSync(tr.cfg).mode & 0o777, 0o644);
   const [check, reload, ...rest] = calls(tr);
