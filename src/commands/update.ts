@@ -465,7 +465,20 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
           await rollout.closeRecord('activated').catch(() => undefined);
           return;
         }
-        if (held) {
+        // A migration whose command failed here (its connection dropped, silver's time for it ran
+        // out) may still run on the node: nothing is put back or stopped beside it; the record
+        // stays open, and the next update converges once it has ended.
+        if (err.step === 'migrate') {
+          const m = await s.remote.exec(s.appservers[0]!.name, deployVerbs.migrating(app.name)).catch(() => null);
+          if (m?.code === 0) {
+            rt.io.err(`${s.appservers[0]!.name}: the migration still runs (${m.stdout.trim()}): nothing is put back while it does; run the update again once it has ended`);
+            return;
+          }
+        }
+        if (held && lease.lost) {
+          // (the lock is another run's now: it converges the record, the mode included)
+          rt.io.err(`silver: the balancers stay in ${app.migrateMode} for ${app.name}: the deploy lock was lost; the next update puts the mode back`);
+        } else if (held) {
           // The mode goes back whatever happened (a failure to do so is said, and the open record
           // lets the next run put it back).
           await putBack(s, app.name, held.previous).then(() => (held = null), (x: Error) => rt.io.err(`silver: the balancers are still in ${app.migrateMode} for ${app.name}: ${x.message}; silver maintenance off ${ns.file} --app ${app.name}`));

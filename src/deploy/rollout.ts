@@ -99,6 +99,9 @@ class PendingStops {
   }
 }
 
+/** How long silver waits for a migration command (a long one is the app's to have; after that the update stops, and a migration still running is found by the next one). */
+export const MIGRATE_TIMEOUT_MS = 4 * 3600_000;
+
 export class Rollout {
   readonly steps: NodeStep[] = [];
   /** App servers this run switched to its target, in order. */
@@ -294,7 +297,7 @@ export class Rollout {
   async migrate(node: string, instance: string, m: FetchStep): Promise<void> {
     if (m.kind === 'script') {
       this.say(node, `migrate: ${m.command}`);
-      await this.step('migrate', node, () => this.s.remote.stream(node, 'migrate', deployVerbs.migrate(this.app, instance, m.command), (line) => this.say(node, `migrate: ${line}`)));
+      await this.step('migrate', node, () => this.s.remote.stream(node, 'migrate', deployVerbs.migrate(this.app, instance, m.command), (line) => this.say(node, `migrate: ${line}`), MIGRATE_TIMEOUT_MS));
     } else {
       await this.startListening(node, instance);
       await this.step('migrate', node, () => this.run(node, `migrate ${m.path}`, deployVerbs.migratePath(this.app, instance, m.path)));

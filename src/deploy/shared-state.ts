@@ -244,6 +244,17 @@ export const BEAT_TIMEOUT_MS = 10_000;
 /** The lease counts as lost this long before its TTL ends since the last renewal a majority confirmed. */
 const EXPIRY_MARGIN_MS = 5_000;
 
+/** The promise, or a rejection after `ms` (the promise itself is left to settle on its own). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  p.catch(() => undefined);
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** A held deploy lock: renewed by a heartbeat until released. */
 export class Lease {
   private timer: NodeJS.Timeout | null = null;
@@ -287,19 +298,24 @@ export class Lease {
     return null;
   }
 
-  /** One heartbeat on every node (taking the lock again where it had lapsed but is free). */
+  /**
+   * One heartbeat on every node (taking the lock again where it had lapsed but is free). The
+   * renewal counts as confirmed as soon as a majority has answered (a slow node does not hold it
+   * up); each node is given at most BEAT_TIMEOUT_MS, its connection included.
+   */
   async beat(): Promise<void> {
     const sent = this.now();
+    let mine = 0;
     const answers = await Promise.all(
       this.nodes.map(async (node) => {
-        const r = await this.remote.exec(node, stateVerbs.lock(this.token, LOCK_TTL_SECONDS, this.holder), undefined, BEAT_TIMEOUT_MS).catch(() => null);
-        return r ? parseLockAnswer(node, r.code, r.stdout, r.stderr) : null;
+        const r = await withTimeout(this.remote.exec(node, stateVerbs.lock(this.token, LOCK_TTL_SECONDS, this.holder), undefined, BEAT_TIMEOUT_MS), BEAT_TIMEOUT_MS).catch(() => null);
+        const a = r ? parseLockAnswer(node, r.code, r.stdout, r.stderr) : null;
+        if (a && a.outcome !== 'held' && a.outcome !== 'error' && ++mine === this.majority && !this.lostReason) this.confirmedAt = sent;
+        return a;
       }),
     );
     const held = answers.find((a) => a?.outcome === 'held');
-    const mine = answers.filter((a) => a && a.outcome !== 'held' && a.outcome !== 'error').length;
     if (mine < this.majority) this.lostReason = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
-    else if (!this.lostReason) this.confirmedAt = sent;
   }
 
   /**

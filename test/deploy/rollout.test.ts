@@ -458,6 +458,29 @@ test('migrate_mode: a failing migration puts the balancers back as they were (a 
   t.is(record(nodes).state, 'done');
 });
 
+test('migrate_mode: a migration whose command failed here (a dropped connection) but still runs on the node: nothing is put back or rolled back, the record stays open for the next update', async (t) => {
+  const { ns, rt, nodes, io } = await fakeDeploy();
+  deployed(nodes);
+  const B = 'balancer.shop.test';
+  nodes.failWhen = (c) => {
+    if (c.argv[3] !== 'migrate') return null;
+    nodes.migrating.add(`${A1} hello`);
+    return 'the connection dropped';
+  };
+  const r = await update(ns, { ...app, migrate: { kind: 'script', command: 'x' }, migrateMode: 'read-only' }, rt, opts);
+  t.false(r.ok);
+  t.is(nodes.modes.get(B)!.modes['hello']?.mode, 'read-only', 'writes stay held while it runs');
+  t.is(record(nodes).state, 'running');
+  t.true(io.stderr.some((l) => /the migration still runs \(silver-migrate-hello\.service\): nothing is put back while it does/.test(l)), io.stderr.join('\n'));
+  t.false(locked(nodes), 'the lock is released');
+  // Once it has ended: the next update converges (the mode put back) and deploys.
+  nodes.migrating.clear();
+  nodes.failWhen = () => null;
+  const next = await update(ns, { ...app, migrate: { kind: 'script', command: 'x' }, migrateMode: 'read-only' }, rt, opts);
+  t.true(next.ok, JSON.stringify(next.failure));
+  t.deepEqual(nodes.modes.get(B)!.modes, {});
+});
+
 test('update --dry-run reads the nodes, says what would happen, and changes nothing', async (t) => {
   const { planUpdate, renderUpdatePlan } = await import('../../src/commands/update.js');
   const { ns, rt, nodes } = await fakeDeploy();
@@ -595,6 +618,22 @@ test('a lease counts as lost when no renewal was confirmed for its TTL less a ma
   await lease.beat();
   t.is(lease.lost, null);
   t.true(timeouts.every((x) => x === BEAT_TIMEOUT_MS), 'each node\'s answer is waited for a bounded time');
+  // A node slow to answer does not hold up the renewal: a majority's answers confirm it.
+  let release: () => void = () => undefined;
+  const slow = new Lease(
+    new Remote({
+      exec: (node: string) => (node === 'c' ? new Promise((resolve) => (release = () => resolve({ code: 0, stdout: 'renewed\n', stderr: '' }))) : Promise.resolve({ code: 0, stdout: 'renewed\n', stderr: '' })),
+    } as unknown as ConstructorParameters<typeof Remote>[0]),
+    ['a', 'b', 'c'], 'tokentoken2', 'me', 3, 0, () => now,
+  );
+  const t0 = now;
+  now = t0 + 20_000;
+  const beating = slow.beat();
+  await new Promise((r) => setImmediate(r));
+  now = t0 + 40_000;
+  t.is(slow.lost, null, 'confirmed at 20 s by a and b, while c has not answered yet');
+  release();
+  await beating;
   // Renewals that no node answers: lost once the time is up, though no heartbeat said so.
   answer = 'none';
   await lease.beat();
