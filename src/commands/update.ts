@@ -272,7 +272,7 @@ async function holdBack(s: Session, app: AppConfig, mode: Mode, record: (previou
   // here on, the next run puts the mode back.
   await record(previous);
   try {
-    await applyMode(s, { app: app.name, mode, message: `${app.name} is being updated. Please try again in a moment.` });
+    await applyMode(s, { app: app.name, mode, message: `${app.name} is being updated. Please try again in a moment.` }, 'keep');
   } catch (e) {
     // (some balancers may have changed: all go back before the update stops)
     await putBack(s, app.name, previous).catch(() => undefined);
@@ -284,8 +284,9 @@ async function holdBack(s: Session, app: AppConfig, mode: Mode, record: (previou
 
 /** The app's entry as it was before holdBack. */
 async function putBack(s: Session, app: string, previous: ModeEntry | null): Promise<void> {
-  if (previous) await applyMode(s, { app, ...previous });
-  else await clearMode(s, app);
+  // (a hold silver keeps for the app — a restore's — outlives the update's passing mode)
+  if (previous) await applyMode(s, { app, ...previous }, 'keep');
+  else await clearMode(s, app, 'keep');
   s.rt.io.err(`${s.balancers.map((b) => b.name).join(', ')}: ${app} ${previous ? `back to ${previous.mode}` : 'serves normally again'}`);
 }
 

@@ -358,8 +358,12 @@ const sameAllow = (a: readonly string[], b: readonly string[]) => [...a].sort().
 
 const without = (holds: Record<string, Hold>, key: string) => Object.fromEntries(Object.entries(holds).filter(([k]) => k !== key));
 
-/** Sets the entry of `change.app` (null: `*`), replacing it (and ending a hold of it, unless `hold` is the new one); see the top of this file. */
-export async function applyMode(s: Session, modeChange: ModeChange, hold?: Hold): Promise<ModesView> {
+/**
+ * Sets the entry of `change.app` (null: `*`), replacing it; see the top of this file. A hold of
+ * the app ends with it (a person's change), unless `hold` is the new one, or `keep` (silver's own
+ * passing change — an update's migrate_mode and its putting back — carries a hold through).
+ */
+export async function applyMode(s: Session, modeChange: ModeChange, hold?: Hold | 'keep'): Promise<ModesView> {
   const { key, entry, allow } = checkChange(s, modeChange);
   return change(
     s,
@@ -367,7 +371,7 @@ export async function applyMode(s: Session, modeChange: ModeChange, hold?: Hold)
     // (the allow list first: a maintenance never starts without the addresses it lets through)
     () => [...(allow ? [modeVerbs.allow(allow)] : []), modeVerbs.set(key, entry)],
     (b) => sameEntry(b.modes[key], entry) && (!allow || sameAllow(b.allow, allow)),
-    (holds) => (hold && key !== '*' ? { ...holds, [key]: hold } : without(holds, key)),
+    (holds) => (hold === 'keep' ? holds : hold && key !== '*' ? { ...holds, [key]: hold } : without(holds, key)),
   );
 }
 
@@ -389,8 +393,8 @@ export async function releaseApp(s: Session, app: string, previous: ModeEntry | 
   else await clearMode(s, app);
 }
 
-/** Removes the entry of `app`; null: every entry and the allow list. */
-export async function clearMode(s: Session, app: string | null): Promise<ModesView> {
+/** Removes the entry of `app` (ending its hold, unless `keep`: see applyMode); null: every entry and the allow list. */
+export async function clearMode(s: Session, app: string | null, keep?: 'keep'): Promise<ModesView> {
   if (app !== null && !appsOf(s).includes(app)) {
     throw new ExitError(`app "${app}" is not in the locations of ${s.ns.file} (it serves: ${appsOf(s).join(', ') || 'nothing'})`, 2);
   }
@@ -402,7 +406,7 @@ export async function clearMode(s: Session, app: string | null): Promise<ModesVi
     (cur) => ({ modes: Object.fromEntries(Object.entries(cur.modes).filter(([k]) => k !== app)), allow: cur.allow }),
     () => [modeVerbs.clear([app])],
     (b) => b.modes[app] === undefined,
-    (holds) => without(holds, app),
+    (holds) => (keep ? holds : without(holds, app)),
   );
 }
 

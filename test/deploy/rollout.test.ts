@@ -481,6 +481,21 @@ test('migrate_mode: a migration whose command failed here (a dropped connection)
   t.deepEqual(nodes.modes.get(B)!.modes, {});
 });
 
+test('migrate_mode over a maintenance silver holds (a restore\'s that was cut short): the hold outlives the update, which puts that maintenance back', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  const B = 'balancer.shop.test';
+  const held = { mode: 'maintenance', retryAfter: 30, message: 'restoring' };
+  const rec = { seq: 3, modes: { hello: held }, allow: [], holds: { hello: { by: 'restore', previous: null } } };
+  for (const n of [A1, A2, 'db.shop.test', B]) nodes.state.set(n, new Map([['maintenance', JSON.stringify(rec)]]));
+  nodes.modes.set(B, { modes: { hello: held }, allow: [] });
+  const r = await update(ns, { ...app, migrate: { kind: 'script', command: 'x' }, migrateMode: 'read-only' }, rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.deepEqual(nodes.modes.get(B)!.modes['hello'], held, 'the restore\'s maintenance is back');
+  const after = JSON.parse(nodes.state.get(B)!.get('maintenance')!) as { holds?: Record<string, unknown> };
+  t.deepEqual(after.holds, { hello: { by: 'restore', previous: null } }, 'and its hold with the mode from before it');
+});
+
 test('update --dry-run reads the nodes, says what would happen, and changes nothing', async (t) => {
   const { planUpdate, renderUpdatePlan } = await import('../../src/commands/update.js');
   const { ns, rt, nodes } = await fakeDeploy();

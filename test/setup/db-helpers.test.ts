@@ -48,8 +48,14 @@ dbs = lines('dbs')
 for line in sql.split('\\n'):
     m = re.match(r"SELECT 1 FROM pg_database WHERE datname = '(.*)';", line)
     if m: print('1' if m.group(1) in dbs else '')
-    m = re.match(r"SELECT datname FROM pg_database WHERE datname ~ '(.*)';", line)
-    if m: print('\\n'.join(d for d in dbs if re.match(m.group(1), d)))
+    m = re.match(r"SELECT format\\('DROP DATABASE %I WITH \\(FORCE\\)', datname\\) FROM pg_database WHERE datname ~ '(.*)' \\\\gexec", line)
+    if m:
+        for d in [d for d in dbs if re.match(m.group(1), d)]:
+            dbs.remove(d)
+            with open(os.path.join(T, 'sql.log'), 'a') as f: f.write('DROP DATABASE "%s" WITH (FORCE)\\n' % d)
+    m = re.match(r"SELECT format\\('ALTER DATABASE %I ALLOW_CONNECTIONS true', datname\\) FROM pg_database WHERE datname = '(.*)' \\\\gexec", line)
+    if m and m.group(1) in dbs:
+        with open(os.path.join(T, 'sql.log'), 'a') as f: f.write('ALTER DATABASE "%s" ALLOW_CONNECTIONS true\\n' % m.group(1))
     m = re.match(r"SELECT 1 FROM pg_roles WHERE rolname = '(.*)';", line)
     if m: print('1' if m.group(1) in lines('roles') else '')
     if line.startswith('SELECT rolsuper'): print('f')
@@ -352,7 +358,7 @@ test('PostgreSQL restore: the loaded copy counted, connections to the app\'s dat
     "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE datname = 'hello' AND pid <> pg_backend_pid();",
     'BEGIN;\nALTER DATABASE "hello" RENAME TO "silver_old_hello_0a1b2c3d";\nALTER DATABASE "silver_restore_hello_0a1b2c3d" RENAME TO "hello";\nCOMMIT;',
     'ALTER DATABASE "hello" OWNER TO "hello";\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;\nALTER DATABASE "hello" ALLOW_CONNECTIONS true;',
-    'DROP DATABASE "silver_old_hello_0a1b2c3d" WITH (FORCE);',
+    'DROP DATABASE IF EXISTS "silver_old_hello_0a1b2c3d" WITH (FORCE);',
   ].map((s) => sql.indexOf(s));
   t.false(steps.includes(-1), sql);
   t.deepEqual([...steps].sort((a, b) => a - b), steps);
@@ -360,14 +366,20 @@ test('PostgreSQL restore: the loaded copy counted, connections to the app\'s dat
   t.regex(missing.stderr, /no database silver_restore_hello_0a1b2c3d: load it first/);
   t.is((await sh(tr, ['drop', 'hello', 'silver_verify_hello_0a1b2c3d'])).code, 0);
   t.regex(read(tr, 'sql.log'), /DROP DATABASE IF EXISTS "silver_verify_hello_0a1b2c3d" WITH \(FORCE\);/);
-  // What a restore killed after its swap (or while connections were held off) leaves: drop, which
-  // every restore and verify ends with, removes the database from before it and lets connections
-  // in again; another app's is left alone.
-  writeFileSync(join(tr.dir, 'dbs'), 'postgres\nhello\nsilver_old_hello_deadbeef\nsilver_old_hello_x_deadbeef\n');
+  // What a restore killed after its swap (or while connections were held off) leaves: the next
+  // restore (and every update's ensure) removes the database from before it and lets connections
+  // in again; another app's is left alone. A verification's drop touches neither (it could meet a
+  // restore in its swap: it runs outside the deploy lock).
+  writeFileSync(join(tr.dir, 'dbs'), `postgres\nhello\nsilver_old_hello_deadbeef\nsilver_old_hello_x_deadbeef\n${target}\n`);
   writeFileSync(join(tr.dir, 'sql.log'), '');
-  t.is((await sh(tr, ['drop', 'hello', target])).code, 0);
-  t.deepEqual(dbs(tr), ['postgres', 'hello', 'silver_old_hello_x_deadbeef']);
-  t.regex(read(tr, 'sql.log'), /ALTER DATABASE "hello" ALLOW_CONNECTIONS true;/);
+  t.is((await sh(tr, ['drop', 'hello', 'silver_verify_hello_0a1b2c3d'])).code, 0);
+  t.notRegex(read(tr, 'sql.log'), /silver_old_hello_deadbeef|ALLOW_CONNECTIONS/);
+  const again = await sh(tr, ['restore', 'hello', ID, target]);
+  t.is(again.code, 0, again.stderr);
+  t.false(dbs(tr).includes('silver_old_hello_deadbeef'));
+  t.true(dbs(tr).includes('silver_old_hello_x_deadbeef'), "another app's is left alone");
+  const log = read(tr, 'sql.log');
+  t.true(log.indexOf('DROP DATABASE "silver_old_hello_deadbeef" WITH (FORCE)') < log.indexOf('ALTER DATABASE "hello" ALLOW_CONNECTIONS false;'), 'before its own swap');
 });
 
 test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with routines and triggers; a truncated dump fails and is not kept', async (t) => {
@@ -457,7 +469,8 @@ test('PostgreSQL ensure: two sessions whatever there is (what exists, then what 
   t.is(again.stdout, first.stdout, 'the same password');
   t.is(again.stderr, '');
   t.is(calls(tr).filter((c) => c.startsWith('psql')).length, 2);
-  t.regex(read(tr, 'sql.log'), /ALTER ROLE "hello" LOGIN PASSWORD '[A-Za-z0-9]+';\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;\nALTER DATABASE "hello" ALLOW_CONNECTIONS true;/, 'connections allowed again (a restore killed while it held them off)');
+  t.regex(read(tr, 'sql.log'), /ALTER ROLE "hello" LOGIN PASSWORD '[A-Za-z0-9]+';\nREVOKE ALL ON DATABASE "hello" FROM PUBLIC;\n/);
+  t.regex(read(tr, 'sql.log'), /ALTER DATABASE "hello" ALLOW_CONNECTIONS true/, 'connections allowed again (a restore killed while it held them off), in the same session');
   t.notRegex(read(tr, 'sql.log'), /CREATE/);
   // A role with superuser (or createrole, createdb, replication, bypassrls) rights: refused, nothing changed.
   writeFileSync(join(tr.dir, 'rolsuper'), 'true');
