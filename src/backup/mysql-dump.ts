@@ -7,6 +7,13 @@ const OPEN = 0x28; // (
 const CLOSE = 0x29; // )
 const SEMICOLON = 0x3b;
 const SPACE = 0x20;
+const DQUOTE = 0x22; // "
+const BACKTICK = 0x60;
+const HASH = 0x23;
+const DASH = 0x2d;
+const STAR = 0x2a;
+const SLASH = 0x2f;
+const BANG = 0x21;
 /** The start of a line kept to know what the line is (longer lines are data or routine bodies). */
 const KEEP = 4096;
 const VALUES = Buffer.from(' VALUES');
@@ -15,12 +22,59 @@ const ident = /`((?:[^`]|``)+)`/;
 const unquote = (name: string) => name.replaceAll('``', '`');
 
 /**
+ * Where a routine's or trigger's body stands, byte by byte: in a string ('...', "..."), a quoted
+ * name (`...`), a comment (-- or # to the line's end, /* ... *\/), or in code. A versioned
+ * comment (/*!NNNNN ... *\/, as mariadb-dump wraps triggers) is code. The body is the app's own
+ * text: a line reading `DELIMITER ;` inside one of its strings must not end it.
+ */
+class BodyLexer {
+  private quote = 0;
+  private escaped = false;
+  private block = false;
+  private lineComment = false;
+  private opening = false;
+  private prev = 0;
+
+  feed(b: number): void {
+    if (this.opening) {
+      this.opening = false;
+      if (b !== BANG) {
+        this.block = true;
+        this.prev = 0;
+        return;
+      }
+    }
+    if (this.lineComment) {
+      if (b === NL) this.lineComment = false;
+    } else if (this.block) {
+      if (this.prev === STAR && b === SLASH) {
+        this.block = false;
+        this.prev = 0;
+        return;
+      }
+    } else if (this.quote) {
+      if (this.escaped) this.escaped = false;
+      else if (b === BACKSLASH && this.quote !== BACKTICK) this.escaped = true;
+      else if (b === this.quote) this.quote = 0;
+    } else if (b === QUOTE || b === DQUOTE || b === BACKTICK) this.quote = b;
+    else if (b === HASH || (b === DASH && this.prev === DASH)) this.lineComment = true;
+    else if (b === STAR && this.prev === SLASH) this.opening = true;
+    this.prev = b;
+  }
+
+  get inCode(): boolean {
+    return !this.quote && !this.block && !this.lineComment && !this.opening;
+  }
+}
+
+/**
  * Counts the rows of a `mariadb-dump` as it streams by: every table its `CREATE TABLE` lines
  * make (0 rows until data comes), and each row tuple of the `INSERT INTO \`t\` VALUES (...),(...);`
  * statements between `LOCK TABLES \`t\` WRITE;` and `UNLOCK TABLES;` — the table's data
  * section, so an INSERT inside a trigger or routine body is never counted; no line between
  * `DELIMITER ;;` and `DELIMITER ;` (a routine's or trigger's body: an app's own text, where a
- * `CREATE TABLE \`x\`` line must not make a table the restore would then miss). A tuple is a `(` at
+ * `CREATE TABLE \`x\`` line must not make a table the restore would then miss), the end read
+ * only where a line starts in the body's code (BodyLexer). A tuple is a `(` at
  * depth 0 outside a quoted string ('...', with backslash escapes and '' doubling); a statement
  * ends at a `;` at depth 0 outside a string, on the same line or later ones (MariaDB 10.11 puts
  * each tuple on a line of its own). Bytes, not text: a dump need not be UTF-8.
@@ -36,6 +90,9 @@ export class MysqlDumpCounter implements RowCounter {
   private locked: string | null = null;
   /** Between `DELIMITER ;;` and `DELIMITER ;`: a routine's or trigger's body, none of its lines a table of the dump. */
   private delimited = false;
+  private body = new BodyLexer();
+  /** The current line began in the body's code (not in one of its strings or comments). */
+  private lineInCode = true;
 
   write(chunk: Buffer): void {
     for (let i = 0; i < chunk.length; i++) {
@@ -53,9 +110,11 @@ export class MysqlDumpCounter implements RowCounter {
         else if (b === SEMICOLON && this.depth === 0) this.insert = null;
         continue;
       }
+      if (this.delimited) this.body.feed(b);
       if ((b === SPACE || b === NL) && this.locked !== null && this.startsInsert()) continue;
       if (b === NL) {
         this.endLine();
+        this.lineInCode = !this.delimited || this.body.inCode;
         continue;
       }
       if (this.line.length < KEEP) this.line.push(b);
@@ -80,9 +139,14 @@ export class MysqlDumpCounter implements RowCounter {
   private endLine(): void {
     const text = Buffer.from(this.line).toString('utf8');
     this.line = [];
-    if (text.startsWith('DELIMITER ')) this.delimited = text.trimEnd() !== 'DELIMITER ;';
-    else if (this.delimited) return;
-    else if (text.startsWith('CREATE TABLE `')) {
+    if (this.delimited) {
+      if (this.lineInCode && text.trimEnd() === 'DELIMITER ;') this.delimited = false;
+      return;
+    }
+    if (text.startsWith('DELIMITER ') && text.trimEnd() !== 'DELIMITER ;') {
+      this.delimited = true;
+      this.body = new BodyLexer();
+    } else if (text.startsWith('CREATE TABLE `')) {
       const m = ident.exec(text);
       if (m) this.tables.set(unquote(m[1]!), this.tables.get(unquote(m[1]!)) ?? 0);
     } else if (text.startsWith('LOCK TABLES `')) {

@@ -4,8 +4,9 @@ import { MysqlDumpCounter } from '../../src/backup/mysql-dump.js';
 // A dump as MariaDB 10.11's mariadb-dump writes it (one row tuple per line), with what could
 // fool a counter: strings holding parentheses, semicolons, quotes ('' and \'), backslashes and
 // escaped newlines; a binary value that is not UTF-8; a table with no rows; a trigger and a
-// procedure whose bodies hold INSERT lines (and a CREATE TABLE line: an app's own text, no table
-// of the dump); a view's stand-in; a table name with a backtick.
+// procedure whose bodies hold INSERT lines (and CREATE TABLE lines: an app's own text, no table
+// of the dump — after a `DELIMITER ;` line inside a string or a comment of the body too); a view's
+// stand-in; a table name with a backtick.
 const DUMP = Buffer.concat([
   Buffer.from(`/*M!999999\\- enable the sandbox mode */
 -- MariaDB dump 10.19  Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)
@@ -61,6 +62,22 @@ CREATE PROCEDURE \`p\`()
 BEGIN
 INSERT INTO \`posts\` VALUES (99,'not counted');
 CREATE TABLE \`ghost\` (a int);
+END ;;
+DELIMITER ;
+
+DELIMITER ;;
+CREATE PROCEDURE \`q\`()
+BEGIN
+SELECT 'a string of the body, over lines:
+DELIMITER ;
+CREATE TABLE \`ghost2\` (a int)';
+SELECT "it's", \`it's\` /* it's a comment
+DELIMITER ;
+CREATE TABLE \`ghost3\` (a int) */; -- it's
+# it's
+SELECT 'it\\'s
+DELIMITER ;
+CREATE TABLE \`ghost4\` (a int)';
 END ;;
 DELIMITER ;
 -- Dump completed on 2026-12-02 10:00:00
