@@ -76,6 +76,16 @@ export function checkAppFitsNodeset(ns: Nodeset, app: AppConfig): void {
     }
   }
   if (!ns.nodes.some((n) => n.role === 'appserver')) throw new ConfigError([diagnostic(ns.file, 0, '[appserver]', 'the nodeset has no app server')]);
+  // The balancer checks health_check under each of the app's locations: a path that another
+  // location of the host serves (the longest prefix wins) would be answered by that app, or
+  // refused as misdirected — never by this one.
+  for (const l of ns.locations.filter((x) => x.app === app.name)) {
+    const checked = `${l.path.slice(0, -1)}${app.healthCheck}`;
+    const serving = ns.locations.filter((o) => o.host === l.host && checked.startsWith(o.path)).sort((a, b) => b.path.length - a.path.length)[0];
+    if (serving && serving !== l) {
+      throw new ConfigError([diagnostic(app.file, 0, 'health_check', `health_check ${app.healthCheck} under http://${l.host}${l.path} is ${checked}, which http://${l.host}${serving.path} (${serving.app}) serves: the balancer's check of ${app.name} would never reach it; choose a path outside ${serving.path}`)]);
+    }
+  }
 }
 
 function tarball(dir: string): Promise<Buffer> {

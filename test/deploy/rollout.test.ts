@@ -496,6 +496,16 @@ test('migrate_mode over a maintenance silver holds (a restore\'s that was cut sh
   t.deepEqual(after.holds, { hello: { by: 'restore', previous: null } }, 'and its hold with the mode from before it');
 });
 
+test('a health_check the balancer would send to another location of the host (a longer prefix serves it) is refused before anything is asked (exit 2)', async (t) => {
+  const { NODESET } = await import('../helpers/fake-nodes.js');
+  const { ns, rt, nodes } = await fakeDeploy(NODESET.replace('locations = http://shop.test/ hello', 'locations =\n    http://shop.test/ hello\n    http://shop.test/status/ other'));
+  deployed(nodes);
+  const e = await t.throwsAsync(update(ns, { ...app, healthCheck: '/status/ok' }, rt, opts));
+  t.regex(e!.message, /health_check \/status\/ok under http:\/\/shop\.test\/ is \/status\/ok, which http:\/\/shop\.test\/status\/ \(other\) serves/);
+  t.is(nodes.calls.length, 0);
+  t.true((await update(ns, { ...app, healthCheck: '/health' }, rt, opts)).ok, 'a path outside it is fine');
+});
+
 test('update --dry-run reads the nodes, says what would happen, and changes nothing', async (t) => {
   const { planUpdate, renderUpdatePlan } = await import('../../src/commands/update.js');
   const { ns, rt, nodes } = await fakeDeploy();
