@@ -553,7 +553,14 @@ ensure_block() {
 
 # firewall_loaded: the rules of /etc/nftables.conf are in the kernel (a flushed ruleset is loaded again).
 firewall_loaded() {
-  if ! nft list table inet silver > /dev/null 2>&1; then
+  # (silver's table, and on an app server with instances the table of who may answer on their
+  # ports, which nftables.conf includes)
+  _t=$(nft list tables 2> /dev/null) || _t=''
+  case "$NL$_t$NL" in *"${NL}table inet silver$NL"*) ;; *) _t='' ;; esac
+  if [ -n "$_t" ] && [ -f /etc/silverlining/nft.d/listeners.nft ]; then
+    case "$NL$_t$NL" in *"${NL}table inet silver_listeners$NL"*) ;; *) _t='' ;; esac
+  fi
+  if [ -z "$_t" ]; then
     changed "load firewall rules"
     act nft -f /etc/nftables.conf
   fi

@@ -78,6 +78,17 @@ EOT
 followed /etc/systemd/system/silver-boot.service
 ensure_on silver-boot
 
+# The firewall's table of who may answer on each instance's port (nodes set up before it came:
+# their instances get it now).
+if [ -x /usr/local/lib/silverlining/bin/silver-deploy ] && [ -n "$(ls /var/lib/silverlining/apps 2> /dev/null)" ]; then
+  _track path /etc/silverlining/nft.d/listeners.nft
+  if [ "$CHECK" = 1 ]; then
+    [ -f /etc/silverlining/nft.d/listeners.nft ] || changed "firewall: who may answer on the instances' ports"
+  elif [ "$(/usr/local/lib/silverlining/bin/silver-deploy listeners)" = changed ]; then
+    changed "firewall: who may answer on the instances' ports"
+  fi
+fi
+
 # Each active instance runs and answers its health check; leftovers of an interrupted deploy
 # are stopped (skipped while a deploy holds the nodeset's lock).
 repair_instances

@@ -176,8 +176,11 @@ esac
 # On an app server the apps' instances listen on 127.0.0.1:20001-29999; only nginx (www-data)
 # and root (silver-deploy's checks) may connect to them, on any address: no app reaches another
 # app's backend (or its update_fetch hooks) past the front proxy.
-_output=""
+_output="" _include=""
 if [ "$SILVER_ROLE" = appserver ]; then
+  # (and the table silver-deploy keeps of who may answer on each instance's port: see its
+  # listeners_sync; loaded with the rest, at boot too; none before the first instance)
+  _include='include "/etc/silverlining/nft.d/*.nft"'
   _output="	chain output {
 		type filter hook output priority filter; policy accept;
 		tcp dport 20000-29999 meta skuid != { root, www-data } reject with tcp reset
@@ -199,6 +202,7 @@ $_rules
 	}
 $_output
 }
+$_include
 EOT
 if [ "$CHANGED" = 1 ]; then act nft -f /etc/nftables.conf; else firewall_loaded; fi
 unit_state nftables file

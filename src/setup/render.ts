@@ -75,6 +75,9 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
         '\t\tproxy_set_header X-Forwarded-Proto $silver_proto;',
         `\t\tproxy_set_header X-Forwarded-Prefix ${l.path};`,
         '\t\tproxy_next_upstream error timeout http_502;',
+        // (a connect on loopback is at once; one that hangs is a port another app holds, whose
+        // handshake the firewall drops: see silver-deploy's listeners_sync)
+        '\t\tproxy_connect_timeout 5s;',
         '\t}',
       );
     });

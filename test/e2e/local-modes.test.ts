@@ -328,3 +328,22 @@ run('attack: a path the balancer routes to one app and nginx (decoding, resolvin
   }
   t.is(whose(await ask('modes.test', 'POST', '/two/x')), 'second');
 });
+
+run("attack: an app that binds another app's port while that instance is down gets none of its requests (the firewall drops its handshake); the instance comes back and serves", async (t) => {
+  const port = (await on(A1, 'cat /var/lib/silverlining/apps/hello/instances/"$(basename "$(readlink /var/lib/silverlining/apps/hello/active)")"/port')).out.trim();
+  const inst = (await on(A1, 'basename "$(readlink /var/lib/silverlining/apps/hello/active)"')).out.trim();
+  t.regex(port, /^2\d{4}$/);
+  t.regex((await on(A1, 'nft list set inet silver_listeners listeners')).out, new RegExp(`${port} \\. \\d+`), "the instance's port is in the table with its app's uid");
+  // hello's instance down on app1; app "second" binds its port and records what reaches it.
+  t.is((await on(A1, `systemctl stop silver-${inst}.service && rm -f /run/hijacked && setsid runuser -u app-second -- python3 -c "import socket;s=socket.socket();s.setsockopt(1,2,1);s.bind(('127.0.0.1',${port}));s.listen(5);s.settimeout(20);c,_=s.accept();c.settimeout(5);open('/dev/shm/hijacked','wb').write(c.recv(1000))" > /dev/null 2>&1 < /dev/null & sleep 1; ss -Hltn "sport = :${port}" | wc -l`)).out.trim(), '1', 'the other app listens on the port');
+  try {
+    // The front proxy's request for hello on app1 (as the balancer sends it): no answer from the
+    // other app, and nothing reaches it.
+    const code = (await on(BALANCER, `curl -s -o /dev/null -m 15 -w '%{http_code}' -H 'Host: modes.test' -H 'Cookie: session=hello-secret' http://${addr[A1]}/`)).out;
+    t.regex(code, /^50[24]$/, `nginx gets no answer: ${code}`);
+    t.is((await on(A1, 'cat /dev/shm/hijacked 2> /dev/null || echo nothing')).out.trim(), 'nothing', 'no request reached the other app');
+  } finally {
+    await on(A1, `pkill -u app-second -f "s.bind" || true; sleep 0.5; rm -f /dev/shm/hijacked; systemctl start silver-${inst}.service`);
+  }
+  await eventually('hello serves again on app1', async () => (await on(BALANCER, `curl -s -o /dev/null -m 5 -w '%{http_code}' -H 'Host: modes.test' http://${addr[A1]}/`)).out === '200');
+});

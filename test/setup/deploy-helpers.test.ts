@@ -10,7 +10,7 @@ import { parseGet } from '../../src/deploy/shared-state.js';
 
 // The root helpers silver-deploy and silver-state run by a real `sh` against a temporary tree:
 // their `PREFIX=` line rewritten to point into it, and fakes first in PATH for what would act on
-// the machine (systemctl, nginx, curl, id, chown, install, systemd-run, dpkg-query, apt-get).
+// the machine (systemctl, nginx, curl, id, chown, install, systemd-run, dpkg-query, apt-get, nft).
 // Every fake appends its argv to calls.log; files in the tree steer them. flock, stat, tar, mv,
 // ln, readlink are the real ones. Needs no root, and passes as root too.
 
@@ -135,6 +135,8 @@ fi
 exec /usr/bin/id "$@"`,
   );
   fake(t, 'chown', 'exit 0');
+  // nft -f FILE: the firewall's listeners table (never this machine's firewall); nft.rc fails it.
+  fake(t, 'nft', 'exit "$(cat "$T/nft.rc" 2> /dev/null || echo 0)"');
   // install: the real one without -o/-g (the app users do not exist here).
   fake(
     t,
@@ -686,6 +688,29 @@ test('silver-deploy: migrate runs under a unit of its own name; while one runs (
   const m = await deploy(tr, 'migrating', 'blog');
   t.is(m.code, 0);
   t.is(m.stdout, 'silver-migrate-blog.service\n');
+});
+
+test('silver-deploy: staging keeps the firewall\'s table of who may answer on each instance\'s port (port . uid), applied in one transaction; listeners says when it changed', async (t) => {
+  const tr = tree(DEPLOY);
+  const file = join(tr.prefix, 'etc/silverlining/nft.d/listeners.nft');
+  await stage(tr, 'blog', inst('blog', 1), 8001);
+  clearCalls(tr);
+  await stage(tr, 'wiki', inst('wiki', 1), 8002);
+  t.true(calls(tr).includes(`nft -f ${file}`), calls(tr).join(' | '));
+  const text = readFileSync(file, 'utf8');
+  // (the table made anew as a whole: one transaction, whatever was there)
+  t.true(text.startsWith('# written by silver-deploy: who may answer on an instance port (port . uid)\ntable inet silver_listeners\ndelete table inet silver_listeners\ntable inet silver_listeners {\n'), text);
+  t.regex(text, /\t\ttcp sport 20000-29999 tcp sport \. meta skuid != @listeners drop\n/);
+  t.true(text.endsWith('add element inet silver_listeners listeners { 8001 . 4242, 8002 . 4242 }\n'), text);
+  t.is((statSync(join(tr.prefix, 'etc/silverlining/nft.d')).mode & 0o777).toString(8), '700');
+  // Nothing new: the file stays as it is (setup-node's fingerprint watches /etc); an instance gone: changed.
+  t.is((await deploy(tr, 'listeners')).stdout, '');
+  rmSync(join(tr.apps, 'wiki/instances', inst('wiki', 1)), { recursive: true });
+  t.is((await deploy(tr, 'listeners')).stdout, 'changed\n');
+  t.true(readFileSync(file, 'utf8').endsWith('listeners { 8001 . 4242 }\n'));
+  // nftables refusing it fails the verb.
+  writeFileSync(join(tr.dir, 'nft.rc'), '1');
+  t.not((await deploy(tr, 'listeners')).code, 0);
 });
 
 test('silver-deploy: boot completes a leftover journal first, then starts the active instance of every app', async (t) => {
