@@ -412,12 +412,18 @@ test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a serv
   t.regex(r.stderr, /answered nothing \(wanted any\) within 1s/);
 });
 
-test('silver-deploy: a switch killed after the links moved (before nginx reloaded) is completed by the next status', async (t) => {
+/** A tree where blog's instance one (port 8001) is active and two (8002) staged. */
+async function oneActiveTwoStaged() {
   const tr = tree(DEPLOY);
   const [one, two] = [inst('blog', 1), inst('blog', 2)];
   await stage(tr, 'blog', one, 8001);
   await switchTo(tr, 'blog', one);
   await stage(tr, 'blog', two, 8002);
+  return { tr, one, two };
+}
+
+test('silver-deploy: a switch killed after the links moved (before nginx reloaded) is completed by the next status', async (t) => {
+  const { tr, one, two } = await oneActiveTwoStaged();
   writeFileSync(join(tr.dir, 'kill-on-reload'), '');
   const killed = await deploy(tr, 'switch', 'blog', two);
   t.is(killed.signal, 'SIGKILL');
@@ -436,11 +442,7 @@ test('silver-deploy: a switch killed after the links moved (before nginx reloade
 });
 
 test('silver-deploy: an intent a crash left empty (or naming no staged instance) does not block the app: the upstream follows the active link, the verbs go on', async (t) => {
-  const tr = tree(DEPLOY);
-  const [one, two] = [inst('blog', 1), inst('blog', 2)];
-  await stage(tr, 'blog', one, 8001);
-  await switchTo(tr, 'blog', one);
-  await stage(tr, 'blog', two, 8002);
+  const { tr, one, two } = await oneActiveTwoStaged();
   for (const intent of ['', `${two}`, 'blog.2099-01-01_001 -', '../../etc x\n']) {
     // (a crash after the upstream was rewritten for the new instance, the intent lost)
     writeFileSync(join(tr.nginx, 'upstream-blog.conf'), serving('blog', two, 8002));
@@ -459,11 +461,7 @@ test('silver-deploy: an intent a crash left empty (or naming no staged instance)
 });
 
 test('silver-deploy: a switch killed during nginx -t (upstream replaced, links not moved) converges on the next status', async (t) => {
-  const tr = tree(DEPLOY);
-  const [one, two] = [inst('blog', 1), inst('blog', 2)];
-  await stage(tr, 'blog', one, 8001);
-  await switchTo(tr, 'blog', one);
-  await stage(tr, 'blog', two, 8002);
+  const { tr, one, two } = await oneActiveTwoStaged();
   writeFileSync(join(tr.dir, 'kill-on-test'), '');
   t.is((await deploy(tr, 'switch', 'blog', two)).signal, 'SIGKILL');
   t.is(link(tr, 'blog', 'active'), `instances/${one}`);
@@ -478,11 +476,7 @@ test('silver-deploy: a switch killed during nginx -t (upstream replaced, links n
 });
 
 test('silver-deploy: when nginx rejects the upstream while an interrupted switch is completed, the upstream goes back to the active instance', async (t) => {
-  const tr = tree(DEPLOY);
-  const [one, two] = [inst('blog', 1), inst('blog', 2)];
-  await stage(tr, 'blog', one, 8001);
-  await switchTo(tr, 'blog', one);
-  await stage(tr, 'blog', two, 8002);
+  const { tr, one, two } = await oneActiveTwoStaged();
   writeFileSync(join(tr.dir, 'kill-on-test'), '');
   t.is((await deploy(tr, 'switch', 'blog', two)).signal, 'SIGKILL');
   writeFileSync(join(tr.dir, 'nginx.rc'), '1');

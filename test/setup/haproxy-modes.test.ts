@@ -87,9 +87,10 @@ interface Answer {
   headers: Record<string, string | string[] | undefined>;
   body: string;
 }
-function get(path: string, method = 'GET', host = 'modes.test', agent?: Agent): Promise<Answer> {
+/** A request to the balancer with the headers given (a POST with a small body). */
+function send(path: string, method: string, headers: Record<string, string>, agent?: Agent): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, headers: { Host: host }, timeout: 5000, ...(agent ? { agent } : {}) }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, headers, timeout: 5000, ...(agent ? { agent } : {}) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));
@@ -100,6 +101,7 @@ function get(path: string, method = 'GET', host = 'modes.test', agent?: Agent): 
     req.end(method === 'POST' ? 'x=1' : undefined);
   });
 }
+const get = (path: string, method = 'GET', host = 'modes.test', agent?: Agent) => send(path, method, { Host: host }, agent);
 
 /** `show servers state` of the app backends: the server's operational state (2: up). */
 async function serverUp(): Promise<boolean> {
@@ -309,20 +311,8 @@ run('a page that is too big, not UTF-8 or not base64, or a bad app name, is refu
   t.is(readFileSync(paths.pages, 'utf8'), before);
 });
 
-/** A request with headers of the client's choosing. */
-function ask(path: string, headers: Record<string, string>): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** A GET with headers of the client's choosing. */
+const ask = (path: string, headers: Record<string, string>) => send(path, 'GET', headers);
 
 run('attack: the route header names the backend the balancer chose, whatever the client sent; the health check carries it; a Host with a comma is refused; the scheme and forwarded host are the balancer\'s', async (t) => {
   const forged = { 'X-Silver-Backend': 'app_wiki_1', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'evil.test' };
