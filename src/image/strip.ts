@@ -30,6 +30,8 @@ export const STRIP: readonly string[] = [
   'etc/systemd/system/silver-*.service',
   'etc/systemd/system/multi-user.target.wants/silver-*.service',
   'etc/silverlining/nginx/',
+  // (the firewall's table of the apps' instance ports: a node's own, made at its staging)
+  'etc/silverlining/nft.d/',
   // the balancer's modes and pages (a new balancer gets them from the nodeset's record)
   'etc/haproxy/silver-modes.map',
   'etc/haproxy/silver-allow.acl',
