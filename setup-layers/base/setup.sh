@@ -28,6 +28,20 @@ ensure_dir /etc/silverlining/authorized_keys 755 root:root
 # process) ends with it — silver's own kept connections as the deploy user too. (Keys only added:
 # nothing ends.) The intent is on the node before the file changes (FP_DIR/keys-removed), and
 # goes only once no process is left: a run killed in between ends them at the next run.
+# What a deployer could leave behind to run later as the deploy user once their key is gone — a
+# crontab, at jobs, lingering user services — goes first, before its processes end (a job firing
+# in between would start a new one); and the deploy user may use neither cron nor at.
+ensure_absent /var/spool/cron/crontabs/silver
+ensure_absent /var/lib/systemd/linger/silver
+for _job in /var/spool/cron/atjobs/*; do
+  if [ -f "$_job" ] && [ ! -L "$_job" ] && [ "$(stat -c %U "$_job")" = silver ]; then
+    changed "remove the deploy user's at job ${_job##*/}"
+    act rm -f "$_job"
+  fi
+done
+for _deny in /etc/cron.deny /etc/at.deny; do
+  ensure_block "$_deny" deploy-user "silver$NL"
+done
 _removed=0
 if [ -f /etc/silverlining/authorized_keys/silver ]; then
   _slurp < /etc/silverlining/authorized_keys/silver
@@ -53,16 +67,23 @@ if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
       echo "the deployers' one-off commands could not be stopped (a key was taken away): the next setup-node tries again" >&2
       exit 1
     fi
+    # (and once more: what the deploy user started while the slice took its time to stop)
+    end_user silver || { echo "some of the deploy user's processes could not be ended (a key was taken away): the next setup-node tries again" >&2; exit 1; }
     rm -f "$FP_DIR/keys-removed"
   fi
 fi
 # What a deployer could leave behind to keep access once their key is gone: ~/.ssh/rc (run at
-# every later login, silver's own included), forwarded sockets or ports, a crontab, lingering
-# user services.
-ensure_absent /var/spool/cron/crontabs/silver
-ensure_absent /var/lib/systemd/linger/silver
+# every later login, silver's own included), forwarded sockets or ports. The apps' users log in
+# with no key at all: an app (or a deployer through silver run) could otherwise write one into its
+# own home and keep a tunnel into the nodeset's network.
 _sshd="Match User silver,silver-backup,silver-acme
 	AuthorizedKeysFile /etc/silverlining/authorized_keys/%u
+	PermitUserRC no
+	DisableForwarding yes
+	PermitTunnel no
+Match User app-*
+	AuthorizedKeysFile none
+	AuthorizedKeysCommand none
 	PermitUserRC no
 	DisableForwarding yes
 	PermitTunnel no

@@ -189,6 +189,12 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
   t.is(sshAs(keys.ann!, 'silver', a1, "printf 'touch /tmp/silver-rc-ran\\n' > ~/.ssh/rc; setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo left").out.trim(), 'left');
   t.is(sshAs(keys.ann!, 'silver', a1, 'test -e /tmp/silver-rc-ran && echo ran || echo not-run').out.trim(), 'not-run', 'sshd runs no ~/.ssh/rc for the deploy user');
   t.not(sshAs(keys.planted!, 'silver', a1, 'true').code, 0, "a key in the deploy user's own authorized_keys is not read");
+  // An app's user (its code, or a deployer through silver run) plants a key in its own home: sshd
+  // reads none for the apps' users, so no login and no tunnel into the nodeset's network.
+  await onNode(file, env, A1, `h=$(getent passwd app-hello | cut -d: -f6); mkdir -p "$h/.ssh"; printf '%s\\n' '${planted.trim()}' > "$h/.ssh/authorized_keys"; chown -R app-hello "$h/.ssh"`);
+  // (refused at authentication — "Permission denied" —, not let in to meet its nologin shell,
+  // which would still have let a tunnel through)
+  t.regex(sshAs(keys.planted!, 'app-hello', a1, 'true').out, /Permission denied \(publickey/, "an app's user logs in with no key of its own");
   // Taken out: gone from every node at the next setup-node; silver still logs in.
   writeFileSync(file, plain);
   const taken = keep(await silver(['setup-node', file], env));
