@@ -697,8 +697,14 @@ test('silver-deploy: staging keeps the firewall\'s table of who may answer on ea
   t.regex(text, /\t\ttcp sport 20000-29999 tcp sport \. meta skuid != @listeners drop\n/);
   t.true(text.endsWith('add element inet silver_listeners listeners { 8001 . 4242, 8002 . 4242 }\n'), text);
   t.is((statSync(join(tr.prefix, 'etc/silverlining/nft.d')).mode & 0o777).toString(8), '700');
-  // Nothing new: the file stays as it is (setup-node's fingerprint watches /etc); an instance gone: changed.
+  // Nothing new: the file, and its folder, stay as they are (setup-node's fingerprint watches /etc,
+  // folders' change times included: a file made and removed beside it would make every probe
+  // miss); an instance gone: changed.
+  const folder = join(tr.prefix, 'etc/silverlining/nft.d');
+  const before = [statSync(folder).ctimeMs, statSync(file).ctimeMs];
+  await new Promise((r) => setTimeout(r, 20));
   t.is((await deploy(tr, 'listeners')).stdout, '');
+  t.deepEqual([statSync(folder).ctimeMs, statSync(file).ctimeMs], before);
   rmSync(join(tr.apps, 'wiki/instances', inst('wiki', 1)), { recursive: true });
   t.is((await deploy(tr, 'listeners')).stdout, 'changed\n');
   t.true(readFileSync(file, 'utf8').endsWith('listeners { 8001 . 4242 }\n'));
