@@ -304,7 +304,7 @@ run('attack: a path the balancer routes to one app and nginx (decoding, resolvin
   await maint('on', '--app', 'hello');
   try {
     await heldBack(t, 'modes.test', 'POST', '30');
-    for (const path of ['/two/../x', '/two/%2e%2e/x', '/two/..%2fx', '/two/./../x']) t.is(whose(await ask('modes.test', 'POST', path)), '421', path);
+    for (const path of ['/two/../x', '/two/%2e%2e/x', '/two/..%2fx', '/two/%2e/../x']) t.is(whose(await ask('modes.test', 'POST', path)), '421', path);
   } finally {
     await maint('off', '--app', 'hello');
   }
@@ -312,7 +312,7 @@ run('attack: a path the balancer routes to one app and nginx (decoding, resolvin
   await maint('on', '--app', 'second');
   try {
     t.is((await ask('modes.test', 'POST', '/two/x')).status, 503);
-    for (const path of ['/x/../two/x', '/%74wo/x', '//two/x', '/./two/x']) t.is(whose(await ask('modes.test', 'POST', path)), '421', path);
+    for (const path of ['/x/../two/x', '/%74wo/x', '//two/x', '/%2e/two/x']) t.is(whose(await ask('modes.test', 'POST', path)), '421', path);
     // (the balancer's routing by the whole Host header: a second value never picks the rules)
     const comma = await new Promise<number>((resolve, reject) => {
       const req = request({ host: addr[BALANCER], port: 80, path: '/', headers: { Host: 'other.modes.test:1,modes.test' }, timeout: 10_000 }, (res) => {
