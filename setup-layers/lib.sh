@@ -91,9 +91,16 @@ _pending() {
   CHANGED=0
   [ -n "${_DIRTY_LIST:-}" ] || return 0
   for _key; do
-    [ -n "$_key" ] || continue
-    case "$_DIRTY_LIST" in *"$NL$_key$NL"* | *"$NL$_key: "* | *" $_key$NL"* | *" $_key "*) CHANGED=1 && return 0 ;; esac
+    if _names "$_DIRTY_LIST" "$_key"; then CHANGED=1 && return 0; fi
   done
+}
+
+# _names TEXT KEY: TEXT (lines, each between line breaks) names KEY as changed names it — a line
+# that is KEY, begins with "KEY: ", ends with " KEY" or holds " KEY "; an empty KEY, nothing.
+_names() {
+  [ -n "$2" ] || return 1
+  case "$1" in *"$NL$2$NL"* | *"$NL$2: "* | *" $2$NL"* | *" $2 "*) return 0 ;; esac
+  return 1
 }
 
 # followed KEY...: the follow-ups of the changes of each KEY (as _pending names them: a path; the
@@ -109,7 +116,7 @@ followed() {
   [ -f "$_DIRTY" ] || return 0
   _slurp < "$_DIRTY"
   _unlisted "$NL$_S" "$@"
-  if [ "$_S" = "$NL" ] || [ -z "$_S" ]; then
+  if [ "$_S" = "$NL" ]; then
     rm -f "$_DIRTY"
   else
     printf '%s' "${_S#"$NL"}" > "$_DIRTY.new" && mv -f "$_DIRTY.new" "$_DIRTY"
@@ -129,8 +136,7 @@ _unlisted() {
     [ -n "$_line" ] || continue
     _hit=0
     for _key; do
-      [ -n "$_key" ] || continue
-      case "$NL$_line$NL" in *"$NL$_key$NL"* | *"$NL$_key: "* | *" $_key$NL"* | *" $_key "*) _hit=1 && break ;; esac
+      if _names "$NL$_line$NL" "$_key"; then _hit=1 && break; fi
     done
     [ "$_hit" = 1 ] || _S="$_S$_line$NL"
   done
@@ -556,10 +562,11 @@ firewall_loaded() {
   # (silver's table, and on an app server with instances the table of who may answer on their
   # ports, which nftables.conf includes)
   _t=$(nft list tables 2> /dev/null) || _t=''
-  case "$NL$_t$NL" in *"${NL}table inet silver$NL"*) ;; *) _t='' ;; esac
-  if [ -n "$_t" ] && [ -f /etc/silverlining/nft.d/listeners.nft ]; then
-    case "$NL$_t$NL" in *"${NL}table inet silver_listeners$NL"*) ;; *) _t='' ;; esac
-  fi
+  _want=silver
+  [ ! -f /etc/silverlining/nft.d/listeners.nft ] || _want='silver silver_listeners'
+  for _n in $_want; do
+    case "$NL$_t$NL" in *"${NL}table inet $_n$NL"*) ;; *) _t='' ;; esac
+  done
   if [ -z "$_t" ]; then
     changed "load firewall rules"
     act nft -f /etc/nftables.conf

@@ -80,8 +80,9 @@ ensure_on silver-boot
 
 # The firewall's table of who may answer on each instance's port (nodes set up before it came:
 # their instances get it now).
-if [ -x /usr/local/lib/silverlining/bin/silver-deploy ] && [ -n "$(ls /var/lib/silverlining/apps 2> /dev/null)" ]; then
-  _track path /etc/silverlining/nft.d/listeners.nft
+_apps=0
+for _a in /var/lib/silverlining/apps/*; do [ ! -e "$_a" ] || _apps=1; done
+if [ -x /usr/local/lib/silverlining/bin/silver-deploy ] && [ "$_apps" = 1 ]; then
   if [ "$CHECK" = 1 ]; then
     [ -f /etc/silverlining/nft.d/listeners.nft ] || changed "firewall: who may answer on the instances' ports"
   elif [ "$(/usr/local/lib/silverlining/bin/silver-deploy listeners)" = changed ]; then

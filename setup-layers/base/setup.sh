@@ -59,7 +59,8 @@ if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
   changed "ended the deploy user's processes (a key was taken away)"
   if [ "$CHECK" != 1 ]; then
     # (the intent stays until none is left: a process that escaped is ended by the next run)
-    end_user silver || { echo "some of the deploy user's processes could not be ended (a key was taken away): the next setup-node tries again" >&2; exit 1; }
+    _end_deployers() { end_user silver || { echo "some of the deploy user's processes could not be ended (a key was taken away): the next setup-node tries again" >&2; exit 1; }; }
+    _end_deployers
     # What a deployer started as an app's user through silver-deploy (one-off commands, update
     # scripts: systemd runs them in silver-oneoff.slice) would outlive the session: it ends too.
     systemctl stop silver-oneoff.slice 2> /dev/null || true
@@ -68,7 +69,7 @@ if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
       exit 1
     fi
     # (and once more: what the deploy user started while the slice took its time to stop)
-    end_user silver || { echo "some of the deploy user's processes could not be ended (a key was taken away): the next setup-node tries again" >&2; exit 1; }
+    _end_deployers
     rm -f "$FP_DIR/keys-removed"
   fi
 fi

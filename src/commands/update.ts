@@ -164,11 +164,8 @@ export async function converge(s: Session, rec: RolloutRecord | null, graceMs = 
   say(`found an interrupted ${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})`);
   // A migration the interrupted update started may still run on the primary (nothing ends a
   // remote command when silver dies): nothing is put back or started beside it.
-  const primary = s.appservers[0]?.name;
-  if (rec.kind === 'update' && primary) {
-    const m = await s.remote.exec(primary, deployVerbs.migrating(rec.app)).catch(() => null);
-    if (m?.code === 0) throw new ExitError(`${primary}: the migration the interrupted update of ${rec.app} started still runs (${m.stdout.trim()}): run the update again once it has ended (silver logs ${rec.app} ${s.ns.file})`, 1);
-  }
+  const running = rec.kind === 'update' ? await migrationRunning(s, rec.app) : null;
+  if (running) throw new ExitError(`${running.node}: the migration the interrupted update of ${rec.app} started still runs (${running.unit}): run the update again once it has ended (silver logs ${rec.app} ${s.ns.file})`, 1);
   const states = await s.status();
   const nodes = s.appservers.map((n) => n.name).filter((n) => rec.before[n]);
   const activeOn = (n: string) => states.get(n)?.find((a) => a.app === rec.app)?.active ?? null;
@@ -267,6 +264,14 @@ function versionOf(dir: string, code: string | null): { version?: string } {
 /** Old instances pruned to the last few on each app server; a node that fails is said, not fatal. */
 export async function pruneAll(rollout: Rollout, s: Session): Promise<void> {
   await Promise.all(s.appservers.map((n) => rollout.prune(n.name, KEEP_INSTANCES).catch((e: Error) => s.rt.io.err(`${n.name}: pruning old instances failed (the next update tries again): ${e.message}`))));
+}
+
+/** The unit of a migration of the app still running on the primary (one an update started, that update perhaps gone), or null. */
+async function migrationRunning(s: Session, app: string): Promise<{ node: string; unit: string } | null> {
+  const node = s.appservers[0]?.name;
+  if (!node) return null;
+  const m = await s.remote.exec(node, deployVerbs.migrating(app)).catch(() => null);
+  return m?.code === 0 ? { node, unit: m.stdout.trim() } : null;
 }
 
 /** Puts the balancers into `mode` for the app; what its entry was before (null without balancers). */
@@ -479,12 +484,10 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         // A migration whose command failed here (its connection dropped, silver's time for it ran
         // out) may still run on the node: nothing is put back or stopped beside it; the record
         // stays open, and the next update converges once it has ended.
-        if (err.step === 'migrate') {
-          const m = await s.remote.exec(s.appservers[0]!.name, deployVerbs.migrating(app.name)).catch(() => null);
-          if (m?.code === 0) {
-            rt.io.err(`${s.appservers[0]!.name}: the migration still runs (${m.stdout.trim()}): nothing is put back while it does; run the update again once it has ended`);
-            return;
-          }
+        const running = err.step === 'migrate' ? await migrationRunning(s, app.name) : null;
+        if (running) {
+          rt.io.err(`${running.node}: the migration still runs (${running.unit}): nothing is put back while it does; run the update again once it has ended`);
+          return;
         }
         if (held && lease.lost) {
           // (the lock is another run's now: it converges the record, the mode included)

@@ -17,8 +17,7 @@ export function fileVars(name: string, content: string): Record<string, string> 
 const HEALTH = '\tlocation = /.silver/health { access_log off; default_type text/plain; return 200 "ok\\n"; }';
 
 /**
- * The header by which a balancer names the location (its backend, `app_<app>_<i>`) it routed a
- * request to. The app servers' nginx routes by the path as it decodes and resolves it, the
+ * The header by which a balancer names the location (routeId) it routed a request to. The app servers' nginx routes by the path as it decodes and resolves it, the
  * balancer by the path as sent: `/blog/../x` or `/%62log/x` would otherwise reach through one
  * location's backend — its maintenance or read-only mode — the app of another. nginx answers 421
  * to a request whose header names another location than the one it chose; a request without it
