@@ -659,14 +659,14 @@ fingerprint_begin() {
   # (a walk like the probe's first: a file system may note a folder's first reading in its change
   # time, as an overlay does, and that must not count as a change)
   find /etc /usr/local/lib/silverlining /root/.ssh -ctime -1 -name '' > /dev/null 2>&1 || true
-  # The clock and the time since boot, now (a step of the clock from here on is seen), and the
+  # The boot time as the clock has it, now (a step of the clock from here on is seen), and the
   # time this run began as the next probe compares: 10 ms after now, then 30 ms of wait (the
   # kernel's file times are coarser than its clock), so that the walk above is older and
   # whatever changes from here on newer; where the file system keeps whole seconds only (this
   # run's new record says so), a whole second, one before now. (What this run changes itself is
   # seen by the next probe, which then runs in full once more.)
-  read -r FP_UP _ < /proc/uptime || FP_UP=0
-  FP_UP=${FP_UP%%.*}
+  _btime || _BT=''
+  FP_BTIME=$_BT
   _ns=$(date +%s%N)
   FP_WALL=${_ns%?????????}
   case "$(stat -c %y "$SILVER_TRACK")" in
@@ -677,6 +677,20 @@ fingerprint_begin() {
       sleep 0.03
       ;;
   esac
+}
+
+# _btime: the boot time as the wall clock has it now (/proc/stat's btime, whole seconds) in _BT; false
+# when the kernel gives none. A step of the clock moves it by the step (the clock's slewing moves
+# the time since boot alike, and not it): two readings apart tell of a step between them. Read
+# by the shell, without a process.
+_btime() {
+  _BT=''
+  while read -r _k _v; do
+    case "$_k" in btime) _BT=$_v ;; *) continue ;; esac
+    case "$_BT" in '' | *[!0-9]*) _BT='' && return 1 ;; esac
+    return 0
+  done < /proc/stat
+  return 1
 }
 
 # _fp_add VAR WORD: WORD added to the list in VAR, once.
@@ -768,9 +782,9 @@ fingerprint_end() {
   done
   _boot=''
   read -r _boot < /proc/sys/kernel/random/boot_id || return 0
-  [ "$FP_UP" != 0 ] && [ -f "$SILVER_TRACK.ok" ] || return 0
-  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_WALL=%s\nFP_UP=%s\nFP_END=1\n' \
-    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_WALL" "$FP_UP" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
+  [ -n "$FP_BTIME" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
+  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_BTIME=%s\nFP_END=1\n' \
+    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_BTIME" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
   rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
   mv -f "$FP_DIR/fingerprint.new" "$FP_DIR/fingerprint"
 }
@@ -787,7 +801,7 @@ fast_probe() {
   for _p in "$FP_DIR"/dirty.* "$FP_DIR/keys-removed"; do
     if [ -e "$_p" ]; then return 1; fi
   done
-  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_WALL='' FP_UP='' FP_END=''
+  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_BTIME='' FP_END=''
   # (root's file in root's own folder, its values checked when written)
   # shellcheck disable=SC1091
   . "$FP_DIR/fingerprint"
@@ -795,12 +809,12 @@ fast_probe() {
   _MISS='new inputs'
   [ "$FP_DIGEST" = "$1" ] || return 1
   _MISS='a reboot or a step of the clock'
-  _boot='' _up=''
+  _boot=''
   read -r _boot < /proc/sys/kernel/random/boot_id || return 1
-  read -r _up _ < /proc/uptime || return 1
   [ "$_boot" = "$FP_BOOT" ] || return 1
-  _wall=$(date +%s) || return 1
-  _skew=$(((_wall - FP_WALL) - (${_up%%.*} - FP_UP)))
+  case "$FP_BTIME" in '' | *[!0-9]*) return 1 ;; esac
+  _btime || return 1
+  _skew=$((_BT - FP_BTIME))
   [ "$_skew" -le 2 ] && [ "$_skew" -ge -2 ] || return 1
   _MISS='a path that must not be there is'
   for _p in $FP_ABSENT; do

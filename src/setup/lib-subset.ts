@@ -51,9 +51,13 @@ function code(lines: readonly string[]): string {
     .join('\n');
 }
 
-/** The lib.sh functions a text names (as whole words). */
+/**
+ * The lib.sh functions a text names (as whole words): the text's words read once, in one pass
+ * (a name is lib.sh's function names' own alphabet: letters, digits, _).
+ */
 function named(text: string, lib: Library): string[] {
-  return lib.order.filter((name) => new RegExp(`(^|[^A-Za-z0-9_])${name}($|[^A-Za-z0-9_])`, 'm').test(text));
+  const words = new Set(text.match(/[A-Za-z0-9_]+/g));
+  return lib.order.filter((name) => words.has(name));
 }
 
 /** A function's lines without its comment lines (none of lib.sh's functions writes a here-document that starts a line with #; one that holds a here-document keeps all). */
@@ -62,12 +66,14 @@ function withoutComments(lines: readonly string[]): string[] {
 }
 
 const cache = new Map<string, { lib: string; out: string }>();
+let parsed: { text: string; lib: Library } | undefined;
 
 /** lib.sh's top-level lines and the functions `uses` calls, directly or through others, in lib.sh's order. */
 export function libSubset(libText: string, uses: string): string {
   const kept = cache.get(uses);
   if (kept?.lib === libText) return kept.out;
-  const lib = parse(libText);
+  if (parsed?.text !== libText) parsed = { text: libText, lib: parse(libText) };
+  const { lib } = parsed;
   const want = new Set<string>();
   const queue = named(code(uses.split('\n')), lib);
   while (queue.length > 0) {

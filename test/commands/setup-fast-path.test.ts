@@ -174,7 +174,7 @@ test('the probe holds what it needs of lib.sh, the fingerprint check and each la
   t.true(probe!.text.includes(lib));
   t.true(full!.text.includes(whole), 'the full script has all of it');
   const defined = [...lib.matchAll(/^([a-z_]+)\(\) \{$/gm)].map((m) => m[1]);
-  t.deepEqual(defined, ['changed', 'act', '_unit_fast', 'firewall_loaded', 'repair_instances', '_units_in', 'fast_probe'], 'the check, what the probes call, and what those call');
+  t.deepEqual(defined, ['changed', 'act', '_unit_fast', 'firewall_loaded', 'repair_instances', '_btime', '_units_in', 'fast_probe'], 'the check, what the probes call, and what those call');
   t.true(lib.length < whole.length / 4);
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'base', 'probe.sh'), 'utf8')));
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'appserver', 'probe.sh'), 'utf8')));
@@ -317,6 +317,19 @@ test('lib.sh cut to what a script calls: top-level lines whole and in order, the
   // A fingerprint of these inputs, of another boot: the probe reads on to the boot.
   writeFileSync(join(dir, 'fingerprint'), `FP_DIGEST=${'f'.repeat(64)}\nFP_BOOT=another\nFP_END=1\n`);
   t.is(probe().stdout, 'silver-fast: miss (a reboot or a step of the clock)\n');
+  // This boot: the boot time as the clock has it (/proc/stat's btime, read by the shell) must be
+  // the fingerprint's within 2 s — a step of the clock moves it; none, or not a number, is a miss.
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))![1]);
+  const at = (b: string) => writeFileSync(join(dir, 'fingerprint'), `FP_DIGEST=${'f'.repeat(64)}\nFP_BOOT=${boot}\nFP_BTIME=${b}\nFP_END=1\n`);
+  for (const stepped of [String(btime + 10), String(btime - 3), '', 'x1']) {
+    at(stepped);
+    t.is(probe().stdout, 'silver-fast: miss (a reboot or a step of the clock)\n', stepped);
+  }
+  for (const same of [btime, btime - 2, btime + 2]) {
+    at(String(same));
+    t.is(probe().stdout, 'silver-fast: miss (a watched path is gone)\n', 'past the clock: on to the files');
+  }
   // Work a full run left undone (its follow-ups listed, a key's processes to end): never a hit.
   for (const mark of ['dirty.base', 'keys-removed']) {
     writeFileSync(join(dir, mark), '');
