@@ -16,6 +16,12 @@ export async function destroyNode(ns: Nodeset, rt: Runtime, name: string, say: (
   say(node ? 'destroyed' : 'already gone');
 }
 
+/** Whether the provider has the node (by its name in the nodeset). */
+export async function nodeExists(ns: Nodeset, rt: Runtime, name: string): Promise<boolean> {
+  const provider = await rt.providerFor(ns.provider);
+  return (await provider.list(ns.name)).some((n) => n.name === name);
+}
+
 export async function createAndSetUp(ns: Nodeset, rt: Runtime, sshTimeoutMs: number, say: (text: string) => void): Promise<void> {
   const created = await createNodes(ns, rt, { concurrency: 4, sshTimeoutMs });
   if (failedCount(created) > 0) throw new Error(`creating it again failed: ${created.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.name}: ${o.error}`).join('; ')}`);

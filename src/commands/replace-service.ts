@@ -13,7 +13,7 @@ import { dbEnsure, dbVerbs } from '../remote/commands/db.js';
 import type { Runtime } from '../runtime.js';
 import { service } from '../services/index.js';
 import { backup, restoreBackup } from './backup.js';
-import { createAndSetUp, destroyNode } from './rebuild-node.js';
+import { createAndSetUp, destroyNode, nodeExists } from './rebuild-node.js';
 
 /**
  * replace-node for a service node (PostgreSQL, MariaDB): refused unless every app with a
@@ -21,9 +21,13 @@ import { createAndSetUp, destroyNode } from './rebuild-node.js';
  * `force`). Then, under the deploy lock: the apps in maintenance on the balancers; a fresh dump
  * of each app's live database (kept with the other backups, and named on the nodes in a
  * `replace` record before anything is destroyed: a re-run after a crash restores those dumps,
- * never a dump of the new, empty node); the node destroyed, created, set up; each app's
- * database and user made again with the password its app servers have; the dump restored and
- * its rows compared with its manifest; the record closed, the modes put back.
+ * never a dump of the new, empty node); the node destroyed, created, set up (the record then
+ * says the node is new: a re-run does not destroy it again); each app's database and user made
+ * again with the password its app servers have; the dump restored and its rows compared with its
+ * manifest (each app that matched named in the record: a re-run restores only the others, from
+ * the same dumps); once every app matched, the record closed and the modes put back. An app whose
+ * rows differ keeps every app in maintenance and the record open: the same command again
+ * restores it once more from its dump (`silver maintenance` on the app ends its hold instead).
  */
 export const MAX_VERIFIED_DAYS = 7;
 
@@ -44,6 +48,10 @@ interface ReplaceRecord extends Versioned {
   /** app -> the stamp of the dump that goes onto the new node (null: closed). */
   backups: Record<string, string> | null;
   started: string;
+  /** The node was destroyed and built anew by this replacement (a re-run builds it no more). */
+  rebuilt?: boolean;
+  /** The apps whose dump was restored on the new node with the manifest's rows. */
+  restored?: string[];
 }
 
 type Say = (text: string) => void;
@@ -58,7 +66,8 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     const passwords = await appPasswords(s, svc.envPrefix);
     const apps = [...passwords.keys()];
     const pending = ((await s.state.read<ReplaceRecord>('replace')).get('replace') ?? null) as ReplaceRecord | null;
-    const resuming = pending && pending.node === spec.name && pending.backups ? pending.backups : null;
+    const resumed = pending && pending.node === spec.name && pending.backups ? pending : null;
+    const resuming = resumed?.backups ?? null;
     if (!resuming && !opts.force) {
       const rec = (await readBackupsRecord(s)).apps;
       const limit = rt.now() - MAX_VERIFIED_DAYS * 86400_000;
@@ -83,36 +92,62 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
         } else if (apps.length) out.notes.push('the nodeset has no balancer: the apps kept answering (with errors) while their database moved');
         steps.check();
         const stamps = resuming ?? (await freshDumps(ns, rt, apps, say));
-        if (resuming) say(`resuming an earlier replacement: restoring ${Object.entries(resuming).map(([a, st]) => `${a} ${st}`).join(', ')}`);
+        const restored = new Set((resumed?.restored ?? []).filter((a) => a in stamps));
+        if (resuming) say(`resuming an earlier replacement: restoring ${Object.entries(resuming).filter(([a]) => !restored.has(a)).map(([a, st]) => `${a} ${st}`).join(', ') || 'nothing more'}`);
         // The dumps that go onto the new node, named on the nodes before anything is destroyed.
-        await s.state.write<ReplaceRecord>('replace', { seq: (pending?.seq ?? 0) + 1, node: spec.name, backups: stamps, started: new Date(rt.now()).toISOString() });
+        let rec: ReplaceRecord = { seq: (pending?.seq ?? 0) + 1, node: spec.name, backups: stamps, started: resumed?.started ?? new Date(rt.now()).toISOString(), rebuilt: resumed?.rebuilt === true, restored: [...restored] };
+        await s.state.write<ReplaceRecord>('replace', rec);
         const chosen = new Map<string, StoredBackup>(Object.entries(stamps).map(([app, stamp]) => [app, resolveBackup(backupsBase(rt.state.root), ns.name, app, stamp)]));
         steps.check();
         keepHeld = true;
         lease.setAside(spec.name);
-        await destroyNode(ns, rt, spec.name, say);
+        if (rec.rebuilt && !(await nodeExists(ns, rt, spec.name))) {
+          // (the earlier run's new node is gone since: the one made now holds none of its restores,
+          // and the record says so before it is made)
+          restored.clear();
+          rec = { ...rec, seq: rec.seq + 1, rebuilt: false, restored: [] };
+          await s.state.write<ReplaceRecord>('replace', rec);
+          say(`${spec.name}, built anew by the earlier run, is gone: every app is restored again`);
+        }
+        if (rec.rebuilt) say(`${spec.name} was built anew by the earlier run: not destroyed again`);
+        else await destroyNode(ns, rt, spec.name, say);
+        // (an existing node is left as it is and set up again: a no-op when nothing changed)
         await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
         const fresh = await Session.open(ns, rt, [spec.role]);
         try {
+          const mark = async (next: Partial<ReplaceRecord>) => {
+            rec = { ...rec, ...next, seq: rec.seq + 1 };
+            await fresh.state.write<ReplaceRecord>('replace', rec);
+          };
+          if (!rec.rebuilt) await mark({ rebuilt: true });
           const node = spec.name;
           const addresses = fresh.appservers.map((a) => a.address);
           for (const [app, b] of chosen) {
+            if (restored.has(app)) {
+              say(`${app}: restored by the earlier run (${b.manifest!.stamp}): kept`);
+              continue;
+            }
             const db = svc.dbName(app);
             await fresh.remote.run(node, `${app}: its password`, dbVerbs.password(svc, db), `${passwords.get(app)}\n`);
             await fresh.remote.run(node, `${app}: its database`, dbEnsure(svc, db, addresses));
             const after = await restoreBackup(fresh, b, steps, () => undefined, say);
             const differ = compareCounts(b.manifest!.rowCounts, after);
-            if (differ.length > 0) out.problems.push(`${app}: ${differ.join('; ')}`);
             out.apps.push({ app, stamp: b.manifest!.stamp, rows: Object.values(after).reduce((x, y) => x + y, 0) });
+            if (differ.length > 0) {
+              out.problems.push(`${app}: ${differ.join('; ')}`);
+              continue;
+            }
+            restored.add(app);
+            await mark({ restored: [...restored] });
           }
-          await fresh.state.write<ReplaceRecord>('replace', { seq: (pending?.seq ?? 0) + 2, node: spec.name, backups: null, started: new Date(rt.now()).toISOString() });
+          if (out.problems.length === 0) await mark({ backups: null });
           keepHeld = out.problems.length > 0;
         } finally {
           await fresh.close();
         }
       } finally {
         if (keepHeld) {
-          out.notes.push(`${apps.join(', ')} stay in maintenance: run the same command again to finish, then check the data`);
+          out.notes.push(`${apps.join(', ')} stay in maintenance: run the same command again to finish (the apps restored with their rows are kept, the others restored again from the same dumps), then check the data`);
         } else {
           for (const [app, prev] of previous) {
             await releaseApp(s, app, prev).catch((e: Error) => out.problems.push(`${app}: the balancers were not put back: ${e.message}`));

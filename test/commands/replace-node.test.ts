@@ -2,7 +2,7 @@ import test from 'ava';
 import { replaceNode } from '../../src/commands/replace-node.js';
 import { exportInstance, parseExport } from '../../src/deploy/replicate.js';
 import { Remote } from '../../src/remote/executor.js';
-import { fakeDeploy } from '../helpers/fake-nodes.js';
+import { fakeDeploy, type FakeNodes } from '../helpers/fake-nodes.js';
 
 // replace-node without machines: what it refuses, what it does before anything is destroyed,
 // and that the app's environment (its secrets) never reaches an error or the output.
@@ -97,4 +97,123 @@ test('a service node is refused without a backup verified by a restore within 7 
   const old = new Date(Date.parse('2026-12-02T10:00:00Z') - 8 * 86400_000).toISOString();
   for (const n of ns.nodes) nodes.state.set(n.name, new Map([['backups', JSON.stringify({ seq: 1, apps: { hello: { lastBackup: old, lastBackupStamp: 's', lastVerified: old, verifiedStamp: 's', verifyOk: true, verifySeconds: 1 } } })]]));
   await t.throwsAsync(replaceNode(ns, rt, { node: 'db.shop.test', yes: true }), { message: /no backup verified by a restore in the last 7 days for hello/ });
+});
+
+/**
+ * A database node's replacement on fakes, whole: the setup scripts answered with their layers'
+ * markers (a probe misses), the memory provider destroying and creating; the apps `hello` and
+ * `blog` with a database each on db.shop.test, a verified backup each.
+ */
+async function dbReplacement() {
+  const d = await fakeDeploy(`[general]
+name = shop
+base_domain = shop.test
+[appserver]
+nodes = 2
+locations =
+    http://shop.test/ hello
+    http://blog.shop.test/ blog
+[service:postgresql]
+node_name = db.shop.test
+[balancer]
+`);
+  const { nodes } = d;
+  for (const app of ['hello', 'blog']) {
+    const a = nodes.app('app1.shop.test', app);
+    a.instances.set(`${app}.2026-12-01_001`, { port: app === 'hello' ? 20001 : 20002, running: true, healthy: true });
+    a.active = `${app}.2026-12-01_001`;
+    nodes.database(DB, app, { [`public.${app}`]: app === 'hello' ? 3 : 5 });
+  }
+  nodes.answerOther = (c, stdin) => {
+    if (c.argv.at(-2) !== 'sh' || c.argv.at(-1) !== '-s') return null;
+    const text = String(stdin);
+    if (/^fast_probe [0-9a-f]{64} /m.test(text)) return { code: 0, stdout: 'silver-fast: miss (no fingerprint)\n', stderr: '' };
+    const layers = [...text.matchAll(/^layer_begin (\S+)/gm)].map((m) => m[1]);
+    return { code: 0, stdout: layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join(''), stderr: '' };
+  };
+  return d;
+}
+const DB = 'db.shop.test';
+const replaceRecord = (nodes: FakeNodes) => JSON.parse(nodes.state.get('app1.shop.test')!.get('replace')!) as { backups: Record<string, string> | null; rebuilt?: boolean; restored?: string[] };
+
+test('a database node whose restore fails for one app: every app stays in maintenance, the record open; the same command again builds nothing anew and restores only that app, from the same dump', async (t) => {
+  const { ns, rt, provider, nodes } = await dbReplacement();
+  const destroyed: string[] = [];
+  const destroy = provider.destroy.bind(provider);
+  provider.destroy = async (n) => {
+    destroyed.push(n.name);
+    return destroy(n);
+  };
+  // (blog's restore on the new node fails once)
+  let failBlog = true;
+  nodes.failWhen = (c) => (c.node === DB && c.argv[3] === 'restore' && c.argv[4] === 'blog' && failBlog ? 'silver-db-postgresql: restore failed' : null);
+  const first = await replaceNode(ns, rt, { node: DB, yes: true, force: true });
+  t.false(first.ok, JSON.stringify(first));
+  t.deepEqual(destroyed, [DB], 'the node was built anew');
+  const rec = replaceRecord(nodes);
+  t.truthy(rec.backups, 'the record stays open');
+  t.true(rec.rebuilt);
+  t.deepEqual(rec.restored, ['hello']);
+  t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer').map((v) => v.split(' ').slice(0, 4).join(' ')), ['mode set hello maintenance', 'mode set blog maintenance'], 'both apps held, none put back');
+  t.regex(first.error ?? '', /restore failed/);
+  const dumps = Object.values(rec.backups!);
+
+  failBlog = false;
+  nodes.calls.length = 0;
+  const second = await replaceNode(ns, rt, { node: DB, yes: true });
+  t.true(second.ok, JSON.stringify(second));
+  t.deepEqual(destroyed, [DB], 'not destroyed again');
+  t.deepEqual(nodes.verbs(DB, 'silver-db-postgresql').filter((v) => v.startsWith('restore')).map((v) => v.split(' ')[1]), ['blog'], 'only the app left to restore');
+  t.false(nodes.verbs(DB, 'silver-db-postgresql').some((v) => v.startsWith('dump')), 'no fresh dump of the new node');
+  t.deepEqual(second.restored?.map((r) => r.stamp), [dumps[1]], 'the same dump as the first run chose');
+  t.is(replaceRecord(nodes).backups, null, 'closed');
+  t.deepEqual(nodes.dbs.get(DB)!.get('blog'), { 'public.blog': 5 });
+  t.deepEqual(nodes.dbs.get(DB)!.get('hello'), { 'public.hello': 3 });
+  t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer').slice(-2), ['mode clear hello', 'mode clear blog'], 'put back once every app is restored');
+});
+
+test('a database node\'s replacement resumed after its new node is gone: the record says so before a node is made, and every app is restored again', async (t) => {
+  const { ns, rt, provider, nodes } = await dbReplacement();
+  nodes.failWhen = (c) => (c.node === DB && c.argv[3] === 'restore' && c.argv[4] === 'blog' ? 'silver-db-postgresql: restore failed' : null);
+  t.false((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  t.deepEqual(replaceRecord(nodes).restored, ['hello']);
+  nodes.failWhen = () => null;
+  // The new node lost (destroyed by hand, or by its cloud): its restores with it.
+  await provider.destroy((await provider.list(ns.name)).find((n) => n.name === DB)!);
+  nodes.dbs.delete(DB);
+  const seen: { rebuilt?: boolean; restored?: string[] }[] = [];
+  nodes.onCall = (c) => {
+    if (c.argv[3] === 'restore') seen.push(replaceRecord(nodes));
+  };
+  const r = await replaceNode(ns, rt, { node: DB, yes: true });
+  t.true(r.ok, JSON.stringify(r));
+  t.deepEqual(nodes.dbs.get(DB)!.get('hello'), { 'public.hello': 3 }, 'hello restored again');
+  t.deepEqual(nodes.dbs.get(DB)!.get('blog'), { 'public.blog': 5 });
+  t.deepEqual(seen[0], { ...seen[0], rebuilt: true, restored: [] }, 'the new node\'s record lists no restore of the lost one');
+  t.is(replaceRecord(nodes).backups, null);
+});
+
+test('a database node whose restored rows differ from the manifest: that app is not counted as restored, the others are; maintenance kept until a run restores it with its rows', async (t) => {
+  const { ns, rt, nodes } = await dbReplacement();
+  // (blog's dump loads one row short once: the restore says so)
+  let short = true;
+  nodes.onCall = (c) => {
+    if (short && c.node === DB && c.argv[3] === 'load' && c.argv[4] === 'blog') {
+      short = false;
+      const rows = nodes.dbs.get(DB);
+      queueMicrotask(() => {
+        const staged = [...(rows?.keys() ?? [])].find((k) => k !== 'hello' && k !== 'blog');
+        if (staged) rows!.set(staged, { 'public.blog': 4 });
+      });
+    }
+  };
+  const first = await replaceNode(ns, rt, { node: DB, yes: true, force: true });
+  t.false(first.ok, JSON.stringify(first));
+  t.regex(first.error ?? '', /blog: public\.blog: 4 rows, expected 5/);
+  t.deepEqual(replaceRecord(nodes).restored, ['hello']);
+  t.truthy(replaceRecord(nodes).backups);
+  const second = await replaceNode(ns, rt, { node: DB, yes: true });
+  t.true(second.ok, JSON.stringify(second));
+  t.deepEqual(second.restored?.map((x) => x.app), ['blog']);
+  t.deepEqual(nodes.dbs.get(DB)!.get('blog'), { 'public.blog': 5 });
 });
