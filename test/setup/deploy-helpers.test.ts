@@ -151,7 +151,9 @@ done
 exec /usr/bin/install "$@"`,
   );
   // systemd-run: keeps the script file it is given (its last argument), which the helper removes after.
-  fake(t, 'systemd-run', 'for a; do :; done; if [ -f "$a" ]; then cp "$a" "$T/last-script"; fi; exit 0');
+  // systemd-run: a script's file is kept in last-script; a request (`-- curl ...`) is made by the
+  // curl fake, as the unit would.
+  fake(t, 'systemd-run', 'case " $* " in *" -- curl "*) while [ "$1" != -- ]; do shift; done; shift; exec "$@" ;; esac\nfor a; do :; done; if [ -f "$a" ]; then cp "$a" "$T/last-script"; fi; exit 0');
   fake(t, 'dpkg-query', 'exit 1');
   // ss: what ss.out holds (nothing: no listener, no connection); not among the calls.
   writeFileSync(join(t.bin, 'ss'), `#!/bin/sh\ncat '${t.dir}/ss.out' 2> /dev/null || true\n`, { mode: 0o755 });
@@ -682,6 +684,21 @@ test('silver-deploy: migrate runs under a unit of its own name; while one runs (
   const m = await deploy(tr, 'migrating', 'blog');
   t.is(m.code, 0);
   t.is(m.stdout, 'silver-migrate-blog.service\n');
+  // A migration by path (migrate = /PATH): the request under the same unit — refused while one
+  // runs, made in it otherwise.
+  const byPath = await deploy(tr, 'fetch', 'blog', one, '/migrate', 'migrate');
+  t.is(byPath.code, 1);
+  t.regex(byPath.stderr, /a migration of blog started earlier still runs \(silver-migrate-blog\.service\)/);
+  t.false(calls(tr).some((c) => c.startsWith('curl')));
+  writeFileSync(join(tr.dir, 'active-units'), '');
+  clearCalls(tr);
+  const made = await deploy(tr, 'fetch', 'blog', one, '/migrate', 'migrate');
+  t.is(made.code, 0, made.stderr);
+  t.is(made.stdout, '200\n');
+  t.deepEqual(calls(tr).filter((c) => /^(systemd-run|curl) /.test(c)), [
+    `systemd-run --quiet --wait --pipe --collect --service-type=exec --unit=silver-migrate-blog.service -- curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:8001/migrate`,
+    `curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:8001/migrate`,
+  ]);
 });
 
 test('silver-deploy: staging keeps the firewall\'s table of who may answer on each instance\'s port (port . uid), applied in one transaction; listeners says when it changed', async (t) => {
