@@ -2,7 +2,7 @@ import { Stopped, underDeployLock } from '../backup/lock.js';
 import { compareCounts } from '../backup/manifest.js';
 import { readBackupsRecord } from '../backup/record.js';
 import { backupsBase, resolveBackup, type StoredBackup } from '../backup/store.js';
-import { holdApp, releaseApp, type ModeEntry } from '../deploy/modes.js';
+import { heldBy, holdApp, releaseApp, type ModeEntry } from '../deploy/modes.js';
 import { exportInstance } from '../deploy/replicate.js';
 import { Session } from '../deploy/session.js';
 import { parseEnvFile } from '../deploy/settings.js';
@@ -52,7 +52,12 @@ interface ReplaceRecord extends Versioned {
   rebuilt?: boolean;
   /** The apps whose dump was restored on the new node with the manifest's rows. */
   restored?: string[];
+  /** The new node's host key, as pinned when it was built (another node of its name is not it). */
+  hostKey?: string;
 }
+
+/** The holder of the apps' maintenance during a replacement (modes.ts). */
+const HOLDER = 'replace-node';
 
 type Say = (text: string) => void;
 
@@ -66,7 +71,23 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     const passwords = await appPasswords(s, svc.envPrefix);
     const apps = [...passwords.keys()];
     const pending = ((await s.state.read<ReplaceRecord>('replace')).get('replace') ?? null) as ReplaceRecord | null;
-    const resumed = pending && pending.node === spec.name && pending.backups ? pending : null;
+    // (one replacement of a service node at a time: its record is the nodeset's one)
+    if (pending?.backups && pending.node !== spec.name) {
+      throw new ExitError(`the replacement of ${pending.node} begun ${pending.started} is unfinished: run silver replace-node ${ns.file} --node ${pending.node} to finish it first`, 1);
+    }
+    let resumed = pending && pending.node === spec.name && pending.backups ? pending : null;
+    // An app whose hold a `silver maintenance` ended was taken as it is: the run does not restore
+    // it again; with every app's ended, the earlier replacement is over, and this one begins anew.
+    const accepted: string[] = [];
+    if (resumed && s.balancers.length > 0) {
+      for (const app of Object.keys(resumed.backups!)) if ((await heldBy(s, app)) !== HOLDER) accepted.push(app);
+      if (accepted.length === Object.keys(resumed.backups!).length) {
+        say(`the earlier replacement of ${spec.name} was ended by silver maintenance (no app is held in it): this one begins anew`);
+        resumed = null;
+      } else if (accepted.length > 0) {
+        say(`${accepted.join(', ')}: no longer held by the earlier replacement (silver maintenance ended it): taken as it is, not restored again`);
+      }
+    }
     const resuming = resumed?.backups ?? null;
     if (!resuming && !opts.force) {
       const rec = (await readBackupsRecord(s)).apps;
@@ -87,19 +108,21 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
         if (balanced) {
           // (held on the nodes: a re-run after a kill, or after a failure that keeps them held,
           // puts back the entries from before the first run, not this maintenance)
-          for (const app of apps) previous.set(app, await holdApp(s, app, 'replace-node', `${app} is being moved to a new database server. Please try again in a moment.`));
+          for (const app of apps) previous.set(app, await holdApp(s, app, HOLDER, `${app} is being moved to a new database server. Please try again in a moment.`));
           if (apps.length) say(`${apps.join(', ')} in maintenance on ${s.balancers.map((b) => b.name).join(', ')}`);
         } else if (apps.length) out.notes.push('the nodeset has no balancer: the apps kept answering (with errors) while their database moved');
         steps.check();
         const stamps = resuming ?? (await freshDumps(ns, rt, apps, say));
-        const restored = new Set((resumed?.restored ?? []).filter((a) => a in stamps));
+        const restored = new Set([...(resumed?.restored ?? []), ...accepted].filter((a) => a in stamps));
         if (resuming) say(`resuming an earlier replacement: restoring ${Object.entries(resuming).filter(([a]) => !restored.has(a)).map(([a, st]) => `${a} ${st}`).join(', ') || 'nothing more'}`);
         // The dumps that go onto the new node, named on the nodes before anything is destroyed.
-        let rec: ReplaceRecord = { seq: (pending?.seq ?? 0) + 1, node: spec.name, backups: stamps, started: resumed?.started ?? new Date(rt.now()).toISOString(), rebuilt: resumed?.rebuilt === true, restored: [...restored] };
+        // (from the record's first write on, a failure or a kill keeps the apps held: a record
+        // that is open names dumps the next run restores, and writes made meanwhile would be lost)
+        keepHeld = true;
+        let rec: ReplaceRecord = { seq: (pending?.seq ?? 0) + 1, node: spec.name, backups: stamps, started: resumed?.started ?? new Date(rt.now()).toISOString(), rebuilt: resumed?.rebuilt === true, ...(resumed?.hostKey ? { hostKey: resumed.hostKey } : {}), restored: [...restored] };
         await s.state.write<ReplaceRecord>('replace', rec);
         const chosen = new Map<string, StoredBackup>(Object.entries(stamps).map(([app, stamp]) => [app, resolveBackup(backupsBase(rt.state.root), ns.name, app, stamp)]));
         steps.check();
-        keepHeld = true;
         lease.setAside(spec.name);
         if (rec.rebuilt && !(await nodeExists(ns, rt, spec.name))) {
           // (the earlier run's new node is gone since: the one made now holds none of its restores,
@@ -108,6 +131,13 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
           rec = { ...rec, seq: rec.seq + 1, rebuilt: false, restored: [] };
           await s.state.write<ReplaceRecord>('replace', rec);
           say(`${spec.name}, built anew by the earlier run, is gone: every app is restored again`);
+        } else if (rec.rebuilt && rt.state.pinnedKeys(ns.name).get(spec.name) !== rec.hostKey) {
+          // (a node of that name, but not the one the earlier run built — made again by hand since,
+          // its host key new: it holds none of the earlier run's restores)
+          restored.clear();
+          rec = { ...rec, seq: rec.seq + 1, restored: [] };
+          await s.state.write<ReplaceRecord>('replace', rec);
+          say(`${spec.name} is not the node the earlier run built (another host key): every app is restored again`);
         }
         if (rec.rebuilt) say(`${spec.name} was built anew by the earlier run: not destroyed again`);
         else await destroyNode(ns, rt, spec.name, say);
@@ -119,7 +149,10 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
             rec = { ...rec, ...next, seq: rec.seq + 1 };
             await fresh.state.write<ReplaceRecord>('replace', rec);
           };
-          if (!rec.rebuilt) await mark({ rebuilt: true });
+          // (the new node by its host key, made anew with every node: a node made again by hand
+          // under the same name is not taken for it)
+          const hostKey = rt.state.pinnedKeys(ns.name).get(spec.name);
+          if (!rec.rebuilt || rec.hostKey !== hostKey) await mark({ rebuilt: true, ...(hostKey ? { hostKey } : {}) });
           const node = spec.name;
           const addresses = fresh.appservers.map((a) => a.address);
           for (const [app, b] of chosen) {
@@ -127,8 +160,13 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
               say(`${app}: restored by the earlier run (${b.manifest!.stamp}): kept`);
               continue;
             }
+            const password = passwords.get(app);
+            if (!password) {
+              out.problems.push(`${app}: no app server has its database password (no active instance): not restored`);
+              continue;
+            }
             const db = svc.dbName(app);
-            await fresh.remote.run(node, `${app}: its password`, dbVerbs.password(svc, db), `${passwords.get(app)}\n`);
+            await fresh.remote.run(node, `${app}: its password`, dbVerbs.password(svc, db), `${password}\n`);
             await fresh.remote.run(node, `${app}: its database`, dbEnsure(svc, db, addresses));
             const after = await restoreBackup(fresh, b, steps, () => undefined, say);
             const differ = compareCounts(b.manifest!.rowCounts, after);

@@ -387,6 +387,11 @@ export async function holdApp(s: Session, app: string, by: string, message: stri
   return previous;
 }
 
+/** Who holds `app` in maintenance (holdApp's `by`), or null when no hold of silver's stands. */
+export async function heldBy(s: Session, app: string): Promise<string | null> {
+  return (await readRecord(s)).holds[app]?.by ?? null;
+}
+
 /** The hold of `app` ended: its entry from before holdApp put back (none: it follows `*` again). */
 export async function releaseApp(s: Session, app: string, previous: ModeEntry | null): Promise<void> {
   if (previous) await applyMode(s, { app, ...previous });

@@ -217,3 +217,88 @@ test('a database node whose restored rows differ from the manifest: that app is 
   t.deepEqual(second.restored?.map((x) => x.app), ['blog']);
   t.deepEqual(nodes.dbs.get(DB)!.get('blog'), { 'public.blog': 5 });
 });
+
+/** Every node's replica of a record of the shared state, changed by `edit` (a newer seq). */
+function editRecord(nodes: FakeNodes, key: string, edit: (rec: Record<string, unknown>) => void): void {
+  for (const [, m] of nodes.state) {
+    if (!m.has(key)) continue;
+    const rec = JSON.parse(m.get(key)!) as Record<string, unknown> & { seq: number };
+    edit(rec);
+    rec.seq += 10;
+    m.set(key, JSON.stringify(rec));
+  }
+}
+const failBlogOnce = (nodes: FakeNodes) => {
+  let once = true;
+  nodes.failWhen = (c) => (once && c.node === DB && c.argv[3] === 'restore' && c.argv[4] === 'blog' ? ((once = false), 'silver-db-postgresql: restore failed') : null);
+};
+
+test('attack: SIGINT while a resumed replacement writes its record keeps every app in maintenance (the node holds an incomplete restore)', async (t) => {
+  const { ns, rt, nodes, signal } = await dbReplacement();
+  failBlogOnce(nodes);
+  t.false((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  let sent = false;
+  nodes.onCall = (c) => {
+    if (!sent && c.argv[3] === 'put' && c.argv[4] === 'replace') {
+      sent = true;
+      signal();
+    }
+  };
+  await replaceNode(ns, rt, { node: DB, yes: true }).catch(() => undefined);
+  t.true(sent);
+  t.deepEqual(Object.keys(nodes.modes.get('balancer.shop.test')?.modes ?? {}).sort(), ['blog', 'hello'], 'both apps still in maintenance');
+  t.truthy(replaceRecord(nodes).backups);
+});
+
+test('a replacement resumed on a node made again by hand under the same name (another host key): every app restored again, none skipped', async (t) => {
+  const { ns, rt, nodes, provider } = await dbReplacement();
+  failBlogOnce(nodes);
+  t.false((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  t.deepEqual(replaceRecord(nodes).restored, ['hello']);
+  // delete-node and create-node by hand: a new, empty node, its new key pinned.
+  const spec = ns.nodes.find((n) => n.name === DB)!;
+  await provider.destroy((await provider.list(ns.name)).find((n) => n.name === DB)!);
+  const { node } = await provider.create({ labels: { nodeset: ns.name, name: spec.name, role: spec.role, index: spec.index }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', hostKey: { public: 'ssh-ed25519 KEY2', private: '' }, publicKey: '' } as never);
+  rt.state.unpin(ns.name, [DB]);
+  rt.state.pin(ns.name, DB, node.privateAddress!, 'ssh-ed25519 KEY2');
+  nodes.dbs.delete(DB);
+  const r = await replaceNode(ns, rt, { node: DB, yes: true });
+  t.true(r.ok, JSON.stringify(r));
+  t.deepEqual(nodes.dbs.get(DB)!.get('hello'), { 'public.hello': 3 }, 'hello restored again');
+  t.deepEqual(nodes.dbs.get(DB)!.get('blog'), { 'public.blog': 5 });
+});
+
+test('an app whose hold `silver maintenance` ended is taken as it is by the resumed replacement; with every hold ended, the next replacement begins anew (fresh dumps, a verified backup asked for)', async (t) => {
+  const { ns, rt, nodes } = await dbReplacement();
+  failBlogOnce(nodes);
+  t.false((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  const dropHold = (app: string) =>
+    editRecord(nodes, 'maintenance', (rec) => {
+      delete (rec['holds'] as Record<string, unknown>)[app];
+      delete (rec['modes'] as Record<string, unknown>)[app];
+    });
+  dropHold('blog');
+  nodes.calls.length = 0;
+  const r = await replaceNode(ns, rt, { node: DB, yes: true });
+  t.true(r.ok, JSON.stringify(r));
+  t.deepEqual(nodes.verbs(DB, 'silver-db-postgresql').filter((v) => v.startsWith('restore')), [], 'blog taken as it is, hello restored before');
+  t.is(replaceRecord(nodes).backups, null);
+
+  // Every hold ended: the earlier replacement is over.
+  failBlogOnce(nodes);
+  t.false((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  dropHold('blog');
+  dropHold('hello');
+  await t.throwsAsync(replaceNode(ns, rt, { node: DB, yes: true }), { message: /no backup verified by a restore in the last 7 days/ });
+  nodes.calls.length = 0;
+  t.true((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  t.deepEqual(nodes.verbs(DB, 'silver-db-postgresql').filter((v) => v.startsWith('dump')).length, 2, 'fresh dumps of both');
+});
+
+test('an unfinished replacement of another service node is finished first: replace-node of this one is refused, nothing held or dumped', async (t) => {
+  const { ns, rt, nodes } = await dbReplacement();
+  for (const n of ns.nodes) nodes.state.set(n.name, new Map([['replace', JSON.stringify({ seq: 3, node: 'mysql.shop.test', backups: { blog: 's' }, started: '2026-12-01T00:00:00Z' })]]));
+  await t.throwsAsync(replaceNode(ns, rt, { node: DB, yes: true, force: true }), { message: /the replacement of mysql\.shop\.test begun 2026-12-01T00:00:00Z is unfinished: run silver replace-node \/n\/shop\.conf --node mysql\.shop\.test to finish it first/ });
+  t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), []);
+  t.false(nodes.verbs(DB, 'silver-db-postgresql').some((v) => v.startsWith('dump')));
+});
