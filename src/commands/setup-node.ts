@@ -4,7 +4,7 @@ import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { Runtime } from '../runtime.js';
 import { layersFor, layerVars, LayerStream, nodeScript, type AddressedNode } from '../setup/plan.js';
-import { FAST_HIT, nodeDigest, probeScript, takeStateDump, type StateDump } from '../setup/fast-path.js';
+import { ANY_DIGEST, FAST_HIT, nodeDigest, probeScript, recordedDigest, takeStateDump, type StateDump } from '../setup/fast-path.js';
 import type { NodeExecutor } from '../ssh/keeper.js';
 import { connectNodes } from '../ssh/targets.js';
 import { asRootArgv, Remote } from '../remote/executor.js';
@@ -64,9 +64,9 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   const users = new Map(targets.map((t) => [t.name, t.username]));
   const deployKey = rt.state.deployKey().public;
   // (the fast path's probes are light: PROBES_PER_SLOT times as many nodes are probed at once as
-  // full scripts run at once — their connections made side by side too)
-  const limit = pLimit(opts.concurrency * PROBES_PER_SLOT);
-  const scripts: Scripts = { probe: pool, full: limited(pool, opts.concurrency) };
+  // full scripts run at once — their connections made side by side too; a balancer's script that
+  // waits for the other nodes' replicas holds no slot meanwhile)
+  const scripts: Scripts = { probe: limited(pool, opts.concurrency * PROBES_PER_SLOT), full: limited(pool, opts.concurrency) };
   const results = new Map<string, NodeSetupResult>();
   for (const m of missing) {
     results.set(m.name, { name: m.name, role: m.role, status: 'failed', layers: [], seconds: 0, error: m.error });
@@ -75,20 +75,23 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   try {
     const fast = opts.fast ?? 'probe';
     const remote = new Remote(pool, new Set([...users].filter(([, u]) => u === 'root').map(([n]) => n)));
-    // The balancers' layer takes the nodes' shared state: with the fast path each other node's
-    // probe dumps its replica (no session of its own), a balancer's is read by itself; the
-    // balancers' scripts wait for those answers.
+    // The balancers' layer takes the nodes' shared state: with the fast path each node's probe
+    // dumps its replica (no session of its own), a balancer's too — its probe asks for a hit
+    // whatever its inputs (ANY_DIGEST), and silver takes the hit when the inputs, once every
+    // replica is in, have the digest the node recorded: one round trip for a no-op, as the other
+    // nodes'. Without the fast path the balancers' scripts wait for those answers.
     const replicas = stateReplicas(ns, remote, addressed, fast === 'probe');
     const shared = replicas.merged.then((answers) => balancerState(ns, answers));
     shared.catch(() => undefined);
     const backup = backupWiringOf(ns, rt, addressed);
     const tls = tlsWirings(ns, rt, addressed);
+    const none: BalancerInputs = { health: new Map<string, string>(), modes: null };
     await Promise.all(
       addressed.map(async (node) => {
-        const { health, modes } = node.role === 'balancer' ? await shared : { health: new Map<string, string>(), modes: null };
+        const inputs = node.role !== 'balancer' ? none : fast === 'probe' ? shared : await shared;
         const dump = replicas.dumpFor(node.name);
         try {
-          results.set(node.name, await limit(() => setupOne(ns, rt, scripts, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', health, modes, backup, tls.get(node.name) ?? null, fast, dump)));
+          results.set(node.name, await setupOne(ns, rt, scripts, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', inputs, backup, tls.get(node.name) ?? null, fast, dump));
         } finally {
           dump?.answer(null);
         }
@@ -135,9 +138,9 @@ interface ReplicaDump extends StateDump {
 
 /**
  * The nodes' replicas of the state the balancers' layer takes (`apps`, `maintenance`), when the
- * nodeset has a balancer: with the fast path each node that is not a balancer dumps its own
- * through its probe (dumpFor) and the balancers are asked directly; otherwise every node is.
- * `merged`: every node's answer (null: none), once all are in.
+ * nodeset has a balancer: with the fast path each node dumps its own through its probe
+ * (dumpFor); otherwise every node is asked directly. `merged`: every node's answer (null: none),
+ * once all are in.
  */
 function stateReplicas(ns: Nodeset, remote: Remote, nodes: readonly AddressedNode[], probing: boolean): { merged: Promise<(string | null)[]>; dumpFor(node: string): ReplicaDump | undefined } {
   const keys = ['apps', 'maintenance'];
@@ -151,7 +154,7 @@ function stateReplicas(ns: Nodeset, remote: Remote, nodes: readonly AddressedNod
   const dumps = new Map<string, ReplicaDump>();
   const answers: Promise<string | null>[] = [];
   for (const node of nodes) {
-    if (!probing || node.role === 'balancer') {
+    if (!probing) {
       answers.push(ask(node.name));
       continue;
     }
@@ -168,7 +171,7 @@ function stateReplicas(ns: Nodeset, remote: Remote, nodes: readonly AddressedNod
  * each location), and the maintenance record (a new or rebuilt balancer gets its modes back);
  * empty before the first update or when too few nodes answer (no silver-state yet).
  */
-function balancerState(ns: Nodeset, answers: readonly (string | null)[]): { health: Map<string, string>; modes: ModeState | null } {
+function balancerState(ns: Nodeset, answers: readonly (string | null)[]): BalancerInputs {
   // (every node is asked: a majority would do only while the nodes stay the ones the records were
   // written to — a nodeset that grew, or replaced nodes, have replicas that hold nothing yet)
   let recs: Map<string, Versioned>;
@@ -184,6 +187,12 @@ function balancerState(ns: Nodeset, answers: readonly (string | null)[]): { heal
   const apps = new Set(ns.locations.map((l) => l.app));
   const health = new Map(Object.entries(rec?.health ?? {}).filter(([app, path]) => apps.has(app) && typeof path === 'string' && LOCATION_PATH.test(path)));
   return { health, modes: recs.has('maintenance') ? sanitizeModes(recs.get('maintenance'), [...apps]) : null };
+}
+
+/** What a balancer's layer takes of the shared state (balancerState); nothing for other roles. */
+interface BalancerInputs {
+  health: ReadonlyMap<string, string>;
+  modes: ModeState | null;
 }
 
 /** Where a node's scripts go: its probe, and its full script (at most `concurrency` of those at once). */
@@ -202,7 +211,7 @@ function limited(pool: NodeExecutor, n: number): NodeExecutor {
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, scripts: Scripts, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  health: ReadonlyMap<string, string>, modes: ModeState | null, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none', dump?: ReplicaDump,
+  inputs: BalancerInputs | Promise<BalancerInputs>, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none', dump?: ReplicaDump,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -222,37 +231,51 @@ async function setupOne(
   };
   // (set by the probe's first line, in gate below)
   let checked = 'full' as 'fingerprint' | 'full';
-  let specs: { layer: string; vars: Record<string, string> }[];
-  let digest: string;
-  try {
-    specs = names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, health, modes, backup, tls) }));
+  let specs: { layer: string; vars: Record<string, string> }[] = [];
+  let digest: string | null = null;
+  const known = (i: BalancerInputs) => {
+    specs = names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, i.health, i.modes, backup, tls) }));
     digest = nodeDigest(specs);
+  };
+  try {
+    if (!(inputs instanceof Promise)) known(inputs);
   } catch (e) {
     return fail(names[0]!, (e as Error).message);
   }
   try {
     // The probe first (fast-path.ts): when nothing changed, it is the whole run. Its first line
     // alone says hit (what a node prints after it is not the probe's to decide), and its output
-    // reaches the layers' stream only after that line.
+    // reaches the layers' stream only after that line — for a probe of inputs still to come
+    // (ANY_DIGEST), only once they have the digest the node's hit names.
     let head: string | null = '';
+    let recorded: string | null = null;
+    const held: string[] = [];
     const gate = (chunk: string) => {
       if (head !== null) {
         head += chunk;
         const nl = head.indexOf('\n');
         if (nl < 0) return;
-        if (head.slice(0, nl) === FAST_HIT) checked = 'fingerprint';
+        const first = head.slice(0, nl);
+        if (digest !== null ? first === FAST_HIT : (recorded = recordedDigest(first)) !== null) checked = 'fingerprint';
         chunk = head.slice(nl + 1);
         head = null;
       }
-      if (checked === 'fingerprint') stream.write(chunk);
+      if (checked !== 'fingerprint') return;
+      if (digest !== null) stream.write(chunk);
+      else held.push(chunk);
     };
-    let probe = fast === 'probe' ? await scripts.probe.exec(node.name, shell, probeScript(names, digest, check, undefined, dump), undefined, gate) : null;
+    let probe = fast === 'probe' ? await scripts.probe.exec(node.name, shell, probeScript(names, digest ?? ANY_DIGEST, check, undefined, dump), undefined, gate) : null;
     if (probe && dump) {
       const { dump: replica, rest } = takeStateDump(probe.stderr, dump.nonce);
       dump.answer(replica);
       probe = { ...probe, stderr: rest };
     }
-    const r = probe && checked === 'fingerprint' ? probe : await scripts.full.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest), undefined, (chunk) => stream.write(chunk));
+    if (digest === null) {
+      known(await inputs);
+      if (checked === 'fingerprint' && recorded === digest) for (const chunk of held) stream.write(chunk);
+      else checked = 'full';
+    }
+    const r = probe && checked === 'fingerprint' ? probe : await scripts.full.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!), undefined, (chunk) => stream.write(chunk));
     // (the layers' markers must name the layers in order: anything else is not a run of them)
     const order = stream.ended.map((e) => e.layer);
     if (order.some((l, i) => l !== names[i])) return fail(names[0]!, `the node answered markers of other layers (${order.join(', ')})`);

@@ -128,17 +128,30 @@ export function takeStateDump(stderr: string, nonce: string): { dump: string | n
 }
 
 /**
- * The probe a node gets first: lib.sh, the fingerprint's check, then each layer's probe.sh (and,
- * first of all, the state's dump when asked for).
+ * A hit whatever the digest the node recorded (a balancer's, whose inputs wait for the other
+ * nodes' replicas): the node's digest then follows the hit on its line, and silver takes the hit
+ * only when the inputs, once known, have that digest (recordedDigest).
  */
-export function probeScript(layers: readonly string[], digest: string, check: boolean, root = layersRoot(), dump?: StateDump): Buffer {
+export const ANY_DIGEST = null;
+
+/** The digest a hit line of a probe with ANY_DIGEST names, or null when the line is no such hit. */
+export function recordedDigest(line: string): string | null {
+  const m = /^silver-fast: hit ([0-9a-f]{64})$/.exec(line);
+  return m ? m[1]! : null;
+}
+
+/**
+ * The probe a node gets first: lib.sh, the fingerprint's check, then each layer's probe.sh (and,
+ * first of all, the state's dump when asked for). `digest` ANY_DIGEST: see there.
+ */
+export function probeScript(layers: readonly string[], digest: string | null, check: boolean, root = layersRoot(), dump?: StateDump): Buffer {
   const lines: ScriptLine[] = [
     ...(dump ? [dumpLine(dump)] : []),
     assignment('SILVER_CHECK', check ? '1' : '0'),
     // (of lib.sh, what the probe calls: the fingerprint's check and what the layers' probes use)
     sharedText(libSubset(layerFile(join(root, 'lib.sh')), ['fast_probe', ...layers.map((l) => layerProbe(l, root))].join('\n'))),
-    `fast_probe ${digest} || { echo "silver-fast: miss ($_MISS)"; exit 0; }`,
-    `echo "${FAST_HIT}"`,
+    `fast_probe ${digest ?? "'*'"} || { echo "silver-fast: miss ($_MISS)"; exit 0; }`,
+    digest === null ? `echo "${FAST_HIT} $FP_DIGEST"` : `echo "${FAST_HIT}"`,
     // (the probes run in the probe's own shell, under set -e: a layer's that fails ends the probe
     // there, without its end marker — a failed layer, as silver reads it; a probe.sh never exits)
     'set -eu',

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setupNodes } from '../../src/commands/setup-node.js';
 import { layersRoot } from '../../src/layers.js';
-import { FAST_HIT, nodeDigest, probeScript } from '../../src/setup/fast-path.js';
+import { ANY_DIGEST, FAST_HIT, nodeDigest, probeScript, recordedDigest } from '../../src/setup/fast-path.js';
 import type { ExecResult } from '../../src/ssh/connect.js';
 import type { NodeExecutor } from '../../src/ssh/keeper.js';
 import { fakeDeploy, shellWords, type FakeNodes } from '../helpers/fake-nodes.js';
@@ -39,7 +39,7 @@ class Nodes implements NodeExecutor {
       return this.nodes.exec(node, command, stdin);
     }
     const text = String(stdin);
-    const probe = /^fast_probe ([0-9a-f]{64}) /m.exec(text);
+    const probe = /^fast_probe ([0-9a-f]{64}|'\*') /m.exec(text);
     const list = this.sent.get(node) ?? [];
     this.sent.set(node, list);
     list.push({ kind: probe ? 'probe' : 'full', text });
@@ -50,9 +50,11 @@ class Nodes implements NodeExecutor {
     } else if (probe && this.otherMarkers.has(node)) {
       out = `${FAST_HIT}\n${'silver-layer-begin: base\nsilver-layer-end: base 0\n'.repeat(3)}`;
     } else if (probe) {
-      if (this.recorded.get(node) !== probe[1] || this.drifted.has(node)) out = 'silver-fast: miss (new inputs)\n';
+      const any = probe[1] === "'*'";
+      if (!this.recorded.has(node) || (!any && this.recorded.get(node) !== probe[1]) || this.drifted.has(node)) out = 'silver-fast: miss (new inputs)\n';
       else {
-        out = `${FAST_HIT}\n`;
+        // (a probe of any inputs names the recorded digest on its hit line: silver compares)
+        out = any ? `${FAST_HIT} ${this.recorded.get(node)}\n` : `${FAST_HIT}\n`;
         for (const [, layer] of text.matchAll(/^printf 'silver-layer-begin: %s\\n(?:silver-layer-end: %s 0\\n)?' (\S+)(?: \S+)?$/gm)) {
           // (a probe.sh that fails ends the probe: no end marker, the shell's exit code)
           out += `silver-layer-begin: ${layer}\n`;
@@ -101,8 +103,15 @@ test('a first run probes (no fingerprint), then sends the full script, which rec
     t.is(n.checked, 'full');
     t.not(n.status, 'failed');
     const [probe, full] = fake.sent.get(n.name)!;
-    const digest = /^fast_probe ([0-9a-f]{64}) /m.exec(probe!.text)![1]!;
     t.true(full!.text.includes('\nfingerprint_begin\n'), 'the full run removes the old fingerprint before any change');
+    // (a balancer's probe asks for any inputs: they wait for the other nodes' replicas)
+    if (n.role === 'balancer') {
+      t.regex(probe!.text, /^fast_probe '\*' /m);
+      t.regex(probe!.text, /^echo "silver-fast: hit \$FP_DIGEST"$/m);
+      t.regex(full!.text.trimEnd(), /\nfingerprint_end [0-9a-f]{64}$/);
+      continue;
+    }
+    const digest = /^fast_probe ([0-9a-f]{64}) /m.exec(probe!.text)![1]!;
     t.true(full!.text.trimEnd().endsWith(`fingerprint_end ${digest}`), 'and records the digest the probe sent, last');
   }
   fake.reset();
@@ -232,7 +241,7 @@ const BALANCER = 'balancer.shop.test';
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const modes = (seq: number, message: string) => JSON.stringify({ seq, modes: { '*': { mode: 'maintenance', retryAfter: 30, message } }, allow: [] });
 
-test('the balancer\'s layer takes the state from every node: the others\' probes bring their replicas (no session of their own), the balancer reads its own', async (t) => {
+test('the balancer\'s layer takes the state from every node: each probe brings its node\'s replica, the balancer\'s too (no session of its own); the balancer\'s probe is a hit only for the inputs those make', async (t) => {
   const { ns, rt, fake, nodes } = await setup();
   for (const n of ns.nodes) nodes.state.set(n.name, new Map([['maintenance', modes(1, 'old')]]));
   // The newest copy on one app server alone: only a read of every node finds it.
@@ -240,12 +249,47 @@ test('the balancer\'s layer takes the state from every node: the others\' probes
   const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
   t.true(r.nodes.every((n) => n.status !== 'failed'));
   const gets = fake.sessions.filter((c) => c.includes('silver-state get'));
-  t.deepEqual(gets.map((c) => c.split(' ')[0]), [BALANCER], 'one state session: the balancer\'s');
-  for (const n of ns.nodes.filter((n) => n.role !== 'balancer')) t.regex(fake.sent.get(n.name)![0]!.text, /^\{ printf '== silver-state %s\\n' [0-9a-f]{24}; \/usr\/local\/lib\/silverlining\/bin\/silver-state get apps maintenance < \/dev\/null/m, n.name);
+  t.deepEqual(gets, [], 'no state session');
+  for (const n of ns.nodes) t.regex(fake.sent.get(n.name)![0]!.text, /^\{ printf '== silver-state %s\\n' [0-9a-f]{24}; \/usr\/local\/lib\/silverlining\/bin\/silver-state get apps maintenance < \/dev\/null/m, n.name);
   t.true(fake.sent.get(BALANCER)!.at(-1)!.text.includes(b64('new')), 'the newest record reached the balancer');
   // Each probe has a nonce of its own.
-  const nonces = ns.nodes.filter((n) => n.role !== 'balancer').map((n) => /== silver-state %s\\n' ([0-9a-f]+)/.exec(fake.sent.get(n.name)![0]!.text)![1]);
+  const nonces = ns.nodes.map((n) => /== silver-state %s\\n' ([0-9a-f]+)/.exec(fake.sent.get(n.name)![0]!.text)![1]);
   t.is(new Set(nonces).size, nonces.length);
+  // Once more, nothing changed: the balancer's hit (it names the digest of these inputs) is taken.
+  fake.reset();
+  let again = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.deepEqual(fake.kinds(BALANCER), ['probe']);
+  t.is(again.nodes.find((n) => n.name === BALANCER)!.checked, 'fingerprint');
+  // A newer record on one node: the balancer's hit names the old inputs' digest — a full run with
+  // the new ones, the hit's own output never shown.
+  nodes.state.get('app1.shop.test')!.set('maintenance', modes(3, 'newer'));
+  fake.reset();
+  const err: string[] = [];
+  const io = rt.io.err;
+  rt.io.err = (line: string) => (err.push(line), io(line));
+  again = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  rt.io.err = io;
+  t.deepEqual(fake.kinds(BALANCER), ['probe', 'full']);
+  t.true(fake.sent.get(BALANCER)!.at(-1)!.text.includes(b64('newer')));
+  const b = again.nodes.find((n) => n.name === BALANCER)!;
+  t.is(b.checked, 'full');
+  t.deepEqual(b.layers.map((l) => l.layer), ['base', 'wire', 'balancer'], 'the full run\'s layers, once each');
+  t.is(err.filter((l) => l.startsWith(`${BALANCER}: base: `)).length, 1);
+  // A hit line without a digest, or with another's, is no hit for the balancer.
+  for (const line of [FAST_HIT, `${FAST_HIT} ${'0'.repeat(64)}`, `${FAST_HIT} ${'A'.repeat(64)}`]) {
+    const exec = fake.exec.bind(fake);
+    fake.exec = async (node, command, stdin, timeoutMs, onStdout) => {
+      if (node !== BALANCER || !/^fast_probe '\*' /m.test(String(stdin))) return exec(node, command, stdin, timeoutMs, onStdout);
+      const out = `${line}\nsilver-layer-begin: base\nsilver-layer-end: base 0\nsilver-layer-begin: wire\nsilver-layer-end: wire 0\nsilver-layer-begin: balancer\nsilver-layer-end: balancer 0\n`;
+      onStdout?.(out);
+      return { code: 0, stdout: out, stderr: await nodes.stateFrame(node, String(stdin)) };
+    };
+    fake.reset();
+    again = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+    fake.exec = exec;
+    t.deepEqual(fake.kinds(BALANCER), ['full'], line);
+    t.is(again.nodes.find((n) => n.name === BALANCER)!.checked, 'full', line);
+  }
 
   // --full: no probe, every node asked in a session of its own.
   fake.reset();
@@ -299,6 +343,25 @@ test('the probe in a real shell: a hit prints each layer\'s markers in order; a 
   r = run(tree('echo "base probe ran"\nfalse\necho "never"\n'));
   t.is(r.status, 1);
   t.is(r.stdout, `${FAST_HIT}\nsilver-layer-begin: base\nbase probe ran\n`);
+  // A probe of any inputs (a balancer's): the real check of a fingerprint that holds, its hit line
+  // naming the digest the node recorded; a fingerprint of a digest that is no digest, a miss.
+  const dir = mkdtempSync(join(tmpdir(), 'silver-fp-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  const btime = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))![1];
+  const since = Math.floor(Date.now() / 1000) + 3600;
+  const any = (fp: string) => {
+    writeFileSync(join(dir, 'fingerprint'), `FP_DIGEST=${fp}\nFP_SINCE=${since}\nFP_ROOTS=""\nFP_POINTS="${dir}"\nFP_BOOT=${boot}\nFP_BTIME=${btime}\nFP_END=1\n`);
+    const text = probeScript(['base', 'wire', 'appserver'], ANY_DIGEST, true, tree('echo "base probe ran"\n')).toString().replace(/^FP_DIR=.*$/m, `FP_DIR=${dir}`);
+    t.regex(text, /^fast_probe '\*' /m);
+    return spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
+  };
+  r = any('e'.repeat(64));
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout.split('\n')[0], `${FAST_HIT} ${'e'.repeat(64)}`);
+  t.is(recordedDigest(r.stdout.split('\n')[0]!), 'e'.repeat(64));
+  t.true(r.stdout.includes('base probe ran'));
+  t.is(any('E'.repeat(64)).stdout, 'silver-fast: miss (new inputs)\n');
 });
 
 test('lib.sh cut to what a script calls: top-level lines whole and in order, the functions it names and the ones they call, without their comments; the real probe runs on it', (t) => {
@@ -345,7 +408,7 @@ test('--concurrency N: at most N full scripts at once, probes to four times as m
   const peak = { probe: 0, full: 0 };
   const exec = fake.exec.bind(fake);
   fake.exec = async (node, command, stdin, timeoutMs, onStdout) => {
-    const kind = !String(command).endsWith('sh -s') ? null : /^fast_probe [0-9a-f]{64} /m.test(String(stdin)) ? 'probe' : 'full';
+    const kind = !String(command).endsWith('sh -s') ? null : /^fast_probe ([0-9a-f]{64}|'\*') /m.test(String(stdin)) ? 'probe' : 'full';
     if (!kind) return exec(node, command, stdin, timeoutMs, onStdout);
     running[kind]++;
     peak[kind] = Math.max(peak[kind], running[kind]);
