@@ -217,7 +217,11 @@ async function setupOne(
   const verb = check ? 'would change' : 'changed';
   const names = layersFor(node.role);
   const layers: LayerResult[] = [];
-  const stream = new LayerStream((e) => {
+  // (what a balancer's probe changed before its hit was turned down: reported with the full run's
+  // layer of that name, which finds it done)
+  const earlier = new Map<string, string[]>();
+  const stream = new LayerStream((ended) => {
+    const e = { ...ended, changes: [...(earlier.get(ended.layer) ?? []), ...ended.changes] };
     for (const c of e.changes) rt.io.err(`${node.name}: ${e.layer}: ${verb}: ${c}`);
     if (e.code === 0) rt.io.err(`${node.name}: ${e.layer}: ${e.changes.length === 0 ? 'unchanged' : `${e.changes.length} ${verb}`} (${(e.ms / 1000).toFixed(1)}s)`);
     layers.push({ layer: e.layer, changes: e.changes, seconds: e.ms / 1000 });
@@ -273,7 +277,14 @@ async function setupOne(
     if (digest === null) {
       known(await inputs);
       if (checked === 'fingerprint' && recorded === digest) for (const chunk of held) stream.write(chunk);
-      else checked = 'full';
+      else {
+        // (turned down: the layers' probes ran all the same — a firewall loaded again is a change)
+        const scratch = new LayerStream((e) => {
+          if (e.changes.length > 0 && names.includes(e.layer) && !earlier.has(e.layer)) earlier.set(e.layer, e.changes);
+        }, rt.now);
+        for (const chunk of held) scratch.write(chunk);
+        checked = 'full';
+      }
     }
     const r = probe && checked === 'fingerprint' ? probe : await scripts.full.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!), undefined, (chunk) => stream.write(chunk));
     // (the layers' markers must name the layers in order: anything else is not a run of them)

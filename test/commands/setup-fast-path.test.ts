@@ -290,6 +290,20 @@ test('the balancer\'s layer takes the state from every node: each probe brings i
     t.deepEqual(fake.kinds(BALANCER), ['full'], line);
     t.is(again.nodes.find((n) => n.name === BALANCER)!.checked, 'full', line);
   }
+  // What the layers' probes changed in a hit turned down (the firewall loaded again) is reported
+  // with the full run's layer, which finds nothing left to do.
+  const exec = fake.exec.bind(fake);
+  fake.exec = async (node, command, stdin, timeoutMs, onStdout) => {
+    if (node !== BALANCER || !/^fast_probe '\*' /m.test(String(stdin))) return exec(node, command, stdin, timeoutMs, onStdout);
+    const out = `${FAST_HIT} ${'0'.repeat(64)}\nsilver-layer-begin: base\nsilver-changed: load firewall rules\nsilver-layer-end: base 0\nsilver-layer-begin: wire\nsilver-layer-end: wire 0\nsilver-layer-begin: balancer\nsilver-layer-end: balancer 0\n`;
+    onStdout?.(out);
+    return { code: 0, stdout: out, stderr: await nodes.stateFrame(node, String(stdin)) };
+  };
+  again = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  fake.exec = exec;
+  const reloaded = again.nodes.find((n) => n.name === BALANCER)!;
+  t.is(reloaded.status, 'changed');
+  t.deepEqual(reloaded.layers.map((l) => [l.layer, l.changes]), [['base', ['load firewall rules']], ['wire', []], ['balancer', []]]);
 
   // --full: no probe, every node asked in a session of its own.
   fake.reset();
