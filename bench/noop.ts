@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchNodeset } from './local-nodeset.js';
 import { containers, cpuSeconds } from './node-cgroups.js';
-import { median, writeSection } from './results.js';
+import { median, sectionLines, writeSection } from './results.js';
 
 interface Run {
   seconds: number;
@@ -72,6 +72,11 @@ try {
     const [ne, ns] = [m(runs.exec, 'nodesCpu'), m(runs.setup, 'nodesCpu')];
     lines.push(`  CPU a command: silver ${ms(m(runs.exec, 'cpu'))} vs ${ms(m(runs.setup, 'cpu'))}; the 10 nodes ${ms(ne)} vs ${ms(ns)} (${(ne * 100).toFixed(1)} vs ${(ns * 100).toFixed(1)} ms a node)`);
   }
+  // (the figures this run replaces, side by side: their ratios and the commit they were run on)
+  const before = sectionLines('noop-10');
+  const ratio = (label: string) => before.find((l) => l.startsWith(label))?.match(/: ([0-9.]+)x the floor/)?.[1];
+  const [keptBefore, newBefore] = [ratio('kept connections'), ratio('new connections')];
+  if (keptBefore && newBefore) lines.push(`the previous run of this section: ${keptBefore}x with kept connections, ${newBefore}x with new ones`);
   lines.push('the nodes share this machine\'s cores with silver: what the no-op asks of each node beyond a bare command (its fingerprint walk, the firewall, each app\'s health check) is spent on the 2 cores all of them share; on nodes of their own it would run side by side');
   console.log(lines.join('\n'));
   writeSection('noop-10', 'no-op setup-node against the floor, 10 nodes', 'sudo npm run bench:noop', lines);

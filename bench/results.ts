@@ -27,6 +27,14 @@ export function writeSection(id: string, title: string, command: string, lines: 
   writeFileSync(FILE, text);
 }
 
+/** The lines of a section as bench/RESULTS.md holds it now (before a run rewrites it); [] when none. */
+export function sectionLines(id: string): string[] {
+  const text = existsSync(FILE) ? readFileSync(FILE, 'utf8') : '';
+  const a = text.indexOf(`<!-- ${id}:begin -->`);
+  const b = text.indexOf(`<!-- ${id}:end -->`);
+  return a >= 0 && b > a ? text.slice(a, b).split('\n') : [];
+}
+
 /** The middle value of some timings (the upper one of an even count). */
 export function median(xs: readonly number[]): number {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
