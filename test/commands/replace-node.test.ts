@@ -2,7 +2,7 @@ import test from 'ava';
 import { replaceNode } from '../../src/commands/replace-node.js';
 import { exportInstance, parseExport } from '../../src/deploy/replicate.js';
 import { Remote } from '../../src/remote/executor.js';
-import { fakeDeploy, type FakeNodes } from '../helpers/fake-nodes.js';
+import { fakeDeploy, NODESET, type FakeNodes } from '../helpers/fake-nodes.js';
 
 // replace-node without machines: what it refuses, what it does before anything is destroyed,
 // and that the app's environment (its secrets) never reaches an error or the output.
@@ -105,18 +105,7 @@ test('a service node is refused without a backup verified by a restore within 7 
  * `blog` with a database each on db.shop.test, a verified backup each.
  */
 async function dbReplacement() {
-  const d = await fakeDeploy(`[general]
-name = shop
-base_domain = shop.test
-[appserver]
-nodes = 2
-locations =
-    http://shop.test/ hello
-    http://blog.shop.test/ blog
-[service:postgresql]
-node_name = db.shop.test
-[balancer]
-`);
+  const d = await fakeDeploy(NODESET.replace('locations = http://shop.test/ hello', 'locations =\n    http://shop.test/ hello\n    http://blog.shop.test/ blog'));
   const { nodes } = d;
   for (const app of ['hello', 'blog']) {
     const a = nodes.app('app1.shop.test', app);
