@@ -237,8 +237,9 @@ test('crash safety of follow-ups: a layer killed between a change and its reload
   mkdirSync(join(root, 'one'));
   mkdirSync(join(root, 'two'));
   // (the follow-up: what reload_unit would do; SILVER_DIE: the run dies after the write, before it
-  // — the layer's subshell and the node script, killed as a dropped session or a reboot would)
-  writeFileSync(join(root, 'one', 'setup.sh'), `ensure_file ${f} 644 ${owner} <<EOT\n$SILVER_WANT\nEOT\nif [ "$CHANGED" = 1 ]; then\n  [ -z "\${SILVER_DIE:-}" ] || sh -c 'kill -9 "$PPID" "$1"' sh $$\n  changed "reload the service"\nfi\n`);
+  // — the node script and the layer's subshell, killed as a dropped session or a reboot would;
+  // the node script first: killed second, it could see its subshell die and exit 137 itself)
+  writeFileSync(join(root, 'one', 'setup.sh'), `ensure_file ${f} 644 ${owner} <<EOT\n$SILVER_WANT\nEOT\nif [ "$CHANGED" = 1 ]; then\n  [ -z "\${SILVER_DIE:-}" ] || sh -c 'kill -9 "$1" "$PPID"' sh $$\n  changed "reload the service"\nfi\n`);
   writeFileSync(join(root, 'two', 'setup.sh'), 'true\n');
   const run = (vars: Record<string, string>, check = false) => {
     const script = nodeScript(['one', 'two'].map((layer) => ({ layer, vars: { SILVER_CHECK: check ? '1' : '0', ...vars } })), root);
@@ -326,7 +327,7 @@ test('crash safety of follow-ups: a follow-up that passed (followed) is not repe
   const { fp, a, b, run } = followUpLayer(t, (a, b, owner) => [
     `ensure_file ${b} 644 ${owner} <<EOT`, '$SILVER_B', 'EOT',
     'if [ "$CHANGED" = 1 ]; then',
-    '  [ -z "${SILVER_DIE:-}" ] || sh -c \'kill -9 "$PPID" "$1"\' sh $$',
+    '  [ -z "${SILVER_DIE:-}" ] || sh -c \'kill -9 "$1" "$PPID"\' sh $$',
     '  changed "restart the-database"',
     'fi',
     `followed ${b} 'restart the-database'`,
