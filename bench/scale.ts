@@ -14,7 +14,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLoad } from '../test/helpers/load.js';
-import { writeSection } from './results.js';
+import { sectionLines, writeSection } from './results.js';
 import { nodesCpuSeconds, nodesPeakMB } from './node-cgroups.js';
 
 const SIZES = (process.env['SILVER_BENCH_SIZES'] ?? '10,20,40').split(',').map(Number);
@@ -133,6 +133,9 @@ if (rows.length >= 2) {
   const failed = rows.reduce((x, r) => x + r[6]!, 0);
   out.push(`targets: no phase worse than linear: ${linear ? 'met' : 'NOT met'}; update at ${b[0]} within 2x of ${a[0]}: ${update2x ? 'met' : 'NOT met'}; zero failed requests: ${failed === 0 ? 'met' : 'NOT met'}`);
 }
-console.log(out.join('\n'));
 const section = process.env['SILVER_BENCH_SECTION'] ?? 'scale';
+// (the growth this run replaces, side by side)
+const previous = sectionLines(section).find((l) => l.startsWith('growth from '));
+if (previous) out.push(`the previous run of this section: ${previous}`);
+console.log(out.join('\n'));
 writeSection(section, `scale: ${SIZES.join(', ')} LXC nodes`, `sudo ${section === 'scale' ? '' : `SILVER_BENCH_SECTION=${section} `}${process.env['SILVER_BENCH_SIZES'] ? `SILVER_BENCH_SIZES=${SIZES.join(',')} ` : ''}npm run bench:scale`, out);
