@@ -195,19 +195,27 @@ case "$SILVER_ROLE" in
     ;;
   *) _rules="" ;;
 esac
-# On an app server the apps' instances listen on 127.0.0.1:20001-29999; only nginx (www-data)
-# and root (silver-deploy's checks) may connect to them, on any address: no app reaches another
-# app's backend (or its update_fetch hooks) past the front proxy.
-_output="" _include=""
+# The cloud's instance metadata service (EC2's, OpenStack's: 169.254.169.254, EC2's IPv6
+# fd00:ec2::254) is root's alone: it hands anyone who asks the instance's user data (OpenStack's
+# holds the node's SSH host key) and, on EC2, the credentials of its instance role — an app's
+# user, or any other, gets a refusal (cloud-init runs as root).
+_output_rules="		ip daddr 169.254.169.254 meta skuid != root reject
+		ip6 daddr fd00:ec2::254 meta skuid != root reject"
+_include=""
 if [ "$SILVER_ROLE" = appserver ]; then
-  # (and the table silver-deploy keeps of who may answer on each instance's port: see its
-  # listeners_sync; loaded with the rest, at boot too; none before the first instance)
+  # On an app server the apps' instances listen on 127.0.0.1:20001-29999; only nginx (www-data)
+  # and root (silver-deploy's checks) may connect to them, on any address: no app reaches another
+  # app's backend (or its update_fetch hooks) past the front proxy. (And the table silver-deploy
+  # keeps of who may answer on each instance's port: see its listeners_sync; loaded with the
+  # rest, at boot too; none before the first instance.)
   _include='include "/etc/silverlining/nft.d/*.nft"'
-  _output="	chain output {
-		type filter hook output priority filter; policy accept;
-		tcp dport 20000-29999 meta skuid != { root, www-data } reject with tcp reset
-	}"
+  _output_rules="$_output_rules
+		tcp dport 20000-29999 meta skuid != { root, www-data } reject with tcp reset"
 fi
+_output="	chain output {
+		type filter hook output priority filter; policy accept;
+$_output_rules
+	}"
 ensure_file /etc/nftables.conf 755 root:root <<EOT
 #!/usr/sbin/nft -f
 # managed by silver: role $SILVER_ROLE

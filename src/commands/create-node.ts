@@ -79,6 +79,10 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
           if (typeof flavor === 'string') throw new Error(flavor);
           rt.io.err(`${spec.name}: creating ${spec.role} (${formatSize(spec.size) ?? 'default size'} -> ${flavor.id})`);
           const make = async (): Promise<ProviderNode> => {
+            // (a pin left of an earlier node of this name — its delete killed before the unpin, or
+            // destroyed outside silver — is no key of the new one: kept, it would make this
+            // healthy node look like an impostor, and destroyed and made again)
+            rt.state.unpin(ns.name, [spec.name]);
             const hostKey = ed25519Pair(`root@${spec.name}`);
             const created = await provider.create({
               labels: { nodeset: ns.name, role: spec.role, name: spec.name, index: spec.index },

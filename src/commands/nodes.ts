@@ -52,19 +52,27 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
   const all = await provider.list(ns.name);
   const wanted = new Set(ns.nodes.map((n) => n.name));
   let targets: ProviderNode[];
+  // (a node of the file, or one still pinned, that the provider no longer has is already gone —
+  // its delete killed after the destroy, say: deleted again at no cost, its pin removed)
+  let gone: string[] = [];
   if (opts.orphans) {
     targets = all.filter((n) => !wanted.has(n.name));
   } else if (opts.nodes.length > 0) {
-    const unknown = opts.nodes.filter((name) => !all.some((n) => n.name === name));
+    const missing = opts.nodes.filter((name) => !all.some((n) => n.name === name));
+    const pinned = rt.state.pinnedKeys(ns.name);
+    gone = missing.filter((name) => wanted.has(name) || pinned.has(name));
+    const unknown = missing.filter((name) => !gone.includes(name));
     if (unknown.length > 0) throw new ExitError(`no node ${unknown.join(', ')} in nodeset ${ns.name} (it has: ${all.map((n) => n.name).join(', ') || 'none'})`, 2);
     targets = all.filter((n) => opts.nodes.includes(n.name));
   } else {
     targets = all;
   }
+  for (const name of gone) rt.io.err(`${name}: already gone`);
+  rt.state.unpin(ns.name, gone);
   if (targets.length === 0) {
-    rt.io.err(`nodeset ${ns.name}: nothing to delete`);
+    if (gone.length === 0) rt.io.err(`nodeset ${ns.name}: nothing to delete`);
     if (all.length === 0) await provider.release(ns.name);
-    return { deleted: [], failed: [] };
+    return { deleted: gone, failed: [] };
   }
   const question = `Delete ${targets.length} node${targets.length === 1 ? '' : 's'} of nodeset ${ns.name} (${targets.map((n) => n.name).join(', ')})? This destroys their disks.`;
   if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing deleted (answer y, or pass -y)', 1);
@@ -77,13 +85,15 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
   if (balanced) await (await import('./drain.js')).drainAll(ns, rt, draining);
 
   const limit = pLimit(opts.concurrency);
-  const deleted: string[] = [];
+  const deleted: string[] = [...gone];
   const failed: { name: string; error: string }[] = [];
   await Promise.all(
     targets.map((n) =>
       limit(async () => {
         try {
           await provider.destroy(n);
+          // (its pin goes with it at once: a run killed after this line leaves none behind)
+          rt.state.unpin(ns.name, [n.name]);
           deleted.push(n.name);
           rt.io.err(`${n.name}: deleted`);
         } catch (e) {
@@ -93,8 +103,7 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
       }),
     ),
   );
-  rt.state.unpin(ns.name, deleted);
-  if (deleted.length === all.length) await provider.release(ns.name);
+  if (deleted.length - gone.length === all.length) await provider.release(ns.name);
   if (balanced && deleted.length > 0) {
     const { setupNodes } = await import('./setup-node.js');
     const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });

@@ -164,3 +164,57 @@ test('up stops at a failing create-node: no node is set up, no app deployed; the
   t.is(steps.length, 1, 'only the create step reported');
   t.regex(renderUpSummary(r), /^silver up shop: stopped at create-node — 2 created \(/);
 });
+
+test('delete-node of a node of the file the provider no longer has (a delete killed after the destroy): already gone, its pin removed, exit 0; each pin goes with its node', async (t) => {
+  const { ns, rt, provider, io } = setup(2);
+  await createNodes(ns, rt, opts);
+  // A delete killed between the destroy and the unpin, as it was: the node gone, its pin left.
+  await provider.destroy((await provider.list('shop')).find((n) => n.name === 'app2.shop.test')!);
+  t.true(rt.state.pinnedKeys('shop').has('app2.shop.test'));
+  const d = await deleteNodes(ns, rt, { nodes: ['app2.shop.test'], orphans: false, yes: true, concurrency: 2 });
+  t.deepEqual(d, { deleted: ['app2.shop.test'], failed: [] });
+  t.false(rt.state.pinnedKeys('shop').has('app2.shop.test'));
+  t.true(io.stderr.join('\n').includes('app2.shop.test: already gone'));
+  // A name neither in the file nor pinned is still refused.
+  await t.throwsAsync(deleteNodes(ns, rt, { nodes: ['app9.shop.test'], orphans: false, yes: true, concurrency: 2 }), { message: /no node app9\.shop\.test in nodeset shop/ });
+  // Each node's pin is removed as its destroy succeeds, not after all of them.
+  const destroy = provider.destroy.bind(provider);
+  provider.destroy = async (n) => {
+    if (n.name === 'postgresql.shop.test') throw new Error('quota');
+    return destroy(n);
+  };
+  const r = await deleteNodes(ns, rt, { nodes: [], orphans: false, yes: true, concurrency: 1 });
+  t.deepEqual(r.deleted, ['app1.shop.test']);
+  t.deepEqual([...rt.state.pinnedKeys('shop').keys()], ['postgresql.shop.test'], 'the one whose destroy failed keeps its pin');
+});
+
+test('a node made anew never inherits the pin of an earlier node of its name (destroyed outside silver): the new node is probed with its own key, not destroyed as an impostor', async (t) => {
+  const { ns, rt, provider } = setup(1);
+  // A provider that cannot tell a new node's key (as EC2 before its console shows it): the key
+  // is pinned on first contact; a probe with another key fails as SSH would.
+  const real = new Map<string, string>();
+  const create = provider.create.bind(provider);
+  provider.create = async (o) => {
+    const made = await create(o);
+    real.set(o.labels.name, o.hostKey!.public.split(' ').slice(0, 2).join(' '));
+    return { ...made, hostKey: null };
+  };
+  provider.hostKey = async () => null;
+  let destroyed = 0;
+  const destroy = provider.destroy.bind(provider);
+  provider.destroy = async (n) => (destroyed++, destroy(n));
+  rt.sshProbe = async (target) => {
+    const key = real.get(target.name)!;
+    if (!target.hostKey) return target.onFirstKey?.(key);
+    if (target.hostKey !== key) throw new Error(`${target.name}: host key mismatch`);
+  };
+  await createNodes(ns, rt, opts);
+  const before = rt.state.pinnedKeys('shop').get('app1.shop.test');
+  t.is(before, real.get('app1.shop.test'));
+  await destroy((await provider.list('shop')).find((n) => n.name === 'app1.shop.test')!);
+  const r = await createNodes(ns, rt, opts);
+  t.is(r.outcomes.find((o) => o.name === 'app1.shop.test')!.status, 'created');
+  t.is(destroyed, 0, 'the new node was never destroyed as an impostor');
+  t.is(rt.state.pinnedKeys('shop').get('app1.shop.test'), real.get('app1.shop.test'));
+  t.not(real.get('app1.shop.test'), before);
+});

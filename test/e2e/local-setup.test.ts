@@ -122,6 +122,23 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
   t.is((await on('app1.setup.test', probe)).out.trim(), 'open');
   t.is((await on('balancer.setup.test', probe)).out.trim(), 'closed');
 
+  // Attack: the cloud's metadata address is root's alone (it hands out user data and role
+  // credentials). Played inside each node: the address on its own loopback, a listener of root's
+  // on it; root connects, an app's user — or nobody — is refused by the node's firewall.
+  const metadata = [
+    'ip addr add 169.254.169.254/32 dev lo',
+    '(timeout 20 python3 -m http.server --bind 169.254.169.254 80 > /dev/null 2>&1 &)',
+    'for i in $(seq 50); do (exec 3<> /dev/tcp/169.254.169.254/80) 2> /dev/null && break; sleep 0.1; done',
+    'c() { if timeout 3 runuser -u "$1" -- bash -c "exec 3<> /dev/tcp/169.254.169.254/80" 2> /dev/null; then echo "$1 open"; else echo "$1 refused"; fi; }',
+    'c root; c nobody; for a in app-hello app-blog; do if id -u "$a" > /dev/null 2>&1; then c "$a"; fi; done',
+    'pkill -f "http.server --bind 169.254.169.254" || true; ip addr del 169.254.169.254/32 dev lo',
+  ].join('\n');
+  for (const node of ['app1.setup.test', 'balancer.setup.test', 'db.setup.test']) {
+    const lines = (await on(node, metadata)).out.trim().split('\n');
+    t.deepEqual(lines.slice(0, 2), ['root open', 'nobody refused'], node);
+    t.true(lines.slice(2).every((l) => l.endsWith(' refused')), `${node}: ${lines.join(', ')}`);
+  }
+
   // Services run only where they belong.
   const active = async (node: string, unit: string) => (await on(node, `systemctl is-active ${unit} || true`)).out.trim();
   t.is(await active('balancer.setup.test', 'haproxy'), 'active');
