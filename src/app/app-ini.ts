@@ -136,8 +136,9 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
   if (staticV) {
     const text = staticV.value.trim().replace(/^\.\//, '');
     const dirName = text.endsWith('/') ? text : `${text}/`;
-    if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/$/.test(dirName) || dirName.split('/').includes('..')) {
-      d.push(diagnostic(file, staticV.line, 'static', `"${text}" must be a folder inside the app (letters, digits, . _ -)`));
+    if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/$/.test(dirName) || dirName.split('/').some((p) => p === '..' || p === '.')) {
+      // (`.` would be the app's whole folder — its code and app.ini served to anyone)
+      d.push(diagnostic(file, staticV.line, 'static', `"${text}" must be a folder inside the app, not the app's own (letters, digits, . _ -)`));
     } else if (!host.isDirectory?.(join(dir, dirName)) && host.isDirectory) {
       d.push(diagnostic(file, staticV.line, 'static', `${join(dir, dirName)} is not a folder`));
     } else staticDir = dirName;

@@ -9,6 +9,14 @@ import type { Entry, IniDocument } from '../ini/parse.js';
  * Values resolve on first use; a cycle is reported with its whole chain.
  */
 
+/**
+ * A reference's text is shown in an error only when it reads as a name (a variable, a section, a
+ * key): anything else between `${` and `}` may be part of a secret — a password holding `${` —
+ * and is never printed.
+ */
+const NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
+const UNNAMED = 'a ${...} reference that names no variable, section or key (its text is not shown: it may be part of a secret; $$ writes a literal $)';
+
 const PATTERN = /\$\$|\$\{([^}]*)\}/g;
 
 export class InterpolationError extends Error {
@@ -55,7 +63,7 @@ export class Interpolator {
     return this.expand(text, (ref) => {
       if (ref.includes(':')) {
         throw new InterpolationError(
-          diagnostic(entry.file, entry.line, entry.key, `\${${ref}}: only environment variables can be used here`),
+          diagnostic(entry.file, entry.line, entry.key, NAME.test(ref.replace(':', '')) ? `\${${ref}}: only environment variables can be used here` : UNNAMED),
         );
       }
       return this.lookup(ref, '', entry);
@@ -74,15 +82,15 @@ export class Interpolator {
     const colon = ref.lastIndexOf(':');
     if (colon < 0) {
       const v = this.env[ref];
-      if (v === undefined) fail(`\${${ref}}: environment variable ${ref} is not set`);
+      if (v === undefined) fail(NAME.test(ref) ? `\${${ref}}: environment variable ${ref} is not set` : UNNAMED);
       return v as string;
     }
     const secName = colon === 0 ? fromSection : ref.slice(0, colon);
     const key = ref.slice(colon + 1);
     const sec = this.doc.sections.get(secName);
-    if (!sec) return fail(`\${${ref}}: no section [${secName}]`);
+    if (!sec) return fail(NAME.test(secName) && NAME.test(key) ? `\${${ref}}: no section [${secName}]` : UNNAMED);
     const target = sec.entries.get(key);
-    if (!target) return fail(`\${${ref}}: no key ${key} in [${secName}]`);
+    if (!target) return fail(NAME.test(key) ? `\${${ref}}: no key ${key} in [${secName}]` : UNNAMED);
     return this.value(secName, target);
   }
 }

@@ -83,7 +83,7 @@ export function parseIni(text: string, file: string): ParseResult {
     if (/^\s/.test(source)) {
       if (!entry) {
         diagnostics.push(
-          diagnostic(file, line, trimmed.slice(0, 40), 'continuation line with no key before it (a blank line ends a value)'),
+          diagnostic(file, line, '(continuation)', 'continuation line with no key before it (a blank line ends a value; the line is not shown: it may hold a secret)'),
         );
         return;
       }
@@ -107,7 +107,9 @@ export function parseIni(text: string, file: string): ParseResult {
 
     const sep = /[=:]/.exec(source);
     if (!sep || sep.index === 0) {
-      diagnostics.push(diagnostic(file, line, trimmed.slice(0, 40), 'expected "key = value"'));
+      // (the line's first word, when it reads as a key: the rest may be a secret's value)
+      const word = /^[A-Za-z_][A-Za-z0-9_.-]{0,39}(?=\s|$)/.exec(trimmed)?.[0] ?? '(line)';
+      diagnostics.push(diagnostic(file, line, word, 'expected "key = value" (the rest of the line is not shown: it may hold a secret)'));
       return;
     }
     const key = source.slice(0, sep.index).trim();

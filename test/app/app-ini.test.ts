@@ -91,7 +91,9 @@ test('migrate, migrate_mode and static are read and checked', (t) => {
   t.is(load('[production]\napp_name = blog\nrunner = x\nstatic = ./static\n').static, 'static/');
   t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nmigrate = script:x\nmigrate_mode = sometimes\n'), ['/a/app.ini:5: migrate_mode: must be online, read-only or maintenance, got "sometimes"']);
   t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nmigrate_mode = read-only\n'), ['/a/app.ini:4: migrate_mode: is only meaningful with migrate =']);
-  t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nstatic = ../etc\n'), ['/a/app.ini:4: static: "../etc" must be a folder inside the app (letters, digits, . _ -)']);
+  t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nstatic = ../etc\n'), ['/a/app.ini:4: static: "../etc" must be a folder inside the app, not the app\'s own (letters, digits, . _ -)']);
+  // The app's own folder (its code, app.ini) is never served as static files.
+  for (const own of ['.', './', './.', 'static/.', 'a/./b']) t.regex(errors(`[production]\napp_name = blog\nrunner = x\nstatic = ${own}\n`)[0] ?? '', /static: .* must be a folder inside the app, not the app's own/, own);
   t.deepEqual(errors('[production]\napp_name = blog\nrunner = x\nmigrate = rm -rf /\n'), ['/a/app.ini:4: migrate: "rm -rf /" must be script:COMMAND or a path starting with /']);
 });
 

@@ -3,6 +3,7 @@ import { memoryHost } from '../../src/config/host.js';
 import { loadLayered } from '../../src/config/load.js';
 import { InterpolationError, Interpolator } from '../../src/config/interpolate.js';
 import { parseIni } from '../../src/ini/parse.js';
+import { formatDiagnostic } from '../../src/diagnostics.js';
 
 function interp(text: string, env: Record<string, string> = {}) {
   const { doc } = parseIni(text, 'i.conf');
@@ -79,4 +80,20 @@ test('a missing extends file and an extends cycle are located errors', (t) => {
   const text = diagnostics.map((d) => `${d.file}:${d.line}: ${d.key}: ${d.message}`);
   t.true(text.some((l) => /^b\.conf:2: extends: a\.conf: extends cycle/.test(l)), text.join('\n'));
   t.true(text.some((l) => /^a\.conf:5: extends: gone\.conf: no such file/.test(l)), text.join('\n'));
+});
+
+test('attack: a ${...} whose text is no name (part of a secret) is never shown in the error; a name is', (t) => {
+  const fails = (text: string) => {
+    const { doc } = parseIni(text, 'i.conf');
+    const values = new Interpolator(doc, {});
+    const e = t.throws(() => values.value('a', doc.sections.get('a')!.entries.get('k')!), { instanceOf: InterpolationError });
+    return formatDiagnostic((e as InterpolationError).diagnostic);
+  };
+  for (const secret of ['abc/${bPx/RfiCY+q}x', 'p${w0rd s3cr3t}', '${b:s3cr3t/x}', '${no such:key}']) {
+    const m = fails(`[a]\nk = ${secret}\n`);
+    t.false(/RfiCY|s3cr3t|such/.test(m), m);
+    t.regex(m, /i\.conf:2: k: a \$\{\.\.\.\} reference that names no variable, section or key/);
+  }
+  t.regex(fails('[a]\nk = ${NOPE_VAR}\n'), /environment variable NOPE_VAR is not set/);
+  t.regex(fails('[a]\nk = ${b:x}\n'), /\$\{b:x\}: no section \[b\]/);
 });

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { formatDiagnostic } from '../../src/diagnostics.js';
 import { parseIni } from '../../src/ini/parse.js';
 
 const text = `# whole-line comment
@@ -73,4 +74,12 @@ test('malformed lines are located', (t) => {
 test('CRLF line endings parse like LF', (t) => {
   const { doc } = parseIni('[a]\r\nx = 1\r\n', 'x.conf');
   t.is(doc.sections.get('a')!.entries.get('x')!.value, '1');
+});
+
+test('attack: a malformed line, or a continuation without a key, never shows its value (it may be a secret): only a first word that reads as a key', (t) => {
+  const { diagnostics } = parseIni('[provider]\naws_secret wJalrXUtnFEMIK7MDENGbPxRfiCY\n   s3cr3t-continued\n[x]\nwJalrXUtnFEMI/K7MDENG/bPx\n', '/u/conf');
+  const text = diagnostics.map((d) => formatDiagnostic(d)).join('\n');
+  t.false(/wJalr|s3cr3t/.test(text), text);
+  t.regex(text, /\/u\/conf:2: aws_secret: expected "key = value"/);
+  t.regex(text, /\/u\/conf:5: \(line\): expected "key = value"/);
 });

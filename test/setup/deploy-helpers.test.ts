@@ -1060,6 +1060,12 @@ test('silver-deploy: attack — a static folder reached through a link (static =
   t.is(evil.code, 1);
   t.regex(evil.stderr, /a part of its path is a link/);
   t.false(existsSync(join(tr.apps, 'blog/static', sum)), 'nothing copied from /etc');
+  // The app's own folder is no static folder (its code and app.ini would be served).
+  for (const own of ['./', 'pub/./', '../']) {
+    const r = await deploy(tr, 'mark', 'blog', one, 'b'.repeat(64), sum, own);
+    t.is(r.code, 1, own);
+    t.regex(r.stderr, /bad static folder/, own);
+  }
   const ok = await deploy(tr, 'mark', 'blog', one, 'b'.repeat(64), sum, 'pub/');
   t.is(ok.code, 0, ok.stderr);
   t.deepEqual(readdirSync(join(tr.apps, 'blog/static', sum)), ['a.css'], 'the link inside the folder is dropped');
