@@ -1,5 +1,6 @@
 import pLimit from 'p-limit';
-import { formatSize, type Nodeset } from '../nodeset/types.js';
+import { formatSize, type Nodeset, type NodeSpec } from '../nodeset/types.js';
+import { ExitError } from '../diagnostics.js';
 import { pickFlavor, type Provider, type ProviderNode } from '../provider.js';
 import type { Runtime } from '../runtime.js';
 import { fingerprint } from '../ssh/connect.js';
@@ -35,6 +36,14 @@ export interface CreateOptions {
 export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions): Promise<CreateReport> {
   const t0 = rt.now();
   const provider = await rt.providerFor(ns.provider);
+  // Every node's size the provider can meet, before anything is prepared or made: a size no
+  // flavor meets is the nodeset's error (exit 2), never a nodeset made in part.
+  const flavors = await provider.listSizes();
+  const fallback = flavors.find((f) => f.default) ?? flavors[0]!;
+  const unmet = ns.nodes.map((n) => [n, pickFlavor(flavors, n.size, fallback)] as const).filter((x): x is readonly [NodeSpec, string] => typeof x[1] === 'string');
+  if (unmet.length > 0) {
+    throw new ExitError(`${ns.file}: ${unmet.map(([n, why]) => `${n.name}: size ${formatSize(n.size)}: ${why}`).join('; ')} (the ${ns.provider.type} provider; nothing was created)`, 2);
+  }
   await provider.prepare(ns, (m) => rt.io.err(m));
   const existing = new Map((await provider.list(ns.name)).map((n) => [n.name, n]));
   const wanted = new Set(ns.nodes.map((n) => n.name));
@@ -50,7 +59,6 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
     const warning = labels ? oldImageWarning(image, labels, rt.now(), ns.file) : null;
     if (warning) rt.io.err(warning);
   }
-  const flavors = await provider.listSizes();
 
   const limit = pLimit(opts.concurrency);
   const outcomes = await Promise.all(
@@ -75,7 +83,7 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
             node = await reachable(ns, rt, provider, node, deployKey.private, opts.sshTimeoutMs);
             return done('started', node);
           }
-          const flavor = pickFlavor(flavors, spec.size, flavors.find((f) => f.default) ?? flavors[0]!);
+          const flavor = pickFlavor(flavors, spec.size, fallback);
           if (typeof flavor === 'string') throw new Error(flavor);
           rt.io.err(`${spec.name}: creating ${spec.role} (${formatSize(spec.size) ?? 'default size'} -> ${flavor.id})`);
           const make = async (): Promise<ProviderNode> => {

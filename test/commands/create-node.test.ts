@@ -218,3 +218,18 @@ test('a node made anew never inherits the pin of an earlier node of its name (de
   t.is(rt.state.pinnedKeys('shop').get('app1.shop.test'), real.get('app1.shop.test'));
   t.not(real.get('app1.shop.test'), before);
 });
+
+test('a size no flavor of the provider meets is the nodeset\'s error (exit 2) before anything is prepared or made: no node of it is created', async (t) => {
+  const provider = new MemoryProvider();
+  const { rt } = setup(2, provider);
+  const text = '[general]\nname = shop\nbase_domain = shop.test\n[appserver]\nnodes = 2\nload_balancer = false\n[service:postgresql]\nsize = ram 64GB\n';
+  const host = memoryHost({ '/n/shop.conf': text });
+  let prepared = 0;
+  const prepare = provider.prepare.bind(provider);
+  provider.prepare = async (...a) => (prepared++, prepare(...a));
+  const e = await t.throwsAsync(createNodes(loadNodeset('/n/shop.conf', host), rt, opts));
+  t.is((e as { exitCode?: number }).exitCode, 2);
+  t.regex(e!.message, /^\/n\/shop\.conf: postgresql\.shop\.test: size ram 65536MB: no flavor has 65536 MB of memory or more \(largest: 4096 MB\) \(the local provider; nothing was created\)$/);
+  t.is(prepared, 0);
+  t.deepEqual(await provider.list('shop'), []);
+});
