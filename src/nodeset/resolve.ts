@@ -483,14 +483,21 @@ class Resolution {
         fail(`apps "${clash.app}" and "${app}" would share one database name (${app.replaceAll('-', '_')})`);
         continue;
       }
-      const port = url.port ? Number(url.port) : null;
-      const normal = `${url.protocol}//${url.hostname}${port ? `:${port}` : ''}${path}`;
-      const dup = seen.get(normal);
-      if (dup !== undefined) {
-        fail(`${normal} is already mapped on line ${dup}`);
+      if (url.port === '0') {
+        fail(`"${urlText}": port 0 is no port`);
         continue;
       }
-      seen.set(normal, item.line);
+      const port = url.port ? Number(url.port) : null;
+      const normal = `${url.protocol}//${url.hostname}${port ? `:${port}` : ''}${path}`;
+      // (the balancer and the app servers' nginx route by host and path: a scheme or a port does
+      // not tell two locations apart — each would be the same nginx location)
+      const routed = `${url.hostname}${path}`;
+      const dup = seen.get(routed);
+      if (dup !== undefined) {
+        fail(`${normal}: host ${url.hostname} and path ${path} are already mapped on line ${dup} (a scheme or a port does not tell locations apart: they are routed by host and path)`);
+        continue;
+      }
+      seen.set(routed, item.line);
       out.push({ url: normal, scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.hostname, port, path, app });
     }
     return out;
