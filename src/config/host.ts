@@ -11,6 +11,9 @@ export interface ConfigHost {
   isDirectory?(path: string): boolean;
 }
 
+/** The largest file silver reads as configuration (a nodeset, an extends, app.ini, a key list). */
+export const MAX_CONFIG_BYTES = 16 << 20;
+
 export function realHost(env: NodeJS.ProcessEnv = process.env): ConfigHost {
   return {
     isDirectory(path) {
@@ -22,6 +25,10 @@ export function realHost(env: NodeJS.ProcessEnv = process.env): ConfigHost {
     },
     readFile(path) {
       try {
+        // (a configuration is a regular file of a few kilobytes: /dev/zero, a FIFO or a huge file
+        // named by mistake or on purpose is no file to read — never read until memory runs out)
+        const st = statSync(path);
+        if (!st.isFile() || st.size > MAX_CONFIG_BYTES) return undefined;
         return readFileSync(path, 'utf8');
       } catch {
         return undefined;

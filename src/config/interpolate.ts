@@ -17,6 +17,8 @@ import type { Entry, IniDocument } from '../ini/parse.js';
 const NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 const UNNAMED = 'a ${...} reference that names no variable, section or key (its text is not shown: it may be part of a secret; $$ writes a literal $)';
 
+const MAX_VALUE = 1 << 20;
+
 const PATTERN = /\$\$|\$\{([^}]*)\}/g;
 
 export class InterpolationError extends Error {
@@ -51,6 +53,8 @@ export class Interpolator {
     this.stack.push(id);
     try {
       const out = this.expand(entry.value, (ref) => this.lookup(ref, section, entry));
+      // (references that each double the one before grow without end: a value stops at 1 MiB)
+      if (out.length > MAX_VALUE) throw new InterpolationError(diagnostic(entry.file, entry.line, entry.key, `the value grows past ${MAX_VALUE >> 20} MiB when its references are filled in`));
       this.cache.set(id, out);
       return out;
     } finally {

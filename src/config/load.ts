@@ -63,7 +63,7 @@ function load(
     }
     const baseText = host.readFile(full);
     if (baseText === undefined) {
-      diagnostics.push(diagnostic(display, item.line, 'extends', `${target}: no such file (looked for ${full})`));
+      diagnostics.push(diagnostic(display, item.line, 'extends', `${target}: no such file (looked for ${full}; a configuration is a regular file of at most 16 MiB)`));
       continue;
     }
     bases.push(load(full, shown, baseText, host, [...chain, path], diagnostics, files));

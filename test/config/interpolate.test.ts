@@ -97,3 +97,11 @@ test('attack: a ${...} whose text is no name (part of a secret) is never shown i
   t.regex(fails('[a]\nk = ${NOPE_VAR}\n'), /environment variable NOPE_VAR is not set/);
   t.regex(fails('[a]\nk = ${b:x}\n'), /\$\{b:x\}: no section \[b\]/);
 });
+
+test('attack: references that each double the one before stop at 1 MiB with a located error, not an exhausted memory', (t) => {
+  const lines = ['[vars]', 'v0 = xxxxxxxxxxxxxxxx', ...Array.from({ length: 40 }, (_, i) => `v${i + 1} = \${vars:v${i}}\${vars:v${i}}`)];
+  const { doc } = parseIni(`${lines.join('\n')}\n`, 'i.conf');
+  const values = new Interpolator(doc, {});
+  const e = t.throws(() => values.value('vars', doc.sections.get('vars')!.entries.get('v40')!), { instanceOf: InterpolationError });
+  t.regex(formatDiagnostic((e as InterpolationError).diagnostic), /^i\.conf:\d+: v\d+: the value grows past 1 MiB when its references are filled in$/);
+});
