@@ -133,6 +133,17 @@ const SETTING_CHECKS: Partial<Record<ProviderType, Record<string, (v: string) =>
     },
     proxy_port: (v) => (/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535 ? null : `must be a port number, got "${v}"`),
     lxc_path: (v) => (/^\/[A-Za-z0-9._/-]*$/.test(v) && !v.split('/').includes('..') ? null : `must be an absolute path of letters, digits and . _ / -, got "${v}"`),
+    // (a Debian mirror's URL, as apt and debootstrap take it; its host is the one the package
+    // proxy lets through)
+    mirror: (v) => {
+      let url: URL;
+      try {
+        url = new URL(v);
+      } catch {
+        return `must be a URL such as http://HOST/debian, got "${v}"`;
+      }
+      return /^https?:$/.test(url.protocol) && url.hostname && !url.username && !url.password && !/[\s'"\\]/.test(v) ? null : `must be an http or https URL with a host and no user or password, got "${v}"`;
+    },
   },
 };
 
