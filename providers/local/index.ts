@@ -1,4 +1,4 @@
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { portOpen } from '../../src/util/port.js';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,7 +8,7 @@ import type { StateDir } from '../../src/state.js';
 import { run } from '../../src/util/exec.js';
 import {
   allocateAddress, aptMirrors, configValue, containerName, DEFAULTS, GOLDEN_PREFIX, hostAddress,
-  LOCAL_FLAVORS, nodeConfig, parseLabels, parseSubnet, type LocalSettings,
+  labelLine, LOCAL_FLAVORS, nodeConfig, parseLabels, parseSubnet, type LocalSettings,
 } from './config.js';
 import { ensureGolden, goldenName } from './golden.js';
 import { bake, IMAGE_PREFIX, imageReady, listImages, readImage } from './image.js';
@@ -165,8 +165,13 @@ export class LocalProvider implements Provider {
     // (a baked image, or the golden one)
     const golden = imageReady(this.s, req.image) ? req.image : (this.golden ?? goldenName());
     const name = containerName(req.labels.nodeset, req.labels.name);
-    const { address, dir } = await this.serial(async () => {
+    const { address, dir, config } = await this.serial(async () => {
       if (existsSync(join(this.s.lxcPath, name))) {
+        // A container of that name with labels is a node — another nodeset's whose name runs
+        // together with this one's (`demo` + `prod-app1` and `demo-prod` + `app1`), or this
+        // node made by a create-node running beside this one: never destroyed here.
+        const labels = parseLabels(existsSync(join(this.s.lxcPath, name, 'config')) ? readFileSync(join(this.s.lxcPath, name, 'config'), 'utf8') : '');
+        if (labels) throw new Error(`container ${name} already holds node ${labels.name} of nodeset ${labels.nodeset}: not destroyed (two nodeset and node names that run together make one container name: rename one)`);
         // A leftover of an interrupted run that never got its labels: start again.
         await run(['lxc-destroy', '-n', name, '-P', this.s.lxcPath, '-f'], { allowFailure: true });
       }
@@ -175,13 +180,13 @@ export class LocalProvider implements Provider {
       await run(['lxc-copy', '-P', this.s.lxcPath, '-n', golden, '-N', name, '-s', '-B', 'overlay']);
       const dir = join(this.s.lxcPath, name);
       const configFile = join(dir, 'config');
-      writeFileSync(
-        configFile,
-        nodeConfig(readFileSync(configFile, 'utf8'), {
-          labels: req.labels, bridge: this.s.bridge, address, memoryMb: req.flavor.ramMb, cgroup: cgroupVersion(),
-        }),
-      );
-      return { address, dir };
+      const config = nodeConfig(readFileSync(configFile, 'utf8'), {
+        labels: req.labels, bridge: this.s.bridge, address, memoryMb: req.flavor.ramMb, cgroup: cgroupVersion(),
+      });
+      // (its address now, which reserves it; its labels last, once its files are in: a run killed
+      // in between leaves an unlabelled leftover, which the next create of the name starts again)
+      writeFileSync(configFile, config.split('\n').filter((l) => l !== labelLine(req.labels)).join('\n'));
+      return { address, dir, config };
     });
 
     const delta = join(dir, 'overlay', 'delta');
@@ -195,6 +200,8 @@ export class LocalProvider implements Provider {
     put('etc/hosts', `127.0.0.1 localhost\n${address} ${req.labels.name} ${req.labels.name.split('.')[0]}\n::1 localhost ip6-localhost ip6-loopback\n`, 0o644);
     put('etc/apt/apt.conf.d/01silver-proxy', `Acquire::http::Proxy "${proxyUrl(this.s)}";\nAcquire::https::Proxy "${proxyUrl(this.s)}";\n`, 0o644);
     put('etc/apt/sources.list', sourcesList(this.s.mirror, this.s.security), 0o644);
+    writeFileSync(join(dir, 'config.new'), config);
+    renameSync(join(dir, 'config.new'), join(dir, 'config'));
 
     await this.boot(name);
     const node: ProviderNode = { ...req.labels, id: name, state: 'running', privateAddress: address, publicAddress: null };
