@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import {
   CreateImageCommand, DeleteKeyPairCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeInstanceTypesCommand,
@@ -32,6 +33,8 @@ export interface Ec2Options {
   waiter?: { minDelay: number; maxDelay: number };
   /** Polling of the image waiter (a bake), and how long it waits, in seconds. */
   imageWaiter?: { minDelay: number; maxDelay: number; maxWaitTime: number };
+  /** How long hostKey() waits for cloud-init to print the host keys on the console, and how often it looks, in ms. */
+  consoleWait?: { everyMs: number; maxMs: number };
 }
 
 export function createProvider(config: ProviderConfig, state: StateDir): Provider {
@@ -308,9 +311,36 @@ export class Ec2Provider implements Provider {
     };
   }
 
+  /**
+   * The host key cloud-init prints on the console at first boot, read from the console's latest
+   * output (`Latest`: the buffered output is what was there when the instance started, before
+   * cloud-init printed anything; instance types without the Nitro hypervisor have only that),
+   * looked for again until it is there or the wait ends (null then: silver pins the key on first
+   * contact and says so).
+   */
   async hostKey(node: ProviderNode): Promise<string | null> {
-    const out = await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id })));
-    return hostKeyFromConsole(decodeConsole(out.Output));
+    const { everyMs, maxMs } = this.options.consoleWait ?? { everyMs: 3000, maxMs: 90_000 };
+    const deadline = Date.now() + maxMs;
+    for (;;) {
+      const key = hostKeyFromConsole(decodeConsole(await this.console(node)));
+      if (key || Date.now() + everyMs > deadline) return key;
+      await sleep(everyMs);
+    }
+  }
+
+  private latest = true;
+
+  /** The console's output: the latest where the instance type has it, else the buffered one. */
+  private async console(node: ProviderNode): Promise<string | undefined> {
+    if (this.latest) {
+      try {
+        return (await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id, Latest: true })))).Output;
+      } catch (e) {
+        if (!(e instanceof Ec2Error && /^Unsupported/.test(e.code))) throw e;
+        this.latest = false;
+      }
+    }
+    return (await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id })))).Output;
   }
 
   async destroy(node: ProviderNode): Promise<void> {

@@ -75,6 +75,10 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
         try {
           if (node && node.state === 'running') {
             await ensurePinned(ns, rt, provider, node);
+            // (one whose key the provider cannot tell — silver killed right after making it, before
+            // its key was known — is reached as a new one is: waited for, its key pinned on first
+            // contact and said so; else every later command would refuse the unpinned node)
+            if (!rt.state.pinnedKeys(ns.name).has(node.name)) node = await reachable(ns, rt, provider, node, deployKey.private, opts.sshTimeoutMs);
             return done('existing', node);
           }
           if (node) {

@@ -233,3 +233,26 @@ test('a size no flavor of the provider meets is the nodeset\'s error (exit 2) be
   t.is(prepared, 0);
   t.deepEqual(await provider.list('shop'), []);
 });
+
+test('a running node left unpinned (silver killed right after making it, its key not yet known) is reached as a new one: its key pinned on first contact, said so', async (t) => {
+  const { ns, rt, provider, io } = setup(1);
+  const real = new Map<string, string>();
+  const create = provider.create.bind(provider);
+  provider.create = async (o) => {
+    const made = await create(o);
+    real.set(o.labels.name, o.hostKey!.public.split(' ').slice(0, 2).join(' '));
+    return { ...made, hostKey: null };
+  };
+  provider.hostKey = async () => null;
+  rt.sshProbe = async (target) => {
+    if (!target.hostKey) return target.onFirstKey?.(real.get(target.name)!);
+    if (target.hostKey !== real.get(target.name)) throw new Error('host key mismatch');
+  };
+  await createNodes(ns, rt, opts);
+  // The kill: the pin never written.
+  rt.state.unpin(ns.name, ['app1.shop.test']);
+  const r = await createNodes(ns, rt, opts);
+  t.is(r.outcomes.find((o) => o.name === 'app1.shop.test')!.status, 'existing');
+  t.is(rt.state.pinnedKeys('shop').get('app1.shop.test'), real.get('app1.shop.test'));
+  t.regex(io.stderr.join('\n'), /app1\.shop\.test: host key SHA256:\S+ pinned on first contact/);
+});

@@ -166,7 +166,7 @@ class FakeEc2 {
 
   provider(settings: ProviderConfig['settings'] = { region: 'eu-west-1' }, deployKey = DEPLOY_KEY): Ec2Provider {
     return new Ec2Provider(ec2Settings({ type: 'ec2', name: null, settings }), {
-      client: this.client, deployKey: () => deployKey, retry: FAST_RETRY, waiter: FAST_WAITER, imageWaiter: FAST_IMAGE_WAITER,
+      client: this.client, deployKey: () => deployKey, retry: FAST_RETRY, waiter: FAST_WAITER, imageWaiter: FAST_IMAGE_WAITER, consoleWait: { everyMs: 1, maxMs: 30 },
     });
   }
 
@@ -441,9 +441,31 @@ test('ec2 contract test: the host key is read from the console output (ed25519 p
   const { node } = await created(p, labels('hk', 'app1.hk.test'));
   fake.consoles.set(node.id, `boot...\n${consoleWithKeys(key)}`);
   t.is(await p.hostKey(node), key);
-  t.deepEqual(fake.inputs<{ InstanceId: string }>(GetConsoleOutputCommand).map((c) => c.InstanceId), [node.id]);
+  t.deepEqual(fake.inputs<{ InstanceId: string; Latest?: boolean }>(GetConsoleOutputCommand).map((c) => [c.InstanceId, c.Latest]), [[node.id, true]], 'the latest output, not the one buffered at start');
   fake.consoles.delete(node.id);
-  t.is(await p.hostKey(node), null);
+  t.is(await p.hostKey(node), null, 'none printed within the wait: null (silver pins on first contact, and says so)');
+  t.true(fake.inputs(GetConsoleOutputCommand).length > 3, 'looked for again meanwhile');
+  // The keys printed only after a few looks (cloud-init's final stage comes after sshd): found.
+  let looks = 0;
+  const early = fake.inputs(GetConsoleOutputCommand).length;
+  fake.mock.on(GetConsoleOutputCommand).callsFake(async (i: { InstanceId: string }) => {
+    looks++;
+    return { InstanceId: i.InstanceId, Output: Buffer.from(looks < 3 ? 'boot...\n' : `boot...\n${consoleWithKeys(key)}`).toString('base64') };
+  });
+  t.is(await p.hostKey(node), key);
+  t.is(looks, 3);
+  t.true(fake.inputs(GetConsoleOutputCommand).length >= early);
+  // An instance type without the latest output (not Nitro): the buffered one, from then on.
+  const q = fake.provider();
+  const seen: (boolean | undefined)[] = [];
+  fake.mock.on(GetConsoleOutputCommand).callsFake(async (i: { InstanceId: string; Latest?: boolean }) => {
+    seen.push(i.Latest);
+    if (i.Latest) throw awsError('UnsupportedOperation', 400, 'This instance type does not support retrieving the latest console output.');
+    return { InstanceId: i.InstanceId, Output: Buffer.from(consoleWithKeys(key)).toString('base64') };
+  });
+  t.is(await q.hostKey(node), key);
+  t.is(await q.hostKey(node), key);
+  t.deepEqual(seen, [true, undefined, undefined]);
 });
 
 test('ec2 contract test: the secret access key and session token never appear in an error message', async (t) => {
