@@ -30,6 +30,8 @@ export interface Tuning {
   destroyTimeoutMs?: number;
   /** How long a bake waits for its image to be ACTIVE (default 1 h). */
   imageTimeoutMs?: number;
+  /** After a create that failed transiently, how long to look for the server it may have made before making it again (default 20s). */
+  createSettleMs?: number;
 }
 
 export const LABEL = { nodeset: 'silver-nodeset', role: 'silver-role', index: 'silver-index', hostKey: 'silver-hostkey' } as const;
@@ -51,6 +53,7 @@ export class NovaProvider implements Provider {
   #report: (message: string) => void = () => undefined;
   readonly #caller: Caller;
   readonly #pollMs: number;
+  readonly #createSettleMs: number;
   readonly #destroyTimeoutMs: number;
   readonly #imageTimeoutMs: number;
 
@@ -63,6 +66,7 @@ export class NovaProvider implements Provider {
     this.#pollMs = tuning.pollMs ?? 3000;
     this.#destroyTimeoutMs = tuning.destroyTimeoutMs ?? 300_000;
     this.#imageTimeoutMs = tuning.imageTimeoutMs ?? 3_600_000;
+    this.#createSettleMs = tuning.createSettleMs ?? 20_000;
     this.#caller = new Caller({
       prefix: s.type,
       authUrl: s.authUrl,
@@ -236,10 +240,12 @@ export class NovaProvider implements Provider {
       ...(this.s.networks.length > 0 ? { networks: this.s.networks.map((uuid) => ({ uuid })) } : {}),
     };
     const id = await this.#caller.retry('createServer', async (attempt) => {
-      // A create that failed with a 5xx or a lost connection may still have made the server.
+      // A create that failed with a 5xx or a lost connection may still have made the server —
+      // Nova goes on behind a proxy's 502 or 504, and lists it a moment later: looked for during
+      // createSettleMs before it is made again (Nova takes no idempotency token, as EC2 does).
       if (attempt > 1) {
-        const made = (await this.list(req.labels.nodeset)).find((n) => n.name === req.labels.name);
-        if (made) return made.id;
+        const made = await this.appeared(req.labels.nodeset, req.labels.name);
+        if (made) return made;
       }
       return (await this.#caller.once<Server>('createServer', (cb) => c.createServer(options, cb))).id;
     });
@@ -247,6 +253,17 @@ export class NovaProvider implements Provider {
       node: { ...req.labels, id, state: 'pending', privateAddress: null, publicAddress: null },
       hostKey: req.hostKey.public,
     };
+  }
+
+  /** The id of the nodeset's server of this name, once it is listed within createSettleMs; null when it is not. */
+  private async appeared(nodeset: string, name: string): Promise<string | null> {
+    const deadline = Date.now() + this.#createSettleMs;
+    for (;;) {
+      const made = (await this.list(nodeset)).find((n) => n.name === name);
+      if (made) return made.id;
+      if (Date.now() + this.#pollMs > deadline) return null;
+      await sleep(this.#pollMs);
+    }
   }
 
   /** The keypair new servers get: `key_name`, or the deploy key imported as `silver-<nodeset>`. */

@@ -206,6 +206,17 @@ test.serial('openstack contract test: a server create that failed with a 5xx is 
   await wipe(p, ns);
 });
 
+test.serial('openstack contract test: a server Nova made behind a 502 (listed a moment later) is waited for, never made twice', async (t) => {
+  const p = await make({}, { ...FAST, createSettleMs: 2000 });
+  const ns = 'os-create-502';
+  const before = fake.count('POST', /\/servers$/);
+  fake.failAfterCreate(502, 2);
+  const created = await p.create(request(p, ns, 'r.late.test'));
+  t.is(fake.count('POST', /\/servers$/) - before, 1, 'one create');
+  t.deepEqual((await p.list(ns)).map((n) => n.id), [created.node.id]);
+  await wipe(p, ns);
+});
+
 test.serial('openstack contract test: a 403 is reported at once, naming the call', async (t) => {
   const p = await make();
   const before = fake.count('POST', /\/servers$/);
