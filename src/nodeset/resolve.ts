@@ -389,7 +389,7 @@ class Resolution {
     if (template === null || (sizeEntry && sizeTemplate === null)) return [];
 
     // A tier's own image (a baked one: `silver image bake`), over the provider's.
-    const image = this.optional(section, 'image', (v) => (/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/.test(v.trim()) ? null : `"${v}" is not an image name`))?.trim() ?? null;
+    const image = this.optional(section, 'image', (v) => (/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/.test(v.trim()) && !v.trim().split('/').includes('..') ? null : `"${v}" is not an image name`))?.trim() ?? null;
     const nodes: NodeSpec[] = [];
     for (let n = 1; n <= count; n++) {
       const name = this.fillIndex(template, n, where);

@@ -155,6 +155,7 @@ const cases: [string, string, Record<string, string>, RegExp][] = [
   ['bad local bridge', `${base}[provider]\nprovider = local\nbridge = br;rm\n[appserver]\n`, {}, /^\/t\/set\.conf:6: bridge: must be an interface name/],
   ['bad local subnet', `${base}[provider]\nprovider = local\nsubnet = 8.8.8.0/24\n[appserver]\n`, {}, /^\/t\/set\.conf:6: subnet: subnet 8\.8\.8\.0\/24 is not a private range/],
   ['bad lxc_path', `${base}[provider]\nprovider = local\nlxc_path = ../x\n[appserver]\n`, {}, /^\/t\/set\.conf:6: lxc_path: must be an absolute path/],
+  ['image with ..', `${base}[appserver]\nimage = silver-image-x/../../etc\n`, {}, /^\/t\/set\.conf:5: image: "silver-image-x\/\.\.\/\.\.\/etc" is not an image name$/],
   ['mirror without a scheme', `${base}[provider]\nprovider = local\nmirror = deb.example.org/debian\n[appserver]\n`, {}, /^\/t\/set\.conf:6: mirror: must be a URL such as http:\/\/HOST\/debian, got "deb\.example\.org\/debian"$/],
   ['mirror of another scheme', `${base}[provider]\nprovider = local\nmirror = ftp://deb.example.org/debian\n[appserver]\n`, {}, /^\/t\/set\.conf:6: mirror: must be an http or https URL/],
   ['more nodes than the local subnet holds', `${base}[appserver]\nnodes = 300\n`, {}, /^\/t\/set\.conf:4: \[appserver\]: the nodeset has 301 nodes; the local provider's \/24 holds 241$/],
