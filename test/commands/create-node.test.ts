@@ -38,6 +38,27 @@ function setup(nodes: number, provider = new MemoryProvider()) {
 
 const opts = { concurrency: 4, sshTimeoutMs: 1000 };
 
+/**
+ * A provider that cannot tell a new node's key (as EC2 before its console shows it): the key is
+ * pinned on first contact; a probe with another key fails as SSH would. Each node's real key, by name.
+ */
+function keyBlind(provider: MemoryProvider, rt: Runtime): Map<string, string> {
+  const real = new Map<string, string>();
+  const create = provider.create.bind(provider);
+  provider.create = async (o) => {
+    const made = await create(o);
+    real.set(o.labels.name, o.hostKey!.public.split(' ').slice(0, 2).join(' '));
+    return { ...made, hostKey: null };
+  };
+  provider.hostKey = async () => null;
+  rt.sshProbe = async (target) => {
+    const key = real.get(target.name)!;
+    if (!target.hostKey) return target.onFirstKey?.(key);
+    if (target.hostKey !== key) throw new Error(`${target.name}: host key mismatch`);
+  };
+  return real;
+}
+
 test('create-node creates the missing nodes with the smallest fitting flavor, pins keys, probes SSH', async (t) => {
   const { ns, rt, provider, probes, state } = setup(2);
   const r = await createNodes(ns, rt, opts);
@@ -190,24 +211,10 @@ test('delete-node of a node of the file the provider no longer has (a delete kil
 
 test('a node made anew never inherits the pin of an earlier node of its name (destroyed outside silver): the new node is probed with its own key, not destroyed as an impostor', async (t) => {
   const { ns, rt, provider } = setup(1);
-  // A provider that cannot tell a new node's key (as EC2 before its console shows it): the key
-  // is pinned on first contact; a probe with another key fails as SSH would.
-  const real = new Map<string, string>();
-  const create = provider.create.bind(provider);
-  provider.create = async (o) => {
-    const made = await create(o);
-    real.set(o.labels.name, o.hostKey!.public.split(' ').slice(0, 2).join(' '));
-    return { ...made, hostKey: null };
-  };
-  provider.hostKey = async () => null;
+  const real = keyBlind(provider, rt);
   let destroyed = 0;
   const destroy = provider.destroy.bind(provider);
   provider.destroy = async (n) => (destroyed++, destroy(n));
-  rt.sshProbe = async (target) => {
-    const key = real.get(target.name)!;
-    if (!target.hostKey) return target.onFirstKey?.(key);
-    if (target.hostKey !== key) throw new Error(`${target.name}: host key mismatch`);
-  };
   await createNodes(ns, rt, opts);
   const before = rt.state.pinnedKeys('shop').get('app1.shop.test');
   t.is(before, real.get('app1.shop.test'));
@@ -236,18 +243,7 @@ test('a size no flavor of the provider meets is the nodeset\'s error (exit 2) be
 
 test('a running node left unpinned (silver killed right after making it, its key not yet known) is reached as a new one: its key pinned on first contact, said so', async (t) => {
   const { ns, rt, provider, io } = setup(1);
-  const real = new Map<string, string>();
-  const create = provider.create.bind(provider);
-  provider.create = async (o) => {
-    const made = await create(o);
-    real.set(o.labels.name, o.hostKey!.public.split(' ').slice(0, 2).join(' '));
-    return { ...made, hostKey: null };
-  };
-  provider.hostKey = async () => null;
-  rt.sshProbe = async (target) => {
-    if (!target.hostKey) return target.onFirstKey?.(real.get(target.name)!);
-    if (target.hostKey !== real.get(target.name)) throw new Error('host key mismatch');
-  };
+  const real = keyBlind(provider, rt);
   await createNodes(ns, rt, opts);
   // The kill: the pin never written.
   rt.state.unpin(ns.name, ['app1.shop.test']);
