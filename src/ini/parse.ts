@@ -117,9 +117,17 @@ export function parseIni(text: string, file: string): ParseResult {
       diagnostics.push(diagnostic(file, line, key, 'key outside of any [section]'));
       return;
     }
+    // A key is set once in a section of a file (a section's header may come again: its keys
+    // join the first's). A second assignment is a mistake that would drop the first silently — a
+    // second [appserver] with its own locations — so it is an error; `extends` is how another
+    // file's keys are overridden.
+    const first = section.entries.get(key);
+    if (first) {
+      diagnostics.push(diagnostic(file, line, key, `already set on line ${first.line} of [${section.name}] (a key is set once; a file that extends this one overrides it)`));
+    }
     entry = { key, value: '', lines: [], file, line };
-    // A later assignment of the same key in the same section wins.
-    section.entries.set(key, entry);
+    // (the second one's continuation lines are still its own, kept out of the section)
+    if (!first) section.entries.set(key, entry);
     raw = [{ text: stripInlineComment(source.slice(sep.index + 1)), line }];
   });
   close();

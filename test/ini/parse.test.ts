@@ -44,9 +44,14 @@ test('section names are case-sensitive', (t) => {
   t.is(doc.sections.get('appserver')!.entries.get('nodes')!.value, '3');
 });
 
-test('a later assignment of a key wins', (t) => {
-  const { doc } = parseIni('[a]\nsize = id 1\nsize = ram 256MB\n', 'x.conf');
-  t.is(doc.sections.get('a')!.entries.get('size')!.value, 'ram 256MB');
+test('a key set twice in a section of a file is an error naming both lines (a repeated section header joins the first: its keys too); the first stays', (t) => {
+  const { doc, diagnostics } = parseIni('[a]\nsize = id 1\nsize = ram 256MB\n', 'x.conf');
+  t.deepEqual(diagnostics.map((d) => formatDiagnostic(d)), ['x.conf:3: size: already set on line 2 of [a] (a key is set once; a file that extends this one overrides it)']);
+  t.is(doc.sections.get('a')!.entries.get('size')!.value, 'id 1');
+  // A second [appserver] with its own locations: an error, not the first's locations dropped.
+  const two = parseIni('[appserver]\nlocations =\n    http://a.test/ blog\n[general]\nname = x\n[appserver]\nlocations =\n    http://a.test/wiki/ wiki\nnodes = 2\n', 'y.conf');
+  t.deepEqual(two.diagnostics.map((d) => formatDiagnostic(d)), ['y.conf:7: locations: already set on line 2 of [appserver] (a key is set once; a file that extends this one overrides it)'], 'its continuation lines are its own, no error of their own');
+  t.is(two.doc.sections.get('appserver')!.entries.get('nodes')!.value, '2', 'other keys of a repeated header join the first');
 });
 
 test('a blank line ends a value: an indented line after it has no key', (t) => {
