@@ -71,8 +71,12 @@ export interface Provider {
   start(node: ProviderNode): Promise<ProviderNode>;
   /** Resolves when the node's SSH port answers, with its current addresses. */
   waitReachable(node: ProviderNode, timeoutMs: number): Promise<ProviderNode>;
-  /** The node's host key as the provider knows it (null: unknown until first contact). */
-  hostKey(node: ProviderNode): Promise<string | null>;
+  /**
+   * The node's host key as the provider knows it (null: unknown until first contact). `fresh`: the
+   * node was just made and its key may show only in a while (EC2's console): the provider may wait
+   * for it; otherwise it answers from what it has now.
+   */
+  hostKey(node: ProviderNode, fresh?: boolean): Promise<string | null>;
   /** Removes the node and everything the provider made for it. */
   destroy(node: ProviderNode): Promise<void>;
   /** Removes shared things (bridge, proxy) once the nodeset has no node left; idempotent. */

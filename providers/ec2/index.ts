@@ -318,9 +318,10 @@ export class Ec2Provider implements Provider {
    * looked for again until it is there or the wait ends (null then: silver pins the key on first
    * contact and says so).
    */
-  async hostKey(node: ProviderNode): Promise<string | null> {
+  async hostKey(node: ProviderNode, fresh = false): Promise<string | null> {
     const { everyMs, maxMs } = this.options.consoleWait ?? { everyMs: 3000, maxMs: 90_000 };
-    const deadline = Date.now() + maxMs;
+    // (only a node just made is waited for: any other has printed whatever it will)
+    const deadline = Date.now() + (fresh ? maxMs : 0);
     for (;;) {
       const key = hostKeyFromConsole(decodeConsole(await this.console(node)));
       if (key || Date.now() + everyMs > deadline) return key;
@@ -328,16 +329,17 @@ export class Ec2Provider implements Provider {
     }
   }
 
-  private latest = true;
+  /** Instances whose type has no latest console output (not Nitro): asked for the buffered one. */
+  private readonly bufferedOnly = new Set<string>();
 
   /** The console's output: the latest where the instance type has it, else the buffered one. */
   private async console(node: ProviderNode): Promise<string | undefined> {
-    if (this.latest) {
+    if (!this.bufferedOnly.has(node.id)) {
       try {
         return (await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id, Latest: true })))).Output;
       } catch (e) {
         if (!(e instanceof Ec2Error && /^Unsupported/.test(e.code))) throw e;
-        this.latest = false;
+        this.bufferedOnly.add(node.id);
       }
     }
     return (await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id })))).Output;

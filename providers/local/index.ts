@@ -165,7 +165,9 @@ export class LocalProvider implements Provider {
     // (a baked image, or the golden one)
     const golden = imageReady(this.s, req.image) ? req.image : (this.golden ?? goldenName());
     const name = containerName(req.labels.nodeset, req.labels.name);
-    const { address, dir, config } = await this.serial(async () => {
+    // (all of it under the allocation lock, the labels last: an unlabelled container another run
+    // finds under the lock is a leftover of a killed run, never a node being made beside it)
+    const address = await this.serial(async () => {
       if (existsSync(join(this.s.lxcPath, name))) {
         // A container of that name with labels is a node — another nodeset's whose name runs
         // together with this one's (`demo` + `prod-app1` and `demo-prod` + `app1`), or this
@@ -186,22 +188,21 @@ export class LocalProvider implements Provider {
       // (its address now, which reserves it; its labels last, once its files are in: a run killed
       // in between leaves an unlabelled leftover, which the next create of the name starts again)
       writeFileSync(configFile, config.split('\n').filter((l) => l !== labelLine(req.labels)).join('\n'));
-      return { address, dir, config };
+      const delta = join(dir, 'overlay', 'delta');
+      const goldenRoot = join(this.s.lxcPath, golden, 'rootfs');
+      const put = (rel: string, content: string, mode: number) => writeInto(delta, goldenRoot, rel, content, mode);
+      put('root/.ssh/authorized_keys', `${req.authorizedKey.trim()}\n`, 0o600);
+      put('etc/ssh/ssh_host_ed25519_key', req.hostKey.private, 0o600);
+      put('etc/ssh/ssh_host_ed25519_key.pub', `${req.hostKey.public.trim()}\n`, 0o644);
+      put('etc/hostname', `${req.labels.name}\n`, 0o644);
+      // The node's own name resolves to its private address (the nodeset block adds the others).
+      put('etc/hosts', `127.0.0.1 localhost\n${address} ${req.labels.name} ${req.labels.name.split('.')[0]}\n::1 localhost ip6-localhost ip6-loopback\n`, 0o644);
+      put('etc/apt/apt.conf.d/01silver-proxy', `Acquire::http::Proxy "${proxyUrl(this.s)}";\nAcquire::https::Proxy "${proxyUrl(this.s)}";\n`, 0o644);
+      put('etc/apt/sources.list', sourcesList(this.s.mirror, this.s.security), 0o644);
+      writeFileSync(join(dir, 'config.new'), config);
+      renameSync(join(dir, 'config.new'), join(dir, 'config'));
+      return address;
     });
-
-    const delta = join(dir, 'overlay', 'delta');
-    const goldenRoot = join(this.s.lxcPath, golden, 'rootfs');
-    const put = (rel: string, content: string, mode: number) => writeInto(delta, goldenRoot, rel, content, mode);
-    put('root/.ssh/authorized_keys', `${req.authorizedKey.trim()}\n`, 0o600);
-    put('etc/ssh/ssh_host_ed25519_key', req.hostKey.private, 0o600);
-    put('etc/ssh/ssh_host_ed25519_key.pub', `${req.hostKey.public.trim()}\n`, 0o644);
-    put('etc/hostname', `${req.labels.name}\n`, 0o644);
-    // The node's own name resolves to its private address (the nodeset block adds the others).
-    put('etc/hosts', `127.0.0.1 localhost\n${address} ${req.labels.name} ${req.labels.name.split('.')[0]}\n::1 localhost ip6-localhost ip6-loopback\n`, 0o644);
-    put('etc/apt/apt.conf.d/01silver-proxy', `Acquire::http::Proxy "${proxyUrl(this.s)}";\nAcquire::https::Proxy "${proxyUrl(this.s)}";\n`, 0o644);
-    put('etc/apt/sources.list', sourcesList(this.s.mirror, this.s.security), 0o644);
-    writeFileSync(join(dir, 'config.new'), config);
-    renameSync(join(dir, 'config.new'), join(dir, 'config'));
 
     await this.boot(name);
     const node: ProviderNode = { ...req.labels, id: name, state: 'running', privateAddress: address, publicAddress: null };
@@ -264,10 +265,15 @@ export class LocalProvider implements Provider {
   }
 
   async release(_nodeset: string): Promise<void> {
-    const onBridge = this.containers().filter((c) => configValue(c.config, 'lxc.net.0.link') === this.s.bridge && parseLabels(c.config));
-    if (onBridge.length > 0) return;
-    await stopProxy(this.s);
-    await removeBridge(this.s.bridge);
+    // (under the allocation lock: a create in flight holds it until its container has its labels;
+    // without a containers' folder no create has begun)
+    const release = async () => {
+      const onBridge = this.containers().filter((c) => configValue(c.config, 'lxc.net.0.link') === this.s.bridge && parseLabels(c.config));
+      if (onBridge.length > 0) return;
+      await stopProxy(this.s);
+      await removeBridge(this.s.bridge);
+    };
+    await (existsSync(this.s.lxcPath) ? this.serial(release) : release());
   }
 }
 

@@ -132,17 +132,18 @@ export async function createNodes(ns: Nodeset, rt: Runtime, opts: CreateOptions)
   };
 }
 
-async function ensurePinned(ns: Nodeset, rt: Runtime, provider: Provider, node: ProviderNode): Promise<void> {
+async function ensurePinned(ns: Nodeset, rt: Runtime, provider: Provider, node: ProviderNode, fresh = false): Promise<void> {
   if (rt.state.pinnedKeys(ns.name).has(node.name)) return;
-  const key = await provider.hostKey(node);
+  const key = await provider.hostKey(node, fresh);
   if (key) rt.state.pin(ns.name, node.name, node.publicAddress ?? node.privateAddress, key);
 }
 
 /** Waits for the SSH port, pins the host key if the provider could not tell it earlier, and logs in. */
 async function reachable(ns: Nodeset, rt: Runtime, provider: Provider, node: ProviderNode, privateKey: string, timeoutMs: number): Promise<ProviderNode> {
-  const deadline = rt.now() + timeoutMs;
   const up = await provider.waitReachable(node, timeoutMs);
-  await ensurePinned(ns, rt, provider, up);
+  // (the provider may wait for a new node's key; the SSH attempts get their whole time after it)
+  await ensurePinned(ns, rt, provider, up, true);
+  const deadline = rt.now() + timeoutMs;
   const address = up.publicAddress ?? up.privateAddress;
   if (!address) throw new Error('the node has no address');
   const pinned = rt.state.pinnedKeys(ns.name).get(up.name) ?? '';

@@ -123,7 +123,7 @@ export function parseIni(text: string, file: string): ParseResult {
     // file's keys are overridden.
     const first = section.entries.get(key);
     if (first) {
-      diagnostics.push(diagnostic(file, line, key, `already set on line ${first.line} of [${section.name}] (a key is set once; a file that extends this one overrides it)`));
+      diagnostics.push(diagnostic(file, line, key, `already set on line ${first.line} of [${section.name}] (a key is set once in a section of a file)`));
     }
     entry = { key, value: '', lines: [], file, line };
     // (the second one's continuation lines are still its own, kept out of the section)

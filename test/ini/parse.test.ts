@@ -46,11 +46,11 @@ test('section names are case-sensitive', (t) => {
 
 test('a key set twice in a section of a file is an error naming both lines (a repeated section header joins the first: its keys too); the first stays', (t) => {
   const { doc, diagnostics } = parseIni('[a]\nsize = id 1\nsize = ram 256MB\n', 'x.conf');
-  t.deepEqual(diagnostics.map((d) => formatDiagnostic(d)), ['x.conf:3: size: already set on line 2 of [a] (a key is set once; a file that extends this one overrides it)']);
+  t.deepEqual(diagnostics.map((d) => formatDiagnostic(d)), ['x.conf:3: size: already set on line 2 of [a] (a key is set once in a section of a file)']);
   t.is(doc.sections.get('a')!.entries.get('size')!.value, 'id 1');
   // A second [appserver] with its own locations: an error, not the first's locations dropped.
   const two = parseIni('[appserver]\nlocations =\n    http://a.test/ blog\n[general]\nname = x\n[appserver]\nlocations =\n    http://a.test/wiki/ wiki\nnodes = 2\n', 'y.conf');
-  t.deepEqual(two.diagnostics.map((d) => formatDiagnostic(d)), ['y.conf:7: locations: already set on line 2 of [appserver] (a key is set once; a file that extends this one overrides it)'], 'its continuation lines are its own, no error of their own');
+  t.deepEqual(two.diagnostics.map((d) => formatDiagnostic(d)), ['y.conf:7: locations: already set on line 2 of [appserver] (a key is set once in a section of a file)'], 'its continuation lines are its own, no error of their own');
   t.is(two.doc.sections.get('appserver')!.entries.get('nodes')!.value, '2', 'other keys of a repeated header join the first');
 });
 
