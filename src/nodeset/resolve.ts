@@ -436,6 +436,8 @@ class Resolution {
     if (lines === null) return [];
     const out: Location[] = [];
     const seen = new Map<string, number>();
+    // (each database name's app, for the clash check: one lookup a location, not a scan)
+    const byDb = new Map<string, string>();
     for (const item of lines) {
       const text = item.text;
       const parts = text.split(/\s+/).filter(Boolean);
@@ -478,9 +480,10 @@ class Resolution {
         fail(`the path of "${urlText}" may hold only letters, digits and . _ ~ / % - (it goes into nginx and HAProxy configurations)`);
         continue;
       }
-      const clash = out.find((l) => l.app !== app && l.app.replaceAll('-', '_') === app.replaceAll('-', '_'));
-      if (clash) {
-        fail(`apps "${clash.app}" and "${app}" would share one database name (${app.replaceAll('-', '_')})`);
+      const db = app.replaceAll('-', '_');
+      const clash = byDb.get(db);
+      if (clash !== undefined && clash !== app) {
+        fail(`apps "${clash}" and "${app}" would share one database name (${db})`);
         continue;
       }
       if (url.port === '0') {
@@ -498,6 +501,7 @@ class Resolution {
         continue;
       }
       seen.set(routed, item.line);
+      byDb.set(db, app);
       out.push({ url: normal, scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.hostname, port, path, app });
     }
     return out;
