@@ -140,7 +140,7 @@ const SETTING_CHECKS: Partial<Record<ProviderType, Record<string, (v: string) =>
       try {
         url = new URL(v);
       } catch {
-        return `must be a URL such as http://HOST/debian, got "${v}"`;
+        return `must be an http or https URL of a Debian mirror (scheme, host and path), got "${v}"`;
       }
       return /^https?:$/.test(url.protocol) && url.hostname && !url.username && !url.password && !/[\s'"\\]/.test(v) ? null : `must be an http or https URL with a host and no user or password, got "${v}"`;
     },
