@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
 import {
   CreateImageCommand, DeleteKeyPairCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeInstanceTypesCommand,
@@ -11,6 +10,7 @@ import type { Nodeset, ProviderConfig } from '../../src/nodeset/types.js';
 import type { CreatedNode, CreateRequest, Flavor, Provider, ProviderNode } from '../../src/provider.js';
 import type { Secret } from '../../src/secret.js';
 import type { StateDir } from '../../src/state.js';
+import { pollUntil } from '../../src/util/retry-until.js';
 import { decodeConsole, hostKeyFromConsole } from './host-key.js';
 import { describeSpec, IMAGE_TAG, imagesRequest, imageTags, labelsOfImage, newestFirst, parseImage, type ImageSpec } from './images.js';
 import { flavorsOf, labelTags, LIVE_STATES, TAG, toNode } from './instances.js';
@@ -321,12 +321,7 @@ export class Ec2Provider implements Provider {
   async hostKey(node: ProviderNode, fresh = false): Promise<string | null> {
     const { everyMs, maxMs } = this.options.consoleWait ?? { everyMs: 3000, maxMs: 90_000 };
     // (only a node just made is waited for: any other has printed whatever it will)
-    const deadline = Date.now() + (fresh ? maxMs : 0);
-    for (;;) {
-      const key = hostKeyFromConsole(decodeConsole(await this.console(node)));
-      if (key || Date.now() + everyMs > deadline) return key;
-      await sleep(everyMs);
-    }
+    return pollUntil(Date.now() + (fresh ? maxMs : 0), Date.now, async () => hostKeyFromConsole(decodeConsole(await this.console(node))), everyMs);
   }
 
   /** Instances whose type has no latest console output (not Nitro): asked for the buffered one. */
@@ -334,15 +329,14 @@ export class Ec2Provider implements Provider {
 
   /** The console's output: the latest where the instance type has it, else the buffered one. */
   private async console(node: ProviderNode): Promise<string | undefined> {
-    if (!this.bufferedOnly.has(node.id)) {
-      try {
-        return (await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id, Latest: true })))).Output;
-      } catch (e) {
-        if (!(e instanceof Ec2Error && /^Unsupported/.test(e.code))) throw e;
-        this.bufferedOnly.add(node.id);
-      }
+    const latest = !this.bufferedOnly.has(node.id);
+    try {
+      return (await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id, ...(latest ? { Latest: true } : {}) })))).Output;
+    } catch (e) {
+      if (!latest || !(e instanceof Ec2Error && /^Unsupported/.test(e.code))) throw e;
+      this.bufferedOnly.add(node.id);
+      return this.console(node);
     }
-    return (await this.call('GetConsoleOutput', () => this.client.send(new GetConsoleOutputCommand({ InstanceId: node.id })))).Output;
   }
 
   async destroy(node: ProviderNode): Promise<void> {

@@ -7,6 +7,7 @@ import { cloudConfig } from './cloud-init.js';
 import type { Nodeset, Role } from '../../src/nodeset/types.js';
 import type { CreatedNode, CreateRequest, Flavor, NodeState, Provider, ProviderNode } from '../../src/provider.js';
 import { parseImageName, type ImageLabels, type ImageRecord } from '../../src/image/strip.js';
+import { pollUntil } from '../../src/util/retry-until.js';
 
 /**
  * The Nova adapter behind the `openstack` and `rackspace` providers, through pkgcloud's compute
@@ -256,14 +257,8 @@ export class NovaProvider implements Provider {
   }
 
   /** The id of the nodeset's server of this name, once it is listed within createSettleMs; null when it is not. */
-  private async appeared(nodeset: string, name: string): Promise<string | null> {
-    const deadline = Date.now() + this.#createSettleMs;
-    for (;;) {
-      const made = (await this.list(nodeset)).find((n) => n.name === name);
-      if (made) return made.id;
-      if (Date.now() + this.#pollMs > deadline) return null;
-      await sleep(this.#pollMs);
-    }
+  private appeared(nodeset: string, name: string): Promise<string | null> {
+    return pollUntil(Date.now() + this.#createSettleMs, Date.now, async () => (await this.list(nodeset)).find((n) => n.name === name)?.id ?? null, this.#pollMs);
   }
 
   /** The keypair new servers get: `key_name`, or the deploy key imported as `silver-<nodeset>`. */

@@ -85,7 +85,7 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
   if (balanced) await (await import('./drain.js')).drainAll(ns, rt, draining);
 
   const limit = pLimit(opts.concurrency);
-  const deleted: string[] = [...gone];
+  const deleted: string[] = [];
   const failed: { name: string; error: string }[] = [];
   await Promise.all(
     targets.map((n) =>
@@ -103,7 +103,7 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
       }),
     ),
   );
-  if (deleted.length - gone.length === all.length) await provider.release(ns.name);
+  if (deleted.length === all.length) await provider.release(ns.name);
   if (balanced && deleted.length > 0) {
     const { setupNodes } = await import('./setup-node.js');
     const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
@@ -122,5 +122,5 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
       }
     }
   }
-  return { deleted, failed };
+  return { deleted: [...gone, ...deleted], failed };
 }

@@ -2,7 +2,7 @@ import { Stopped, underDeployLock } from '../backup/lock.js';
 import { compareCounts } from '../backup/manifest.js';
 import { readBackupsRecord } from '../backup/record.js';
 import { backupsBase, resolveBackup, type StoredBackup } from '../backup/store.js';
-import { heldBy, holdApp, releaseApp, type ModeEntry } from '../deploy/modes.js';
+import { holdApp, holders, releaseApp, type ModeEntry } from '../deploy/modes.js';
 import { exportInstance } from '../deploy/replicate.js';
 import { Session } from '../deploy/session.js';
 import { parseEnvFile } from '../deploy/settings.js';
@@ -80,7 +80,8 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     // it again; with every app's ended, the earlier replacement is over, and this one begins anew.
     const accepted: string[] = [];
     if (resumed && s.balancers.length > 0) {
-      for (const app of Object.keys(resumed.backups!)) if ((await heldBy(s, app)) !== HOLDER) accepted.push(app);
+      const held = await holders(s);
+      for (const app of Object.keys(resumed.backups!)) if (held.get(app) !== HOLDER) accepted.push(app);
       if (accepted.length === Object.keys(resumed.backups!).length) {
         say(`the earlier replacement of ${spec.name} was ended by silver maintenance (no app is held in it): this one begins anew`);
         resumed = null;
@@ -124,20 +125,16 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
         const chosen = new Map<string, StoredBackup>(Object.entries(stamps).map(([app, stamp]) => [app, resolveBackup(backupsBase(rt.state.root), ns.name, app, stamp)]));
         steps.check();
         lease.setAside(spec.name);
-        if (rec.rebuilt && !(await nodeExists(ns, rt, spec.name))) {
-          // (the earlier run's new node is gone since: the one made now holds none of its restores,
-          // and the record says so before it is made)
+        // The earlier run's new node gone since (the one made now), or a node of that name made
+        // again by hand (another host key): it holds none of the earlier run's restores, and the
+        // record says so before anything else happens to it.
+        const gone = rec.rebuilt && !(await nodeExists(ns, rt, spec.name));
+        const other = rec.rebuilt && !gone && rt.state.pinnedKeys(ns.name).get(spec.name) !== rec.hostKey;
+        if (gone || other) {
           restored.clear();
-          rec = { ...rec, seq: rec.seq + 1, rebuilt: false, restored: [] };
+          rec = { ...rec, seq: rec.seq + 1, rebuilt: !gone, restored: [] };
           await s.state.write<ReplaceRecord>('replace', rec);
-          say(`${spec.name}, built anew by the earlier run, is gone: every app is restored again`);
-        } else if (rec.rebuilt && rt.state.pinnedKeys(ns.name).get(spec.name) !== rec.hostKey) {
-          // (a node of that name, but not the one the earlier run built — made again by hand since,
-          // its host key new: it holds none of the earlier run's restores)
-          restored.clear();
-          rec = { ...rec, seq: rec.seq + 1, restored: [] };
-          await s.state.write<ReplaceRecord>('replace', rec);
-          say(`${spec.name} is not the node the earlier run built (another host key): every app is restored again`);
+          say(gone ? `${spec.name}, built anew by the earlier run, is gone: every app is restored again` : `${spec.name} is not the node the earlier run built (another host key): every app is restored again`);
         }
         if (rec.rebuilt) say(`${spec.name} was built anew by the earlier run: not destroyed again`);
         else await destroyNode(ns, rt, spec.name, say);

@@ -16,6 +16,8 @@ import type { Entry, IniDocument } from '../ini/parse.js';
  */
 const NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
 const UNNAMED = 'a ${...} reference that names no variable, section or key (its text is not shown: it may be part of a secret; $$ writes a literal $)';
+/** `message` when every part reads as a name, else UNNAMED. */
+const named = (message: string, ...parts: string[]) => (parts.every((p) => NAME.test(p)) ? message : UNNAMED);
 
 const MAX_VALUE = 1 << 20;
 
@@ -67,7 +69,7 @@ export class Interpolator {
     return this.expand(text, (ref) => {
       if (ref.includes(':')) {
         throw new InterpolationError(
-          diagnostic(entry.file, entry.line, entry.key, NAME.test(ref.replace(':', '')) ? `\${${ref}}: only environment variables can be used here` : UNNAMED),
+          diagnostic(entry.file, entry.line, entry.key, named(`\${${ref}}: only environment variables can be used here`, ref.replace(':', ''))),
         );
       }
       return this.lookup(ref, '', entry);
@@ -86,15 +88,15 @@ export class Interpolator {
     const colon = ref.lastIndexOf(':');
     if (colon < 0) {
       const v = this.env[ref];
-      if (v === undefined) fail(NAME.test(ref) ? `\${${ref}}: environment variable ${ref} is not set` : UNNAMED);
+      if (v === undefined) fail(named(`\${${ref}}: environment variable ${ref} is not set`, ref));
       return v as string;
     }
     const secName = colon === 0 ? fromSection : ref.slice(0, colon);
     const key = ref.slice(colon + 1);
     const sec = this.doc.sections.get(secName);
-    if (!sec) return fail(NAME.test(secName) && NAME.test(key) ? `\${${ref}}: no section [${secName}]` : UNNAMED);
+    if (!sec) return fail(named(`\${${ref}}: no section [${secName}]`, secName, key));
     const target = sec.entries.get(key);
-    if (!target) return fail(NAME.test(key) ? `\${${ref}}: no key ${key} in [${secName}]` : UNNAMED);
+    if (!target) return fail(named(`\${${ref}}: no key ${key} in [${secName}]`, key));
     return this.value(secName, target);
   }
 }

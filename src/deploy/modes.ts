@@ -387,9 +387,9 @@ export async function holdApp(s: Session, app: string, by: string, message: stri
   return previous;
 }
 
-/** Who holds `app` in maintenance (holdApp's `by`), or null when no hold of silver's stands. */
-export async function heldBy(s: Session, app: string): Promise<string | null> {
-  return (await readRecord(s)).holds[app]?.by ?? null;
+/** Who holds each app silver holds in maintenance (holdApp's `by`), by app; one read of the record. */
+export async function holders(s: Session): Promise<Map<string, string>> {
+  return new Map(Object.entries((await readRecord(s)).holds).map(([app, h]) => [app, h.by]));
 }
 
 /** The hold of `app` ended: its entry from before holdApp put back (none: it follows `*` again). */

@@ -11,3 +11,12 @@ export async function retryUntil<T>(deadline: number, now: () => number, fn: () 
     }
   }
 }
+
+/** Calls `fn` until it answers something other than null or the deadline passes; then its last answer (null). */
+export async function pollUntil<T>(deadline: number, now: () => number, fn: () => Promise<T | null>, intervalMs = 150): Promise<T | null> {
+  for (;;) {
+    const value = await fn();
+    if (value !== null || now() + intervalMs > deadline) return value;
+    await sleep(intervalMs);
+  }
+}

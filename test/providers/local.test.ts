@@ -38,4 +38,5 @@ if (canRunLxc) {
   });
 } else {
   test.skip('provider contract (local, real LXC): skipped, real containers need root', () => undefined);
+  test.skip('attack (local, real LXC): a shared container name, an unlabelled leftover: skipped, real containers need root', () => undefined);
 }
