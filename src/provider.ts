@@ -87,7 +87,7 @@ export interface Provider {
    * A provider image made from a set-up node of the nodeset (`silver image bake`, local): a copy
    * of its disk, stripped of what STRIP names (src/image/strip.ts), the node left as it was.
    */
-  bakeImage?(node: ProviderNode, name: string, report: (message: string) => void): Promise<ImageRecord>;
+  bakeImage?(node: ProviderNode, name: string, report: (message: string) => void, signal?: AbortSignal): Promise<ImageRecord>;
   /**
    * A provider image of a builder node (`silver image bake`, the clouds): silver has set the
    * node up and stripped it; the provider snapshots its disk, labels the image with `record`

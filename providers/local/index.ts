@@ -101,9 +101,9 @@ export class LocalProvider implements Provider {
     return 'debian-bookworm';
   }
 
-  async bakeImage(node: ProviderNode, name: string, report: (m: string) => void): Promise<ImageRecord> {
+  async bakeImage(node: ProviderNode, name: string, report: (m: string) => void, signal?: AbortSignal): Promise<ImageRecord> {
     const golden = goldenName();
-    return bake(this.s, node, name, readFileSync(join(this.s.lxcPath, golden, 'config'), 'utf8'), { nodeset: node.nodeset, role: node.role }, report);
+    return bake(this.s, node, name, readFileSync(join(this.s.lxcPath, golden, 'config'), 'utf8'), { nodeset: node.nodeset, role: node.role }, report, signal);
   }
 
   async imageRecord(image: string): Promise<ImageRecord | null> {

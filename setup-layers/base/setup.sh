@@ -22,6 +22,18 @@ for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 # user owns, where a planted link would turn the write against any file, and a deployer cannot
 # keep access by adding a key of their own once theirs is removed from the nodeset.
 ensure_user silver /home/silver /bin/sh
+# Its home is root's, and empty: what a deployer left there would run as the deploy user at a
+# later login once their key is gone (units for pam_systemd's user manager under ~/.config, a
+# ~/.profile). Made root's first (nothing new can appear), then emptied (rm never follows a link).
+ensure_dir /home/silver 755 root:root
+_planted=''
+for _f in /home/silver/* /home/silver/.[!.]* /home/silver/..?*; do
+  if [ -e "$_f" ] || [ -L "$_f" ]; then _planted=1; fi
+done
+if [ -n "$_planted" ]; then
+  changed "emptied the deploy user's home"
+  act find /home/silver -mindepth 1 -delete
+fi
 ensure_dir /etc/silverlining 755 root:root
 ensure_dir /etc/silverlining/authorized_keys 755 root:root
 # A key taken away: what its owner left running as the deploy user (a session, a background
@@ -157,6 +169,8 @@ fi
 # One unprivileged user per application, with its own home and log directory.
 for app in $SILVER_APPS; do
   ensure_user "app-$app" "/var/lib/silverlining/home/$app"
+  # (its own: useradd makes it readable by all, and an app's libraries write there)
+  ensure_dir "/var/lib/silverlining/home/$app" 700 "app-$app:app-$app"
   ensure_dir "/var/log/silverlining/$app" 750 "app-$app:app-$app"
 done
 

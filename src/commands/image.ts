@@ -54,8 +54,35 @@ async function bakeFromNode(ns: Nodeset, rt: Runtime, provider: Provider, role: 
   const found = (await provider.list(ns.name)).find((n) => n.name === name);
   if (!found || found.state !== 'running') throw new ExitError(`${name} is ${found ? found.state : 'missing'}: bake from a running, set-up node`, 1);
   const t0 = rt.now();
-  const record = await provider.bakeImage!(found, imageName(ns.name, role, new Date(rt.now())), (m) => rt.io.err(m));
-  return { ...record, seconds: (rt.now() - t0) / 1000 };
+  // (interrupted: the copy ends, the node is unfrozen and the half-made copy removed — a node
+  // left frozen would serve nothing; a second signal abandons that)
+  const stop = interruptible(rt, `${name} is unfrozen and the copy removed (again to abandon it)`);
+  try {
+    const record = await provider.bakeImage!(found, imageName(ns.name, role, new Date(rt.now())), (m) => rt.io.err(m), stop.signal);
+    if (stop.interrupted()) throw new ExitError(`interrupted (${stop.interrupted()}) after the image was made: ${record.name}`, 130);
+    return { ...record, seconds: (rt.now() - t0) / 1000 };
+  } catch (e) {
+    if (stop.interrupted() && !(e instanceof ExitError)) throw new ExitError(`interrupted (${stop.interrupted()}): no image made`, 130);
+    throw e;
+  } finally {
+    stop.dispose();
+  }
+}
+
+/**
+ * A bake's SIGINT/SIGTERM: the first aborts `signal` and says what follows; a second exits at
+ * once. `interrupted()` names the signal once one came.
+ */
+function interruptible(rt: Runtime, then: string): { signal: AbortSignal; interrupted: () => string | null; dispose: () => void } {
+  let interrupted: string | null = null;
+  const abort = new AbortController();
+  const dispose = rt.onInterrupt((sig) => {
+    if (interrupted) process.exit(130);
+    interrupted = sig;
+    abort.abort();
+    rt.io.err(`silver: ${sig}: ${then}`);
+  });
+  return { signal: abort.signal, interrupted: () => interrupted, dispose };
 }
 
 /** The clouds: create the builder, set it up, strip it, snapshot it; destroy it in any case. */
@@ -68,16 +95,9 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
   const bns = builderNodeset(ns, role);
   await removeBuilder(ns, rt, provider, name, say, 'left by an interrupted bake: destroyed');
 
-  let interrupted: string | null = null;
-  const abort = new AbortController();
-  const dispose = rt.onInterrupt((sig) => {
-    if (interrupted) process.exit(130);
-    interrupted = sig;
-    abort.abort();
-    rt.io.err(`silver: ${sig}: the builder is destroyed after the current step (again to abandon it; the next bake removes it)`);
-  });
+  const stop = interruptible(rt, 'the builder is destroyed after the current step (again to abandon it; the next bake removes it)');
   const check = () => {
-    if (interrupted) throw new ExitError(`interrupted (${interrupted}): no image made`, 130);
+    if (stop.interrupted()) throw new ExitError(`interrupted (${stop.interrupted()}): no image made`, 130);
   };
   try {
     say(`creating a builder ${role} from the provider's image`);
@@ -95,7 +115,7 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
     say(`stripped (${record.packages.length} packages); making the image ${record.name}`);
     let id: string;
     try {
-      id = await provider.snapshotImage!(builder, record, (m) => rt.io.err(m), abort.signal);
+      id = await provider.snapshotImage!(builder, record, (m) => rt.io.err(m), stop.signal);
     } catch (e) {
       check();
       throw e;
@@ -110,7 +130,7 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
     } catch (e) {
       rt.io.err(`silver: the builder ${name} could not be destroyed: ${(e as Error).message}; the next bake removes it, or silver delete-node ${ns.file} --orphans`);
     }
-    dispose();
+    stop.dispose();
   }
 }
 

@@ -1,7 +1,7 @@
 import { deployVerbs } from '../remote/commands/deploy.js';
 import type { AddressedNode } from '../setup/plan.js';
 import type { Session } from './session.js';
-import { applyChanges, formatPending, parseEnvFile, parsePending, SETTINGS_VAR, settingsOf, type SettingChange, type Settings } from './settings.js';
+import { applyChanges, formatPending, parseEnvFile, parseStaged, SETTINGS_VAR, settingsOf, type SettingChange, type Settings } from './settings.js';
 
 /**
  * What an app's next instance starts with, read from the primary app server: the environment its
@@ -21,12 +21,18 @@ export const filesDir = (app: string) => `/var/lib/silverlining/files/${app}`;
 export const cacheDir = (app: string, generation: string) => `/var/cache/silverlining/${app}/${generation}`;
 
 export async function readAppEnv(s: Session, app: string, node: AddressedNode = s.appservers[0]!): Promise<AppEnv> {
-  const [text, staged] = await Promise.all([
+  // (the staged settings from every app server, the newest copy taken: a --no-restart killed
+  // halfway, or this node made anew, left them on some only; an app server that cannot be
+  // reached is left out, this node never)
+  const read = (n: AddressedNode) => s.remote.run(n.name, 'reading the staged settings', deployVerbs.pending('get', app));
+  const [text, own, others] = await Promise.all([
     s.remote.run(node.name, 'reading the environment of the active instance', deployVerbs.envGet(app)),
-    s.remote.run(node.name, 'reading the staged settings', deployVerbs.pending('get', app)),
+    read(node),
+    Promise.allSettled(s.appservers.filter((n) => n.name !== node.name).map(read)),
   ]);
+  const copies = [own, ...others.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))].map(parseStaged);
+  const pending = copies.reduce((a, b) => (b.stamp > a.stamp ? b : a)).changes;
   const active = text.trim() ? parseEnvFile(text) : null;
-  const pending = parsePending(staged);
   return { active, pending, settings: applyChanges(active ? settingsOf(active) : {}, pending) };
 }
 
@@ -49,11 +55,11 @@ export function folderVars(app: string, instance: string, active: Record<string,
 }
 
 /** Staged changes on every app server (`--no-restart`); or cleared once rolled out. */
-export async function writePending(s: Session, app: string, changes: readonly SettingChange[] | null): Promise<void> {
+export async function writePending(s: Session, app: string, changes: readonly SettingChange[] | null, stamp = Date.now()): Promise<void> {
   await Promise.all(
     s.appservers.map((n) =>
       changes?.length
-        ? s.remote.run(n.name, 'staging the settings', deployVerbs.pending('set', app), formatPending(changes))
+        ? s.remote.run(n.name, 'staging the settings', deployVerbs.pending('set', app), formatPending(changes, stamp))
         : s.remote.run(n.name, 'clearing the staged settings', deployVerbs.pending('clear', app)),
     ),
   );

@@ -129,19 +129,36 @@ export function applyChanges(settings: Settings, changes: readonly SettingChange
 }
 
 /** Staged changes (`--no-restart`) as lines `set KEY BASE64` / `unset KEY`, and back. */
-export function formatPending(changes: readonly SettingChange[]): string {
-  return changes.map((c) => ('unset' in c ? `unset ${c.key}` : `set ${c.key} ${Buffer.from(c.value).toString('base64')}`)).join('\n') + (changes.length ? '\n' : '');
+/** The staged changes as a node keeps them; `stamp` (when they were staged) orders copies. */
+export function formatPending(changes: readonly SettingChange[], stamp?: number): string {
+  const lines = changes.map((c) => ('unset' in c ? `unset ${c.key}` : `set ${c.key} ${Buffer.from(c.value).toString('base64')}`));
+  if (changes.length && stamp !== undefined) lines.unshift(`staged ${stamp}`);
+  return lines.join('\n') + (changes.length ? '\n' : '');
 }
 
 export function parsePending(text: string): SettingChange[] {
+  return parseStaged(text).changes;
+}
+
+/**
+ * A node's staged changes and when they were staged (0: written without a stamp; -1: none).
+ * Of the app servers' copies the newest is the one: `env set --no-restart` killed halfway left
+ * the earlier list on some.
+ */
+export function parseStaged(text: string): { stamp: number; changes: SettingChange[] } {
   const out: SettingChange[] = [];
+  let stamp = 0;
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     const [op, key, b] = line.split(' ');
+    if (op === 'staged' && key && /^\d{1,15}$/.test(key) && b === undefined) {
+      stamp = Number(key);
+      continue;
+    }
     if (!key || badSettingName(key)) throw new Error('the staged settings on the node are damaged');
     if (op === 'unset') out.push({ key, unset: true });
     else if (op === 'set' && b !== undefined) out.push({ key, value: Buffer.from(b, 'base64').toString('utf8') });
     else throw new Error('the staged settings on the node are damaged');
   }
-  return out;
+  return { stamp: out.length ? stamp : -1, changes: out };
 }

@@ -26,6 +26,20 @@ export const STRIP: readonly string[] = [
   'etc/silverlining/backup.conf',
   'etc/ssl/private/silver-*',
   'etc/haproxy/certs/',
+  // (the ACME account's key and dehydrated's copies of the certificates' keys; the balancer
+  // pair's key and its peer's host key; the ACME settings)
+  'var/lib/silverlining/acme/',
+  'var/lib/silverlining/acme-peer/',
+  'etc/silverlining/acme-peer.key',
+  'etc/silverlining/acme-peer.known',
+  'etc/silverlining/acme.conf',
+  'etc/silverlining/acme-ca.pem',
+  'var/lib/silverlining/backup-copies-staged/',
+  // the apps' homes (what their libraries keep there: tokens, caches) and the deploy user's
+  'var/lib/silverlining/home/',
+  'home/silver/',
+  // the pair's shared address and its peer
+  'etc/keepalived/keepalived.conf',
   // the apps' units and front-proxy pieces (each node gets its apps from silver)
   'etc/systemd/system/silver-*.service',
   'etc/systemd/system/multi-user.target.wants/silver-*.service',

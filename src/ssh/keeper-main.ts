@@ -1,8 +1,11 @@
 /**
  * The connection keeper (see keeper.ts): started by silver with its configuration on stdin;
  * keeps one SSH connection per node and runs the commands later silver commands send over its
- * Unix socket. Exits after `idleSeconds` without a command, on a `quit` request, or when its
- * socket cannot be had (another keeper holds it).
+ * Unix socket. Exits after `idleSeconds` with no command running and no silver command
+ * connected, when its socket cannot be had (another keeper holds it), or on a `quit` request:
+ * then its socket goes at once (the next command makes its own connections), and it ends once
+ * the commands connected to it are done (a `silver disconnect` never cuts another command's
+ * step short).
  */
 import { existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
@@ -37,17 +40,26 @@ function poolFor(w: WireTarget): SshPool {
 }
 
 let active = 0;
+let clients = 0;
+let quitting = false;
 let idleTimer: NodeJS.Timeout | null = null;
 const server = createServer();
 
-async function shutdown(): Promise<void> {
-  if (idleTimer) clearTimeout(idleTimer);
+/** No new command finds this keeper any more (its socket's name may be another keeper's next). */
+function withdraw(): void {
+  if (quitting) return;
+  quitting = true;
   server.close();
   try {
     unlinkSync(config.socket);
   } catch {
     /* gone already */
   }
+}
+
+async function shutdown(): Promise<void> {
+  if (idleTimer) clearTimeout(idleTimer);
+  withdraw();
   await Promise.all([...entries.values()].map((e) => e.pool.close().catch(() => undefined)));
   process.exit(0);
 }
@@ -55,7 +67,9 @@ async function shutdown(): Promise<void> {
 function touch(): void {
   if (idleTimer) clearTimeout(idleTimer);
   idleTimer = null;
-  if (active === 0) idleTimer = setTimeout(() => void shutdown(), config.idleSeconds * 1000);
+  if (active > 0 || clients > 0) return;
+  if (quitting) void shutdown();
+  else idleTimer = setTimeout(() => void shutdown(), config.idleSeconds * 1000);
 }
 
 type Request = { id: number; quit?: boolean; target?: WireTarget; command?: string; stdin?: string | null; timeoutMs?: number };
@@ -65,10 +79,16 @@ function serve(sock: Socket): void {
     if (!sock.destroyed) sock.write(`${JSON.stringify(msg)}\n`);
   };
   sock.on('error', () => undefined);
+  clients++;
+  touch();
+  sock.on('close', () => {
+    clients--;
+    touch();
+  });
   onJsonLines<Request>(sock, (req) => {
     if (req.quit) {
+      withdraw();
       sock.end();
-      void shutdown();
       return;
     }
     if (!req.target || typeof req.command !== 'string') {

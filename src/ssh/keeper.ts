@@ -155,17 +155,24 @@ class KeeperClient implements NodeExecutor {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly targets: Map<string, SshTarget>;
+  private closed = false;
 
   constructor(private readonly sock: Socket, targets: SshTarget[]) {
     this.targets = new Map(targets.map((t) => [t.name, t]));
     onJsonLines<Reply>(sock, (msg) => this.reply(msg));
     sock.on('error', () => undefined);
-    sock.on('close', () => this.failAll(new Error('the connection keeper went away during the command')));
+    sock.on('close', () => {
+      this.closed = true;
+      this.failAll(new Error('the connection keeper went away during the command'));
+    });
   }
 
   exec(node: string, command: string, stdin?: string | Buffer, timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
     const t = this.targets.get(node);
     if (!t) return Promise.reject(new Error(`no SSH target for ${node}`));
+    // (a request written to a socket already closed would never be answered: the command would
+    // wait for ever, its cleanup never run)
+    if (this.closed || this.sock.destroyed) return Promise.reject(new Error('the connection keeper went away during the command'));
     const id = this.nextId++;
     return new Promise<ExecResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onStdout });

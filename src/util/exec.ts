@@ -12,6 +12,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Resolve with the exit code instead of throwing on a non-zero exit. */
   allowFailure?: boolean;
+  /** Ends the command (SIGTERM) when aborted; it then fails as any command that ended on a signal. */
+  signal?: AbortSignal;
 }
 
 export class CommandFailed extends Error {
@@ -37,7 +39,7 @@ export function run(argv: readonly string[], options: RunOptions = {}): Promise<
     const child = execFile(
       cmd,
       args,
-      { timeout: options.timeoutMs ?? 0, env: options.env ?? process.env, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
+      { timeout: options.timeoutMs ?? 0, env: options.env ?? process.env, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', ...(options.signal ? { signal: options.signal } : {}) },
       (err, stdout, stderr) => {
         const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? Number((err as NodeJS.ErrnoException).code) : (err as { code?: unknown }).code === 'ENOENT' ? 127 : 1) : 0;
         const result = { code, stdout, stderr: err && code === 127 ? `${cmd}: command not found` : stderr };

@@ -99,6 +99,28 @@ test('--no-restart stages the change on every app server; the next update rolls 
   t.is(nodes.app(A1, 'hello').pending, undefined, 'cleared once rolled out');
 });
 
+test('--no-restart killed halfway (or the first app server made anew): the staged settings are read from every app server, the newest copy; the update rolls them out and clears them everywhere', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  t.true((await envChange(ns, 'hello', [{ key: 'MAIL_PASSWORD', value: 'second' }], rt, { restart: false })).ok);
+  t.regex(nodes.app(A2, 'hello').pending!, /^staged \d+\n/);
+  // (a later --no-restart reached app2 only: app1, the first app server, keeps an earlier list)
+  nodes.app(A1, 'hello').pending = `staged 1\nset MAIL_PASSWORD ${Buffer.from('first').toString('base64')}\n`;
+  const u = await update(ns, app, rt, { graceMs: 5 });
+  t.true(u.ok, JSON.stringify(u.failure));
+  t.is(settingsOf(envOf(nodes, A1, u.instance))['MAIL_PASSWORD'], 'second', 'the newest staged copy, not the first app server\'s');
+  t.is(nodes.app(A1, 'hello').pending, undefined);
+  t.is(nodes.app(A2, 'hello').pending, undefined, 'cleared on every app server');
+  // The first app server has no copy at all (made anew, or the write never reached it).
+  t.true((await envChange(ns, 'hello', [{ key: 'MAIL_PASSWORD', value: 'third' }], rt, { restart: false })).ok);
+  delete nodes.app(A1, 'hello').pending;
+  t.deepEqual((await envList(ns, 'hello', rt)).settings.find((x) => x.key === 'MAIL_PASSWORD')?.staged, 'set');
+  const v = await update(ns, app, rt, { graceMs: 5 });
+  t.true(v.ok, JSON.stringify(v.failure));
+  t.is(settingsOf(envOf(nodes, A2, v.instance))['MAIL_PASSWORD'], 'third');
+  t.is(nodes.app(A2, 'hello').pending, undefined);
+});
+
 test('an update keeps the settings, the files folder and the cache; --clear-cache starts a new cache', async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
   const first = await update(ns, app, rt, { graceMs: 5 });

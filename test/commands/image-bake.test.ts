@@ -151,3 +151,19 @@ test('a builder an interrupted bake left: list-nodes says what it is, delete-nod
   t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), [], 'never in rotation: not drained');
   t.deepEqual(nodes.calls, [], 'no node is set up again');
 });
+
+test('a local bake interrupted (SIGINT) during the copy: the copy is ended through its signal (the provider unfreezes the node and removes it), exit 130, no image', async (t) => {
+  const { ns, rt, provider, signal, io } = await bakeable();
+  let seen: AbortSignal | undefined;
+  (provider as unknown as { bakeImage: unknown }).bakeImage = (_node: unknown, _name: string, _report: unknown, s?: AbortSignal) =>
+    new Promise((_resolve, reject) => {
+      seen = s;
+      s?.addEventListener('abort', () => reject(new Error('rsync ended by a signal')));
+      signal('SIGINT');
+    });
+  const e = await t.throwsAsync(bakeImage(ns, rt, { role: 'appserver' }));
+  t.is((e as { exitCode?: number }).exitCode, 130);
+  t.is(e!.message, 'interrupted (SIGINT): no image made');
+  t.true(seen?.aborted, 'the provider was told');
+  t.true(io.stderr.some((l) => /^silver: SIGINT: app1\.shop\.test is unfrozen and the copy removed/.test(l)), io.stderr.join(' | '));
+});

@@ -220,6 +220,9 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
     ['systemctl start haproxy', /^base: stop haproxy/, false],
     ['chmod 777 /var/log/silverlining/hello', /^base: \/var\/log\/silverlining\/hello: mode 750, owner app-hello:app-hello$/, false],
     ['mkdir -p /var/lib/systemd/linger && touch /var/lib/systemd/linger/silver', /^base: remove \/var\/lib\/systemd\/linger\/silver$/, false],
+    // (what a deployer would leave in the deploy user's home to run at a later login: the home is root's, emptied)
+    ['mkdir -p /home/silver/.config/systemd/user && touch /home/silver/.profile && chown -R silver /home/silver', /^base: emptied the deploy user's home$/, false],
+    ['chmod 755 /var/lib/silverlining/home/blog', /^base: \/var\/lib\/silverlining\/home\/blog: mode 700, owner app-blog:app-blog$/, false],
     ['userdel app-blog', /^base: user app-blog$/, false],
     ['touch /var/lib/dpkg/status', null, false],
     ['nft flush ruleset', /^base: load firewall rules$/, true],
@@ -236,6 +239,8 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
     log(drift);
   }
   t.is((await on('app1.setup.test', 'systemctl is-active nginx; systemctl is-active haproxy || true; id -u app-blog > /dev/null && echo user; nft list tables')).out.trim(), 'active\ninactive\nuser\ntable inet silver');
+  // The deploy user's home is root's and empty; it cannot write there. An app's home is its own alone.
+  t.is((await on('app1.setup.test', 'stat -c "%U %a" /home/silver; ls -A /home/silver | wc -l; su -s /bin/sh silver -c "mkdir /home/silver/.config" 2>/dev/null && echo wrote || echo refused; stat -c "%U %a" /var/lib/silverlining/home/blog')).out.trim(), 'root 755\n0\nrefused\napp-blog 700');
   t.is((await on('db.setup.test', 'grep -c trust /etc/postgresql/15/main/pg_hba.conf; stat -c "%U %a" /etc/postgresql/15/main/pg_hba.conf')).out.trim(), '0\npostgres 640', 'pg_hba.conf as silver writes it, the postgres user\'s');
 });
 

@@ -245,6 +245,22 @@ const isLink = (p: string) => {
 const journal = (t: Tree, app: string) => join(t.apps, app, 'switching');
 
 /** `stage` with a tarball (made by tar -czf) of `files` on stdin, then `env`. */
+/** Listens on loopback on a free port of the instances' range (20001-29999: what stage takes). */
+async function listenInRange(server: { listen(port: number, host: string): unknown; once(event: string, f: (...a: unknown[]) => void): unknown; removeAllListeners(event: string): unknown }): Promise<void> {
+  for (let tries = 0; ; tries++) {
+    const port = 20001 + Math.floor(Math.random() * 9999);
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once('listening', () => resolve(true));
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1');
+    });
+    server.removeAllListeners('listening');
+    server.removeAllListeners('error');
+    if (ok) return;
+    if (tries > 50) throw new Error('no free port in 20001-29999');
+  }
+}
+
 async function stage(t: Tree, app: string, instance: string, port: number, files: Record<string, string> = { 'index.html': 'hello\n' }) {
   const src = join(t.dir, `src-${instance}`);
   mkdirSync(src, { recursive: true });
@@ -268,16 +284,16 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   const tr = tree(DEPLOY);
   const one = inst('blog', 1);
   const two = inst('blog', 2);
-  await stage(tr, 'blog', one, 8001, { 'index.html': 'hello\n', 'app.py': 'print(1)\n' });
+  await stage(tr, 'blog', one, 20001, { 'index.html': 'hello\n', 'app.py': 'print(1)\n' });
   const d = join(tr.apps, 'blog/instances', one);
   t.is(readFileSync(join(d, 'app/index.html'), 'utf8'), 'hello\n');
   t.is(readFileSync(join(d, 'app/app.py'), 'utf8'), 'print(1)\n');
-  t.is(readFileSync(join(d, 'port'), 'utf8'), '8001\n');
+  t.is(readFileSync(join(d, 'port'), 'utf8'), '20001\n');
   t.is(readFileSync(join(d, 'health'), 'utf8'), '/health\n');
-  t.is(readFileSync(join(d, 'run.sh'), 'utf8'), 'exec python3 -m http.server 8001\n');
+  t.is(readFileSync(join(d, 'run.sh'), 'utf8'), 'exec python3 -m http.server 20001\n');
   t.is(lstatSync(d).mode & 0o777, 0o750);
   t.false(existsSync(`${d}.tmp`));
-  t.is(readFileSync(join(d, 'env'), 'utf8'), 'PORT=8001\n');
+  t.is(readFileSync(join(d, 'env'), 'utf8'), 'PORT=20001\n');
   t.is(lstatSync(join(d, 'env')).mode & 0o777, 0o640, "root's file, readable by the app's group alone");
   const unit = readFileSync(join(tr.units, `silver-${one}.service`), 'utf8');
   t.true(unit.includes('User=app-blog\n'));
@@ -291,7 +307,7 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   // A unit systemd had loaded with other content: reloaded.
   writeFileSync(join(tr.dir, 'need-reload'), '');
   const nine = one.replace(/_001$/, '_009');
-  await stage(tr, 'blog', nine, 8002);
+  await stage(tr, 'blog', nine, 20002);
   t.true(calls(tr).includes('systemctl daemon-reload'));
   rmSync(join(tr.apps, 'blog/instances', nine), { recursive: true });
   rmSync(join(tr.units, `silver-${nine}.service`));
@@ -301,29 +317,29 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   await switchTo(tr, 'blog', one);
   t.is(link(tr, 'blog', 'active'), `instances/${one}`);
   t.is(link(tr, 'blog', 'previous'), null);
-  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001));
+  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 20001));
   t.deepEqual(calls(tr), ['nginx -t -q', 'systemctl try-reload-or-restart nginx'], 'nginx checked, then reloaded');
   t.false(existsSync(journal(tr, 'blog')));
 
-  await stage(tr, 'blog', two, 8002);
+  await stage(tr, 'blog', two, 20002);
   clearCalls(tr);
   await switchTo(tr, 'blog', two);
   t.is(link(tr, 'blog', 'active'), `instances/${two}`);
   t.is(link(tr, 'blog', 'previous'), `instances/${one}`);
-  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002));
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 20002));
   t.deepEqual(calls(tr), ['nginx -t -q', 'systemctl try-reload-or-restart nginx']);
   t.deepEqual(readdirSync(tr.nginx), ['upstream-blog.conf'], 'no temporary file left');
 
   // An active instance cannot be staged again.
-  const again = await sh(tr, ['stage', 'blog', two, '8002', '/health', b64('x')], execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']));
+  const again = await sh(tr, ['stage', 'blog', two, '20002', '/health', b64('x')], execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']));
   t.is(again.code, 1);
   t.regex(again.stderr, /is active: it cannot be staged again/);
 
   t.is((await deploy(tr, 'start', 'blog', two)).code, 0);
   const status = await deploy(tr, 'status');
   t.is(status.code, 0, status.stderr);
-  t.is(status.stdout, `app blog active ${two} previous ${one} health ok code - static - instances ${one}:8001:inactive ${two}:8002:active\n`);
-  t.true(calls(tr).includes('http 3 http://127.0.0.1:8002/health'), 'the health check asked the instance on its port');
+  t.is(status.stdout, `app blog active ${two} previous ${one} health ok code - static - instances ${one}:20001:inactive ${two}:20002:active\n`);
+  t.true(calls(tr).includes('http 3 http://127.0.0.1:20002/health'), 'the health check asked the instance on its port');
 });
 
 test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a server on loopback: the status code, a refusal, no answer in time', async (t) => {
@@ -337,7 +353,7 @@ test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a serv
     if (hang) return;
     res.writeHead(code).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenInRange(server);
   t.teardown(() => server.close());
   const port = (server.address() as AddressInfo).port;
   const one = 'blog.2024-05-01_001';
@@ -362,7 +378,7 @@ test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a serv
     socket.on('error', () => undefined);
     socket.write(answer);
   });
-  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  await listenInRange(raw);
   t.teardown(() => raw.close());
   const two = 'blog.2024-05-02_002';
   await stage(tr, 'blog', two, (raw.address() as AddressInfo).port);
@@ -414,13 +430,13 @@ test('silver-deploy: the requests over bash\'s /dev/tcp, for real against a serv
   t.regex(r.stderr, /answered nothing \(wanted any\) within 1s/);
 });
 
-/** A tree where blog's instance one (port 8001) is active and two (8002) staged. */
+/** A tree where blog's instance one (port 20001) is active and two (20002) staged. */
 async function oneActiveTwoStaged() {
   const tr = tree(DEPLOY);
   const [one, two] = [inst('blog', 1), inst('blog', 2)];
-  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', one, 20001);
   await switchTo(tr, 'blog', one);
-  await stage(tr, 'blog', two, 8002);
+  await stage(tr, 'blog', two, 20002);
   return { tr, one, two };
 }
 
@@ -439,7 +455,7 @@ test('silver-deploy: a switch killed after the links moved (before nginx reloade
   t.is(count(tr, 'systemctl try-reload-or-restart nginx'), 3, 'nginx reloaded by the completion');
   t.is(link(tr, 'blog', 'active'), `instances/${two}`);
   t.is(link(tr, 'blog', 'previous'), `instances/${one}`);
-  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002), 'the upstream names the active instance');
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 20002), 'the upstream names the active instance');
   t.true(status.stdout.startsWith(`app blog active ${two} previous ${one} `), status.stdout);
 });
 
@@ -447,13 +463,13 @@ test('silver-deploy: an intent a crash left empty (or naming no staged instance)
   const { tr, one, two } = await oneActiveTwoStaged();
   for (const intent of ['', `${two}`, 'blog.2099-01-01_001 -', '../../etc x\n']) {
     // (a crash after the upstream was rewritten for the new instance, the intent lost)
-    writeFileSync(join(tr.nginx, 'upstream-blog.conf'), serving('blog', two, 8002));
+    writeFileSync(join(tr.nginx, 'upstream-blog.conf'), serving('blog', two, 20002));
     writeFileSync(journal(tr, 'blog'), intent);
     const status = await deploy(tr, 'status');
     t.is(status.code, 0, status.stderr);
     t.regex(status.stderr, /the intent of blog's interrupted switch cannot be read: its upstream follows the active link/);
     t.false(existsSync(journal(tr, 'blog')), JSON.stringify(intent));
-    t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001), 'the upstream names the active instance again');
+    t.is(upstreamOf(tr, 'blog'), serving('blog', one, 20001), 'the upstream names the active instance again');
     t.is(link(tr, 'blog', 'active'), `instances/${one}`);
   }
   // And the next switch goes through.
@@ -467,13 +483,13 @@ test('silver-deploy: a switch killed during nginx -t (upstream replaced, links n
   writeFileSync(join(tr.dir, 'kill-on-test'), '');
   t.is((await deploy(tr, 'switch', 'blog', two)).signal, 'SIGKILL');
   t.is(link(tr, 'blog', 'active'), `instances/${one}`);
-  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002), 'killed between the upstream and the links');
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 20002), 'killed between the upstream and the links');
 
   const status = await deploy(tr, 'status');
   t.is(status.code, 0, status.stderr);
   t.false(existsSync(journal(tr, 'blog')));
   t.is(link(tr, 'blog', 'active'), `instances/${two}`);
-  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 8002));
+  t.is(upstreamOf(tr, 'blog'), serving('blog', two, 20002));
   t.true(status.stdout.startsWith(`app blog active ${two} previous ${one} `), status.stdout);
 });
 
@@ -487,7 +503,7 @@ test('silver-deploy: when nginx rejects the upstream while an interrupted switch
   t.regex(status.stderr, /nginx rejected the new upstream/);
   t.false(existsSync(journal(tr, 'blog')));
   t.is(link(tr, 'blog', 'active'), `instances/${one}`);
-  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001), 'the upstream and the active link agree');
+  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 20001), 'the upstream and the active link agree');
   t.true(status.stdout.startsWith(`app blog active ${one} `), status.stdout);
 });
 
@@ -497,7 +513,7 @@ test('silver-deploy: a switch nginx rejects restores the old upstream file, leav
   // First deploy: the upstream setup-node wrote is restored byte for byte.
   const initial = '# written by silver update on activation; no instance of blog is active yet\nupstream silver_app_blog {\n\tserver 127.0.0.1:9 down;\n}\n';
   writeFileSync(join(tr.nginx, 'upstream-blog.conf'), initial);
-  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', one, 20001);
   writeFileSync(join(tr.dir, 'nginx.rc'), '1');
   const first = await deploy(tr, 'switch', 'blog', one);
   t.is(first.code, 1);
@@ -507,12 +523,12 @@ test('silver-deploy: a switch nginx rejects restores the old upstream file, leav
 
   writeFileSync(join(tr.dir, 'nginx.rc'), '0');
   await switchTo(tr, 'blog', one);
-  await stage(tr, 'blog', two, 8002);
+  await stage(tr, 'blog', two, 20002);
   writeFileSync(join(tr.dir, 'nginx.rc'), '1');
   clearCalls(tr);
   const r = await deploy(tr, 'switch', 'blog', two);
   t.is(r.code, 1);
-  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 8001));
+  t.is(upstreamOf(tr, 'blog'), serving('blog', one, 20001));
   t.is(link(tr, 'blog', 'active'), `instances/${one}`);
   t.is(link(tr, 'blog', 'previous'), null);
   t.false(existsSync(journal(tr, 'blog')));
@@ -523,8 +539,8 @@ test('silver-deploy: a switch nginx rejects restores the old upstream file, leav
 test('silver-deploy: stop refuses the active instance; unswitch points the upstream nowhere and removes active', async (t) => {
   const tr = tree(DEPLOY);
   const [one, two] = [inst('blog', 1), inst('blog', 2)];
-  await stage(tr, 'blog', one, 8001);
-  await stage(tr, 'blog', two, 8002);
+  await stage(tr, 'blog', one, 20001);
+  await stage(tr, 'blog', two, 20002);
   await switchTo(tr, 'blog', one);
   clearCalls(tr);
   const refused = await deploy(tr, 'stop', 'blog', one);
@@ -533,7 +549,7 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   t.deepEqual(calls(tr), []);
   // A connection to the instance (the front proxy's old worker finishing a request): the stop
   // waits until it is gone.
-  writeFileSync(join(tr.dir, 'ss.out'), 'ESTAB 0 0 127.0.0.1:8002 127.0.0.1:51234\n');
+  writeFileSync(join(tr.dir, 'ss.out'), 'ESTAB 0 0 127.0.0.1:20002 127.0.0.1:51234\n');
   const stopping = deploy(tr, 'stop', 'blog', two);
   await new Promise((r) => setTimeout(r, 700));
   t.deepEqual(calls(tr), [], 'not stopped while a request is in flight');
@@ -555,11 +571,14 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   t.deepEqual(calls(tr), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`]);
   // status: a running instance that is not active is a leftover — unless its stop-after is
   // pending, when it drains as meant ("stopping").
-  t.regex((await deploy(tr, 'status')).stdout, new RegExp(`instances ${one}:8001:inactive ${two}:8002:active\n$`));
+  t.regex((await deploy(tr, 'status')).stdout, new RegExp(`instances ${one}:20001:inactive ${two}:20002:active\n$`));
   writeFileSync(join(tr.dir, 'active-units'), `${readFileSync(join(tr.dir, 'active-units'), 'utf8')}silver-stop.${two}.timer\n`);
-  t.regex((await deploy(tr, 'status')).stdout, new RegExp(`instances ${one}:8001:inactive ${two}:8002:stopping\n$`));
+  t.regex((await deploy(tr, 'status')).stdout, new RegExp(`instances ${one}:20001:inactive ${two}:20002:stopping\n$`));
   writeFileSync(join(tr.dir, 'active-units'), readFileSync(join(tr.dir, 'active-units'), 'utf8').replace(`silver-stop.${two}.timer\n`, ''));
-  for (const bad of [['stop-after', 'blog', two, '5s'], ['stop-after', 'blog', 'wiki.2024-05-01_001', '5'], ['stop-after', 'blog', inst('blog', 7), '5']]) {
+  // (a delay past ten minutes is refused: a deployer's instance would run on, "stopping", for years
+  // after their key is gone; switch-stop's the same)
+  for (const bad of [['stop-after', 'blog', two, '5s'], ['stop-after', 'blog', 'wiki.2024-05-01_001', '5'], ['stop-after', 'blog', inst('blog', 7), '5'],
+    ['stop-after', 'blog', two, '600001'], ['stop-after', 'blog', two, '999999999999999'], ['stop-after', 'blog', two, '0600000'], ['switch-stop', 'blog', two, '86400000']]) {
     clearCalls(tr);
     const r = await deploy(tr, ...(bad as [string, ...string[]]));
     t.is(r.code, 1, bad.join(' '));
@@ -572,7 +591,7 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   clearCalls(tr);
   const up = await deploy(tr, 'up', 'blog', two, '5');
   t.is(up.code, 0, up.stderr);
-  t.deepEqual(calls(tr).slice(0, 3), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`, 'http 5 http://127.0.0.1:8002/']);
+  t.deepEqual(calls(tr).slice(0, 3), [`systemctl stop silver-stop.${two}.timer silver-stop.${two}.service`, `systemctl start silver-${two}.service`, 'http 5 http://127.0.0.1:20002/']);
   clearCalls(tr);
   const sw = await deploy(tr, 'switch-stop', 'blog', two, '500');
   t.is(sw.code, 0, sw.stderr);
@@ -590,19 +609,19 @@ test('silver-deploy: stop refuses the active instance; unswitch points the upstr
   t.is(link(tr, 'blog', 'active'), null);
   t.false(existsSync(journal(tr, 'blog')));
   t.deepEqual(calls(tr), ['nginx -t -q', 'systemctl try-reload-or-restart nginx']);
-  t.is((await deploy(tr, 'status')).stdout, `app blog active - previous - health - code - static - instances ${one}:8001:inactive ${two}:8002:inactive\n`);
+  t.is((await deploy(tr, 'status')).stdout, `app blog active - previous - health - code - static - instances ${one}:20001:inactive ${two}:20002:inactive\n`);
 });
 
 test('silver-deploy: root\'s scratch directory must not be a symbolic link (switch, stage, fetch refuse, writing nothing through it); no /tmp in the helpers', async (t) => {
   const tr = tree(DEPLOY);
   const one = inst('blog', 1);
-  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', one, 20001);
   await switchTo(tr, 'blog', one);
   writeFileSync(join(tr.dir, 'curl.body'), 'the data\n');
   const ok = await deploy(tr, 'fetch', 'blog', one, '/export', 'primary');
   t.is(ok.code, 0, ok.stderr);
   t.is(ok.stdout, '200\n');
-  t.true(calls(tr).includes('curl -s -o ' + join(tr.run, 'fetch-blog.out') + ' -m 300 -w %{http_code} -H X-Silverlining-Update: primary http://127.0.0.1:8001/export'));
+  t.true(calls(tr).includes('curl -s -o ' + join(tr.run, 'fetch-blog.out') + ' -m 300 -w %{http_code} -H X-Silverlining-Update: primary http://127.0.0.1:20001/export'));
   writeFileSync(join(tr.dir, 'curl.code'), '500');
   writeFileSync(join(tr.dir, 'curl.body'), 'boom\x1b[0m\n');
   const failed = await deploy(tr, 'fetch', 'blog', one, '/export', 'secondary');
@@ -619,7 +638,7 @@ test('silver-deploy: root\'s scratch directory must not be a symbolic link (swit
     ['switch', 'blog', one],
     ['unswitch', 'blog'],
     ['fetch', 'blog', one, '/export', 'primary'],
-    ['stage', 'blog', inst('blog', 2), '8002', '/health', b64('x')],
+    ['stage', 'blog', inst('blog', 2), '20002', '/health', b64('x')],
   ]) {
     const r = await deploy(tr, ...args);
     t.is(r.code, 1, args.join(' '));
@@ -646,7 +665,7 @@ test('silver-deploy: root\'s scratch directory must not be a symbolic link (swit
 test('silver-deploy: fetch-script runs the decoded command as the app\'s user, in the instance, with a /tmp of its own', async (t) => {
   const tr = tree(DEPLOY);
   const one = inst('blog', 1);
-  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', one, 20001);
   clearCalls(tr);
   const r = await deploy(tr, 'fetch-script', 'blog', one, 'secondary', b64('./manage.py export > "$OUT"'));
   t.is(r.code, 0, r.stderr);
@@ -667,7 +686,7 @@ test('silver-deploy: fetch-script runs the decoded command as the app\'s user, i
 test('silver-deploy: migrate runs under a unit of its own name; while one runs (an earlier update\'s, silver gone) another refuses to start, and migrating says so', async (t) => {
   const tr = tree(DEPLOY);
   const one = inst('blog', 1);
-  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', one, 20001);
   clearCalls(tr);
   t.is((await deploy(tr, 'migrating', 'blog')).code, 1, 'none runs');
   const r = await deploy(tr, 'migrate', 'blog', one, b64('./manage.py migrate'));
@@ -696,23 +715,23 @@ test('silver-deploy: migrate runs under a unit of its own name; while one runs (
   t.is(made.code, 0, made.stderr);
   t.is(made.stdout, '200\n');
   t.deepEqual(calls(tr).filter((c) => /^(systemd-run|curl) /.test(c)), [
-    `systemd-run --quiet --wait --pipe --collect --service-type=exec --unit=silver-migrate-blog.service -- curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:8001/migrate`,
-    `curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:8001/migrate`,
+    `systemd-run --quiet --wait --pipe --collect --service-type=exec --unit=silver-migrate-blog.service -- curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:20001/migrate`,
+    `curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:20001/migrate`,
   ]);
 });
 
 test('silver-deploy: staging keeps the firewall\'s table of who may answer on each instance\'s port (port . uid), applied in one transaction; listeners says when it changed', async (t) => {
   const tr = tree(DEPLOY);
   const file = join(tr.prefix, 'etc/silverlining/nft.d/listeners.nft');
-  await stage(tr, 'blog', inst('blog', 1), 8001);
+  await stage(tr, 'blog', inst('blog', 1), 20001);
   clearCalls(tr);
-  await stage(tr, 'wiki', inst('wiki', 1), 8002);
+  await stage(tr, 'wiki', inst('wiki', 1), 20002);
   t.true(calls(tr).includes(`nft -f ${file}`), calls(tr).join(' | '));
   const text = readFileSync(file, 'utf8');
   // (the table made anew as a whole: one transaction, whatever was there)
   t.true(text.startsWith('# written by silver-deploy: who may answer on an instance port (port . uid)\ntable inet silver_listeners\ndelete table inet silver_listeners\ntable inet silver_listeners {\n'), text);
   t.regex(text, /\t\ttcp sport 20000-29999 tcp sport \. meta skuid != @listeners drop\n/);
-  t.true(text.endsWith('add element inet silver_listeners listeners { 8001 . 4242, 8002 . 4242 }\n'), text);
+  t.true(text.endsWith('add element inet silver_listeners listeners { 20001 . 4242, 20002 . 4242 }\n'), text);
   t.is((statSync(join(tr.prefix, 'etc/silverlining/nft.d')).mode & 0o777).toString(8), '700');
   // Nothing new: the file, and its folder, stay as they are (setup-node's fingerprint watches /etc,
   // folders' change times included: a file made and removed beside it would make every probe
@@ -724,22 +743,51 @@ test('silver-deploy: staging keeps the firewall\'s table of who may answer on ea
   t.deepEqual([statSync(folder).ctimeMs, statSync(file).ctimeMs], before);
   rmSync(join(tr.apps, 'wiki/instances', inst('wiki', 1)), { recursive: true });
   t.is((await deploy(tr, 'listeners')).stdout, 'changed\n');
-  t.true(readFileSync(file, 'utf8').endsWith('listeners { 8001 . 4242 }\n'));
-  // nftables refusing it fails the verb.
+  t.true(readFileSync(file, 'utf8').endsWith('listeners { 20001 . 4242 }\n'));
+  // nftables refusing it fails the verb — and the file nftables.conf includes at boot is not
+  // replaced by one it refuses (the whole firewall would not load): checked (nft -c) first.
   writeFileSync(join(tr.dir, 'nft.rc'), '1');
+  await stage(tr, 'wiki', inst('wiki', 2), 20003).catch(() => undefined);
   t.not((await deploy(tr, 'listeners')).code, 0);
+  t.true(readFileSync(file, 'utf8').endsWith('listeners { 20001 . 4242 }\n'), 'the loaded table stays');
+  t.true(calls(tr).some((c) => c.startsWith('nft -c -f ')), calls(tr).join(' | '));
+  t.deepEqual(readdirSync(folder), ['listeners.nft']);
+});
+
+test('silver-deploy: an instance\'s port is 20001-29999 (the listeners\' range): stage and clone refuse any other, before anything is written', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 20001);
+  const file = join(tr.prefix, 'etc/silverlining/nft.d/listeners.nft');
+  const before = readFileSync(file, 'utf8');
+  const tgz = execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']);
+  for (const port of ['70000', '8001', '20000', '30000', '19999', '020001', '99999', '123456']) {
+    const r = await sh(tr, ['stage', 'blog', inst('blog', 2), port, '/health', b64('x')], tgz);
+    t.is(r.code, 1, port);
+    t.regex(r.stderr, /bad port/, port);
+    const c = await deploy(tr, 'clone', 'blog', one, inst('blog', 3), port);
+    t.is(c.code, 1, port);
+    t.regex(c.stderr, /bad port/, port);
+  }
+  t.false(existsSync(join(tr.apps, 'blog/instances', inst('blog', 2))));
+  t.false(existsSync(join(tr.apps, 'blog/instances', inst('blog', 3))));
+  t.is(readFileSync(file, 'utf8'), before);
+  // A port file out of the range (an earlier release's) is left out of the table nft loads.
+  writeFileSync(join(tr.apps, 'blog/instances', one, 'port'), '70000\n');
+  await deploy(tr, 'listeners');
+  t.false(readFileSync(file, 'utf8').includes('70000'));
 });
 
 test('silver-deploy: boot completes a leftover journal first, then starts the active instance of every app', async (t) => {
   const tr = tree(DEPLOY);
   const b1 = inst('blog', 1);
   const [w1, w2] = [inst('wiki', 1), inst('wiki', 2)];
-  await stage(tr, 'blog', b1, 8001);
+  await stage(tr, 'blog', b1, 20001);
   await switchTo(tr, 'blog', b1);
-  await stage(tr, 'wiki', w1, 8101);
-  await stage(tr, 'wiki', w2, 8102);
+  await stage(tr, 'wiki', w1, 20101);
+  await stage(tr, 'wiki', w2, 20102);
   await switchTo(tr, 'wiki', w1);
-  await stage(tr, 'news', inst('news', 1), 8201); // (never switched: nothing to start)
+  await stage(tr, 'news', inst('news', 1), 20201); // (never switched: nothing to start)
   writeFileSync(journal(tr, 'wiki'), `${w2} ${w1}\n`);
   clearCalls(tr);
   const r = await deploy(tr, 'boot');
@@ -754,14 +802,14 @@ test('silver-deploy: boot completes a leftover journal first, then starts the ac
   t.false(existsSync(journal(tr, 'wiki')));
   t.is(link(tr, 'wiki', 'active'), `instances/${w2}`);
   t.is(link(tr, 'wiki', 'previous'), `instances/${w1}`);
-  t.is(upstreamOf(tr, 'wiki'), serving('wiki', w2, 8102));
+  t.is(upstreamOf(tr, 'wiki'), serving('wiki', w2, 20102));
 });
 
 test('silver-deploy: repair skips while the deploy lock is fresh; else restarts a stopped active instance, stops running non-active ones; --check only says so', async (t) => {
   const tr = tree(DEPLOY);
   const [zero, one] = [inst('blog', 1), inst('blog', 2)];
-  await stage(tr, 'blog', zero, 8000);
-  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', zero, 20010);
+  await stage(tr, 'blog', one, 20001);
   await switchTo(tr, 'blog', zero);
   await switchTo(tr, 'blog', one);
   writeFileSync(join(tr.dir, 'active-units'), `silver-${zero}.service\n`); // (the active one is down)
@@ -803,7 +851,7 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
   const acted = calls(tr).filter((c) => !c.startsWith('systemctl is-active'));
   t.deepEqual(acted, [
     `systemctl restart silver-${one}.service`,
-    'http 5 http://127.0.0.1:8001/health',
+    'http 5 http://127.0.0.1:20001/health',
     `systemctl stop silver-${zero}.service`,
   ]);
   clearCalls(tr);
@@ -836,12 +884,12 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
 test('silver-deploy: bad app names, instance names, ports, paths and packages are refused before anything is written', async (t) => {
   const tr = tree(DEPLOY);
   const one = inst('blog', 1);
-  await stage(tr, 'blog', one, 8001);
+  await stage(tr, 'blog', one, 20001);
   await switchTo(tr, 'blog', one);
   const before = snapshot(tr);
   clearCalls(tr);
   const good = inst('blog', 2);
-  const stageArgs = (app: string, instance: string, port = '8002', health = '/health') => ['stage', app, instance, port, health, b64('x')];
+  const stageArgs = (app: string, instance: string, port = '20002', health = '/health') => ['stage', app, instance, port, health, b64('x')];
   const cases: string[][] = [
     stageArgs('a;b', 'a;b.2024-05-02_002'),
     stageArgs('..', '...2024-05-02_002'),
@@ -855,11 +903,11 @@ test('silver-deploy: bad app names, instance names, ports, paths and packages ar
     stageArgs('blog', `${good}\n../../../../../../elsewhere`),
     stageArgs('blog', `${good}\\n../../../../../../elsewhere`),
     stageArgs('blog', good, '80a'),
-    stageArgs('blog', good, '8002\n1'),
-    stageArgs('blog', good, '8002', '/a b'),
-    stageArgs('blog', good, '8002', '/$(id)'),
-    stageArgs('blog', good, '8002', 'health'),
-    stageArgs('blog', good, '8002', '/health\n$(reboot)'),
+    stageArgs('blog', good, '20002\n1'),
+    stageArgs('blog', good, '20002', '/a b'),
+    stageArgs('blog', good, '20002', '/$(id)'),
+    stageArgs('blog', good, '20002', 'health'),
+    stageArgs('blog', good, '20002', '/health\n$(reboot)'),
     ['env', 'blog', `${one}\n${good}`],
     ['switch', 'blog', good.replace('_', '-')],
     ['switch', 'blog', one, 'wiki.2024-05-02_002'],
@@ -883,7 +931,7 @@ test('silver-deploy: bad app names, instance names, ports, paths and packages ar
 
   // A package name is checked whole before apt-get sees it (a second line could be an option).
   const tgz = execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']);
-  const r = await sh(tr, ['stage', 'blog', good, '8002', '/health', b64('x'), 'libfoo1', 'vim\n-oDpkg::Pre-Invoke::=/home/silver/x'], tgz);
+  const r = await sh(tr, ['stage', 'blog', good, '20002', '/health', b64('x'), 'libfoo1', 'vim\n-oDpkg::Pre-Invoke::=/home/silver/x'], tgz);
   t.is(r.code, 1);
   t.regex(r.stderr, /bad package name/);
   t.deepEqual(
@@ -1054,7 +1102,7 @@ test('silver-deploy: attack — a static folder reached through a link (static =
   symlinkSync('/', join(src, 'r'));
   symlinkSync('/etc/passwd', join(src, 'pub/passwd'));
   const tgz = execFileSync('tar', ['-czf', '-', '-C', src, '.']);
-  t.is((await sh(tr, ['stage', 'blog', one, '8001', '/health', b64('x')], tgz)).code, 0);
+  t.is((await sh(tr, ['stage', 'blog', one, '20001', '/health', b64('x')], tgz)).code, 0);
   const sum = 'a'.repeat(64);
   const evil = await deploy(tr, 'mark', 'blog', one, 'b'.repeat(64), sum, 'r/etc/');
   t.is(evil.code, 1);
@@ -1074,8 +1122,8 @@ test('silver-deploy: attack — a static folder reached through a link (static =
 test('silver-deploy: where systemd keeps invocation links, status asks systemctl only about units that are up, and repair reads the active instance without it', async (t) => {
   const tr = tree(DEPLOY);
   const [one, two] = ['blog.2024-05-01_001', 'blog.2024-05-02_002'];
-  await stage(tr, 'blog', one, 8001);
-  await stage(tr, 'blog', two, 8002);
+  await stage(tr, 'blog', one, 20001);
+  await stage(tr, 'blog', two, 20002);
   await switchTo(tr, 'blog', two);
   // systemd's links: the active instance's alone (the other is stopped); systemctl agrees.
   const links = join(tr.prefix, 'run/systemd/units');
@@ -1085,13 +1133,13 @@ test('silver-deploy: where systemd keeps invocation links, status asks systemctl
   clearCalls(tr);
   const status = await deploy(tr, 'status');
   t.is(status.code, 0, status.stderr);
-  t.is(status.stdout, `app blog active ${two} previous - health ok code - static - instances ${one}:8001:inactive ${two}:8002:active\n`);
+  t.is(status.stdout, `app blog active ${two} previous - health ok code - static - instances ${one}:20001:inactive ${two}:20002:active\n`);
   t.deepEqual(calls(tr).filter((c) => c.startsWith('systemctl')), [`systemctl is-active silver-${two}.service`], 'the stopped instance: no systemctl');
   clearCalls(tr);
   const repair = await deploy(tr, 'repair');
   t.is(repair.code, 0, repair.stderr);
   t.is(repair.stdout, '');
-  t.deepEqual(calls(tr), ['http 3 http://127.0.0.1:8002/health'], 'all well: the health check alone');
+  t.deepEqual(calls(tr), ['http 3 http://127.0.0.1:20002/health'], 'all well: the health check alone');
   // The link gone (the unit stopped behind systemd's back): repair starts it again.
   rmSync(join(links, `invocation:silver-${two}.service`));
   t.is((await deploy(tr, 'repair', '--check')).stdout, `blog: start ${two} (its active instance was not running)\n`);

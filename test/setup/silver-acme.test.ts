@@ -256,3 +256,28 @@ test("receive (the other balancer's hand-over): only over a certificate here, on
   t.is(none.status, 1);
   t.regex(none.stderr, /holds no bundle/);
 });
+
+test('attack: the hook events (a validation answer, a certificate to install) are taken only from the dehydrated of a run under way, by its one-time token', (t) => {
+  const p = tree();
+  t.teardown(() => rmSync(p.dir, { recursive: true, force: true }));
+  mkdirSync(p.base, { recursive: true, mode: 0o700 });
+  const hook = (env: Record<string, string>, ...args: string[]) => spawnSync('python3', [p.script, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
+  const challenge = ['deploy_challenge', 'secure.test', 'tok', 'tok.keyauth'];
+  const cert = ['deploy_cert', 'other.test', join(p.base, 'k'), join(p.base, 'c'), join(p.base, 'f')];
+  // (a deployer through sudo: no run under way, no token; or a token guessed)
+  for (const env of [{}, { SILVER_ACME_HOOK: '' }, { SILVER_ACME_HOOK: 'a'.repeat(32) }] as Record<string, string>[]) {
+    for (const args of [challenge, cert]) {
+      const r = hook(env, ...args);
+      t.is(r.status, 1, args[0]);
+      t.regex(r.stderr, /hook events are dehydrated's, from a silver-acme run under way/);
+    }
+  }
+  // A run under way: its token file (root's, in BASE) and the same token in dehydrated's environment.
+  const token = 'f'.repeat(32);
+  writeFileSync(join(p.base, 'hook-token'), token, { mode: 0o600 });
+  t.regex(hook({ SILVER_ACME_HOOK: 'e'.repeat(32) }, ...cert).stderr, /run under way/, 'another token');
+  const r = hook({ SILVER_ACME_HOOK: token }, ...cert);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /bad domain 'other\.test': not a host name of this balancer/, 'past the token, to its own checks');
+  t.false(readFileSync(p.script, 'utf8').includes('SUDO_'), 'decided by the token, not by how it was called');
+});
