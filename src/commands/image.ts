@@ -117,7 +117,8 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
     try {
       id = await provider.snapshotImage!(builder, record, (m) => rt.io.err(m), stop.signal);
     } catch (e) {
-      check();
+      // (asked for already, the image may still be made by the provider: said, not "no image")
+      if (stop.interrupted()) throw new ExitError(`interrupted (${stop.interrupted()}) while ${record.name} was being made: ${(e as Error).message}`, 130);
       throw e;
     }
     return { ...record, ...(id !== record.name ? { id } : {}), seconds: (rt.now() - t0) / 1000 };

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +77,9 @@ export async function openExecutor(stateRoot: string, nodeset: string, targets: 
   // (the SSH code loads only when this command makes its own connections)
   if (idle === 0 || !first) return new (await import('./pool.js')).SshPool(targets);
   const path = keeperSocket(stateRoot, nodeset, first.username, first.privateKey);
+  // (a keep folder another user could write to — a state folder in a shared place — is not
+  // trusted: a socket planted there would see every command and its input)
+  if (!privateFolder(join(path, '..'))) return new (await import('./pool.js')).SshPool(targets);
   const sock = await tryConnect(path);
   if (sock) return new KeeperClient(sock, targets);
   const { SshPool } = await import('./pool.js');
@@ -88,6 +91,13 @@ export async function openExecutor(stateRoot: string, nodeset: string, targets: 
       startKeeper({ socket: path, idleSeconds: idle, privateKey: first.privateKey, targets: targets.map(wire) });
     },
   };
+}
+
+/** Whether DIR is absent (made 0700 when needed) or a real folder of this user's that no one else can enter. */
+export function privateFolder(dir: string): boolean {
+  const st = lstatSync(dir, { throwIfNoEntry: false });
+  if (!st) return true;
+  return st.isDirectory() && !st.isSymbolicLink() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0;
 }
 
 /** Starts a keeper in the background (its own session, no output); the command does not wait. */

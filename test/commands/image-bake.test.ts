@@ -167,3 +167,16 @@ test('a local bake interrupted (SIGINT) during the copy: the copy is ended throu
   t.true(seen?.aborted, 'the provider was told');
   t.true(io.stderr.some((l) => /^silver: SIGINT: app1\.shop\.test is unfrozen and the copy removed/.test(l)), io.stderr.join(' | '));
 });
+
+test('a cloud bake interrupted while the provider makes the image says which image may still be made (not "no image made")', async (t) => {
+  const { ns, rt, provider, signal } = await bakeable();
+  (provider as unknown as { snapshotImage: unknown }).snapshotImage = (_b: unknown, record: { name: string }, _r: unknown, s?: AbortSignal) =>
+    new Promise((_resolve, reject) => {
+      s?.addEventListener('abort', () => reject(new Error(`ec2: stopped waiting for image ami-1 (${record.name}, state: pending); EC2 may still complete it`)));
+      signal('SIGINT');
+    });
+  const e = await t.throwsAsync(bakeImage(ns, rt, { role: 'appserver' }));
+  t.is((e as { exitCode?: number }).exitCode, 130);
+  t.is(e!.message, `interrupted (SIGINT) while ${IMAGE} was being made: ec2: stopped waiting for image ami-1 (${IMAGE}, state: pending); EC2 may still complete it`);
+  t.true(providerSteps(provider).includes(`destroy ${BUILDER}`), 'the builder destroyed all the same');
+});

@@ -1,13 +1,13 @@
 import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
 import type { SshTarget } from '../../src/ssh/connect.js';
 import { ed25519Pair } from '../../src/ssh/keygen.js';
-import { keeperSocket, openExecutor, stopKeeper, tryConnect } from '../../src/ssh/keeper.js';
+import { keeperSocket, openExecutor, privateFolder, stopKeeper, tryConnect } from '../../src/ssh/keeper.js';
 
 // The connection keeper (the real keeper-main.js, in a process of its own) against an SSH server
 // on loopback: `sleep MS` answers after MS milliseconds, anything else at once.
@@ -103,4 +103,19 @@ test('a command whose keeper went away fails its next step at once (it never wai
   ]);
   t.is(outcome, 'the connection keeper went away during the command');
   await exec.close();
+});
+
+test('a keep folder others can enter, or not this user\'s, is not trusted: the command makes its own connections and starts no keeper', async (t) => {
+  const k = await keeper(t, 60);
+  const dir = join(k.socket, '..');
+  t.true(privateFolder(dir));
+  chmodSync(dir, 0o755);
+  t.false(privateFolder(dir));
+  const exec = await k.open();
+  t.is((await exec.exec('node1', 'true')).stdout, 'ran true\n', 'through connections of its own');
+  t.is(exec.constructor.name, 'SshPool');
+  await exec.close();
+  chmodSync(dir, 0o700);
+  t.true(privateFolder(dir));
+  t.true(privateFolder(join(dir, 'absent')));
 });
