@@ -183,10 +183,13 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
   // The deployer tries to keep access: a key of their own where sshd would have read it, and
   // silver's file itself.
   const planted = readFileSync(`${keys.planted!}.pub`, 'utf8');
-  const plant = sshAs(keys.ann!, 'silver', a1, `mkdir -p ~/.ssh && printf '%s' '${planted.trim()}' >> ~/.ssh/authorized_keys && echo planted; { printf '%s\\n' '${planted.trim()}' >> /etc/silverlining/authorized_keys/silver; } 2>/dev/null && echo WROTE-ROOTS-FILE; true`);
-  t.is(plant.out.trim(), 'planted');
-  // ~/.ssh/rc would run at every later login (silver's own too); a process left running would outlive the key.
-  t.is(sshAs(keys.ann!, 'silver', a1, "printf 'touch /tmp/silver-rc-ran\\n' > ~/.ssh/rc; setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo left").out.trim(), 'left');
+  const plant = sshAs(keys.ann!, 'silver', a1, `{ mkdir -p ~/.ssh && printf '%s' '${planted.trim()}' >> ~/.ssh/authorized_keys; } 2>/dev/null && echo planted || echo refused; { mkdir -p ~/.config/systemd/user; } 2>/dev/null && echo UNITS || true; { printf '%s\\n' '${planted.trim()}' >> /etc/silverlining/authorized_keys/silver; } 2>/dev/null && echo WROTE-ROOTS-FILE; true`);
+  t.is(plant.out.trim(), 'refused', "the deploy user's home is root's: nothing of the deployer's there");
+  // (as a node of an earlier release would have it: the deploy user's own ~/.ssh, with a key and
+  // an rc that would run at every later login, silver's own too)
+  await onNode(file, env, A1, `mkdir -p /home/silver/.ssh; printf '%s\\n' '${planted.trim()}' > /home/silver/.ssh/authorized_keys; printf 'touch /tmp/silver-rc-ran\\n' > /home/silver/.ssh/rc; chown -R silver /home/silver/.ssh`);
+  // A process left running would outlive the key.
+  t.is(sshAs(keys.ann!, 'silver', a1, 'setsid sleep 600 > /dev/null 2>&1 < /dev/null & echo left').out.trim(), 'left');
   t.is(sshAs(keys.ann!, 'silver', a1, 'test -e /tmp/silver-rc-ran && echo ran || echo not-run').out.trim(), 'not-run', 'sshd runs no ~/.ssh/rc for the deploy user');
   t.not(sshAs(keys.planted!, 'silver', a1, 'true').code, 0, "a key in the deploy user's own authorized_keys is not read");
   // An app's user (its code, or a deployer through silver run) plants a key in its own home: sshd
@@ -205,6 +208,7 @@ run("[access]: a deployer's key logs in as the deploy user, an admin's as root; 
   }
   t.is((await silver(['exec', file, '--', 'true'], env)).code, 0, "silver's own key stays");
   t.is((await onNode(file, env, A1, 'pgrep -u silver -c sleep || true')).out.trim(), '0', "what the deployer left running ended with the key");
+  t.is((await onNode(file, env, A1, 'ls -A /home/silver | wc -l')).out.trim(), '0', "what was left in the deploy user's home is gone");
   const again = keep(await silver(['setup-node', file], env));
   t.regex(again.stdout, /no changes|0 changed/);
   // A run killed after it wrote the key file and before it ended the processes: the intent it left
