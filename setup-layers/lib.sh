@@ -235,8 +235,10 @@ _ensure_mode() {
   stat_of "$1"
   if [ "$_ST" != "$2 $3" ]; then
     changed "$1: mode $2, owner $3"
-    act chmod "$2" "$1"
+    # (the owner first: while a path is still a user's, that user could change its mode between
+    # the two — a home made root's would stay writable by all)
     act chown "$3" "$1"
+    act chmod "$2" "$1"
     CHANGED=1
   fi
 }

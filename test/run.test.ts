@@ -1,5 +1,5 @@
 import test from 'ava';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { leftovers, runDirectory } from './run.js';
@@ -14,6 +14,10 @@ test('the test launcher makes a sticky run directory with its pid, and finds onl
   mkdirSync(join(parent, 'silver-test-nopid'));
   mkdirSync(join(parent, 'silver-state-x'));
   writeFileSync(join(parent, 'silver-state-x', '.silver-test-pid'), '222');
+  t.deepEqual(leftovers(parent, (pid) => pid === 111), [dead]);
+  // (another user's leftover, or a link by that name, is not this run's to remove)
+  symlinkSync(dead, join(parent, 'silver-test-link'));
+  if (process.getuid?.() === 0) chownSync(runDirectory(parent, 333), 65534, 65534);
   t.deepEqual(leftovers(parent, (pid) => pid === 111), [dead]);
   t.true(existsSync(join(parent, 'silver-test-nopid')));
 });

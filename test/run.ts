@@ -3,7 +3,7 @@
 // tests make do not pile up in /tmp. A run that was killed leaves its directory behind with its
 // launcher's pid inside; the next run removes every such directory whose launcher is gone.
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,9 @@ export function leftovers(parent: string, isAlive: (pid: number) => boolean = al
   const gone: string[] = [];
   for (const name of readdirSync(parent)) {
     if (!name.startsWith(PREFIX)) continue;
+    // (a real folder of this user's: another user's run, or a link, is never removed from here)
+    const st = lstatSync(join(parent, name), { throwIfNoEntry: false });
+    if (!st || !st.isDirectory() || st.uid !== process.getuid?.()) continue;
     let pid: number;
     try {
       pid = Number(readFileSync(join(parent, name, OWNER), 'utf8'));
@@ -44,9 +47,18 @@ export function runDirectory(parent: string, pid: number): string {
   return dir;
 }
 
+/** Removes a run's folder; one that cannot be removed is said, and the tests go on. */
+function remove(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true });
+  } catch (e) {
+    console.error(`test/run: ${dir} could not be removed: ${(e as Error).message}`);
+  }
+}
+
 function main(): void {
   const parent = tmpdir();
-  for (const dir of leftovers(parent)) rmSync(dir, { recursive: true, force: true });
+  for (const dir of leftovers(parent)) remove(dir);
   const dir = runDirectory(parent, process.pid);
   const child = spawn(process.execPath, [join('node_modules', 'ava', 'entrypoints', 'cli.mjs'), ...process.argv.slice(2)], {
     stdio: 'inherit',
@@ -56,7 +68,7 @@ function main(): void {
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
   child.on('exit', (code, signal) => {
-    rmSync(dir, { recursive: true, force: true });
+    remove(dir);
     process.exit(code ?? (signal ? 1 : 0));
   });
 }

@@ -31,19 +31,18 @@ export function listImages(s: LocalSettings): string[] {
 }
 
 /**
- * `root`/`rel` when every folder on the way is a real folder of the tree (no link: the copy is a
- * node's, whose root could have planted one pointing at this machine's own files), else null.
+ * `root`/`rel` when every folder on the way is a real folder of the tree, null when one is not
+ * there (nothing to strip). A link or a file on the way fails the bake: the copy is a node's,
+ * whose root could have planted a link to this machine's own files — or one that hides what the
+ * strip must remove from it.
  */
 function inTree(root: string, rel: string): string | null {
   let p = root;
   for (const part of rel.split('/').filter(Boolean)) {
     p = join(p, part);
-    try {
-      const st = lstatSync(p);
-      if (st.isSymbolicLink() || !st.isDirectory()) return null;
-    } catch {
-      return null;
-    }
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (!st) return null;
+    if (st.isSymbolicLink() || !st.isDirectory()) throw new Error(`the copy's ${p.slice(root.length)} is ${st.isSymbolicLink() ? 'a link' : 'not a folder'}: no image is made that could keep what the strip removes`);
   }
   return p;
 }

@@ -24,16 +24,9 @@ for app in $SILVER_APPS; do prestat /var/log/silverlining/$app; done
 ensure_user silver /home/silver /bin/sh
 # Its home is root's, and empty: what a deployer left there would run as the deploy user at a
 # later login once their key is gone (units for pam_systemd's user manager under ~/.config, a
-# ~/.profile). Made root's first (nothing new can appear), then emptied (rm never follows a link).
+# ~/.profile). Made root's here (nothing new can appear in it); emptied below, once a removed
+# key's processes have ended.
 ensure_dir /home/silver 755 root:root
-_planted=''
-for _f in /home/silver/* /home/silver/.[!.]* /home/silver/..?*; do
-  if [ -e "$_f" ] || [ -L "$_f" ]; then _planted=1; fi
-done
-if [ -n "$_planted" ]; then
-  changed "emptied the deploy user's home"
-  act find /home/silver -mindepth 1 -delete
-fi
 ensure_dir /etc/silverlining 755 root:root
 ensure_dir /etc/silverlining/authorized_keys 755 root:root
 # A key taken away: what its owner left running as the deploy user (a session, a background
@@ -84,6 +77,16 @@ if [ "$_removed" = 1 ] || [ -e "$FP_DIR/keys-removed" ]; then
     _end_deployers
     rm -f "$FP_DIR/keys-removed"
   fi
+fi
+# (after the processes ended: one still writing into a folder of its own there would make the
+# removal fail — which never stops a run, and the next one tries again; find never follows a link)
+_planted=''
+for _f in /home/silver/* /home/silver/.[!.]* /home/silver/..?*; do
+  if [ -e "$_f" ] || [ -L "$_f" ]; then _planted=1; fi
+done
+if [ -n "$_planted" ]; then
+  changed "emptied the deploy user's home"
+  act find /home/silver -mindepth 1 -delete || echo "the deploy user's home could not be emptied: the next setup-node tries again" >&2
 fi
 # What a deployer could leave behind to keep access once their key is gone: ~/.ssh/rc (run at
 # every later login, silver's own included), forwarded sockets or ports. The apps' users log in

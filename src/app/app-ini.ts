@@ -48,6 +48,14 @@ export type MigrateMode = 'online' | 'read-only' | 'maintenance';
 
 const KEYS = ['app_name', 'runner', 'update_fetch', 'health_check', 'packages', 'default_location', 'migrate', 'migrate_mode', 'static'];
 
+/** Whether DIR/REL, its links followed, is still inside DIR (a host that cannot tell: yes). */
+function inside(host: ConfigHost, dir: string, rel: string): boolean {
+  if (!host.realPath) return true;
+  const root = host.realPath(dir);
+  const target = host.realPath(join(dir, rel));
+  return root !== undefined && target !== undefined && target.startsWith(`${root}/`);
+}
+
 /** Reads `DIR/app.ini` ([production]) with the nodeset's INI engine; throws ConfigError with every problem. */
 export function loadApp(dir: string, host: ConfigHost): AppConfig {
   const file = join(dir, 'app.ini');
@@ -57,7 +65,9 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
   const d: Diagnostic[] = [...diagnostics];
   const section = doc.sections.get('production');
   if (!section) throw new ConfigError([...d, diagnostic(file, 1, '[production]', 'missing section: app.ini needs [production]')]);
-  const values = new Interpolator(doc, host.env);
+  // (no environment variable of the machine running silver: a hostile app.ini would read its
+  // secrets into the runner; the app's own variables are the shell's at run time, $PORT)
+  const values = new Interpolator(doc, {}, 'app.ini reads no environment variable of the machine running silver (the app\'s own, at run time: $NAME)');
   const get = (key: string): { value: string; line: number } | null => {
     const e = section.entries.get(key);
     if (!e) return null;
@@ -141,11 +151,17 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
       d.push(diagnostic(file, staticV.line, 'static', `"${text}" must be a folder inside the app, not the app's own (letters, digits, . _ -)`));
     } else if (!host.isDirectory?.(join(dir, dirName)) && host.isDirectory) {
       d.push(diagnostic(file, staticV.line, 'static', `${join(dir, dirName)} is not a folder`));
+    } else if (!inside(host, dir, dirName)) {
+      d.push(diagnostic(file, staticV.line, 'static', `${join(dir, dirName)} leads out of the app's folder (a link): its files would be served to anyone`));
     } else staticDir = dirName;
   }
 
   const pageFile = join(dir, PAGE_FILE);
-  const maintenancePage = host.readFile(pageFile) ?? null;
+  let maintenancePage = host.readFile(pageFile) ?? null;
+  if (maintenancePage !== null && !inside(host, dir, PAGE_FILE)) {
+    d.push(diagnostic(pageFile, 1, PAGE_FILE, "leads out of the app's folder (a link): it would be served to anyone"));
+    maintenancePage = null;
+  }
   if (maintenancePage !== null && pageProblem(maintenancePage)) d.push(diagnostic(pageFile, 1, PAGE_FILE, pageProblem(maintenancePage)!));
 
   if (d.length > 0) throw new ConfigError(d);

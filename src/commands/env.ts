@@ -134,7 +134,8 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       // (and the services' passwords: the app may print its environment where silver repeats it)
       for (const v of passwordValues(current.active ?? {})) secretValues.add(v);
       if (!opts.restart) {
-        await writePending(s, app, mergePending(current.pending, changes));
+        // (stamped after the copy it replaces, whatever this machine's clock says)
+        await writePending(s, app, mergePending(current.pending, changes), Math.max(Date.now(), current.stagedAt + 1));
         rt.io.err(`${app}: ${report.changed.join(', ')} staged on ${s.appservers.map((n) => n.name).join(', ')}; the next update (or env change) rolls ${changes.length === 1 ? 'it' : 'them'} out`);
         return;
       }

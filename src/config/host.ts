@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 
 /** What resolving a nodeset may read from the machine: files and the environment. */
@@ -9,6 +9,8 @@ export interface ConfigHost {
   home: string;
   /** Whether a folder exists (left out by hosts that hold only files, e.g. tests' memory host). */
   isDirectory?(path: string): boolean;
+  /** The path with every link followed, undefined when it does not exist (left out likewise). */
+  realPath?(path: string): string | undefined;
 }
 
 /** The largest file silver reads as configuration (a nodeset, an extends, app.ini, a key list). */
@@ -21,6 +23,13 @@ export function realHost(env: NodeJS.ProcessEnv = process.env): ConfigHost {
         return statSync(path).isDirectory();
       } catch {
         return false;
+      }
+    },
+    realPath(path) {
+      try {
+        return realpathSync(path);
+      } catch {
+        return undefined;
       }
     },
     readFile(path) {

@@ -33,9 +33,14 @@ export class Interpolator {
   private readonly cache = new Map<string, string>();
   private readonly stack: string[] = [];
 
+  /**
+   * `noEnv`: environment variables are refused with this reason (app.ini: an app's author must not
+   * read the environment of whoever runs silver).
+   */
   constructor(
     private readonly doc: IniDocument,
     private readonly env: Readonly<Record<string, string | undefined>>,
+    private readonly noEnv?: string,
   ) {}
 
   /** The resolved value of an entry; throws InterpolationError located at the faulty entry. */
@@ -87,6 +92,7 @@ export class Interpolator {
     if (ref === '') fail('empty ${} reference');
     const colon = ref.lastIndexOf(':');
     if (colon < 0) {
+      if (this.noEnv) fail(named(`\${${ref}}: ${this.noEnv}`, ref));
       const v = this.env[ref];
       if (v === undefined) fail(named(`\${${ref}}: environment variable ${ref} is not set`, ref));
       return v as string;

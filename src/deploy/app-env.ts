@@ -15,6 +15,8 @@ export interface AppEnv {
   settings: Settings;
   /** Changes staged with `--no-restart` and not rolled out yet. */
   pending: SettingChange[];
+  /** When the newest copy of them was staged (-1: none): a new list is stamped later than it. */
+  stagedAt: number;
 }
 
 export const filesDir = (app: string) => `/var/lib/silverlining/files/${app}`;
@@ -31,9 +33,9 @@ export async function readAppEnv(s: Session, app: string, node: AddressedNode = 
     Promise.allSettled(s.appservers.filter((n) => n.name !== node.name).map(read)),
   ]);
   const copies = [own, ...others.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))].map(parseStaged);
-  const pending = copies.reduce((a, b) => (b.stamp > a.stamp ? b : a)).changes;
+  const newest = copies.reduce((a, b) => (b.stamp > a.stamp ? b : a));
   const active = text.trim() ? parseEnvFile(text) : null;
-  return { active, pending, settings: applyChanges(active ? settingsOf(active) : {}, pending) };
+  return { active, pending: newest.changes, stagedAt: newest.stamp, settings: applyChanges(active ? settingsOf(active) : {}, newest.changes) };
 }
 
 /** Silver's variables of the active environment (the settings and their index left out). */

@@ -476,8 +476,9 @@ class Resolution {
         continue;
       }
       const path = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
-      if (!LOCATION_PATH.test(path) || path.includes('//')) {
-        fail(`the path of "${urlText}" may hold only letters, digits and . _ ~ / % - (it goes into nginx and HAProxy configurations)`);
+      // (no %: nginx matches the decoded path, HAProxy the raw one — such a location is never reached)
+      if (!LOCATION_PATH.test(path) || path.includes('//') || path.includes('%')) {
+        fail(`the path of "${urlText}" may hold only letters, digits and . _ ~ / - (it goes into nginx and HAProxy configurations; no %-escapes)`);
         continue;
       }
       const db = app.replaceAll('-', '_');
@@ -532,6 +533,11 @@ class Resolution {
         if (problem) this.diagnostics.push(diagnostic(entry.file, item.line, 'hostnames', problem));
         else if (!out.includes(name.toLowerCase())) out.push(name.toLowerCase());
       }
+    }
+    // (a location whose host none of them covers would answer 404 for ever, and get no certificate)
+    const covered = (host: string) => out.some((h) => h === host || (h.startsWith('*.') && host.endsWith(h.slice(1))));
+    for (const host of new Set(locations.map((l) => l.host))) {
+      if (out.length > 0 && !covered(host)) this.diagnostics.push(diagnostic(entry.file, entry.line, 'hostnames', `${host} (the host of a location) is not among them: the balancer would answer it 404`));
     }
     return out;
   }

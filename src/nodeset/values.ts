@@ -53,17 +53,19 @@ export function checkHostname(name: string, allowWildcard = false): string | nul
   return null;
 }
 
-export const APP_NAME = /^[a-z][a-z0-9_-]*$/;
+/** An app name: its user is `app-NAME` (useradd takes 32 characters), its unit slice `silver-app-NAME` (no `-` at the end or twice: systemd refuses the slice). */
+export const APP_NAME = /^[a-z][a-z0-9_]*(-[a-z0-9_]+)*$/;
+const APP_NAME_MAX = 28;
 
 /**
  * Names an app may not take: its name becomes a system user (`app-NAME`), a database role and
  * a database, so a name that is (or maps to) a built-in one would hand the app that role.
  */
-const RESERVED_APPS = new Set(['postgres', 'template0', 'template1', 'mysql', 'sys', 'information_schema', 'performance_schema', 'root', 'silver', 'public', 'mariadb', 'admin']);
+const RESERVED_APPS = new Set(['postgres', 'template0', 'template1', 'mysql', 'sys', 'information_schema', 'performance_schema', 'root', 'silver', 'public', 'mariadb', 'admin', 'none', 'current_user', 'session_user', 'current_role']);
 
 /** Why an app name cannot be used, or null. */
 export function appNameProblem(name: string): string | null {
-  if (!APP_NAME.test(name) || name.length > 32) return `app name "${name}" must match [a-z][a-z0-9_-]* (at most 32 characters)`;
+  if (!APP_NAME.test(name) || name.length > APP_NAME_MAX) return `app name "${name}" must match [a-z][a-z0-9_-]* with no - at its end or twice in a row (at most ${APP_NAME_MAX} characters)`;
   const db = name.replaceAll('-', '_');
   if (RESERVED_APPS.has(name) || RESERVED_APPS.has(db) || db.startsWith('pg_') || db.startsWith('mysql_')) {
     return `app name "${name}" is reserved: it is (or maps to) a built-in system user, database role or database`;

@@ -255,7 +255,12 @@ function backendNames(locations: readonly BalancedLocation[]): { backend: string
 function frontendRoutes(hostnames: readonly string[], named: readonly { backend: string; location: BalancedLocation }[]): string[] {
   const out: string[] = [];
   if (hostnames.length > 0) {
-    out.push(`\tacl silver_host req.fhdr(host),field(1,:) -i ${hostnames.join(' ')}`, '\tuse_backend unknown_host if !silver_host');
+    // (a wildcard `*.example.com` is any name that ends in `.example.com`: HAProxy's -m end)
+    const exact = hostnames.filter((h) => !h.startsWith('*.'));
+    const wild = hostnames.filter((h) => h.startsWith('*.')).map((h) => h.slice(1));
+    if (exact.length) out.push(`\tacl silver_host req.fhdr(host),field(1,:) -i ${exact.join(' ')}`);
+    if (wild.length) out.push(`\tacl silver_host req.fhdr(host),field(1,:) -i -m end ${wild.join(' ')}`);
+    out.push('\tuse_backend unknown_host if !silver_host');
   }
   const hosts = [...new Set(named.map((n) => n.location.host))];
   for (const host of hosts) {

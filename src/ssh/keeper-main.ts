@@ -2,10 +2,11 @@
  * The connection keeper (see keeper.ts): started by silver with its configuration on stdin;
  * keeps one SSH connection per node and runs the commands later silver commands send over its
  * Unix socket. Exits after `idleSeconds` with no command running and no silver command
- * connected, when its socket cannot be had (another keeper holds it), or on a `quit` request:
- * then its socket goes at once (the next command makes its own connections), and it ends once
- * the commands connected to it are done (a `silver disconnect` never cuts another command's
- * step short).
+ * connected (ten times as long with one connected between its steps: a command suspended or
+ * hung keeps it no longer), when its socket cannot be had (another keeper holds it), or on a
+ * `quit` request: then its socket goes at once (the next command makes its own connections), and
+ * it ends once the commands connected to it are done, as long as they go on working (a `silver
+ * disconnect` never cuts another command's step short).
  */
 import { existsSync, unlinkSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
@@ -67,9 +68,13 @@ async function shutdown(): Promise<void> {
 function touch(): void {
   if (idleTimer) clearTimeout(idleTimer);
   idleTimer = null;
-  if (active > 0 || clients > 0) return;
-  if (quitting) void shutdown();
-  else idleTimer = setTimeout(() => void shutdown(), config.idleSeconds * 1000);
+  if (active > 0) return;
+  if (clients === 0 && quitting) {
+    void shutdown();
+    return;
+  }
+  const seconds = clients > 0 ? (config.connectedIdleSeconds ?? config.idleSeconds * 10) : config.idleSeconds;
+  idleTimer = setTimeout(() => void shutdown(), seconds * 1000);
 }
 
 type Request = { id: number; quit?: boolean; target?: WireTarget; command?: string; stdin?: string | null; timeoutMs?: number };

@@ -23,6 +23,8 @@ export interface NodeExecutor {
 export interface KeeperConfig {
   socket: string;
   idleSeconds: number;
+  /** With a command connected but no step running (default ten times idleSeconds). */
+  connectedIdleSeconds?: number;
   privateKey: string;
   targets: Omit<SshTarget, 'privateKey' | 'onFirstKey'>[];
 }

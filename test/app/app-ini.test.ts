@@ -107,3 +107,51 @@ test("an app's maintenance.html is read with it; one too big, empty or not UTF-8
     t.regex(e!.message, why);
   }
 });
+
+test('attack: app.ini reads no environment variable of the machine running silver (a hostile runner would carry its secrets to the nodes)', async (t) => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { realHost } = await import('../../src/config/host.js');
+  const dir = mkdtempSync(join(tmpdir(), 'silver-appini-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'app.ini'), '[production]\napp_name = blog\nrunner = app --token=${AWS_SECRET_ACCESS_KEY} --port=${PORT}\n');
+  const e = t.throws(() => loadApp(dir, realHost({ AWS_SECRET_ACCESS_KEY: 'wJalrXUtnFEMI', PORT: '3000', HOME: '/root' })));
+  const text = (e as ConfigError).diagnostics.map(formatDiagnostic).join('\n');
+  t.regex(text, /app\.ini:3: runner: \$\{AWS_SECRET_ACCESS_KEY\}: app\.ini reads no environment variable of the machine running silver \(the app's own, at run time: \$NAME\)/);
+  t.false(text.includes('wJalrXUtnFEMI'));
+  // The app's own variables at run time, and references within app.ini, as before.
+  writeFileSync(join(dir, 'app.ini'), '[production]\napp_name = blog\nrunner = gunicorn -b 127.0.0.1:$PORT app:${production:app_name}\n');
+  t.is(loadApp(dir, realHost({ PORT: '3000' })).runner, 'gunicorn -b 127.0.0.1:$PORT app:blog');
+});
+
+test('attack: maintenance.html or the static folder as a link out of the app\'s folder is refused (its target would be served to anyone)', async (t) => {
+  const { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { realHost } = await import('../../src/config/host.js');
+  const base = mkdtempSync(join(tmpdir(), 'silver-appini-'));
+  t.teardown(() => rmSync(base, { recursive: true, force: true }));
+  const dir = join(base, 'app');
+  const secrets = join(base, 'operator');
+  mkdirSync(join(secrets, '.ssh'), { recursive: true });
+  writeFileSync(join(secrets, '.ssh', 'id_ed25519'), 'PRIVATE KEY TEXT');
+  mkdirSync(join(dir, 'assets'), { recursive: true });
+  writeFileSync(join(dir, 'app.ini'), '[production]\napp_name = blog\nrunner = app\nstatic = public\n');
+  symlinkSync(join(secrets, '.ssh'), join(dir, 'public'));
+  symlinkSync('../operator/.ssh/id_ed25519', join(dir, 'maintenance.html'));
+  const e = t.throws(() => loadApp(dir, realHost({})));
+  const text = (e as ConfigError).diagnostics.map(formatDiagnostic).join('\n');
+  t.regex(text, /app\.ini:4: static: .*\/app\/public\/ leads out of the app's folder \(a link\): its files would be served to anyone/);
+  t.regex(text, /maintenance\.html:1: maintenance\.html: leads out of the app's folder \(a link\): it would be served to anyone/);
+  t.false(text.includes('PRIVATE KEY TEXT'));
+  // Links that stay inside the app's folder are fine.
+  rmSync(join(dir, 'public'));
+  rmSync(join(dir, 'maintenance.html'));
+  symlinkSync('assets', join(dir, 'public'));
+  writeFileSync(join(dir, 'page.html'), '<p>back soon</p>');
+  symlinkSync('page.html', join(dir, 'maintenance.html'));
+  const app = loadApp(dir, realHost({}));
+  t.is(app.static, 'public/');
+  t.is(app.maintenancePage, '<p>back soon</p>');
+});

@@ -119,6 +119,14 @@ test('--no-restart killed halfway (or the first app server made anew): the stage
   t.true(v.ok, JSON.stringify(v.failure));
   t.is(settingsOf(envOf(nodes, A2, v.instance))['MAIL_PASSWORD'], 'third');
   t.is(nodes.app(A2, 'hello').pending, undefined);
+  // A copy staged by a machine whose clock ran ahead: the next list is stamped after it all the same.
+  const ahead = 9_000_000_000_000;
+  for (const n of [A1, A2]) nodes.app(n, 'hello').pending = `staged ${ahead}\nset MAIL_PASSWORD ${Buffer.from('ahead').toString('base64')}\n`;
+  t.true((await envChange(ns, 'hello', [{ key: 'MAIL_PASSWORD', value: 'fourth' }], rt, { restart: false })).ok);
+  t.is(nodes.app(A2, 'hello').pending!.split('\n')[0], `staged ${ahead + 1}`);
+  nodes.app(A1, 'hello').pending = `staged ${ahead}\nset MAIL_PASSWORD ${Buffer.from('ahead').toString('base64')}\n`;
+  const w = await update(ns, app, rt, { graceMs: 5 });
+  t.is(settingsOf(envOf(nodes, A1, w.instance))['MAIL_PASSWORD'], 'fourth');
 });
 
 test('an update keeps the settings, the files folder and the cache; --clear-cache starts a new cache', async (t) => {

@@ -66,7 +66,6 @@ test('attack: the strip runs as this machine\'s root on a node\'s copy and follo
   mkdirSync(join(root, 'var/lib/silverlining'), { recursive: true });
   // ~/.ssh -> this machine's /root/.ssh; /tmp -> a folder of this machine; machine-id -> a file;
   // a whole folder of STRIP replaced by a link
-  symlinkSync(join(host, 'root/.ssh'), join(root, 'home/silver/.ssh'));
   symlinkSync(join(host, 'tmpdir'), join(root, 'tmp'));
   symlinkSync(join(host, 'etc/machine-id'), join(root, 'etc/machine-id'));
   symlinkSync(join(host, 'keep'), join(root, 'var/lib/silverlining/acme'));
@@ -76,10 +75,21 @@ test('attack: the strip runs as this machine\'s root on a node\'s copy and follo
   t.is(readFileSync(join(host, 'etc/machine-id'), 'utf8'), 'host id');
   t.is(readFileSync(join(host, 'tmpdir/x'), 'utf8'), 'host tmp');
   // (the links themselves are gone; machine-id is an empty file of the copy's own)
-  t.false(existsSync(join(root, 'home/silver/.ssh')));
   t.false(lstatSync(join(root, 'etc/machine-id')).isSymbolicLink());
   t.is(readFileSync(join(root, 'etc/machine-id'), 'utf8'), '');
   t.throws(() => readlinkSync(join(root, 'var/lib/silverlining/acme')));
+  // A folder on the way to what the strip removes that is a link (~/.ssh -> this machine's
+  // /root/.ssh; /var/lib/silverlining moved elsewhere, relatively): no image is made at all —
+  // neither removing through the link nor leaving the secrets behind it.
+  symlinkSync(join(host, 'root/.ssh'), join(root, 'home/silver/.ssh'));
+  t.throws(() => strip(root), { message: "the copy's /home/silver/.ssh is a link: no image is made that could keep what the strip removes" });
+  t.is(readFileSync(join(host, 'root/.ssh/authorized_keys'), 'utf8'), 'host root key');
+  rmSync(join(root, 'home/silver/.ssh'));
+  mkdirSync(join(root, 'data/sl/apps/blog'), { recursive: true });
+  writeFileSync(join(root, 'data/sl/apps/blog/env'), 'SECRET=1');
+  rmSync(join(root, 'var/lib/silverlining'), { recursive: true });
+  symlinkSync('../../data/sl', join(root, 'var/lib/silverlining'));
+  t.throws(() => strip(root), { message: /the copy's \/var\/lib\/silverlining is a link/ });
   // dpkg's status file of the copy: installed packages only
   mkdirSync(join(root, 'var/lib/dpkg'), { recursive: true });
   writeFileSync(join(root, 'var/lib/dpkg/status'), 'Package: nginx\nStatus: install ok installed\nVersion: 1.22.1-9\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\n\nPackage: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b2\nDescription: x\n y\n');

@@ -929,6 +929,16 @@ test('silver-deploy: bad app names, instance names, ports, paths and packages ar
   t.deepEqual(calls(tr), [], 'nothing called');
   t.false(existsSync(join(tr.dir, 'elsewhere')));
 
+  // A package apt does not know is never taken as a pattern (`lib.+` would install hundreds).
+  {
+    const tgzP = execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']);
+    clearCalls(tr);
+    await sh(tr, ['stage', 'blog', good, '20002', '/health', b64('x'), 'lib.+'], tgzP);
+    const apt = calls(tr).filter((c) => c.startsWith('apt-get install'));
+    t.true(apt.length > 0 && apt.every((c) => c.includes(' -o APT::Cmd::Pattern-Only=true ')), apt.join(' | '));
+    rmSync(join(tr.apps, 'blog/instances', good), { recursive: true, force: true });
+    clearCalls(tr);
+  }
   // A package name is checked whole before apt-get sees it (a second line could be an option).
   const tgz = execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']);
   const r = await sh(tr, ['stage', 'blog', good, '20002', '/health', b64('x'), 'libfoo1', 'vim\n-oDpkg::Pre-Invoke::=/home/silver/x'], tgz);

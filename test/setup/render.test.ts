@@ -87,6 +87,16 @@ test('the balancer routes a known host by path, longest first, and 404s other ho
   t.regex(narrow, /\{ path_beg \/wiki\/ \}\n\tdefault_backend unknown_host\n/);
 });
 
+test('a wildcard host name is a suffix match (HAProxy -m end), beside the exact ones: "*.foobar.com" literally would match nothing', (t) => {
+  const cfg = haproxyCfg(['foobar.com', '*.foobar.com'], servers, [loc('www.foobar.com', '/', 'site')], new Map());
+  t.deepEqual(section(cfg, 'frontend www').filter((l) => l.includes('silver_host')), [
+    '\tacl silver_host req.fhdr(host),field(1,:) -i foobar.com',
+    '\tacl silver_host req.fhdr(host),field(1,:) -i -m end .foobar.com',
+    '\tuse_backend unknown_host if !silver_host',
+  ]);
+  t.notRegex(cfg, /\*\.foobar\.com/);
+});
+
 test('the balancer without host names routes by location only; without locations it answers 404 to all', (t) => {
   const noNames = haproxyCfg([], servers, [loc('a.com', '/', 'site')], new Map());
   t.notRegex(noNames, /acl silver_host|!silver_host/);

@@ -39,7 +39,7 @@ async function sshServer(t: { teardown(f: () => void): void }): Promise<number> 
 }
 
 /** A keeper for one node on that server, started as silver starts it; its process and socket. */
-async function keeper(t: { teardown(f: () => void): void }, idleSeconds: number) {
+async function keeper(t: { teardown(f: () => void): void }, idleSeconds: number, connectedIdleSeconds?: number) {
   const port = await sshServer(t);
   const root = mkdtempSync(join(tmpdir(), 'silver-keeper-'));
   const target: SshTarget = { name: 'node1', host: '127.0.0.1', port, username: 'silver', privateKey: deploy.private, hostKey: host.public, timeoutMs: 5000 };
@@ -47,7 +47,7 @@ async function keeper(t: { teardown(f: () => void): void }, idleSeconds: number)
   mkdirSync(join(root, 'keep'), { mode: 0o700 });
   const main = fileURLToPath(new URL('../../src/ssh/keeper-main.js', import.meta.url));
   const child: ChildProcess = spawn(process.execPath, [main], { stdio: ['pipe', 'ignore', 'ignore'] });
-  child.stdin!.end(JSON.stringify({ socket, idleSeconds, privateKey: deploy.private, targets: [{ name: 'node1', host: '127.0.0.1', port, username: 'silver', hostKey: host.public }] }));
+  child.stdin!.end(JSON.stringify({ socket, idleSeconds, ...(connectedIdleSeconds ? { connectedIdleSeconds } : {}), privateKey: deploy.private, targets: [{ name: 'node1', host: '127.0.0.1', port, username: 'silver', hostKey: host.public }] }));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   t.teardown(() => {
     child.kill('SIGKILL');
@@ -118,4 +118,17 @@ test('a keep folder others can enter, or not this user\'s, is not trusted: the c
   chmodSync(dir, 0o700);
   t.true(privateFolder(dir));
   t.true(privateFolder(join(dir, 'absent')));
+});
+
+test('a command connected but doing nothing (suspended, hung) keeps the keeper no longer than its longer idle time; after a quit too', async (t) => {
+  const k = await keeper(t, 60, 2);
+  const exec = await k.open();
+  t.is((await exec.exec('node1', 'true')).code, 0);
+  t.true(await stopKeeper(k.socket));
+  const t0 = Date.now();
+  await k.exited;
+  t.true(Date.now() - t0 >= 1500, 'it waited for the connected command a while');
+  const r = await exec.exec('node1', 'true').then(() => 'answered', (e: Error) => e.message);
+  t.is(r, 'the connection keeper went away during the command');
+  await exec.close();
 });
