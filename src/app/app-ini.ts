@@ -27,6 +27,8 @@ export interface AppConfig {
   static: string | null;
   /** The app's own maintenance.html (what its held-back requests get instead of the message page); null: none. */
   maintenancePage: string | null;
+  /** The line of each key in app.ini (for errors found later, against the nodeset). */
+  lines?: Record<string, number>;
 }
 
 /** The page an app may ship at its root; at most MAX_PAGE bytes (the balancer's buffer holds it whole). */
@@ -104,8 +106,12 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
 
   const updateFetch: FetchStep[] = [];
   const fetchEntry = section.entries.get('update_fetch');
-  if (fetchEntry && get('update_fetch')) {
-    for (const item of fetchEntry.lines) {
+  const fetchV = fetchEntry ? get('update_fetch') : null;
+  if (fetchEntry && fetchV) {
+    // (the value as interpolated, line by line: `$$` is a `$`, `${production:KEY}` its value)
+    const texts = fetchV.value.split('\n').map((t) => t.trim()).filter(Boolean);
+    const lines = fetchEntry.lines.length === texts.length ? fetchEntry.lines.map((l, i) => ({ text: texts[i]!, line: l.line })) : texts.map((text) => ({ text, line: fetchEntry.line }));
+    for (const item of lines) {
       for (const part of item.text.startsWith('script:') ? [item.text] : item.text.split(/\s+/).filter(Boolean)) {
         if (part.startsWith('script:')) {
           const command = part.slice('script:'.length).trim();
@@ -167,5 +173,6 @@ export function loadApp(dir: string, host: ConfigHost): AppConfig {
   if (d.length > 0) throw new ConfigError(d);
   return {
     dir, file, name: nameV!.value, runner: runnerV!.value.trim(), services, updateFetch, healthCheck, packages, defaultLocation, migrate, migrateMode, static: staticDir, maintenancePage,
+    lines: Object.fromEntries([...section.entries].map(([k, e]) => [k, e.line])),
   };
 }

@@ -67,12 +67,12 @@ export function checkAppFitsNodeset(ns: Nodeset, app: AppConfig): void {
   if (!ns.locations.some((l) => l.app === app.name)) {
     const served = [...new Set(ns.locations.map((l) => l.app))];
     throw new ConfigError([
-      diagnostic(app.file, 0, 'app_name', `app "${app.name}" is not in the locations of ${ns.file} (it serves: ${served.join(', ') || 'nothing'})`),
+      diagnostic(app.file, app.lines?.['app_name'] ?? 0, 'app_name', `app "${app.name}" is not in the locations of ${ns.file} (it serves: ${served.join(', ') || 'nothing'})`),
     ]);
   }
   for (const svc of app.services) {
     if (!ns.services.includes(svc)) {
-      throw new ConfigError([diagnostic(app.file, 0, `service.${svc}`, `the app uses ${svc} but ${ns.file} has no [service:${svc}]`)]);
+      throw new ConfigError([diagnostic(app.file, app.lines?.[`service.${svc}`] ?? 0, `service.${svc}`, `the app uses ${svc} but ${ns.file} has no [service:${svc}]`)]);
     }
   }
   if (!ns.nodes.some((n) => n.role === 'appserver')) throw new ConfigError([diagnostic(ns.file, 0, '[appserver]', 'the nodeset has no app server')]);
@@ -83,7 +83,7 @@ export function checkAppFitsNodeset(ns: Nodeset, app: AppConfig): void {
     const checked = `${l.path.slice(0, -1)}${app.healthCheck}`;
     const serving = ns.locations.filter((o) => o.host === l.host && checked.startsWith(o.path)).sort((a, b) => b.path.length - a.path.length)[0];
     if (serving && serving !== l) {
-      throw new ConfigError([diagnostic(app.file, 0, 'health_check', `health_check ${app.healthCheck} under http://${l.host}${l.path} is ${checked}, which http://${l.host}${serving.path} (${serving.app}) serves: the balancer's check of ${app.name} would never reach it; choose a path outside ${serving.path}`)]);
+      throw new ConfigError([diagnostic(app.file, app.lines?.['health_check'] ?? 0, 'health_check', `health_check ${app.healthCheck} under http://${l.host}${l.path} is ${checked}, which http://${l.host}${serving.path} (${serving.app}) serves: the balancer's check of ${app.name} would never reach it; choose a path outside ${serving.path}`)]);
     }
   }
 }

@@ -155,3 +155,14 @@ test('attack: maintenance.html or the static folder as a link out of the app\'s 
   t.is(app.static, 'public/');
   t.is(app.maintenancePage, '<p>back soon</p>');
 });
+
+test('update_fetch is taken as interpolated ($$ a dollar, ${production:KEY} its value), line by line; a later error about the app names its line', async (t) => {
+  const app = load('[production]\napp_name = blog\nrunner = app\nupdate_fetch =\n    /a\n    script:echo $$HOME ${production:app_name}\nhealth_check = /health\n');
+  t.deepEqual(app.updateFetch, [{ kind: 'path', path: '/a' }, { kind: 'script', command: 'echo $HOME blog' }]);
+  t.deepEqual(errors('[production]\napp_name = blog\nrunner = app\nupdate_fetch =\n    /a\n    ${production:app_name}\n'), ['/a/app.ini:6: update_fetch: "blog" must be a path starting with / or script:COMMAND']);
+  const { checkAppFitsNodeset } = await import('../../src/commands/update.js');
+  const { loadNodeset } = await import('../../src/nodeset/resolve.js');
+  const ns = loadNodeset('/n/s.conf', memoryHost({ '/n/s.conf': '[general]\nname = s\nbase_domain = s.test\n[appserver]\nlocations = http://s.test/ other\n' }));
+  const e = t.throws(() => checkAppFitsNodeset(ns, app));
+  t.deepEqual((e as ConfigError).diagnostics.map(formatDiagnostic), ['/a/app.ini:2: app_name: app "blog" is not in the locations of /n/s.conf (it serves: other)']);
+});
