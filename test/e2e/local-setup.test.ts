@@ -329,7 +329,7 @@ run('a setup-node killed partway (silver dies while a node is between writing ng
   await attach('mv /usr/sbin/nginx /usr/sbin/nginx.real && printf \'%s\\n\' \'#!/bin/sh\' \'case " $* " in *" -t "*) touch /run/nginx-t-began; sleep 3 ;; esac\' \'exec /usr/sbin/nginx.real "$@"\' > /usr/sbin/nginx && chmod 755 /usr/sbin/nginx');
   const original = readFileSync(file, 'utf8');
   try {
-    writeFileSync(file, original.replace('    http://setup.test/ hello\n', '    http://setup.test/ hello\n    http://alias.setup.test/ hello\n'));
+    writeFileSync(file, original.replace('    http://setup.test/ hello\n', '    http://setup.test/ hello\n    http://alias.setup.test/ hello\n').replace('hostnames = setup.test\n', 'hostnames = setup.test alias.setup.test\n'));
     const child = spawn(process.execPath, [join(process.cwd(), 'bin/silver.js'), 'setup-node', file], { env: { ...process.env, SILVER_PERSIST: '0', ...env }, stdio: 'ignore' });
     const ended = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)));
     let began = false;
