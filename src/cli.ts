@@ -283,8 +283,9 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .command('unlock')
     .description('break a stale deploy lock of a nodeset on purpose (names the holder it removes)')
     .argument('<nodeset>', 'the nodeset file (.conf)')
-    .action(async (file: string) => {
-      const holders = await (await commands.update()).unlock(load(file), await runtime());
+    .option('--force', 'break a lock whose holder is still beating (running) too')
+    .action(async (file: string, o: { force?: boolean }) => {
+      const holders = await (await commands.update()).unlock(load(file), await runtime(), { force: o.force === true });
       io.out(holders.length > 0 ? `removed the deploy lock held by ${holders.join('; ')}` : 'the nodeset was not locked');
     });
 

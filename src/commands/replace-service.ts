@@ -102,6 +102,13 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing replaced (answer y, or pass -y)', 1);
 
     await underDeployLock(s, `replace-node ${spec.name}`, async (steps, lease) => {
+      // (read again under the lock: an update that gave an app its first database there, or
+      // another replacement, while the question waited would otherwise go unheld and undumped)
+      const now = await appPasswords(s, svc.envPrefix);
+      const nowPending = ((await s.state.read<ReplaceRecord>('replace')).get('replace') ?? null) as ReplaceRecord | null;
+      if (now.size !== passwords.size || [...now].some(([a, p]) => passwords.get(a) !== p) || (nowPending?.seq ?? 0) !== (pending?.seq ?? 0)) {
+        throw new ExitError(`${spec.name}: its apps (${[...now.keys()].join(', ') || 'none'}) or an earlier replacement changed while the question waited (an update or another replacement ran): nothing done; run the command again`, 1);
+      }
       const previous = new Map<string, ModeEntry | null>();
       const balanced = s.balancers.length > 0;
       let keepHeld = false;

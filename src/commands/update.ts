@@ -10,7 +10,7 @@ import { envFile, passwordValues, withSettings } from '../deploy/settings.js';
 import { folderVars, readAppEnv, writePending, type AppEnv } from '../deploy/app-env.js';
 import { appVersion, historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
-import { holderText, type Lease, type Versioned } from '../deploy/shared-state.js';
+import { holderText, LOCK_TTL_SECONDS, type Lease, type Versioned } from '../deploy/shared-state.js';
 import { ConfigError, diagnostic, ExitError } from '../diagnostics.js';
 import { batches, formatRollout, ONE_AT_A_TIME } from '../nodeset/rollout.js';
 import type { Nodeset } from '../nodeset/types.js';
@@ -174,7 +174,7 @@ export async function converge(s: Session, rec: RolloutRecord | null, graceMs = 
   // it: left as it is and named, so that one such node does not block every later deploy.
   const has = (n: string, inst: string | null) => !inst || !!states.get(n)?.find((a) => a.app === rec.app)?.instances.some((i) => i.name === inst);
   for (const n of nodes.filter((x) => !has(x, rec.before[x]!.active))) say(`${n}: ${rec.before[n]!.active} is gone from it; it keeps what it serves`);
-  if (rec.hold) await putBack(s, rec.app, rec.hold.previous as ModeEntry | null);
+  if (rec.hold) await putBack(s, rec.app, rec.hold.previous as ModeEntry | null, rec.hold.mode);
   if (rec.kind === 'static') return convergeStatic(s, rec, nodes, states, r);
   const forward = nodes.every((n) => activeOn(n) === rec.instance);
   if (forward) {
@@ -287,18 +287,28 @@ async function holdBack(s: Session, app: AppConfig, mode: Mode, record: (previou
   // here on, the next run puts the mode back.
   await record(previous);
   try {
-    await applyMode(s, { app: app.name, mode, message: `${app.name} is being updated. Please try again in a moment.` }, 'keep');
+    await applyMode(s, { app: app.name, mode, message: holdMessage(app.name) }, 'keep');
   } catch (e) {
     // (some balancers may have changed: all go back before the update stops)
-    await putBack(s, app.name, previous).catch(() => undefined);
+    await putBack(s, app.name, previous, mode).catch(() => undefined);
     throw new StepError(`migrate_mode ${mode}`, s.balancers[0]!.name, (e as Error).message);
   }
   s.rt.io.err(`${s.balancers.map((b) => b.name).join(', ')}: ${mode} for ${app.name} while it migrates and activates`);
   return { previous };
 }
 
-/** The app's entry as it was before holdBack. */
-async function putBack(s: Session, app: string, previous: ModeEntry | null): Promise<void> {
+const holdMessage = (app: string) => `${app} is being updated. Please try again in a moment.`;
+
+/**
+ * The app's entry as it was before holdBack — unless it is no longer the one holdBack set (`ours`,
+ * with its message): a `silver maintenance` meanwhile is the operator's latest word, and stays.
+ */
+async function putBack(s: Session, app: string, previous: ModeEntry | null, ours: string): Promise<void> {
+  const now = (await readModes(s)).record.modes[app] ?? null;
+  if (!now || now.mode !== ours || now.message !== holdMessage(app)) {
+    s.rt.io.err(`${app}: its mode was changed while the update held it (silver maintenance): left as it is now (${now ? now.mode : 'serving'})`);
+    return;
+  }
   // (a hold silver keeps for the app — a restore's — outlives the update's passing mode)
   if (previous) await applyMode(s, { app, ...previous }, 'keep');
   else await clearMode(s, app, 'keep');
@@ -464,7 +474,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         if (held) {
           const h = held;
           held = null;
-          await putBack(s, app.name, h.previous).catch((x: Error) => {
+          await putBack(s, app.name, h.previous, app.migrateMode).catch((x: Error) => {
             afterwards.push(`the balancers are still in ${app.migrateMode} for ${app.name} (${x.message}): silver maintenance off ${ns.file} --app ${app.name}, or the next update puts it back`);
           });
         }
@@ -495,7 +505,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         } else if (held) {
           // The mode goes back whatever happened (a failure to do so is said, and the open record
           // lets the next run put it back).
-          await putBack(s, app.name, held.previous).then(() => (held = null), (x: Error) => rt.io.err(`silver: the balancers are still in ${app.migrateMode} for ${app.name}: ${x.message}; silver maintenance off ${ns.file} --app ${app.name}`));
+          await putBack(s, app.name, held.previous, app.migrateMode).then(() => (held = null), (x: Error) => rt.io.err(`silver: the balancers are still in ${app.migrateMode} for ${app.name}: ${x.message}; silver maintenance off ${ns.file} --app ${app.name}`));
         }
         if (staticOnly) {
           const ok = await rollout.restoreStatic(before.value);
@@ -746,10 +756,16 @@ async function rollbackStatic(s: Session, appName: string, last: RolloutRecord, 
   return { app: appName, target: `${last.instance} (static files from before)`, converged: null, nodes, interrupted: r.interrupted, ok: !failed };
 }
 
-/** Breaks the deploy lock on purpose; the holders it removed. */
-export async function unlock(ns: Nodeset, rt: Runtime): Promise<string[]> {
+/**
+ * Breaks the deploy lock on purpose; the holders it removed. A live lock (its holder beat within
+ * the TTL: it is running) only with `force`: broken under a running command, another run could
+ * start beside it.
+ */
+export async function unlock(ns: Nodeset, rt: Runtime, opts: { force?: boolean } = {}): Promise<string[]> {
   const s = await Session.open(ns, rt);
   try {
+    const info = opts.force ? null : await s.state.lockInfo();
+    if (info?.live) throw new ExitError(`the deploy lock is held by ${info.holder}, whose last heartbeat was ${info.ageSeconds}s ago: it is running (it is taken over by itself ${LOCK_TTL_SECONDS}s after its last one); silver unlock --force breaks it all the same`, 1);
     return await s.state.breakLock();
   } finally {
     await s.close();

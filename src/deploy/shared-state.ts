@@ -136,7 +136,9 @@ export class SharedState {
         for (const h of new Set(answers.filter((a) => a.outcome === 'took-over').map((a) => a.holder!))) {
           this.opts.say(`took over the deploy lock of ${h} (its holder is gone)`);
         }
-        return new Lease(this.remote, this.opts.nodes, token, holder, this.opts.total);
+        const lease = new Lease(this.remote, this.opts.nodes, token, holder, this.opts.total);
+        lease.heldOn(mine.map((a) => a.node));
+        return lease;
       }
       await Promise.all(mine.map((a) => this.remote.exec(a.node, stateVerbs.unlock(token)).catch(() => undefined)));
       // Two runs that started together may each hold a minority: both back off a random moment
@@ -261,6 +263,8 @@ export class Lease {
   private beating: Promise<void> = Promise.resolve();
   /** Set when a heartbeat finds the lock gone or taken. */
   private lostReason: string | null = null;
+  /** The nodes whose replica holds this lock: one that answers `taken` again had it removed (silver unlock). */
+  private readonly holding = new Set<string>();
   /** When the last renewal a majority confirmed was sent (the lock's TTL runs from then on the nodes). */
   private confirmedAt: number;
 
@@ -306,16 +310,27 @@ export class Lease {
   async beat(): Promise<void> {
     const sent = this.now();
     let mine = 0;
+    let broken: string | null = null;
     const answers = await Promise.all(
       this.nodes.map(async (node) => {
         const r = await withTimeout(this.remote.exec(node, stateVerbs.lock(this.token, LOCK_TTL_SECONDS, this.holder), undefined, BEAT_TIMEOUT_MS), BEAT_TIMEOUT_MS).catch(() => null);
         const a = r ? parseLockAnswer(node, r.code, r.stdout, r.stderr) : null;
+        // (taken anew where this run held it: the lock was removed meanwhile — silver unlock —
+        // and another run may have held it in between)
+        if (a?.outcome === 'taken' && this.holding.has(node)) broken = node;
+        if (a && a.outcome !== 'held' && a.outcome !== 'error') this.holding.add(node);
         if (a && a.outcome !== 'held' && a.outcome !== 'error' && ++mine === this.majority && !this.lostReason) this.confirmedAt = sent;
         return a;
       }),
     );
     const held = answers.find((a) => a?.outcome === 'held');
+    if (broken && !this.lostReason) this.lostReason = `${broken}: the deploy lock was broken (silver unlock) while this run held it`;
     if (mine < this.majority) this.lostReason = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
+  }
+
+  /** The nodes that answered this lock's taking (set once, by lock()). */
+  heldOn(nodes: readonly string[]): void {
+    for (const n of nodes) this.holding.add(n);
   }
 
   /**
@@ -325,6 +340,7 @@ export class Lease {
    */
   setAside(node: string): void {
     if (!this.nodes.includes(node)) return;
+    this.holding.delete(node);
     this.nodes = this.nodes.filter((n) => n !== node);
     this.total -= 1;
     this.majority = Math.floor(this.total / 2) + 1;

@@ -437,6 +437,25 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.deepEqual(dbs(tr), ['counter']);
 });
 
+test('MariaDB: a dump of an app\'s database waits while a restore of it runs (a dump of the half-loaded database would pass for a good backup)', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
+  mkdirSync(tr.staged, { recursive: true, mode: 0o700 });
+  // (a restore under way: it holds the database's lock, then its load ends — the marker)
+  const marker = join(tr.dir, 'restore-done');
+  const holder = spawn('flock', ['-x', join(tr.svc, 'lock-counter'), '-c', `sleep 1; touch '${marker}'`], { stdio: 'ignore' });
+  const held = new Promise((r) => holder.on('exit', r));
+  for (let i = 0; i < 100 && !existsSync(join(tr.svc, 'lock-counter')); i++) await new Promise((r) => setTimeout(r, 10));
+  fake(tr, 'mariadb-dump', `[ "$1" = --version ] && { echo 'mariadb-dump  Ver 10.19'; exit 0; }
+[ -e '${marker}' ] && echo after >> "$T/order" || echo during >> "$T/order"
+printf -- '-- MariaDB dump\\n-- Dump completed on 2026-12-02 10:00:00\\n'`);
+  const r = await sh(tr, ['dump', 'counter', ID]);
+  await held;
+  t.is(r.code, 0, r.stderr);
+  t.is(read(tr, 'order'), 'after\n', 'the dump ran once the restore was done');
+  t.true(readFileSync(join(layersRoot(), 'service/mysql/bin/silver-db-mysql'), 'utf8').includes('db_lock "$db" exclusive'), 'a restore takes it alone');
+});
+
 test('ensure still hands out the password on stdout only: never on a command line', async (t) => {
   for (const service of ['postgresql', 'mysql'] as const) {
     const tr = tree(service);

@@ -1,0 +1,87 @@
+import test from 'ava';
+import { replaceNode } from '../../src/commands/replace-node.js';
+import { update } from '../../src/commands/update.js';
+import { fakeApp, OLD } from '../helpers/fake-app.js';
+import { fakeDeploy, NODESET } from '../helpers/fake-nodes.js';
+
+// Two silver commands against one nodeset at once (two operators, or CI and a human): each pair
+// that can overlap ends in one consistent state. The nodes are simulated.
+
+const A1 = 'app1.shop.test';
+const B = 'balancer.shop.test';
+const DB = 'db.shop.test';
+
+test('replace-node of the database node while an app gets its first database there (CI deploys it as the question waits): nothing is destroyed, the command says to run again', async (t) => {
+  const d = await fakeDeploy(NODESET.replace('locations = http://shop.test/ hello', 'locations =\n    http://shop.test/ hello\n    http://blog.shop.test/ blog'));
+  const { ns, rt, nodes } = d;
+  const a = nodes.app(A1, 'hello');
+  a.instances.set(OLD, { port: 20001, running: true, healthy: true });
+  a.active = OLD;
+  nodes.database(DB, 'hello', { 'public.hello': 3 });
+  const destroyed: string[] = [];
+  const destroy = d.provider.destroy.bind(d.provider);
+  d.provider.destroy = async (n) => {
+    destroyed.push(n.name);
+    return destroy(n);
+  };
+  rt.confirm = async () => {
+    const u = await update(ns, { ...fakeApp(), name: 'blog' }, rt, { graceMs: 5 });
+    if (!u.ok) throw new Error(JSON.stringify(u.failure));
+    nodes.database(DB, 'blog', { 'public.blog': 7 });
+    return true;
+  };
+  await t.throwsAsync(replaceNode(ns, rt, { node: DB, yes: false, force: true }), { message: /^db\.shop\.test: its apps \(hello, blog\) or an earlier replacement changed while the question waited .*: nothing done; run the command again$/ });
+  t.deepEqual(destroyed, [], 'the database node stands');
+  t.true(nodes.dbs.get(DB)?.has('blog'), "blog's database is there");
+  t.false(nodes.verbs(B, 'silver-balancer').some((v) => / maintenance/.test(v)), 'no app was held');
+});
+
+test('silver unlock under a running holder: refused without --force; with it, the holder learns at its next heartbeat that the lock was broken (it does not silently take it again)', async (t) => {
+  const { Remote } = await import('../../src/remote/executor.js');
+  const { SharedState } = await import('../../src/deploy/shared-state.js');
+  const { unlock } = await import('../../src/commands/update.js');
+  const { ns, rt, nodes } = await fakeDeploy();
+  const all = [A1, 'app2.shop.test', DB, B];
+  const mk = () => new SharedState(new Remote(nodes), { nodeset: 'shop', total: 4, nodes: all, say: () => undefined });
+  const a = await mk().lock('alice@x pid 1 (machine m): update hello since now');
+  await t.throwsAsync(unlock(ns, rt), { message: /^the deploy lock is held by alice@x pid 1 .*whose last heartbeat was 1s ago: it is running .*silver unlock --force breaks it all the same$/ });
+  t.true(all.every((n) => nodes.state.get(n)!.get('lock')!.startsWith(a.token)), 'the lock stays');
+  t.deepEqual(await unlock(ns, rt, { force: true }), ['alice@x pid 1 (machine m): update hello since now']);
+  await a.beat();
+  t.regex(a.lost ?? '', /the deploy lock was broken \(silver unlock\) while this run held it/);
+  // (a node that never had the lock — down when it was taken — taking it at a heartbeat is no sign of that)
+  for (const n of all) nodes.state.get(n)!.delete('lock');
+  const b = await mk().lock('bob@y pid 2 (machine n): update hello since now');
+  nodes.state.get(B)!.delete('lock');
+  (b as unknown as { holding: Set<string> }).holding.delete(B);
+  await b.beat();
+  t.is(b.lost, null);
+  await b.release();
+});
+
+test('silver maintenance on during an update\'s migration (migrate_mode = read-only): the operator\'s word stays after the update (the update put back only what it set itself)', async (t) => {
+  const { maintenance } = await import('../../src/commands/maintenance.js');
+  const { ns, rt, nodes } = await fakeDeploy();
+  for (const n of [A1, 'app2.shop.test']) {
+    const a = nodes.app(n, 'hello');
+    a.instances.set(OLD, { port: 20001, running: true, healthy: true });
+    a.active = OLD;
+  }
+  const exec = nodes.exec.bind(nodes);
+  let other: Promise<unknown> | null = null;
+  nodes.exec = async (node, command, stdin, ms, on) => {
+    if (/ migrate hello /.test(command) && !other) await (other = maintenance(ns, rt, 'on', { app: 'hello' }));
+    return exec(node, command, stdin, ms, on);
+  };
+  const r = await update(ns, { ...fakeApp(), migrate: { kind: 'script', command: 'x' }, migrateMode: 'read-only' }, rt, { graceMs: 5 });
+  t.true(r.ok, JSON.stringify(r.failure));
+  t.truthy(other);
+  t.is(nodes.modes.get(B)!.modes['hello']?.mode, 'maintenance', 'the operator\'s maintenance, given last, stays');
+  t.is(JSON.parse(nodes.state.get(B)!.get('maintenance')!).modes.hello.mode, 'maintenance');
+  // Without an operator in between, the update's read-only goes as before.
+  nodes.exec = exec;
+  await maintenance(ns, rt, 'off', { app: 'hello' });
+  const again = await update(ns, { ...fakeApp(), migrate: { kind: 'script', command: 'x' }, migrateMode: 'read-only' }, rt, { graceMs: 5 });
+  t.true(again.ok);
+  t.deepEqual(nodes.modes.get(B)!.modes, {});
+});
