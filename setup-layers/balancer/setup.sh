@@ -131,6 +131,10 @@ if ! known_same /etc/haproxy/haproxy.cfg "$SILVER_HAPROXY_CFG_MD5" "$SILVER_HAPR
     echo "/run/silverlining is not a directory owned by root" >&2
     exit 1
   fi
+  # (the configuration's lock, which silver-balancer's set-health holds too: a health path an
+  # update sets meanwhile is neither lost under this write nor written over it)
+  exec 7> /run/silverlining/haproxy-cfg.lock
+  flock -w 120 7 || { echo "haproxy.cfg is being changed by silver-balancer: try again" >&2; exit 1; }
   _cfg=/run/silverlining/haproxy.cfg.$$
   printf '%s' "$SILVER_HAPROXY_CFG" > "$_cfg"
   haproxy -c -q -f "$_cfg" || { rm -f "$_cfg"; echo "haproxy configuration does not validate" >&2; exit 1; }
@@ -138,6 +142,12 @@ if ! known_same /etc/haproxy/haproxy.cfg "$SILVER_HAPROXY_CFG_MD5" "$SILVER_HAPR
 fi
 ensure_known /etc/haproxy/haproxy.cfg 644 root:root "$SILVER_HAPROXY_CFG_MD5" "$SILVER_HAPROXY_CFG"
 _changed=$CHANGED
+exec 7>&-
+# Written from the apps record this run read at its start: the health paths of the node's replica
+# now (an update may have set one since) are put back in.
+if [ "$_changed" = 1 ] && [ "$CHECK" != 1 ]; then
+  /usr/local/lib/silverlining/bin/silver-balancer resync-health > /dev/null
+fi
 
 # bin/silver-balancer is installed by silver with every layer's bin/ helpers.
 

@@ -38,6 +38,7 @@ interface Tree {
   modes: string;
   allow: string;
   pages: string;
+  stateApps: string;
 }
 
 /** A temporary tree: the script with its constants pointing into it, the fakes, a live config. */
@@ -57,6 +58,7 @@ function tree(cfgText: string): Tree {
     modes: join(dir, 'etc/haproxy/silver-modes.map'),
     allow: join(dir, 'etc/haproxy/silver-allow.acl'),
     pages: join(dir, 'etc/haproxy/silver-pages.map'),
+    stateApps: join(dir, 'state/apps'),
   };
   mkdirSync(join(dir, 'etc/haproxy'), { recursive: true });
   mkdirSync(join(dir, 'run'));
@@ -74,6 +76,7 @@ function tree(cfgText: string): Tree {
     [/^ALLOW = ".*"$/m, `ALLOW = ${JSON.stringify(t.allow)}`],
     [/^PAGES = ".*"$/m, `PAGES = ${JSON.stringify(t.pages)}`],
     [/^OWNER = 0$/m, `OWNER = ${process.getuid!()}`],
+    [/^STATE_APPS = ".*"$/m, `STATE_APPS = ${JSON.stringify(t.stateApps)}`],
   ];
   let text = readFileSync(join(layersRoot(), 'balancer/bin/silver-balancer'), 'utf8');
   for (const [re, value] of constants) {
@@ -81,7 +84,7 @@ function tree(cfgText: string): Tree {
     text = text.replace(re, value);
   }
   // Nothing outside the tree is left for the script to touch.
-  if (/"\/(etc|run)\//.test(text)) throw new Error('silver-balancer names a path that is not a constant');
+  if (/"\/(etc|run|var)\//.test(text)) throw new Error('silver-balancer names a path that is not a constant');
   writeFileSync(t.script, text, { mode: 0o755 });
   return t;
 }
@@ -121,7 +124,7 @@ test('set-health rewrites the check of each of the app\'s backends as haproxyCfg
   t.deepEqual(rest, []);
   t.is(readFileSync(tr.checked, 'utf8'), after, 'haproxy checked the text that was installed');
   t.is(statSync(tr.run).mode & 0o777, 0o700);
-  t.deepEqual(readdirSync(tr.run), [], 'the checked copy is removed');
+  t.deepEqual(readdirSync(tr.run).filter((f) => f !== 'haproxy-cfg.lock'), [], 'the checked copy is removed');
   t.deepEqual(readdirSync(join(tr.dir, 'etc/haproxy')), ['haproxy.cfg']);
 
   const again = await balancer(tr, 'set-health', 'wiki', '/health');
@@ -135,6 +138,39 @@ test('set-health rewrites the check of each of the app\'s backends as haproxyCfg
   t.is(readFileSync(tr.cfg, 'utf8'), render([['wiki', '/health']]));
 });
 
+test('resync-health puts the health paths of this node\'s apps record back into a configuration written from an older one (setup-node beside an update)', async (t) => {
+  const tr = tree(render([['blog', '/status'], ['wiki', '/health']]));
+  // (setup-node's write, rendered from the record it read at its start: wiki's old path)
+  mkdirSync(join(tr.dir, 'state'));
+  t.is((await balancer(tr, 'resync-health')).stdout, 'unchanged\n', 'no record: nothing to do');
+  writeFileSync(tr.stateApps, JSON.stringify({ seq: 4, health: { blog: '/status', wiki: '/healthz', 'bad name': '/x', gone: '/y' } }));
+  const r = await balancer(tr, 'resync-health');
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'changed\n');
+  t.is(readFileSync(tr.cfg, 'utf8'), render([['blog', '/status'], ['wiki', '/healthz']]));
+  t.true(calls(tr).includes('systemctl reload haproxy'));
+  t.is((await balancer(tr, 'resync-health')).stdout, 'unchanged\n');
+});
+
+test('set-health waits while the configuration\'s lock is held (setup-node\'s balancer layer writing haproxy.cfg): neither change is lost', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const tr = tree(render([['blog', '/status']]));
+  mkdirSync(tr.run, { mode: 0o700 });
+  // (the layer: under the lock, it writes a configuration with one more app server)
+  const layerCfg = render([['blog', '/status']]).replace(/server app2\.foobar\.com/g, 'server app9.foobar.com');
+  const staged = join(tr.dir, 'layer.cfg');
+  writeFileSync(staged, layerCfg);
+  const holder = spawn('flock', ['-x', join(tr.run, 'haproxy-cfg.lock'), '-c', `sleep 1; cp '${staged}' '${tr.cfg}'`], { stdio: 'ignore' });
+  const done = new Promise((r) => holder.on('exit', r));
+  for (let i = 0; i < 100 && !existsSync(join(tr.run, 'haproxy-cfg.lock')); i++) await new Promise((r) => setTimeout(r, 10));
+  const r = await balancer(tr, 'set-health', 'wiki', '/healthz');
+  await done;
+  t.is(r.code, 0, r.stderr);
+  const now = readFileSync(tr.cfg, 'utf8');
+  t.true(now.includes('server app9.foobar.com'), "the layer's write is kept");
+  t.true(now.includes('/wiki/healthz'), "and the update's path is in it");
+});
+
 test('set-health leaves the live configuration untouched when haproxy rejects the new one', async (t) => {
   const before = render([]);
   const tr = tree(before);
@@ -145,7 +181,7 @@ test('set-health leaves the live configuration untouched when haproxy rejects th
   t.is(readFileSync(tr.cfg, 'utf8'), before);
   t.is(calls(tr).length, 1);
   t.regex(calls(tr)[0]!, /^haproxy -c -q -f /);
-  t.deepEqual(readdirSync(tr.run), []);
+  t.deepEqual(readdirSync(tr.run).filter((f) => f !== 'haproxy-cfg.lock'), []);
   t.deepEqual(readdirSync(join(tr.dir, 'etc/haproxy')), ['haproxy.cfg']);
 });
 
