@@ -50,12 +50,13 @@ export async function readBackupsRecord(s: Session): Promise<{ apps: Record<stri
   return { apps: sanitizeBackups(rec), seq: rec?.seq ?? 0 };
 }
 
-/** Read-modify-write of the record: `changes` merged into each app's entry. */
+/** Read-modify-write of the record: `changes` merged into each app's entry (beside other commands: SharedState.update). */
 export async function recordBackups(s: Session, changes: Record<string, Partial<BackupEntry>>): Promise<void> {
-  const cur = await readBackupsRecord(s);
-  const apps = { ...cur.apps };
-  for (const [app, c] of Object.entries(changes)) apps[app] = { ...EMPTY, ...apps[app], ...c };
-  await s.state.write<BackupsRecord>('backups', { seq: cur.seq + 1, apps });
+  await s.state.update<BackupsRecord>('backups', (cur) => {
+    const apps = { ...sanitizeBackups(cur ?? undefined) };
+    for (const [app, c] of Object.entries(changes)) apps[app] = { ...EMPTY, ...apps[app], ...c };
+    return { apps };
+  });
 }
 
 /** What `silver status` shows of an app's backups. */

@@ -232,8 +232,11 @@ const appsOf = (s: Session) => [...new Set(s.ns.locations.map((l) => l.app))];
 
 /** The record on the nodes (empty, seq 0, when none was written). */
 async function readRecord(s: Session): Promise<{ state: ModeState; holds: Record<string, Hold>; seq: number }> {
-  const rec = (await s.state.read<MaintenanceRecord>('maintenance')).get('maintenance');
-  const state = sanitizeModes(rec, appsOf(s));
+  return parseRecord((await s.state.read<MaintenanceRecord>('maintenance')).get('maintenance'), appsOf(s));
+}
+
+function parseRecord(rec: MaintenanceRecord | undefined, apps: readonly string[]): { state: ModeState; holds: Record<string, Hold>; seq: number } {
+  const state = sanitizeModes(rec, apps);
   // (a hold counts only with its app's entry still there, and with a previous entry that passes
   // the same checks as any)
   const holds: Record<string, Hold> = {};
@@ -323,11 +326,14 @@ async function change(
 ): Promise<ModesView> {
   const names = balancersOf(s);
   await checkHelper(s, s.balancers.map((b) => b.name));
-  const current = await readRecord(s);
-  const state = next(current.state);
-  const holds = nextHolds(current.holds);
-  const seq = current.seq + 1;
-  await s.state.write<MaintenanceRecord>('maintenance', { seq, ...state, ...(Object.keys(holds).length ? { holds } : {}) });
+  // (beside another command's change — two operators, an update's hold — built upon, never lost)
+  let state: ModeState = { modes: {}, allow: [] };
+  const { seq } = await s.state.update<MaintenanceRecord>('maintenance', (cur) => {
+    const current = parseRecord(cur ?? undefined, appsOf(s));
+    state = next(current.state);
+    const holds = nextHolds(current.holds);
+    return { ...state, ...(Object.keys(holds).length ? { holds } : {}) };
+  });
   const balancers = await Promise.all(
     names.map(async (node): Promise<BalancerModes> => {
       const missing = s.missing.find((m) => m.name === node);

@@ -98,6 +98,30 @@ export class SharedState {
     if (n < this.majority) throw new Error(`the nodeset's state (${key}) was written on ${n} of ${this.opts.total} nodes; it needs ${this.majority}`);
   }
 
+  /**
+   * Read-modify-write of one record beside other commands: the new value (`next` of the newest)
+   * is written only where no replica holds one as new (`silver-state put KEY SEQ`); refused on
+   * any node, the record is read again and `next` applied to it — another command's change made
+   * meanwhile is built upon, never written over. The value written.
+   */
+  async update<T extends Versioned>(key: string, next: (current: T | null) => Omit<T, 'seq'>, attempts = 8): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const current = (await this.read<T>(key)).get(key) ?? null;
+      const seq = (current?.seq ?? 0) + 1;
+      const value = { seq, ...next(current) } as T;
+      const text = `${JSON.stringify(value)}\n`;
+      const answers = await Promise.all(this.opts.nodes.map((node) => this.remote.exec(node, stateVerbs.put(key, seq), text).catch(() => null)));
+      const refused = answers.filter((r) => r?.code === 75).length;
+      if (refused === 0) {
+        const n = answers.filter((r) => r?.code === 0).length;
+        if (n < this.majority) throw new Error(`the nodeset's state (${key}) was written on ${n} of ${this.opts.total} nodes; it needs ${this.majority}`);
+        return value;
+      }
+      if (attempt >= attempts) throw new Error(`the nodeset's state (${key}) kept changing under this command (${attempts} tries): run it again`);
+      await new Promise((r) => setTimeout(r, 20 + Math.floor(Math.random() * 200)));
+    }
+  }
+
   /** Adds one line to the log KEY on every node; the number of nodes that took it. */
   async append(key: string, line: string): Promise<number> {
     const ok = await Promise.all(this.opts.nodes.map(async (node) => (await this.remote.exec(node, stateVerbs.append(key), `${line}\n`).catch(() => null))?.code === 0));

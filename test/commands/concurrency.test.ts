@@ -85,3 +85,19 @@ test('silver maintenance on during an update\'s migration (migrate_mode = read-o
   t.true(again.ok);
   t.deepEqual(nodes.modes.get(B)!.modes, {});
 });
+
+test('two mode changes at once (two operators): both are in the nodes\' record, not only on the balancer; a failed verify and a backup at once keep the failure', async (t) => {
+  const { Session } = await import('../../src/deploy/session.js');
+  const { applyMode } = await import('../../src/deploy/modes.js');
+  const { recordBackups, readBackupsRecord } = await import('../../src/backup/record.js');
+  const { ns, rt, nodes } = await fakeDeploy();
+  const [s1, s2] = [await Session.open(ns, rt), await Session.open(ns, rt)];
+  await Promise.all([applyMode(s1, { app: null, mode: 'maintenance' }), applyMode(s2, { app: 'hello', mode: 'read-only' })]);
+  t.deepEqual(Object.keys(nodes.modes.get(B)!.modes).sort(), ['*', 'hello']);
+  for (const n of [A1, 'app2.shop.test', DB, B]) t.deepEqual(Object.keys(JSON.parse(nodes.state.get(n)!.get('maintenance')!).modes).sort(), ['*', 'hello'], n);
+  await Promise.all([recordBackups(s1, { hello: { verifyOk: false, lastVerified: '2026-12-07T10:00:00.000Z' } }), recordBackups(s2, { hello: { lastBackup: '2026-12-07T10:00:01.000Z' } })]);
+  const rec = (await readBackupsRecord(s1)).apps['hello']!;
+  t.is(rec.verifyOk, false);
+  t.is(rec.lastBackup, '2026-12-07T10:00:01.000Z');
+  await Promise.all([s1.close(), s2.close()]);
+});

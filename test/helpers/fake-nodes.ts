@@ -327,9 +327,15 @@ export class FakeNodes implements NodeExecutor {
     switch (verb) {
       case 'get':
         return ok(args.filter((k) => st.has(k)).map((k) => `== ${k}\n${st.get(k)}`).join('\n') + '\n');
-      case 'put':
+      case 'put': {
+        // (with SEQ: only over an older value, as silver-state does)
+        if (args[1] !== undefined) {
+          const have = Number(/^\{"seq":(\d+)/.exec(st.get(args[0]!) ?? '')?.[1] ?? 0);
+          if (have >= Number(args[1])) return { code: 75, stdout: `newer ${have}\n`, stderr: '' };
+        }
         st.set(args[0]!, String(stdin ?? '').trim());
         return ok();
+      }
       case 'lock': {
         const [token, , holder, steal] = args;
         const cur = st.get('lock')?.split(' ');

@@ -960,6 +960,22 @@ const TOK2 = 'token-bbbb-2222';
 const lockLine = (t: Tree) => readFileSync(join(t.state, 'lock'), 'utf8');
 const nowSec = () => Math.floor(Date.now() / 1000);
 
+test('silver-state: put KEY SEQ writes only over an older value (another command\'s newer change is never written over)', async (t) => {
+  const tr = tree(STATE);
+  t.is((await state(tr, ['put', 'maintenance', '1'], '{"seq":1,"modes":{}}\n')).code, 0, 'none yet');
+  t.is((await state(tr, ['put', 'maintenance', '2'], '{"seq":2,"modes":{"a":1}}\n')).code, 0);
+  const same = await state(tr, ['put', 'maintenance', '2'], '{"seq":2,"modes":{"b":1}}\n');
+  t.is(same.code, 75);
+  t.is(same.stdout, 'newer 2\n');
+  t.is((await state(tr, ['put', 'maintenance', '1'], '{"seq":1}\n')).stdout, 'newer 2\n');
+  t.is(readFileSync(join(tr.state, 'maintenance'), 'utf8'), '{"seq":2,"modes":{"a":1}}\n');
+  t.is((await state(tr, ['put', 'maintenance', '3'], '{"seq":3}\n')).code, 0);
+  // (a value that does not begin with its seq counts as the oldest; a bad SEQ is refused)
+  writeFileSync(join(tr.state, 'other'), 'not json\n');
+  t.is((await state(tr, ['put', 'other', '1'], '{"seq":1}\n')).code, 0);
+  for (const bad of ['x', '-1', '1 2', '']) t.is((await state(tr, ['put', 'other', bad], '{}\n')).code, 1, bad);
+});
+
 test('silver-state: put then get, each present key framed by "== KEY", as silver parses it', async (t) => {
   const tr = tree(STATE);
   t.is((await state(tr, ['put', 'rollout-blog'], '{"seq":1,"app":"blog"}\n')).code, 0);

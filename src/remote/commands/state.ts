@@ -6,7 +6,7 @@ const verb = (...args: string[]) => sudoHelper('silver-state', ...args);
 export const stateVerbs = {
   get: (...keys: string[]) => verb('get', ...keys),
   /** The value goes on standard input. */
-  put: (key: string) => verb('put', key),
+  put: (key: string, ifOlderThan?: number) => verb('put', key, ...(ifOlderThan === undefined ? [] : [String(ifOlderThan)])),
   lock: (token: string, ttlSeconds: number, holder: string, steal?: string) => verb('lock', token, String(ttlSeconds), b64(holder), ...(steal ? [steal] : [])),
   unlock: (token: string) => verb('unlock', token),
   breakLock: () => verb('unlock', '--force'),
