@@ -114,6 +114,9 @@ export class SharedState {
       const refused = answers.filter((r) => r?.code === 75).length;
       if (refused === 0) {
         const n = answers.filter((r) => r?.code === 0).length;
+        // (a node whose silver-state is older than this silver takes no SEQ)
+        const old = answers.filter((r) => r?.code === 1 && /usage: silver-state put KEY$/m.test(r.stderr)).length;
+        if (n < this.majority && old > 0) throw new ExitError(`the nodes' silver-state is older than this silver (${old} of ${this.opts.total}): run silver setup-node first`, 1);
         if (n < this.majority) throw new Error(`the nodeset's state (${key}) was written on ${n} of ${this.opts.total} nodes; it needs ${this.majority}`);
         return value;
       }

@@ -101,3 +101,15 @@ test('two mode changes at once (two operators): both are in the nodes\' record, 
   t.is(rec.lastBackup, '2026-12-07T10:00:01.000Z');
   await Promise.all([s1.close(), s2.close()]);
 });
+
+test('nodes whose silver-state is older than this silver (no SEQ): the record\'s change says to run setup-node', async (t) => {
+  const { Session } = await import('../../src/deploy/session.js');
+  const { recordBackups } = await import('../../src/backup/record.js');
+  const { ns, rt, nodes } = await fakeDeploy();
+  const exec = nodes.exec.bind(nodes);
+  nodes.exec = async (node, command, stdin, ms, on) =>
+    /silver-state put \S+ \d+$/.test(command) ? { code: 1, stdout: '', stderr: 'silver-state: usage: silver-state put KEY\n' } : exec(node, command, stdin, ms, on);
+  const s = await Session.open(ns, rt);
+  await t.throwsAsync(recordBackups(s, { hello: { lastBackup: '2026-12-07T10:00:00.000Z' } }), { message: "the nodes' silver-state is older than this silver (4 of 4): run silver setup-node first" });
+  await s.close();
+});
