@@ -7,7 +7,8 @@
 # mode ...` (`silver maintenance`) the maintenance and read-only modes, without a reload.
 # Input: SILVER_PACKAGES SILVER_HAPROXY_CFG (+ _MD5: rendered by silver from the host names, the
 # locations, the apps' health paths and the app servers), SILVER_MODES and SILVER_ALLOW (the
-# nodeset's maintenance record: KEY:MODE:RETRY:MESSAGE_B64 entries, CIDRs; a summary to report)
+# nodeset's maintenance record: KEY:MODE:RETRY:MESSAGE_B64 entries, CIDRs; a summary to report),
+# SILVER_APPS_SEQ (the seq of the apps record the health paths come from)
 
 # shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
@@ -146,7 +147,7 @@ exec 7>&-
 # Written from the apps record this run read at its start: the health paths of the node's replica
 # now (an update may have set one since) are put back in.
 if [ "$_changed" = 1 ] && [ "$CHECK" != 1 ]; then
-  /usr/local/lib/silverlining/bin/silver-balancer resync-health > /dev/null
+  /usr/local/lib/silverlining/bin/silver-balancer resync-health "$SILVER_APPS_SEQ" > /dev/null
 fi
 
 # bin/silver-balancer is installed by silver with every layer's bin/ helpers.

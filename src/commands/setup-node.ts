@@ -85,7 +85,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     shared.catch(() => undefined);
     const backup = backupWiringOf(ns, rt, addressed);
     const tls = tlsWirings(ns, rt, addressed);
-    const none: BalancerInputs = { health: new Map<string, string>(), modes: null };
+    const none: BalancerInputs = { health: new Map<string, string>(), healthSeq: 0, modes: null };
     await Promise.all(
       addressed.map(async (node) => {
         const inputs = node.role !== 'balancer' ? none : fast === 'probe' ? shared : await shared;
@@ -186,12 +186,14 @@ function balancerState(ns: Nodeset, answers: readonly (string | null)[]): Balanc
   // sanitizeModes keeps (and silver-balancer checks again) reach its modes' files.
   const apps = new Set(ns.locations.map((l) => l.app));
   const health = new Map(Object.entries(rec?.health ?? {}).filter(([app, path]) => apps.has(app) && typeof path === 'string' && LOCATION_PATH.test(path)));
-  return { health, modes: recs.has('maintenance') ? sanitizeModes(recs.get('maintenance'), [...apps]) : null };
+  return { health, healthSeq: typeof rec?.seq === 'number' && Number.isSafeInteger(rec.seq) && rec.seq > 0 ? rec.seq : 0, modes: recs.has('maintenance') ? sanitizeModes(recs.get('maintenance'), [...apps]) : null };
 }
 
 /** What a balancer's layer takes of the shared state (balancerState); nothing for other roles. */
 interface BalancerInputs {
   health: ReadonlyMap<string, string>;
+  /** The apps record's seq the health paths come from (0: none). */
+  healthSeq: number;
   modes: ModeState | null;
 }
 
@@ -238,7 +240,7 @@ async function setupOne(
   let specs: { layer: string; vars: Record<string, string> }[] = [];
   let digest: string | null = null;
   const known = (i: BalancerInputs) => {
-    specs = names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, i.health, i.modes, backup, tls) }));
+    specs = names.map((layer) => ({ layer, vars: layerVars(ns, node, all, layer, deployKey, check, i.health, i.modes, backup, tls, i.healthSeq) }));
     digest = nodeDigest(specs);
   };
   try {

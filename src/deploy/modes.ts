@@ -334,21 +334,34 @@ async function change(
     const holds = nextHolds(current.holds);
     return { ...state, ...(Object.keys(holds).length ? { holds } : {}) };
   });
-  const balancers = await Promise.all(
-    names.map(async (node): Promise<BalancerModes> => {
-      const missing = s.missing.find((m) => m.name === node);
-      if (missing) return { node, state: null, haproxy: null, live: null, same: false, error: missing.error };
-      try {
-        let out = '';
-        for (const argv of steps(state)) out = await s.remote.run(node, `silver-balancer ${argv.slice(3, 5).join(' ')}`, argv);
-        const st = parseStatus(out);
-        return { node, ...st, same: sameModes(st.state, state), ...(took(st.state, state) ? {} : { error: 'it does not apply the change afterwards' }) };
-      } catch (e) {
-        return { node, state: null, haproxy: null, live: null, same: false, error: (e as Error).message.replace(`${node}: `, '') };
-      }
-    }),
-  );
-  const view: ModesView = { record: state, seq, balancers };
+  const apply = async (node: string, argvs: string[][], target: ModeState, ok: (b: ModeState) => boolean): Promise<BalancerModes> => {
+    const missing = s.missing.find((m) => m.name === node);
+    if (missing) return { node, state: null, haproxy: null, live: null, same: false, error: missing.error };
+    try {
+      let out = '';
+      for (const argv of argvs) out = await s.remote.run(node, `silver-balancer ${argv.slice(3, 5).join(' ')}`, argv);
+      const st = parseStatus(out);
+      return { node, ...st, same: sameModes(st.state, target), ...(ok(st.state) ? {} : { error: 'it does not apply the change afterwards' }) };
+    } catch (e) {
+      return { node, state: null, haproxy: null, live: null, same: false, error: (e as Error).message.replace(`${node}: `, '') };
+    }
+  };
+  let balancers = await Promise.all(names.map((node) => apply(node, steps(state), state, (b) => took(b, state))));
+  let record = state;
+  // A change written to the record after this one, whose own steps reached a balancer before
+  // these: the balancers take the newest record whole (its entries set, the others cleared).
+  const latest = await readRecord(s);
+  if (latest.seq > seq) {
+    record = latest.state;
+    balancers = await Promise.all(
+      balancers.map((b) => {
+        const extra = b.state ? Object.keys(b.state.modes).filter((k) => !(k in latest.state.modes)) : [];
+        const argvs = [modeVerbs.allow(latest.state.allow), ...Object.entries(latest.state.modes).map(([k, e]) => modeVerbs.set(k, e)), ...(extra.length ? [modeVerbs.clear(extra)] : [])];
+        return b.state ? apply(b.node, argvs, latest.state, (st) => sameModes(st, latest.state)) : b;
+      }),
+    );
+  }
+  const view: ModesView = { record, seq: Math.max(seq, latest.seq), balancers };
   const failed = balancers.filter((b) => b.error !== undefined);
   if (failed.length > 0) {
     throw new ModeError(

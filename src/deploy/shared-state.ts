@@ -104,7 +104,7 @@ export class SharedState {
    * any node, the record is read again and `next` applied to it — another command's change made
    * meanwhile is built upon, never written over. The value written.
    */
-  async update<T extends Versioned>(key: string, next: (current: T | null) => Omit<T, 'seq'>, attempts = 8): Promise<T> {
+  async update<T extends Versioned>(key: string, next: (current: T | null) => Omit<T, 'seq'>, attempts = 12): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const current = (await this.read<T>(key)).get(key) ?? null;
       const seq = (current?.seq ?? 0) + 1;
@@ -116,12 +116,12 @@ export class SharedState {
         const n = answers.filter((r) => r?.code === 0).length;
         // (a node whose silver-state is older than this silver takes no SEQ)
         const old = answers.filter((r) => r?.code === 1 && /usage: silver-state put KEY$/m.test(r.stderr)).length;
-        if (n < this.majority && old > 0) throw new ExitError(`the nodes' silver-state is older than this silver (${old} of ${this.opts.total}): run silver setup-node first`, 1);
+        if (old > 0) throw new ExitError(`the nodes' silver-state is older than this silver (${old} of ${this.opts.total}): run silver setup-node first`, 1);
         if (n < this.majority) throw new Error(`the nodeset's state (${key}) was written on ${n} of ${this.opts.total} nodes; it needs ${this.majority}`);
         return value;
       }
       if (attempt >= attempts) throw new Error(`the nodeset's state (${key}) kept changing under this command (${attempts} tries): run it again`);
-      await new Promise((r) => setTimeout(r, 20 + Math.floor(Math.random() * 200)));
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 50 * 2 ** Math.min(attempt, 6))));
     }
   }
 
@@ -236,15 +236,26 @@ export function parseLockAnswer(node: string, code: number, stdout: string, stde
  * the newest copy of each key: fewer answers than a majority of `total` is an error.
  */
 export function newestOf<T extends Versioned>(answers: readonly (string | null)[], total: number): Map<string, T> {
-  const best = new Map<string, T>();
+  // (copies of one seq that differ — two writers raced — : the one more replicas hold, then the
+  // same one for every reader, whatever order the answers came in)
+  const copies = new Map<string, Map<string, { value: T; count: number }>>();
   let answered = 0;
   for (const stdout of answers) {
     if (stdout === null) continue;
     answered++;
     for (const [key, value] of parseGet<T>(stdout)) {
-      const have = best.get(key);
-      if (!have || value.seq > have.seq) best.set(key, value);
+      const byText = copies.get(key) ?? new Map<string, { value: T; count: number }>();
+      copies.set(key, byText);
+      const text = JSON.stringify(value);
+      const c = byText.get(text);
+      if (c) c.count++;
+      else byText.set(text, { value, count: 1 });
     }
+  }
+  const best = new Map<string, T>();
+  for (const [key, byText] of copies) {
+    const ranked = [...byText].sort(([ta, a], [tb, b]) => b.value.seq - a.value.seq || b.count - a.count || (ta < tb ? -1 : ta > tb ? 1 : 0));
+    best.set(key, ranked[0]![1].value);
   }
   const majority = Math.floor(total / 2) + 1;
   if (answered < majority) throw new Error(`the nodeset's state was read on ${answered} of ${total} nodes; it needs ${majority}`);
@@ -337,21 +348,31 @@ export class Lease {
   async beat(): Promise<void> {
     const sent = this.now();
     let mine = 0;
+    let renewed = 0;
     let broken: string | null = null;
     const answers = await Promise.all(
       this.nodes.map(async (node) => {
         const r = await withTimeout(this.remote.exec(node, stateVerbs.lock(this.token, LOCK_TTL_SECONDS, this.holder), undefined, BEAT_TIMEOUT_MS), BEAT_TIMEOUT_MS).catch(() => null);
         const a = r ? parseLockAnswer(node, r.code, r.stdout, r.stderr) : null;
-        // (taken anew where this run held it: the lock was removed meanwhile — silver unlock —
-        // and another run may have held it in between)
-        if (a?.outcome === 'taken' && this.holding.has(node)) broken = node;
+        // (taken anew where this run held it: the lock was removed there meanwhile)
+        if ((a?.outcome === 'taken' || a?.outcome === 'took-over') && this.holding.has(node)) broken = node;
+        if (a?.outcome === 'renewed') renewed++;
         if (a && a.outcome !== 'held' && a.outcome !== 'error') this.holding.add(node);
         if (a && a.outcome !== 'held' && a.outcome !== 'error' && ++mine === this.majority && !this.lostReason) this.confirmedAt = sent;
         return a;
       }),
     );
     const held = answers.find((a) => a?.outcome === 'held');
-    if (broken && !this.lostReason) this.lostReason = `${broken}: the deploy lock was broken (silver unlock) while this run held it`;
+    // Broken on a majority (silver unlock --force, or a run that took it over and let it go): this
+    // run stops beating and gives back what this beat took — the lock is free, as the unlock meant,
+    // and the run stops at its next step. (One node's lapse, a majority still renewing, is not that.)
+    if (broken && renewed < this.majority && !this.lostReason) {
+      this.lostReason = `${broken}: the deploy lock was broken (silver unlock) while this run held it`;
+      if (this.timer) clearInterval(this.timer);
+      this.timer = null;
+      await Promise.all(this.nodes.map((node) => this.remote.exec(node, stateVerbs.unlock(this.token)).catch(() => undefined)));
+      return;
+    }
     if (mine < this.majority) this.lostReason = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
   }
 

@@ -62,6 +62,8 @@ export function layerVars(
   backup: BackupWiring | null = null,
   /** tls = acme on a balancer: what silver kept, whether it orders, the pair's hand-over (acme-pair.ts). */
   tls: TlsWiring | null = null,
+  /** The seq of the apps record `appHealth` comes from (0: none): a balancer takes a newer replica's paths after its write. */
+  appsSeq = 0,
 ): Record<string, string> {
   const list = nodeList(all);
   const apps = [...new Set(ns.locations.map((l) => l.app))];
@@ -84,7 +86,7 @@ export function layerVars(
     ...roleUnits(node.role),
     ...firewall(ns, all, node, list),
     ...renderedFiles(ns, layer, list.appservers, appHealth, node, all, tls),
-    ...(layer === 'balancer' ? modeVars(modes) : {}),
+    ...(layer === 'balancer' ? { ...modeVars(modes), SILVER_APPS_SEQ: String(appsSeq) } : {}),
     ...backupVars(ns, node, layer, backup),
   };
 }

@@ -49,6 +49,14 @@ test('silver unlock under a running holder: refused without --force; with it, th
   t.deepEqual(await unlock(ns, rt, { force: true }), ['alice@x pid 1 (machine m): update hello since now']);
   await a.beat();
   t.regex(a.lost ?? '', /the deploy lock was broken \(silver unlock\) while this run held it/);
+  t.true(all.every((n) => !nodes.state.get(n)!.has('lock')), 'the holder gave back what its beat took: the lock is free, as the unlock meant');
+  // One node's replica lapsed and taken over by a run that then gave up (a majority still renews): not broken.
+  const c = await mk().lock('carol@z pid 3 (machine o): update hello since now');
+  nodes.state.get(B)!.set('lock', `${'f'.repeat(32)} other`);
+  nodes.state.get(B)!.delete('lock');
+  await c.beat();
+  t.is(c.lost, null);
+  await c.release();
   // (a node that never had the lock — down when it was taken — taking it at a heartbeat is no sign of that)
   for (const n of all) nodes.state.get(n)!.delete('lock');
   const b = await mk().lock('bob@y pid 2 (machine n): update hello since now');
@@ -112,4 +120,40 @@ test('nodes whose silver-state is older than this silver (no SEQ): the record\'s
   const s = await Session.open(ns, rt);
   await t.throwsAsync(recordBackups(s, { hello: { lastBackup: '2026-12-07T10:00:00.000Z' } }), { message: "the nodes' silver-state is older than this silver (4 of 4): run silver setup-node first" });
   await s.close();
+});
+
+test('copies of one seq that differ (two writers raced): every reader takes the one more replicas hold, then one fixed choice', async (t) => {
+  const { newestOf } = await import('../../src/deploy/shared-state.js');
+  const get = (v: object) => `== maintenance\n${JSON.stringify(v)}\n`;
+  const w1 = { seq: 1, modes: { a: 1 } };
+  const w2 = { seq: 1, modes: { b: 1 } };
+  t.deepEqual(newestOf([get(w2), get(w1), get(w1), get(w1)], 4).get('maintenance'), w1);
+  t.deepEqual(newestOf([get(w1), get(w1), get(w1), get(w2)], 4).get('maintenance'), w1);
+  const one = newestOf([get(w1), get(w2)], 2).get('maintenance');
+  t.deepEqual(newestOf([get(w2), get(w1)], 2).get('maintenance'), one, 'the same whatever the order');
+  t.deepEqual(newestOf([get(w1), get({ seq: 2, modes: {} })], 2).get('maintenance'), { seq: 2, modes: {} });
+});
+
+test('two mode changes whose balancer steps cross (the older one reaches the balancer last): the balancer ends on the newest record, whole', async (t) => {
+  const { Session } = await import('../../src/deploy/session.js');
+  const { applyMode } = await import('../../src/deploy/modes.js');
+  const { ns, rt, nodes } = await fakeDeploy();
+  const exec = nodes.exec.bind(nodes);
+  let release: () => void = () => undefined;
+  const later = new Promise<void>((r) => (release = r));
+  nodes.exec = async (node, command, stdin, ms, on) => {
+    // (the first change's step to the balancer waits until the second change is done)
+    if (node === B && / mode set '?\*'? maintenance /.test(command)) await later;
+    return exec(node, command, stdin, ms, on);
+  };
+  const [s1, s2] = [await Session.open(ns, rt), await Session.open(ns, rt)];
+  const first = applyMode(s1, { app: null, mode: 'maintenance' });
+  await new Promise((r) => setTimeout(r, 50));
+  await applyMode(s2, { app: null, mode: 'read-only' });
+  release();
+  await first;
+  const rec = JSON.parse(nodes.state.get(B)!.get('maintenance')!);
+  t.is(rec.modes['*'].mode, 'read-only', 'the record: the later change');
+  t.is(nodes.modes.get(B)!.modes['*']?.mode, 'read-only', 'the balancer: the same');
+  await Promise.all([s1.close(), s2.close()]);
 });

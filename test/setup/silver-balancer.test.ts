@@ -142,14 +142,25 @@ test('resync-health puts the health paths of this node\'s apps record back into 
   const tr = tree(render([['blog', '/status'], ['wiki', '/health']]));
   // (setup-node's write, rendered from the record it read at its start: wiki's old path)
   mkdirSync(join(tr.dir, 'state'));
-  t.is((await balancer(tr, 'resync-health')).stdout, 'unchanged\n', 'no record: nothing to do');
+  const before = readFileSync(tr.cfg, 'utf8');
+  t.is((await balancer(tr, 'resync-health', '3')).stdout, 'unchanged\n', 'no record: nothing to do');
+  // (a replica no newer than what the configuration was rendered from — this node missed a write —
+  // or a damaged one, which the deploy user could write: nothing changes, nothing fails)
+  for (const text of [JSON.stringify({ seq: 3, health: { wiki: '/old' } }), JSON.stringify({ seq: 2, health: { wiki: '/older' } }), '[]', 'null', '{"seq":9,"health":[]}', '{"seq":"9","health":{}}', '{"seq":9,"health":{"wiki":', '']) {
+    writeFileSync(tr.stateApps, text);
+    const r = await balancer(tr, 'resync-health', '3');
+    t.is(r.code, 0, `${text}: ${r.stderr}`);
+    t.is(r.stdout, 'unchanged\n', text);
+    t.is(readFileSync(tr.cfg, 'utf8'), before, text);
+  }
   writeFileSync(tr.stateApps, JSON.stringify({ seq: 4, health: { blog: '/status', wiki: '/healthz', 'bad name': '/x', gone: '/y' } }));
-  const r = await balancer(tr, 'resync-health');
+  const r = await balancer(tr, 'resync-health', '3');
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, 'changed\n');
   t.is(readFileSync(tr.cfg, 'utf8'), render([['blog', '/status'], ['wiki', '/healthz']]));
   t.true(calls(tr).includes('systemctl reload haproxy'));
-  t.is((await balancer(tr, 'resync-health')).stdout, 'unchanged\n');
+  t.is((await balancer(tr, 'resync-health', '3')).stdout, 'unchanged\n');
+  for (const bad of ['x', '-1', '']) t.is((await balancer(tr, 'resync-health', bad)).code, 2, bad);
 });
 
 test('set-health waits while the configuration\'s lock is held (setup-node\'s balancer layer writing haproxy.cfg): neither change is lost', async (t) => {
