@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { ExitError } from '../diagnostics.js';
 import { stateVerbs } from '../remote/commands/state.js';
 import type { Remote } from '../remote/executor.js';
@@ -316,7 +317,8 @@ export class Lease {
     /** Every node the nodeset implies (the majority counts these). */
     private total: number,
     heartbeatMs = HEARTBEAT_MS,
-    private readonly now: () => number = Date.now,
+    /** A clock that never steps back (a step of the wall clock must not hide a lapsed lock). */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.majority = Math.floor(total / 2) + 1;
     this.confirmedAt = now();
