@@ -186,7 +186,7 @@ function balancerState(ns: Nodeset, answers: readonly (string | null)[]): Balanc
   // sanitizeModes keeps (and silver-balancer checks again) reach its modes' files.
   const apps = new Set(ns.locations.map((l) => l.app));
   const health = new Map(Object.entries(rec?.health ?? {}).filter(([app, path]) => apps.has(app) && typeof path === 'string' && LOCATION_PATH.test(path)));
-  return { health, healthSeq: typeof rec?.seq === 'number' && Number.isSafeInteger(rec.seq) && rec.seq > 0 ? rec.seq : 0, modes: recs.has('maintenance') ? sanitizeModes(recs.get('maintenance'), [...apps]) : null };
+  return { health, healthSeq: typeof rec?.seq === 'number' && Number.isSafeInteger(rec.seq) && rec.seq > 0 && rec.seq < 1e12 ? rec.seq : 0, modes: recs.has('maintenance') ? sanitizeModes(recs.get('maintenance'), [...apps]) : null };
 }
 
 /** What a balancer's layer takes of the shared state (balancerState); nothing for other roles. */

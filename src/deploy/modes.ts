@@ -348,11 +348,16 @@ async function change(
   };
   let balancers = await Promise.all(names.map((node) => apply(node, steps(state), state, (b) => took(b, state))));
   let record = state;
+  let applied = seq;
   // A change written to the record after this one, whose own steps reached a balancer before
-  // these: the balancers take the newest record whole (its entries set, the others cleared).
-  const latest = await readRecord(s);
-  if (latest.seq > seq) {
+  // these: the balancers take the newest record whole (its entries set, the others cleared) —
+  // again while yet newer ones come (a change written after the last read sends its own steps
+  // after these).
+  for (let round = 0; round < 5; round++) {
+    const latest = await readRecord(s);
+    if (latest.seq <= applied) break;
     record = latest.state;
+    applied = latest.seq;
     balancers = await Promise.all(
       balancers.map((b) => {
         const extra = b.state ? Object.keys(b.state.modes).filter((k) => !(k in latest.state.modes)) : [];
@@ -361,7 +366,7 @@ async function change(
       }),
     );
   }
-  const view: ModesView = { record, seq: Math.max(seq, latest.seq), balancers };
+  const view: ModesView = { record, seq: applied, balancers };
   const failed = balancers.filter((b) => b.error !== undefined);
   if (failed.length > 0) {
     throw new ModeError(

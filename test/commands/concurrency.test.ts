@@ -8,6 +8,13 @@ import { fakeDeploy, NODESET } from '../helpers/fake-nodes.js';
 // that can overlap ends in one consistent state. The nodes are simulated.
 
 const A1 = 'app1.shop.test';
+
+/** A promise a test opens when it wants (a step of one command held until another's is done). */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open: () => void = () => undefined;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
 const B = 'balancer.shop.test';
 const DB = 'db.shop.test';
 
@@ -139,21 +146,52 @@ test('two mode changes whose balancer steps cross (the older one reaches the bal
   const { applyMode } = await import('../../src/deploy/modes.js');
   const { ns, rt, nodes } = await fakeDeploy();
   const exec = nodes.exec.bind(nodes);
-  let release: () => void = () => undefined;
-  const later = new Promise<void>((r) => (release = r));
+  const later = gate();
   nodes.exec = async (node, command, stdin, ms, on) => {
     // (the first change's step to the balancer waits until the second change is done)
-    if (node === B && / mode set '?\*'? maintenance /.test(command)) await later;
+    if (node === B && / mode set '?\*'? maintenance /.test(command)) await later.wait;
     return exec(node, command, stdin, ms, on);
   };
   const [s1, s2] = [await Session.open(ns, rt), await Session.open(ns, rt)];
   const first = applyMode(s1, { app: null, mode: 'maintenance' });
   await new Promise((r) => setTimeout(r, 50));
   await applyMode(s2, { app: null, mode: 'read-only' });
-  release();
+  later.open();
   await first;
   const rec = JSON.parse(nodes.state.get(B)!.get('maintenance')!);
   t.is(rec.modes['*'].mode, 'read-only', 'the record: the later change');
   t.is(nodes.modes.get(B)!.modes['*']?.mode, 'read-only', 'the balancer: the same');
   await Promise.all([s1.close(), s2.close()]);
+});
+
+test('a third change made while an overtaken change catches the balancers up: the balancers end on the newest record all the same', async (t) => {
+  const { Session } = await import('../../src/deploy/session.js');
+  const { applyMode } = await import('../../src/deploy/modes.js');
+  const { ns, rt, nodes } = await fakeDeploy();
+  const exec = nodes.exec.bind(nodes);
+  const [gate1, gate2, catching] = [gate(), gate(), gate()];
+  let caught = false;
+  nodes.exec = async (node, command, stdin, ms, on) => {
+    if (node === B && / mode set '?\*'? maintenance /.test(command)) await gate1.wait;
+    if (node === B && / mode allow/.test(command) && !caught) {
+      caught = true;
+      catching.open();
+      await gate2.wait;
+    }
+    return exec(node, command, stdin, ms, on);
+  };
+  const [sa, sb, sc] = [await Session.open(ns, rt), await Session.open(ns, rt), await Session.open(ns, rt)];
+  const a = applyMode(sa, { app: null, mode: 'maintenance' });
+  await new Promise((r) => setTimeout(r, 50));
+  await applyMode(sb, { app: 'hello', mode: 'read-only' });
+  gate1.open();
+  await catching.wait;
+  await applyMode(sc, { app: 'hello', mode: 'online' });
+  gate2.open();
+  await a;
+  const rec = JSON.parse(nodes.state.get(B)!.get('maintenance')!);
+  t.is(rec.modes.hello.mode, 'online');
+  t.is(nodes.modes.get(B)!.modes['hello']?.mode, 'online', 'the balancer too');
+  t.is(nodes.modes.get(B)!.modes['*']?.mode, 'maintenance');
+  await Promise.all([sa.close(), sb.close(), sc.close()]);
 });
