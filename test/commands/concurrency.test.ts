@@ -1,8 +1,14 @@
 import test from 'ava';
 import { replaceNode } from '../../src/commands/replace-node.js';
-import { update } from '../../src/commands/update.js';
+import { unlock, update } from '../../src/commands/update.js';
 import { fakeApp, OLD } from '../helpers/fake-app.js';
 import { fakeDeploy, NODESET } from '../helpers/fake-nodes.js';
+import { readBackupsRecord, recordBackups } from '../../src/backup/record.js';
+import { maintenance } from '../../src/commands/maintenance.js';
+import { applyMode } from '../../src/deploy/modes.js';
+import { Session } from '../../src/deploy/session.js';
+import { SharedState, newestOf } from '../../src/deploy/shared-state.js';
+import { Remote } from '../../src/remote/executor.js';
 
 // Two silver commands against one nodeset at once (two operators, or CI and a human): each pair
 // that can overlap ends in one consistent state. The nodes are simulated.
@@ -44,9 +50,6 @@ test('replace-node of the database node while an app gets its first database the
 });
 
 test('silver unlock under a running holder: refused without --force; with it, the holder learns at its next heartbeat that the lock was broken (it does not silently take it again)', async (t) => {
-  const { Remote } = await import('../../src/remote/executor.js');
-  const { SharedState } = await import('../../src/deploy/shared-state.js');
-  const { unlock } = await import('../../src/commands/update.js');
   const { ns, rt, nodes } = await fakeDeploy();
   const all = [A1, 'app2.shop.test', DB, B];
   const mk = () => new SharedState(new Remote(nodes), { nodeset: 'shop', total: 4, nodes: all, say: () => undefined });
@@ -75,7 +78,6 @@ test('silver unlock under a running holder: refused without --force; with it, th
 });
 
 test('silver maintenance on during an update\'s migration (migrate_mode = read-only): the operator\'s word stays after the update (the update put back only what it set itself)', async (t) => {
-  const { maintenance } = await import('../../src/commands/maintenance.js');
   const { ns, rt, nodes } = await fakeDeploy();
   for (const n of [A1, 'app2.shop.test']) {
     const a = nodes.app(n, 'hello');
@@ -102,9 +104,6 @@ test('silver maintenance on during an update\'s migration (migrate_mode = read-o
 });
 
 test('two mode changes at once (two operators): both are in the nodes\' record, not only on the balancer; a failed verify and a backup at once keep the failure', async (t) => {
-  const { Session } = await import('../../src/deploy/session.js');
-  const { applyMode } = await import('../../src/deploy/modes.js');
-  const { recordBackups, readBackupsRecord } = await import('../../src/backup/record.js');
   const { ns, rt, nodes } = await fakeDeploy();
   const [s1, s2] = [await Session.open(ns, rt), await Session.open(ns, rt)];
   await Promise.all([applyMode(s1, { app: null, mode: 'maintenance' }), applyMode(s2, { app: 'hello', mode: 'read-only' })]);
@@ -118,8 +117,6 @@ test('two mode changes at once (two operators): both are in the nodes\' record, 
 });
 
 test('nodes whose silver-state is older than this silver (no SEQ): the record\'s change says to run setup-node', async (t) => {
-  const { Session } = await import('../../src/deploy/session.js');
-  const { recordBackups } = await import('../../src/backup/record.js');
   const { ns, rt, nodes } = await fakeDeploy();
   const exec = nodes.exec.bind(nodes);
   nodes.exec = async (node, command, stdin, ms, on) =>
@@ -130,7 +127,6 @@ test('nodes whose silver-state is older than this silver (no SEQ): the record\'s
 });
 
 test('copies of one seq that differ (two writers raced): every reader takes the one more replicas hold, then one fixed choice', async (t) => {
-  const { newestOf } = await import('../../src/deploy/shared-state.js');
   const get = (v: object) => `== maintenance\n${JSON.stringify(v)}\n`;
   const w1 = { seq: 1, modes: { a: 1 } };
   const w2 = { seq: 1, modes: { b: 1 } };
@@ -142,8 +138,6 @@ test('copies of one seq that differ (two writers raced): every reader takes the 
 });
 
 test('two mode changes whose balancer steps cross (the older one reaches the balancer last): the balancer ends on the newest record, whole', async (t) => {
-  const { Session } = await import('../../src/deploy/session.js');
-  const { applyMode } = await import('../../src/deploy/modes.js');
   const { ns, rt, nodes } = await fakeDeploy();
   const exec = nodes.exec.bind(nodes);
   const later = gate();
@@ -165,8 +159,6 @@ test('two mode changes whose balancer steps cross (the older one reaches the bal
 });
 
 test('a third change made while an overtaken change catches the balancers up: the balancers end on the newest record all the same', async (t) => {
-  const { Session } = await import('../../src/deploy/session.js');
-  const { applyMode } = await import('../../src/deploy/modes.js');
   const { ns, rt, nodes } = await fakeDeploy();
   const exec = nodes.exec.bind(nodes);
   const [gate1, gate2, catching] = [gate(), gate(), gate()];
