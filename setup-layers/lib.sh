@@ -253,8 +253,11 @@ _write_want() {
   # (made root's alone, then given its mode: a key is never readable by others on its way)
   rm -f "$_path.silver-new"
   (umask 077 && printf '%s' "$_want" > "$_path.silver-new")
-  chmod "$_mode" "$_path.silver-new"
   chown "$_owner" "$_path.silver-new"
+  chmod "$_mode" "$_path.silver-new"
+  # (on disk before its name: a power cut must not leave an empty sshd_config, sudoers file or
+  # firewall where the boot reads one)
+  sync "$_path.silver-new"
   mv -f "$_path.silver-new" "$_path"
 }
 

@@ -280,6 +280,18 @@ async function switchTo(t: Tree, app: string, instance: string) {
 const DEPLOY = 'appserver/bin/silver-deploy';
 const STATE = 'base/bin/silver-state';
 
+test('silver-deploy: a switch flushes the instance\'s files and its unit to disk before the journal that names it (a power cut must not leave the active instance empty)', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 20001);
+  fake(tr, 'sync', 'exec /bin/sync "$@"');
+  clearCalls(tr);
+  await switchTo(tr, 'blog', one);
+  const syncs = calls(tr).filter((c) => c.startsWith('sync '));
+  t.is(syncs[0], `sync -f ${join(tr.apps, 'blog/instances', one)} ${tr.units}`, calls(tr).join(' | '));
+  t.is(syncs[1], `sync ${join(tr.apps, 'blog/switching.new')}`);
+});
+
 test('silver-deploy: stage unpacks the tarball and writes the unit, env installs the environment, switch moves active (then previous), writes the upstream, checks nginx before reloading it', async (t) => {
   const tr = tree(DEPLOY);
   const one = inst('blog', 1);
@@ -300,6 +312,9 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   t.true(unit.includes(`EnvironmentFile=${d}/env\n`));
   t.true(unit.includes(`ExecStart=/bin/sh ${d}/run.sh\n`));
   t.false(unit.includes('[Install]'), 'boot starts the active instance, not systemd');
+  // (restarted for as long as it takes: after a power cut the database may come up minutes late)
+  t.regex(unit, /\[Unit\]\n(.*\n)*StartLimitIntervalSec=0\n(.*\n)*\[Service\]/);
+  t.true(unit.includes('Restart=on-failure\nRestartSec=2\n'));
   t.true(calls(tr).includes(`chown -R root:app-blog ${d}.tmp/app`));
   t.true(calls(tr).includes(`systemctl show -p NeedDaemonReload --value silver-${one}.service`));
   t.false(calls(tr).includes('systemctl daemon-reload'), 'a unit systemd never loaded needs no daemon-reload');
@@ -826,6 +841,10 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
   t.deepEqual(calls(tr), []);
   t.deepEqual(snapshot(tr), tree0);
 
+  // A heartbeat an hour in the future (the clock came up behind it after a reboot): no deploy
+  // holds it any more than an old one — repair goes on.
+  writeFileSync(lock, `tok-12345678 ${now + 3600} ${now + 3600} 30 ${b64('someone')}\n`);
+  t.notRegex((await deploy(tr, 'repair', '--check')).stderr, /skip: a deploy holds/);
   // A heartbeat older than the lock's TTL: the deploy is gone.
   writeFileSync(lock, `tok-12345678 ${now - 200} ${now - 100} 30 ${b64('someone')}\n`);
   const lines = [`blog: start ${one} (its active instance was not running)`, `blog: stop ${zero} (running, not active)`, ''].join('\n');
@@ -1056,6 +1075,15 @@ test('silver-state: lock is taken, renewed by its token, held against another (e
   const mine = lockLine(tr).trim().split(' ');
   t.is(mine[0], TOK1);
   t.true(Math.abs(Number(mine[1]) - nowSec()) <= 2, 'a new start');
+
+  // A heartbeat from the future (this node's clock came up behind it after a reboot): fresh within
+  // the TTL, stale past it (a dead holder's lock would keep everyone away until the clock caught up).
+  const ahead = nowSec() + 10;
+  writeFileSync(join(tr.state, 'lock'), `${TOK2} ${ahead} ${ahead} 30 ${H2}\n`);
+  t.is((await state(tr, ['lock', TOK1, '30', H1])).code, 75, '10 s ahead: still held');
+  const far = nowSec() + 3600;
+  writeFileSync(join(tr.state, 'lock'), `${TOK2} ${far} ${far} 30 ${H2}\n`);
+  t.is((await state(tr, ['lock', TOK1, '30', H1])).stdout, `took-over ${H2}\n`, 'an hour ahead: stale');
 });
 
 test('silver-state: unlock by the wrong token is refused (exit 75), by the right one releases; --force says whom it removed', async (t) => {
