@@ -233,6 +233,16 @@ _output="	chain output {
 		type filter hook output priority filter; policy accept;
 $_output_rules
 	}"
+# (the file as it was, kept in root's own /run/silverlining: one nft refuses does not stay where
+# the next boot loads it — with no firewall at all)
+_nft_prev=''
+if [ "$CHECK" != 1 ] && [ -f /etc/nftables.conf ] && [ ! -L /etc/nftables.conf ]; then
+  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+  mkdir -p -m 700 /run/silverlining
+  if [ ! -L /run/silverlining ] && [ "$(stat -c %u /run/silverlining)" = 0 ]; then
+    cp -p /etc/nftables.conf /run/silverlining/nftables.conf.prev && _nft_prev=/run/silverlining/nftables.conf.prev
+  fi
+fi
 ensure_file /etc/nftables.conf 755 root:root <<EOT
 #!/usr/sbin/nft -f
 # managed by silver: role $SILVER_ROLE
@@ -251,7 +261,16 @@ $_output
 }
 $_include
 EOT
-if [ "$CHANGED" = 1 ]; then act nft -f /etc/nftables.conf; else firewall_loaded; fi
+if [ "$CHANGED" = 1 ]; then
+  if ! act nft -f /etc/nftables.conf; then
+    [ -z "$_nft_prev" ] || { sync "$_nft_prev" && mv -f "$_nft_prev" /etc/nftables.conf; }
+    echo "nftables refused the new firewall rules: the rules loaded before stay, and so does the file the boot loads" >&2
+    exit 1
+  fi
+else
+  firewall_loaded
+fi
+[ -z "$_nft_prev" ] || rm -f "$_nft_prev"
 unit_state nftables file
 if [ "$_FILE" != enabled ]; then
   changed "enable nftables"
