@@ -180,6 +180,16 @@ done
 # Services that belong to other roles stay off (SILVER_UNITS_OFF: from the service descriptors).
 for unit in $SILVER_UNITS_OFF; do ensure_off "$unit"; done
 
+# (the file as it was, kept in root's own /run/silverlining: one nft refuses does not stay where
+# the next boot loads it — with no firewall at all)
+_nft_prev=''
+if [ "$CHECK" != 1 ] && [ -f /etc/nftables.conf ] && [ ! -L /etc/nftables.conf ]; then
+  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+  mkdir -p -m 700 /run/silverlining
+  if [ ! -L /run/silverlining ] && [ "$(stat -c %u /run/silverlining)" = 0 ]; then
+    cp -p /etc/nftables.conf /run/silverlining/nftables.conf.prev && _nft_prev=/run/silverlining/nftables.conf.prev
+  fi
+fi
 # Firewall: SSH, then only what the role serves. Behind a balancer, an app server's port 80 is
 # open to the nodeset's own nodes only, so that no client walks around the balancer (and its
 # maintenance or read-only mode); without one, the app servers are the site.
@@ -233,16 +243,6 @@ _output="	chain output {
 		type filter hook output priority filter; policy accept;
 $_output_rules
 	}"
-# (the file as it was, kept in root's own /run/silverlining: one nft refuses does not stay where
-# the next boot loads it — with no firewall at all)
-_nft_prev=''
-if [ "$CHECK" != 1 ] && [ -f /etc/nftables.conf ] && [ ! -L /etc/nftables.conf ]; then
-  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-  mkdir -p -m 700 /run/silverlining
-  if [ ! -L /run/silverlining ] && [ "$(stat -c %u /run/silverlining)" = 0 ]; then
-    cp -p /etc/nftables.conf /run/silverlining/nftables.conf.prev && _nft_prev=/run/silverlining/nftables.conf.prev
-  fi
-fi
 ensure_file /etc/nftables.conf 755 root:root <<EOT
 #!/usr/sbin/nft -f
 # managed by silver: role $SILVER_ROLE
