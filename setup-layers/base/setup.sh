@@ -180,15 +180,12 @@ done
 # Services that belong to other roles stay off (SILVER_UNITS_OFF: from the service descriptors).
 for unit in $SILVER_UNITS_OFF; do ensure_off "$unit"; done
 
-# (the file as it was, kept in root's own /run/silverlining: one nft refuses does not stay where
-# the next boot loads it — with no firewall at all)
+# (the firewall's file as it was, read by the shell: one nft refuses does not stay where the next
+# boot loads it — with no firewall at all)
 _nft_prev=''
 if [ "$CHECK" != 1 ] && [ -f /etc/nftables.conf ] && [ ! -L /etc/nftables.conf ]; then
-  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-  mkdir -p -m 700 /run/silverlining
-  if [ ! -L /run/silverlining ] && [ "$(stat -c %u /run/silverlining)" = 0 ]; then
-    cp -p /etc/nftables.conf /run/silverlining/nftables.conf.prev && _nft_prev=/run/silverlining/nftables.conf.prev
-  fi
+  _slurp < /etc/nftables.conf
+  _nft_prev=$_S
 fi
 # Firewall: SSH, then only what the role serves. Behind a balancer, an app server's port 80 is
 # open to the nodeset's own nodes only, so that no client walks around the balancer (and its
@@ -263,14 +260,16 @@ $_include
 EOT
 if [ "$CHANGED" = 1 ]; then
   if ! act nft -f /etc/nftables.conf; then
-    [ -z "$_nft_prev" ] || { sync "$_nft_prev" && mv -f "$_nft_prev" /etc/nftables.conf; }
+    if [ -n "$_nft_prev" ]; then
+      _want=$_nft_prev
+      _write_want /etc/nftables.conf 755 root:root
+    fi
     echo "nftables refused the new firewall rules: the rules loaded before stay, and so does the file the boot loads" >&2
     exit 1
   fi
 else
   firewall_loaded
 fi
-[ -z "$_nft_prev" ] || rm -f "$_nft_prev"
 unit_state nftables file
 if [ "$_FILE" != enabled ]; then
   changed "enable nftables"

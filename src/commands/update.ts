@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { ofApp, waitServing } from '../deploy/balancer-wait.js';
 import { contentSums, type ContentSums } from '../deploy/content.js';
-import { applyMode, clearMode, readModes, type Mode, type ModeEntry } from '../deploy/modes.js';
+import { applyMode, clearMode, recordedMode, type Mode, type ModeEntry } from '../deploy/modes.js';
 import type { AppConfig } from '../app/app-ini.js';
 import { beforeOf, Halted, Interrupted, redactSteps, Rollout, StepError, type NodeBefore, type NodeStep, type RolloutRecord } from '../deploy/rollout.js';
 import { freePort, nextInstanceName, type AppState } from '../deploy/remote.js';
@@ -282,7 +282,7 @@ async function holdBack(s: Session, app: AppConfig, mode: Mode, record: (previou
     return null;
   }
   if (s.balancers.length < wanted) throw new StepError(`migrate_mode ${mode}`, s.ns.nodes.find((n) => n.role === 'balancer')!.name, 'a balancer cannot be reached: writes could not be held back');
-  const previous = (await readModes(s)).record.modes[app.name] ?? null;
+  const previous = await recordedMode(s, app.name);
   // The hold is on the nodes' record before any balancer changes: after a crash anywhere from
   // here on, the next run puts the mode back.
   await record(previous);
@@ -304,7 +304,7 @@ const holdMessage = (app: string) => `${app} is being updated. Please try again 
  * with its message): a `silver maintenance` meanwhile is the operator's latest word, and stays.
  */
 async function putBack(s: Session, app: string, previous: ModeEntry | null, ours: string): Promise<void> {
-  const now = (await readModes(s)).record.modes[app] ?? null;
+  const now = await recordedMode(s, app);
   if (!now || now.mode !== ours || now.message !== holdMessage(app)) {
     s.rt.io.err(`${app}: its mode was changed while the update held it (silver maintenance): left as it is now (${now ? now.mode : 'serving'})`);
     return;

@@ -411,6 +411,11 @@ export async function holdApp(s: Session, app: string, by: string, message: stri
   return previous;
 }
 
+/** The app's own entry in the nodes' record (none: null) — the record alone, no balancer asked. */
+export async function recordedMode(s: Session, app: string): Promise<ModeEntry | null> {
+  return (await readRecord(s)).state.modes[app] ?? null;
+}
+
 /** Who holds each app silver holds in maintenance (holdApp's `by`), by app; one read of the record. */
 export async function holders(s: Session): Promise<Map<string, string>> {
   return new Map(Object.entries((await readRecord(s)).holds).map(([app, h]) => [app, h.by]));

@@ -128,8 +128,10 @@ export function applyChanges(settings: Settings, changes: readonly SettingChange
   return out;
 }
 
-/** Staged changes (`--no-restart`) as lines `set KEY BASE64` / `unset KEY`, and back. */
-/** The staged changes as a node keeps them; `stamp` (when they were staged) orders copies. */
+/**
+ * Staged changes (`--no-restart`) as lines `set KEY BASE64` / `unset KEY`, and back; a first line
+ * `staged STAMP` (when they were staged) orders the app servers' copies.
+ */
 export function formatPending(changes: readonly SettingChange[], stamp?: number): string {
   const lines = changes.map((c) => ('unset' in c ? `unset ${c.key}` : `set ${c.key} ${Buffer.from(c.value).toString('base64')}`));
   if (changes.length && stamp !== undefined) lines.unshift(`staged ${stamp}`);

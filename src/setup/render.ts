@@ -255,7 +255,7 @@ function backendNames(locations: readonly BalancedLocation[]): { backend: string
 function frontendRoutes(hostnames: readonly string[], named: readonly { backend: string; location: BalancedLocation }[]): string[] {
   const out: string[] = [];
   if (hostnames.length > 0) {
-    // (a wildcard `*.example.com` is any name that ends in `.example.com`: HAProxy's -m end)
+    // (a wildcard `*.shop.test` is any name that ends in `.shop.test`: HAProxy's -m end)
     const exact = hostnames.filter((h) => !h.startsWith('*.'));
     const wild = hostnames.filter((h) => h.startsWith('*.')).map((h) => h.slice(1));
     if (exact.length) out.push(`\tacl silver_host req.fhdr(host),field(1,:) -i ${exact.join(' ')}`);

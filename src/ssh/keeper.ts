@@ -77,15 +77,15 @@ export async function openExecutor(stateRoot: string, nodeset: string, targets: 
   const idle = persistSeconds(env);
   const first = targets[0];
   // (the SSH code loads only when this command makes its own connections)
-  if (idle === 0 || !first) return new (await import('./pool.js')).SshPool(targets);
+  const own = async () => new (await import('./pool.js')).SshPool(targets);
+  if (idle === 0 || !first) return own();
   const path = keeperSocket(stateRoot, nodeset, first.username, first.privateKey);
   // (a keep folder another user could write to — a state folder in a shared place — is not
   // trusted: a socket planted there would see every command and its input)
-  if (!privateFolder(join(path, '..'))) return new (await import('./pool.js')).SshPool(targets);
+  if (!privateFolder(join(path, '..'))) return own();
   const sock = await tryConnect(path);
   if (sock) return new KeeperClient(sock, targets);
-  const { SshPool } = await import('./pool.js');
-  const pool = new SshPool(targets);
+  const pool = await own();
   return {
     exec: (...args) => pool.exec(...args),
     async close() {
@@ -162,21 +162,19 @@ interface Pending {
   onStdout?: ((chunk: string) => void) | undefined;
 }
 
+const KEEPER_GONE = 'the connection keeper went away during the command';
+
 /** Talks to a keeper: one JSON line per request; output chunks and the result come back by id. */
 class KeeperClient implements NodeExecutor {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly targets: Map<string, SshTarget>;
-  private closed = false;
 
   constructor(private readonly sock: Socket, targets: SshTarget[]) {
     this.targets = new Map(targets.map((t) => [t.name, t]));
     onJsonLines<Reply>(sock, (msg) => this.reply(msg));
     sock.on('error', () => undefined);
-    sock.on('close', () => {
-      this.closed = true;
-      this.failAll(new Error('the connection keeper went away during the command'));
-    });
+    sock.on('close', () => this.failAll(new Error(KEEPER_GONE)));
   }
 
   exec(node: string, command: string, stdin?: string | Buffer, timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
@@ -184,7 +182,7 @@ class KeeperClient implements NodeExecutor {
     if (!t) return Promise.reject(new Error(`no SSH target for ${node}`));
     // (a request written to a socket already closed would never be answered: the command would
     // wait for ever, its cleanup never run)
-    if (this.closed || this.sock.destroyed) return Promise.reject(new Error('the connection keeper went away during the command'));
+    if (this.sock.destroyed) return Promise.reject(new Error(KEEPER_GONE));
     const id = this.nextId++;
     return new Promise<ExecResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onStdout });

@@ -281,16 +281,16 @@ for (const bad of ['0', '0%', '150%', 'abc', '-1', '', '1,,25%']) {
 
 test('careless names and paths: an app name that ends in - or holds -- (systemd refuses its slice), longer than 28 (app-NAME past useradd\'s 32), a reserved role; a %-escape in a location path (nginx and HAProxy would disagree)', (t) => {
   const at = (loc: string) => errors(`${base}[appserver]\nlocations = ${loc}\n`);
-  for (const name of ['blog-', 'my--app', 'a'.repeat(29), 'none', 'current_user']) t.true(at(`http://shop.com/ ${name}`).some((e) => /set\.conf:5: locations: .*app name/.test(e)), name);
-  t.is(load(`${base}[appserver]\nlocations = http://shop.com/ ${'a'.repeat(28)}\n`).locations[0]!.app, 'a'.repeat(28));
-  t.is(load(`${base}[appserver]\nlocations = http://shop.com/ my-blog_2\n`).locations[0]!.app, 'my-blog_2');
-  for (const path of ['/%62log/', '/a%20b/', '/caf%C3%A9/']) t.true(at(`http://shop.com${path} blog`).some((e) => /may hold only letters, digits and \. _ ~ \/ - \(.*no %-escapes\)/.test(e)), path);
-  t.true(at('http://shop.com/{x}/ blog').some((e) => /no %-escapes/.test(e)), 'braces, which the URL parser escapes');
+  for (const name of ['blog-', 'my--app', 'a'.repeat(29), 'none', 'current_user']) t.true(at(`http://shop.test/ ${name}`).some((e) => /set\.conf:5: locations: .*app name/.test(e)), name);
+  t.is(load(`${base}[appserver]\nlocations = http://shop.test/ ${'a'.repeat(28)}\n`).locations[0]!.app, 'a'.repeat(28));
+  t.is(load(`${base}[appserver]\nlocations = http://shop.test/ my-blog_2\n`).locations[0]!.app, 'my-blog_2');
+  for (const path of ['/%62log/', '/a%20b/', '/caf%C3%A9/']) t.true(at(`http://shop.test${path} blog`).some((e) => /may hold only letters, digits and \. _ ~ \/ - \(.*no %-escapes\)/.test(e)), path);
+  t.true(at('http://shop.test/{x}/ blog').some((e) => /no %-escapes/.test(e)), 'braces, which the URL parser escapes');
 });
 
 test('hostnames must cover every location\'s host (else it answers 404 for ever and gets no certificate); a wildcard covers one level down', (t) => {
-  const text = (hostnames: string) => `${base}[appserver]\nlocations =\n  http://www.example.com/ site\n  http://shop.example.com/ shop\n[balancer]\nhostnames = ${hostnames}\n`;
-  t.deepEqual(errors(text('api.example.com www.example.com')), ['/t/set.conf:9: hostnames: shop.example.com (the host of a location) is not among them: the balancer would answer it 404']);
-  t.deepEqual(load(text('*.example.com api.example.com')).hostnames, ['*.example.com', 'api.example.com']);
-  t.deepEqual(errors(text('*.shop.example.com www.example.com')), ['/t/set.conf:9: hostnames: shop.example.com (the host of a location) is not among them: the balancer would answer it 404']);
+  const text = (hostnames: string) => `${base}[appserver]\nlocations =\n  http://www.site.test/ site\n  http://shop.site.test/ shop\n[balancer]\nhostnames = ${hostnames}\n`;
+  t.deepEqual(errors(text('api.site.test www.site.test')), ['/t/set.conf:9: hostnames: shop.site.test (the host of a location) is not among them: the balancer would answer it 404']);
+  t.deepEqual(load(text('*.site.test api.site.test')).hostnames, ['*.site.test', 'api.site.test']);
+  t.deepEqual(errors(text('*.shop.site.test www.site.test')), ['/t/set.conf:9: hostnames: shop.site.test (the host of a location) is not among them: the balancer would answer it 404']);
 });
