@@ -518,7 +518,6 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
   if (bad.length > 0) throw new ExitError(`${b.dir}: ${bad.join('; ')}: nothing was sent, nothing restored`, 1);
   const question = `Restore ${app}'s ${m.service} database ${m.database} on nodeset ${ns.name} from backup ${m.stamp} (${m.time}${m.nodeset !== ns.name ? `, of nodeset ${m.nodeset}` : ''})? Everything written to it since is lost.`;
   if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing restored (answer y, or pass -y)', 1);
-  const svc = service(m.service);
   const t0 = rt.now();
   const s = await Session.open(ns, rt, [`service:${m.service}`]);
   const node = serviceNode(s, m.service);

@@ -1,7 +1,5 @@
-import { Session } from '../deploy/session.js';
-import type { Nodeset } from '../nodeset/types.js';
+import type { Session } from '../deploy/session.js';
 import { sudoHelper } from '../remote/commands/helpers.js';
-import type { Runtime } from '../runtime.js';
 
 /**
  * App servers out of every balancer's rotation: drained (no new requests; open ones finish),
@@ -25,14 +23,4 @@ export async function drain(s: Session, nodes: readonly string[], drainMs: numbe
   await new Promise((r) => setTimeout(r, drainMs));
   for (const n of nodes) await setServerState(s, 'disable', n);
   for (const n of nodes) say(n, `drained, out of rotation on ${s.balancers.map((b) => b.name).join(', ')}`);
-}
-
-/** `drain` in a session of its own (delete-node --orphans). */
-export async function drainAll(ns: Nodeset, rt: Runtime, nodes: readonly string[], drainMs = 2000): Promise<void> {
-  const s = await Session.open(ns, rt, ['balancer']);
-  try {
-    await drain(s, nodes, drainMs, (n, text) => rt.io.err(`${n}: ${text}`));
-  } finally {
-    await s.close();
-  }
 }

@@ -5,6 +5,8 @@ import type { Nodeset } from '../nodeset/types.js';
 import { table } from '../output/table.js';
 import type { ProviderNode } from '../provider.js';
 import type { Runtime } from '../runtime.js';
+import type { Session } from '../deploy/session.js';
+import type { Lease } from '../deploy/shared-state.js';
 
 export interface ListedNode {
   name: string;
@@ -78,49 +80,68 @@ export async function deleteNodes(ns: Nodeset, rt: Runtime, opts: DeleteOptions)
   if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing deleted (answer y, or pass -y)', 1);
 
   // Scaling down: an orphaned app server leaves every balancer's rotation (drained, then
-  // disabled) before it goes, and the rest is rewired after (the balancers forget it). An image
-  // builder was never in rotation.
+  // disabled) before it goes, and the rest is rewired after (the balancers forget it), all under
+  // the deploy lock (an update meanwhile could put it back, a setup-node rewire with it). An
+  // image builder was never in rotation.
   const draining = opts.orphans ? targets.filter((n) => n.role === 'appserver' && !isBuilder(n.name)).map((n) => n.name) : [];
   const balanced = draining.length > 0 && ns.nodes.some((n) => n.role === 'balancer');
-  if (balanced) await (await import('./drain.js')).drainAll(ns, rt, draining);
-
-  const limit = pLimit(opts.concurrency);
-  const deleted: string[] = [];
-  const failed: { name: string; error: string }[] = [];
-  await Promise.all(
-    targets.map((n) =>
-      limit(async () => {
-        try {
-          await provider.destroy(n);
-          // (its pin goes with it at once: a run killed after this line leaves none behind)
-          rt.state.unpin(ns.name, [n.name]);
-          deleted.push(n.name);
-          rt.io.err(`${n.name}: deleted`);
-        } catch (e) {
-          failed.push({ name: n.name, error: (e as Error).message });
-          rt.io.err(`${n.name}: delete failed: ${(e as Error).message}`);
-        }
-      }),
-    ),
-  );
-  if (deleted.length === all.length) await provider.release(ns.name);
-  if (balanced && deleted.length > 0) {
-    const { setupNodes } = await import('./setup-node.js');
-    const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
-    const bad = setup.nodes.filter((n) => n.status === 'failed');
-    if (bad.length > 0) failed.push(...bad.map((n) => ({ name: n.name, error: `rewiring after the scale-down failed: ${n.error ?? 'see above'}; run silver setup-node ${ns.file}` })));
-    else {
-      rt.io.err(`nodeset ${ns.name}: the other nodes rewired without ${deleted.join(', ')}`);
-      const { Session } = await import('../deploy/session.js');
-      const s = await Session.open(ns, rt);
-      try {
-        await (await import('../deploy/grants.js')).regrant(s, (t) => rt.io.err(`nodeset ${ns.name}: ${t}`));
-      } catch (e) {
-        failed.push({ name: ns.name, error: `the database grants were not renewed: ${(e as Error).message}; the next silver update renews them` });
-      } finally {
-        await s.close();
-      }
-    }
+  const destroyAll = async () => {
+    const limit = pLimit(opts.concurrency);
+    const deleted: string[] = [];
+    const failed: { name: string; error: string }[] = [];
+    await Promise.all(
+      targets.map((n) =>
+        limit(async () => {
+          try {
+            await provider.destroy(n);
+            // (its pin goes with it at once: a run killed after this line leaves none behind)
+            rt.state.unpin(ns.name, [n.name]);
+            deleted.push(n.name);
+            rt.io.err(`${n.name}: deleted`);
+          } catch (e) {
+            failed.push({ name: n.name, error: (e as Error).message });
+            rt.io.err(`${n.name}: delete failed: ${(e as Error).message}`);
+          }
+        }),
+      ),
+    );
+    if (deleted.length === all.length) await provider.release(ns.name);
+    return { deleted, failed };
+  };
+  if (!balanced) {
+    const { deleted, failed } = await destroyAll();
+    return { deleted: [...gone, ...deleted], failed };
   }
-  return { deleted: [...gone, ...deleted], failed };
+  const { Session } = await import('../deploy/session.js');
+  const { underDeployLock } = await import('../backup/lock.js');
+  const s = await Session.open(ns, rt, ['balancer']);
+  try {
+    return await underDeployLock(s, `delete-node ${draining.join(' ')}`, async (steps, lease) => {
+      const { drain } = await import('./drain.js');
+      await drain(s, draining, 2000, (n, text) => rt.io.err(`${n}: ${text}`));
+      steps.check();
+      const { deleted, failed } = await destroyAll();
+      if (deleted.length > 0) await rewire(ns, rt, s, lease, deleted, failed);
+      return { deleted: [...gone, ...deleted], failed };
+    });
+  } finally {
+    await s.close();
+  }
+}
+
+/** After a scale-down, the other nodes set up without the deleted ones and the grants renewed (under the caller's lock). */
+async function rewire(ns: Nodeset, rt: Runtime, s: Session, lease: Lease, deleted: readonly string[], failed: { name: string; error: string }[]): Promise<void> {
+  const { setupNodes } = await import('./setup-node.js');
+  const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32, lease });
+  const bad = setup.nodes.filter((n) => n.status === 'failed');
+  if (bad.length > 0) {
+    failed.push(...bad.map((n) => ({ name: n.name, error: `rewiring after the scale-down failed: ${n.error ?? 'see above'}; run silver setup-node ${ns.file}` })));
+    return;
+  }
+  rt.io.err(`nodeset ${ns.name}: the other nodes rewired without ${deleted.join(', ')}`);
+  try {
+    await (await import('../deploy/grants.js')).regrant(s, (t) => rt.io.err(`nodeset ${ns.name}: ${t}`));
+  } catch (e) {
+    failed.push({ name: ns.name, error: `the database grants were not renewed: ${(e as Error).message}; the next silver update renews them` });
+  }
 }

@@ -2,6 +2,7 @@ import type { Nodeset } from '../nodeset/types.js';
 import type { Runtime } from '../runtime.js';
 import { createNodes, failedCount } from './create-node.js';
 import { setupNodes } from './setup-node.js';
+import type { Lease } from '../deploy/shared-state.js';
 
 /**
  * The two halves of a phoenix rebuild (replace-node): the node destroyed (its pinned host key
@@ -22,11 +23,12 @@ export async function nodeExists(ns: Nodeset, rt: Runtime, name: string): Promis
   return (await provider.list(ns.name)).some((n) => n.name === name);
 }
 
-export async function createAndSetUp(ns: Nodeset, rt: Runtime, sshTimeoutMs: number, say: (text: string) => void): Promise<void> {
+/** `lease`: the deploy lock the replacement holds (the setup takes none of its own). */
+export async function createAndSetUp(ns: Nodeset, rt: Runtime, sshTimeoutMs: number, say: (text: string) => void, lease: Lease): Promise<void> {
   const created = await createNodes(ns, rt, { concurrency: 4, sshTimeoutMs });
   if (failedCount(created) > 0) throw new Error(`creating it again failed: ${created.outcomes.filter((o) => o.status === 'failed').map((o) => `${o.name}: ${o.error}`).join('; ')}`);
   say('created again');
-  const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32 });
+  const setup = await setupNodes(ns, rt, { dryRun: false, concurrency: 32, lease });
   const failed = setup.nodes.filter((n) => n.status === 'failed');
   if (failed.length > 0) throw new Error(`setting up failed on ${failed.map((n) => `${n.name} (${n.error ?? n.layers.find((l) => l.error)?.error ?? 'failed'})`).join('; ')}`);
   say('set up, every node rewired');

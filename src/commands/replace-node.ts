@@ -3,7 +3,7 @@ import { ofNode, waitServing } from '../deploy/balancer-wait.js';
 import { regrant } from '../deploy/grants.js';
 import { historyEntry, record } from '../deploy/history.js';
 import { Session } from '../deploy/session.js';
-import { holderText } from '../deploy/shared-state.js';
+import { holderText, type Lease } from '../deploy/shared-state.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Runtime } from '../runtime.js';
@@ -76,13 +76,16 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
     interrupted = sig;
     rt.io.err(`silver: ${sig}: stopping after the current step (again to abandon)`);
   });
+  let held: Lease | null = null;
+  // (between steps: a signal, or the deploy lock lost — another run may hold it now)
   const check = () => {
     if (interrupted) throw new ExitError(`interrupted (${interrupted})`, 130);
+    if (held?.lost) throw new Error(`the deploy lock was lost: ${held.lost}`);
   };
   let destroyed = false;
   let downSince: number | null = null;
   try {
-    const lease = await s.state.lock(holderText(`replace-node ${opts.node}`, new Date(rt.now())));
+    const lease = (held = await s.state.lock(holderText(`replace-node ${opts.node}`, new Date(rt.now()))));
     try {
       let copies: ExportedInstance[] = [];
       let drained = false;
@@ -98,7 +101,9 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
         lease.setAside(opts.node);
         await destroyNode(ns, rt, opts.node, say);
         destroyed = true;
-        await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
+        check();
+        await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say, lease);
+        check();
         // A new session: the node has a new host key, and the old connection went with it.
         const fresh = await Session.open(ns, rt, [spec.role]);
         try {
@@ -107,6 +112,7 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
             await setServerState(fresh, 'disable', opts.node);
             await regrant(fresh, say);
             for (const x of copies) {
+              check();
               await installInstance(fresh.remote, opts.node, x, say);
               report.apps.push({ app: x.app, instance: x.instance });
             }

@@ -146,7 +146,7 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
         if (rec.rebuilt) say(`${spec.name} was built anew by the earlier run: not destroyed again`);
         else await destroyNode(ns, rt, spec.name, say);
         // (an existing node is left as it is and set up again: a no-op when nothing changed)
-        await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say);
+        await createAndSetUp(ns, rt, opts.sshTimeoutMs ?? 120_000, say, lease);
         const fresh = await Session.open(ns, rt, [spec.role]);
         try {
           const mark = async (next: Partial<ReplaceRecord>) => {

@@ -18,6 +18,8 @@ import { LOCATION_PATH } from '../nodeset/values.js';
 import { tail } from '../util/exec.js';
 import { tlsWiring, type TlsWiring } from '../setup/acme-pair.js';
 import { shareTls } from './setup-tls.js';
+import { SetupLock, setupLockTaker } from '../setup/setup-lock.js';
+import type { Lease } from '../deploy/shared-state.js';
 
 export interface LayerResult {
   layer: string;
@@ -53,6 +55,12 @@ export interface SetupOptions {
    * no fingerprint goes into an image).
    */
   fast?: 'probe' | 'full' | 'none';
+  /**
+   * The deploy lock the caller holds (replace-node, delete-node): the run takes none of its own.
+   * Without it a run that sends any full script takes the lock first (setup-lock.ts); a dry run
+   * and an image's builder take none.
+   */
+  lease?: Lease;
 }
 
 /** Layered setup of every node, then the wiring, concurrently over nodes; one connection each. */
@@ -72,9 +80,10 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     results.set(m.name, { name: m.name, role: m.role, status: 'failed', layers: [], seconds: 0, error: m.error });
     rt.io.err(`${m.name}: failed: ${m.error}`);
   }
+  const fast = opts.fast ?? 'probe';
+  const remote = new Remote(pool, new Set([...users].filter(([, u]) => u === 'root').map(([n]) => n)));
+  const lock = new SetupLock(opts.dryRun || fast === 'none' ? null : setupLockTaker(ns, rt, remote, addressed, targets), opts.lease);
   try {
-    const fast = opts.fast ?? 'probe';
-    const remote = new Remote(pool, new Set([...users].filter(([, u]) => u === 'root').map(([n]) => n)));
     // The balancers' layer takes the nodes' shared state: with the fast path each node's probe
     // dumps its replica (no session of its own), a balancer's too — its probe asks for a hit
     // whatever its inputs (ANY_DIGEST), and silver takes the hit when the inputs, once every
@@ -91,7 +100,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
         const inputs = node.role !== 'balancer' ? none : fast === 'probe' ? shared : await shared;
         const dump = replicas.dumpFor(node.name);
         try {
-          results.set(node.name, await setupOne(ns, rt, scripts, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', inputs, backup, tls.get(node.name) ?? null, fast, dump));
+          results.set(node.name, await setupOne(ns, rt, scripts, node, addressed, deployKey, opts.dryRun, users.get(node.name) === 'root' ? 'sh -s' : 'sudo -n sh -s', inputs, backup, tls.get(node.name) ?? null, fast, lock, dump));
         } finally {
           dump?.answer(null);
         }
@@ -100,6 +109,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     const ordered = new Set([...tls].filter(([, w]) => w.order).map(([name]) => name));
     if (ns.tls?.mode === 'acme' && !opts.dryRun) await shareTls(ns, rt, pool, addressed, results, users, ordered);
   } finally {
+    await lock.release();
     await pool.close();
   }
   return {
@@ -213,7 +223,7 @@ function limited(pool: NodeExecutor, n: number): NodeExecutor {
 
 async function setupOne(
   ns: Nodeset, rt: Runtime, scripts: Scripts, node: AddressedNode, all: AddressedNode[], deployKey: string, check: boolean, shell: string,
-  inputs: BalancerInputs | Promise<BalancerInputs>, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none', dump?: ReplicaDump,
+  inputs: BalancerInputs | Promise<BalancerInputs>, backup: BackupWiring | null, tls: TlsWiring | null, fast: 'probe' | 'full' | 'none', lock: SetupLock, dump?: ReplicaDump,
 ): Promise<NodeSetupResult> {
   const start = rt.now();
   const verb = check ? 'would change' : 'changed';
@@ -270,7 +280,7 @@ async function setupOne(
       if (digest !== null) stream.write(chunk);
       else held.push(chunk);
     };
-    let probe = fast === 'probe' ? await scripts.probe.exec(node.name, shell, probeScript(names, digest ?? ANY_DIGEST, check, undefined, dump), undefined, gate) : null;
+    let probe = fast === 'probe' ? await scripts.probe.exec(node.name, shell, probeScript(names, digest ?? ANY_DIGEST, check, undefined, dump, lock.token), undefined, gate) : null;
     if (probe && dump) {
       const { dump: replica, rest } = takeStateDump(probe.stderr, dump.nonce);
       dump.answer(replica);
@@ -288,7 +298,12 @@ async function setupOne(
         checked = 'full';
       }
     }
-    const r = probe && checked === 'fingerprint' ? probe : await scripts.full.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!), undefined, (chunk) => stream.write(chunk));
+    const full = async () => {
+      // (under the deploy lock: see setup-lock.ts)
+      await lock.ready();
+      return scripts.full.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!, lock.token), undefined, (chunk) => stream.write(chunk));
+    };
+    const r = probe && checked === 'fingerprint' ? probe : await full();
     // (the layers' markers must name the layers in order: anything else is not a run of them)
     const order = stream.ended.map((e) => e.layer);
     if (order.some((l, i) => l !== names[i])) return fail(names[0]!, `the node answered markers of other layers (${order.join(', ')})`);

@@ -33,7 +33,8 @@ export interface StateOptions {
 
 interface LockAnswer {
   node: string;
-  outcome: 'taken' | 'renewed' | 'took-over' | 'held' | 'error';
+  /** `absent`: the node has no silver-state (never set up by silver). */
+  outcome: 'taken' | 'renewed' | 'took-over' | 'held' | 'error' | 'absent';
   token?: string;
   holder?: string;
   age?: number;
@@ -144,9 +145,11 @@ export class SharedState {
     return [...seen];
   }
 
-  /** Takes the deploy lock on a majority of the nodes (taking over a stale one, saying whose). */
-  async lock(holder: string, attempts = 5): Promise<Lease> {
-    const token = randomBytes(16).toString('hex');
+  /**
+   * Takes the deploy lock on a majority of the nodes (taking over a stale one, saying whose).
+   * `token`: the lock's (a fresh one by default).
+   */
+  async lock(holder: string, attempts = 5, token = randomBytes(16).toString('hex')): Promise<Lease> {
     const alive = this.opts.alive ?? processAlive;
     for (let attempt = 1; ; attempt++) {
       let answers = await this.tryLock(this.opts.nodes, token, holder);
@@ -182,9 +185,24 @@ export class SharedState {
       if (held) {
         throw new ExitError(`nodeset ${this.opts.nodeset} is locked by ${held.holder} (last heartbeat ${held.age}s ago; taken over after ${LOCK_TTL_SECONDS}s without one)`, 1);
       }
-      const errors = answers.filter((a) => a.outcome === 'error').map((a) => `${a.node}: ${a.error}`);
+      const errors = answers.filter((a) => a.outcome === 'error' || a.outcome === 'absent').map((a) => `${a.node}: ${a.error}`);
       throw new ExitError(`the deploy lock needs ${this.majority} of ${this.opts.total} nodes; ${mine.length} took it${errors.length ? ` (${errors.join('; ')})` : ''}`, 1);
     }
+  }
+
+  /**
+   * setup-node's lock: over the nodes that have silver-state — a node that was never set up
+   * can hold no lock, so no other run can count it either (every majority of the nodeset lies
+   * among the others) — or null when no node that answers has it yet (the nodeset's first setup:
+   * nothing can hold the lock).
+   */
+  async lockWhereInstalled(holder: string, token: string): Promise<Lease | null> {
+    const answers = await this.tryLock(this.opts.nodes, token, holder);
+    const absent = new Set(answers.filter((a) => a.outcome === 'absent').map((a) => a.node));
+    if (absent.size === 0) return this.lock(holder, 5, token);
+    const nodes = this.opts.nodes.filter((n) => !absent.has(n));
+    if (nodes.length === 0) return null;
+    return new SharedState(this.remote, { ...this.opts, nodes, total: this.opts.total - absent.size }).lock(holder, 5, token);
   }
 
   private async tryLock(nodes: readonly string[], token: string, holder: string, steal?: string): Promise<LockAnswer[]> {
@@ -228,6 +246,8 @@ export function parseLockAnswer(node: string, code: number, stdout: string, stde
   if (code === 0 && line.startsWith('took-over ')) return { node, outcome: 'took-over', holder: decode(line.slice('took-over '.length)) };
   const held = /^held (\S+) (-?\d+) (\S+)$/.exec(line);
   if (code === 75 && held) return { node, outcome: 'held', token: held[1]!, age: Number(held[2]), holder: decode(held[3]!) };
+  // (no helper to run: the shell's "not found", or sudo's "command not found")
+  if (!line && (code === 127 || /^sudo: \S+: command not found$/m.test(stderr))) return { node, outcome: 'absent', error: 'silver-state is not installed (the node was never set up)' };
   return { node, outcome: 'error', error: (stderr || stdout).trim() || `exit ${code}` };
 }
 
@@ -359,8 +379,9 @@ export class Lease {
         // (taken anew where this run held it: the lock was removed there meanwhile)
         if ((a?.outcome === 'taken' || a?.outcome === 'took-over') && this.holding.has(node)) broken = node;
         if (a?.outcome === 'renewed') renewed++;
-        if (a && a.outcome !== 'held' && a.outcome !== 'error') this.holding.add(node);
-        if (a && a.outcome !== 'held' && a.outcome !== 'error' && ++mine === this.majority && !this.lostReason) this.confirmedAt = sent;
+        const ours = a?.outcome === 'taken' || a?.outcome === 'renewed' || a?.outcome === 'took-over';
+        if (ours) this.holding.add(node);
+        if (ours && ++mine === this.majority && !this.lostReason) this.confirmedAt = sent;
         return a;
       }),
     );

@@ -187,3 +187,44 @@ test('a third change made while an overtaken change catches the balancers up: th
   t.is(nodes.modes.get(B)!.modes['*']?.mode, 'maintenance');
   await Promise.all([sa.close(), sb.close(), sc.close()]);
 });
+
+test('delete-node --orphans of an app server (scale-down) under the deploy lock: refused while an update holds it, nothing drained or deleted; else drained, deleted and rewired under one lock', async (t) => {
+  const d = await fakeDeploy();
+  const { rt, nodes, provider } = d;
+  const { loadNodeset } = await import('../../src/nodeset/resolve.js');
+  const { memoryHost } = await import('../../src/config/host.js');
+  const { deleteNodes } = await import('../../src/commands/nodes.js');
+  const small = loadNodeset('/n/shop.conf', memoryHost({ '/n/shop.conf': NODESET.replace('nodes = 2', 'nodes = 1') }));
+  const scripts: string[] = [];
+  nodes.answerOther = (c, stdin) => {
+    if (c.argv.at(-2) !== 'sh' || c.argv.at(-1) !== '-s') return null;
+    const text = String(stdin);
+    if (/^fast_probe /m.test(text)) return { code: 0, stdout: 'silver-fast: miss (no fingerprint)\n', stderr: '' };
+    scripts.push(`${c.node} ${nodes.state.get(c.node)?.get('lock')?.split(' ')[0] ?? '-'} ${/^SILVER_LOCK_TOKEN='?([0-9a-f]+)/m.exec(text)?.[1] ?? '-'}`);
+    const layers = [...text.matchAll(/^layer_begin (\S+)/gm)].map((m) => m[1]);
+    return { code: 0, stdout: layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join(''), stderr: '' };
+  };
+  const lockArgs = (verb: string, from = 0) => nodes.calls.slice(from).filter((c) => c.argv[2]?.endsWith('/silver-state') && c.argv[3] === verb);
+  // An update holds the lock: the scale-down stops before it drains anything.
+  const s = await Session.open(small, rt);
+  const lease = await s.state.lock('ops@ci pid 1: update hello since then');
+  await t.throwsAsync(deleteNodes(small, rt, { nodes: [], orphans: true, yes: true, concurrency: 2 }), { message: /nodeset shop is locked by ops@ci pid 1: update hello/ });
+  t.deepEqual(nodes.verbs(B, 'silver-balancer'), [], 'nothing drained');
+  t.deepEqual((await provider.list('shop')).map((n) => n.name).sort(), ['app1.shop.test', 'app2.shop.test', B, DB].sort(), 'nothing deleted');
+  await lease.release();
+  await s.close();
+
+  const before = nodes.calls.length;
+  const r = await deleteNodes(small, rt, { nodes: [], orphans: true, yes: true, concurrency: 2 });
+  t.deepEqual(r, { deleted: ['app2.shop.test'], failed: [] });
+  t.deepEqual(nodes.verbs(B, 'silver-balancer').slice(0, 2), ['drain app2.shop.test', 'disable app2.shop.test']);
+  // (one lock, the scale-down's: the rewiring takes none of its own, and its scripts name it)
+  t.is(new Set(lockArgs('lock', before).map((c) => c.argv[4])).size, 1);
+  t.true(scripts.length >= 3);
+  for (const line of scripts) {
+    const [, held, named] = line.split(' ');
+    t.is(held, named, line);
+    t.not(held, '-', line);
+  }
+  for (const n of [A1, B, DB]) t.is(nodes.state.get(n)?.get('lock'), undefined, `${n}: let go`);
+});

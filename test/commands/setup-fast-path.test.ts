@@ -30,12 +30,15 @@ class Nodes implements NodeExecutor {
   readonly probeFails = new Map<string, string>();
   /** Every other command, as `NODE COMMAND`: the sessions besides the scripts. */
   readonly sessions: string[] = [];
+  /** Scripts and silver-state verbs in the order they came, as `NODE probe|full|VERB`. */
+  readonly events: string[] = [];
   constructor(readonly nodes: FakeNodes) {}
 
   async exec(node: string, command: string, stdin?: string | Buffer, _timeoutMs?: number, onStdout?: (chunk: string) => void): Promise<ExecResult> {
     const argv = shellWords(command);
     if (argv.at(-2) !== 'sh' || argv.at(-1) !== '-s') {
       this.sessions.push(`${node} ${command}`);
+      if (argv[0]?.endsWith('/silver-state')) this.events.push(`${node} ${argv[1]}`);
       return this.nodes.exec(node, command, stdin);
     }
     const text = String(stdin);
@@ -43,6 +46,7 @@ class Nodes implements NodeExecutor {
     const list = this.sent.get(node) ?? [];
     this.sent.set(node, list);
     list.push({ kind: probe ? 'probe' : 'full', text });
+    this.events.push(`${node} ${probe ? 'probe' : 'full'}`);
     let out: string;
     let code = 0;
     if (probe && this.spoofed.has(node)) {
@@ -188,7 +192,7 @@ test('the probe holds what it needs of lib.sh, the fingerprint check and each la
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'base', 'probe.sh'), 'utf8')));
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'appserver', 'probe.sh'), 'utf8')));
   const assigned = [...probe!.text.replace(lib, '').matchAll(/^(SILVER_[A-Z_]+)=/gm)].map((m) => m[1]);
-  t.deepEqual([...new Set(assigned)].sort(), ['SILVER_CHECK', 'SILVER_LAYER']);
+  t.deepEqual([...new Set(assigned)].sort(), ['SILVER_CHECK', 'SILVER_LAYER', 'SILVER_LOCK_TOKEN']);
   t.true(/^SILVER_AUTHORIZED=/m.test(full!.text), 'the full script has the variables');
   t.true(probe!.text.length < full!.text.length / 2);
 });
@@ -438,4 +442,126 @@ test('--concurrency N: at most N full scripts at once, probes to four times as m
   t.true(r.nodes.every((n) => n.status !== 'failed'));
   t.is(peak.full, 1);
   t.true(ns.nodes.length > 2 && peak.probe > 1 && peak.probe <= 4, `probes at once: ${peak.probe}`);
+});
+
+// setup-node under the deploy lock (setup-lock.ts): a run that sends any full script takes the
+// lock first and reads the node list again under it; a no-op takes none.
+
+const lockOf = (fake: Nodes, node: string) => fake.nodes.state.get(node)?.get('lock') ?? null;
+const tokenIn = (text: string) => /^SILVER_LOCK_TOKEN='?([0-9a-f]{32})'?$/m.exec(text)?.[1] ?? null;
+
+test('setup-node takes the deploy lock before its first full script, names it to the scripts (repair knows its own), and lets it go; a no-op takes none', async (t) => {
+  const { ns, rt, fake } = await setup();
+  let heldAtFull: (string | null)[] = [];
+  const exec = fake.exec.bind(fake);
+  fake.exec = async (node, command, stdin, timeout, onStdout) => {
+    if (/^fingerprint_begin$/m.test(String(stdin ?? ''))) heldAtFull.push(lockOf(fake, node));
+    return exec(node, command, stdin, timeout, onStdout);
+  };
+  const first = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(first.nodes.every((n) => n.status !== 'failed'));
+  const firstFull = fake.events.findIndex((e) => e.endsWith(' full'));
+  const firstLock = fake.events.findIndex((e) => e.endsWith(' lock'));
+  t.true(firstLock >= 0 && firstLock < firstFull, fake.events.join('\n'));
+  t.is(heldAtFull.length, ns.nodes.length);
+  const token = /^(\S+) /.exec(heldAtFull[0]!)![1]!;
+  t.true(heldAtFull.every((l) => l?.startsWith(`${token} `)), 'every full script ran while the lock was held');
+  for (const n of ns.nodes) for (const sent of fake.sent.get(n.name)!) t.is(tokenIn(sent.text), token, `${n.name}: the ${sent.kind} names the run's lock`);
+  for (const n of ns.nodes) t.is(lockOf(fake, n.name), null, 'released');
+  t.true(fake.events.some((e) => e.endsWith(' unlock')));
+
+  // A no-op: every probe a hit, no lock taken (nothing changed, nothing to keep others from).
+  fake.events.length = 0;
+  fake.reset();
+  heldAtFull = [];
+  const again = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(again.nodes.every((n) => n.checked === 'fingerprint'));
+  t.deepEqual(fake.events.filter((e) => !e.endsWith(' probe') && !e.endsWith(' get')), []);
+  // (each run its own token: an old one opens no later run's lock)
+  t.not(tokenIn(fake.sent.get('app1.shop.test')![0]!.text), token);
+});
+
+test('a lock another command holds: the nodes that need a full script fail, saying who holds it, and get none; a dry run takes no lock', async (t) => {
+  const { ns, rt, fake } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  for (const n of ns.nodes) fake.nodes.state.get(n.name)!.set('lock', `f00d ${Buffer.from('ops@deploy pid 1: update hello since then').toString('base64')}`);
+  fake.reset();
+  fake.events.length = 0;
+  fake.drifted.add('app1.shop.test');
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  const app1 = r.nodes.find((n) => n.name === 'app1.shop.test')!;
+  t.is(app1.status, 'failed');
+  t.regex(app1.error!, /nodeset shop is locked by ops@deploy pid 1: update hello/);
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe'], 'no full script');
+  for (const n of r.nodes.filter((x) => x.name !== 'app1.shop.test')) t.is(n.status, 'unchanged', n.name);
+  for (const n of ns.nodes) t.true(lockOf(fake, n.name)!.startsWith('f00d '), 'the holder keeps it');
+
+  fake.reset();
+  fake.events.length = 0;
+  const dry = await setupNodes(ns, rt, { dryRun: true, concurrency: 4 });
+  t.true(dry.nodes.every((n) => n.status !== 'failed'));
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe', 'full'], 'the dry run\'s full script, under no lock');
+  t.false(fake.events.some((e) => / (un)?lock$/.test(e)));
+});
+
+test('nodes never set up (no silver-state) hold no lock: the first setup runs without one; a nodeset where some have it takes it on those', async (t) => {
+  const { ns, rt, fake } = await setup();
+  const fresh = new Set(ns.nodes.map((n) => n.name));
+  fake.nodes.failWhen = (c) => (fresh.has(c.node) && c.argv[2]?.endsWith('/silver-state') ? `sudo: ${c.argv[2]}: command not found` : null);
+  const first = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(first.nodes.every((n) => n.status !== 'failed' && n.checked === 'full'), JSON.stringify(first.nodes.map((n) => n.error)));
+  for (const n of ns.nodes) t.true(tokenIn(fake.sent.get(n.name)!.at(-1)!.text) !== null);
+
+  // One node has it (the others new, a nodeset that grew): the lock is taken there.
+  fresh.delete('app1.shop.test');
+  fake.reset();
+  fake.events.length = 0;
+  for (const n of ns.nodes) fake.drifted.add(n.name);
+  const grown = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(grown.nodes.every((n) => n.status !== 'failed'));
+  t.true(fake.events.includes('app1.shop.test lock'));
+  t.true(fake.events.includes('app1.shop.test unlock'));
+});
+
+test('the nodes changed since the run began (another host key under the lock): no full script runs, the lock is let go', async (t) => {
+  const { ns, rt, fake } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  fake.reset();
+  fake.events.length = 0;
+  fake.drifted.add('app1.shop.test');
+  // (replace-node built app2 anew between this run's node list and its lock)
+  fake.nodes.onCall = (c) => {
+    if (c.argv[3] === 'lock') rt.state.pin(ns.name, 'app2.shop.test', 'h', 'ssh-ed25519 OTHER');
+  };
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  const app1 = r.nodes.find((n) => n.name === 'app1.shop.test')!;
+  t.is(app1.status, 'failed');
+  t.regex(app1.error!, /the nodeset's nodes changed since this setup-node began \(app2\.shop\.test has another host key\): nothing was changed; run it again/);
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe']);
+  for (const n of ns.nodes) t.is(lockOf(fake, n.name), null, 'let go');
+});
+
+test('a caller\'s lock (replace-node, delete-node): no lock of the run\'s own, its token in the scripts; a lost one stops the full scripts', async (t) => {
+  const { ns, rt, fake } = await setup();
+  const { Session } = await import('../../src/deploy/session.js');
+  const s = await Session.open(ns, rt);
+  const lease = await s.state.lock('ops@here pid 1: replace-node app2.shop.test since then');
+  fake.events.length = 0;
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4, lease });
+  t.true(r.nodes.every((n) => n.status !== 'failed'));
+  t.deepEqual(fake.events.filter((e) => / (un)?lock$/.test(e)), []);
+  for (const n of ns.nodes) t.is(tokenIn(fake.sent.get(n.name)!.at(-1)!.text), lease.token);
+  for (const n of ns.nodes) t.true(lockOf(fake, n.name)!.startsWith(`${lease.token} `), 'still the caller\'s');
+
+  // (the lock broken on every node: the next beat finds it so)
+  fake.reset();
+  for (const n of ns.nodes) fake.nodes.state.get(n.name)!.delete('lock');
+  await lease.beat();
+  t.truthy(lease.lost);
+  fake.drifted.add('app1.shop.test');
+  const lost = await setupNodes(ns, rt, { dryRun: false, concurrency: 4, lease });
+  t.regex(lost.nodes.find((n) => n.name === 'app1.shop.test')!.error!, /the deploy lock was lost/);
+  t.deepEqual(fake.kinds('app1.shop.test'), ['probe']);
+  await lease.release();
+  await s.close();
 });

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onNode, silver, silverInput } from '../helpers/cli.js';
-import { helloNodeset, helloVersion, versionOf } from '../helpers/hello.js';
+import { helloNodeset, helloVersion } from '../helpers/hello.js';
 import { httpGet, startLoad } from '../helpers/load.js';
 import { canRunLxc, cleanLeftovers, testProviderConfig } from '../helpers/lxc.js';
 import { bringUp } from '../helpers/nodeset.js';

@@ -172,13 +172,13 @@ interface Result {
  * sh SCRIPT ARGS with the fakes first in PATH, `input` on stdin (a file: node's pipes to a child
  * are sockets, which `install /dev/stdin` cannot open; sshd hands sudo a pipe).
  */
-function sh(t: Tree, args: string[], input: string | Buffer = ''): Promise<Result> {
+function sh(t: Tree, args: string[], input: string | Buffer = '', env: Record<string, string> = {}): Promise<Result> {
   const file = join(t.dir, 'input');
   writeFileSync(file, input);
   const fd = openSync(file, 'r');
   return new Promise((resolve, reject) => {
     const child = spawn('sh', [t.script, ...args], {
-      env: { PATH: `${t.bin}:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LC_ALL: 'C', HOME: t.dir, TMPDIR: t.tmp },
+      env: { PATH: `${t.bin}:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, LC_ALL: 'C', HOME: t.dir, TMPDIR: t.tmp, ...env },
       stdio: [fd, 'pipe', 'pipe'],
     });
     closeSync(fd);
@@ -839,6 +839,14 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
   t.is(skipped.stderr, "skip: a deploy holds the nodeset's lock\n");
   t.is(skipped.stdout, '');
   t.deepEqual(calls(tr), []);
+  t.deepEqual(snapshot(tr), tree0);
+  // Another run's token (setup-node names its own in SILVER_LOCK_TOKEN): skipped all the same;
+  // the run's own lock: repair goes on (setup-node holds the lock while it runs).
+  t.is((await sh(tr, ['repair', '--check'], '', { SILVER_LOCK_TOKEN: 'tok-87654321' })).stderr, "skip: a deploy holds the nodeset's lock\n");
+  t.is((await sh(tr, ['repair', '--check'], '', { SILVER_LOCK_TOKEN: '' })).stderr, "skip: a deploy holds the nodeset's lock\n");
+  const own = await sh(tr, ['repair', '--check'], '', { SILVER_LOCK_TOKEN: 'tok-12345678' });
+  t.is(own.code, 0, own.stderr);
+  t.regex(own.stdout, /blog: start .* \(its active instance was not running\)/);
   t.deepEqual(snapshot(tr), tree0);
 
   // A heartbeat an hour in the future (the clock came up behind it after a reboot): no deploy

@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import { ExitError } from '../diagnostics.js';
+import { holderText, SharedState, type Lease } from '../deploy/shared-state.js';
+import type { Nodeset } from '../nodeset/types.js';
+import type { Remote } from '../remote/executor.js';
+import type { Runtime } from '../runtime.js';
+import type { SshTarget } from '../ssh/connect.js';
+import type { AddressedNode } from './plan.js';
+
+/**
+ * setup-node under the nodeset's deploy lock. A full script rewires a node from the node list
+ * and the shared state read when the run began, and reloads what it changed (a balancer that
+ * reloads forgets which servers an update had drained): it must not run beside an update, a
+ * replacement or another setup-node that saw other nodes. The lock is taken once, before the
+ * first full script (a no-op whose every node's fingerprint holds changes nothing and takes none),
+ * and the node list is then read again: a node destroyed, created or replaced since the run
+ * began (another address, another host key) stops it before it changes anything.
+ *
+ * `given`: a lock the caller holds (replace-node, delete-node), whose node list is its own. The
+ * token goes to every script, so that `silver-deploy repair` — which leaves a node alone while a
+ * deploy holds the lock — knows this run's own.
+ */
+export class SetupLock {
+  readonly token: string;
+  private taking: Promise<Lease | null> | null = null;
+
+  constructor(
+    private readonly take: ((token: string) => Promise<Lease | null>) | null,
+    private readonly given?: Lease,
+  ) {
+    this.token = given?.token ?? randomBytes(16).toString('hex');
+  }
+
+  /** Before a full script: resolves when it may run, else throws why not. */
+  async ready(): Promise<void> {
+    const lease = this.given ?? (this.take ? await (this.taking ??= this.take(this.token)) : null);
+    if (lease?.lost) throw new Error(`the deploy lock was lost: ${lease.lost}`);
+  }
+
+  /** Lets go of a lock this run took (never of a given one). */
+  async release(): Promise<void> {
+    const lease = await this.taking?.catch(() => null);
+    await lease?.release().catch(() => undefined);
+  }
+}
+
+/**
+ * setup-node's own lock (null when no node has silver-state yet), taken after the node list was
+ * read: that list is read again under the lock and must be the one the scripts were built from.
+ */
+export function setupLockTaker(ns: Nodeset, rt: Runtime, remote: Remote, addressed: readonly AddressedNode[], targets: readonly SshTarget[]): (token: string) => Promise<Lease | null> {
+  return async (token) => {
+    const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length, nodes: addressed.map((n) => n.name), say: (t) => rt.io.err(t) });
+    const lease = await state.lockWhereInstalled(holderText('setup-node', new Date(rt.now())), token);
+    try {
+      const changed = await nodesChanged(ns, rt, addressed, targets);
+      if (changed) throw new ExitError(`the nodeset's nodes changed since this setup-node began (${changed}): nothing was changed; run it again`, 1);
+    } catch (e) {
+      await lease?.release().catch(() => undefined);
+      throw e;
+    }
+    return lease;
+  };
+}
+
+/** What differs between the nodes the run began with and the provider's and pins' now, or null. */
+async function nodesChanged(ns: Nodeset, rt: Runtime, addressed: readonly AddressedNode[], targets: readonly SshTarget[]): Promise<string | null> {
+  const found = new Map((await (await rt.providerFor(ns.provider)).list(ns.name)).map((n) => [n.name, n]));
+  const pins = rt.state.pinnedKeys(ns.name);
+  const had = new Map(addressed.map((n) => [n.name, n]));
+  for (const spec of ns.nodes) {
+    const now = found.get(spec.name);
+    const then = had.get(spec.name);
+    const address = now?.state === 'running' ? (now.privateAddress ?? now.publicAddress) : undefined;
+    if (!then) {
+      if (address) return `${spec.name} was created`;
+      continue;
+    }
+    if (address !== then.address) return address ? `${spec.name} has another address` : `${spec.name} is gone`;
+    if (pins.get(spec.name) !== targets.find((t) => t.name === spec.name)?.hostKey) return `${spec.name} has another host key`;
+  }
+  return null;
+}
