@@ -1,11 +1,12 @@
 import { ExitError } from '../diagnostics.js';
-import { builderName, builderNodeset, PACKAGES_ARGV, recordArgv, stripArgv, stripScript } from '../image/builder.js';
+import { builderName, builderNodeset, builderOf, leftBehind, PACKAGES_ARGV, recordArgv, stripArgv, stripScript } from '../image/builder.js';
 import { BAKEABLE_ROLES, imageName, type ImageRecord } from '../image/strip.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Provider } from '../provider.js';
 import { Remote } from '../remote/executor.js';
 import type { Runtime } from '../runtime.js';
 import { connectNodes } from '../ssh/targets.js';
+import { processAlive } from '../deploy/shared-state.js';
 import { createNodes, failedCount } from './create-node.js';
 import { disconnect } from './exec.js';
 import { setupNodes } from './setup-node.js';
@@ -93,7 +94,7 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
   // (a node of the file by that name would be set up, stripped and destroyed as the builder)
   if (ns.nodes.some((n) => n.name === name)) throw new ExitError(`${name}: nodeset ${ns.name} names a node as silver names its image builders: rename that node`, 2);
   const bns = builderNodeset(ns, role);
-  await removeBuilder(ns, rt, provider, name, say, 'left by an interrupted bake: destroyed');
+  await removeLeftovers(ns, rt, provider, role, name);
 
   const stop = interruptible(rt, 'the builder is destroyed after the current step (again to abandon it; the next bake removes it)');
   const check = () => {
@@ -136,9 +137,19 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
 }
 
 /**
- * The role's builder destroyed, its pinned host key dropped, connections kept to it ended (the
- * other role's builder is left alone: its bake may be running).
+ * The builders of the role that interrupted bakes left (builder.ts: this machine's whose process
+ * is gone, an earlier release's, one of this bake's own name) destroyed; another bake's, which
+ * may be running, left alone and named. The other role's are never touched.
  */
+async function removeLeftovers(ns: Nodeset, rt: Runtime, provider: Provider, role: 'appserver' | 'balancer', own: string): Promise<void> {
+  for (const n of await provider.list(ns.name)) {
+    if (builderOf(n.name)?.role !== role) continue;
+    if (n.name === own || leftBehind(n.name, processAlive)) await removeBuilder(ns, rt, provider, n.name, (t) => rt.io.err(`${n.name}: ${t}`), 'left by an interrupted bake: destroyed');
+    else rt.io.err(`${n.name}: another bake's builder (it may be running): left alone; silver delete-node ${ns.file} --orphans removes it once no bake runs`);
+  }
+}
+
+/** The builder destroyed, its pinned host key dropped, connections kept to it ended. */
 async function removeBuilder(ns: Nodeset, rt: Runtime, provider: Provider, name: string, say: (text: string) => void, done: string): Promise<void> {
   const builders = (await provider.list(ns.name)).filter((n) => n.name === name);
   for (const b of builders) {

@@ -34,7 +34,7 @@ export async function listNodes(ns: Nodeset, rt: Runtime): Promise<ListedNode[]>
 }
 
 export function renderNodeList(ns: Nodeset, nodes: ListedNode[]): string {
-  const rows = nodes.map((n) => [n.name, n.role, n.state, n.address ?? '-', n.inNodeset ? '' : isBuilder(n.name) ? 'image builder an interrupted bake left (orphan)' : 'not in the file (orphan)']);
+  const rows = nodes.map((n) => [n.name, n.role, n.state, n.address ?? '-', n.inNodeset ? '' : isBuilder(n.name) ? 'image builder of a bake under way, or one an interrupted bake left (orphan)' : 'not in the file (orphan)']);
   const lines = [table(['NODE', 'ROLE', 'STATE', 'ADDRESS', 'NOTE'], rows)];
   const orphans = nodes.filter((n) => !n.inNodeset).length;
   if (orphans > 0) lines.push(`${orphans} orphan${orphans === 1 ? '' : 's'}: remove with silver delete-node ${ns.file} --orphans`);

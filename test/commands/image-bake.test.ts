@@ -13,6 +13,8 @@ import { fakeDeploy, type Call } from '../helpers/fake-nodes.js';
 // step or an interrupt; the nodeset's own nodes are never touched.
 
 const BUILDER = builderName('appserver');
+const BALANCER_BUILDER = builderName('balancer');
+const esc = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const IMAGE = 'silver-image-shop-appserver-20261202T1000Z';
 
 /** A nodeset on a memory provider whose builder answers setup, dpkg-query, tee and the strip. */
@@ -50,7 +52,7 @@ test('a cloud bake creates a builder of the role, sets it up, strips it over SSH
   t.deepEqual(await provider.list(ns.name).then((l) => l.map((n) => n.name).sort()), ns.nodes.map((n) => n.name).sort(), 'only the nodeset\'s nodes are left');
   t.false(rt.state.pinnedKeys(ns.name).has(BUILDER), "the builder's host key is forgotten");
   t.regex(io.stderr.join('\n'), new RegExp(`${BUILDER.replaceAll('.', '\\.')}: destroyed`));
-  t.regex(renderBake(r), /^image silver-image-shop-appserver-20261202T1000Z: baked from silver-builder-appserver\.invalid in 0\.0 s \(2 packages, 2026-12-02T10:00:00\.000Z\)\nuse it: image = silver-image-shop-appserver-20261202T1000Z/);
+  t.regex(renderBake(r), /^image silver-image-shop-appserver-20261202T1000Z: baked from silver-builder-appserver-[0-9a-z]+-\d+\.invalid in 0\.0 s \(2 packages, 2026-12-02T10:00:00\.000Z\)\nuse it: image = silver-image-shop-appserver-20261202T1000Z/);
   // The new image is what `image =` finds; create-node warns once it is older than 30 days.
   t.is(await provider.resolveImage(IMAGE), IMAGE);
   const later = { ...rt, now: () => Date.parse('2027-01-05T10:00:00Z'), io };
@@ -63,8 +65,8 @@ test('a balancer bake: the builder is set up as setup-node sets up a balancer; T
   const { ns, rt, nodes, provider, stdins } = await bakeable();
   const r = await bakeImage({ ...ns, virtualAddress: '10.0.0.200', tls: { mode: 'acme', hosts: ['shop.test'], hsts: null, acme: { directory: 'https://acme.test/dir', email: null, ca: null }, pem: null } }, rt, { role: 'balancer' });
   t.is(r.name, 'silver-image-shop-balancer-20261202T1000Z');
-  t.deepEqual(providerSteps(provider), ['create silver-builder-balancer.invalid small', 'snapshot silver-builder-balancer.invalid silver-image-shop-balancer-20261202T1000Z', 'destroy silver-builder-balancer.invalid']);
-  t.deepEqual(nodes.calls.filter((c) => c.node === 'silver-builder-balancer.invalid').map((c) => c.argv[0] === 'sudo' ? c.argv.slice(2, 4).join(' ') : c.argv[0]), [
+  t.deepEqual(providerSteps(provider), [`create ${BALANCER_BUILDER} small`, `snapshot ${BALANCER_BUILDER} silver-image-shop-balancer-20261202T1000Z`, `destroy ${BALANCER_BUILDER}`]);
+  t.deepEqual(nodes.calls.filter((c) => c.node === BALANCER_BUILDER).map((c) => c.argv[0] === 'sudo' ? c.argv.slice(2, 4).join(' ') : c.argv[0]), [
     '/usr/local/lib/silverlining/bin/silver-state get', 'sh', 'dpkg-query', 'tee', 'sh',
   ], "setup-node's path: the balancer's modes read from the (empty) shared state, then the layers");
   const script = stdins.get('setup')!;
@@ -72,7 +74,7 @@ test('a balancer bake: the builder is set up as setup-node sets up a balancer; T
   t.regex(script, /^SILVER_TLS=off$/m, 'no certificate is ordered');
   t.regex(script, /^SILVER_VRRP=0$/m, 'no shared address is claimed');
   t.notRegex(script, /10\.0\.0\.200/);
-  t.regex(script, /^SILVER_NODE=silver-builder-balancer\.invalid$/m);
+  t.regex(script, new RegExp(`^SILVER_NODE=${esc(BALANCER_BUILDER)}$`, 'm'));
 });
 
 test('a failed setup: no strip, no snapshot, the builder destroyed, the step named (exit 1)', async (t) => {
@@ -97,7 +99,7 @@ test('a failed strip: no snapshot, the builder destroyed', async (t) => {
   const { ns, rt, nodes, provider } = await bakeable();
   nodes.failWhen = (c) => (c.node === BUILDER && c.argv[0] === 'sh' && c.argv[1] === '-s' && c.argv[2] === '--' ? 'rm: cannot remove: Read-only file system' : null);
   const e = await t.throwsAsync(bakeImage(ns, rt, { role: 'appserver' }));
-  t.regex(e!.message, /silver-builder-appserver\.invalid: stripping: rm: cannot remove: Read-only file system \(no image made\)$/);
+  t.regex(e!.message, new RegExp(`${esc(BUILDER)}: stripping: rm: cannot remove: Read-only file system \\(no image made\\)$`));
   t.deepEqual(providerSteps(provider), [`create ${BUILDER} small`, `destroy ${BUILDER}`]);
 });
 
@@ -114,6 +116,26 @@ test('SIGINT during the setup: the bake stops after that step, destroys the buil
   t.true(io.stderr.some((l) => l.startsWith('silver: SIGINT: the builder is destroyed after the current step')));
 });
 
+test('two bakes of one role at once each have a builder of their own: another bake\'s (another machine, a live process) is left alone; this machine\'s of a gone process, and an earlier release\'s, are removed', async (t) => {
+  const { ns, rt, provider, io } = await bakeable();
+  const { machineId } = await import('../../src/deploy/shared-state.js');
+  const make = (name: string) => provider.create({ labels: { nodeset: ns.name, role: 'appserver', name, index: 1 }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', authorizedKey: '', hostKey: { public: 'ssh-ed25519 X', private: '' } });
+  const otherMachine = builderName('appserver', { machine: 'feedfacecafe', pid: 4242 });
+  const liveHere = builderName('appserver', { machine: machineId(), pid: process.ppid });
+  const goneHere = builderName('appserver', { machine: machineId(), pid: 2 ** 22 + 17 });
+  const earlier = 'silver-builder-appserver.invalid';
+  for (const name of [otherMachine, liveHere, goneHere, earlier]) await make(name);
+  t.not(BUILDER, liveHere);
+  provider.calls.length = 0;
+  await bakeImage(ns, rt, { role: 'appserver' });
+  const steps = providerSteps(provider);
+  t.deepEqual(steps.filter((l) => l.startsWith('destroy ')).sort(), [`destroy ${BUILDER}`, `destroy ${earlier}`, `destroy ${goneHere}`].sort());
+  t.deepEqual(steps.filter((l) => !l.startsWith('destroy ')), [`create ${BUILDER} small`, `snapshot ${BUILDER} ${IMAGE}`]);
+  t.true(io.stderr.includes(`${otherMachine}: another bake's builder (it may be running): left alone; silver delete-node ${ns.file} --orphans removes it once no bake runs`));
+  t.true(io.stderr.some((l) => l.startsWith(`${liveHere}: another bake's builder`)));
+  t.deepEqual((await provider.list(ns.name)).map((n) => n.name).filter((n) => n.startsWith('silver-builder-')).sort(), [liveHere, otherMachine].sort());
+});
+
 test('a builder an interrupted bake left is destroyed before a new one is made; a node of the file by a builder\'s name is refused', async (t) => {
   const { ns, rt, provider, io } = await bakeable();
   await provider.create({ labels: { nodeset: ns.name, role: 'appserver', name: BUILDER, index: 1 }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', authorizedKey: '', hostKey: { public: 'ssh-ed25519 OLD', private: '' } });
@@ -128,7 +150,7 @@ test('a builder an interrupted bake left is destroyed before a new one is made; 
   const mine = { ...ns, nodes: ns.nodes.map((n, i) => (i === 0 ? { ...n, name: BUILDER } : n)) };
   const e = await t.throwsAsync(bakeImage(mine, rt, { role: 'appserver' }));
   t.is((e as { exitCode?: number }).exitCode, 2);
-  t.regex(e!.message, /silver-builder-appserver\.invalid: nodeset shop names a node as silver names its image builders/);
+  t.regex(e!.message, new RegExp(`${esc(BUILDER)}: nodeset shop names a node as silver names its image builders`));
   t.deepEqual(providerSteps(provider), []);
 });
 
@@ -145,7 +167,7 @@ test('a builder an interrupted bake left: list-nodes says what it is, delete-nod
   const { ns, rt, provider, nodes } = await bakeable();
   await provider.create({ labels: { nodeset: ns.name, role: 'appserver', name: BUILDER, index: 1 }, flavor: { id: 'small', ramMb: 256 }, image: 'debian-12', authorizedKey: '', hostKey: { public: 'ssh-ed25519 OLD', private: '' } });
   const listed = await listNodes(ns, rt);
-  t.regex(renderNodeList(ns, listed), /silver-builder-appserver\.invalid\s+appserver\s+running\s+\S+\s+image builder an interrupted bake left \(orphan\)/);
+  t.regex(renderNodeList(ns, listed), new RegExp(`${esc(BUILDER)}\\s+appserver\\s+running\\s+\\S+\\s+image builder of a bake under way, or one an interrupted bake left \\(orphan\\)`));
   const d = await deleteNodes(ns, rt, { nodes: [], orphans: true, yes: true, concurrency: 2 });
   t.deepEqual(d.deleted, [BUILDER]);
   t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), [], 'never in rotation: not drained');
