@@ -295,6 +295,20 @@ ensure_absent() {
 # ensure_dir PATH MODE OWNER:GROUP
 ensure_dir() {
   _track path "$1"
+  _ensure_dir "$@"
+}
+
+# ensure_data_dir PATH MODE OWNER:GROUP: a folder whose entries are data others write (the shared
+# state, logs, the apps' homes): the fingerprint watches what this checks — a folder, not a link,
+# its mode and owner — and not the folder's change time, which every entry written there moves
+# (a deploy's record, the deploy lock's heartbeat, an app's new file would each make the next
+# no-op a full run).
+ensure_data_dir() {
+  _track dir "$1 $2 $3"
+  _ensure_dir "$@"
+}
+
+_ensure_dir() {
   _pending "$1"
   if [ ! -d "$1" ]; then
     changed "directory $1"
@@ -747,15 +761,23 @@ _fp_unit() {
 # anything is not as it should be).
 fingerprint_end() {
   [ -n "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
-  _roots='' _points='/var/lib/dpkg/status /var/lib/dpkg/updates' _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off=''
+  _fp_digest=$1
+  _roots='' _points='/var/lib/dpkg/status /var/lib/dpkg/updates' _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off='' _dirs=''
   for _r in /etc /usr/local/lib/silverlining /root/.ssh; do
     if [ -d "$_r" ] && [ ! -L "$_r" ]; then _roots="$_roots $_r"; else _points="$_points ${_r%/*}"; fi
   done
-  while read -r _fk _fp; do
+  while read -r _fk _fp _fm _fo; do
     # (names the probe reads unquoted: a path with any other character leaves no fingerprint)
     case "$_fp" in '' | *[!A-Za-z0-9._/@:+-]*) return 0 ;; esac
+    # (a mode of digits and an owner user:group of names for a data folder; nothing more for the others)
+    if [ "$_fk" = dir ]; then
+      case "$_fm" in [0-7][0-7][0-7] | [0-7][0-7][0-7][0-7]) ;; *) return 0 ;; esac
+      case "$_fo" in *[!a-z0-9_:-]* | *:*:* | :* | *:) return 0 ;; *:*) ;; *) return 0 ;; esac
+    elif [ -n "$_fm$_fo" ]; then
+      return 0
+    fi
     case "$_fk" in
-      path)
+      path | dir)
         # (a path reached through a link, or a link itself, is not what find watches)
         [ ! -L "$_fp" ] || return 0
         if [ -d "${_fp%/*}" ]; then
@@ -767,8 +789,12 @@ fingerprint_end() {
         fi
         _under=0
         for _r in $_roots; do case "$_fp" in "$_r" | "$_r"/*) _under=1 ;; esac; done
+        # (under a watched root the walk sees it, as any path there)
         [ "$_under" = 0 ] || continue
-        if [ -e "$_fp" ] || [ -L "$_fp" ]; then _fp_add _points "$_fp"; else _fp_add _absent "$_fp"; fi
+        if [ "$_fk" = dir ]; then
+          [ -d "$_fp" ] || return 0
+          case " $_dirs " in *" $_fp "*) ;; *) _dirs="$_dirs $_fp $_fm ${_fo%%:*} ${_fo#*:}" ;; esac
+        elif [ -e "$_fp" ] || [ -L "$_fp" ]; then _fp_add _points "$_fp"; else _fp_add _absent "$_fp"; fi
         ;;
       on | off) _fp_unit "$_fk" "$_fp" || return 0 ;;
       *) return 0 ;;
@@ -785,11 +811,19 @@ fingerprint_end() {
       *) _probe_ask="$_probe_ask $_u" ;;
     esac
   done
+  # (a data folder that another helper watches whole stays a point: the stricter watch)
+  _keep=''
+  # shellcheck disable=SC2086 # (four words an entry, checked above)
+  set -- $_dirs
+  while [ $# -ge 4 ]; do
+    case " $_points " in *" $1 "*) ;; *) _keep="$_keep $1 $2 $3 $4" ;; esac
+    shift 4
+  done
   _boot=''
   read -r _boot < /proc/sys/kernel/random/boot_id || return 0
   [ -n "$FP_BTIME" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
-  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_BTIME=%s\nFP_END=1\n' \
-    "$1" "$FP_SINCE" "$_roots" "$_points" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_BTIME" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
+  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_DIRS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_BTIME=%s\nFP_END=1\n' \
+    "$_fp_digest" "$FP_SINCE" "$_roots" "$_points" "$_keep" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_BTIME" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
   rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
   mv -f "$FP_DIR/fingerprint.new" "$FP_DIR/fingerprint"
 }
@@ -807,7 +841,7 @@ fast_probe() {
   for _p in "$FP_DIR"/dirty.* "$FP_DIR/keys-removed"; do
     if [ -e "$_p" ]; then return 1; fi
   done
-  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_BTIME='' FP_END=''
+  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_DIRS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_BTIME='' FP_END=''
   # (root's file in root's own folder, its values checked when written)
   # shellcheck disable=SC1091
   . "$FP_DIR/fingerprint"
@@ -842,12 +876,29 @@ fast_probe() {
   [ -z "$FP_ASK_ON" ] || _units_in active $FP_ASK_ON || return 1
   # shellcheck disable=SC2086
   [ -z "$FP_ASK_OFF" ] || _units_in off $FP_ASK_OFF || return 1
-  # Whatever changed since the last full run began (the first such path), or a watched path gone.
+  # Whatever changed since the last full run began (the first such path), or a watched path gone;
+  # a data folder (ensure_data_dir) that is no longer a folder of its mode and owner, whatever
+  # was written in it.
   set --
+  _i=0 _starts=''
+  # shellcheck disable=SC2086 # (four words an entry, checked when written)
+  for _w in $FP_DIRS; do
+    case $_i in
+      0) _dp=$_w ;;
+      1) _dm=$_w ;;
+      2) _du=$_w ;;
+      *)
+        set -- "$@" -path "$_dp" -prune \( -type d -perm "$_dm" -user "$_du" -group "$_w" -o -print -quit \) -o
+        _starts="$_starts $_dp"
+        ;;
+    esac
+    _i=$(((_i + 1) % 4))
+  done
+  set -- "$@" \( -newerct "@$FP_SINCE" -print -quit \) -o \(
   for _r in $FP_ROOTS; do set -- "$@" -path "$_r" -o -path "$_r/*" -o; done
   _MISS='a watched path is gone'
   # shellcheck disable=SC2086 # (paths checked when written: no space, no pattern)
-  _new=$(find $FP_ROOTS $FP_POINTS \( -newerct "@$FP_SINCE" -print -quit \) -o \( "$@" -false \) -o -prune 2> /dev/null) || return 1
+  _new=$(find $FP_ROOTS $FP_POINTS $_starts "$@" -false \) -o -prune 2> /dev/null) || return 1
   _MISS='a file changed'
   [ -z "$_new" ]
 }

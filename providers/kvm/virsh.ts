@@ -109,7 +109,9 @@ export class Virsh {
   private start(): ChildProcessWithoutNullStreams {
     const binary = this.options.binary ?? 'virsh';
     // TERM=dumb: readline writes no escape sequences around the prompt.
-    const child = spawn(binary, ['-q', '-c', this.uri], { env: { ...process.env, TERM: 'dumb', LC_ALL: 'C' }, stdio: 'pipe' });
+    // (readline on a dumb terminal scrolls a line longer than its 80 columns sideways — `<` and
+    // the line's tail echoed — so a long domain name or path broke the framing: a wide screen)
+    const child = spawn(binary, ['-q', '-c', this.uri], { env: { ...process.env, TERM: 'dumb', COLUMNS: '100000', LC_ALL: 'C' }, stdio: 'pipe' });
     this.stdout = '';
     this.stderr = '';
     child.stdout.setEncoding('utf8');

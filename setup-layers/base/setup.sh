@@ -154,16 +154,16 @@ EOT
 # Directories: configuration, instances, locks, logs.
 ensure_dir /var/lib/silverlining 755 root:root
 # (root's alone: root helpers act on these paths, so the deploy user must not change them)
-ensure_dir /var/lib/silverlining/apps 755 root:root
-ensure_dir /var/lib/silverlining/state 700 root:root
-ensure_dir /var/log/silverlining 755 root:root
+ensure_data_dir /var/lib/silverlining/apps 755 root:root
+ensure_data_dir /var/lib/silverlining/state 700 root:root
+ensure_data_dir /var/log/silverlining 755 root:root
 
 # The node that keeps the copies of the scheduled backups (silver's choice: the balancer, else
 # the first app server): user silver-backup, whose one key (the nodeset's backup key, held by
 # its service nodes) may run silver-backup-receive and nothing else.
 if [ -n "$SILVER_BACKUP_RECEIVE_KEYS" ]; then
   ensure_user silver-backup /var/lib/silverlining/backup-copies /bin/sh
-  ensure_dir /var/lib/silverlining/backup-copies 700 silver-backup:silver-backup
+  ensure_data_dir /var/lib/silverlining/backup-copies 700 silver-backup:silver-backup
   ensure_known /etc/silverlining/authorized_keys/silver-backup 644 root:root "$SILVER_BACKUP_RECEIVE_KEYS_MD5" "$SILVER_BACKUP_RECEIVE_KEYS"
 else
   ensure_absent /etc/silverlining/authorized_keys/silver-backup
@@ -173,8 +173,8 @@ fi
 for app in $SILVER_APPS; do
   ensure_user "app-$app" "/var/lib/silverlining/home/$app"
   # (its own: useradd makes it readable by all, and an app's libraries write there)
-  ensure_dir "/var/lib/silverlining/home/$app" 700 "app-$app:app-$app"
-  ensure_dir "/var/log/silverlining/$app" 750 "app-$app:app-$app"
+  ensure_data_dir "/var/lib/silverlining/home/$app" 700 "app-$app:app-$app"
+  ensure_data_dir "/var/log/silverlining/$app" 750 "app-$app:app-$app"
 done
 
 # Services that belong to other roles stay off (SILVER_UNITS_OFF: from the service descriptors).

@@ -565,3 +565,52 @@ test('a caller\'s lock (replace-node, delete-node): no lock of the run\'s own, i
   await lease.release();
   await s.close();
 });
+
+test('a data folder (ensure_data_dir) in the fingerprint: entries written in it keep the hit (the deploy lock, a record, an app\'s file); its mode, owner, a link in its place or its removal is a miss', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-fp-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const fp = join(dir, 'fp');
+  const data = join(dir, 'data');
+  const plain = join(dir, 'plain');
+  spawnSync('sh', ['-c', `mkdir -m 700 "${fp}" && mkdir "${data}" && chmod 750 "${data}" && touch "${plain}"`]);
+  const owner = spawnSync('stat', ['-c', '%U:%G', data], { encoding: 'utf8' }).stdout.trim();
+  const lib = readFileSync(join(layersRoot(), 'lib.sh'), 'utf8');
+  const sh = (body: string) => spawnSync('sh', ['-s'], { input: `set -u\n${lib}\nFP_DIR=${fp}\n${body}\n`, encoding: 'utf8' });
+  // (a full run's end: the track of what it checked, its start a moment ago)
+  const end = sh(`SILVER_TRACK=$FP_DIR/track
+printf 'dir %s 750 %s\\npath %s\\n' ${data} ${owner} ${plain} > "$SILVER_TRACK"
+: > "$SILVER_TRACK.ok"
+_btime; FP_BTIME=$_BT
+_ns=$(date +%s%N); _ns=$((_ns + 10000000)); FP_SINCE=\${_ns%?????????}.\${_ns#"\${_ns%?????????}"}
+sleep 0.05
+fingerprint_end ${'a'.repeat(64)}`);
+  t.is(end.status, 0, end.stderr);
+  const record = readFileSync(join(fp, 'fingerprint'), 'utf8');
+  t.true(record.includes(`FP_DIRS=" ${data} 750 ${owner.replace(':', ' ')}"`), record);
+  t.regex(record, new RegExp(`^FP_POINTS=".* ${plain}"$`, 'm'));
+  const probe = () => sh(`if fast_probe '*'; then echo hit; else echo "miss ($_MISS)"; fi`).stdout.trim();
+  const on = (cmd: string) => t.is(spawnSync('sh', ['-c', cmd], { cwd: dir }).status, 0, cmd);
+  t.is(probe(), 'hit');
+  on('echo x > data/lock && mv data/lock data/lock2 && rm data/lock2');
+  t.is(probe(), 'hit', 'entries written, renamed, removed: no change the full run would see');
+  on('chmod 755 data');
+  t.is(probe(), 'miss (a file changed)', 'its mode');
+  on('chmod 750 data');
+  t.is(probe(), 'hit');
+  on('mv data data2 && ln -s data2 data');
+  t.is(probe(), 'miss (a file changed)', 'a link in its place');
+  on('rm data && mv data2 data');
+  t.is(probe(), 'hit');
+  on('rmdir data');
+  t.is(probe(), 'miss (a watched path is gone)');
+  on('mkdir data && chmod 750 data && touch plain');
+  t.is(probe(), 'miss (a file changed)', 'a plain point is watched by its change time as before');
+
+  // A track line the probe could not read as written: no fingerprint at all.
+  for (const line of [`dir ${data} 75x ${owner}`, `dir ${data} 750 root`, `dir ${data} 750 ro ot:root`, `path ${plain} extra`]) {
+    rmSync(join(fp, 'fingerprint'), { force: true });
+    const r = sh(`SILVER_TRACK=$FP_DIR/track; printf '%s\\n' '${line}' > "$SILVER_TRACK"; : > "$SILVER_TRACK.ok"; _btime; FP_BTIME=$_BT; FP_SINCE=1; fingerprint_end ${'a'.repeat(64)}`);
+    t.is(r.status, 0, r.stderr);
+    t.throws(() => readFileSync(join(fp, 'fingerprint')), undefined, line);
+  }
+});

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { builderName } from '../../src/image/builder.js';
 import {
   CreateImageCommand, DeleteKeyPairCommand, DescribeImagesCommand, DescribeInstancesCommand, DescribeInstanceTypesCommand,
   DescribeKeyPairsCommand, EC2Client, EC2ServiceException, GetConsoleOutputCommand, ImportKeyPairCommand,
@@ -670,20 +671,20 @@ test('ec2 contract test: silver image bake launches a labelled builder from the 
     if (fails) fake.failOnce('CreateImage', awsError('UnauthorizedOperation', 403, 'You are not authorized to perform this operation.'));
     const bake = bakeImage(d.ns, d.rt, { role: 'appserver' });
     if (fails) await t.throwsAsync(bake, { message: /^image bake: ec2 CreateImage failed: UnauthorizedOperation: You are not authorized to perform this operation\. \(check the credentials and their IAM permissions\) \(no image made\)$/ });
-    else t.like(await bake, { name: RECORD.name, id: 'ami-00000000000000002', from: 'silver-builder-appserver.invalid', packages: RECORD.packages });
+    else t.like(await bake, { name: RECORD.name, id: 'ami-00000000000000002', from: builderName('appserver'), packages: RECORD.packages });
     const [launch, ...more] = fake.inputs<RunInstancesCommandInput>(RunInstancesCommand);
     t.is(more.length, 0, 'one builder');
     t.is(launch!.ImageId, 'ami-0000000000000a002', "the provider's current image");
     t.deepEqual(launch!.TagSpecifications![0]!.Tags, [
-      { Key: 'Name', Value: 'silver-builder-appserver.invalid' }, { Key: 'silver:nodeset', Value: 'shop' }, { Key: 'silver:role', Value: 'appserver' },
-      { Key: 'silver:name', Value: 'silver-builder-appserver.invalid' }, { Key: 'silver:index', Value: '1' },
+      { Key: 'Name', Value: builderName('appserver') }, { Key: 'silver:nodeset', Value: 'shop' }, { Key: 'silver:role', Value: 'appserver' },
+      { Key: 'silver:name', Value: builderName('appserver') }, { Key: 'silver:index', Value: '1' },
     ]);
     const builder = fake.instances[0]!.InstanceId!;
     t.like(fake.inputs<CreateImageCommandInput>(CreateImageCommand)[0], { InstanceId: builder, Name: RECORD.name });
     t.deepEqual(fake.inputs<{ InstanceIds: string[] }>(TerminateInstancesCommand), [{ InstanceIds: [builder] }]);
     const order = fake.mock.calls().map((c) => (c.args[0] as object).constructor.name);
     t.true(order.lastIndexOf('CreateImageCommand') < order.indexOf('TerminateInstancesCommand'), 'terminated after the image call');
-    t.deepEqual(d.nodes.calls.filter((c) => c.node === 'silver-builder-appserver.invalid').map((c) => c.argv), [
+    t.deepEqual(d.nodes.calls.filter((c) => c.node === builderName('appserver')).map((c) => c.argv), [
       ['sudo', '-n', 'sh', '-s'], ['dpkg-query', '-W', '-f', '${Package} ${Version}\\n'], ['sudo', '-n', 'tee', '/etc/silverlining/silver-image.json'], stripArgv('admin'),
     ], 'setup, packages, record and strip as root through sudo (Debian on EC2 logs in as admin)');
     t.true(stripArgv('admin').includes('home/admin/.ssh/authorized_keys'));

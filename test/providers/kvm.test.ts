@@ -1,4 +1,5 @@
 import test from 'ava';
+import { builderName } from '../../src/image/builder.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -339,7 +340,7 @@ if (!tools) {
         t.notRegex((await p.virsh.run(['vol-list', POOL])).stdout, /silver-builder/, 'its disk and seed went with it');
         const vol = parseVolume((await p.virsh.run(['vol-dumpxml', '--pool', POOL, image])).stdout);
         t.is(vol.capacity, fails ? 1024 ** 2 : 10 * 1024 ** 3, fails ? 'the volume that was there is left alone' : 'the new image');
-        t.deepEqual(d.nodes.calls.filter((c) => c.node === 'silver-builder-appserver.invalid').map((c) => c.argv.slice(0, 4)), [
+        t.deepEqual(d.nodes.calls.filter((c) => c.node === builderName('appserver')).map((c) => c.argv.slice(0, 4)), [
           ['sudo', '-n', 'sh', '-s'], ['dpkg-query', '-W', '-f', '${Package} ${Version}\\n'], ['sudo', '-n', 'tee', '/etc/silverlining/silver-image.json'], ['sudo', '-n', 'sh', '-s'],
         ]);
         t.deepEqual(d.nodes.calls.at(-1)!.argv, stripArgv('debian'));

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { builderName } from '../../src/image/builder.js';
 import ssh2 from 'ssh2';
 import { inspect } from 'node:util';
 import { createProvider, type Tuning } from '../../providers/openstack/index.js';
@@ -375,15 +376,15 @@ test.serial('openstack contract test: silver image bake: the builder server is m
     if (fails) fake.fail('POST', /\/servers\/[^/]+\/action$/, 403, 1);
     const bake = bakeImage(d.ns, d.rt, { role: 'appserver' });
     if (fails) await t.throwsAsync(bake, { message: /^image bake: openstack: createImage failed: HTTP 403 Forbidden: injected fault 403 \(no image made\)$/ });
-    else t.like(await bake, { name: RECORD.name, from: 'silver-builder-appserver.invalid', packages: RECORD.packages });
+    else t.like(await bake, { name: RECORD.name, from: builderName('appserver'), packages: RECORD.packages });
     const mine = fake.requests.slice(before);
     const create = mine.find((r) => r.method === 'POST' && r.path.endsWith('/servers'))!.body as { server: { name: string; imageRef: string; metadata: Record<string, string> } };
-    t.like(create.server, { name: 'silver-builder-appserver.invalid', imageRef: 'img-deb12', metadata: { 'silver-nodeset': 'shop', 'silver-role': 'appserver', 'silver-index': '1' } });
+    t.like(create.server, { name: builderName('appserver'), imageRef: 'img-deb12', metadata: { 'silver-nodeset': 'shop', 'silver-role': 'appserver', 'silver-index': '1' } });
     const server = mine.find((r) => r.method === 'POST' && /\/servers\/[^/]+\/action$/.test(r.path))!.path.split('/').at(-2)!;
     const calls = mine.map((r) => `${r.method} ${r.path.replace(/^\/compute\/v2\.1\/\w+/, '')}`);
     t.true(calls.indexOf(`POST /servers/${server}/action`) < calls.indexOf(`DELETE /servers/${server}`), 'the builder is deleted after the image call');
     t.false(fake.servers.has(server), 'the builder is gone');
-    t.deepEqual(d.nodes.calls.filter((c) => c.node === 'silver-builder-appserver.invalid').map((c) => c.argv.slice(0, 4)), [
+    t.deepEqual(d.nodes.calls.filter((c) => c.node === builderName('appserver')).map((c) => c.argv.slice(0, 4)), [
       ['sudo', '-n', 'sh', '-s'], ['dpkg-query', '-W', '-f', '${Package} ${Version}\\n'], ['sudo', '-n', 'tee', '/etc/silverlining/silver-image.json'], ['sudo', '-n', 'sh', '-s'],
     ]);
     t.deepEqual(d.nodes.calls.at(-1)!.argv, stripArgv('debian'));
