@@ -56,6 +56,17 @@ interface ReplaceRecord extends Versioned {
   hostKey?: string;
 }
 
+/**
+ * The apps of an unfinished replacement whose hold a `silver maintenance` ended (taken as they
+ * are, not restored again), in the record's order; none without a replacement to resume or a
+ * balancer to hold them.
+ */
+async function acceptedApps(s: Session, resumed: ReplaceRecord | null): Promise<string[]> {
+  if (!resumed?.backups || s.balancers.length === 0) return [];
+  const held = await holders(s);
+  return Object.keys(resumed.backups).filter((app) => held.get(app) !== HOLDER);
+}
+
 /** The holder of the apps' maintenance during a replacement (modes.ts). */
 const HOLDER = 'replace-node';
 
@@ -78,10 +89,9 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     let resumed = pending && pending.node === spec.name && pending.backups ? pending : null;
     // An app whose hold a `silver maintenance` ended was taken as it is: the run does not restore
     // it again; with every app's ended, the earlier replacement is over, and this one begins anew.
-    const accepted: string[] = [];
+    const earlier = resumed;
+    const accepted = await acceptedApps(s, earlier);
     if (resumed && s.balancers.length > 0) {
-      const held = await holders(s);
-      for (const app of Object.keys(resumed.backups!)) if (held.get(app) !== HOLDER) accepted.push(app);
       if (accepted.length === Object.keys(resumed.backups!).length) {
         say(`the earlier replacement of ${spec.name} was ended by silver maintenance (no app is held in it): this one begins anew`);
         resumed = null;
@@ -108,6 +118,12 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
       const nowPending = ((await s.state.read<ReplaceRecord>('replace')).get('replace') ?? null) as ReplaceRecord | null;
       if (now.size !== passwords.size || [...now].some(([a, p]) => passwords.get(a) !== p) || (nowPending?.seq ?? 0) !== (pending?.seq ?? 0)) {
         throw new ExitError(`${spec.name}: its apps (${[...now.keys()].join(', ') || 'none'}) or an earlier replacement changed while the question waited (an update or another replacement ran): nothing done; run the command again`, 1);
+      }
+      // (and which held apps a `silver maintenance` ended: one ended meanwhile serves as it is,
+      // and restoring it now would lose what it wrote since)
+      const acceptedNow = await acceptedApps(s, earlier);
+      if (acceptedNow.join(' ') !== accepted.join(' ')) {
+        throw new ExitError(`${spec.name}: silver maintenance ended the hold of ${acceptedNow.filter((a) => !accepted.includes(a)).join(', ') || accepted.filter((a) => !acceptedNow.includes(a)).join(', ')} while the question waited: nothing done; run the command again`, 1);
       }
       const previous = new Map<string, ModeEntry | null>();
       const balanced = s.balancers.length > 0;

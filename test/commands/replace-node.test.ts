@@ -284,6 +284,24 @@ test('an app whose hold `silver maintenance` ended is taken as it is by the resu
   t.deepEqual(nodes.verbs(DB, 'silver-db-postgresql').filter((v) => v.startsWith('dump')).length, 2, 'fresh dumps of both');
 });
 
+test('a hold `silver maintenance` ends while the question waits (it takes no deploy lock): the resumed replacement stops under the lock, restores nothing, holds nothing anew', async (t) => {
+  const { ns, rt, nodes } = await dbReplacement();
+  failBlogOnce(nodes);
+  t.false((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  rt.confirm = async () => {
+    // (the operator ends blog's hold: blog serves, and writes, on the new node as it is)
+    editRecord(nodes, 'maintenance', (rec) => {
+      delete (rec['holds'] as Record<string, unknown>)['blog'];
+      delete (rec['modes'] as Record<string, unknown>)['blog'];
+    });
+    return true;
+  };
+  nodes.calls.length = 0;
+  await t.throwsAsync(replaceNode(ns, rt, { node: DB, yes: false }), { message: /db\.shop\.test: silver maintenance ended the hold of blog while the question waited: nothing done; run the command again/ });
+  t.deepEqual(nodes.verbs(DB, 'silver-db-postgresql').filter((v) => v.startsWith('restore') || v.startsWith('load')), [], 'blog not restored over what it wrote');
+  t.false(nodes.verbs('balancer.shop.test', 'silver-balancer').some((v) => v.startsWith('mode set blog')), 'blog not held again');
+});
+
 test('an unfinished replacement of another service node is finished first: replace-node of this one is refused, nothing held or dumped', async (t) => {
   const { ns, rt, nodes } = await dbReplacement();
   for (const n of ns.nodes) nodes.state.set(n.name, new Map([['replace', JSON.stringify({ seq: 3, node: 'mysql.shop.test', backups: { blog: 's' }, started: '2026-12-01T00:00:00Z' })]]));
