@@ -33,15 +33,33 @@ export function isSecretKey(key: string): boolean {
 /**
  * The text with every occurrence of these secret values (4 characters or more) as `[REDACTED]`:
  * the longest first (a short value inside a longer one must not break the longer one's match),
- * and each line of a value of several lines on its own too (output is read line by line).
+ * each line of a value of several lines on its own too (output is read line by line), and each
+ * value as an app or a tool would print it encoded — JSON-escaped, URL-encoded (a query or a
+ * form), base64 — as well as verbatim.
  */
 export function redact(text: string, values: Iterable<string>): string {
   const all = new Set<string>();
   for (const v of values) {
-    all.add(v);
-    if (v.includes('\n')) for (const line of v.split('\n')) all.add(line.trim());
+    for (const one of [v, ...(v.includes('\n') ? v.split('\n').map((l) => l.trim()) : [])]) {
+      if (one.length < 4) continue;
+      for (const form of encodings(one)) all.add(form);
+    }
   }
   let out = text;
   for (const v of [...all].filter((x) => x.length >= 4).sort((a, b) => b.length - a.length)) out = out.split(v).join(REDACTED);
   return out;
+}
+
+/** A value and the forms it takes encoded (each once). */
+function encodings(v: string): string[] {
+  const base64 = Buffer.from(v, 'utf8').toString('base64');
+  return [
+    v,
+    JSON.stringify(v).slice(1, -1),
+    encodeURIComponent(v),
+    new URLSearchParams({ v }).toString().slice(2),
+    base64,
+    // (inside a longer base64 text the value's own padding is not there)
+    base64.replace(/=+$/, ''),
+  ];
 }

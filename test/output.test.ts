@@ -34,3 +34,14 @@ test('redact: the longest value first, so a short secret inside a long one leave
   t.is(redact('line: MIIBVwIBADANBgkqhkiG9w0BAQEFAASCAUEwggE9 |', [pem]), 'line: [REDACTED] |');
   t.is(redact('abc', ['abc']), 'abc', 'values under 4 characters are too common to take out');
 });
+
+test('attack: a secret an app prints encoded — JSON-escaped, URL-encoded, as a form, in base64 — is taken out as well as the verbatim one', (t) => {
+  const secret = 'p@ss w/rd"&+=\\é';
+  const forms = [JSON.stringify({ password: secret }), `https://x.test/cb?token=${encodeURIComponent(secret)}`, new URLSearchParams({ pw: secret }).toString(), `Basic ${Buffer.from(secret).toString('base64')}`, `data ${Buffer.from(secret).toString('base64').replace(/=+$/, '')}`];
+  for (const text of forms) {
+    const out = redact(text, [secret]);
+    t.true(out.includes('[REDACTED]'), `${text} -> ${out}`);
+    t.false(out.includes('w/rd') || out.includes('w%2Frd') || out.includes(Buffer.from(secret).toString('base64').slice(0, 12)), out);
+  }
+  t.is(redact('nothing here', [secret]), 'nothing here');
+});
