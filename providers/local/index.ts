@@ -15,6 +15,7 @@ import { bake, IMAGE_PREFIX, imageReady, listImages, readImage } from './image.j
 import type { ImageRecord } from '../../src/image/strip.js';
 import { ensureHostTools, raiseInotifyLimits } from './host-tools.js';
 import { withLock } from './lock.js';
+import { claimAddress, releaseClaims } from './address-claims.js';
 import { ensureBridge, ensureProxy, proxyUrl, removeBridge, stopProxy } from './network.js';
 
 /**
@@ -77,10 +78,12 @@ export class LocalProvider implements Provider {
 
   constructor(readonly s: LocalSettings & { security: string | null }) {}
 
-  async prepare(_ns: Nodeset, report: (m: string) => void): Promise<void> {
+  async prepare(ns: Nodeset, report: (m: string) => void): Promise<void> {
     await ensureHostTools(report);
     raiseInotifyLimits(report);
     mkdirSync(this.s.lxcPath, { recursive: true, mode: 0o755 });
+    const vip = ns.virtualAddress;
+    if (vip) await this.serial(async () => claimAddress(this.s.lxcPath, this.s.bridge, ns.name, vip, this.nodesetsOnBridge()));
     if (await ensureBridge(this.s)) report(`local: bridge ${this.s.bridge} ${hostAddress(this.s)}/24 (no uplink, no NAT)`);
     const hosts = [this.s.mirror, this.s.security].filter((u): u is string => !!u).map((u) => new URL(u).hostname);
     if (await ensureProxy(this.s, [...new Set(hosts)])) report(`local: package proxy on ${proxyUrl(this.s)} (bridge subnet only, Debian mirrors only)`);
@@ -264,10 +267,21 @@ export class LocalProvider implements Provider {
     await run(['lxc-destroy', '-n', node.id, '-P', this.s.lxcPath, '-f']);
   }
 
-  async release(_nodeset: string): Promise<void> {
+  /** The nodesets with a container on this provider's bridge. */
+  private nodesetsOnBridge(): Set<string> {
+    const out = new Set<string>();
+    for (const c of this.containers()) {
+      const labels = parseLabels(c.config);
+      if (labels && configValue(c.config, 'lxc.net.0.link') === this.s.bridge) out.add(labels.nodeset);
+    }
+    return out;
+  }
+
+  async release(nodeset: string): Promise<void> {
     // (under the allocation lock: a create in flight holds it until its container has its labels;
     // without a containers' folder no create has begun)
     const release = async () => {
+      if (!this.nodesetsOnBridge().has(nodeset)) releaseClaims(this.s.lxcPath, this.s.bridge, nodeset);
       const onBridge = this.containers().filter((c) => configValue(c.config, 'lxc.net.0.link') === this.s.bridge && parseLabels(c.config));
       if (onBridge.length > 0) return;
       await stopProxy(this.s);

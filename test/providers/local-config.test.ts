@@ -70,3 +70,28 @@ test('the package proxy listens on the bridge address, allows the subnet only an
   t.regex(conf, /^FilterDefaultDeny Yes$/m);
   t.is(filter, '^mirror\\.invalid$\n');
 });
+
+test('local: a balancer pair\'s virtual address is one nodeset\'s on a bridge: another nodeset naming it is refused while the first has nodes there; the claim moves with the nodeset and goes with its last node', async (t) => {
+  const { claimAddress, releaseClaims } = await import('../../providers/local/address-claims.js');
+  const { mkdtempSync, rmSync, readFileSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const lxc = mkdtempSync(join(tmpdir(), 'silver-claims-'));
+  t.teardown(() => rmSync(lxc, { recursive: true, force: true }));
+  claimAddress(lxc, 'silverbr0', 'shop', '10.213.0.5', new Set());
+  t.is(readFileSync(join(lxc, '.claims', 'silverbr0', '10.213.0.5'), 'utf8'), 'shop\n');
+  claimAddress(lxc, 'silverbr0', 'shop', '10.213.0.5', new Set(['shop']));
+  t.throws(() => claimAddress(lxc, 'silverbr0', 'blog', '10.213.0.5', new Set(['shop'])), { message: /virtual_address 10\.213\.0\.5 is nodeset shop's on bridge silverbr0: choose another address/ });
+  claimAddress(lxc, 'silverbr1', 'blog', '10.213.0.5', new Set(['shop']));
+  t.true(existsSync(join(lxc, '.claims', 'silverbr1', '10.213.0.5')), 'another bridge is another segment');
+  // (shop's containers gone without a release — deleted by hand: the claim is stale)
+  claimAddress(lxc, 'silverbr0', 'blog', '10.213.0.5', new Set(['blog']));
+  t.is(readFileSync(join(lxc, '.claims', 'silverbr0', '10.213.0.5'), 'utf8'), 'blog\n');
+  // A nodeset that moved its address gives up the old one.
+  claimAddress(lxc, 'silverbr0', 'blog', '10.213.0.6', new Set(['blog']));
+  t.false(existsSync(join(lxc, '.claims', 'silverbr0', '10.213.0.5')));
+  claimAddress(lxc, 'silverbr0', 'shop', '10.213.0.5', new Set(['blog', 'shop']));
+  releaseClaims(lxc, 'silverbr0', 'blog');
+  t.false(existsSync(join(lxc, '.claims', 'silverbr0', '10.213.0.6')));
+  t.true(existsSync(join(lxc, '.claims', 'silverbr0', '10.213.0.5')), "another nodeset's claim stays");
+});
