@@ -292,6 +292,25 @@ test('silver-deploy: a switch flushes the instance\'s files and its unit to disk
   t.is(syncs[1], `sync ${join(tr.apps, 'blog/switching.new')}`);
 });
 
+test('attack: while an instance streams in (stage) or is copied (clone), its folder is the app\'s alone: no other app reads its code before the modes are set', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  // (the modes of the instance's folder as tar and cp find it: the fakes note them, then do the work)
+  const note = (name: string, real: string) => fake(tr, name, `for a; do for p in "$a" "\${a%/*}"; do case "$p" in *.tmp | *.tmp/app) [ ! -e "$p" ] || stat -c '${name} %a %n' "$p" >> "$T/modes.log" ;; esac; done; done; exec ${real} "$@"`);
+  note('tar', '/usr/bin/tar');
+  note('cp', '/usr/bin/cp');
+  await stage(tr, 'blog', one, 20001, { 'app.py': 'SECRET = 1\n' });
+  const two = inst('blog', 2);
+  const r = await sh(tr, ['clone', 'blog', one, two, '20002']);
+  t.is(r.code, 0, r.stderr);
+  const modes = readFileSync(join(tr.dir, 'modes.log'), 'utf8').trim().split('\n');
+  t.true(modes.some((l) => l.startsWith('tar ')) && modes.some((l) => l.startsWith('cp ')), modes.join('\n'));
+  for (const line of modes) {
+    const [, mode, path] = line.split(' ');
+    if (path!.endsWith('.tmp')) t.is(mode, '750', line);
+  }
+});
+
 test('silver-deploy: stage unpacks the tarball and writes the unit, env installs the environment, switch moves active (then previous), writes the upstream, checks nginx before reloading it', async (t) => {
   const tr = tree(DEPLOY);
   const one = inst('blog', 1);
