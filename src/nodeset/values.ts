@@ -70,6 +70,9 @@ export function appNameProblem(name: string): string | null {
   if (RESERVED_APPS.has(name) || RESERVED_APPS.has(db) || db.startsWith('pg_') || db.startsWith('mysql_')) {
     return `app name "${name}" is reserved: it is (or maps to) a built-in system user, database role or database`;
   }
+  // (silver's own throw-away databases are silver_old_APP_*, silver_restore_APP_*,
+  // silver_verify_APP_*: an app of such a name would have its database dropped as one)
+  if (db.startsWith('silver_')) return `app name "${name}" is reserved: silver names its own scratch databases silver_*`;
   return null;
 }
 

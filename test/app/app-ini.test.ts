@@ -68,6 +68,8 @@ test('a missing app.ini says so', (t) => {
 test('app names that are, or map to, built-in users, roles or databases are refused, located (exit 2)', (t) => {
   for (const name of ['postgres', 'template1', 'pg_monitor', 'pg-read', 'mysql', 'sys', 'information_schema', 'performance-schema', 'root', 'silver']) {
     t.deepEqual(errors(`[production]\napp_name = ${name}\nrunner = x\n`), [`/a/app.ini:2: app_name: app name "${name}" is reserved: it is (or maps to) a built-in system user, database role or database`], name);
+  }  for (const name of ['silver_old_hello_abcdefgh', 'silver-restore']) {
+    t.deepEqual(errors(`[production]\napp_name = ${name}\nrunner = x\n`), [`/a/app.ini:2: app_name: app name "${name}" is reserved: silver names its own scratch databases silver_*`], name);
   }
 });
 

@@ -179,6 +179,9 @@ const HOSTILE_PG: [string[], RegExp][] = [
   [['dump', 'x;rm -rf /', ID], /bad app name/],
   [['dump', 'postgres', ID], /app name postgres is reserved/],
   [['dump', 'pg_monitor', ID], /reserved/],
+  // (an app named as silver's scratch databases would have its database dropped as one)
+  [['ensure', 'silver_old_hello_abcdefgh'], /app name silver_old_hello_abcdefgh is reserved/],
+  [['dump', 'silver-verify', ID], /reserved/],
   [['dump', 'hello\nx', ID], /bad app name/],
   [['dump', 'hello', '../../etc/x'], /bad staged file id/],
   [['dump', 'hello', 'ABCDEF012345'], /bad staged file id/],
@@ -225,6 +228,7 @@ test('silver-db-mysql refuses hostile names, ids and databases before it runs an
     [['dump', 'my-blog', ID], /bad app name for MySQL: my-blog/],
     [['dump', 'mysql', ID], /app name mysql is reserved/],
     [['dump', 'information_schema', ID], /reserved/],
+    [['ensure', 'silver_old_counter_abcdefgh'], /app name silver_old_counter_abcdefgh is reserved/],
     [['dump', 'blog`; DROP', ID], /bad app name/],
     [['load', 'counter', ID, 'silver_restore_counter_1234567A', SHA], /bad database/],
     [['load', 'counter', ID, 'mysql', SHA], /bad database mysql/],
