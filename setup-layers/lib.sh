@@ -238,7 +238,11 @@ _ensure_mode() {
     # (the owner first: while a path is still a user's, that user could change its mode between
     # the two — a home made root's would stay writable by all)
     act chown "$3" "$1"
-    act chmod "$2" "$1"
+    # (five digits: chmod keeps a folder's set-group-ID bit for a shorter mode, and a folder an
+    # app made g+s would never match)
+    _m=$2
+    [ "${#_m}" -eq 4 ] || _m=0$_m
+    act chmod "0$_m" "$1"
     CHANGED=1
   fi
 }
@@ -590,6 +594,15 @@ firewall_loaded() {
     changed "load firewall rules"
     act nft -f /etc/nftables.conf
   fi
+}
+
+# take_fresh_lock: on a node that had no silver-state when this run began (SILVER_FRESH_STATE), the
+# deploy lock the run holds (SILVER_LOCK_TOKEN, _HOLDER, _TTL) is taken at once, before anything
+# else is done there: a node is never set up and free for another run (the run's heartbeat
+# renews it from then on; see setup-lock.ts).
+take_fresh_lock() {
+  [ "$CHECK" != 1 ] && [ "${SILVER_FRESH_STATE:-0}" = 1 ] && [ -n "${SILVER_LOCK_TOKEN:-}" ] || return 0
+  /usr/local/lib/silverlining/bin/silver-state lock "$SILVER_LOCK_TOKEN" "$SILVER_LOCK_TTL" "$SILVER_LOCK_HOLDER" > /dev/null 2>&1 || true
 }
 
 # repair_instances: on an app server, each app's active instance runs and answers its health

@@ -6,6 +6,9 @@
 # SILVER_SERVICE_PORT SILVER_UNITS_OFF SILVER_BALANCED (1: the nodeset has a balancer)
 # SILVER_NODE_ADDRS (every node's address)
 
+# (silver-state was installed just before this line: a node that had none takes the run's lock)
+take_fresh_lock
+
 # shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
 

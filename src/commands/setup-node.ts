@@ -19,7 +19,7 @@ import { tail } from '../util/exec.js';
 import { tlsWiring, type TlsWiring } from '../setup/acme-pair.js';
 import { shareTls } from './setup-tls.js';
 import { SetupLock, setupLockTaker } from '../setup/setup-lock.js';
-import type { Lease } from '../deploy/shared-state.js';
+import { LOCK_TTL_SECONDS, type Lease } from '../deploy/shared-state.js';
 
 export interface LayerResult {
   layer: string;
@@ -66,7 +66,8 @@ export interface SetupOptions {
 /** Layered setup of every node, then the wiring, concurrently over nodes; one connection each. */
 export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): Promise<SetupReport> {
   const t0 = rt.now();
-  const { targets, missing, addressed } = await connectNodes(ns, rt);
+  const nodes = await connectNodes(ns, rt);
+  const { targets, missing, addressed } = nodes;
   const pool = await rt.executor(ns.name, targets);
   // Cloud images log in as an unprivileged user with passwordless sudo: the layers need root.
   const users = new Map(targets.map((t) => [t.name, t.username]));
@@ -74,7 +75,8 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   // (the fast path's probes are light: PROBES_PER_SLOT times as many nodes are probed at once as
   // full scripts run at once — their connections made side by side too; a balancer's script that
   // waits for the other nodes' replicas holds no slot meanwhile)
-  const scripts: Scripts = { probe: limited(pool, opts.concurrency * PROBES_PER_SLOT), full: limited(pool, opts.concurrency) };
+  const fullLimit = pLimit(opts.concurrency);
+  const scripts: Scripts = { probe: limited(pool, opts.concurrency * PROBES_PER_SLOT), full: (fn) => fullLimit(() => fn(pool)) };
   const results = new Map<string, NodeSetupResult>();
   for (const m of missing) {
     results.set(m.name, { name: m.name, role: m.role, status: 'failed', layers: [], seconds: 0, error: m.error });
@@ -82,7 +84,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   }
   const fast = opts.fast ?? 'probe';
   const remote = new Remote(pool, new Set([...users].filter(([, u]) => u === 'root').map(([n]) => n)));
-  const lock = new SetupLock(opts.dryRun || fast === 'none' ? null : setupLockTaker(ns, rt, remote, addressed, targets), opts.lease);
+  const lock = new SetupLock(opts.dryRun || fast === 'none' ? null : setupLockTaker(ns, rt, remote, nodes), opts.lease);
   try {
     // The balancers' layer takes the nodes' shared state: with the fast path each node's probe
     // dumps its replica (no session of its own), a balancer's too — its probe asks for a hit
@@ -108,6 +110,10 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     );
     const ordered = new Set([...tls].filter(([, w]) => w.order).map(([name]) => name));
     if (ns.tls?.mode === 'acme' && !opts.dryRun) await shareTls(ns, rt, pool, addressed, results, users, ordered);
+    // (a lock lost while the last scripts ran: what they did stands, but another run may have
+    // changed the nodes beside them)
+    const lost = await lock.lostReason();
+    if (lost) rt.io.err(`silver: the deploy lock was lost while the setup ran (${lost}): run silver setup-node ${ns.file} again once no other command runs`);
   } finally {
     await lock.release();
     await pool.close();
@@ -207,10 +213,10 @@ interface BalancerInputs {
   modes: ModeState | null;
 }
 
-/** Where a node's scripts go: its probe, and its full script (at most `concurrency` of those at once). */
+/** Where a node's scripts go: its probe, and its full script's turn (at most `concurrency` of those at once). */
 interface Scripts {
   probe: NodeExecutor;
-  full: NodeExecutor;
+  full: <T>(fn: (pool: NodeExecutor) => Promise<T>) => Promise<T>;
 }
 
 const PROBES_PER_SLOT = 4;
@@ -298,11 +304,13 @@ async function setupOne(
         checked = 'full';
       }
     }
-    const full = async () => {
-      // (under the deploy lock: see setup-lock.ts)
-      await lock.ready();
-      return scripts.full.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!, lock.token), undefined, (chunk) => stream.write(chunk));
-    };
+    // (under the deploy lock, checked when the script's turn has come: see setup-lock.ts)
+    const full = () =>
+      scripts.full(async (pool) => {
+        const lease = await lock.ready();
+        const named = lease ? { token: lease.token, holder: lease.holder, ttl: LOCK_TTL_SECONDS } : undefined;
+        return pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!, named), undefined, (chunk) => stream.write(chunk));
+      });
     const r = probe && checked === 'fingerprint' ? probe : await full();
     // (the layers' markers must name the layers in order: anything else is not a run of them)
     const order = stream.ended.map((e) => e.layer);

@@ -191,18 +191,22 @@ export class SharedState {
   }
 
   /**
-   * setup-node's lock: over the nodes that have silver-state — a node that was never set up
-   * can hold no lock, so no other run can count it either (every majority of the nodeset lies
-   * among the others) — or null when no node that answers has it yet (the nodeset's first setup:
-   * nothing can hold the lock).
+   * setup-node's lock: its majority counted over the nodes that have silver-state — a node that
+   * was never set up can hold no lock, so every majority of the nodeset lies among the others —
+   * and its heartbeat over every node: the full scripts that install silver-state on a new node
+   * take its replica for this lock in the same step (base layer, SILVER_LOCK_*), and the
+   * heartbeat renews it from then on, so that no node is ever set up and free for another run.
+   * With no node set up yet (the nodeset's first setup), a lease no node grants (it is never lost).
    */
-  async lockWhereInstalled(holder: string, token: string): Promise<Lease | null> {
+  async lockWhereInstalled(holder: string, token: string): Promise<Lease> {
     const answers = await this.tryLock(this.opts.nodes, token, holder);
-    const absent = new Set(answers.filter((a) => a.outcome === 'absent').map((a) => a.node));
-    if (absent.size === 0) return this.lock(holder, 5, token);
-    const nodes = this.opts.nodes.filter((n) => !absent.has(n));
-    if (nodes.length === 0) return null;
-    return new SharedState(this.remote, { ...this.opts, nodes, total: this.opts.total - absent.size }).lock(holder, 5, token);
+    const absent = answers.filter((a) => a.outcome === 'absent').map((a) => a.node);
+    if (absent.length === 0) return this.lock(holder, 5, token);
+    const installed = this.opts.nodes.filter((n) => !absent.includes(n));
+    const total = this.opts.total - absent.length;
+    const lease = installed.length === 0 ? new Lease(this.remote, [], token, holder, 0) : await new SharedState(this.remote, { ...this.opts, nodes: installed, total }).lock(holder, 5, token);
+    lease.include(absent);
+    return lease;
   }
 
   private async tryLock(nodes: readonly string[], token: string, holder: string, steal?: string): Promise<LockAnswer[]> {
@@ -316,6 +320,9 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
+/** A majority of `total` nodes; none of none. */
+const majorityOf = (total: number) => (total === 0 ? 0 : Math.floor(total / 2) + 1);
+
 /** A held deploy lock: renewed by a heartbeat until released. */
 export class Lease {
   private timer: NodeJS.Timeout | null = null;
@@ -340,7 +347,7 @@ export class Lease {
     /** A clock that never steps back (a step of the wall clock must not hide a lapsed lock). */
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.majority = Math.floor(total / 2) + 1;
+    this.majority = majorityOf(total);
     this.confirmedAt = now();
     if (heartbeatMs > 0) {
       this.timer = setInterval(() => {
@@ -357,6 +364,8 @@ export class Lease {
    */
   get lost(): string | null {
     if (this.lostReason) return this.lostReason;
+    // (no node counts: none can grant the lock to another run either)
+    if (this.majority === 0) return null;
     const since = this.now() - this.confirmedAt;
     if (since > LOCK_TTL_SECONDS * 1000 - EXPIRY_MARGIN_MS) return `no renewal was confirmed for ${Math.round(since / 1000)}s (the lock lapses after ${LOCK_TTL_SECONDS}s): another run may hold it`;
     return null;
@@ -396,7 +405,7 @@ export class Lease {
       await Promise.all(this.nodes.map((node) => this.remote.exec(node, stateVerbs.unlock(this.token)).catch(() => undefined)));
       return;
     }
-    if (mine < this.majority) this.lostReason = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
+    if (this.majority > 0 && mine < this.majority) this.lostReason = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
   }
 
   /** The nodes that answered this lock's taking (set once, by lock()). */
@@ -407,14 +416,25 @@ export class Lease {
   /**
    * A node this run destroys and builds again (replace-node): meanwhile the lock lives on the
    * others, its majority counted over them (the new node holds no lock, so no other run can count
-   * it either). In a nodeset of two nodes the lock would otherwise be lost with the first beat.
+   * it either). In a nodeset of two nodes the lock would otherwise be lost with the first beat; in
+   * a nodeset of one, no node counts and the lease is never lost (the new node takes it as it
+   * gets silver-state, for its TTL: this run's session cannot reach the new node to renew it).
    */
   setAside(node: string): void {
     if (!this.nodes.includes(node)) return;
     this.holding.delete(node);
     this.nodes = this.nodes.filter((n) => n !== node);
     this.total -= 1;
-    this.majority = Math.floor(this.total / 2) + 1;
+    this.majority = majorityOf(this.total);
+  }
+
+  /**
+   * Nodes the heartbeat takes and renews from now on, their majority not counted over them: ones
+   * that had no silver-state when the lock was taken (setup-node installs it under this lock,
+   * taking the node's replica at once: see lockWhereInstalled).
+   */
+  include(nodes: readonly string[]): void {
+    for (const node of nodes) if (!this.nodes.includes(node)) this.nodes = [...this.nodes, node];
   }
 
   async release(): Promise<void> {

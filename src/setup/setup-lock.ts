@@ -4,8 +4,7 @@ import { holderText, SharedState, type Lease } from '../deploy/shared-state.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Remote } from '../remote/executor.js';
 import type { Runtime } from '../runtime.js';
-import type { SshTarget } from '../ssh/connect.js';
-import type { AddressedNode } from './plan.js';
+import type { NodeTargets } from '../ssh/targets.js';
 
 /**
  * setup-node under the nodeset's deploy lock. A full script rewires a node from the node list
@@ -22,19 +21,30 @@ import type { AddressedNode } from './plan.js';
  */
 export class SetupLock {
   readonly token: string;
-  private taking: Promise<Lease | null> | null = null;
+  private taking: Promise<Lease> | null = null;
 
   constructor(
-    private readonly take: ((token: string) => Promise<Lease | null>) | null,
+    private readonly take: ((token: string) => Promise<Lease>) | null,
     private readonly given?: Lease,
   ) {
     this.token = given?.token ?? randomBytes(16).toString('hex');
   }
 
-  /** Before a full script: resolves when it may run, else throws why not. */
-  async ready(): Promise<void> {
+  /**
+   * Before a full script, when its turn has come: resolves with the lock the script names (its
+   * token and holder: a node that gets silver-state from it takes its replica for this lock at
+   * once), null without one (a dry run, an image's builder); throws when it may not run.
+   */
+  async ready(): Promise<Lease | null> {
     const lease = this.given ?? (this.take ? await (this.taking ??= this.take(this.token)) : null);
     if (lease?.lost) throw new Error(`the deploy lock was lost: ${lease.lost}`);
+    return lease;
+  }
+
+  /** Why the lock this run held was lost, once its scripts are done (null: held throughout, or none). */
+  async lostReason(): Promise<string | null> {
+    const lease = this.given ?? (await this.taking?.catch(() => null)) ?? null;
+    return lease?.lost ?? null;
   }
 
   /** Lets go of a lock this run took (never of a given one). */
@@ -48,15 +58,17 @@ export class SetupLock {
  * setup-node's own lock (null when no node has silver-state yet), taken after the node list was
  * read: that list is read again under the lock and must be the one the scripts were built from.
  */
-export function setupLockTaker(ns: Nodeset, rt: Runtime, remote: Remote, addressed: readonly AddressedNode[], targets: readonly SshTarget[]): (token: string) => Promise<Lease | null> {
+export function setupLockTaker(ns: Nodeset, rt: Runtime, remote: Remote, nodes: NodeTargets): (token: string) => Promise<Lease> {
   return async (token) => {
-    const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length, nodes: addressed.map((n) => n.name), say: (t) => rt.io.err(t) });
+    // (a node the provider does not have can hold no lock: the majority is counted without it)
+    const gone = nodes.missing.filter((m) => m.gone).length;
+    const state = new SharedState(remote, { nodeset: ns.name, total: ns.nodes.length - gone, nodes: nodes.addressed.map((n) => n.name), say: (t) => rt.io.err(t) });
     const lease = await state.lockWhereInstalled(holderText('setup-node', new Date(rt.now())), token);
     try {
-      const changed = await nodesChanged(ns, rt, addressed, targets);
+      const changed = await nodesChanged(ns, rt, nodes);
       if (changed) throw new ExitError(`the nodeset's nodes changed since this setup-node began (${changed}): nothing was changed; run it again`, 1);
     } catch (e) {
-      await lease?.release().catch(() => undefined);
+      await lease.release().catch(() => undefined);
       throw e;
     }
     return lease;
@@ -64,16 +76,19 @@ export function setupLockTaker(ns: Nodeset, rt: Runtime, remote: Remote, address
 }
 
 /** What differs between the nodes the run began with and the provider's and pins' now, or null. */
-async function nodesChanged(ns: Nodeset, rt: Runtime, addressed: readonly AddressedNode[], targets: readonly SshTarget[]): Promise<string | null> {
+async function nodesChanged(ns: Nodeset, rt: Runtime, { addressed, targets, missing }: NodeTargets): Promise<string | null> {
   const found = new Map((await (await rt.providerFor(ns.provider)).list(ns.name)).map((n) => [n.name, n]));
   const pins = rt.state.pinnedKeys(ns.name);
   const had = new Map(addressed.map((n) => [n.name, n]));
+  const gone = new Set(missing.filter((m) => m.gone).map((m) => m.name));
   for (const spec of ns.nodes) {
     const now = found.get(spec.name);
     const then = had.get(spec.name);
     const address = now?.state === 'running' ? (now.privateAddress ?? now.publicAddress) : undefined;
     if (!then) {
-      if (address) return `${spec.name} was created`;
+      // (one the provider did not have then and has now; one it had that could not be reached —
+      // stopped, no host key here — is left out of the wiring as before, whatever it is now)
+      if (gone.has(spec.name) && now) return `${spec.name} was created`;
       continue;
     }
     if (address !== then.address) return address ? `${spec.name} has another address` : `${spec.name} is gone`;

@@ -7,8 +7,8 @@ export interface NodeTargets {
   /** One SSH target per node that exists and is running. */
   targets: SshTarget[];
   addressed: AddressedNode[];
-  /** Nodes the file implies that cannot be reached, and why. */
-  missing: { name: string; role: string; error: string }[];
+  /** Nodes the file implies that cannot be reached, and why (`gone`: the provider has no such node). */
+  missing: { name: string; role: string; error: string; gone?: true }[];
 }
 
 /**
@@ -29,7 +29,7 @@ export async function connectNodes(ns: Nodeset, rt: Runtime, user?: string): Pro
     const address = node?.privateAddress ?? node?.publicAddress;
     const sshHost = node?.publicAddress ?? address;
     if (!node) {
-      missing.push({ name: spec.name, role: spec.role, error: 'the node does not exist: run silver create-node first' });
+      missing.push({ name: spec.name, role: spec.role, error: 'the node does not exist: run silver create-node first', gone: true });
       continue;
     }
     if (node.state !== 'running' || !address) {

@@ -309,3 +309,25 @@ test('an unfinished replacement of another service node is finished first: repla
   t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), []);
   t.false(nodes.verbs(DB, 'silver-db-postgresql').some((v) => v.startsWith('dump')));
 });
+
+test('replace-node of the only node of a one-node nodeset: its lease, set aside down to no node, is never lost (no node can grant the lock to another run meanwhile)', async (t) => {
+  const text = NODESET.replace('[balancer]\n', '').replace('nodes = 2', 'nodes = 1\nload_balancer = false').replace('[service:postgresql]\nnode_name = db.shop.test\n', '');
+  const d = await fakeDeploy(text);
+  const { ns, rt, provider, nodes } = d;
+  t.deepEqual(ns.nodes.map((n) => n.name), ['app1.shop.test']);
+  nodes.answerOther = (c, stdin) => {
+    if (c.argv.at(-2) !== 'sh' || c.argv.at(-1) !== '-s') return null;
+    const s = String(stdin);
+    if (/^fast_probe [0-9a-f]{64} /m.test(s)) return { code: 0, stdout: 'silver-fast: miss (no fingerprint)\n', stderr: '' };
+    const layers = [...s.matchAll(/^layer_begin (\S+)/gm)].map((m) => m[1]);
+    return { code: 0, stdout: layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join(''), stderr: '' };
+  };
+  // (a create that takes a few seconds, as every real one does: one heartbeat passes meanwhile)
+  const create = provider.create.bind(provider);
+  provider.create = async (req) => {
+    await new Promise((r) => setTimeout(r, 5_600));
+    return create(req);
+  };
+  const r = await replaceNode(ns, rt, { node: 'app1.shop.test', yes: true, drainMs: 1 });
+  t.true(r.ok, r.error ?? '');
+});

@@ -8,7 +8,7 @@ import { layersRoot } from '../../src/layers.js';
 import { ANY_DIGEST, FAST_HIT, nodeDigest, probeScript, recordedDigest } from '../../src/setup/fast-path.js';
 import type { ExecResult } from '../../src/ssh/connect.js';
 import type { NodeExecutor } from '../../src/ssh/keeper.js';
-import { fakeDeploy, shellWords, type FakeNodes } from '../helpers/fake-nodes.js';
+import { fakeDeploy, NODESET, shellWords, type FakeNodes } from '../helpers/fake-nodes.js';
 import { takeStateDump } from '../../src/setup/fast-path.js';
 import { libSubset } from '../../src/setup/lib-subset.js';
 
@@ -504,13 +504,19 @@ test('a lock another command holds: the nodes that need a full script fail, sayi
   t.false(fake.events.some((e) => / (un)?lock$/.test(e)));
 });
 
-test('nodes never set up (no silver-state) hold no lock: the first setup runs without one; a nodeset where some have it takes it on those', async (t) => {
+test('nodes never set up (no silver-state) count in no majority: the first setup runs under a lock no node grants, each node taking it as it gets silver-state; a nodeset where some have it takes it on those', async (t) => {
   const { ns, rt, fake } = await setup();
   const fresh = new Set(ns.nodes.map((n) => n.name));
   fake.nodes.failWhen = (c) => (fresh.has(c.node) && c.argv[2]?.endsWith('/silver-state') ? `sudo: ${c.argv[2]}: command not found` : null);
   const first = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
   t.true(first.nodes.every((n) => n.status !== 'failed' && n.checked === 'full'), JSON.stringify(first.nodes.map((n) => n.error)));
-  for (const n of ns.nodes) t.true(tokenIn(fake.sent.get(n.name)!.at(-1)!.text) !== null);
+  for (const n of ns.nodes) {
+    const text = fake.sent.get(n.name)!.at(-1)!.text;
+    t.true(tokenIn(text) !== null);
+    t.regex(text, /^SILVER_LOCK_TTL=30$/m);
+    t.regex(text, /^SILVER_FRESH_STATE=0; \[ -e \/usr\/local\/lib\/silverlining\/bin\/silver-state \] \|\| SILVER_FRESH_STATE=1$/m);
+    t.true(Buffer.from(/^SILVER_LOCK_HOLDER='?([A-Za-z0-9+/=]+)'?$/m.exec(text)![1]!, 'base64').toString().includes(': setup-node since '));
+  }
 
   // One node has it (the others new, a nodeset that grew): the lock is taken there.
   fresh.delete('app1.shop.test');
@@ -613,4 +619,117 @@ fingerprint_end ${'a'.repeat(64)}`);
     t.is(r.status, 0, r.stderr);
     t.throws(() => readFileSync(join(fp, 'fingerprint')), undefined, line);
   }
+});
+
+test('a nodeset that grew (new nodes outnumber set-up ones): each new node takes setup-node\'s lock as it gets silver-state, so an update that starts meanwhile is refused', async (t) => {
+  const { ns, rt, fake } = await setup();
+  const { Session } = await import('../../src/deploy/session.js');
+  // app1 was set up before; app2, the database and the balancer are new (no silver-state yet).
+  const fresh = new Set(ns.nodes.map((n) => n.name).filter((n) => n !== 'app1.shop.test'));
+  fake.nodes.failWhen = (c) => (fresh.has(c.node) && c.argv[2]?.endsWith('/silver-state') ? `sudo: ${c.argv[2]}: command not found` : null);
+  let other: string | null = null;
+  const exec = fake.exec.bind(fake);
+  fake.exec = async (node, command, stdin, timeout, onStdout) => {
+    const text = String(stdin ?? '');
+    const full = /^fingerprint_begin$/m.test(text);
+    const r = await exec(node, command, stdin, timeout, onStdout);
+    if (full) {
+      // (the base layer installed silver-state there and took the run's lock at once: take_fresh_lock)
+      if (fresh.delete(node) && /^SILVER_FRESH_STATE=0; \[ -e \S+\/silver-state \] \|\| SILVER_FRESH_STATE=1$/m.test(text)) {
+        const [, token] = /^SILVER_LOCK_TOKEN='?([0-9a-f]+)'?$/m.exec(text)!;
+        const [, holder] = /^SILVER_LOCK_HOLDER='?([A-Za-z0-9+/=]+)'?$/m.exec(text)!;
+        fake.nodes.state.set(node, new Map([['lock', `${token} ${holder}`]]));
+      }
+      if (fresh.size === 0 && other === null) {
+        other = 'pending';
+        // an update starts now, setup-node still running (its lease held)
+        const s = await Session.open(ns, rt);
+        try {
+          const lease = await s.state.lock('ops@elsewhere pid 9: update hello since now');
+          other = `update took the lock too (token ${lease.token.slice(0, 6)}); replicas: ${ns.nodes.map((n) => `${n.name}=${(fake.nodes.state.get(n.name)?.get('lock') ?? '-').split(' ')[0]!.slice(0, 6)}`).join(' ')}`;
+          await lease.release();
+        } catch (e) {
+          other = `refused: ${(e as Error).message}`;
+        } finally {
+          await s.close();
+        }
+      }
+    }
+    return r;
+  };
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.regex(other ?? '', /^refused: nodeset shop is locked by .*setup-node/);
+});
+
+test('a running node this machine cannot reach (no pin, no host key from the provider) is no node "created since the run began": the others are set up, run after run', async (t) => {
+  const { ns, rt, fake, provider } = await setup();
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  // db: running, but no pin here and none from the provider (an EC2 console that scrolled on, another operator's machine)
+  rt.state.unpin(ns.name, ['db.shop.test']);
+  for (const n of provider.nodes.values()) if (n.name === 'db.shop.test') n.hostKey = '';
+  const outcomes: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    fake.reset();
+    fake.drifted.add('app1.shop.test');
+    const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+    outcomes.push(r.nodes.map((n) => `${n.name}: ${n.status} ${n.error ?? ''}`).join('\n'));
+  }
+  t.notRegex(outcomes.join('\n'), /app1\.shop\.test: failed .*db\.shop\.test was created/);
+});
+
+test('a two-node nodeset whose app server is gone (replace-node killed after the destroy): the balancer is set up (a node the provider does not have counts in no lock majority)', async (t) => {
+  const d = await fakeDeploy(NODESET.replace('nodes = 2', 'nodes = 1').replace('[service:postgresql]\nnode_name = db.shop.test\n', ''));
+  const fake = new Nodes(d.nodes);
+  d.rt.executor = async () => fake;
+  const { ns, rt, provider } = d;
+  t.deepEqual(ns.nodes.map((n) => n.name), ['app1.shop.test', 'balancer.shop.test']);
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  for (const n of [...provider.nodes.values()]) if (n.name === 'app1.shop.test') await provider.destroy(n);
+  rt.state.unpin(ns.name, ['app1.shop.test']);
+  fake.reset();
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.not(r.nodes.find((n) => n.name === 'balancer.shop.test')!.status, 'failed');
+});
+
+test('the lock is checked when a full script\'s turn comes: with --concurrency 1 a lock lost meanwhile stops the queued nodes', async (t) => {
+  const { ns, rt, fake } = await setup();
+  const { Session } = await import('../../src/deploy/session.js');
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  const s = await Session.open(ns, rt);
+  const lease = await s.state.lock('ops@here pid 1: replace-node since then');
+  fake.reset();
+  for (const n of ns.nodes) fake.drifted.add(n.name);
+  let broken = false;
+  const exec = fake.exec.bind(fake);
+  const afterLost: string[] = [];
+  fake.exec = async (node, command, stdin, timeout, onStdout) => {
+    const full = /^fingerprint_begin$/m.test(String(stdin ?? ''));
+    if (full && broken) afterLost.push(node);
+    const r = await exec(node, command, stdin, timeout, onStdout);
+    if (full && !broken) {
+      broken = true; // (the lock broken while the first full script ran: silver unlock --force)
+      for (const n of ns.nodes) fake.nodes.state.get(n.name)!.delete('lock');
+      await lease.beat();
+    }
+    return r;
+  };
+  await setupNodes(ns, rt, { dryRun: false, concurrency: 1, lease });
+  t.deepEqual(afterLost, []);
+  await lease.release();
+  await s.close();
+});
+
+test('a data folder an app made set-group-ID (chmod g+s) is put back to its mode (chmod keeps that bit for a three-digit mode: it never matched, every run was a full one)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-mode-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const data = join(dir, 'home');
+  spawnSync('sh', ['-c', `mkdir "${data}" && chmod 2750 "${data}"`]);
+  const owner = spawnSync('stat', ['-c', '%U:%G', data], { encoding: 'utf8' }).stdout.trim();
+  const lib = readFileSync(join(layersRoot(), 'lib.sh'), 'utf8');
+  const r = spawnSync('sh', ['-s'], { input: `set -eu\nCHECK=0\n${lib}\nensure_data_dir ${data} 750 ${owner}\n`, encoding: 'utf8' });
+  t.is(r.status, 0, r.stderr);
+  t.regex(r.stdout, new RegExp(`${data}: mode 750, owner ${owner}`));
+  t.is(spawnSync('stat', ['-c', '%a', data], { encoding: 'utf8' }).stdout.trim(), '750');
+  const again = spawnSync('sh', ['-s'], { input: `set -eu\nCHECK=0\n${lib}\nensure_data_dir ${data} 750 ${owner}\n`, encoding: 'utf8' });
+  t.is(again.stdout, '', 'the next run finds nothing to change');
 });
