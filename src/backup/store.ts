@@ -105,10 +105,13 @@ export function resolveBackup(base: string, nodeset: string, app: string | null,
   return b;
 }
 
-/** Keeps the newest `keep` whole backups of the app; the folders removed. */
-export function pruneBackups(base: string, nodeset: string, app: string, keep: number): string[] {
+/**
+ * Keeps the newest `keep` whole backups of the app; the folders removed. `held`: a stamp that
+ * stays whatever its age (the dump an unfinished replacement restores).
+ */
+export function pruneBackups(base: string, nodeset: string, app: string, keep: number, held?: string): string[] {
   const all = listBackups(base, nodeset, app).filter((b) => b.manifest);
-  const gone = all.slice(0, Math.max(0, all.length - keep)).map((b) => b.dir);
+  const gone = all.slice(0, Math.max(0, all.length - keep)).filter((b) => b.stamp !== held).map((b) => b.dir);
   for (const dir of gone) rmSync(dir, { recursive: true, force: true });
   return gone;
 }

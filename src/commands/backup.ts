@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { underDeployLock, Stopped, type Steps } from '../backup/lock.js';
 import { compareCounts, countsLine, parseDumpHeader, stampFor, totalRows, type DumpHeader, type Manifest } from '../backup/manifest.js';
 import { ageText, recordBackups, type BackupEntry } from '../backup/record.js';
+import { heldStamps, readReplaceRecord } from '../backup/replace-record.js';
 import { backupsBase, fileSum, listBackups, PartialBackup, pruneBackups, resolveBackup, writeNote, type StoredBackup } from '../backup/store.js';
 import { fetchStaged, LONG_MS, putStaged, scratchSuffix, stagedId } from '../backup/transfer.js';
 import { VERSION } from '../cli.js';
@@ -129,7 +130,18 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
         report.notes.push(`the nodes' record of backups was not updated: ${message(e)}`),
       );
     }
-    if (opts.keep !== undefined) for (const b of done) report.pruned.push(...pruneBackups(base, ns.name, b.app, opts.keep));
+    if (opts.keep !== undefined && done.length > 0) {
+      // (the dumps an unfinished replace-node restores stay: for an app not restored yet, the
+      // only copy of its data; a record that cannot be read keeps every backup)
+      const held = await readReplaceRecord(s).then(heldStamps, () => null);
+      if (!held) report.notes.push("nothing pruned: the nodes' record of an unfinished replacement could not be read");
+      else
+        for (const b of done) {
+          const keep = held.get(b.app);
+          report.pruned.push(...pruneBackups(base, ns.name, b.app, opts.keep, keep));
+          if (keep) report.notes.push(`${b.app}: backup ${keep} kept: the unfinished replace-node restores it`);
+        }
+    }
     for (const b of report.backups) {
       await record(s.state, historyEntry({ at: new Date(rt.now() - b.seconds * 1000).toISOString(), kind: 'backup', app: b.app, seconds: b.seconds, result: b.ok ? 'ok' : `failed: ${b.error}`, ...(b.stamp ? { detail: b.stamp } : {}) }), (t) => rt.io.err(t));
     }

@@ -1,3 +1,4 @@
+import { readReplaceRecord, type ReplaceRecord } from '../backup/replace-record.js';
 import { Stopped, underDeployLock } from '../backup/lock.js';
 import { compareCounts } from '../backup/manifest.js';
 import { readBackupsRecord } from '../backup/record.js';
@@ -6,7 +7,6 @@ import { holdApp, holders, releaseApp, type ModeEntry } from '../deploy/modes.js
 import { exportInstance } from '../deploy/replicate.js';
 import { Session } from '../deploy/session.js';
 import { parseEnvFile } from '../deploy/settings.js';
-import type { Versioned } from '../deploy/shared-state.js';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset, NodeSpec } from '../nodeset/types.js';
 import { dbEnsure, dbVerbs } from '../remote/commands/db.js';
@@ -43,18 +43,6 @@ export interface ServiceReplaceResult {
   notes: string[];
 }
 
-interface ReplaceRecord extends Versioned {
-  node: string;
-  /** app -> the stamp of the dump that goes onto the new node (null: closed). */
-  backups: Record<string, string> | null;
-  started: string;
-  /** The node was destroyed and built anew by this replacement (a re-run builds it no more). */
-  rebuilt?: boolean;
-  /** The apps whose dump was restored on the new node with the manifest's rows. */
-  restored?: string[];
-  /** The new node's host key, as pinned when it was built (another node of its name is not it). */
-  hostKey?: string;
-}
 
 /**
  * The apps of an unfinished replacement whose hold a `silver maintenance` ended (taken as they
@@ -81,7 +69,7 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     // The apps with a database there, and the password each one's app servers have.
     const passwords = await appPasswords(s, svc.envPrefix);
     const apps = [...passwords.keys()];
-    const pending = ((await s.state.read<ReplaceRecord>('replace')).get('replace') ?? null) as ReplaceRecord | null;
+    const pending = await readReplaceRecord(s);
     // (one replacement of a service node at a time: its record is the nodeset's one)
     if (pending?.backups && pending.node !== spec.name) {
       throw new ExitError(`the replacement of ${pending.node} begun ${pending.started} is unfinished: run silver replace-node ${ns.file} --node ${pending.node} to finish it first`, 1);
@@ -115,7 +103,7 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
       // (read again under the lock: an update that gave an app its first database there, or
       // another replacement, while the question waited would otherwise go unheld and undumped)
       const now = await appPasswords(s, svc.envPrefix);
-      const nowPending = ((await s.state.read<ReplaceRecord>('replace')).get('replace') ?? null) as ReplaceRecord | null;
+      const nowPending = await readReplaceRecord(s);
       if (now.size !== passwords.size || [...now].some(([a, p]) => passwords.get(a) !== p) || (nowPending?.seq ?? 0) !== (pending?.seq ?? 0)) {
         throw new ExitError(`${spec.name}: its apps (${[...now.keys()].join(', ') || 'none'}) or an earlier replacement changed while the question waited (an update or another replacement ran): nothing done; run the command again`, 1);
       }

@@ -331,3 +331,23 @@ test('replace-node of the only node of a one-node nodeset: its lease, set aside 
   const r = await replaceNode(ns, rt, { node: 'app1.shop.test', yes: true, drainMs: 1 });
   t.true(r.ok, r.error ?? '');
 });
+
+test('silver backup --keep 1 beside an unfinished replacement of the database node keeps the dumps it restores (for an app not restored yet, the only copy of its data): the next replace-node finishes', async (t) => {
+  const { ns, rt, nodes } = await dbReplacement();
+  const { backup } = await import('../../src/commands/backup.js');
+  failBlogOnce(nodes);
+  t.false((await replaceNode(ns, rt, { node: DB, yes: true, force: true })).ok);
+  const held = replaceRecord(nodes).backups!;
+  // (a nightly backup with pruning, twice: every older backup would go)
+  const first = await backup(ns, rt, { keep: 1 });
+  const second = await backup(ns, rt, { keep: 1 });
+  t.true(first.backups.every((b) => b.ok) && second.backups.every((b) => b.ok));
+  for (const [app, stamp] of Object.entries(held)) {
+    t.false([...first.pruned, ...second.pruned].some((dir) => dir.endsWith(`/${app}/${stamp}`)), `${app} ${stamp} kept`);
+    t.true(second.notes.includes(`${app}: backup ${stamp} kept: the unfinished replace-node restores it`));
+  }
+  t.true(second.pruned.length > 0, 'the others were pruned');
+  const r = await replaceNode(ns, rt, { node: DB, yes: true });
+  t.true(r.ok, r.error ?? '');
+  t.deepEqual(r.restored!.map((x) => [x.app, x.stamp]), [['blog', held['blog']!]]);
+});

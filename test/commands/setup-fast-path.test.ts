@@ -658,6 +658,7 @@ test('a nodeset that grew (new nodes outnumber set-up ones): each new node takes
     return r;
   };
   const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 4 });
+  t.true(r.nodes.every((n) => n.status !== 'failed'), JSON.stringify(r.nodes.map((n) => n.error)));
   t.regex(other ?? '', /^refused: nodeset shop is locked by .*setup-node/);
 });
 
