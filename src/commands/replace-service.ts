@@ -88,6 +88,17 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
       }
     }
     const resuming = resumed?.backups ?? null;
+    // (every database silver made there goes with the node: one no active instance uses — an app
+    // whose first deploy failed after its migrations, one stopped for a while — would be
+    // destroyed undumped, its password known to no app server to make it again)
+    if (!resuming) {
+      const planned = new Set(apps.map((a) => svc.dbName(a)));
+      const listed = (await s.remote.run(spec.name, `listing the ${name} databases`, dbVerbs.list(svc))).split('\n').filter((l) => l.startsWith('db ')).map((l) => l.slice(3));
+      const unplanned = listed.filter((db) => !planned.has(db) && !db.startsWith('silver_'));
+      if (unplanned.length > 0) {
+        throw new ExitError(`${spec.name} holds databases no app server's active instance uses (${unplanned.join(', ')}): they would be destroyed undumped; deploy their apps (silver update), or back them up and drop them, first: nothing done`, 1);
+      }
+    }
     if (!resuming && !opts.force) {
       const rec = (await readBackupsRecord(s)).apps;
       const limit = rt.now() - MAX_VERIFIED_DAYS * 86400_000;

@@ -351,3 +351,13 @@ test('silver backup --keep 1 beside an unfinished replacement of the database no
   t.true(r.ok, r.error ?? '');
   t.deepEqual(r.restored!.map((x) => [x.app, x.stamp]), [['blog', held['blog']!]]);
 });
+
+test('a database there that no active instance uses (an app whose first deploy failed after its migrations) stops replace-node before anything is held or destroyed: it would go undumped', async (t) => {
+  const { ns, rt, nodes, provider } = await dbReplacement();
+  nodes.app('app1.shop.test', 'blog').active = null;
+  nodes.calls.length = 0;
+  await t.throwsAsync(replaceNode(ns, rt, { node: DB, yes: true, force: true }), { message: /db\.shop\.test holds databases no app server's active instance uses \(blog\): they would be destroyed undumped/ });
+  t.true((await provider.list(ns.name)).some((n) => n.name === DB), 'not destroyed');
+  t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), [], 'nothing held');
+  t.false(nodes.verbs(DB, 'silver-db-postgresql').some((v) => v.startsWith('dump')));
+});
