@@ -441,6 +441,30 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.deepEqual(dbs(tr), ['counter']);
 });
 
+test('MariaDB: a restore cut short (its load fails, as a kill or a reboot would leave it) marks the database incomplete: no dump of it is taken until a restore completes', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
+  writeFileSync(join(tr.dir, 'counts'), '{"hits": 1}');
+  const dump = '-- MariaDB dump\nINSERT INTO `hits` VALUES (1);\n-- Dump completed on 2026-12-02\n';
+  await sh(tr, ['put', ID, '0'], dump);
+  const target = 'silver_restore_counter_0a1b2c3d';
+  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
+  writeFileSync(join(tr.dir, 'load.fail'), '');
+  const cut = await sh(tr, ['restore', 'counter', ID, target]);
+  t.is(cut.code, 1);
+  t.regex(cut.stderr, /counter is incomplete/);
+  t.is(readFileSync(join(tr.svc, 'incomplete-counter'), 'utf8'), `${ID}\n`);
+  const refused = await sh(tr, ['dump', 'counter', 'bbbbbbbbbbbb']);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /counter is incomplete: a restore of it was cut short \(killed, a reboot\); restore it again \(silver restore\) before it is dumped/);
+  t.false(existsSync(join(tr.staged, 'bbbbbbbbbbbb')), 'nothing staged');
+  rmSync(join(tr.dir, 'load.fail'));
+  const again = await sh(tr, ['restore', 'counter', ID, target]);
+  t.is(again.code, 0, again.stderr);
+  t.false(existsSync(join(tr.svc, 'incomplete-counter')));
+  t.is((await sh(tr, ['dump', 'counter', 'cccccccccccc'])).code, 0);
+});
+
 test('MariaDB: a dump of an app\'s database waits while a restore of it runs (a dump of the half-loaded database would pass for a good backup)', async (t) => {
   const tr = tree('mysql');
   writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
