@@ -45,3 +45,15 @@ test('attack: a secret an app prints encoded — JSON-escaped, URL-encoded, as a
   }
   t.is(redact('nothing here', [secret]), 'nothing here');
 });
+
+test('attack: a lock holder or a rollout record a deployer wrote (silver-state lock/put) reaches silver status printable', async (t) => {
+  const { renderStatus } = await import('../src/commands/status.js');
+  const evil = 'ops\x1b[2K\r\x1b]52;c;cm0gLXJmIH4=\x07';
+  const out = renderStatus({
+    nodeset: 'shop', nodes: [], apps: [], modes: null, backups: null,
+    rollout: { kind: 'update', app: 'hello', instance: `hello.2026-12-02_001${evil}`, holder: evil, started: '2026-12-02T10:00:00Z', live: false },
+    lock: { holder: evil, ageSeconds: 3, live: true },
+  });
+  t.false(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(out.replaceAll('\n', '')), JSON.stringify(out));
+  t.true(out.includes('ops\\x1b[2K\\x0d\\x1b]52;c;cm0gLXJmIH4=\\x07'));
+});

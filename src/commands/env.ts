@@ -55,14 +55,15 @@ export async function parseChanges(action: string, args: readonly string[], stdi
   if (args.length === 0) throw new ExitError(`silver env ${action}: give ${action === 'set' ? 'KEY=VALUE or KEY=- (the value on standard input)' : 'KEY'}`, 2);
   const out: SettingChange[] = [];
   let fromInput = 0;
-  for (const a of args) {
+  for (const [i, a] of args.entries()) {
     const eq = a.indexOf('=');
     const key = action === 'set' ? (eq < 0 ? a : a.slice(0, eq)) : a;
-    if (action === 'set' && eq < 0) throw new ExitError(`silver env set: "${key}" has no value (KEY=VALUE, or KEY=- to read it from standard input)`, 2);
+    // (an argument that is no KEY=VALUE may be a value alone — a secret: never repeated)
+    if (action === 'set' && eq < 0) throw new ExitError(`silver env set: argument ${i + 1} is not KEY=VALUE (or KEY=- to read the value from standard input); it is not repeated here`, 2);
     // (KEY=VALUE given to unset: the value is named nowhere, not even in the error)
-    if (action === 'unset' && eq >= 0) throw new ExitError(`silver env unset: give the name alone (${a.slice(0, eq)}), not KEY=VALUE`, 2);
+    if (action === 'unset' && eq >= 0) throw new ExitError(`silver env unset: give the name alone${badSettingName(a.slice(0, eq)) ? '' : ` (${a.slice(0, eq)})`}, not KEY=VALUE`, 2);
     const bad = badSettingName(key);
-    if (bad) throw new ExitError(`silver env ${action}: ${bad}`, 2);
+    if (bad) throw new ExitError(`silver env ${action}: argument ${i + 1}${action === 'set' ? ', before its =,' : ''} ${bad}`, 2);
     if (out.some((c) => c.key === key)) throw new ExitError(`silver env ${action}: ${key} is given twice`, 2);
     if (action === 'unset') {
       out.push({ key, unset: true });

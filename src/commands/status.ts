@@ -1,3 +1,4 @@
+import { printable } from '../output/printable.js';
 import type { RolloutRecord } from '../deploy/rollout.js';
 import type { AppState } from '../deploy/remote.js';
 import { Session } from '../deploy/session.js';
@@ -136,10 +137,12 @@ export function renderStatus(r: StatusReport): string {
   for (const a of r.apps) versions.set(a.app, (versions.get(a.app) ?? new Set()).add(a.active ?? '-'));
   for (const [app, v] of versions) if (v.size > 1) lines.push(`${app}: the app servers serve different instances (${[...v].join(', ')})`);
   if (r.rollout) {
+    // (the record is the deploy user's to write: shown printable)
+    const [kind, app, instance, holder] = [r.rollout.kind, r.rollout.app, r.rollout.instance, r.rollout.holder].map((x) => printable(String(x)));
     lines.push(
       r.rollout.live
-        ? `${r.rollout.kind === 'update' ? 'an' : 'a'} ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} is running (${r.rollout.holder})`
-        : `an interrupted ${r.rollout.kind} of ${r.rollout.app} to ${r.rollout.instance} (${r.rollout.holder}): the next silver update or rollback of any app converges it`,
+        ? `${kind === 'update' ? 'an' : 'a'} ${kind} of ${app} to ${instance} is running (${holder})`
+        : `an interrupted ${kind} of ${app} to ${instance} (${holder}): the next silver update or rollback of any app converges it`,
     );
   }
   lines.push(...modeLines(r.modes?.record ?? null));
@@ -149,7 +152,7 @@ export function renderStatus(r: StatusReport): string {
     lines.push(`virtual address ${r.virtualAddress.address}: ${h.length === 1 ? `held by ${h[0]}` : h.length === 0 ? 'held by NO balancer' : `held by ${h.join(' and ')} (both: a split)`}`);
   }
   lines.push(...certificateLines(r.certificates, !!r.virtualAddress));
-  if (r.lock) lines.push(`deploy lock: ${r.lock.holder}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (its holder is gone: the next update or rollback takes it over)'}`);
+  if (r.lock) lines.push(`deploy lock: ${printable(r.lock.holder)}, last heartbeat ${r.lock.ageSeconds}s ago${r.lock.live ? '' : ' (its holder is gone: the next update or rollback takes it over)'}`);
   return lines.join('\n');
 }
 

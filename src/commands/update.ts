@@ -1,3 +1,4 @@
+import { printable } from '../output/printable.js';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { ofApp, waitServing } from '../deploy/balancer-wait.js';
@@ -161,7 +162,7 @@ export async function readRollout(s: Session): Promise<RolloutRecord | null> {
 export async function converge(s: Session, rec: RolloutRecord | null, graceMs = GRACE_MS): Promise<{ convergence: Convergence | null; seq: number }> {
   if (!rec || rec.state !== 'running') return { convergence: null, seq: rec?.seq ?? 0 };
   const say = (t: string) => s.rt.io.err(t);
-  say(`found an interrupted ${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})`);
+  say(printable(`found an interrupted ${rec.kind} of ${rec.app} to ${rec.instance} (${rec.holder})`));
   // A migration the interrupted update started may still run on the primary (nothing ends a
   // remote command when silver dies): nothing is put back or started beside it.
   const running = rec.kind === 'update' ? await migrationRunning(s, rec.app) : null;

@@ -69,10 +69,15 @@ export async function record(state: SharedState, entry: HistoryEntry, say: (t: s
   if (n === 0) say(`warning: the deploy history could not be written on any node (${entry.kind}${entry.app ? ` of ${entry.app}` : ''})`);
 }
 
+/** How many lines of the history each node keeps (silver-state append). */
+const KEPT_LINES = 5000;
+
 /** The history, oldest first, each entry once; only `app`'s when given. */
 export async function readHistory(state: SharedState, app?: string, limit = 1000): Promise<HistoryEntry[]> {
   const byId = new Map<string, HistoryEntry>();
-  for (const line of await state.log(KEY, limit)) {
+  // (one app's: every line the nodes keep is read, then the app's newest — the nodeset's newest
+  // `limit` could hold none of its own)
+  for (const line of await state.log(KEY, app ? KEPT_LINES : limit)) {
     try {
       const e = JSON.parse(line) as HistoryEntry;
       if (typeof e.id === 'string' && typeof e.at === 'string' && typeof e.kind === 'string') byId.set(e.id, e);

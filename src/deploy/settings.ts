@@ -15,7 +15,8 @@ const MAX_VALUE = 65536;
 
 /** Why a setting's name cannot be used, or null. Silver's own names are not the app's to set. */
 export function badSettingName(key: string): string | null {
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(key)) return `"${key}" is not a variable name (letters, digits, _; not starting with a digit; at most 128)`;
+  // (not repeated: what is no name may be a value — a secret — given without its KEY=)
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(key)) return 'is not a variable name (letters, digits, _; not starting with a digit; at most 128)';
   if (key === 'PORT' || key === 'TEMP' || /^(SILVER_|CONFIG_)/.test(key)) return `${key} is set by silver (PORT, TEMP, SILVER_*, CONFIG_*)`;
   return null;
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ExitError } from '../diagnostics.js';
+import { printable } from '../output/printable.js';
 import { stateVerbs } from '../remote/commands/state.js';
 import type { Remote } from '../remote/executor.js';
 
@@ -41,7 +42,8 @@ interface LockAnswer {
   error?: string;
 }
 
-const decode = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+/** A holder's text as the nodes keep it (base64): any deployer can write one, so it is made printable. */
+const decode = (b64: string) => printable(Buffer.from(b64, 'base64').toString('utf8'));
 
 export function processAlive(pid: number): boolean {
   try {

@@ -187,6 +187,13 @@ test('bad changes are exit 2 before anything is asked of a node', async (t) => {
   t.true(unset instanceof ExitError && unset.exitCode === 2);
   t.regex(unset!.message, /give the name alone \(DB_PASSWORD\)/);
   t.false(unset!.message.includes('hunter2xyz'));
+  // A value given without its KEY= (a URL with a query holds one =): neither it nor a part of it in the error.
+  for (const arg of ['Hunter2Pass', 'postgres://shop:Hunter2Pass@db/shop?sslmode=require']) {
+    const e = await t.throwsAsync(parseChanges('set', ['A=1', arg], async () => Buffer.from('x')));
+    t.true(e instanceof ExitError && e.exitCode === 2);
+    t.regex(e!.message, /^silver env set: argument 2[ ,]/);
+    t.false(e!.message.includes('Hunter2'), e!.message);
+  }
   const { ns, rt, nodes } = await fakeDeploy();
   await t.throwsAsync(envChange(ns, 'nope', [{ key: 'A', value: '1' }], rt, opts), { message: /not in the locations/ });
   t.is(nodes.calls.length, 0);
@@ -209,4 +216,14 @@ test('env set refuses (exit 1) while the app servers serve different instances (
   t.true(e instanceof ExitError && e.exitCode === 1);
   t.regex(e!.message, new RegExp(`serve different instances \\(app1\\.shop\\.test: ${OLD.replaceAll('.', '\\.')}, app2\\.shop\\.test: hello\\.2026-12-01_002\\): bring them to one`));
   t.false(nodes.verbs(undefined).some((v) => v.startsWith('clone')));
+});
+
+test('history APP -n N: the app\'s newest N, however many entries of other apps came after them', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  const entry = (id: string, app: string, at: string) => JSON.stringify({ id, at, kind: 'update', app, seconds: 1, result: 'ok' });
+  const log = [entry('a1', 'hello', '2026-12-01T10:00:00Z'), ...[1, 2, 3].map((i) => entry(`b${i}`, 'blog', `2026-12-01T1${i}:00:00Z`))].join('\n') + '\n';
+  for (const n of ns.nodes) nodes.state.set(n.name, new Map([['history.log', log]]));
+  const h = await history(ns, rt, 'hello', 2);
+  t.deepEqual(h.map((e) => e.id), ['a1']);
+  t.deepEqual((await history(ns, rt, undefined, 2)).map((e) => e.id), ['b2', 'b3']);
 });

@@ -1235,3 +1235,15 @@ test('silver-deploy: the app users from the password file — an exact name, a l
   for (const app of ['blog', 'news']) t.deepEqual(await deploy(tr, 'pending', 'get', app), { code: 0, signal: null, stdout: '', stderr: '' }, app);
   for (const app of ['wiki', 'other']) t.regex((await deploy(tr, 'pending', 'get', app)).stderr, new RegExp(`no user app-${app}: run silver setup-node`), app);
 });
+
+test('silver-deploy: pending set before the app\'s first deploy (its folder not made yet) stages the settings, root-only; get reads them back, clear removes them', async (t) => {
+  const tr = tree(DEPLOY);
+  t.false(existsSync(join(tr.apps, 'blog')));
+  const staged = 'staged 1\nset GREETING aGk=\n';
+  const set = await sh(tr, ['pending', 'set', 'blog'], staged);
+  t.is(set.code, 0, set.stderr);
+  t.is(statSync(join(tr.apps, 'blog', 'settings.pending')).mode & 0o777, 0o600);
+  t.is((await deploy(tr, 'pending', 'get', 'blog')).stdout, staged);
+  t.is((await deploy(tr, 'pending', 'clear', 'blog')).code, 0);
+  t.false(existsSync(join(tr.apps, 'blog', 'settings.pending')));
+});
