@@ -28,6 +28,13 @@ const unquote = (name: string) => name.replaceAll('``', '`');
  * text: a line reading `DELIMITER ;` inside one of its strings must not end it.
  */
 class BodyLexer {
+  /**
+   * `sqlMode`: the mode the body was written under, as mariadb-dump sets it before the body
+   * (`/*!50003 SET sql_mode = '...' *\/`): with NO_BACKSLASH_ESCAPES a backslash in a string is
+   * a plain character, with ANSI_QUOTES a "..." is a name, as a `...` is.
+   */
+  constructor(private readonly sqlMode = '') {}
+
   private quote = 0;
   private escaped = false;
   private block = false;
@@ -54,12 +61,16 @@ class BodyLexer {
       }
     } else if (this.quote) {
       if (this.escaped) this.escaped = false;
-      else if (b === BACKSLASH && this.quote !== BACKTICK) this.escaped = true;
+      else if (b === BACKSLASH && this.quote !== BACKTICK && !(this.quote === DQUOTE && this.modeHas('ANSI_QUOTES')) && !this.modeHas('NO_BACKSLASH_ESCAPES')) this.escaped = true;
       else if (b === this.quote) this.quote = 0;
     } else if (b === QUOTE || b === DQUOTE || b === BACKTICK) this.quote = b;
     else if (b === HASH || (b === DASH && this.prev === DASH)) this.lineComment = true;
     else if (b === STAR && this.prev === SLASH) this.opening = true;
     this.prev = b;
+  }
+
+  private modeHas(flag: string): boolean {
+    return this.sqlMode.split(',').includes(flag);
   }
 
   get inCode(): boolean {
@@ -93,6 +104,8 @@ export class MysqlDumpCounter implements RowCounter {
   private body = new BodyLexer();
   /** The current line began in the body's code (not in one of its strings or comments). */
   private lineInCode = true;
+  /** The sql_mode mariadb-dump set last (outside a body): the next body's. */
+  private sqlMode = '';
 
   write(chunk: Buffer): void {
     for (let i = 0; i < chunk.length; i++) {
@@ -126,7 +139,8 @@ export class MysqlDumpCounter implements RowCounter {
     const n = this.line.length;
     if (n < 20) return false;
     for (let k = 0; k < VALUES.length; k++) if (this.line[n - VALUES.length + k] !== VALUES[k]) return false;
-    const m = /^INSERT INTO `((?:[^`]|``)+)` VALUES$/.exec(Buffer.from(this.line).toString('utf8'));
+    // (with its columns named where the table has an INVISIBLE one: mariadb-dump lists them)
+    const m = /^INSERT INTO `((?:[^`]|``)+)`(?: \(`(?:[^`]|``)+`(?:, `(?:[^`]|``)+`)*\))? VALUES$/.exec(Buffer.from(this.line).toString('utf8'));
     if (!m || unquote(m[1]!) !== this.locked) return false;
     this.insert = this.locked;
     this.depth = 0;
@@ -143,9 +157,11 @@ export class MysqlDumpCounter implements RowCounter {
       if (this.lineInCode && text.trimEnd() === 'DELIMITER ;') this.delimited = false;
       return;
     }
+    const mode = /^\/\*!\d+ SET sql_mode\s*=\s*'([A-Z_,]*)'/.exec(text);
+    if (mode) this.sqlMode = mode[1]!;
     if (text.startsWith('DELIMITER ') && text.trimEnd() !== 'DELIMITER ;') {
       this.delimited = true;
-      this.body = new BodyLexer();
+      this.body = new BodyLexer(this.sqlMode);
     } else if (text.startsWith('CREATE TABLE `')) {
       const m = ident.exec(text);
       if (m) this.tables.set(unquote(m[1]!), this.tables.get(unquote(m[1]!)) ?? 0);

@@ -13,7 +13,7 @@ export const mysql: ServiceDescriptor = {
   ensureArgs: (db, addresses) => [db, ...addresses],
   // SQL text; mariadb-dump's snapshot is its own session's, so the rows are counted in the dump.
   backup: {
-    tool: 'mariadb-dump --single-transaction --routines --triggers --hex-blob',
+    tool: 'mariadb-dump --single-transaction --routines --triggers --events --hex-blob',
     ext: 'sql',
     counts: 'dump',
     problem: mysqlDumpProblem,

@@ -114,3 +114,35 @@ test('a dump without tables counts nothing', (t) => {
   c.write(Buffer.from('-- MariaDB dump\n-- Dump completed on 2026-12-02\n'));
   t.deepEqual(c.counts(), {});
 });
+
+test('a table with an INVISIBLE column (mariadb-dump names the columns of its INSERTs) and a trigger written under NO_BACKSLASH_ESCAPES (a \\ before its string\'s end is no escape): every row and table counted', (t) => {
+  const dump = Buffer.from(`-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB
+CREATE TABLE \`users\` (
+  \`id\` int(11) NOT NULL,
+  \`secret\` varchar(10) DEFAULT NULL INVISIBLE
+);
+LOCK TABLES \`users\` WRITE;
+INSERT INTO \`users\` (\`id\`, \`secret\`) VALUES (1,'a'),(2,'b'),(3,'c');
+UNLOCK TABLES;
+CREATE TABLE \`a\` (\`x\` int);
+LOCK TABLES \`a\` WRITE;
+INSERT INTO \`a\` VALUES (1);
+UNLOCK TABLES;
+/*!50003 SET @saved_sql_mode       = @@sql_mode */ ;
+/*!50003 SET sql_mode              = 'NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES' */ ;
+DELIMITER ;;
+/*!50003 CREATE*/ /*!50017 DEFINER=\`app\`@\`%\`*/ /*!50003 TRIGGER t1 BEFORE INSERT ON a FOR EACH ROW SET NEW.x = '\\' */;;
+DELIMITER ;
+/*!50003 SET sql_mode              = @saved_sql_mode */ ;
+CREATE TABLE \`orders\` (\`n\` int);
+LOCK TABLES \`orders\` WRITE;
+INSERT INTO \`orders\` VALUES (1),(2);
+UNLOCK TABLES;
+-- Dump completed on 2026-12-02
+`);
+  for (const size of [dump.length, 1, 5]) {
+    const c = new MysqlDumpCounter();
+    for (let i = 0; i < dump.length; i += size) c.write(dump.subarray(i, i + size));
+    t.deepEqual(c.counts(), { a: 1, orders: 2, users: 3 }, `pieces of ${size}`);
+  }
+});

@@ -394,7 +394,7 @@ test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with
   const dump = readFileSync(join(tr.staged, ID));
   t.regex(dump.toString(), /-- Dump completed on/);
   t.is(r.stdout, `file ${dump.length} ${sha(dump)}\nserver 10.11.6-MariaDB (fake)\ntool mariadb-dump  Ver 10.19 Distrib 10.11.6-MariaDB\n`);
-  t.true(calls(tr).includes('mariadb-dump --single-transaction --routines --triggers --hex-blob counter'), calls(tr).join('\n'));
+  t.true(calls(tr).includes('mariadb-dump --single-transaction --routines --triggers --events --hex-blob counter'), calls(tr).join('\n'));
   t.is(statSync(join(tr.staged, ID)).mode & 0o777, 0o600);
 
   const tr2 = tree('mysql');
