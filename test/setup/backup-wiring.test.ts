@@ -124,3 +124,28 @@ test.serial('silver-backup-receive keeps a whole file, refuses a damaged one or 
   t.is(readdirSync(join(dir, 'copies/db.b.test/blog')).filter((f) => f.endsWith('.meta')).length, 2, 'keep 1 asked, the forced command\'s 2 kept');
   t.regex((await receive(`put db.b.test blog 20261202T090000Z.meta 1 ${sha('x')} 2`, 'x', [])).stderr, /names no node/);
 });
+
+test.serial('attack: a service node (its root taken) cannot make the copy node prune or replace real copies, nor fill its disk: no stamp from the future, no copy replaced, at most SIZE bytes read, no copy past the free space', async (t) => {
+  const base = join(dir, 'copies/db.b.test/shop');
+  const body = 'PGDMP real';
+  for (const ext of ['pgdump', 'meta']) t.is((await receive(`put db.b.test shop 20261202T030000Z.${ext} ${body.length} ${sha(body)} 2`, body)).code, 0);
+  // Stamped past every real copy: refused (two of them would have had every real copy pruned).
+  const future = await receive(`put db.b.test shop 99991231T235959Z.meta 1 ${sha('x')} 2`, 'x');
+  t.is(future.code, 1);
+  t.regex(future.stderr, /stamped in the future: refused/);
+  // A copy already here: other bytes refused, the same bytes taken as sent.
+  const replace = await receive(`put db.b.test shop 20261202T030000Z.pgdump 1 ${sha('x')} 2`, 'x');
+  t.is(replace.code, 1);
+  t.regex(replace.stderr, /is here already, with other bytes: a copy is never replaced/);
+  t.is(readFileSync(join(base, '20261202T030000Z.pgdump'), 'utf8'), body);
+  t.is((await receive(`put db.b.test shop 20261202T030000Z.pgdump ${body.length} ${sha(body)} 2`, body)).code, 0);
+  // More bytes than it says: refused, nothing kept.
+  const more = await receive(`put db.b.test shop 20261202T040000Z.pgdump 2 ${sha('xy')} 2`, 'xy and a great deal more');
+  t.is(more.code, 1);
+  t.regex(more.stderr, /arrived damaged/);
+  t.false(readdirSync(base).some((f) => f.startsWith('20261202T04') || f.includes('.part')));
+  // Larger than the disk holds: refused before a byte is read.
+  const huge = await receive(`put db.b.test shop 20261202T050000Z.pgdump 9999999999999 ${sha('x')} 2`, 'x');
+  t.is(huge.code, 1);
+  t.regex(huge.stderr, /would leave less than 1 GiB free here: refused/);
+});
