@@ -1,3 +1,4 @@
+import { printable } from '../output/printable.js';
 import { SERVICES } from '../services/index.js';
 
 /**
@@ -60,7 +61,7 @@ export function parseCounts(text: string): Record<string, number> {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('row counts are not an object');
   const out: Record<string, number> = {};
   for (const [k, n] of Object.entries(v as Record<string, unknown>)) {
-    if (!Number.isSafeInteger(n) || (n as number) < 0) throw new Error(`row count of ${k} is not a whole number`);
+    if (!Number.isSafeInteger(n) || (n as number) < 0) throw new Error(`row count of ${printable(k)} is not a whole number`);
     out[k] = n as number;
   }
   return out;
@@ -133,11 +134,13 @@ export function parseManifest(text: string): Manifest {
 /** Differences between the rows a manifest expects and those a restore gave ([] when equal). */
 export function compareCounts(expected: Record<string, number>, got: Record<string, number>): string[] {
   const out: string[] = [];
+  // (table names are the app's to choose: shown printable)
+  const name = printable;
   for (const t of Object.keys(expected).sort()) {
-    if (!(t in got)) out.push(`${t}: missing after the restore (expected ${expected[t]} rows)`);
-    else if (got[t] !== expected[t]) out.push(`${t}: ${got[t]} rows, expected ${expected[t]}`);
+    if (!(t in got)) out.push(`${name(t)}: missing after the restore (expected ${expected[t]} rows)`);
+    else if (got[t] !== expected[t]) out.push(`${name(t)}: ${got[t]} rows, expected ${expected[t]}`);
   }
-  for (const t of Object.keys(got).sort()) if (!(t in expected)) out.push(`${t}: not in the backup (${got[t]} rows after the restore)`);
+  for (const t of Object.keys(got).sort()) if (!(t in expected)) out.push(`${name(t)}: not in the backup (${got[t]} rows after the restore)`);
   return out;
 }
 

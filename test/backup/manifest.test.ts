@@ -85,3 +85,11 @@ test('whole dumps: a pg_dump archive starts with PGDMP; a MariaDB dump ends with
   t.is(`x.${pg.ext}`, 'x.pgdump');
   t.is(`x.${my.ext}`, 'x.sql');
 });
+
+test('attack: table names an app chose reach the verify and restore reports printable', (t) => {
+  const evil = 'x\u001b]0;owned\u0007\u001b[2J';
+  const problems = compareCounts({ [evil]: 1 }, { [`${evil}2`]: 3 });
+  t.true(problems.length === 2);
+  for (const p of problems) t.false(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/.test(p), p);
+  t.throws(() => countsLine(`counts {"${evil.replace(/\u001b/g, '\\u001b').replace(/\u0007/g, '\\u0007')}": -1}`), { message: /^row count of x\\x1b\]0;owned\\x07\\x1b\[2J is not a whole number$/ });
+});
