@@ -164,7 +164,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
         await r.activateAll((node) => r.activate(node, instance, node === primary ? 'primary' : 'secondary', [], '-', before.get(node)!.active));
         activatedAll = true;
         await Promise.all([r.finishStops(), pruneAll(r, s)]);
-        if (current.pending.length) await writePending(s, app, null).catch((x: Error) => rt.io.err(`warning: the staged settings could not be cleared (${x.message})`));
+        if (current.pending.length) await writePending(s, app, null, Math.max(Date.now(), current.stagedAt + 1)).catch((x: Error) => rt.io.err(`warning: the staged settings could not be cleared (${x.message})`));
         await r.closeRecord('activated');
       } catch (e) {
         const err = e instanceof StepError ? e : new StepError('env', s.appservers[0]!.name, (e as Error).message);

@@ -56,13 +56,11 @@ export function folderVars(app: string, instance: string, active: Record<string,
   return { CONFIG_FILES: filesDir(app), SILVER_CACHE: cache };
 }
 
-/** Staged changes on every app server (`--no-restart`); or cleared once rolled out. */
+/**
+ * Staged changes on every app server (`--no-restart`); or, `null`, cleared once rolled out — as
+ * an empty list stamped `stamp` (after the list it clears: a clear that reaches only some app
+ * servers still wins over the copies left on the others).
+ */
 export async function writePending(s: Session, app: string, changes: readonly SettingChange[] | null, stamp = Date.now()): Promise<void> {
-  await Promise.all(
-    s.appservers.map((n) =>
-      changes?.length
-        ? s.remote.run(n.name, 'staging the settings', deployVerbs.pending('set', app), formatPending(changes, stamp))
-        : s.remote.run(n.name, 'clearing the staged settings', deployVerbs.pending('clear', app)),
-    ),
-  );
+  await Promise.all(s.appservers.map((n) => s.remote.run(n.name, changes?.length ? 'staging the settings' : 'clearing the staged settings', deployVerbs.pending('set', app), formatPending(changes ?? [], stamp))));
 }

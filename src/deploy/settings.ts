@@ -135,8 +135,10 @@ export function applyChanges(settings: Settings, changes: readonly SettingChange
  */
 export function formatPending(changes: readonly SettingChange[], stamp?: number): string {
   const lines = changes.map((c) => ('unset' in c ? `unset ${c.key}` : `set ${c.key} ${Buffer.from(c.value).toString('base64')}`));
-  if (changes.length && stamp !== undefined) lines.unshift(`staged ${stamp}`);
-  return lines.join('\n') + (changes.length ? '\n' : '');
+  // (with a stamp and no change: the list cleared at that time — newer than what it clears, so
+  // that a copy an interrupted clear left on another app server is not taken for the newest)
+  if (stamp !== undefined) lines.unshift(`staged ${stamp}`);
+  return lines.join('\n') + (lines.length ? '\n' : '');
 }
 
 export function parsePending(text: string): SettingChange[] {
@@ -144,7 +146,8 @@ export function parsePending(text: string): SettingChange[] {
 }
 
 /**
- * A node's staged changes and when they were staged (0: written without a stamp; -1: none).
+ * A node's staged changes and when they were staged (0: written without a stamp; -1: none, and
+ * no record of a clear either; a stamp with no change: cleared then).
  * Of the app servers' copies the newest is the one: `env set --no-restart` killed halfway left
  * the earlier list on some.
  */
@@ -163,5 +166,5 @@ export function parseStaged(text: string): { stamp: number; changes: SettingChan
     else if (op === 'set' && b !== undefined) out.push({ key, value: Buffer.from(b, 'base64').toString('utf8') });
     else throw new Error('the staged settings on the node are damaged');
   }
-  return { stamp: out.length ? stamp : -1, changes: out };
+  return { stamp: out.length || stamp > 0 ? stamp : -1, changes: out };
 }

@@ -6,7 +6,7 @@ import type { AppConfig } from '../../src/app/app-ini.js';
 import { envChange, envList, parseChanges } from '../../src/commands/env.js';
 import { history } from '../../src/commands/history.js';
 import { rollback, update } from '../../src/commands/update.js';
-import { envFile, parseEnvFile, settingsOf, withSettings } from '../../src/deploy/settings.js';
+import { envFile, parseEnvFile, parseStaged, settingsOf, withSettings } from '../../src/deploy/settings.js';
 import { ExitError } from '../../src/diagnostics.js';
 import { fakeDeploy, type FakeNodes } from '../helpers/fake-nodes.js';
 
@@ -35,6 +35,8 @@ function deployed(nodes: FakeNodes, settings: Record<string, string> = { GREETIN
     a.active = OLD;
   }
 }
+/** The changes staged on a node (none once cleared: a clear leaves a stamped empty list). */
+const stagedOn = (nodes: FakeNodes, node: string) => parseStaged(nodes.app(node, 'hello').pending ?? '').changes;
 const envOf = (nodes: FakeNodes, node: string, inst: string) => parseEnvFile(nodes.app(node, 'hello').instances.get(inst)!.env!);
 const everything = (io: { stdout: string[]; stderr: string[] }, extra: unknown) => [...io.stdout, ...io.stderr, JSON.stringify(extra)].join('\n');
 
@@ -96,7 +98,7 @@ test('--no-restart stages the change on every app server; the next update rolls 
   const u = await update(ns, app, rt, { graceMs: 5 });
   t.true(u.ok, JSON.stringify(u.failure));
   t.deepEqual(settingsOf(envOf(nodes, A1, u.instance)), { MAIL_PASSWORD: 'hunter22' });
-  t.is(nodes.app(A1, 'hello').pending, undefined, 'cleared once rolled out');
+  t.deepEqual(stagedOn(nodes, A1), [], 'cleared once rolled out');
 });
 
 test('--no-restart killed halfway (or the first app server made anew): the staged settings are read from every app server, the newest copy; the update rolls them out and clears them everywhere', async (t) => {
@@ -109,8 +111,8 @@ test('--no-restart killed halfway (or the first app server made anew): the stage
   const u = await update(ns, app, rt, { graceMs: 5 });
   t.true(u.ok, JSON.stringify(u.failure));
   t.is(settingsOf(envOf(nodes, A1, u.instance))['MAIL_PASSWORD'], 'second', 'the newest staged copy, not the first app server\'s');
-  t.is(nodes.app(A1, 'hello').pending, undefined);
-  t.is(nodes.app(A2, 'hello').pending, undefined, 'cleared on every app server');
+  t.deepEqual(stagedOn(nodes, A1), []);
+  t.deepEqual(stagedOn(nodes, A2), [], 'cleared on every app server');
   // The first app server has no copy at all (made anew, or the write never reached it).
   t.true((await envChange(ns, 'hello', [{ key: 'MAIL_PASSWORD', value: 'third' }], rt, { restart: false })).ok);
   delete nodes.app(A1, 'hello').pending;
@@ -118,7 +120,7 @@ test('--no-restart killed halfway (or the first app server made anew): the stage
   const v = await update(ns, app, rt, { graceMs: 5 });
   t.true(v.ok, JSON.stringify(v.failure));
   t.is(settingsOf(envOf(nodes, A2, v.instance))['MAIL_PASSWORD'], 'third');
-  t.is(nodes.app(A2, 'hello').pending, undefined);
+  t.deepEqual(stagedOn(nodes, A2), []);
   // A copy staged by a machine whose clock ran ahead: the next list is stamped after it all the same.
   const ahead = 9_000_000_000_000;
   for (const n of [A1, A2]) nodes.app(n, 'hello').pending = `staged ${ahead}\nset MAIL_PASSWORD ${Buffer.from('ahead').toString('base64')}\n`;
@@ -226,4 +228,25 @@ test('history APP -n N: the app\'s newest N, however many entries of other apps 
   const h = await history(ns, rt, 'hello', 2);
   t.deepEqual(h.map((e) => e.id), ['a1']);
   t.deepEqual((await history(ns, rt, undefined, 2)).map((e) => e.id), ['b2', 'b3']);
+});
+
+test('a clear of the staged settings that reaches only some app servers (cut short, killed) does not bring them back: the clear is a list stamped after them, the newest copy', async (t) => {
+  const { ns, rt, nodes } = await fakeDeploy();
+  deployed(nodes);
+  t.true((await envChange(ns, 'hello', [{ key: 'GREETING', value: 'staged' }], rt, { restart: false })).ok);
+  // (the change that rolls the staged settings out clears them on app1 only: app2's write fails)
+  nodes.failWhen = (c) => (c.node === A2 && c.argv.includes('pending') && (c.argv.includes('set') || c.argv.includes('clear')) ? 'connection lost' : null);
+  const r = await envChange(ns, 'hello', [{ key: 'OTHER', value: 'x' }], rt, opts);
+  t.true(r.ok, JSON.stringify(r));
+  nodes.failWhen = () => null;
+  t.deepEqual(stagedOn(nodes, A1), []);
+  t.true(stagedOn(nodes, A2).length > 0, 'the old list is left on app2');
+  const l = await envList(ns, 'hello', rt);
+  t.is(l.settings.find((x) => x.key === 'GREETING')?.staged, undefined, 'GREETING is live, not staged');
+  // Rolled back to 'hi', then an update: the rolled-back value does not come back.
+  const rb = await rollback(ns, 'hello', rt, { graceMs: 5 });
+  t.true(rb.ok, JSON.stringify(rb));
+  const u = await update(ns, app, rt, { graceMs: 5 });
+  t.true(u.ok, JSON.stringify(u.failure));
+  t.is(settingsOf(envOf(nodes, A1, u.instance))['GREETING'], 'hi');
 });
