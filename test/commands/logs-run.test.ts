@@ -62,7 +62,7 @@ test('logs -f: every node followed from the cursor of its last line shown, all e
   t.deepEqual(follows, [`${A1} hello 0 cursor:s=ab;i=1 follow`, `${A2} hello 0 ${Date.parse('2026-12-02T10:00:00Z') / 1000} follow`]);
 });
 
-test("run: the command as argv on the primary in the app's instance, its output streamed and its exit code passed through", async (t) => {
+test("run: the command as argv on the primary in the app's instance — staged on standard input, on no command line — its output streamed and its exit code passed through", async (t) => {
   const { ns, rt, nodes } = await fakeDeploy();
   nodes.attachAnswer = (_call, opts) => {
     opts.onStdout(Buffer.from('migrated\n'));
@@ -77,7 +77,12 @@ test("run: the command as argv on the primary in the app's instance, its output 
   t.deepEqual([out.join(''), err.join('')], ['migrated\n', 'warning\n']);
   const call = nodes.calls.find((c) => c.argv.includes('run'))!;
   t.is(call.node, A1);
-  t.deepEqual(after(call.argv), ['run', 'hello', 'pipe', Buffer.from(quoteCommand(argv)).toString('base64')]);
+  // (the command on standard input first, kept on the node: on no command line, in no journal)
+  const stage = nodes.calls.find((c) => c.argv.includes('run-stage'))!;
+  t.deepEqual([stage.node, after(stage.argv)], [A1, ['run-stage', 'hello']]);
+  t.is(nodes.runStaged.get('s.0000000000'), `${quoteCommand(argv)}\n`);
+  t.deepEqual(after(call.argv), ['run', 'hello', 'pipe', 's.0000000000']);
+  t.false(nodes.calls.some((c) => c.argv.join(' ').includes('manage.py') || c.argv.join(' ').includes(Buffer.from(quoteCommand(argv)).toString('base64'))), 'the command is on no command line');
   await runInApp(ns, 'hello', ['sh'], rt, { node: A2, tty: true, stdin: null, stdout: () => undefined, stderr: () => undefined });
   const tty = nodes.calls.filter((c) => c.argv.includes('run')).at(-1)!;
   t.deepEqual([tty.node, after(tty.argv)[2]], [A2, 'tty']);

@@ -180,6 +180,8 @@ export class FakeNodes implements NodeExecutor {
     return this.sums.get(helper)!;
   }
 
+  /** The commands `silver-deploy run-stage` kept, by id. */
+  readonly runStaged = new Map<string, string>();
   /** Instances whose environment makes them fail their health check (the app rejects it). */
   unhealthyWhenEnv: (env: string) => boolean = () => false;
   /** The journal lines (JSON) `silver-logs` answers with, by node. */
@@ -217,6 +219,11 @@ export class FakeNodes implements NodeExecutor {
       }
       case 'env-get':
         return ok(a.active ? (a.instances.get(a.active)?.env ?? '') : '');
+      case 'run-stage': {
+        const id = `s.${String(this.runStaged.size).padStart(10, '0')}`;
+        this.runStaged.set(id, String(stdin ?? ''));
+        return ok(`${id}\n`);
+      }
       case 'pending': {
         const b = this.app(node, inst!);
         if (appName === 'get') return ok(b.pending ?? '');

@@ -708,7 +708,7 @@ test('silver-deploy: fetch-script runs the decoded command as the app\'s user, i
   const script = /-- \/bin\/sh (\S+)$/.exec(call!)?.[1];
   t.is(chown, `chown root:app-blog ${script}`, "the app's user may read it, no other");
   // (in the one-off commands' slice: a deployer's key taken away stops it)
-  t.is(call, `systemd-run --quiet --wait --pipe --collect --service-type=exec --slice=silver-oneoff -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh ${script}`);
+  t.is(call, `systemd-run --quiet --wait --pipe --collect --service-type=exec --slice=silver-oneoff -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectProc=invisible -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh ${script}`);
   // The script is a file, never an argument systemd would expand \${VAR} in (a password on a command line).
   t.regex(script!, new RegExp(`^${tr.run}-scripts/s\\.[A-Za-z0-9]{10}$`));
   t.is(readFileSync(join(tr.dir, 'last-script'), 'utf8'), './manage.py export > "$OUT"\n');

@@ -49,6 +49,8 @@ export const deployVerbs = {
   envGet: (app: string) => verb('env-get', app),
   /** Settings staged with `silver env --no-restart` (set: on stdin). */
   pending: (op: 'get' | 'set' | 'clear', app: string) => verb('pending', op, app),
-  /** A one-off command as the app's user in its active instance; `tty`: on the caller's terminal. */
-  run: (app: string, mode: 'pipe' | 'tty', command: string) => verb('run', app, mode, b64(command)),
+  /** A one-off command's text (on stdin), kept on the node for the run that names its id (printed). */
+  runStage: (app: string) => verb('run-stage', app),
+  /** The command run-stage kept, as the app's user in its active instance; `tty`: on the caller's terminal. */
+  run: (app: string, mode: 'pipe' | 'tty', id: string) => verb('run', app, mode, id),
 };
