@@ -607,13 +607,13 @@ take_fresh_lock() {
 
 # repair_instances: on an app server, each app's active instance runs and answers its health
 # check, and what an interrupted deploy left running is stopped (silver-deploy repair; skipped
-# while a deploy holds the nodeset's lock — not this run's own, SILVER_LOCK_TOKEN).
+# while a deploy holds the nodeset's lock — but under setup-node's own, SILVER_REPAIR_TOKEN).
 repair_instances() {
   [ -x /usr/local/lib/silverlining/bin/silver-deploy ] || return 0
   _check=''
   [ "$CHECK" != 1 ] || _check=--check
   # shellcheck disable=SC2086 # (no argument at all unless checking)
-  _repair=$(SILVER_LOCK_TOKEN=${SILVER_LOCK_TOKEN:-} /usr/local/lib/silverlining/bin/silver-deploy repair $_check) || exit 1
+  _repair=$(SILVER_LOCK_TOKEN=${SILVER_REPAIR_TOKEN:-} /usr/local/lib/silverlining/bin/silver-deploy repair $_check) || exit 1
   while IFS= read -r _l; do [ -z "$_l" ] || changed "$_l"; done <<EOT
 $_repair
 EOT

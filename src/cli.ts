@@ -1,3 +1,5 @@
+import { StringDecoder } from 'node:string_decoder';
+import { printableLines } from './output/printable.js';
 import { Command, CommanderError } from 'commander';
 import { realHost, type ConfigHost } from './config/host.js';
 import { ConfigError, ExitError, formatDiagnostic } from './diagnostics.js';
@@ -335,8 +337,10 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
           // (a terminal is forwarded only to a terminal: without -i the command reads piped input, or nothing)
           stdin: tty || !process.stdin.isTTY ? process.stdin : null,
           size: { rows: process.stdout.rows || 24, cols: process.stdout.columns || 80, term: process.env['TERM'] || 'xterm' },
-          stdout: (b) => process.stdout.write(b),
-          stderr: (b) => process.stderr.write(b),
+          // (without -i, on a terminal: the app's output shown printable, line breaks kept — an
+          // escape sequence it prints must not rewrite the terminal or its clipboard)
+          stdout: shown(process.stdout, tty),
+          stderr: shown(process.stderr, tty),
         });
         if (code !== 0) throw new ExitError('', code);
       } finally {
@@ -551,4 +555,11 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
     if (verbose) io.err(err?.stack ?? '');
     return 1;
   }
+}
+
+/** A writer of a remote command's output to `stream`: as it came to a pipe or a console (-i), printable to a terminal. */
+function shown(stream: NodeJS.WriteStream, raw: boolean): (b: Buffer) => void {
+  if (raw || !stream.isTTY) return (b) => stream.write(b);
+  const decoder = new StringDecoder('utf8');
+  return (b) => stream.write(printableLines(decoder.write(b)));
 }

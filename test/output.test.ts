@@ -57,3 +57,13 @@ test('attack: a lock holder or a rollout record a deployer wrote (silver-state l
   t.false(/[\x00-\x08\x0a-\x1f\x7f-\x9f]/.test(out.replaceAll('\n', '')), JSON.stringify(out));
   t.true(out.includes('ops\\x1b[2K\\x0d\\x1b]52;c;cm0gLXJmIH4=\\x07'));
 });
+
+test('attack: what a node prints reaches silver exec\'s report printable; an app\'s output to a terminal (silver run without -i) keeps only its line breaks and tabs', async (t) => {
+  const { renderExec } = await import('../src/commands/exec.js');
+  const { printableLines } = await import('../src/output/printable.js');
+  const osc52 = '\x1b]52;c;cm0gLXJmIH4K\x07';
+  const out = renderExec([{ name: 'app1.shop.test', code: 0, stdout: `ok${osc52}\nline two\n`, stderr: `\x1b[2Kwarn\n` } as never]);
+  t.false(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/.test(out), JSON.stringify(out));
+  t.true(out.includes('app1.shop.test: ok\\x1b]52;c;cm0gLXJmIH4K\\x07'));
+  t.is(printableLines(`a\tb\nc${osc52}\r\n`), 'a\tb\nc\\x1b]52;c;cm0gLXJmIH4K\\x07\\x0d\n');
+});

@@ -1,3 +1,4 @@
+import { printable } from '../output/printable.js';
 import pLimit from 'p-limit';
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
@@ -63,8 +64,9 @@ export function renderExec(outcomes: ExecOutcome[]): string {
   for (const o of outcomes) {
     const status = o.error ? `failed: ${o.error}` : `exit ${o.code}`;
     lines.push(`== ${o.name}: ${status}`);
-    for (const l of o.stdout.replace(/\n$/, '').split('\n')) if (o.stdout) lines.push(`${o.name}: ${l}`);
-    for (const l of o.stderr.replace(/\n$/, '').split('\n')) if (o.stderr) lines.push(`${o.name} (stderr): ${l}`);
+    // (what a node printed — an app's file, a log — shown printable)
+    for (const l of o.stdout.replace(/\n$/, '').split('\n')) if (o.stdout) lines.push(`${o.name}: ${printable(l)}`);
+    for (const l of o.stderr.replace(/\n$/, '').split('\n')) if (o.stderr) lines.push(`${o.name} (stderr): ${printable(l)}`);
   }
   return lines.join('\n');
 }

@@ -1,3 +1,4 @@
+import { printableLines } from '../output/printable.js';
 import { PassThrough } from 'node:stream';
 import { Session } from '../deploy/session.js';
 import { ExitError } from '../diagnostics.js';
@@ -133,7 +134,7 @@ async function follow(s: Session, who: string, nodes: string[], cursors: Readonl
           if (p) opts.write(p.line);
         }
       },
-      onStderr: (chunk) => rt.io.err(`${node}: ${chunk.toString('utf8').trimEnd()}`),
+      onStderr: (chunk) => rt.io.err(`${node}: ${printableLines(chunk.toString('utf8').trimEnd())}`),
     });
     return { node, handle, input };
   });

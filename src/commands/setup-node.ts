@@ -286,7 +286,7 @@ async function setupOne(
       if (digest !== null) stream.write(chunk);
       else held.push(chunk);
     };
-    let probe = fast === 'probe' ? await scripts.probe.exec(node.name, shell, probeScript(names, digest ?? ANY_DIGEST, check, undefined, dump, lock.token), undefined, gate) : null;
+    let probe = fast === 'probe' ? await scripts.probe.exec(node.name, shell, probeScript(names, digest ?? ANY_DIGEST, check, undefined, dump, lock.own ? lock.token : undefined), undefined, gate) : null;
     if (probe && dump) {
       const { dump: replica, rest } = takeStateDump(probe.stderr, dump.nonce);
       dump.answer(replica);
@@ -308,7 +308,7 @@ async function setupOne(
     const full = () =>
       scripts.full(async (pool) => {
         const lease = await lock.ready();
-        const named = lease ? { token: lease.token, holder: lease.holder, ttl: LOCK_TTL_SECONDS } : undefined;
+        const named = lease ? { token: lease.token, holder: lease.holder, ttl: LOCK_TTL_SECONDS, repair: lock.own } : undefined;
         return pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!, named), undefined, (chunk) => stream.write(chunk));
       });
     const r = probe && checked === 'fingerprint' ? probe : await full();

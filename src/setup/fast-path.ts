@@ -142,14 +142,14 @@ export function recordedDigest(line: string): string | null {
 
 /**
  * The probe a node gets first: lib.sh, the fingerprint's check, then each layer's probe.sh (and,
- * first of all, the state's dump when asked for). `digest` ANY_DIGEST: see there. `lockToken`:
- * the run's deploy lock (setup-lock.ts), never part of the digest.
+ * first of all, the state's dump when asked for). `digest` ANY_DIGEST: see there. `repairToken`:
+ * the run's own deploy lock, which repair acts under (setup-lock.ts), never part of the digest.
  */
-export function probeScript(layers: readonly string[], digest: string | null, check: boolean, root = layersRoot(), dump?: StateDump, lockToken?: string): Buffer {
+export function probeScript(layers: readonly string[], digest: string | null, check: boolean, root = layersRoot(), dump?: StateDump, repairToken?: string): Buffer {
   const lines: ScriptLine[] = [
     ...(dump ? [dumpLine(dump)] : []),
     assignment('SILVER_CHECK', check ? '1' : '0'),
-    ...(lockToken ? [assignment('SILVER_LOCK_TOKEN', lockToken)] : []),
+    ...(repairToken ? [assignment('SILVER_REPAIR_TOKEN', repairToken)] : []),
     // (of lib.sh, what the probe calls: the fingerprint's check and what the layers' probes use)
     sharedText(libSubset(layerFile(join(root, 'lib.sh')), ['fast_probe', ...layers.map((l) => layerProbe(l, root))].join('\n'))),
     `fast_probe ${digest ?? "'*'"} || { echo "silver-fast: miss ($_MISS)"; exit 0; }`,

@@ -319,7 +319,7 @@ function changeOf(line: string): string | null {
  * its own subshell between markers (`silver-layer-begin: L`, `silver-layer-end: L RC`), and
  * the first layer that fails stops the rest. silver times the layers by the markers' arrival.
  */
-export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot(), digest?: string, lock?: { token: string; holder: string; ttl: number }): Buffer {
+export function nodeScript(layers: { layer: string; vars: Record<string, string> }[], root = layersRoot(), digest?: string, lock?: { token: string; holder: string; ttl: number; repair: boolean }): Buffer {
   // lib.sh once; the installed packages, modes and sums of all layers read once; each layer
   // then runs in a subshell that inherits them.
   const names = layers.map(({ layer }) => layer);
@@ -331,8 +331,9 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
   const stat = [...new Set([...(helpers.length ? [HELPERS] : []), ...known, ...names.flatMap((layer) => scriptPaths(layer, root, 'prestat', apps))])];
   const lines: ScriptLine[] = [
     `SILVER_CHECK=${quoteArg(layers[0]?.vars['SILVER_CHECK'] ?? '0')}`,
-    // (the run's deploy lock, which `silver-deploy repair` knows for this run's own, and which a
-    // node that gets silver-state now takes at once: setup-lock.ts)
+    // (the run's deploy lock, which a node that gets silver-state now takes at once, and which
+    // `silver-deploy repair` acts under when it is setup-node's own: setup-lock.ts)
+    ...(lock?.repair ? [`SILVER_REPAIR_TOKEN=${quoteArg(lock.token)}`] : []),
     ...(lock ? [`SILVER_LOCK_TOKEN=${quoteArg(lock.token)}`, `SILVER_LOCK_HOLDER=${quoteArg(Buffer.from(lock.holder, 'utf8').toString('base64'))}`, `SILVER_LOCK_TTL=${lock.ttl}`, `SILVER_FRESH_STATE=0; [ -e ${HELPERS}/silver-state ] || SILVER_FRESH_STATE=1`] : []),
     // Marks that a layer changed something, for the caches below (see layer_begin in lib.sh);
     // in /run, which only root may write (a name in /tmp could be a planted link). Removed when

@@ -21,6 +21,12 @@ import type { NodeTargets } from '../ssh/targets.js';
  */
 export class SetupLock {
   readonly token: string;
+  /**
+   * The lock is this run's own (not a caller's): `silver-deploy repair` may act under it. Under a
+   * caller's — a replacement, a scale-down — things are broken on purpose meanwhile (a database
+   * node being rebuilt), and repair leaves the nodes alone as it does for any deploy.
+   */
+  readonly own: boolean;
   private taking: Promise<Lease> | null = null;
 
   constructor(
@@ -28,6 +34,7 @@ export class SetupLock {
     private readonly given?: Lease,
   ) {
     this.token = given?.token ?? randomBytes(16).toString('hex');
+    this.own = !given;
   }
 
   /**

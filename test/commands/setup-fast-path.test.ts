@@ -192,7 +192,7 @@ test('the probe holds what it needs of lib.sh, the fingerprint check and each la
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'base', 'probe.sh'), 'utf8')));
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'appserver', 'probe.sh'), 'utf8')));
   const assigned = [...probe!.text.replace(lib, '').matchAll(/^(SILVER_[A-Z_]+)=/gm)].map((m) => m[1]);
-  t.deepEqual([...new Set(assigned)].sort(), ['SILVER_CHECK', 'SILVER_LAYER', 'SILVER_LOCK_TOKEN']);
+  t.deepEqual([...new Set(assigned)].sort(), ['SILVER_CHECK', 'SILVER_LAYER', 'SILVER_REPAIR_TOKEN']);
   t.true(/^SILVER_AUTHORIZED=/m.test(full!.text), 'the full script has the variables');
   t.true(probe!.text.length < full!.text.length / 2);
 });
@@ -449,6 +449,8 @@ test('--concurrency N: at most N full scripts at once, probes to four times as m
 
 const lockOf = (fake: Nodes, node: string) => fake.nodes.state.get(node)?.get('lock') ?? null;
 const tokenIn = (text: string) => /^SILVER_LOCK_TOKEN='?([0-9a-f]{32})'?$/m.exec(text)?.[1] ?? null;
+/** The lock `silver-deploy repair` may act under (setup-node's own only). */
+const repairTokenIn = (text: string) => /^SILVER_REPAIR_TOKEN='?([0-9a-f]{32})'?$/m.exec(text)?.[1] ?? null;
 
 test('setup-node takes the deploy lock before its first full script, names it to the scripts (repair knows its own), and lets it go; a no-op takes none', async (t) => {
   const { ns, rt, fake } = await setup();
@@ -466,7 +468,12 @@ test('setup-node takes the deploy lock before its first full script, names it to
   t.is(heldAtFull.length, ns.nodes.length);
   const token = /^(\S+) /.exec(heldAtFull[0]!)![1]!;
   t.true(heldAtFull.every((l) => l?.startsWith(`${token} `)), 'every full script ran while the lock was held');
-  for (const n of ns.nodes) for (const sent of fake.sent.get(n.name)!) t.is(tokenIn(sent.text), token, `${n.name}: the ${sent.kind} names the run's lock`);
+  for (const n of ns.nodes) {
+    for (const sent of fake.sent.get(n.name)!) {
+      t.is(repairTokenIn(sent.text), token, `${n.name}: the ${sent.kind} lets repair act under the run's own lock`);
+      if (sent.kind === 'full') t.is(tokenIn(sent.text), token, `${n.name}: the full script names the run's lock`);
+    }
+  }
   for (const n of ns.nodes) t.is(lockOf(fake, n.name), null, 'released');
   t.true(fake.events.some((e) => e.endsWith(' unlock')));
 
@@ -478,7 +485,7 @@ test('setup-node takes the deploy lock before its first full script, names it to
   t.true(again.nodes.every((n) => n.checked === 'fingerprint'));
   t.deepEqual(fake.events.filter((e) => !e.endsWith(' probe') && !e.endsWith(' get')), []);
   // (each run its own token: an old one opens no later run's lock)
-  t.not(tokenIn(fake.sent.get('app1.shop.test')![0]!.text), token);
+  t.not(repairTokenIn(fake.sent.get('app1.shop.test')![0]!.text), token);
 });
 
 test('a lock another command holds: the nodes that need a full script fail, saying who holds it, and get none; a dry run takes no lock', async (t) => {
@@ -557,6 +564,8 @@ test('a caller\'s lock (replace-node, delete-node): no lock of the run\'s own, i
   t.true(r.nodes.every((n) => n.status !== 'failed'));
   t.deepEqual(fake.events.filter((e) => / (un)?lock$/.test(e)), []);
   for (const n of ns.nodes) t.is(tokenIn(fake.sent.get(n.name)!.at(-1)!.text), lease.token);
+  // (under a caller's lock — a database node being rebuilt — repair leaves the nodes alone, as for any deploy)
+  for (const n of ns.nodes) for (const sent of fake.sent.get(n.name)!) t.is(repairTokenIn(sent.text), null, `${n.name}: ${sent.kind}`);
   for (const n of ns.nodes) t.true(lockOf(fake, n.name)!.startsWith(`${lease.token} `), 'still the caller\'s');
 
   // (the lock broken on every node: the next beat finds it so)
