@@ -440,6 +440,13 @@ export async function verifyBackups(ns: Nodeset, rt: Runtime, opts: { app?: stri
     const changes: Record<string, Partial<BackupEntry>> = {};
     for (const r of report.results) {
       if (!appsOf(ns).includes(r.app)) continue;
+      // (a backup of another nodeset — a folder given whole — verified here says nothing of this
+      // nodeset's own backups: replace-node's gate asks for those)
+      const of = picked.find((b) => b.dir === r.path)?.manifest?.nodeset;
+      if (of !== ns.name) {
+        report.notes.push(`${r.app}: ${r.stamp} is a backup of nodeset ${of}: verified, not recorded as ${ns.name}'s`);
+        continue;
+      }
       changes[r.app] = { lastVerified: new Date(rt.now()).toISOString(), verifiedStamp: r.stamp, verifyOk: r.ok, verifySeconds: r.restoreSeconds };
     }
     if (Object.keys(changes).length > 0) await recordBackups(s, changes).catch((e) => report.notes.push(`the nodes' record of backups was not updated: ${message(e)}`));

@@ -434,3 +434,18 @@ test('restore on a nodeset without a balancer says the app kept serving; no bala
   t.is(r.maintenance, 'none: the nodeset has no balancer, so the app kept serving while it was restored');
   t.false(d.nodes.calls.some((c) => c.argv[2]?.endsWith('silver-balancer')));
 });
+
+test('verify: a backup of another nodeset (its folder given whole) is verified but not recorded as this nodeset\'s: replace-node\'s gate asks for this one\'s own', async (t) => {
+  const d = await setup();
+  await backup(d.ns, d.rt, { app: 'hello' });
+  const manifestPath = join(d.base, 'hello', '20261202T100000Z', 'manifest.json');
+  const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(manifestPath, JSON.stringify({ ...m, nodeset: 'staging' }));
+  const r = await cli(d, ['backup', '--verify', '/n/shop.conf', '--app', 'hello', '--json']);
+  t.is(r.code, 0, r.err);
+  const rep = JSON.parse(r.out) as { ok: boolean; notes: string[] };
+  t.true(rep.ok);
+  t.true(rep.notes.includes('hello: 20261202T100000Z is a backup of nodeset staging: verified, not recorded as shop\'s'));
+  const rec = stateOn(d.nodes, DB, 'backups') as { apps: Record<string, { verifyOk?: boolean }> } | null;
+  t.falsy(rec?.apps['hello']?.verifyOk);
+});
