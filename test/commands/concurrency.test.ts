@@ -2,7 +2,7 @@ import test from 'ava';
 import { replaceNode } from '../../src/commands/replace-node.js';
 import { unlock, update } from '../../src/commands/update.js';
 import { fakeApp, OLD } from '../helpers/fake-app.js';
-import { fakeDeploy, NODESET } from '../helpers/fake-nodes.js';
+import { answerSetupScripts, fakeDeploy, NODESET } from '../helpers/fake-nodes.js';
 import { readBackupsRecord, recordBackups } from '../../src/backup/record.js';
 import { maintenance } from '../../src/commands/maintenance.js';
 import { applyMode } from '../../src/deploy/modes.js';
@@ -196,14 +196,7 @@ test('delete-node --orphans of an app server (scale-down) under the deploy lock:
   const { deleteNodes } = await import('../../src/commands/nodes.js');
   const small = loadNodeset('/n/shop.conf', memoryHost({ '/n/shop.conf': NODESET.replace('nodes = 2', 'nodes = 1') }));
   const scripts: string[] = [];
-  nodes.answerOther = (c, stdin) => {
-    if (c.argv.at(-2) !== 'sh' || c.argv.at(-1) !== '-s') return null;
-    const text = String(stdin);
-    if (/^fast_probe /m.test(text)) return { code: 0, stdout: 'silver-fast: miss (no fingerprint)\n', stderr: '' };
-    scripts.push(`${c.node} ${nodes.state.get(c.node)?.get('lock')?.split(' ')[0] ?? '-'} ${/^SILVER_LOCK_TOKEN='?([0-9a-f]+)/m.exec(text)?.[1] ?? '-'}`);
-    const layers = [...text.matchAll(/^layer_begin (\S+)/gm)].map((m) => m[1]);
-    return { code: 0, stdout: layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join(''), stderr: '' };
-  };
+  answerSetupScripts(nodes, (node, text) => scripts.push(`${node} ${nodes.state.get(node)?.get('lock')?.split(' ')[0] ?? '-'} ${/^SILVER_LOCK_TOKEN='?([0-9a-f]+)/m.exec(text)?.[1] ?? '-'}`));
   const lockArgs = (verb: string, from = 0) => nodes.calls.slice(from).filter((c) => c.argv[2]?.endsWith('/silver-state') && c.argv[3] === verb);
   // An update holds the lock: the scale-down stops before it drains anything.
   const s = await Session.open(small, rt);

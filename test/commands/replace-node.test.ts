@@ -2,7 +2,7 @@ import test from 'ava';
 import { replaceNode } from '../../src/commands/replace-node.js';
 import { exportInstance, parseExport } from '../../src/deploy/replicate.js';
 import { Remote } from '../../src/remote/executor.js';
-import { fakeDeploy, NODESET, type FakeNodes } from '../helpers/fake-nodes.js';
+import { answerSetupScripts, fakeDeploy, NODESET, type FakeNodes } from '../helpers/fake-nodes.js';
 
 // replace-node without machines: what it refuses, what it does before anything is destroyed,
 // and that the app's environment (its secrets) never reaches an error or the output.
@@ -113,13 +113,7 @@ async function dbReplacement() {
     a.active = `${app}.2026-12-01_001`;
     nodes.database(DB, app, { [`public.${app}`]: app === 'hello' ? 3 : 5 });
   }
-  nodes.answerOther = (c, stdin) => {
-    if (c.argv.at(-2) !== 'sh' || c.argv.at(-1) !== '-s') return null;
-    const text = String(stdin);
-    if (/^fast_probe [0-9a-f]{64} /m.test(text)) return { code: 0, stdout: 'silver-fast: miss (no fingerprint)\n', stderr: '' };
-    const layers = [...text.matchAll(/^layer_begin (\S+)/gm)].map((m) => m[1]);
-    return { code: 0, stdout: layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join(''), stderr: '' };
-  };
+  answerSetupScripts(nodes);
   return d;
 }
 const DB = 'db.shop.test';
@@ -315,13 +309,7 @@ test('replace-node of the only node of a one-node nodeset: its lease, set aside 
   const d = await fakeDeploy(text);
   const { ns, rt, provider, nodes } = d;
   t.deepEqual(ns.nodes.map((n) => n.name), ['app1.shop.test']);
-  nodes.answerOther = (c, stdin) => {
-    if (c.argv.at(-2) !== 'sh' || c.argv.at(-1) !== '-s') return null;
-    const s = String(stdin);
-    if (/^fast_probe [0-9a-f]{64} /m.test(s)) return { code: 0, stdout: 'silver-fast: miss (no fingerprint)\n', stderr: '' };
-    const layers = [...s.matchAll(/^layer_begin (\S+)/gm)].map((m) => m[1]);
-    return { code: 0, stdout: layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join(''), stderr: '' };
-  };
+  answerSetupScripts(nodes);
   // (a create that takes a few seconds, as every real one does: one heartbeat passes meanwhile)
   const create = provider.create.bind(provider);
   provider.create = async (req) => {

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,13 @@ import type { NodeExecutor } from '../../src/ssh/keeper.js';
 import { fakeDeploy, NODESET, shellWords, type FakeNodes } from '../helpers/fake-nodes.js';
 import { takeStateDump } from '../../src/setup/fast-path.js';
 import { libSubset } from '../../src/setup/lib-subset.js';
+
+/** A folder of the test's own, removed after it. */
+function tempDir(t: ExecutionContext, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 // setup-node's fast path on simulated nodes that keep the protocol of setup-layers/lib.sh: a full
 // script records its digest (`fingerprint_end DIGEST`); a probe (`fast_probe DIGEST`) answers a
@@ -363,8 +370,7 @@ test('the probe in a real shell: a hit prints each layer\'s markers in order; a 
   t.is(r.stdout, `${FAST_HIT}\nsilver-layer-begin: base\nbase probe ran\n`);
   // A probe of any inputs (a balancer's): the real check of a fingerprint that holds, its hit line
   // naming the digest the node recorded; a fingerprint of a digest that is no digest, a miss.
-  const dir = mkdtempSync(join(tmpdir(), 'silver-fp-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'silver-fp-');
   const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   const btime = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))![1];
   const since = Math.floor(Date.now() / 1000) + 3600;
@@ -388,8 +394,7 @@ test('lib.sh cut to what a script calls: top-level lines whole and in order, the
   t.is(libSubset(lib, 'echo; three # one'), ['set -eu', "NL='", "'", 'X=1', 'three() {', '  cat <<EOT', '# kept: a here-document', 'EOT', '}', ''].join('\n'), 'a name counts as a whole word; here-documents keep their lines');
   t.throws(() => libSubset('f() {\n  true\n', 'f'), { message: /does not end/ });
   // The real probe, on this machine (no fingerprint in its own scratch folder): a miss, said in words.
-  const dir = mkdtempSync(join(tmpdir(), 'silver-fp-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'silver-fp-');
   const text = probeScript(['base', 'wire', 'appserver'], 'f'.repeat(64), true).toString().replace(/^FP_DIR=.*$/m, `FP_DIR=${dir}`);
   const probe = () => spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
   let r = probe();
@@ -582,8 +587,7 @@ test('a caller\'s lock (replace-node, delete-node): no lock of the run\'s own, i
 });
 
 test('a data folder (ensure_data_dir) in the fingerprint: entries written in it keep the hit (the deploy lock, a record, an app\'s file); its mode, owner, a link in its place or its removal is a miss', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'silver-fp-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'silver-fp-');
   const fp = join(dir, 'fp');
   const data = join(dir, 'data');
   const plain = join(dir, 'plain');
@@ -730,8 +734,7 @@ test('the lock is checked when a full script\'s turn comes: with --concurrency 1
 });
 
 test('a data folder an app made set-group-ID (chmod g+s) is put back to its mode (chmod keeps that bit for a three-digit mode: it never matched, every run was a full one)', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'silver-mode-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'silver-mode-');
   const data = join(dir, 'home');
   spawnSync('sh', ['-c', `mkdir "${data}" && chmod 2750 "${data}"`]);
   const owner = spawnSync('stat', ['-c', '%U:%G', data], { encoding: 'utf8' }).stdout.trim();

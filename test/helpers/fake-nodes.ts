@@ -482,6 +482,21 @@ node_name = db.shop.test
 [balancer]
 `;
 
+/**
+ * setup-node's scripts answered as nodes that run them: every probe a miss, every layer of a full
+ * script passing; `seen` gets each full script as it comes.
+ */
+export function answerSetupScripts(nodes: FakeNodes, seen: (node: string, text: string) => void = () => undefined): void {
+  nodes.answerOther = (c, stdin) => {
+    if (c.argv.at(-2) !== 'sh' || c.argv.at(-1) !== '-s') return null;
+    const text = String(stdin);
+    if (/^fast_probe /m.test(text)) return { code: 0, stdout: 'silver-fast: miss (no fingerprint)\n', stderr: '' };
+    seen(c.node, text);
+    const layers = [...text.matchAll(/^layer_begin (\S+)/gm)].map((m) => m[1]);
+    return { code: 0, stdout: layers.map((l) => `silver-layer-begin: ${l}\nsilver-layer-end: ${l} 0\n`).join(''), stderr: '' };
+  };
+}
+
 /** A nodeset on the memory provider, its nodes faked, and a runtime that uses them. */
 export async function fakeDeploy(nodesetText = NODESET) {
   const host = memoryHost({ '/n/shop.conf': nodesetText });

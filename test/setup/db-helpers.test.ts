@@ -408,13 +408,18 @@ test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with
   t.regex(none.stderr, /no database other here/);
 });
 
-test('MariaDB load and restore: the sum and the completed line checked, a new database loaded; restore makes the app\'s again from the dump, grants given again, the copy dropped', async (t) => {
+/** A MariaDB node with the app counter's database (1 row), a dump of it staged as ID, and the restore's scratch name. */
+async function stagedCounter() {
   const tr = tree('mysql');
   writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
   writeFileSync(join(tr.dir, 'counts'), '{"hits": 1}');
   const dump = '-- MariaDB dump\nINSERT INTO `hits` VALUES (1);\n-- Dump completed on 2026-12-02\n';
   await sh(tr, ['put', ID, '0'], dump);
-  const target = 'silver_restore_counter_0a1b2c3d';
+  return { tr, dump, target: 'silver_restore_counter_0a1b2c3d' };
+}
+
+test('MariaDB load and restore: the sum and the completed line checked, a new database loaded; restore makes the app\'s again from the dump, grants given again, the copy dropped', async (t) => {
+  const { tr, dump, target } = await stagedCounter();
   t.regex((await sh(tr, ['load', 'counter', ID, target, SHA])).stderr, /nothing restored/);
   t.deepEqual(calls(tr), []);
   const ok = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
@@ -442,12 +447,7 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
 });
 
 test('MariaDB: a restore cut short (its load fails, as a kill or a reboot would leave it) marks the database incomplete: no dump of it is taken until a restore completes', async (t) => {
-  const tr = tree('mysql');
-  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
-  writeFileSync(join(tr.dir, 'counts'), '{"hits": 1}');
-  const dump = '-- MariaDB dump\nINSERT INTO `hits` VALUES (1);\n-- Dump completed on 2026-12-02\n';
-  await sh(tr, ['put', ID, '0'], dump);
-  const target = 'silver_restore_counter_0a1b2c3d';
+  const { tr, dump, target } = await stagedCounter();
   t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
   writeFileSync(join(tr.dir, 'load.fail'), '');
   const cut = await sh(tr, ['restore', 'counter', ID, target]);
