@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import { printableLines } from './output/printable.js';
+import { jsonText, printableLines } from './output/printable.js';
 import { Command, CommanderError } from 'commander';
 import { realHost, type ConfigHost } from './config/host.js';
 import { ConfigError, ExitError, formatDiagnostic } from './diagnostics.js';
@@ -85,7 +85,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .action(async (file: string, opts: { json?: boolean }) => {
       const ns = load(file);
       const { planJson, renderPlan } = await commands.plan();
-      io.out(opts.json ? JSON.stringify(planJson(ns), null, 2) : renderPlan(ns));
+      io.out(opts.json ? jsonText(planJson(ns), 2) : renderPlan(ns));
       // (old baked images, told by their names: plan asks no provider)
       for (const w of (await import('./image/age.js')).namedImageWarnings(ns, Date.now())) io.err(w);
     });
@@ -101,7 +101,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { createNodes, failedCount, renderCreateReport } = await commands.create();
       const report = await createNodes(ns, await runtime(), { concurrency: opts.concurrency, sshTimeoutMs: opts.timeout * 1000 });
-      io.out(opts.json ? JSON.stringify(report, null, 2) : renderCreateReport(report));
+      io.out(opts.json ? jsonText(report, 2) : renderCreateReport(report));
       if (failedCount(report) > 0) throw new ExitError('', 1);
     });
 
@@ -117,7 +117,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { renderSetupReport, setupNodes } = await commands.setup();
       const report = await setupNodes(ns, await runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency, fast: opts.full ? 'full' : 'probe' });
-      io.out(opts.json ? JSON.stringify(report, null, 2) : renderSetupReport(report));
+      io.out(opts.json ? jsonText(report, 2) : renderSetupReport(report));
       if (report.nodes.some((n) => n.status === 'failed')) throw new ExitError('', 1);
     });
 
@@ -135,11 +135,11 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const { planUpdate, renderUpdatePlan, renderUpdateReport, update } = await commands.update();
       if (opts.dryRun) {
         const plan = await planUpdate(ns, app, await runtime());
-        io.out(opts.json ? JSON.stringify(plan, null, 2) : renderUpdatePlan(plan));
+        io.out(opts.json ? jsonText(plan, 2) : renderUpdatePlan(plan));
         return;
       }
       const report = await update(ns, app, await runtime(), { clearCache: opts.clearCache ?? false });
-      io.out(opts.json ? JSON.stringify(report, null, 2) : renderUpdateReport(report));
+      io.out(opts.json ? jsonText(report, 2) : renderUpdateReport(report));
       if (report.interrupted) throw new ExitError('', 130);
       if (!report.ok) throw new ExitError('', 1);
     });
@@ -164,7 +164,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
         clearCache: opts.clearCache ?? false,
         ...(opts.json ? {} : { onStep: (text: string) => io.out(text) }),
       });
-      io.out(opts.json ? JSON.stringify(r, null, 2) : renderUpSummary(r));
+      io.out(opts.json ? jsonText(r, 2) : renderUpSummary(r));
       if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
     });
@@ -177,7 +177,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .action(async (file: string, opts: { json?: boolean }) => {
       const { renderStatus, status } = await commands.status();
       const r = await status(load(file), await runtime());
-      io.out(opts.json ? JSON.stringify(r, null, 2) : renderStatus(r));
+      io.out(opts.json ? jsonText(r, 2) : renderStatus(r));
     });
 
   program
@@ -189,7 +189,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .action(async (app: string, file: string, opts: { json?: boolean }) => {
       const { renderRollbackReport, rollback } = await commands.update();
       const r = await rollback(load(file), app, await runtime());
-      io.out(opts.json ? JSON.stringify(r, null, 2) : renderRollbackReport(r));
+      io.out(opts.json ? jsonText(r, 2) : renderRollbackReport(r));
       if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
     });
@@ -210,7 +210,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const options = { ...(opts.readOnly ? { readOnly: true } : {}), ...(opts.allow.length ? { allow: opts.allow } : {}), ...(opts.retryAfter !== undefined ? { retryAfter: opts.retryAfter } : {}), ...(opts.message !== undefined ? { message: opts.message } : {}), ...(opts.app !== undefined ? { app: opts.app } : {}) };
       const verb = checkOptions(action, options);
       const r = await maintenance(load(file), await runtime(), verb, options);
-      io.out(opts.json ? JSON.stringify(r, null, 2) : renderMaintenance(r));
+      io.out(opts.json ? jsonText(r, 2) : renderMaintenance(r));
       if (!r.ok) throw new ExitError('', 1);
     });
 
@@ -233,18 +233,18 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const b = await commands.backup();
       if (opts.pull) {
         const r = await b.pullBackups(ns, await runtime(), { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(opts.to !== undefined ? { to: opts.to } : {}) });
-        io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderBackupReport(r));
+        io.out(opts.json ? jsonText(r, 2) : b.renderBackupReport(r));
         if (!r.ok) throw new ExitError('', 1);
         return;
       }
       if (opts.verify) {
         const r = await b.verifyBackups(ns, await runtime(), { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(which !== undefined ? { backup: which } : {}), ...(opts.to !== undefined ? { from: opts.to } : {}) });
-        io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderVerifyReport(r));
+        io.out(opts.json ? jsonText(r, 2) : b.renderVerifyReport(r));
         if (!r.ok) throw new ExitError('', 1);
         return;
       }
       const r = await b.backup(ns, await runtime(), { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(opts.to !== undefined ? { to: opts.to } : {}), ...(opts.keep !== undefined ? { keep: opts.keep } : {}) });
-      io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderBackupReport(r));
+      io.out(opts.json ? jsonText(r, 2) : b.renderBackupReport(r));
       if (!r.ok) throw new ExitError('', 1);
     });
 
@@ -260,7 +260,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const b = await commands.backup();
       const rt = await runtime();
       const list = b.listBackupsOf(ns, rt, { ...(opts.app !== undefined ? { app: opts.app } : {}), ...(opts.from !== undefined ? { from: opts.from } : {}) });
-      io.out(opts.json ? JSON.stringify(list, null, 2) : b.renderBackups(list, rt.now()));
+      io.out(opts.json ? jsonText(list, 2) : b.renderBackups(list, rt.now()));
     });
 
   program
@@ -276,7 +276,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const b = await commands.backup();
       const r = await b.restore(ns, await runtime(), app, which, { yes: opts.yes ?? false, ...(opts.from !== undefined ? { from: opts.from } : {}) });
-      io.out(opts.json ? JSON.stringify(r, null, 2) : b.renderRestoreReport(r));
+      io.out(opts.json ? jsonText(r, 2) : b.renderRestoreReport(r));
       if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
     });
@@ -306,12 +306,12 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       if (action === 'list') {
         if (changes.length > 0) throw new ExitError('silver env list takes no KEY', 2);
         const r = await e.envList(ns, app, await runtime());
-        io.out(opts.json ? JSON.stringify(r, null, 2) : e.renderEnvList(r));
+        io.out(opts.json ? jsonText(r, 2) : e.renderEnvList(r));
         return;
       }
       const parsed = await e.parseChanges(action, changes, () => (stdin ?? readStdin)());
       const r = await e.envChange(ns, app, parsed, await runtime(), { restart: opts.restart });
-      io.out(opts.json ? JSON.stringify(r, null, 2) : e.renderEnvChange(r));
+      io.out(opts.json ? jsonText(r, 2) : e.renderEnvChange(r));
       if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
     });
@@ -370,7 +370,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
         since: opts.since ? l.parseSince(opts.since, rt.now()) : null,
         lines: opts.lines,
         follow: opts.follow ?? false,
-        write: (line) => io.out(opts.json ? JSON.stringify(line) : l.formatLogLine(line)),
+        write: (line) => io.out(opts.json ? jsonText(line) : l.formatLogLine(line)),
       });
     });
 
@@ -384,7 +384,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .action(async (file: string, app: string | undefined, opts: { lines: number; json?: boolean }) => {
       const ns = load(file);
       const entries = await (await commands.history()).history(ns, await runtime(), app, opts.lines);
-      io.out(opts.json ? JSON.stringify(entries, null, 2) : (await commands.historyView()).renderHistory(entries));
+      io.out(opts.json ? jsonText(entries, 2) : (await commands.historyView()).renderHistory(entries));
     });
 
   const providerOf = async (file: string | undefined, name: string | undefined) => {
@@ -404,7 +404,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const provider = await (await runtime()).providerFor(await providerOf(file, opts.provider));
       const sizes = await provider.listSizes();
       const { renderSizes } = await commands.catalog();
-      io.out(opts.json ? JSON.stringify(sizes, null, 2) : renderSizes(sizes));
+      io.out(opts.json ? jsonText(sizes, 2) : renderSizes(sizes));
     });
 
   program
@@ -416,7 +416,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .action(async (file: string | undefined, opts: { provider?: string; json?: boolean }) => {
       const provider = await (await runtime()).providerFor(await providerOf(file, opts.provider));
       const images = await provider.listImages();
-      io.out(opts.json ? JSON.stringify(images, null, 2) : images.join('\n'));
+      io.out(opts.json ? jsonText(images, 2) : images.join('\n'));
     });
 
   program
@@ -431,7 +431,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { execOnNodes, renderExec } = await commands.exec();
       const outcomes = await execOnNodes(ns, await runtime(), command, { ...(opts.node ? { node: opts.node } : {}), ...(opts.role ? { role: opts.role } : {}) });
-      io.out(opts.json ? JSON.stringify(outcomes, null, 2) : renderExec(outcomes));
+      io.out(opts.json ? jsonText(outcomes, 2) : renderExec(outcomes));
       if (outcomes.some((o) => o.code !== 0)) throw new ExitError('', 1);
     });
 
@@ -455,7 +455,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { listNodes, renderNodeList } = await commands.nodes();
       const nodes = await listNodes(ns, await runtime());
-      io.out(opts.json ? JSON.stringify(nodes, null, 2) : renderNodeList(ns, nodes));
+      io.out(opts.json ? jsonText(nodes, 2) : renderNodeList(ns, nodes));
     });
 
   program
@@ -470,7 +470,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { replaceNode, renderReplaceReport } = await commands.replace();
       const r = await replaceNode(ns, await runtime(), { node: opts.node, yes: opts.yes ?? false, ...(opts.force ? { force: true } : {}) });
-      io.out(opts.json ? JSON.stringify(r, null, 2) : renderReplaceReport(r));
+      io.out(opts.json ? jsonText(r, 2) : renderReplaceReport(r));
       if (r.interrupted) throw new ExitError('', 130);
       if (!r.ok) throw new ExitError('', 1);
     });
@@ -487,7 +487,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const ns = load(file);
       const { bakeImage, renderBake } = await commands.image();
       const r = await bakeImage(ns, await runtime(), { role: opts.role, ...(opts.node ? { node: opts.node } : {}) });
-      io.out(opts.json ? JSON.stringify(r, null, 2) : renderBake(r));
+      io.out(opts.json ? jsonText(r, 2) : renderBake(r));
     });
 
   program

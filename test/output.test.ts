@@ -67,3 +67,13 @@ test('attack: what a node prints reaches silver exec\'s report printable; an app
   t.true(out.includes('app1.shop.test: ok\\x1b]52;c;cm0gLXJmIH4K\\x07'));
   t.is(printableLines(`a\tb\nc${osc52}\r\n`), 'a\tb\nc\\x1b]52;c;cm0gLXJmIH4K\\x07\\x0d\n');
 });
+
+test('attack: --json escapes the C1 controls an app\'s log line or history entry may hold (JSON leaves them raw; some terminals act on them): the same strings to a JSON reader', async (t) => {
+  const { jsonText } = await import('../src/output/printable.js');
+  const value = { message: 'x\u009b2Jy\u0085z\u007f', n: 1 };
+  const text = jsonText(value, 2);
+  t.false(/[\u007f-\u009f]/.test(text), text);
+  t.true(text.includes('x\\u009b2Jy\\u0085z\\u007f'));
+  t.deepEqual(JSON.parse(text), value);
+  t.is(jsonText({ a: 'é' }), '{"a":"é"}');
+});

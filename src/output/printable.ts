@@ -11,3 +11,12 @@ export function printable(text: string): string {
 export function printableLines(text: string): string {
   return text.replace(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
+
+/**
+ * JSON for a terminal or a pipe: as JSON.stringify, with the C1 controls (U+0080–U+009F, which
+ * JSON leaves as they are and some terminals act on) and DEL escaped as \u00XX — the same
+ * strings to a JSON reader.
+ */
+export function jsonText(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
