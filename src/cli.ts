@@ -118,6 +118,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       const { renderSetupReport, setupNodes } = await commands.setup();
       const report = await setupNodes(ns, await runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency, fast: opts.full ? 'full' : 'probe' });
       io.out(opts.json ? jsonText(report, 2) : renderSetupReport(report));
+      if (report.interrupted) throw new ExitError(`interrupted (${report.interrupted}): run silver setup-node again`, 130);
       if (report.nodes.some((n) => n.status === 'failed')) throw new ExitError('', 1);
     });
 

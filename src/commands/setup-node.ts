@@ -44,6 +44,8 @@ export interface SetupReport {
   dryRun: boolean;
   nodes: NodeSetupResult[];
   seconds: number;
+  /** The signal that stopped the run (the nodes whose turn had not come are failed), if one did. */
+  interrupted?: string;
 }
 
 export interface SetupOptions {
@@ -75,8 +77,32 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   // (the fast path's probes are light: PROBES_PER_SLOT times as many nodes are probed at once as
   // full scripts run at once — their connections made side by side too; a balancer's script that
   // waits for the other nodes' replicas holds no slot meanwhile)
+  // SIGINT/SIGTERM (a run of its own: a caller with a lock handles its own): the scripts under way
+  // finish, no other starts, and the lock is let go; a second signal ends silver at once.
+  let stopped: string | null = null;
+  const disposeInterrupt = opts.lease
+    ? () => undefined
+    : rt.onInterrupt((sig) => {
+        if (stopped) {
+          rt.io.err(`silver: ${sig} again: stopping now (the deploy lock lapses after ${LOCK_TTL_SECONDS}s)`);
+          process.exit(130);
+        }
+        stopped = sig;
+        rt.io.err(`silver: ${sig}: the setup scripts under way finish, no other starts (again to stop at once)`);
+      });
+  const notStopped = () => {
+    if (stopped) throw new Error(`interrupted (${stopped}) before this node's turn`);
+  };
   const fullLimit = pLimit(opts.concurrency);
-  const scripts: Scripts = { probe: limited(pool, opts.concurrency * PROBES_PER_SLOT), full: (fn) => fullLimit(() => fn(pool)) };
+  const probes = limited(pool, opts.concurrency * PROBES_PER_SLOT);
+  const scripts: Scripts = {
+    probe: { exec: (...args) => (notStopped(), probes.exec(...args)), close: () => probes.close() },
+    full: (fn) =>
+      fullLimit(() => {
+        notStopped();
+        return fn(pool);
+      }),
+  };
   const results = new Map<string, NodeSetupResult>();
   for (const m of missing) {
     results.set(m.name, { name: m.name, role: m.role, status: 'failed', layers: [], seconds: 0, error: m.error });
@@ -115,6 +141,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     const lost = await lock.lostReason();
     if (lost) rt.io.err(`silver: the deploy lock was lost while the setup ran (${lost}): run silver setup-node ${ns.file} again once no other command runs`);
   } finally {
+    disposeInterrupt();
     await lock.release();
     await pool.close();
   }
@@ -123,6 +150,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     dryRun: opts.dryRun,
     nodes: ns.nodes.map((n) => results.get(n.name)!).filter(Boolean),
     seconds: (rt.now() - t0) / 1000,
+    ...(stopped ? { interrupted: stopped } : {}),
   };
 }
 

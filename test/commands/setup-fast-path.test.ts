@@ -746,3 +746,20 @@ test('a data folder an app made set-group-ID (chmod g+s) is put back to its mode
   const again = spawnSync('sh', ['-s'], { input: `set -eu\nCHECK=0\n${lib}\nensure_data_dir ${data} 750 ${owner}\n`, encoding: 'utf8' });
   t.is(again.stdout, '', 'the next run finds nothing to change');
 });
+
+test('SIGINT during a setup-node: the full script under way finishes, no other starts, the lock is let go, the report says so', async (t) => {
+  const { ns, rt, fake, signal } = await setup();
+  const exec = fake.exec.bind(fake);
+  let fulls = 0;
+  fake.exec = async (node, command, stdin, timeout, onStdout) => {
+    const full = /^fingerprint_begin$/m.test(String(stdin ?? ''));
+    if (full && ++fulls === 1) signal('SIGINT');
+    return exec(node, command, stdin, timeout, onStdout);
+  };
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 1 });
+  t.is(r.interrupted, 'SIGINT');
+  t.is(fulls, 1, 'no full script after the signal');
+  t.is(r.nodes.filter((n) => n.status !== 'failed').length, 1, 'the one under way finished');
+  for (const n of r.nodes.filter((x) => x.status === 'failed')) t.regex(n.error!, /interrupted \(SIGINT\) before this node's turn/);
+  for (const n of ns.nodes) t.is(lockOf(fake, n.name), null, 'the lock let go');
+});
