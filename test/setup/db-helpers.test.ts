@@ -307,6 +307,30 @@ test('staged files: put appends at the offset it is told (else refuses), get rea
   }
 });
 
+test('attack: put appends only to a file put began and no load has checked (never to a dump the schedule keeps, linked into the staged folder); a MariaDB restore reloads only the dump its load checked', async (t) => {
+  for (const service of ['postgresql', 'mysql'] as const) {
+    const tr = tree(service);
+    mkdirSync(tr.staged, { recursive: true, mode: 0o700 });
+    // (a file put did not begin: as silver-backup stage links a kept scheduled dump)
+    writeFileSync(join(tr.staged, ID), 'kept dump');
+    const linked = await sh(tr, ['put', ID, '9'], 'appended');
+    t.is(linked.code, 1);
+    t.regex(linked.stderr, /staged file 0123456789ab is not one put is writing: nothing appended/);
+    t.is(readFileSync(join(tr.staged, ID), 'utf8'), 'kept dump', service);
+  }
+  const { tr, dump, target } = await stagedCounter();
+  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
+  const after = await sh(tr, ['put', ID, String(dump.length)], 'DROP DATABASE mysql;\n');
+  t.is(after.code, 1, 'no byte after the load checked the sum');
+  t.regex(after.stderr, /not one put is writing/);
+  // (changed behind put's back all the same: the restore refuses)
+  writeFileSync(join(tr.staged, ID), `${dump}-- more\n-- Dump completed on 2026-12-02\n`);
+  const r = await sh(tr, ['restore', 'counter', ID, target]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /staged file 0123456789ab is not the dump load checked: nothing restored/);
+  t.false(read(tr, 'sql.log').includes('DROP DATABASE IF EXISTS `counter`'), 'the app\'s database untouched');
+});
+
 test('PostgreSQL load: the sum checked first (a mismatch creates nothing), then a new database owned by the app, restored as the app\'s role; a failure drops it', async (t) => {
   const tr = tree('postgresql');
   writeFileSync(join(tr.dir, 'dbs'), 'postgres\nhello\n');
