@@ -116,7 +116,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .action(async (file: string, opts: { json?: boolean; dryRun?: boolean; concurrency: number; full?: boolean }) => {
       const ns = load(file);
       const { renderSetupReport, setupNodes } = await commands.setup();
-      const report = await setupNodes(ns, await runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency, fast: opts.full ? 'full' : 'probe' });
+      const report = await setupNodes(ns, await runtime(), { dryRun: opts.dryRun ?? false, concurrency: opts.concurrency, fast: opts.full ? 'full' : 'probe', signals: true });
       io.out(opts.json ? jsonText(report, 2) : renderSetupReport(report));
       if (report.interrupted) throw new ExitError(`interrupted (${report.interrupted}): run silver setup-node again`, 130);
       if (report.nodes.some((n) => n.status === 'failed')) throw new ExitError('', 1);
@@ -465,7 +465,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .requiredOption('--node <name>', 'the node to replace')
     .option('-y, --yes', 'do not ask for confirmation')
-    .option('--force', `a service node: even without a backup verified by a restore in the last 7 days`)
+    .option('--force', `a service node: even without a backup verified by a restore in the last 7 days, and destroying databases no active instance uses (undumped)`)
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: { node: string; yes?: boolean; force?: boolean; json?: boolean }) => {
       const ns = load(file);

@@ -91,13 +91,21 @@ export async function replaceServiceNode(ns: Nodeset, rt: Runtime, spec: NodeSpe
     // (every database silver made there goes with the node: one no active instance uses — an app
     // whose first deploy failed after its migrations, one stopped for a while — would be
     // destroyed undumped, its password known to no app server to make it again)
+    // (--force: destroyed undumped, said; an app no longer in the nodeset's file has no other way)
     if (!resuming) {
       const planned = new Set(apps.map((a) => svc.dbName(a)));
-      const listed = (await s.remote.run(spec.name, `listing the ${name} databases`, dbVerbs.list(svc))).split('\n').filter((l) => l.startsWith('db ')).map((l) => l.slice(3));
+      const listed = await s.remote.run(spec.name, `listing the ${name} databases`, dbVerbs.list(svc)).then(
+        (out) => out.split('\n').filter((l) => l.startsWith('db ')).map((l) => l.slice(3)),
+        (e: Error) => {
+          if (!opts.force) throw new ExitError(`${spec.name}: its databases cannot be listed (${e.message}): any there would be destroyed undumped; --force replaces it all the same: nothing done`, 1);
+          return [];
+        },
+      );
       const unplanned = listed.filter((db) => !planned.has(db) && !db.startsWith('silver_'));
-      if (unplanned.length > 0) {
-        throw new ExitError(`${spec.name} holds databases no app server's active instance uses (${unplanned.join(', ')}): they would be destroyed undumped; deploy their apps (silver update), or back them up and drop them, first: nothing done`, 1);
+      if (unplanned.length > 0 && !opts.force) {
+        throw new ExitError(`${spec.name} holds databases no app server's active instance uses (${unplanned.join(', ')}): they would be destroyed undumped; deploy their apps (silver update) first, or pass --force to destroy them: nothing done`, 1);
       }
+      if (unplanned.length > 0) out.notes.push(`${unplanned.join(', ')}: no app server's active instance uses them: destroyed with the node, undumped (--force)`);
     }
     if (!resuming && !opts.force) {
       const rec = (await readBackupsRecord(s)).apps;

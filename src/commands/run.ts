@@ -37,7 +37,7 @@ export async function runInApp(ns: Nodeset, app: string, argv: readonly string[]
     // (the command goes on standard input first — it may hold a secret: never on the node's
     // command line, nor in its journal — and the run names what was kept)
     const id = (await s.remote.run(node.name, 'staging the command', deployVerbs.runStage(app), `${quoteCommand(argv)}\n`)).trim();
-    if (!/^s\.[A-Za-z0-9]{10}$/.test(id)) throw new Error(`${node.name}: the node kept the command under no id it can run (${id.slice(0, 40)})`);
+    if (!/^r\.[A-Za-z0-9]{10}$/.test(id)) throw new Error(`${node.name}: the node kept the command under no id it can run (${id.slice(0, 40)})`);
     const command = quoteCommand(deployVerbs.run(app, opts.tty ? 'tty' : 'pipe', id));
     const handle = rt.attach(target, command, { pty: opts.tty ? (opts.size ?? { rows: 24, cols: 80, term: 'xterm' }) : null, stdin: opts.stdin, onStdout: opts.stdout, onStderr: opts.stderr });
     const dispose = rt.onInterrupt(() => handle.stop());

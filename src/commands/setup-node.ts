@@ -63,6 +63,11 @@ export interface SetupOptions {
    * and an image's builder take none.
    */
   lease?: Lease;
+  /**
+   * SIGINT/SIGTERM handled here (`silver setup-node`): the scripts under way finish, no other
+   * starts, the lock is let go. A command that sets nodes up as one of its steps handles its own.
+   */
+  signals?: boolean;
 }
 
 /** Layered setup of every node, then the wiring, concurrently over nodes; one connection each. */
@@ -77,10 +82,10 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
   // (the fast path's probes are light: PROBES_PER_SLOT times as many nodes are probed at once as
   // full scripts run at once — their connections made side by side too; a balancer's script that
   // waits for the other nodes' replicas holds no slot meanwhile)
-  // SIGINT/SIGTERM (a run of its own: a caller with a lock handles its own): the scripts under way
-  // finish, no other starts, and the lock is let go; a second signal ends silver at once.
+  // SIGINT/SIGTERM (opts.signals): the scripts under way finish, no other starts, and the lock is
+  // let go; a second signal ends silver at once.
   let stopped: string | null = null;
-  const disposeInterrupt = opts.lease
+  const disposeInterrupt = !opts.signals
     ? () => undefined
     : rt.onInterrupt((sig) => {
         if (stopped) {
@@ -100,7 +105,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
     full: (fn) =>
       fullLimit(() => {
         notStopped();
-        return fn(pool);
+        return fn(pool, notStopped);
       }),
   };
   const results = new Map<string, NodeSetupResult>();
@@ -135,7 +140,7 @@ export async function setupNodes(ns: Nodeset, rt: Runtime, opts: SetupOptions): 
       }),
     );
     const ordered = new Set([...tls].filter(([, w]) => w.order).map(([name]) => name));
-    if (ns.tls?.mode === 'acme' && !opts.dryRun) await shareTls(ns, rt, pool, addressed, results, users, ordered);
+    if (ns.tls?.mode === 'acme' && !opts.dryRun && !stopped) await shareTls(ns, rt, pool, addressed, results, users, ordered);
     // (a lock lost while the last scripts ran: what they did stands, but another run may have
     // changed the nodes beside them)
     const lost = await lock.lostReason();
@@ -244,7 +249,8 @@ interface BalancerInputs {
 /** Where a node's scripts go: its probe, and its full script's turn (at most `concurrency` of those at once). */
 interface Scripts {
   probe: NodeExecutor;
-  full: <T>(fn: (pool: NodeExecutor) => Promise<T>) => Promise<T>;
+  /** `notStopped`: throws once a signal came (checked again after the lock, which may take a while). */
+  full: <T>(fn: (pool: NodeExecutor, notStopped: () => void) => Promise<T>) => Promise<T>;
 }
 
 const PROBES_PER_SLOT = 4;
@@ -334,8 +340,9 @@ async function setupOne(
     }
     // (under the deploy lock, checked when the script's turn has come: see setup-lock.ts)
     const full = () =>
-      scripts.full(async (pool) => {
+      scripts.full(async (pool, notStopped) => {
         const lease = await lock.ready();
+        notStopped();
         const named = lease ? { token: lease.token, holder: lease.holder, ttl: LOCK_TTL_SECONDS, repair: lock.own } : undefined;
         return pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!, named), undefined, (chunk) => stream.write(chunk));
       });

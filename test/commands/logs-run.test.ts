@@ -80,8 +80,8 @@ test("run: the command as argv on the primary in the app's instance — staged o
   // (the command on standard input first, kept on the node: on no command line, in no journal)
   const stage = nodes.calls.find((c) => c.argv.includes('run-stage'))!;
   t.deepEqual([stage.node, after(stage.argv)], [A1, ['run-stage', 'hello']]);
-  t.is(nodes.runStaged.get('s.0000000000'), `${quoteCommand(argv)}\n`);
-  t.deepEqual(after(call.argv), ['run', 'hello', 'pipe', 's.0000000000']);
+  t.is(nodes.runStaged.get('r.0000000000'), `${quoteCommand(argv)}\n`);
+  t.deepEqual(after(call.argv), ['run', 'hello', 'pipe', 'r.0000000000']);
   t.false(nodes.calls.some((c) => c.argv.join(' ').includes('manage.py') || c.argv.join(' ').includes(Buffer.from(quoteCommand(argv)).toString('base64'))), 'the command is on no command line');
   await runInApp(ns, 'hello', ['sh'], rt, { node: A2, tty: true, stdin: null, stdout: () => undefined, stderr: () => undefined });
   const tty = nodes.calls.filter((c) => c.argv.includes('run')).at(-1)!;

@@ -344,8 +344,12 @@ test('a database there that no active instance uses (an app whose first deploy f
   const { ns, rt, nodes, provider } = await dbReplacement();
   nodes.app('app1.shop.test', 'blog').active = null;
   nodes.calls.length = 0;
-  await t.throwsAsync(replaceNode(ns, rt, { node: DB, yes: true, force: true }), { message: /db\.shop\.test holds databases no app server's active instance uses \(blog\): they would be destroyed undumped/ });
+  await t.throwsAsync(replaceNode(ns, rt, { node: DB, yes: true }), { message: /db\.shop\.test holds databases no app server's active instance uses \(blog\): they would be destroyed undumped; deploy their apps \(silver update\) first, or pass --force to destroy them: nothing done/ });
   t.true((await provider.list(ns.name)).some((n) => n.name === DB), 'not destroyed');
   t.deepEqual(nodes.verbs('balancer.shop.test', 'silver-balancer'), [], 'nothing held');
   t.false(nodes.verbs(DB, 'silver-db-postgresql').some((v) => v.startsWith('dump')));
+  // (--force: an app no longer in the nodeset's file has no other way; said in the report)
+  const r = await replaceNode(ns, rt, { node: DB, yes: true, force: true });
+  t.true(r.ok, r.error ?? '');
+  t.true(r.notes!.some((n) => n.startsWith('blog: no app server\'s active instance uses them: destroyed with the node, undumped (--force)')));
 });

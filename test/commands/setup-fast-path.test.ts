@@ -756,10 +756,29 @@ test('SIGINT during a setup-node: the full script under way finishes, no other s
     if (full && ++fulls === 1) signal('SIGINT');
     return exec(node, command, stdin, timeout, onStdout);
   };
-  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 1 });
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 1, signals: true });
   t.is(r.interrupted, 'SIGINT');
   t.is(fulls, 1, 'no full script after the signal');
   t.is(r.nodes.filter((n) => n.status !== 'failed').length, 1, 'the one under way finished');
   for (const n of r.nodes.filter((x) => x.status === 'failed')) t.regex(n.error!, /interrupted \(SIGINT\) before this node's turn/);
   for (const n of ns.nodes) t.is(lockOf(fake, n.name), null, 'the lock let go');
+});
+
+test('SIGINT while the first full script waits for the deploy lock: no full script starts', async (t) => {
+  const { ns, rt, fake, signal } = await setup();
+  const exec = fake.exec.bind(fake);
+  let fulls = 0;
+  let signalled = false;
+  fake.exec = async (node, command, stdin, timeout, onStdout) => {
+    if (!signalled && /silver-state.* lock /.test(command)) {
+      signalled = true;
+      signal('SIGINT');
+    }
+    if (/^fingerprint_begin$/m.test(String(stdin ?? ''))) fulls++;
+    return exec(node, command, stdin, timeout, onStdout);
+  };
+  const r = await setupNodes(ns, rt, { dryRun: false, concurrency: 1, signals: true });
+  t.is(r.interrupted, 'SIGINT');
+  t.is(fulls, 0);
+  for (const n of ns.nodes) t.is(lockOf(fake, n.name), null);
 });

@@ -220,7 +220,7 @@ export class FakeNodes implements NodeExecutor {
       case 'env-get':
         return ok(a.active ? (a.instances.get(a.active)?.env ?? '') : '');
       case 'run-stage': {
-        const id = `s.${String(this.runStaged.size).padStart(10, '0')}`;
+        const id = `r.${String(this.runStaged.size).padStart(10, '0')}`;
         this.runStaged.set(id, String(stdin ?? ''));
         return ok(`${id}\n`);
       }

@@ -149,3 +149,18 @@ test.serial('attack: a service node (its root taken) cannot make the copy node p
   t.is(huge.code, 1);
   t.regex(huge.stderr, /would leave less than 1 GiB free here: refused/);
 });
+
+test.serial('the copies kept are the last KEEP to arrive, whatever their stamps: copies stamped ahead (a sender\'s clock, or its root taken) are pushed out by the next real ones, never kept for ever at their expense', async (t) => {
+  const stamp = (ms: number) => new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const now = Date.now();
+  const base = join(dir, 'copies/db.b.test/ahead');
+  const send = async (st: string, body: string) => {
+    for (const ext of ['pgdump', 'meta']) t.is((await receive(`put db.b.test ahead ${st}.${ext} ${body.length} ${sha(body)} 2`, body)).code, 0, `${st}.${ext}`);
+    await new Promise((r) => setTimeout(r, 20));
+  };
+  const ahead = [stamp(now + 3_600_000), stamp(now + 7_200_000)];
+  for (const st of ahead) await send(st, 'fake');
+  const real = [stamp(now - 60_000), stamp(now)];
+  for (const st of real) await send(st, 'real');
+  t.deepEqual(readdirSync(base).sort(), real.flatMap((st) => [`${st}.meta`, `${st}.pgdump`]).sort(), 'the real copies stay, the ones stamped ahead went');
+});
