@@ -149,12 +149,13 @@ export class SharedState {
 
   /**
    * Takes the deploy lock on a majority of the nodes (taking over a stale one, saying whose).
-   * `token`: the lock's (a fresh one by default).
+   * `token`: the lock's (a fresh one by default); `first`: the nodes' answers to a first try of
+   * it already made (lockWhereInstalled), not asked again.
    */
-  async lock(holder: string, attempts = 5, token = randomBytes(16).toString('hex')): Promise<Lease> {
+  async lock(holder: string, attempts = 5, token = randomBytes(16).toString('hex'), first?: LockAnswer[]): Promise<Lease> {
     const alive = this.opts.alive ?? processAlive;
     for (let attempt = 1; ; attempt++) {
-      let answers = await this.tryLock(this.opts.nodes, token, holder);
+      let answers = attempt === 1 && first ? first : await this.tryLock(this.opts.nodes, token, holder);
       // A holder that ran on this machine and is gone is taken over at once, not after its TTL.
       const gone = answers.filter((a) => a.outcome === 'held' && goneLocally(a.holder!, alive));
       if (gone.length > 0) {
@@ -203,10 +204,10 @@ export class SharedState {
   async lockWhereInstalled(holder: string, token: string): Promise<Lease> {
     const answers = await this.tryLock(this.opts.nodes, token, holder);
     const absent = answers.filter((a) => a.outcome === 'absent').map((a) => a.node);
-    if (absent.length === 0) return this.lock(holder, 5, token);
+    if (absent.length === 0) return this.lock(holder, 5, token, answers);
     const installed = this.opts.nodes.filter((n) => !absent.includes(n));
     const total = this.opts.total - absent.length;
-    const lease = installed.length === 0 ? new Lease(this.remote, [], token, holder, 0) : await new SharedState(this.remote, { ...this.opts, nodes: installed, total }).lock(holder, 5, token);
+    const lease = installed.length === 0 ? new Lease(this.remote, [], token, holder, 0) : await new SharedState(this.remote, { ...this.opts, nodes: installed, total }).lock(holder, 5, token, answers.filter((a) => a.outcome !== 'absent'));
     lease.include(absent);
     return lease;
   }

@@ -16,8 +16,8 @@ import type { NodeTargets } from '../ssh/targets.js';
  * began (another address, another host key) stops it before it changes anything.
  *
  * `given`: a lock the caller holds (replace-node, delete-node), whose node list is its own. The
- * token goes to every script, so that `silver-deploy repair` — which leaves a node alone while a
- * deploy holds the lock — knows this run's own.
+ * token goes to every full script (a node that gets silver-state takes the lock at once) and, for
+ * a lock of the run's own, to repair, which leaves a node alone while a deploy holds the lock.
  */
 export class SetupLock {
   readonly token: string;
