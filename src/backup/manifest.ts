@@ -135,12 +135,11 @@ export function parseManifest(text: string): Manifest {
 export function compareCounts(expected: Record<string, number>, got: Record<string, number>): string[] {
   const out: string[] = [];
   // (table names are the app's to choose: shown printable)
-  const name = printable;
   for (const t of Object.keys(expected).sort()) {
-    if (!(t in got)) out.push(`${name(t)}: missing after the restore (expected ${expected[t]} rows)`);
-    else if (got[t] !== expected[t]) out.push(`${name(t)}: ${got[t]} rows, expected ${expected[t]}`);
+    if (!(t in got)) out.push(`${printable(t)}: missing after the restore (expected ${expected[t]} rows)`);
+    else if (got[t] !== expected[t]) out.push(`${printable(t)}: ${got[t]} rows, expected ${expected[t]}`);
   }
-  for (const t of Object.keys(got).sort()) if (!(t in expected)) out.push(`${name(t)}: not in the backup (${got[t]} rows after the restore)`);
+  for (const t of Object.keys(got).sort()) if (!(t in expected)) out.push(`${printable(t)}: not in the backup (${got[t]} rows after the restore)`);
   return out;
 }
 

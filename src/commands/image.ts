@@ -2,7 +2,7 @@ import { ExitError } from '../diagnostics.js';
 import { builderName, builderNodeset, builderOf, leftBehind, PACKAGES_ARGV, recordArgv, stripArgv, stripScript } from '../image/builder.js';
 import { BAKEABLE_ROLES, imageName, type ImageRecord } from '../image/strip.js';
 import type { Nodeset } from '../nodeset/types.js';
-import type { Provider } from '../provider.js';
+import type { Provider, ProviderNode } from '../provider.js';
 import { Remote } from '../remote/executor.js';
 import type { Runtime } from '../runtime.js';
 import { connectNodes } from '../ssh/targets.js';
@@ -128,7 +128,7 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
     throw new ExitError(`image bake: ${(e as Error).message} (no image made)`, 1);
   } finally {
     try {
-      await removeBuilder(ns, rt, provider, name, say, 'destroyed');
+      await removeBuilder(ns, rt, provider, name, 'destroyed');
     } catch (e) {
       rt.io.err(`silver: the builder ${name} could not be destroyed: ${(e as Error).message}; the next bake removes it, or silver delete-node ${ns.file} --orphans`);
     }
@@ -142,20 +142,26 @@ async function bakeOnBuilder(ns: Nodeset, rt: Runtime, provider: Provider, role:
  * may be running, left alone and named. The other role's are never touched.
  */
 async function removeLeftovers(ns: Nodeset, rt: Runtime, provider: Provider, role: 'appserver' | 'balancer', own: string): Promise<void> {
+  const left = [];
   for (const n of await provider.list(ns.name)) {
     if (builderOf(n.name)?.role !== role) continue;
-    if (n.name === own || leftBehind(n.name, processAlive)) await removeBuilder(ns, rt, provider, n.name, (t) => rt.io.err(`${n.name}: ${t}`), 'left by an interrupted bake: destroyed');
+    if (n.name === own || leftBehind(n.name, processAlive)) left.push(n);
     else rt.io.err(`${n.name}: another bake's builder (it may be running): left alone; silver delete-node ${ns.file} --orphans removes it once no bake runs`);
   }
+  await destroyBuilders(ns, rt, provider, left, 'left by an interrupted bake: destroyed');
 }
 
 /** The builder destroyed, its pinned host key dropped, connections kept to it ended. */
-async function removeBuilder(ns: Nodeset, rt: Runtime, provider: Provider, name: string, say: (text: string) => void, done: string): Promise<void> {
-  const builders = (await provider.list(ns.name)).filter((n) => n.name === name);
+async function removeBuilder(ns: Nodeset, rt: Runtime, provider: Provider, name: string, done: string): Promise<void> {
+  await destroyBuilders(ns, rt, provider, (await provider.list(ns.name)).filter((n) => n.name === name), done);
+}
+
+/** Builders destroyed, their pins dropped, each said; the kept connections ended once. */
+async function destroyBuilders(ns: Nodeset, rt: Runtime, provider: Provider, builders: readonly ProviderNode[], done: string): Promise<void> {
   for (const b of builders) {
     await provider.destroy(b);
     rt.state.unpin(ns.name, [b.name]);
-    say(done);
+    rt.io.err(`${b.name}: ${done}`);
   }
   if (builders.length > 0) await disconnect(ns, rt);
 }
