@@ -135,8 +135,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
       // (and the services' passwords: the app may print its environment where silver repeats it)
       for (const v of passwordValues(current.active ?? {})) secretValues.add(v);
       if (!opts.restart) {
-        // (stamped after the copy it replaces, whatever this machine's clock says)
-        await writePending(s, app, mergePending(current.pending, changes), Math.max(Date.now(), current.stagedAt + 1));
+        await writePending(s, app, mergePending(current.pending, changes), current.stagedAt);
         rt.io.err(`${app}: ${report.changed.join(', ')} staged on ${s.appservers.map((n) => n.name).join(', ')}; the next update (or env change) rolls ${changes.length === 1 ? 'it' : 'them'} out`);
         return;
       }
@@ -164,7 +163,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
         await r.activateAll((node) => r.activate(node, instance, node === primary ? 'primary' : 'secondary', [], '-', before.get(node)!.active));
         activatedAll = true;
         await Promise.all([r.finishStops(), pruneAll(r, s)]);
-        if (current.pending.length) await writePending(s, app, null, Math.max(Date.now(), current.stagedAt + 1)).catch((x: Error) => rt.io.err(`warning: the staged settings could not be cleared (${x.message})`));
+        if (current.pending.length) await writePending(s, app, null, current.stagedAt).catch((x: Error) => rt.io.err(`warning: the staged settings could not be cleared (${x.message})`));
         await r.closeRecord('activated');
       } catch (e) {
         const err = e instanceof StepError ? e : new StepError('env', s.appservers[0]!.name, (e as Error).message);

@@ -470,7 +470,7 @@ export async function update(ns: Nodeset, app: AppConfig, given: Runtime, opts: 
         const closeNow = !appEnv?.pending.length && !held;
         await Promise.all([rollout.finishStops(), pruneAll(rollout, s), closeNow ? rollout.closeRecord('activated') : null]);
         if (appEnv?.pending.length) {
-          await writePending(s, app.name, null, Math.max(Date.now(), appEnv.stagedAt + 1)).catch((x: Error) => afterwards.push(`the settings staged with --no-restart are still staged (${x.message}); the next update applies them again`));
+          await writePending(s, app.name, null, appEnv.stagedAt).catch((x: Error) => afterwards.push(`the settings staged with --no-restart are still staged (${x.message}); the next update applies them again`));
         }
         if (held) {
           const h = held;

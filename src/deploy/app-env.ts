@@ -58,9 +58,11 @@ export function folderVars(app: string, instance: string, active: Record<string,
 
 /**
  * Staged changes on every app server (`--no-restart`); or, `null`, cleared once rolled out — as
- * an empty list stamped `stamp` (after the list it clears: a clear that reaches only some app
- * servers still wins over the copies left on the others).
+ * an empty list. Either is stamped after `after` (AppEnv.stagedAt, the newest copy read) whatever
+ * this machine's clock says: a list, or a clear, that reaches only some app servers still wins
+ * over the copies left on the others.
  */
-export async function writePending(s: Session, app: string, changes: readonly SettingChange[] | null, stamp = Date.now()): Promise<void> {
+export async function writePending(s: Session, app: string, changes: readonly SettingChange[] | null, after: number): Promise<void> {
+  const stamp = Math.max(Date.now(), after + 1);
   await Promise.all(s.appservers.map((n) => s.remote.run(n.name, changes?.length ? 'staging the settings' : 'clearing the staged settings', deployVerbs.pending('set', app), formatPending(changes ?? [], stamp))));
 }

@@ -141,10 +141,6 @@ export function formatPending(changes: readonly SettingChange[], stamp?: number)
   return lines.join('\n') + (lines.length ? '\n' : '');
 }
 
-export function parsePending(text: string): SettingChange[] {
-  return parseStaged(text).changes;
-}
-
 /**
  * A node's staged changes and when they were staged (0: written without a stamp; -1: none, and
  * no record of a clear either; a stamp with no change: cleared then).

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyChanges, badSettingName, envFile, fingerprint, formatPending, parseEnvFile, parsePending, parseStaged, settingsOf, valueFromInput, withSettings } from '../../src/deploy/settings.js';
+import { applyChanges, badSettingName, envFile, fingerprint, formatPending, parseEnvFile, parseStaged, settingsOf, valueFromInput, withSettings } from '../../src/deploy/settings.js';
 
 const HARD = ["it's", 'say "hi"', 'a\\b', '$HOME and $(id) and `id`', 'two\nlines\n', 'ünïcödé ✓', '  spaced  ', '\\', 'trailing\\', '#not a comment', ''];
 
@@ -43,13 +43,13 @@ test('a value from standard input keeps its inner line breaks and drops one trai
   t.is(valueFromInput('K', Buffer.from('-----BEGIN-----\nabc\n-----END-----\n')), '-----BEGIN-----\nabc\n-----END-----');
   t.throws(() => valueFromInput('K', Buffer.from([0xff, 0xfe])), { message: /not UTF-8/ });
   const changes = [{ key: 'A', value: 'x\ny "$' }, { key: 'B', unset: true as const }];
-  t.deepEqual(parsePending(formatPending(changes)), changes);
+  t.deepEqual(parseStaged(formatPending(changes)).changes, changes);
   // (with the time they were staged: of the app servers' copies the newest wins; none: -1)
   t.deepEqual(parseStaged(formatPending(changes, 1796659723123)), { stamp: 1796659723123, changes });
   t.deepEqual(parseStaged(formatPending(changes)), { stamp: 0, changes });
   t.deepEqual(parseStaged(''), { stamp: -1, changes: [] });
-  t.throws(() => parsePending('staged 1 2\n'), { message: /damaged/ });
-  t.throws(() => parsePending('set ../x abc\n'), { message: /damaged/ });
+  t.throws(() => parseStaged('staged 1 2\n'), { message: /damaged/ });
+  t.throws(() => parseStaged('set ../x abc\n'), { message: /damaged/ });
   t.not(fingerprint('a', 'K', 'v1'), fingerprint('a', 'K', 'v2'));
   t.not(fingerprint('a', 'K', 'v'), fingerprint('a', 'L', 'v'), 'one value under two keys does not show as equal');
   t.regex(fingerprint('a', 'K', 'v'), /^[0-9a-f]{12}$/);
