@@ -46,7 +46,8 @@ export function redact(text: string, values: Iterable<string>): string {
     }
   }
   let out = text;
-  for (const v of [...all].filter((x) => x.length >= 4).sort((a, b) => b.length - a.length)) out = out.split(v).join(REDACTED);
+  // (every form of a value of 4 characters or more is as long)
+  for (const v of [...all].sort((a, b) => b.length - a.length)) out = out.split(v).join(REDACTED);
   return out;
 }
 

@@ -4,12 +4,15 @@
  * that an app's code, output or files could have chosen goes through it.
  */
 export function printable(text: string): string {
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]/g, hex);
 }
+
+/** A control character as `\xNN`. */
+const hex = (c: string) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
 
 /** As printable, with line breaks and tabs kept: an app's output shown line by line on a terminal. */
 export function printableLines(text: string): string {
-  return text.replace(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/g, hex);
 }
 
 /**
