@@ -1247,3 +1247,30 @@ test('silver-deploy: pending set before the app\'s first deploy (its folder not 
   t.is((await deploy(tr, 'pending', 'clear', 'blog')).code, 0);
   t.false(existsSync(join(tr.apps, 'blog', 'settings.pending')));
 });
+
+test('attack: a command run-stage kept for one app is run for that app alone, once; an update\'s own script or another app\'s command is no run of it', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 20001);
+  await switchTo(tr, 'blog', one);
+  // (the owner a file was given, as stat would show it: the fakes' chown changes nothing here)
+  fake(tr, 'stat', `if [ "$1" = -c ] && [ "$2" = '%U:%G %a' ]; then o=$(grep " $3\\$" "$T/calls.log" | grep '^chown ' | tail -n 1 | cut -d' ' -f2); echo "\${o:-root:root} $(/usr/bin/stat -c %a "$3")"; else exec /usr/bin/stat "$@"; fi`);
+  const staged = await sh(tr, ['run-stage', 'blog'], "echo 'DB_PASSWORD=s3cret' | psql\n");
+  t.is(staged.code, 0, staged.stderr);
+  const id = staged.stdout.trim();
+  t.regex(id, /^r\.[A-Za-z0-9]{10}$/);
+  const file = join(tr.prefix, 'run/silverlining-scripts', id);
+  t.is(readFileSync(file, 'utf8'), "echo 'DB_PASSWORD=s3cret' | psql\n");
+  t.false(calls(tr).some((c) => c.includes('s3cret')), 'the command is on no command line');
+  const other = await sh(tr, ['run', 'wiki', 'pipe', id]);
+  t.is(other.code, 1);
+  t.regex(other.stderr, new RegExp(`no command ${id.replace('.', '\\.')} staged for wiki`));
+  t.true(existsSync(file), "another app's run leaves it");
+  const mine = await sh(tr, ['run', 'blog', 'pipe', id]);
+  t.is(mine.code, 0, mine.stderr);
+  t.is(readFileSync(join(tr.dir, 'last-script'), 'utf8'), "echo 'DB_PASSWORD=s3cret' | psql\n");
+  t.false(existsSync(file), 'run once, then gone');
+  t.regex((await sh(tr, ['run', 'blog', 'pipe', id])).stderr, /no command .* staged for blog/);
+  // An update script's file (s.*) is not a staged command.
+  t.regex((await sh(tr, ['run', 'blog', 'pipe', 's.AAAAAAAAAA'])).stderr, /bad command id/);
+});
