@@ -673,6 +673,66 @@ _track() {
   { printf '%s %s\n' "$1" "$2" >> "$SILVER_TRACK"; } 2> /dev/null || rm -f "$SILVER_TRACK.ok"
 }
 
+# _fp_roots: the fingerprint's roots (walked whole) in _roots; of those that are no folder of
+# their own, the folder holding them in _rpoints (a point: a root made there is seen).
+_fp_roots() {
+  _roots='' _rpoints=''
+  for _r in /etc /usr/local/lib/silverlining /root/.ssh; do
+    if [ -d "$_r" ] && [ ! -L "$_r" ]; then _roots="$_roots $_r"; else _rpoints="$_rpoints ${_r%/*}"; fi
+  done
+}
+
+# The watcher: what spares the probe its walk of the roots. A transient unit runs inotifywait on
+# them, which ends at the first change there (a file written, made, removed, moved, its mode,
+# owner or times set); its first line of output names it. A full run starts it before FP_SINCE —
+# or keeps the one already running, when it has seen nothing since its watches were in place — so
+# while the same one runs and has said nothing, nothing under the roots changed since FP_SINCE:
+# the probe then looks at the few other paths alone. Anything else (no inotifywait, a limit of the
+# kernel's, the watcher ended, stopped or started anew since): the probe walks the roots, as
+# without it. Its output and its roots are root's files in FP_DIR. (inotify does not report a
+# file written through a memory map, nor through a hard link outside the roots: root's doing on
+# the node, seen by the walk once anything else there changes, or by --full.)
+WATCH_UNIT=silver-setup-watch.service
+WATCH_BIN=/usr/bin/inotifywait
+WATCH_LINK=/run/systemd/units/invocation:$WATCH_UNIT
+WATCH_ROOTS=''
+
+# _watch_ready: the watcher runs, watches the roots of this run (_roots) and has seen nothing.
+_watch_ready() {
+  [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] || return 1
+  _wr='' _we=''
+  read -r _wr < "$FP_DIR/watch.roots" || return 1
+  [ "$_wr" = "${_roots# }" ] || return 1
+  while IFS= read -r _l; do
+    [ "$_l" != 'Watches established.' ] || _we=1
+  done < "$FP_DIR/watch.err"
+  [ "$_we" = 1 ]
+}
+
+# _watch_begin: (fingerprint_begin, before FP_SINCE) the watcher of _roots, in place; WATCH_ROOTS
+# names them, or is empty when there is none.
+_watch_begin() {
+  WATCH_ROOTS=''
+  [ -n "$_roots" ] && [ -x "$WATCH_BIN" ] || return 0
+  if ! _watch_ready 2> /dev/null; then
+    systemctl stop "$WATCH_UNIT" > /dev/null 2>&1 || true
+    systemctl reset-failed "$WATCH_UNIT" > /dev/null 2>&1 || true
+    rm -f "$FP_DIR/watch.out" "$FP_DIR/watch.err" "$FP_DIR/watch.roots"
+    printf '%s\n' "${_roots# }" > "$FP_DIR/watch.roots"
+    # shellcheck disable=SC2086 # (the roots, split on purpose: no space, no pattern)
+    systemd-run --quiet --collect --unit="$WATCH_UNIT" -p StandardOutput="truncate:$FP_DIR/watch.out" -p StandardError="truncate:$FP_DIR/watch.err" \
+      -p MemoryMax=64M -p Nice=10 "$WATCH_BIN" -r -e modify,attrib,move,create,delete,delete_self,move_self,unmount -- $_roots > /dev/null 2>&1 || return 0
+    # (its watches in place within 10 s, or none: the probe walks)
+    _i=0
+    until _watch_ready 2> /dev/null; do
+      _i=$((_i + 1))
+      [ "$_i" -le 500 ] && [ -L "$WATCH_LINK" ] || return 0
+      sleep 0.02
+    done
+  fi
+  WATCH_ROOTS=$_roots
+}
+
 # fingerprint_begin: at the start of a full run, before any change.
 fingerprint_begin() {
   [ "$CHECK" != 1 ] || return 0
@@ -691,6 +751,9 @@ fingerprint_begin() {
   # (a walk like the probe's first: a file system may note a folder's first reading in its change
   # time, as an overlay does, and that must not count as a change)
   find /etc /usr/local/lib/silverlining /root/.ssh -ctime -1 -name '' > /dev/null 2>&1 || true
+  # (the watcher's watches in place before the time this run began)
+  _fp_roots
+  _watch_begin
   # The boot time as the clock has it, now (a step of the clock from here on is seen), and the
   # time this run began as the next probe compares: 10 ms after now, then 30 ms of wait (the
   # kernel's file times are coarser than its clock), so that the walk above is older and
@@ -775,10 +838,8 @@ _fp_unit() {
 fingerprint_end() {
   [ -n "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
   _fp_digest=$1
-  _roots='' _points='/var/lib/dpkg/status /var/lib/dpkg/updates' _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off='' _dirs=''
-  for _r in /etc /usr/local/lib/silverlining /root/.ssh; do
-    if [ -d "$_r" ] && [ ! -L "$_r" ]; then _roots="$_roots $_r"; else _points="$_points ${_r%/*}"; fi
-  done
+  _fp_roots
+  _points="/var/lib/dpkg/status /var/lib/dpkg/updates$_rpoints" _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off='' _dirs=''
   while read -r _fk _fp _fm _fo; do
     # (names the probe reads unquoted: a path with any other character leaves no fingerprint)
     case "$_fp" in '' | *[!A-Za-z0-9._/@:+-]*) return 0 ;; esac
@@ -835,8 +896,12 @@ fingerprint_end() {
   _boot=''
   read -r _boot < /proc/sys/kernel/random/boot_id || return 0
   [ -n "$FP_BTIME" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
-  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_DIRS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_BTIME=%s\nFP_END=1\n' \
-    "$_fp_digest" "$FP_SINCE" "$_roots" "$_points" "$_keep" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_BTIME" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
+  # (the watcher of these same roots, still running, that has seen nothing: none when it has
+  # seen this run's own changes)
+  _watch=0
+  [ -z "$WATCH_ROOTS" ] || [ "$WATCH_ROOTS" != "$_roots" ] || ! _watch_ready 2> /dev/null || _watch=1
+  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_DIRS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_BTIME=%s\nFP_WATCH=%s\nFP_END=1\n' \
+    "$_fp_digest" "$FP_SINCE" "$_roots" "$_points" "$_keep" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_BTIME" "$_watch" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
   rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
   mv -f "$FP_DIR/fingerprint.new" "$FP_DIR/fingerprint"
 }
@@ -854,7 +919,7 @@ fast_probe() {
   for _p in "$FP_DIR"/dirty.* "$FP_DIR/keys-removed"; do
     if [ -e "$_p" ]; then return 1; fi
   done
-  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_DIRS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_BTIME='' FP_END=''
+  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_DIRS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_BTIME='' FP_WATCH='' FP_END=''
   # (root's file in root's own folder, its values checked when written)
   # shellcheck disable=SC1091
   . "$FP_DIR/fingerprint"
@@ -908,10 +973,14 @@ fast_probe() {
     _i=$(((_i + 1) % 4))
   done
   set -- "$@" \( -newerct "@$FP_SINCE" -print -quit \) -o \(
-  for _r in $FP_ROOTS; do set -- "$@" -path "$_r" -o -path "$_r/*" -o; done
+  # The roots walked whole — or, while the watcher the last full run recorded runs and has seen
+  # nothing, not walked: its invocation link a point instead (made anew, newer, if it started again)
+  _walk=$FP_ROOTS _link=''
+  if [ "$FP_WATCH" = 1 ] && [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ]; then _walk='' _link=$WATCH_LINK; fi
+  for _r in $_walk; do set -- "$@" -path "$_r" -o -path "$_r/*" -o; done
   _MISS='a watched path is gone'
   # shellcheck disable=SC2086 # (paths checked when written: no space, no pattern)
-  _new=$(find $FP_ROOTS $FP_POINTS $_starts "$@" -false \) -o -prune 2> /dev/null) || return 1
+  _new=$(find $_walk $FP_POINTS $_link $_starts "$@" -false \) -o -prune 2> /dev/null) || return 1
   _MISS='a file changed'
   [ -z "$_new" ]
 }

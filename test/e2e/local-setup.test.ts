@@ -205,6 +205,9 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
   const t0 = Date.now();
   const log = (what: string) => t.log(`${((Date.now() - t0) / 1000).toFixed(1)}s ${what}`);
   t.true(await settled(), 'a no-op run is the probe alone');
+  // (the watcher stands for the walk of /etc and the helpers' folder: each drift there below is
+  // still found, by its ending)
+  t.is((await on('app1.setup.test', 'grep -x FP_WATCH=1 /var/lib/silverlining/setup/fingerprint; systemctl is-active silver-setup-watch.service; stat -c %s /var/lib/silverlining/setup/watch.out')).out.trim(), 'FP_WATCH=1\nactive\n0');
   t.is((await app1(['--full'])).checked, 'full', '--full checks everything');
   t.true(await settled());
 
@@ -225,6 +228,8 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
     ['chmod 755 /var/lib/silverlining/home/blog', /^base: \/var\/lib\/silverlining\/home\/blog: mode 700, owner app-blog:app-blog$/, false],
     ['userdel app-blog', /^base: user app-blog$/, false],
     ['touch /var/lib/dpkg/status', null, false],
+    // (the watcher gone: the probe walks /etc and the rest again, and finds nothing)
+    ['systemctl stop silver-setup-watch.service', null, true],
     ['nft flush ruleset', /^base: load firewall rules$/, true],
   ];
   for (const [what, change, byProbe] of cases) {
