@@ -610,18 +610,31 @@ export async function restoreBackup(s: Session, b: StoredBackup, steps: Steps, r
     steps.check();
     // (from here on a failure leaves the database in a state no one knows: the restore was cut
     // short while it replaced it)
-    const after = countsLine(
-      await s.remote.run(node, `making ${target} the database ${m.database}`, dbVerbs.restore(svc, m.database, id, target), undefined, LONG_MS).catch((e: Error) => {
-        throw new IncompleteRestore(`${e.message}: ${m.database} may be incomplete`);
-      }),
-    );
+    const out = await s.remote.run(node, `making ${target} the database ${m.database}`, dbVerbs.restore(svc, m.database, id, target), undefined, LONG_MS).catch((e: Error) => {
+      throw new IncompleteRestore(`${e.message}: ${m.database} may be incomplete`);
+    });
+    const after = countsLine(out);
     replaced(true);
     say(`${node}: ${m.database} restored from ${m.stamp}`);
+    const settings = settingsLine(out);
+    if (settings) say(`${node}: ${m.database}: ${settings}`);
     return after;
   } finally {
     await s.remote.exec(node, dbVerbs.drop(svc, m.database, target)).catch(() => undefined);
     await s.remote.exec(node, dbVerbs.forget(svc, id)).catch(() => undefined);
   }
+}
+
+/**
+ * What the helper said of the database-level settings the dump kept (PostgreSQL: `ALTER DATABASE
+ * ... SET`, `ALTER ROLE ... IN DATABASE ... SET`, the database's comment), in words; null when it
+ * kept none. Never a value: the helper names none.
+ */
+export function settingsLine(stdout: string): string | null {
+  const line = stdout.split('\n').find((l) => l.startsWith('settings '));
+  if (line === 'settings restored') return 'its database-level settings (ALTER DATABASE/ROLE ... SET, its comment) made again as the dump kept them';
+  if (line === 'settings refused') return 'WARNING: PostgreSQL refused the database-level settings the dump kept (ALTER DATABASE/ROLE ... SET, its comment): the rows are restored, the settings are not; set them again by hand';
+  return null;
 }
 
 /** A restore that failed while it replaced the app's database: what the database holds is not known. */

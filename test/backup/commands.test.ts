@@ -303,6 +303,25 @@ test('restore -y: under the deploy lock, the app in maintenance, loaded and chec
   t.is(d.nodes.state.get(DB)!.get('lock'), undefined, 'the lock is released');
 });
 
+test('restore: what the node says of the database-level settings the dump kept is said, a refusal as a warning (never a value); the rows stay restored', async (t) => {
+  for (const [said, line] of [
+    ['restored', /^db\.shop\.test: hello: its database-level settings \(ALTER DATABASE\/ROLE \.\.\. SET, its comment\) made again as the dump kept them$/m],
+    ['refused', /^db\.shop\.test: hello: WARNING: PostgreSQL refused the database-level settings the dump kept .*: the rows are restored, the settings are not; set them again by hand$/m],
+  ] as const) {
+    const d = await setup();
+    await backup(d.ns, d.rt, { app: 'hello' });
+    d.nodes.restoreSettings = said;
+    const r = await cli(d, ['restore', 'hello', '/n/shop.conf', 'latest', '-y']);
+    t.is(r.code, 0, r.err);
+    t.regex(r.out + r.err, line);
+    t.regex(r.out, /^hello: postgresql database hello restored from /m);
+  }
+  const none = await setup();
+  await backup(none.ns, none.rt, { app: 'hello' });
+  const r = await cli(none, ['restore', 'hello', '/n/shop.conf', 'latest', '-y']);
+  t.notRegex(r.out + r.err, /database-level settings/);
+});
+
 test('restore: rows that differ from the manifest stop it before the app\'s database changes; a previous mode is put back', async (t) => {
   const d = await setup();
   await backup(d.ns, d.rt, { app: 'hello' });

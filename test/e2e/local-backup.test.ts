@@ -87,6 +87,12 @@ run('PostgreSQL: back up, drop a table and delete rows, restore: the rows are ba
   const visits = Number(await pg('SELECT count(*) FROM visits'));
   const fetches = Number(await pg('SELECT count(*) FROM fetches'));
   t.true(visits >= 7);
+  // Database-level settings the app made as its own role (kept by pg_dump --create only).
+  await pg("SET ROLE hello; ALTER DATABASE hello SET work_mem = '7MB'; ALTER ROLE hello IN DATABASE hello SET statement_timeout = '42s'; COMMENT ON DATABASE hello IS E'the hello db\\nit''s ok'");
+  const settings = "SELECT string_agg(setrole::regrole || ' ' || array_to_string(setconfig, ','), '; ' ORDER BY setrole) FROM pg_db_role_setting WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = 'hello')";
+  const comment = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'hello'";
+  const kept = [await pg(settings, 'postgres'), await pg(comment, 'postgres')];
+  t.deepEqual(kept, ['- work_mem=7MB; hello statement_timeout=42s', "the hello db\nit's ok"]);
 
   const b = await silver(['backup', file, '--app', 'hello', '--json'], env);
   t.is(b.code, 0, b.stdout + b.stderr);
@@ -107,6 +113,7 @@ run('PostgreSQL: back up, drop a table and delete rows, restore: the rows are ba
   await pg('DELETE FROM visits WHERE n > 2');
   await pg('DROP TABLE fetches');
   await pg('SET ROLE hello; CREATE TABLE junk (x int)');
+  await pg('ALTER DATABASE hello RESET ALL; ALTER ROLE hello IN DATABASE hello RESET ALL; COMMENT ON DATABASE hello IS NULL');
 
   // Without a terminal and without -y: refused, nothing changed.
   const refused = await silver(['restore', 'hello', file, 'latest'], env);
@@ -126,6 +133,8 @@ run('PostgreSQL: back up, drop a table and delete rows, restore: the rows are ba
   t.is(await pg("SELECT count(*) FROM pg_tables WHERE tablename = 'junk'"), '0', 'what came after the backup is gone');
   t.is(await pg("SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'"), 'hello', 'the app owns its tables');
   t.is(await pg("SELECT count(*) FROM pg_database WHERE datname LIKE 'silver_%'", 'postgres'), '0', 'no throw-away database is left');
+  t.deepEqual([await pg(settings, 'postgres'), await pg(comment, 'postgres')], kept, 'its database-level settings and comment are back');
+  t.regex(r.stderr, /db\.backup\.test: hello: its database-level settings \(ALTER DATABASE\/ROLE \.\.\. SET, its comment\) made again as the dump kept them/);
   // The app, through the balancer, writes again (the sequence came back too).
   const after = await httpGet(balancer, 'backup.test');
   t.is(after.status, 200, after.body);

@@ -79,6 +79,8 @@ export class FakeNodes implements NodeExecutor {
   /** The answer to a command that is not a node helper's (null: the default, a failure). */
   answerOther: (call: Call, stdin?: string | Buffer) => ExecResult | null = () => null;
   down = new Set<string>();
+  /** What a restore says of the database-level settings its dump kept ("restored", "refused"; none: no line). */
+  restoreSettings: 'restored' | 'refused' | null = null;
   /** Nodes where a stop timer cannot be set (switch-stop switches, and the replaced instance runs on). */
   noStopTimer = new Set<string>();
   /** "NODE APP": a migration of APP runs on NODE (silver-deploy migrating answers 0). */
@@ -446,7 +448,8 @@ export class FakeNodes implements NodeExecutor {
         if (!rows) return fail(`${helper}: no database ${c}: load it first`);
         dbs.set(a!, rows);
         dbs.delete(c!);
-        return counts(rows);
+        const said = counts(rows);
+        return this.restoreSettings ? { ...said, stdout: `settings ${this.restoreSettings}\n${said.stdout}` } : said;
       }
       case 'drop':
         dbs.delete(b!);

@@ -41,6 +41,12 @@ const PSQL = `${PY}
 with open(os.path.join(T, 'calls.log'), 'a') as f: f.write('psql ' + ' '.join(sys.argv[1:]) + '\\n')
 sql = sys.stdin.read()
 with open(os.path.join(T, 'sql.log'), 'a') as f: f.write(sql + '--\\n')
+if os.environ.get('PGPASSFILE'):
+    st = os.stat(os.environ['PGPASSFILE'])
+    with open(os.path.join(T, 'pgpass.psql.seen'), 'w') as f: f.write(open(os.environ['PGPASSFILE']).read() + '%o\\n' % (st.st_mode & 0o777))
+    if os.path.exists(os.path.join(T, 'settings.fail')):
+        sys.stderr.write('ERROR:  permission denied to set parameter "x"\\n')
+        sys.exit(3)
 if os.path.exists(os.path.join(T, 'psql.fail')):
     sys.stderr.write('psql: error: connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" failed: No such file or directory\\n')
     sys.exit(2)
@@ -127,7 +133,11 @@ function tree(service: 'postgresql' | 'mysql'): Tree {
 printf 'PGDMP\\001\\016 fake archive\\n'`);
   // pg_restore --list FILE reads a PGDMP file (list.fail: it cannot); otherwise it restores stdin (pg_restore.rc).
   // (--list reads its standard input; a restore records the password file it was given, and what it holds)
-  fake(t, 'pg_restore', `if [ "$1" = --list ]; then [ ! -e "$T/list.fail" ] && [ "$(head -c 5)" = PGDMP ] || { echo 'pg_restore: error: could not read input file' >&2; exit 1; }; exit 0; fi
+  // pg_restore --create --list: the entries, with the database's own in props.list; --create
+  // --use-list=FILE --file=-: props.sql (what pg_restore writes of the listed entries), the list it got in list.seen.
+  fake(t, 'pg_restore', `if [ "$1" = --create ] && [ "$2" = --list ]; then cat > /dev/null; cat "$T/props.list" 2> /dev/null; echo '216; 1259 16394 TABLE public visits hello'; exit 0; fi
+if [ "$1" = --create ]; then cat > /dev/null; cat "\${2#--use-list=}" > "$T/list.seen"; cat "$T/props.sql" 2> /dev/null; exit 0; fi
+if [ "$1" = --list ]; then [ ! -e "$T/list.fail" ] && [ "$(head -c 5)" = PGDMP ] || { echo 'pg_restore: error: could not read input file' >&2; exit 1; }; exit 0; fi
 [ -z "\${PGPASSFILE:-}" ] || { cat "$PGPASSFILE" > "$T/pgpass.seen"; stat -c '%a' "$PGPASSFILE" >> "$T/pgpass.seen"; }
 cat > /dev/null
 rc=$(cat "$T/pg_restore.rc" 2> /dev/null || echo 0)
@@ -258,10 +268,10 @@ test('PostgreSQL dump: one session exports the snapshot, counts the rows in it a
   t.is(statSync(tr.staged).mode & 0o777, 0o700);
   t.is(statSync(join(tr.staged, ID)).mode & 0o777, 0o600);
   // pg_dump joins the exported snapshot, on the app's database only, custom format.
-  t.true(calls(tr).includes('pg_dump -Fc --snapshot=00000003-0000001B-1 -d hello'), calls(tr).join('\n'));
+  t.true(calls(tr).includes('pg_dump -Fc --create --snapshot=00000003-0000001B-1 -d hello'), calls(tr).join('\n'));
   t.true(calls(tr).includes('runuser -u nobody -- pg_restore --list'), calls(tr).join('\n'));
   const sql = read(tr, 'sql.log');
-  const order = ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;', 'SELECT pg_export_snapshot() AS silver_snapshot \\gset', '\\setenv SILVER_SNAPSHOT :silver_snapshot', "SELECT 'counts ' ||", '\\! pg_dump -Fc --snapshot="$SILVER_SNAPSHOT" -d hello >&4 && echo ok >&5', 'COMMIT;'].map((s) => sql.indexOf(s));
+  const order = ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;', 'SELECT pg_export_snapshot() AS silver_snapshot \\gset', '\\setenv SILVER_SNAPSHOT :silver_snapshot', "SELECT 'counts ' ||", '\\! pg_dump -Fc --create --snapshot="$SILVER_SNAPSHOT" -d hello >&4 && echo ok >&5', 'COMMIT;'].map((s) => sql.indexOf(s));
   t.false(order.includes(-1), sql);
   t.deepEqual([...order].sort((a, b) => a - b), order, 'in one session, in this order');
   t.true(calls(tr).some((c) => c === 'psql -X -v ON_ERROR_STOP=1 -qAt -d hello'));
@@ -350,7 +360,7 @@ test('PostgreSQL load: the sum checked first (a mismatch creates nothing), then 
   t.deepEqual(dbs(tr), ['postgres', 'hello', target]);
   t.regex(read(tr, 'sql.log'), /CREATE DATABASE "silver_verify_hello_0a1b2c3d" OWNER "hello";\nREVOKE ALL ON DATABASE "silver_verify_hello_0a1b2c3d" FROM PUBLIC;/);
   // As the app's own role over the loopback address, never a superuser session; its password in a file postgres alone reads, gone after.
-  t.true(calls(tr).includes(`pg_restore -h 127.0.0.1 -U hello --no-owner --no-privileges --exit-on-error -d ${target}`), calls(tr).join('\n'));
+  t.true(calls(tr).includes(`pg_restore --no-owner --no-privileges --exit-on-error -h 127.0.0.1 -U hello -d ${target}`), calls(tr).join('\n'));
   t.is(read(tr, 'pgpass.seen'), `127.0.0.1:*:${target}:hello:s3cretpassw0rdXYZ\n600\n`);
   t.false(calls(tr).some((c) => c.includes('s3cretpassw0rdXYZ')), 'the password on no command line');
   t.deepEqual(readdirSync(join(tr.dir, 'root/run')), [], 'the password file removed');
@@ -408,6 +418,71 @@ test('PostgreSQL restore: the loaded copy counted, connections to the app\'s dat
   t.true(dbs(tr).includes('silver_old_hello_x_deadbeef'), "another app's is left alone");
   const log = read(tr, 'sql.log');
   t.true(log.indexOf('DROP DATABASE "silver_old_hello_deadbeef" WITH (FORCE)') < log.indexOf('ALTER DATABASE "hello" ALLOW_CONNECTIONS false;'), 'before its own swap');
+});
+
+test('PostgreSQL restore: the database-level settings the dump kept (pg_dump --create) are made again by the app\'s own role, read by psql as data only; refused ones are said, never shown', async (t) => {
+  const tr = tree('postgresql');
+  const target = 'silver_restore_hello_0a1b2c3d';
+  const setup = () => {
+    writeFileSync(join(tr.dir, 'dbs'), `postgres\nhello\n${target}\n`);
+    writeFileSync(join(tr.dir, 'sql.log'), '');
+    writeFileSync(join(tr.dir, 'calls.log'), '');
+  };
+  setup();
+  writeFileSync(join(tr.dir, 'counts'), '{"public.visits": 5}');
+  writeFileSync(join(tr.svc, 'hello.password'), 's3cretpassw0rdXYZ');
+  const archive = Buffer.from('PGDMP\x01\x0e an archive\n', 'latin1');
+  await sh(tr, ['put', ID, '0'], archive);
+  // (what pg_restore --create writes of the entries: the database's comment and properties, each
+  // after its header; a value with a line break, a tab, a backslash and what psql would take for
+  // its own commands at a line's start)
+  writeFileSync(join(tr.dir, 'props.list'), '3358; 0 0 COMMENT - DATABASE hello hello\n3359; 0 0 ACL - DATABASE hello hello\n3360; 0 0 DATABASE PROPERTIES - hello hello\n');
+  writeFileSync(
+    join(tr.dir, 'props.sql'),
+    [
+      "SET statement_timeout = 0;", '', '--', '-- Name: hello; Type: DATABASE; Schema: -; Owner: hello', '--', '', 'CREATE DATABASE hello WITH TEMPLATE = template0;', '', '\\connect hello', '',
+      '--', '-- Name: DATABASE hello; Type: COMMENT; Schema: -; Owner: hello', '--', '', "COMMENT ON DATABASE hello IS 'the hello db';", '', '',
+      '--', '-- Name: hello; Type: DATABASE PROPERTIES; Schema: -; Owner: hello', '--', '',
+      "ALTER DATABASE hello SET work_mem TO '8MB';",
+      "ALTER DATABASE hello SET \"app.note\" TO E'a\\\\b\tc\n\\\\! touch /pwned\n\\\\.';",
+      "ALTER ROLE hello IN DATABASE hello SET search_path TO 'app', 'public';", '', '', '\\unrestrict x', '\\connect hello', "SET lock_timeout = 0;", '',
+    ].join('\n'),
+  );
+  const r = await sh(tr, ['restore', 'hello', ID, target]);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'settings restored\ncounts {"public.visits": 5}\n');
+  t.is(read(tr, 'list.seen'), '3358; 0 0 COMMENT - DATABASE hello hello\n3360; 0 0 DATABASE PROPERTIES - hello hello\n', 'the database\'s comment and properties alone');
+  // After the swap, in a session of the app's role in its database (never a superuser's), its
+  // password in a file postgres alone reads, gone after; the statements one row of COPY's text
+  // format (every backslash, tab and line break escaped: nothing psql could run as a command of
+  // its own), run by EXECUTE in one statement.
+  const session = calls(tr).filter((c) => c.startsWith('psql ') && c.includes('-U hello'));
+  t.deepEqual(session, ['psql -X -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -U hello -d hello']);
+  t.regex(calls(tr).find((c) => c.startsWith('runuser') && c.includes('-U hello'))!, /^runuser -u postgres -- env PGPASSFILE=\S+ PGOPTIONS=/, 'run as postgres, not root');
+  t.is(read(tr, 'pgpass.psql.seen'), '127.0.0.1:*:hello:hello:s3cretpassw0rdXYZ\n600\n');
+  const sql = read(tr, 'sql.log');
+  const row =
+    "\\nCOMMENT ON DATABASE hello IS 'the hello db';\\n\\n\\n\\nALTER DATABASE hello SET work_mem TO '8MB';\\nALTER DATABASE hello SET \"app.note\" TO E'a\\\\\\\\b\\tc\\n\\\\\\\\! touch /pwned\\n\\\\\\\\.';\\nALTER ROLE hello IN DATABASE hello SET search_path TO 'app', 'public';";
+  t.true(sql.includes(`CREATE TEMP TABLE silver_settings (sql text);\nCOPY silver_settings FROM STDIN;\n${row}\n\\.\nDO $silver$ BEGIN EXECUTE (SELECT sql FROM silver_settings); END $silver$;\n`), sql);
+  t.true(sql.indexOf('DROP DATABASE IF EXISTS "silver_old_hello_0a1b2c3d" WITH (FORCE);') < sql.indexOf('COPY silver_settings'), 'after the swap: they name the database that is the app\'s now');
+  t.false(sql.includes('CREATE DATABASE hello') || sql.includes('\\connect') || sql.includes('\\unrestrict'), 'nothing of the other entries');
+  t.deepEqual(readdirSync(join(tr.dir, 'root/run')), [], 'the password file and the input removed');
+
+  // Refused (a setting only a superuser may make): said, no value shown; the rows stay restored.
+  setup();
+  writeFileSync(join(tr.dir, 'settings.fail'), '');
+  const refused = await sh(tr, ['restore', 'hello', ID, target]);
+  t.is(refused.code, 0, refused.stderr);
+  t.is(refused.stdout, 'settings refused\ncounts {"public.visits": 5}\n');
+  t.notRegex(refused.stdout + refused.stderr, /8MB|pwned|permission denied/);
+  t.deepEqual(dbs(tr), ['postgres', 'hello']);
+
+  // An archive without them (made before pg_dump --create): no session, no line.
+  setup();
+  rmSync(join(tr.dir, 'props.list'));
+  const none = await sh(tr, ['restore', 'hello', ID, target]);
+  t.is(none.stdout, 'counts {"public.visits": 5}\n');
+  t.false(calls(tr).some((c) => c.includes('-U hello')));
 });
 
 test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with routines and triggers; a truncated dump fails and is not kept', async (t) => {
