@@ -253,8 +253,9 @@ export function parseLockAnswer(node: string, code: number, stdout: string, stde
   if (code === 0 && line.startsWith('took-over ')) return { node, outcome: 'took-over', holder: decode(line.slice('took-over '.length)) };
   const held = /^held (\S+) (-?\d+) (\S+)$/.exec(line);
   if (code === 75 && held) return { node, outcome: 'held', token: held[1]!, age: Number(held[2]), holder: decode(held[3]!) };
-  // (no helper to run: the shell's "not found", or sudo's "command not found")
-  if (!line && (code === 127 || /^sudo: \S+: command not found$/m.test(stderr))) return { node, outcome: 'absent', error: 'silver-state is not installed (the node was never set up)' };
+  // (no helper to run: the shell's "not found", or sudo's "command not found" in whatever
+  // language the node speaks — "sudo: PATH: ..." names the helper first in every one)
+  if (!line && code !== 0 && (code === 127 || /^sudo: \S*\/silver-state ?: /m.test(stderr))) return { node, outcome: 'absent', error: 'silver-state is not installed (the node was never set up)' };
   return { node, outcome: 'error', error: (stderr || stdout).trim() || `exit ${code}` };
 }
 
