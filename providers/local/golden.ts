@@ -53,26 +53,50 @@ export async function ensureGolden(s: LocalSettings, security: string | null, re
     // Our own config so that lxc-create does not put the container on LXC's default bridge.
     writeFileSync(conf, `lxc.net.0.type = veth\nlxc.net.0.link = ${s.bridge}\nlxc.net.0.flags = up\n`);
     const t0 = Date.now();
-    await run(
-      [
-        'lxc-create', '-n', name, '-P', s.lxcPath, '-t', 'debian', '-f', conf, '--',
-        '-r', 'bookworm', `--mirror=${s.mirror}`, ...(security ? [`--security-mirror=${security}`] : []),
-        `--packages=${packages.join(',')}`,
-      ],
-      { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 30 * 60_000 },
-    );
     const rootfs = join(dir, 'rootfs');
-    // The template can skip packages and still succeed (without distro-info): check them.
-    const check = await run(['chroot', rootfs, 'dpkg-query', '-W', '-f', '${Package} ${db:Status-Status}\\n', ...packages], { allowFailure: true });
-    const installed = new Set(check.stdout.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]));
-    const missing = packages.filter((p) => !installed.has(p));
-    if (missing.length > 0) throw new Error(`local: the golden image lacks ${missing.join(' ')} after lxc-create`);
+    await templateWithRetry(
+      async () => {
+        await run(
+          [
+            'lxc-create', '-n', name, '-P', s.lxcPath, '-t', 'debian', '-f', conf, '--',
+            '-r', 'bookworm', `--mirror=${s.mirror}`, ...(security ? [`--security-mirror=${security}`] : []),
+            `--packages=${packages.join(',')}`,
+          ],
+          { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 30 * 60_000 },
+        );
+        // The template can skip packages and still succeed (without distro-info, or a download
+        // that failed): check them.
+        const check = await run(['chroot', rootfs, 'dpkg-query', '-W', '-f', '${Package} ${db:Status-Status}\\n', ...packages], { allowFailure: true });
+        const installed = new Set(check.stdout.split('\n').filter((l) => l.endsWith(' installed')).map((l) => l.split(' ')[0]));
+        return packages.filter((p) => !installed.has(p));
+      },
+      async () => {
+        await run(['lxc-destroy', '-n', name, '-P', s.lxcPath, '-f'], { allowFailure: true });
+        rmSync(dir, { recursive: true, force: true });
+      },
+      report,
+    );
     await run(['sh', fixScript(), rootfs], { timeoutMs: 20 * 60_000 });
     writeFileSync(join(dir, READY), `${new Date().toISOString()}\n${packages.join(' ')}\n`);
     rmSync(conf, { force: true });
     report(`local: golden image ${name} ready (${((Date.now() - t0) / 1000).toFixed(0)}s)`);
     return name;
   });
+}
+
+/**
+ * The template run (`create`: the packages it left out) until it leaves none out: once more after
+ * a run that did, the half-made container removed first (`remove`) — a package download that
+ * failed once is the usual cause. A second run that leaves packages out is an error naming them.
+ */
+export async function templateWithRetry(create: () => Promise<string[]>, remove: () => Promise<void>, report: (m: string) => void, attempts = 2): Promise<void> {
+  for (let i = 1; ; i++) {
+    const missing = await create();
+    if (missing.length === 0) return;
+    if (i >= attempts) throw new Error(`local: the golden image lacks ${missing.join(' ')} after lxc-create (${i} attempts)`);
+    report(`local: the golden image lacks ${missing.join(' ')} after lxc-create: building it once more`);
+    await remove();
+  }
 }
 
 /** Golden images other than the current one with no clones left: removable caches. */

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { allocateAddress, aptMirrors, configValue, containerName, macFor, nodeConfig, parseLabels, parseSubnet } from '../../providers/local/config.js';
 import { proxyConfig } from '../../providers/local/network.js';
+import { templateWithRetry } from '../../providers/local/golden.js';
 
 const labels = { nodeset: 'demo', role: 'appserver' as const, name: 'app1.demo.test', index: 1 };
 
@@ -94,4 +95,18 @@ test('local: a balancer pair\'s virtual address is one nodeset\'s on a bridge: a
   releaseClaims(lxc, 'silverbr0', 'blog');
   t.false(existsSync(join(lxc, '.claims', 'silverbr0', '10.213.0.6')));
   t.true(existsSync(join(lxc, '.claims', 'silverbr0', '10.213.0.5')), "another nodeset's claim stays");
+});
+
+test('the golden image: a template run that left packages out (a failed download) is removed and run once more; twice is an error naming them', async (t) => {
+  const said: string[] = [];
+  let removed = 0;
+  const answers = [['postgresql', 'dehydrated'], []];
+  await templateWithRetry(async () => answers.shift()!, async () => void removed++, (m) => said.push(m));
+  t.is(removed, 1, 'the half-made container removed before the second run');
+  t.deepEqual(said, ['local: the golden image lacks postgresql dehydrated after lxc-create: building it once more']);
+  t.deepEqual(answers, [], 'run twice');
+  await t.throwsAsync(templateWithRetry(async () => ['postgresql'], async () => undefined, () => undefined), { message: 'local: the golden image lacks postgresql after lxc-create (2 attempts)' });
+  let once = 0;
+  await templateWithRetry(async () => (once++, []), async () => t.fail('nothing to remove'), () => t.fail('nothing to say'));
+  t.is(once, 1);
 });
