@@ -27,6 +27,8 @@ import type { ServiceDescriptor } from '../services/types.js';
  */
 
 const appsOf = (ns: Nodeset) => [...new Set(ns.locations.map((l) => l.app))];
+/** What an app's name (or its database's) can be. */
+const APP_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
 function checkApp(ns: Nodeset, app: string): void {
   if (!appsOf(ns).includes(app)) throw new ExitError(`app "${app}" is not in the locations of ${ns.file} (it serves: ${appsOf(ns).join(', ') || 'nothing'})`, 2);
@@ -50,6 +52,8 @@ export interface BackupOptions {
 
 export interface AppBackup {
   app: string;
+  /** The database of an app the locations no longer name (`app` is the database's name). */
+  orphan?: true;
   service: string;
   database: string;
   node: string;
@@ -72,9 +76,23 @@ export interface BackupReport {
   notes: string[];
 }
 
-/** The apps (of the nodeset's locations) with a database on a service node, by service. */
-export async function appDatabases(s: Session, only?: string): Promise<{ app: string; svc: ServiceDescriptor; node: string; db: string }[]> {
-  const out: { app: string; svc: ServiceDescriptor; node: string; db: string }[] = [];
+export interface AppDatabase {
+  app: string;
+  svc: ServiceDescriptor;
+  node: string;
+  db: string;
+  /** A database silver made for an app the nodeset's locations no longer name (`app` is its database's name). */
+  orphan?: true;
+}
+
+/**
+ * The apps (of the nodeset's locations) with a database on a service node, by service; with
+ * `orphans`, every other database silver made there too — an app taken out of the file leaves
+ * its database behind, data no one else keeps (the service nodes' scheduled backups dump it as
+ * well). `only`: that app alone, or the orphan of that name.
+ */
+export async function appDatabases(s: Session, only?: string, orphans = false): Promise<AppDatabase[]> {
+  const out: AppDatabase[] = [];
   for (const name of s.ns.services) {
     const svc = service(name);
     const node = serviceNode(s, name);
@@ -84,7 +102,11 @@ export async function appDatabases(s: Session, only?: string): Promise<{ app: st
         .filter((l) => l.startsWith('db '))
         .map((l) => l.slice(3)),
     );
-    for (const app of appsOf(s.ns)) if ((!only || app === only) && listed.has(svc.dbName(app))) out.push({ app, svc, node, db: svc.dbName(app) });
+    const apps = appsOf(s.ns);
+    for (const app of apps) if ((!only || app === only) && listed.has(svc.dbName(app))) out.push({ app, svc, node, db: svc.dbName(app) });
+    if (!orphans) continue;
+    const ours = new Set(apps.map((a) => svc.dbName(a)));
+    for (const db of [...listed].sort()) if (!ours.has(db) && (!only || db === svc.dbName(only))) out.push({ app: db, svc, node, db, orphan: true });
   }
   return out;
 }
@@ -95,7 +117,8 @@ export async function appDatabases(s: Session, only?: string): Promise<{ app: st
  * leaves nothing behind and makes the exit code 1; the others go on.
  */
 export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {}): Promise<BackupReport> {
-  if (opts.app !== undefined) checkApp(ns, opts.app);
+  // (an app the locations do not name may be an orphan: its database is looked for below)
+  if (opts.app !== undefined && !appsOf(ns).includes(opts.app) && !APP_NAME.test(opts.app)) checkApp(ns, opts.app);
   if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to back up`, 1);
   const base = backupsBase(rt.state.root, opts.to);
   const s = await Session.open(ns, rt, ns.services.map((n) => `service:${n}`));
@@ -112,8 +135,9 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
   });
   try {
     await s.checkHelpers(ns.services);
-    const targets = await appDatabases(s, opts.app);
+    const targets = await appDatabases(s, opts.app, true);
     if (targets.length === 0) {
+      if (opts.app && !appsOf(ns).includes(opts.app)) checkApp(ns, opts.app);
       if (opts.app) throw new ExitError(`${opts.app} has no database on ${ns.services.join(', ')} (silver update creates it)`, 1);
       report.notes.push(`no app of nodeset ${ns.name} has a database yet`);
     }
@@ -121,8 +145,11 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
       if (stop.sig) break;
       const r = await backupOne(s, t, base, (p) => (current = p), () => stop.sig);
       current = null;
+      if (t.orphan) r.orphan = true;
       report.backups.push(r);
-      rt.io.err(r.ok ? `${t.node}: ${t.app}: ${t.db} backed up (${r.size} bytes, ${totalRows(r.rowCounts!)} rows) in ${r.seconds.toFixed(1)}s` : `${t.node}: ${t.app}: backup FAILED: ${r.error}`);
+      const of = t.orphan ? ' (an app no longer in the locations: its database is still there)' : '';
+      rt.io.err(r.ok ? `${t.node}: ${t.app}: ${t.db} backed up${of} (${r.size} bytes, ${totalRows(r.rowCounts!)} rows) in ${r.seconds.toFixed(1)}s` : `${t.node}: ${t.app}: backup FAILED${of}: ${r.error}`);
+      if (t.orphan && r.ok) report.notes.push(`${t.app}: not in the locations of ${ns.file}; its ${t.svc.name} database on ${t.node} is backed up (as the nodes' schedule does) until it is dropped there`);
     }
     const done = report.backups.filter((b) => b.ok);
     if (done.length > 0) {

@@ -93,6 +93,34 @@ test('backup: each app with a database, dumped on its node, read off in pieces, 
   }
 });
 
+test('backup: the database of an app taken out of the file (an orphan) is backed up too, said so, and --app names it; a name neither there nor on a node is a bad input', async (t) => {
+  const d = await setup();
+  d.nodes.database(DB, 'old_shop', { 'public.orders': 7 });
+  d.nodes.database(MY, 'old_wiki', { pages: 2 });
+  const r = await cli(d, ['backup', '/n/shop.conf', '--json']);
+  t.is(r.code, 0, r.err);
+  const report = JSON.parse(r.out) as { backups: { app: string; database: string; ok: boolean; orphan?: boolean }[]; notes: string[] };
+  t.deepEqual(report.backups.map((b) => [b.app, b.database, b.ok, b.orphan ?? false]), [
+    ['hello', 'hello', true, false],
+    ['old_shop', 'old_shop', true, true],
+    ['my-blog', 'my_blog', true, false],
+    ['old_wiki', 'old_wiki', true, true],
+  ]);
+  t.regex(r.err, /^db\.shop\.test: old_shop: old_shop backed up \(an app no longer in the locations: its database is still there\)/m);
+  t.true(report.notes.some((n) => /^old_shop: not in the locations of \/n\/shop\.conf; its postgresql database on db\.shop\.test is backed up/.test(n)), report.notes.join('\n'));
+  t.deepEqual(parseManifest(readFileSync(join(d.base, 'old_shop', '20261202T100000Z', 'manifest.json'), 'utf8')).rowCounts, { 'public.orders': 7 });
+  // (the app of a location matches its database by the service's name for it: my-blog is my_blog, no orphan)
+  t.false(report.backups.some((b) => b.app === 'my_blog'));
+
+  const one = await backup(d.ns, d.rt, { app: 'old_shop' });
+  t.deepEqual(one.backups.map((b) => [b.app, b.orphan]), [['old_shop', true]]);
+  const none = await cli(d, ['backup', '/n/shop.conf', '--app', 'nosuch']);
+  t.is(none.code, 2);
+  t.regex(none.err, /app "nosuch" is not in the locations of \/n\/shop\.conf \(it serves: /);
+  const bad = await cli(d, ['backup', '/n/shop.conf', '--app', 'Bad;name']);
+  t.is(bad.code, 2);
+});
+
 test('the dump is read in pieces of the asked size, each piece at its offset, the bytes as staged', async (t) => {
   const nodes = new FakeNodes();
   const data = Buffer.from(Array.from({ length: 1000 }, (_, i) => (i * 7) % 256));
