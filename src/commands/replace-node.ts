@@ -106,7 +106,12 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
         check();
         // A new session: the node has a new host key, and the old connection went with it.
         const fresh = await Session.open(ns, rt, [spec.role]);
+        // (a nodeset of one: the lock lives on the new node alone, which took it with this run's
+        // token as it got silver-state; renewed from here on through the new session, which can
+        // reach it — else it would lapse after its TTL while the apps are installed)
+        let rejoined: Lease | null = null;
         try {
+          if (ns.nodes.length === 1) held = rejoined = await fresh.state.lock(lease.holder, 1, lease.token);
           if (spec.role === 'appserver') {
             // (setup may have reloaded a balancer, which forgets a disabled server: again)
             await setServerState(fresh, 'disable', opts.node);
@@ -124,6 +129,7 @@ export async function replaceNode(ns: Nodeset, rt: Runtime, opts: ReplaceOptions
             say('serving');
           }
         } finally {
+          await rejoined?.release().catch(() => undefined);
           await fresh.close();
         }
         if (downSince !== null) report.downtimeSeconds = (rt.now() - downSince) / 1000;

@@ -318,6 +318,18 @@ test('replace-node of the only node of a one-node nodeset: its lease, set aside 
   };
   const r = await replaceNode(ns, rt, { node: 'app1.shop.test', yes: true, drainMs: 1 });
   t.true(r.ok, r.error ?? '');
+  // The new node took the lock with this run's token as it got silver-state; the new session
+  // takes it up there (renewed, then beaten on) while the apps are installed, and lets it go at
+  // the end: it never lapses on the one node that holds it.
+  const locks = nodes.calls.filter((c) => c.node === 'app1.shop.test' && c.argv[2]?.endsWith('/silver-state') && ['lock', 'unlock'].includes(c.argv[3]!)).map((c) => `${c.argv[3]} ${c.argv[4]}`);
+  const token = locks[0]!.split(' ')[1]!;
+  t.regex(token, /^[0-9a-f]{32}$/);
+  t.true(locks.every((l) => l.endsWith(` ${token}`)), locks.join('\n'));
+  const install = nodes.calls.findIndex((c) => c.node === 'app1.shop.test' && c.argv.some((a) => a.endsWith('/silver-deploy')) && c.argv.includes('stage'));
+  const renewedAt = nodes.calls.findIndex((c, i) => i > 0 && c.node === 'app1.shop.test' && c.argv[3] === 'lock' && nodes.calls.slice(0, i).some((p) => p.argv.join(' ').includes('silver-fast') || p.argv.includes('sh')));
+  t.true(renewedAt >= 0 && (install < 0 || renewedAt < install), 'taken up before the apps are installed');
+  t.is(locks.at(-1), `unlock ${token}`);
+  t.is(nodes.state.get('app1.shop.test')!.get('lock'), undefined, 'released at the end');
 });
 
 test('silver backup --keep 1 beside an unfinished replacement of the database node keeps the dumps it restores (for an app not restored yet, the only copy of its data): the next replace-node finishes', async (t) => {
