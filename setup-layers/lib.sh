@@ -686,27 +686,49 @@ _fp_roots() {
 # them, which ends at the first change there (a file written, made, removed, moved, its mode,
 # owner or times set); its first line of output names it. A full run starts it before FP_SINCE —
 # or keeps the one already running, when it has seen nothing since its watches were in place — so
-# while the same one runs and has said nothing, nothing under the roots changed since FP_SINCE:
-# the probe then looks at the few other paths alone. Anything else (no inotifywait, a limit of the
-# kernel's, the watcher ended, stopped or started anew since): the probe walks the roots, as
-# without it. Its output and its roots are root's files in FP_DIR. (inotify does not report a
-# file written through a memory map, nor through a hard link outside the roots: root's doing on
-# the node, seen by the walk once anything else there changes, or by --full.)
+# while the same one runs, has said nothing and has no event waiting to be read (its process
+# asleep), nothing under the roots changed since FP_SINCE that inotify reports. What it does not
+# report — a file written through a memory map, or through a hard link or a bind mount of it
+# elsewhere — the probe still sees for every path a helper checked there: those stay points of
+# its own (FP_WPOINTS). Anything else (no inotifywait, a kernel limit, more folders than it should
+# watch, a folder made while its watches were set up, the watcher ended, stopped or started anew
+# since): the probe walks the roots, as without it. Its files are root's, in FP_DIR: its output,
+# roots, invocation, process, and watch.ok once its watches were found whole.
 WATCH_UNIT=silver-setup-watch.service
 WATCH_BIN=/usr/bin/inotifywait
 WATCH_LINK=/run/systemd/units/invocation:$WATCH_UNIT
 WATCH_ROOTS=''
+# (at most this many folders under the roots: each holds one of the kernel's watches, which root's
+# other programs share)
+WATCH_MAX_DIRS=4000
 
-# _watch_ready: the watcher runs, watches the roots of this run (_roots) and has seen nothing.
+# _watch_idle: the watcher's process (watch.pid) is inotifywait, asleep — no event is waiting for
+# it to read (an event queued makes it runnable at once). By the shell, without a process.
+_watch_idle() {
+  _wp='' _ws=''
+  read -r _wp < "$FP_DIR/watch.pid" || return 1
+  case "$_wp" in '' | 0 | *[!0-9]*) return 1 ;; esac
+  read -r _ws < "/proc/$_wp/stat" || return 1
+  case "$_ws" in "$_wp (inotifywait) S "*) return 0 ;; *) return 1 ;; esac
+}
+
+# _watch_ready: the watcher runs — the invocation that was started, on the roots of this run
+# (_roots), its watches found whole — has seen nothing and is idle.
 _watch_ready() {
-  [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] || return 1
-  _wr='' _we=''
+  [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.ok" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] || return 1
+  _wr='' _wi=''
   read -r _wr < "$FP_DIR/watch.roots" || return 1
   [ "$_wr" = "${_roots# }" ] || return 1
-  while IFS= read -r _l; do
-    [ "$_l" != 'Watches established.' ] || _we=1
-  done < "$FP_DIR/watch.err"
-  [ "$_we" = 1 ]
+  read -r _wi < "$FP_DIR/watch.id" || return 1
+  [ -n "$_wi" ] && [ "$(readlink "$WATCH_LINK")" = "$_wi" ] || return 1
+  _watch_idle
+}
+
+# _watch_stop: no watcher, and none of its files.
+_watch_stop() {
+  systemctl stop "$WATCH_UNIT" > /dev/null 2>&1 || true
+  systemctl reset-failed "$WATCH_UNIT" > /dev/null 2>&1 || true
+  rm -f "$FP_DIR/watch.ok" "$FP_DIR/watch.out" "$FP_DIR/watch.err" "$FP_DIR/watch.roots" "$FP_DIR/watch.id" "$FP_DIR/watch.pid"
 }
 
 # _watch_begin: (fingerprint_begin, before FP_SINCE) the watcher of _roots, in place; WATCH_ROOTS
@@ -714,22 +736,45 @@ _watch_ready() {
 _watch_begin() {
   WATCH_ROOTS=''
   [ -n "$_roots" ] && [ -x "$WATCH_BIN" ] || return 0
-  if ! _watch_ready 2> /dev/null; then
-    systemctl stop "$WATCH_UNIT" > /dev/null 2>&1 || true
-    systemctl reset-failed "$WATCH_UNIT" > /dev/null 2>&1 || true
-    rm -f "$FP_DIR/watch.out" "$FP_DIR/watch.err" "$FP_DIR/watch.roots"
-    printf '%s\n' "${_roots# }" > "$FP_DIR/watch.roots"
-    # shellcheck disable=SC2086 # (the roots, split on purpose: no space, no pattern)
-    systemd-run --quiet --collect --unit="$WATCH_UNIT" -p StandardOutput="truncate:$FP_DIR/watch.out" -p StandardError="truncate:$FP_DIR/watch.err" \
-      -p MemoryMax=64M -p Nice=10 "$WATCH_BIN" -r -e modify,attrib,move,create,delete,delete_self,move_self,unmount -- $_roots > /dev/null 2>&1 || return 0
-    # (its watches in place within 10 s, or none: the probe walks)
-    _i=0
-    until _watch_ready 2> /dev/null; do
-      _i=$((_i + 1))
-      [ "$_i" -le 500 ] && [ -L "$WATCH_LINK" ] || return 0
-      sleep 0.02
-    done
+  if _watch_ready 2> /dev/null; then
+    WATCH_ROOTS=$_roots
+    return 0
   fi
+  _watch_stop
+  # shellcheck disable=SC2086 # (the roots, split on purpose: no space, no pattern)
+  [ "$(find $_roots -type d 2> /dev/null | wc -l)" -le "$WATCH_MAX_DIRS" ] || return 0
+  printf '%s\n' "${_roots# }" > "$FP_DIR/watch.roots"
+  # (what changes from here on, less the file system's clock step, is newer than this)
+  _ns=$(($(date +%s%N) - 50000000))
+  _w0=${_ns%?????????}.${_ns#"${_ns%?????????}"}
+  # shellcheck disable=SC2086
+  systemd-run --quiet --collect --unit="$WATCH_UNIT" -p StandardOutput="truncate:$FP_DIR/watch.out" -p StandardError="truncate:$FP_DIR/watch.err" \
+    -p MemoryMax=64M "$WATCH_BIN" -r -e modify,attrib,move,create,delete,delete_self,move_self,unmount -- $_roots > /dev/null 2>&1 || return 0
+  readlink "$WATCH_LINK" > "$FP_DIR/watch.id" 2> /dev/null || true
+  systemctl show -p MainPID --value "$WATCH_UNIT" > "$FP_DIR/watch.pid" 2> /dev/null || true
+  # Its watches in place within 10 s, or none: the probe walks.
+  _i=0 _we=''
+  while [ -z "$_we" ]; do
+    while IFS= read -r _l; do
+      [ "$_l" != 'Watches established.' ] || _we=1
+    done < "$FP_DIR/watch.err"
+    [ -n "$_we" ] && break
+    _i=$((_i + 1))
+    if [ "$_i" -gt 500 ] || [ ! -L "$WATCH_LINK" ]; then
+      _watch_stop
+      return 0
+    fi
+    sleep 0.02
+  done
+  # A folder made while the watches were set up may have none of its own (inotifywait passes over
+  # what it cannot watch, too): anything changed since it started, and this run has no watcher.
+  # shellcheck disable=SC2086
+  if [ -n "$(find $_roots -newerct "@$_w0" -print -quit 2> /dev/null)" ]; then
+    _watch_stop
+    return 0
+  fi
+  : > "$FP_DIR/watch.ok"
+  _watch_ready 2> /dev/null || { _watch_stop; return 0; }
   WATCH_ROOTS=$_roots
 }
 
@@ -839,7 +884,7 @@ fingerprint_end() {
   [ -n "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK" ] && [ -f "$SILVER_TRACK.ok" ] || return 0
   _fp_digest=$1
   _fp_roots
-  _points="/var/lib/dpkg/status /var/lib/dpkg/updates$_rpoints" _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off='' _dirs=''
+  _points="/var/lib/dpkg/status /var/lib/dpkg/updates$_rpoints" _wpoints='' _absent='' _live='' _linked='' _dead='' _ask_on='' _ask_off='' _dirs=''
   while read -r _fk _fp _fm _fo; do
     # (names the probe reads unquoted: a path with any other character leaves no fingerprint)
     case "$_fp" in '' | *[!A-Za-z0-9._/@:+-]*) return 0 ;; esac
@@ -863,8 +908,12 @@ fingerprint_end() {
         fi
         _under=0
         for _r in $_roots; do case "$_fp" in "$_r" | "$_r"/*) _under=1 ;; esac; done
-        # (under a watched root the walk sees it, as any path there)
-        [ "$_under" = 0 ] || continue
+        # (under a watched root the walk sees it, as any path there; the watcher does not see
+        # every change, so with it the probe looks at this path itself)
+        if [ "$_under" = 1 ]; then
+          if [ -e "$_fp" ]; then _fp_add _wpoints "$_fp"; fi
+          continue
+        fi
         if [ "$_fk" = dir ]; then
           [ -d "$_fp" ] || return 0
           case " $_dirs " in *" $_fp "*) ;; *) _dirs="$_dirs $_fp $_fm ${_fo%%:*} ${_fo#*:}" ;; esac
@@ -900,8 +949,8 @@ fingerprint_end() {
   # seen this run's own changes)
   _watch=0
   [ -z "$WATCH_ROOTS" ] || [ "$WATCH_ROOTS" != "$_roots" ] || ! _watch_ready 2> /dev/null || _watch=1
-  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_DIRS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_BTIME=%s\nFP_WATCH=%s\nFP_END=1\n' \
-    "$_fp_digest" "$FP_SINCE" "$_roots" "$_points" "$_keep" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_BTIME" "$_watch" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
+  (umask 077 && printf 'FP_DIGEST=%s\nFP_SINCE=%s\nFP_ROOTS="%s"\nFP_POINTS="%s"\nFP_DIRS="%s"\nFP_ABSENT="%s"\nFP_LIVE="%s"\nFP_DEAD="%s"\nFP_ASK_ON="%s"\nFP_ASK_OFF="%s"\nFP_BOOT=%s\nFP_BTIME=%s\nFP_WATCH=%s\nFP_WPOINTS="%s"\nFP_END=1\n' \
+    "$_fp_digest" "$FP_SINCE" "$_roots" "$_points" "$_keep" "$_absent" "$_live" "$_dead" "$_probe_ask" "$_ask_off" "$_boot" "$FP_BTIME" "$_watch" "$_wpoints" > "$FP_DIR/fingerprint.new") || { rm -f "$FP_DIR/fingerprint.new"; return 0; }
   rm -f "$SILVER_TRACK" "$SILVER_TRACK.ok"
   mv -f "$FP_DIR/fingerprint.new" "$FP_DIR/fingerprint"
 }
@@ -919,7 +968,7 @@ fast_probe() {
   for _p in "$FP_DIR"/dirty.* "$FP_DIR/keys-removed"; do
     if [ -e "$_p" ]; then return 1; fi
   done
-  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_DIRS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_BTIME='' FP_WATCH='' FP_END=''
+  FP_DIGEST='' FP_SINCE='' FP_ROOTS='' FP_POINTS='' FP_DIRS='' FP_ABSENT='' FP_LIVE='' FP_DEAD='' FP_ASK_ON='' FP_ASK_OFF='' FP_BOOT='' FP_BTIME='' FP_WATCH='' FP_WPOINTS='' FP_END=''
   # (root's file in root's own folder, its values checked when written)
   # shellcheck disable=SC1091
   . "$FP_DIR/fingerprint"
@@ -973,10 +1022,11 @@ fast_probe() {
     _i=$(((_i + 1) % 4))
   done
   set -- "$@" \( -newerct "@$FP_SINCE" -print -quit \) -o \(
-  # The roots walked whole — or, while the watcher the last full run recorded runs and has seen
-  # nothing, not walked: its invocation link a point instead (made anew, newer, if it started again)
+  # The roots walked whole — or, while the watcher the last full run recorded runs, has seen
+  # nothing and is idle, not walked: the paths a helper checked there, and its invocation link
+  # (made anew, newer, if it started again), points instead
   _walk=$FP_ROOTS _link=''
-  if [ "$FP_WATCH" = 1 ] && [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ]; then _walk='' _link=$WATCH_LINK; fi
+  if [ "$FP_WATCH" = 1 ] && [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] && _watch_idle; then _walk='' _link="$WATCH_LINK $FP_WPOINTS"; fi
   for _r in $_walk; do set -- "$@" -path "$_r" -o -path "$_r/*" -o; done
   _MISS='a watched path is gone'
   # shellcheck disable=SC2086 # (paths checked when written: no space, no pattern)

@@ -660,6 +660,8 @@ export async function restoreBackup(s: Session, b: StoredBackup, steps: Steps, r
 export function settingsLine(stdout: string): string | null {
   const line = stdout.split('\n').find((l) => l.startsWith('settings '));
   if (line === 'settings restored') return 'its database-level settings (ALTER DATABASE/ROLE ... SET, its comment) made again as the dump kept them';
+  const some = /^settings refused (\d+) of (\d+)$/.exec(line ?? '');
+  if (some) return `WARNING: PostgreSQL refused ${some[1]} of the ${some[2]} database-level settings the dump kept (ALTER DATABASE/ROLE ... SET, its comment; one only a superuser may make, or another role's): the rows are restored, the others made again; set those by hand`;
   if (line === 'settings refused') return 'WARNING: PostgreSQL refused the database-level settings the dump kept (ALTER DATABASE/ROLE ... SET, its comment): the rows are restored, the settings are not; set them again by hand';
   return null;
 }

@@ -80,7 +80,7 @@ export class FakeNodes implements NodeExecutor {
   answerOther: (call: Call, stdin?: string | Buffer) => ExecResult | null = () => null;
   down = new Set<string>();
   /** What a restore says of the database-level settings its dump kept ("restored", "refused"; none: no line). */
-  restoreSettings: 'restored' | 'refused' | null = null;
+  restoreSettings: 'restored' | 'refused' | 'refused 1 of 3' | null = null;
   /** Nodes where a stop timer cannot be set (switch-stop switches, and the replaced instance runs on). */
   noStopTimer = new Set<string>();
   /** "NODE APP": a migration of APP runs on NODE (silver-deploy migrating answers 0). */
