@@ -41,7 +41,11 @@ export function backupsBase(stateRoot: string, to?: string): string {
   return to ? resolve(to) : join(stateRoot, 'backups');
 }
 
-export const appFolder = (base: string, nodeset: string, app: string): string => join(base, nodeset, app);
+/** An app's backup folder: the name is an app's (or a database's) — never empty, never a path. */
+export function appFolder(base: string, nodeset: string, app: string): string {
+  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(app)) throw new Error(`not an app's name for a backup folder: ${JSON.stringify(app)}`);
+  return join(base, nodeset, app);
+}
 
 function readNote(dir: string): VerifyNote | null {
   try {
@@ -69,10 +73,10 @@ export function readBackup(dir: string): StoredBackup {
 export function listBackups(base: string, nodeset: string, app?: string): StoredBackup[] {
   const root = join(base, nodeset);
   if (!existsSync(root)) return [];
-  const apps = app ? [app] : readdirSync(root).sort();
+  const apps = app !== undefined ? [app] : readdirSync(root).sort();
   const out: StoredBackup[] = [];
   for (const a of apps) {
-    const dir = join(root, a);
+    const dir = app !== undefined ? appFolder(base, nodeset, a) : join(root, a);
     if (!existsSync(dir) || !statSync(dir).isDirectory()) continue;
     for (const stamp of readdirSync(dir).filter(isStamp).sort(byStamp)) out.push(readBackup(join(dir, stamp)));
   }
@@ -109,8 +113,9 @@ export function resolveBackup(base: string, nodeset: string, app: string | null,
  * Keeps the newest `keep` whole backups of the app; the folders removed. `held`: a stamp that
  * stays whatever its age (the dump an unfinished replacement restores).
  */
-export function pruneBackups(base: string, nodeset: string, app: string, keep: number, held?: string): string[] {
-  const all = listBackups(base, nodeset, app).filter((b) => b.manifest);
+export function pruneBackups(base: string, nodeset: string, app: string, keep: number, held?: string, service?: string): string[] {
+  // (per service: an app with a PostgreSQL and a MariaDB database keeps N of each)
+  const all = listBackups(base, nodeset, app).filter((b) => b.manifest && (service === undefined || b.manifest.service === service));
   const gone = all.slice(0, Math.max(0, all.length - keep)).filter((b) => b.stamp !== held).map((b) => b.dir);
   for (const dir of gone) rmSync(dir, { recursive: true, force: true });
   return gone;

@@ -91,7 +91,7 @@ export interface AppDatabase {
  * its database behind, data no one else keeps (the service nodes' scheduled backups dump it as
  * well). `only`: that app alone, or the orphan of that name.
  */
-export async function appDatabases(s: Session, only?: string, orphans = false): Promise<AppDatabase[]> {
+export async function appDatabases(s: Session, only?: string, orphans = false, skipped: string[] = []): Promise<AppDatabase[]> {
   const out: AppDatabase[] = [];
   for (const name of s.ns.services) {
     const svc = service(name);
@@ -106,7 +106,14 @@ export async function appDatabases(s: Session, only?: string, orphans = false): 
     for (const app of apps) if ((!only || app === only) && listed.has(svc.dbName(app))) out.push({ app, svc, node, db: svc.dbName(app) });
     if (!orphans) continue;
     const ours = new Set(apps.map((a) => svc.dbName(a)));
-    for (const db of [...listed].sort()) if (!ours.has(db) && (!only || db === svc.dbName(only))) out.push({ app: db, svc, node, db, orphan: true });
+    for (const db of [...listed].sort()) {
+      if (ours.has(db) || (only && db !== svc.dbName(only))) continue;
+      // (a name from the node: a database's name of this service, and no app's of the file,
+      // whose folder it would share — else it is named, not backed up)
+      if (!APP_NAME.test(db) || svc.dbName(db) !== db) skipped.push(`${node}: a ${name} database named ${JSON.stringify(db).slice(0, 80)} is no app's: not backed up`);
+      else if (apps.includes(db) || out.some((o) => o.app === db)) skipped.push(`${node}: the ${name} database ${db} has the name of another app's backups: not backed up (silver backup --app cannot tell them apart)`);
+      else out.push({ app: db, svc, node, db, orphan: true });
+    }
   }
   return out;
 }
@@ -118,11 +125,13 @@ export async function appDatabases(s: Session, only?: string, orphans = false): 
  */
 export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {}): Promise<BackupReport> {
   // (an app the locations do not name may be an orphan: its database is looked for below)
-  if (opts.app !== undefined && !appsOf(ns).includes(opts.app) && !APP_NAME.test(opts.app)) checkApp(ns, opts.app);
+  if (opts.app !== undefined && !appsOf(ns).includes(opts.app) && (!APP_NAME.test(opts.app) || ns.services.length === 0)) checkApp(ns, opts.app);
   if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to back up`, 1);
   const base = backupsBase(rt.state.root, opts.to);
   const s = await Session.open(ns, rt, ns.services.map((n) => `service:${n}`));
   const report: BackupReport = { nodeset: ns.name, ok: true, backups: [], pruned: [], notes: [] };
+  // (databases the node named that are not backed up: the run is not ok)
+  let unsaved = 0;
   let current: PartialBackup | null = null;
   const stop: { sig: string | null } = { sig: null };
   const dispose = rt.onInterrupt((sig) => {
@@ -135,7 +144,10 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
   });
   try {
     await s.checkHelpers(ns.services);
-    const targets = await appDatabases(s, opts.app, true);
+    const skipped: string[] = [];
+    const targets = await appDatabases(s, opts.app, true, skipped);
+    report.notes.push(...skipped);
+    unsaved = skipped.length;
     if (targets.length === 0) {
       if (opts.app && !appsOf(ns).includes(opts.app)) checkApp(ns, opts.app);
       if (opts.app) throw new ExitError(`${opts.app} has no database on ${ns.services.join(', ')} (silver update creates it)`, 1);
@@ -149,7 +161,7 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
       report.backups.push(r);
       const of = t.orphan ? ' (an app no longer in the locations: its database is still there)' : '';
       rt.io.err(r.ok ? `${t.node}: ${t.app}: ${t.db} backed up${of} (${r.size} bytes, ${totalRows(r.rowCounts!)} rows) in ${r.seconds.toFixed(1)}s` : `${t.node}: ${t.app}: backup FAILED${of}: ${r.error}`);
-      if (t.orphan && r.ok) report.notes.push(`${t.app}: not in the locations of ${ns.file}; its ${t.svc.name} database on ${t.node} is backed up (as the nodes' schedule does) until it is dropped there`);
+      if (t.orphan && r.ok) report.notes.push(`${t.app}: not in the locations of ${ns.file}; its ${t.svc.name} database on ${t.node} is backed up (as the nodes' schedule does) while silver's record of it is there (its password file in /var/lib/silverlining/services/${t.svc.name}/)`);
     }
     const done = report.backups.filter((b) => b.ok);
     if (done.length > 0) {
@@ -165,7 +177,7 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
       else
         for (const b of done) {
           const keep = held.get(b.app);
-          report.pruned.push(...pruneBackups(base, ns.name, b.app, opts.keep, keep));
+          report.pruned.push(...pruneBackups(base, ns.name, b.app, opts.keep, keep, b.service));
           if (keep) report.notes.push(`${b.app}: backup ${keep} kept: the unfinished replace-node restores it`);
         }
     }
@@ -177,7 +189,7 @@ export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {})
     await s.close();
   }
   if (stop.sig) throw new ExitError(`interrupted (${stop.sig}): ${report.backups.filter((b) => b.ok).length} backed up, the rest not`, 130);
-  report.ok = report.backups.every((b) => b.ok);
+  report.ok = report.backups.every((b) => b.ok) && unsaved === 0;
   return report;
 }
 

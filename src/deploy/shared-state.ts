@@ -4,6 +4,7 @@ import { hostname, userInfo } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { ExitError } from '../diagnostics.js';
 import { printable } from '../output/printable.js';
+import { HELPERS } from '../remote/commands/helpers.js';
 import { stateVerbs } from '../remote/commands/state.js';
 import type { Remote } from '../remote/executor.js';
 
@@ -254,8 +255,13 @@ export function parseLockAnswer(node: string, code: number, stdout: string, stde
   const held = /^held (\S+) (-?\d+) (\S+)$/.exec(line);
   if (code === 75 && held) return { node, outcome: 'held', token: held[1]!, age: Number(held[2]), holder: decode(held[3]!) };
   // (no helper to run: the shell's "not found", or sudo's "command not found" in whatever
-  // language the node speaks — "sudo: PATH: ..." names the helper first in every one)
-  if (!line && code !== 0 && (code === 127 || /^sudo: \S*\/silver-state ?: /m.test(stderr))) return { node, outcome: 'absent', error: 'silver-state is not installed (the node was never set up)' };
+  // language the node speaks — "sudo: PATH: ..." names the helper first in every one — sudo's
+  // whole answer, one line; its other errors that name the path ("too many levels of symbolic
+  // links" and the like) come from a node that has the helper, and say so in English)
+  const sudoSays = stderr.trim();
+  const prefix = `sudo: ${HELPERS}/silver-state`;
+  const notFound = code === 1 && sudoSays.startsWith(prefix) && /^ ?: /.test(sudoSays.slice(prefix.length)) && !sudoSays.includes('\n') && !/(symbolic links|denied|directory)$/i.test(sudoSays);
+  if (!line && (code === 127 || notFound)) return { node, outcome: 'absent', error: 'silver-state is not installed (the node was never set up)' };
   return { node, outcome: 'error', error: (stderr || stdout).trim() || `exit ${code}` };
 }
 

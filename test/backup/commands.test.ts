@@ -1,7 +1,9 @@
 import test from 'ava';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseManifest } from '../../src/backup/manifest.js';
+import { listBackups, pruneBackups } from '../../src/backup/store.js';
 import { ageText, backupAges, backupsLine } from '../../src/backup/record.js';
 import { fetchStaged } from '../../src/backup/transfer.js';
 import { main } from '../../src/cli.js';
@@ -119,6 +121,44 @@ test('backup: the database of an app taken out of the file (an orphan) is backed
   t.regex(none.err, /app "nosuch" is not in the locations of \/n\/shop\.conf \(it serves: /);
   const bad = await cli(d, ['backup', '/n/shop.conf', '--app', 'Bad;name']);
   t.is(bad.code, 2);
+});
+
+test('attack: a node that names databases no app could have (a path, nothing, another service\'s name clash) gets none of them backed up: named, exit 1, nothing written outside the backups, no other backup pruned', async (t) => {
+  const d = await setup();
+  await backup(d.ns, d.rt, { app: 'hello' });
+  for (const bad of ['../../escape', '', 'Bad', 'my-blog']) d.nodes.database(DB, bad, { 'public.x': 1 });
+  d.nodes.database(DB, 'old_x', { 'public.x': 1 });
+  d.nodes.database(MY, 'old_x', { x: 1 });
+  const r = await cli(d, ['backup', '/n/shop.conf', '--keep', '1', '--json']);
+  t.is(r.code, 1, r.err);
+  const report = JSON.parse(r.out) as { backups: { app: string; service: string; ok: boolean }[]; notes: string[]; pruned: string[] };
+  // (a PostgreSQL database named for an app of the file is that app's, as ever: my-blog has two services now)
+  t.deepEqual(report.backups.map((b) => `${b.service} ${b.app} ${b.ok}`), ['postgresql hello true', 'postgresql my-blog true', 'postgresql old_x true', 'mysql my-blog true']);
+  for (const bad of ['"../../escape"', '""', '"Bad"']) t.true(report.notes.some((n) => n.includes(`a postgresql database named ${bad} is no app's: not backed up`)), `${bad}: ${report.notes.join(' | ')}`);
+  t.true(report.notes.some((n) => n.includes('the mysql database old_x has the name of another app\'s backups')));
+  t.false(existsSync(join(d.rt.state.root, 'escape.pgdump')) || existsSync(join(d.rt.state.root, 'escape')), 'nothing outside the backups folder');
+  t.deepEqual(readdirSync(d.base).sort(), ['hello', 'my-blog', 'old_x']);
+  t.is(listBackups(join(d.rt.state.root, 'backups'), 'shop', 'hello').length, 1, 'hello keeps its newest: no name prunes another app\'s');
+  // (my-blog keeps one backup of each of its services)
+  t.deepEqual(listBackups(join(d.rt.state.root, 'backups'), 'shop', 'my-blog').map((b) => b.manifest!.service).sort(), ['mysql', 'postgresql']);
+  t.throws(() => listBackups(join(d.rt.state.root, 'backups'), 'shop', ''), { message: /not an app's name for a backup folder: ""/ });
+});
+
+test('--keep N keeps N backups of each service of an app (one with a PostgreSQL and a MariaDB database loses neither)', (t) => {
+  const base = mkdtempSync(join(tmpdir(), 'silver-keep-'));
+  const write = (stamp: string, svc: string) => {
+    const dir = join(base, 'shop', 'both', stamp);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ format: 1, nodeset: 'shop', app: 'both', service: svc, database: 'both', node: 'n', stamp, file: 'f', size: 0, sha256: 'a'.repeat(64), rowCounts: {}, rowCountsFrom: 'dump', silverVersion: '0', serverVersion: '0', tool: '0', time: '2026-12-02T10:00:00.000Z', seconds: 0 }));
+    writeFileSync(join(dir, 'f'), '');
+  };
+  write('20261201T100000Z', 'postgresql');
+  write('20261202T100000Z', 'postgresql');
+  write('20261202T100002Z', 'mysql');
+  t.deepEqual(pruneBackups(base, 'shop', 'both', 1, undefined, 'postgresql').map((p) => p.split('/').pop()), ['20261201T100000Z']);
+  t.deepEqual(pruneBackups(base, 'shop', 'both', 1, undefined, 'mysql'), []);
+  t.deepEqual(readdirSync(join(base, 'shop', 'both')).sort(), ['20261202T100000Z', '20261202T100002Z']);
+  rmSync(base, { recursive: true, force: true });
 });
 
 test('the dump is read in pieces of the asked size, each piece at its offset, the bytes as staged', async (t) => {

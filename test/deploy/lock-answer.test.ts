@@ -23,6 +23,10 @@ test('what is not the helper missing stays an error: sudo refusing, another prog
     [1, 'sudo: a password is required'],
     [1, 'Sorry, user silver is not allowed to execute /usr/local/lib/silverlining/bin/silver-state lock as root.'],
     [1, 'sudo: /usr/bin/other: command not found'],
+    [1, 'sudo: /tmp/silver-state: command not found'],
+    [1, `sudo: ${HELPER}/x: Too many levels of symbolic links`],
+    [1, `sudo: ${HELPER}: Too many levels of symbolic links`],
+    [1, `sudo: ${HELPER}: command not found\nsilver-state: and then something else`],
     [1, 'silver-state: the state folder is not root\'s'],
   ] as const) {
     const a = parseLockAnswer('n1', code, '', `${stderr}\n`);
