@@ -755,9 +755,13 @@ _watch_begin() {
   # Its watches in place within 10 s, or none: the probe walks.
   _i=0 _we=''
   while [ -z "$_we" ]; do
-    while IFS= read -r _l; do
-      [ "$_l" != 'Watches established.' ] || _we=1
-    done < "$FP_DIR/watch.err"
+    # (the unit opens its output as it starts, which may be after systemd-run returns; a
+    # redirection that fails would end this shell)
+    if [ -f "$FP_DIR/watch.err" ]; then
+      while IFS= read -r _l; do
+        [ "$_l" != 'Watches established.' ] || _we=1
+      done < "$FP_DIR/watch.err"
+    fi
     [ -n "$_we" ] && break
     _i=$((_i + 1))
     if [ "$_i" -gt 500 ] || [ ! -L "$WATCH_LINK" ]; then

@@ -62,14 +62,18 @@ n=1; while [ -e '${dir}/pid.'$n ]; do n=$((n + 1)); done
 echo $! > '${dir}/pid.'$n
 echo $! > '${dir}/mainpid'
 ln -sfn "invocation-$n" '${dir}/link'
+echo "$err" > '${dir}/errfile'
+[ ! -e '${dir}/late' ] || exit 0
 printf 'Setting up watches.\\n' > "$err"
 [ ! -e '${dir}/meddle' ] || echo changed > '${dir}/r1/sub/file'
 [ -e '${dir}/silent' ] || printf 'Watches established.\\n' >> "$err"`,
   );
   fake('systemctl', `[ "$1" != show ] || cat '${dir}/mainpid'`);
   fake('find', 'exec /usr/bin/find "$@"');
-  // (a sleep that ends the watcher, when asked to: one that never gets its watches in place)
-  fake('sleep', `[ ! -e '${dir}/dies' ] || rm -f '${dir}/link'`);
+  // (a sleep that ends the watcher, when asked to: one that never gets its watches in place; or,
+  // for a unit that opens its output late, one after which it has)
+  fake('sleep', `[ ! -e '${dir}/dies' ] || rm -f '${dir}/link'
+if [ -e '${dir}/late' ]; then rm -f '${dir}/late'; printf 'Setting up watches.\\nWatches established.\\n' > "$(cat '${dir}/errfile')"; fi`);
   writeFileSync(join(dir, 'inotifywait'), '#!/bin/sh\n/bin/sleep 120\n', { mode: 0o755 });
   // (the roots made before the watcher's start, as on a node: what changes after it, it must see)
   pause();
@@ -131,6 +135,14 @@ test('a watcher that saw a change, ended, watches other roots, is another invoca
     t.is(started(b), 1, what);
     t.is(readFileSync(join(b.fp, 'watch.out'), 'utf8'), '', `${what}: its output begins empty`);
   }
+});
+
+test('a unit that opens its output only after systemd-run returns: waited for (no redirection ends the shell), then the watcher is in place', (t) => {
+  const b = box();
+  writeFileSync(join(b.dir, 'late'), '');
+  t.is(begin(b), `roots=[${b.roots}]`);
+  t.is(b.calls().filter((c) => c.startsWith('sleep')).length, 1);
+  t.true(existsSync(join(b.fp, 'watch.ok')));
 });
 
 test('no watcher: without inotifywait; over more folders than it should watch; one whose watches never come or that ends first; a file changed while its watches were set up (a folder made then may have none)', (t) => {
