@@ -343,7 +343,7 @@ async function setupOne(
       scripts.full(async (pool, notStopped) => {
         const lease = await lock.ready();
         notStopped();
-        const named = lease ? { token: lease.token, holder: lease.holder, ttl: LOCK_TTL_SECONDS, repair: lock.own } : undefined;
+        const named = lease ? { token: lease.token, holder: lease.holder, ttl: lease.freshTtl, repair: lock.own } : undefined;
         return pool.exec(node.name, shell, nodeScript(specs, undefined, fast === 'none' ? undefined : digest!, named), undefined, (chunk) => stream.write(chunk));
       });
     const r = probe && checked === 'fingerprint' ? probe : await full();

@@ -21,6 +21,8 @@ export interface Versioned {
 
 /** How long a lock lives without a heartbeat, and how often its holder beats. */
 export const LOCK_TTL_SECONDS = 30;
+/** silver-state's longest TTL: what a lock no heartbeat can reach is given (Lease.freshTtl). */
+export const FRESH_ALONE_TTL_SECONDS = 300;
 export const HEARTBEAT_MS = 5_000;
 
 export interface StateOptions {
@@ -416,6 +418,17 @@ export class Lease {
       return;
     }
     if (this.majority > 0 && mine < this.majority) this.lostReason = held ? `${held.node}: the lock is now held by ${held.holder}` : `the lock is renewed on only ${mine} nodes`;
+  }
+
+  /**
+   * The TTL a node gives this lock as it takes it while it gets silver-state (setup-node's
+   * take_fresh_lock): the heartbeat's, but when no node is left to this lease (a one-node
+   * nodeset's replace-node set it aside) no heartbeat reaches the new node, which holds the lock
+   * alone until the caller takes it up there through a session of its own: the longest the
+   * helper allows, so that it cannot lapse meanwhile.
+   */
+  get freshTtl(): number {
+    return this.nodes.length === 0 && this.total === 0 ? FRESH_ALONE_TTL_SECONDS : LOCK_TTL_SECONDS;
   }
 
   /** The nodes that answered this lock's taking (set once, by lock()). */

@@ -309,7 +309,8 @@ test('replace-node of the only node of a one-node nodeset: its lease, set aside 
   const d = await fakeDeploy(text);
   const { ns, rt, provider, nodes } = d;
   t.deepEqual(ns.nodes.map((n) => n.name), ['app1.shop.test']);
-  answerSetupScripts(nodes);
+  const scripts: string[] = [];
+  answerSetupScripts(nodes, (_node, text) => scripts.push(text));
   // (a create that takes a few seconds, as every real one does: one heartbeat passes meanwhile)
   const create = provider.create.bind(provider);
   provider.create = async (req) => {
@@ -330,6 +331,10 @@ test('replace-node of the only node of a one-node nodeset: its lease, set aside 
   t.true(renewedAt >= 0 && (install < 0 || renewedAt < install), 'taken up before the apps are installed');
   t.is(locks.at(-1), `unlock ${token}`);
   t.is(nodes.state.get('app1.shop.test')!.get('lock'), undefined, 'released at the end');
+  // No heartbeat reaches the new node until then: it takes the lock for the longest TTL
+  // silver-state allows, not the heartbeat's 30 s (a setup longer than that would let it lapse).
+  t.is(scripts.length, 1);
+  t.regex(scripts[0]!, /^SILVER_LOCK_TTL=300$/m);
 });
 
 test('silver backup --keep 1 beside an unfinished replacement of the database node keeps the dumps it restores (for an app not restored yet, the only copy of its data): the next replace-node finishes', async (t) => {
