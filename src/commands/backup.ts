@@ -86,6 +86,17 @@ export interface AppDatabase {
 }
 
 /**
+ * Why a database the node names cannot be backed up as an orphan (null: it can, under its own
+ * name): a name from the node must be a database's name of this service and no app's of the file
+ * nor another orphan's already taken (`taken`), whose folder it would share.
+ */
+function orphanProblem(db: string, svc: ServiceDescriptor, apps: readonly string[], taken: readonly string[]): string | null {
+  if (!APP_NAME.test(db) || svc.dbName(db) !== db) return `a ${svc.name} database named ${JSON.stringify(db).slice(0, 80)} is no app's`;
+  if (apps.includes(db) || taken.includes(db)) return `the ${svc.name} database ${db} has the name of another app's backups (silver backup --app cannot tell them apart)`;
+  return null;
+}
+
+/**
  * The apps (of the nodeset's locations) with a database on a service node, by service; with
  * `orphans`, every other database silver made there too — an app taken out of the file leaves
  * its database behind, data no one else keeps (the service nodes' scheduled backups dump it as
@@ -108,10 +119,8 @@ export async function appDatabases(s: Session, only?: string, orphans = false, s
     const ours = new Set(apps.map((a) => svc.dbName(a)));
     for (const db of [...listed].sort()) {
       if (ours.has(db) || (only && db !== svc.dbName(only))) continue;
-      // (a name from the node: a database's name of this service, and no app's of the file,
-      // whose folder it would share — else it is named, not backed up)
-      if (!APP_NAME.test(db) || svc.dbName(db) !== db) skipped.push(`${node}: a ${name} database named ${JSON.stringify(db).slice(0, 80)} is no app's: not backed up`);
-      else if (apps.includes(db) || out.some((o) => o.app === db)) skipped.push(`${node}: the ${name} database ${db} has the name of another app's backups: not backed up (silver backup --app cannot tell them apart)`);
+      const problem = orphanProblem(db, svc, apps, out.map((o) => o.app));
+      if (problem) skipped.push(`${node}: ${problem}: not backed up`);
       else out.push({ app: db, svc, node, db, orphan: true });
     }
   }
@@ -271,12 +280,16 @@ async function backupOne(
  * from the node's snapshot, MariaDB's counted in the dump as it arrives.
  */
 export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string; to?: string } = {}): Promise<BackupReport> {
-  if (opts.app !== undefined) checkApp(ns, opts.app);
+  // (an app the locations do not name may be an orphan: its scheduled dumps are looked for below)
+  if (opts.app !== undefined && !appsOf(ns).includes(opts.app) && (!APP_NAME.test(opts.app) || ns.services.length === 0)) checkApp(ns, opts.app);
   if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to pull`, 1);
   const base = backupsBase(rt.state.root, opts.to);
   // (a service node that is gone is no reason to stop: its dumps' copies are on the copy node)
   const s = await Session.open(ns, rt);
   const report: BackupReport = { nodeset: ns.name, ok: true, backups: [], pruned: [], notes: [] };
+  let unsaved = 0;
+  // (orphans pulled, by the service whose they are: one name, one service's)
+  const orphanOf = new Map<string, string>();
   try {
     for (const name of ns.services) {
       const svc = service(name);
@@ -287,9 +300,25 @@ export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string
       if (listed.length === 0) report.notes.push(`${node}: no scheduled backup${ns.backupSchedules?.[name] ? ' yet' : ` (the nodeset has no backup = in [service:${name}])`}`);
       // (from a copy, the pieces come through the copy node's silver-backup)
       const via: ServiceDescriptor = node === dumpedOn ? svc : { ...svc, helper: 'silver-backup' };
+      // (the dumps of a database no app of the file has — an orphan, as silver backup takes it —
+      // under its own name; a name that cannot be one is said, once)
+      const orphans: string[] = [];
       for (const [db, stamp] of listed) {
-        const app = appsOf(ns).find((a) => svc.dbName(a) === db);
-        if (!app || (opts.app && app !== opts.app)) continue;
+        const named = appsOf(ns).find((a) => svc.dbName(a) === db);
+        const problem = named ? null : orphanProblem(db, svc, appsOf(ns), [...orphanOf].filter(([, by]) => by !== svc.name).map(([n]) => n));
+        if (problem) {
+          if (!orphans.includes(`!${db}`)) report.notes.push(`${node}: ${problem}: its scheduled backups not pulled`);
+          orphans.push(`!${db}`);
+          unsaved++;
+          continue;
+        }
+        const app = named ?? db;
+        if (!named && !orphans.includes(db)) {
+          orphans.push(db);
+          orphanOf.set(db, svc.name);
+          report.notes.push(`${app}: not in the locations of ${ns.file}; the scheduled backups of its ${svc.name} database are pulled all the same`);
+        }
+        if (opts.app && app !== opts.app) continue;
         if (listBackups(base, ns.name, app).some((b) => b.stamp === stamp)) continue;
         const r = await backupOne(s, { app, svc: via, node, db }, base, () => undefined, () => null, {
           stamp,
@@ -303,6 +332,7 @@ export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string
             return { id, header: parseDumpHeader(out), time };
           },
         });
+        if (!named) r.orphan = true;
         report.backups.push(r);
         rt.io.err(r.ok ? `${node}: ${app}: scheduled backup ${stamp} pulled (${r.size} bytes, ${totalRows(r.rowCounts!)} rows)` : `${node}: ${app}: pulling ${stamp} FAILED: ${r.error}`);
       }
@@ -312,7 +342,7 @@ export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string
   } finally {
     await s.close();
   }
-  report.ok = report.backups.every((b) => b.ok);
+  report.ok = report.backups.every((b) => b.ok) && unsaved === 0;
   return report;
 }
 

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,6 +143,35 @@ test('attack: a node that names databases no app could have (a path, nothing, an
   // (my-blog keeps one backup of each of its services)
   t.deepEqual(listBackups(join(d.rt.state.root, 'backups'), 'shop', 'my-blog').map((b) => b.manifest!.service).sort(), ['mysql', 'postgresql']);
   t.throws(() => listBackups(join(d.rt.state.root, 'backups'), 'shop', ''), { message: /not an app's name for a backup folder: ""/ });
+});
+
+test('backup --pull: the scheduled dumps of an orphan\'s database are pulled under its name, said so; a name no app could have is named, not pulled, exit 1', async (t) => {
+  const d = await setup();
+  const STAMP = '20261202T090000Z';
+  const dumps = new Map([['hello', FakeNodes.fakeDump('silver-db-postgresql', { 'public.visits': 3 })], ['old_shop', FakeNodes.fakeDump('silver-db-postgresql', { 'public.orders': 7 })], ['../x', FakeNodes.fakeDump('silver-db-postgresql', { 'public.x': 1 })]]);
+  const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+  let n = 0;
+  d.nodes.answerOther = (c) => {
+    if (c.node !== DB || !c.argv[2]?.endsWith('/silver-backup')) return c.argv[2]?.endsWith('/silver-backup') ? { code: 0, stdout: '', stderr: '' } : null;
+    if (c.argv[3] === 'list') return { code: 0, stdout: [...dumps].map(([db, b]) => `backup ${db} ${STAMP} ${b.length} ${sha(b)}\n`).join(''), stderr: '' };
+    if (c.argv[3] === 'stage') {
+      const b = dumps.get(c.argv[4]!)!;
+      const id = `${String(n++).padStart(12, 'a')}`;
+      if (!d.nodes.staged.has(DB)) d.nodes.staged.set(DB, new Map());
+      d.nodes.staged.get(DB)!.set(id, b);
+      return { code: 0, stdout: `id ${id}\ntime 2026-12-02T09:00:00Z\nfile ${b.length} ${sha(b)}\nserver 15.0 (fake)\ntool fake dump 1.0\ncounts ${b.toString('latin1').split('\n')[1]}\n`, stderr: '' };
+    }
+    return null;
+  };
+  const r = await cli(d, ['backup', '--pull', '/n/shop.conf', '--json']);
+  t.is(r.code, 1, r.err);
+  const report = JSON.parse(r.out) as { backups: { app: string; ok: boolean; orphan?: boolean; stamp: string }[]; notes: string[] };
+  t.deepEqual(report.backups.map((b) => [b.app, b.ok, b.orphan ?? false, b.stamp]), [['hello', true, false, STAMP], ['old_shop', true, true, STAMP]]);
+  t.true(report.notes.some((x) => x.startsWith('old_shop: not in the locations of /n/shop.conf; the scheduled backups of its postgresql database are pulled all the same')), report.notes.join(' | '));
+  t.true(report.notes.some((x) => x.includes('a postgresql database named "../x" is no app\'s: its scheduled backups not pulled')), report.notes.join(' | '));
+  t.deepEqual(readdirSync(d.base).sort(), ['hello', 'old_shop']);
+  t.deepEqual(parseManifest(readFileSync(join(d.base, 'old_shop', STAMP, 'manifest.json'), 'utf8')).rowCounts, { 'public.orders': 7 });
+  t.false(existsSync(join(d.rt.state.root, 'backups', 'x')), 'nothing written for the name that is a path');
 });
 
 test('--keep N keeps N backups of each service of an app (one with a PostgreSQL and a MariaDB database loses neither)', (t) => {
