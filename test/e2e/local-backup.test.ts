@@ -147,6 +147,10 @@ run('MariaDB: rows with quotes, parentheses, semicolons and backslashes are coun
   await my(String.raw`INSERT INTO hits (role) VALUES ('it''s'), ('a (b), c; d'), ('back\\slash'), ('two\nlines'), ('x\'); DROP hits;--')`);
   t.is((await httpGet(balancer, 'counter.backup.test')).status, 200);
   const hits = Number(await my('SELECT COUNT(*) FROM hits'));
+  // (the database's own defaults, which a dump of its tables does not carry: silver's first line does)
+  await my('ALTER DATABASE counter CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci');
+  const defaults = "SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, ' ', DEFAULT_COLLATION_NAME) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'counter'";
+  t.is(await my(defaults), 'utf8mb4 utf8mb4_unicode_ci');
   const b = await silver(['backup', file, '--app', 'counter'], env);
   t.is(b.code, 0, b.stdout + b.stderr);
   const m = manifestOf(await latest('counter'));
@@ -159,11 +163,13 @@ run('MariaDB: rows with quotes, parentheses, semicolons and backslashes are coun
   t.regex(v.stdout, /^counter: backup \S+ verified: restored into a throw-away database/m);
 
   await my('DELETE FROM hits WHERE n > 1');
+  await my('ALTER DATABASE counter CHARACTER SET latin1 COLLATE latin1_swedish_ci');
   const r = await silver(['restore', 'counter', file, 'latest', '-y'], env);
   t.is(r.code, 0, r.stdout + r.stderr);
   t.regex(r.stdout, new RegExp(`^counter: mysql database counter restored from \\S+; 1 tables, ${hits} rows, as in the manifest`, 'm'));
   t.is(Number(await my('SELECT COUNT(*) FROM hits')), hits);
   t.is(await my("SELECT role FROM hits WHERE role LIKE 'x%'"), "x'); DROP hits;--");
+  t.is(await my(defaults), 'utf8mb4 utf8mb4_unicode_ci', 'the database made again with its own defaults');
   t.is(await my("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'silver\\_%'"), '0');
   const after = await httpGet(balancer, 'counter.backup.test');
   t.is(after.status, 200, after.body);

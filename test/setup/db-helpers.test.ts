@@ -102,6 +102,7 @@ for line in sql.split('\\n'):
     m = re.match(r'DROP DATABASE IF EXISTS \`(.*?)\`', line)
     if m and m.group(1) in dbs: dbs.remove(m.group(1))
     if line.startswith('SELECT VERSION()'): print('10.11.6-MariaDB (fake)')
+    if 'information_schema.SCHEMATA' in line and os.path.exists(os.path.join(T, 'defaults')): print(open(os.path.join(T, 'defaults')).read().strip())
     if line.startswith('SELECT COUNT(*) FROM mysql.global_priv'): print('0')
     m = re.match(r"SELECT CONCAT\\('GRANT ALL PRIVILEGES ON \`(.*?)\`", line)
     if m: print("GRANT ALL PRIVILEGES ON \`%s\`.* TO 'x'@'10.0.0.2';" % m.group(1))
@@ -516,6 +517,35 @@ test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with
   t.deepEqual(stagedFiles(tr2), []);
   const none = await sh(tr2, ['dump', 'other', ID]);
   t.regex(none.stderr, /no database other here/);
+});
+
+test('MariaDB: the database\'s own defaults (character set, collation) travel in the dump\'s first line and make the database again with them; a dump without it, or with a line of another shape, takes the server\'s', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
+  writeFileSync(join(tr.dir, 'defaults'), 'utf8mb4 utf8mb4_unicode_ci');
+  const r = await sh(tr, ['dump', 'counter', ID]);
+  t.is(r.code, 0, r.stderr);
+  const dump = readFileSync(join(tr.staged, ID), 'utf8');
+  t.true(dump.startsWith('-- silver-database-defaults: utf8mb4 utf8mb4_unicode_ci\n-- MariaDB dump'), dump.slice(0, 120));
+  t.regex(read(tr, 'sql.log'), /SELECT CONCAT\(DEFAULT_CHARACTER_SET_NAME, ' ', DEFAULT_COLLATION_NAME\) FROM information_schema\.SCHEMATA WHERE SCHEMA_NAME = 'counter';/);
+  for (const [first, create] of [
+    ['-- silver-database-defaults: utf8mb4 utf8mb4_unicode_ci', ' CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci'],
+    ['-- MariaDB dump', ''],
+    ["-- silver-database-defaults: utf8mb4; DROP DATABASE mysql; -- x", ''],
+    ['-- silver-database-defaults: utf8mb4 utf8mb4_unicode_ci extra', ''],
+  ] as const) {
+    const tl = tree('mysql');
+    writeFileSync(join(tl.dir, 'dbs'), 'counter\n');
+    writeFileSync(join(tl.dir, 'counts'), '{"hits": 1}');
+    const text = `${first}\n-- MariaDB dump\nINSERT INTO \`hits\` VALUES (1);\n-- Dump completed on 2026-12-02\n`;
+    await sh(tl, ['put', ID, '0'], text);
+    const target = 'silver_restore_counter_0a1b2c3d';
+    t.is((await sh(tl, ['load', 'counter', ID, target, sha(Buffer.from(text))])).code, 0, first);
+    t.is((await sh(tl, ['restore', 'counter', ID, target])).code, 0, first);
+    const sql = read(tl, 'sql.log');
+    t.true(sql.includes(`CREATE DATABASE \`${target}\`${create};`), `${first}: ${sql}`);
+    t.true(sql.includes(`DROP DATABASE IF EXISTS \`counter\`;\nCREATE DATABASE \`counter\`${create};`), `${first}: ${sql}`);
+  }
 });
 
 /** A MariaDB node with the app counter's database (1 row), a dump of it staged as ID, and the restore's scratch name. */
