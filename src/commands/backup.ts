@@ -30,6 +30,15 @@ const appsOf = (ns: Nodeset) => [...new Set(ns.locations.map((l) => l.app))];
 /** What an app's name (or its database's) can be. */
 const APP_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
+/**
+ * An app of the locations, or an orphan (a database no app of the file has: backed up under its
+ * own name) whose backups are kept in `base`; anything else is checkApp's bad input.
+ */
+function checkKept(ns: Nodeset, app: string, base: string): void {
+  if (appsOf(ns).includes(app) || (APP_NAME.test(app) && listBackups(base, ns.name, app).some((b) => b.manifest))) return;
+  checkApp(ns, app);
+}
+
 function checkApp(ns: Nodeset, app: string): void {
   if (!appsOf(ns).includes(app)) throw new ExitError(`app "${app}" is not in the locations of ${ns.file} (it serves: ${appsOf(ns).join(', ') || 'nothing'})`, 2);
 }
@@ -391,7 +400,7 @@ export interface BackupListing {
 
 /** `silver backups FILE`: the backups kept on this machine for the nodeset (nothing is asked of the nodes). */
 export function listBackupsOf(ns: Nodeset, rt: Runtime, opts: { from?: string; app?: string } = {}): BackupListing[] {
-  if (opts.app !== undefined) checkApp(ns, opts.app);
+  if (opts.app !== undefined) checkKept(ns, opts.app, backupsBase(rt.state.root, opts.from));
   return listBackups(backupsBase(rt.state.root, opts.from), ns.name, opts.app).map((b) => ({
     app: b.app,
     stamp: b.stamp,
@@ -475,8 +484,8 @@ export interface VerifyReport {
  * the manifest's fails without being sent. Recorded next to the backup and in the nodes' record.
  */
 export async function verifyBackups(ns: Nodeset, rt: Runtime, opts: { app?: string; backup?: string; from?: string } = {}): Promise<VerifyReport> {
-  if (opts.app !== undefined) checkApp(ns, opts.app);
   const base = backupsBase(rt.state.root, opts.from);
+  if (opts.app !== undefined) checkKept(ns, opts.app, base);
   let picked: StoredBackup[];
   if (opts.backup) picked = [resolveBackup(base, ns.name, opts.app ?? null, opts.backup)];
   else {
@@ -508,7 +517,10 @@ export async function verifyBackups(ns: Nodeset, rt: Runtime, opts: { app?: stri
     }
     const changes: Record<string, Partial<BackupEntry>> = {};
     for (const r of report.results) {
-      if (!appsOf(ns).includes(r.app)) continue;
+      if (!appsOf(ns).includes(r.app)) {
+        report.notes.push(`${r.app}: not in the locations of ${ns.file} (an orphan's backup): verified, not recorded in the nodes' record of backups`);
+        continue;
+      }
       // (a backup of another nodeset — a folder given whole — verified here says nothing of this
       // nodeset's own backups: replace-node's gate asks for those)
       const of = picked.find((b) => b.dir === r.path)?.manifest?.nodeset;

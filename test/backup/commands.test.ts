@@ -117,6 +117,16 @@ test('backup: the database of an app taken out of the file (an orphan) is backed
 
   const one = await backup(d.ns, d.rt, { app: 'old_shop' });
   t.deepEqual(one.backups.map((b) => [b.app, b.orphan]), [['old_shop', true]]);
+  // Its backups are listed and verified by its name too; a verification is said, not recorded.
+  const listed = await cli(d, ['backups', '/n/shop.conf', '--app', 'old_shop', '--json']);
+  t.is(listed.code, 0, listed.err);
+  t.deepEqual((JSON.parse(listed.out) as { app: string }[]).map((b) => b.app), ['old_shop', 'old_shop']);
+  const verified = await cli(d, ['backup', '--verify', '/n/shop.conf', '--app', 'old_shop', '--json']);
+  t.is(verified.code, 0, verified.err);
+  const vr = JSON.parse(verified.out) as { results: { app: string; ok: boolean }[]; notes: string[] };
+  t.deepEqual(vr.results.map((r) => [r.app, r.ok]), [['old_shop', true]]);
+  t.true(vr.notes.some((n) => n.startsWith('old_shop: not in the locations of /n/shop.conf (an orphan\'s backup): verified, not recorded')), vr.notes.join(' | '));
+  t.is((stateOn(d.nodes, DB, 'backups') as { apps: Record<string, { lastVerified: string | null }> }).apps['old_shop']?.lastVerified ?? null, null, 'not recorded as verified');
   const none = await cli(d, ['backup', '/n/shop.conf', '--app', 'nosuch']);
   t.is(none.code, 2);
   t.regex(none.err, /app "nosuch" is not in the locations of \/n\/shop\.conf \(it serves: /);
