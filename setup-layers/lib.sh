@@ -702,9 +702,11 @@ WATCH_ROOTS=''
 # other programs share)
 WATCH_MAX_DIRS=4000
 
-# _watch_idle: the watcher's process (watch.pid) is inotifywait, asleep — no event is waiting for
-# it to read (an event queued makes it runnable at once). By the shell, without a process.
+# _watch_idle: the watcher runs (its invocation link), has said nothing, and its process
+# (watch.pid) is inotifywait, asleep — no event is waiting for it to read (an event queued makes
+# it runnable at once). By the shell, without a process.
 _watch_idle() {
+  [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] || return 1
   _wp='' _ws=''
   read -r _wp < "$FP_DIR/watch.pid" || return 1
   case "$_wp" in '' | 0 | *[!0-9]*) return 1 ;; esac
@@ -715,7 +717,7 @@ _watch_idle() {
 # _watch_ready: the watcher runs — the invocation that was started, on the roots of this run
 # (_roots), its watches found whole — has seen nothing and is idle.
 _watch_ready() {
-  [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.ok" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] || return 1
+  [ -f "$FP_DIR/watch.ok" ] || return 1
   _wr='' _wi=''
   read -r _wr < "$FP_DIR/watch.roots" || return 1
   [ "$_wr" = "${_roots# }" ] || return 1
@@ -799,9 +801,10 @@ fingerprint_begin() {
   : > "$SILVER_TRACK.ok"
   # (a walk like the probe's first: a file system may note a folder's first reading in its change
   # time, as an overlay does, and that must not count as a change)
-  find /etc /usr/local/lib/silverlining /root/.ssh -ctime -1 -name '' > /dev/null 2>&1 || true
-  # (the watcher's watches in place before the time this run began)
   _fp_roots
+  # shellcheck disable=SC2086 # (the roots, split on purpose: no space, no pattern)
+  find $_roots -ctime -1 -name '' > /dev/null 2>&1 || true
+  # (the watcher's watches in place before the time this run began)
   _watch_begin
   # The boot time as the clock has it, now (a step of the clock from here on is seen), and the
   # time this run began as the next probe compares: 10 ms after now, then 30 ms of wait (the
@@ -1030,7 +1033,7 @@ fast_probe() {
   # nothing and is idle, not walked: the paths a helper checked there, and its invocation link
   # (made anew, newer, if it started again), points instead
   _walk=$FP_ROOTS _link=''
-  if [ "$FP_WATCH" = 1 ] && [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] && _watch_idle; then _walk='' _link="$WATCH_LINK $FP_WPOINTS"; fi
+  if [ "$FP_WATCH" = 1 ] && _watch_idle; then _walk='' _link="$WATCH_LINK $FP_WPOINTS"; fi
   for _r in $_walk; do set -- "$@" -path "$_r" -o -path "$_r/*" -o; done
   _MISS='a watched path is gone'
   # shellcheck disable=SC2086 # (paths checked when written: no space, no pattern)
