@@ -42,7 +42,8 @@ export interface DumpHeader {
 
 const SHA = /^[0-9a-f]{64}$/;
 const STAMP = /^\d{8}T\d{6}Z(?:-\d{1,3})?$/;
-const APP = /^[a-z][a-z0-9_-]{0,31}$/;
+/** What an app's name (or its database's, for an orphan's backups) can be: a backup folder's name. */
+export const APP_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 const FILE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
 
 export const isStamp = (s: string): boolean => STAMP.test(s);
@@ -120,7 +121,7 @@ export function parseManifest(text: string): Manifest {
     time: str('time'),
     seconds: typeof v['seconds'] === 'number' ? v['seconds'] : 0,
   };
-  if (!APP.test(m.app)) throw new Error(`manifest.json: app "${m.app}" is not an app name`);
+  if (!APP_NAME.test(m.app)) throw new Error(`manifest.json: app "${m.app}" is not an app name`);
   const svc = SERVICES.get(m.service);
   if (!svc) throw new Error(`manifest.json: service "${m.service}" is not one silver knows`);
   if (m.database !== svc.dbName(m.app)) throw new Error(`manifest.json: database "${m.database}" is not ${m.app}'s on ${m.service}`);

@@ -1,4 +1,5 @@
 import type { Session } from '../deploy/session.js';
+import { APP_NAME } from './manifest.js';
 import type { Versioned } from '../deploy/shared-state.js';
 
 /**
@@ -31,7 +32,7 @@ export function sanitizeBackups(raw: unknown): Record<string, BackupEntry> {
   const apps = raw && typeof raw === 'object' ? (raw as { apps?: unknown }).apps : null;
   if (!apps || typeof apps !== 'object') return out;
   for (const [app, v] of Object.entries(apps as Record<string, unknown>)) {
-    if (!/^[a-z][a-z0-9_-]{0,31}$/.test(app) || !v || typeof v !== 'object') continue;
+    if (!APP_NAME.test(app) || !v || typeof v !== 'object') continue;
     const e = v as Record<string, unknown>;
     out[app] = {
       lastBackup: str(e['lastBackup']),

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ExitError } from '../diagnostics.js';
-import { isStamp, parseManifest, type Manifest } from './manifest.js';
+import { APP_NAME, isStamp, parseManifest, type Manifest } from './manifest.js';
 
 /**
  * Backups on the machine that runs silver: `BASE/NODESET/APP/STAMP/` holding the dump
@@ -43,7 +43,7 @@ export function backupsBase(stateRoot: string, to?: string): string {
 
 /** An app's backup folder: the name is an app's (or a database's) — never empty, never a path. */
 export function appFolder(base: string, nodeset: string, app: string): string {
-  if (!/^[a-z][a-z0-9_-]{0,31}$/.test(app)) throw new Error(`not an app's name for a backup folder: ${JSON.stringify(app)}`);
+  if (!APP_NAME.test(app)) throw new Error(`not an app's name for a backup folder: ${JSON.stringify(app)}`);
   return join(base, nodeset, app);
 }
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { underDeployLock, Stopped, type Steps } from '../backup/lock.js';
-import { compareCounts, countsLine, parseDumpHeader, stampFor, totalRows, type DumpHeader, type Manifest } from '../backup/manifest.js';
+import { APP_NAME, compareCounts, countsLine, parseDumpHeader, stampFor, totalRows, type DumpHeader, type Manifest } from '../backup/manifest.js';
 import { ageText, recordBackups, type BackupEntry } from '../backup/record.js';
 import { heldStamps, readReplaceRecord } from '../backup/replace-record.js';
 import { backupsBase, fileSum, listBackups, PartialBackup, pruneBackups, resolveBackup, writeNote, type StoredBackup } from '../backup/store.js';
@@ -27,8 +27,6 @@ import type { ServiceDescriptor } from '../services/types.js';
  */
 
 const appsOf = (ns: Nodeset) => [...new Set(ns.locations.map((l) => l.app))];
-/** What an app's name (or its database's) can be. */
-const APP_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /**
  * An app of the locations, or an orphan (a database no app of the file has: backed up under its
@@ -37,6 +35,15 @@ const APP_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 function checkKept(ns: Nodeset, app: string, base: string): void {
   if (appsOf(ns).includes(app) || (APP_NAME.test(app) && listBackups(base, ns.name, app).some((b) => b.manifest))) return;
   checkApp(ns, app);
+}
+
+/**
+ * `--app` of a command that asks the service nodes: an app of the locations, or a name an
+ * orphan's database could have (the nodes tell); anything else — or any other name in a nodeset
+ * without services — is checkApp's bad input.
+ */
+function checkAppOrOrphan(ns: Nodeset, app: string | undefined): void {
+  if (app !== undefined && !appsOf(ns).includes(app) && (!APP_NAME.test(app) || ns.services.length === 0)) checkApp(ns, app);
 }
 
 function checkApp(ns: Nodeset, app: string): void {
@@ -142,8 +149,7 @@ export async function appDatabases(s: Session, only?: string, orphans = false, s
  * leaves nothing behind and makes the exit code 1; the others go on.
  */
 export async function backup(ns: Nodeset, rt: Runtime, opts: BackupOptions = {}): Promise<BackupReport> {
-  // (an app the locations do not name may be an orphan: its database is looked for below)
-  if (opts.app !== undefined && !appsOf(ns).includes(opts.app) && (!APP_NAME.test(opts.app) || ns.services.length === 0)) checkApp(ns, opts.app);
+  checkAppOrOrphan(ns, opts.app);
   if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to back up`, 1);
   const base = backupsBase(rt.state.root, opts.to);
   const s = await Session.open(ns, rt, ns.services.map((n) => `service:${n}`));
@@ -289,8 +295,7 @@ async function backupOne(
  * from the node's snapshot, MariaDB's counted in the dump as it arrives.
  */
 export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string; to?: string } = {}): Promise<BackupReport> {
-  // (an app the locations do not name may be an orphan: its scheduled dumps are looked for below)
-  if (opts.app !== undefined && !appsOf(ns).includes(opts.app) && (!APP_NAME.test(opts.app) || ns.services.length === 0)) checkApp(ns, opts.app);
+  checkAppOrOrphan(ns, opts.app);
   if (ns.services.length === 0) throw new ExitError(`nodeset ${ns.name} has no database service: nothing to pull`, 1);
   const base = backupsBase(rt.state.root, opts.to);
   // (a service node that is gone is no reason to stop: its dumps' copies are on the copy node)
@@ -310,23 +315,21 @@ export async function pullBackups(ns: Nodeset, rt: Runtime, opts: { app?: string
       // (from a copy, the pieces come through the copy node's silver-backup)
       const via: ServiceDescriptor = node === dumpedOn ? svc : { ...svc, helper: 'silver-backup' };
       // (the dumps of a database no app of the file has — an orphan, as silver backup takes it —
-      // under its own name; a name that cannot be one is said, once)
-      const orphans: string[] = [];
+      // under its own name; each such database said once, a name that cannot be one not pulled)
+      const said = new Set<string>();
       for (const [db, stamp] of listed) {
         const named = appsOf(ns).find((a) => svc.dbName(a) === db);
-        const problem = named ? null : orphanProblem(db, svc, appsOf(ns), [...orphanOf].filter(([, by]) => by !== svc.name).map(([n]) => n));
-        if (problem) {
-          if (!orphans.includes(`!${db}`)) report.notes.push(`${node}: ${problem}: its scheduled backups not pulled`);
-          orphans.push(`!${db}`);
-          unsaved++;
-          continue;
+        if (!named) {
+          const problem = orphanProblem(db, svc, appsOf(ns), [...orphanOf].filter(([, by]) => by !== svc.name).map(([n]) => n));
+          if (!said.has(db)) {
+            said.add(db);
+            if (problem) unsaved++;
+            else orphanOf.set(db, svc.name);
+            report.notes.push(problem ? `${node}: ${problem}: its scheduled backups not pulled` : `${db}: not in the locations of ${ns.file}; the scheduled backups of its ${svc.name} database are pulled all the same`);
+          }
+          if (problem) continue;
         }
         const app = named ?? db;
-        if (!named && !orphans.includes(db)) {
-          orphans.push(db);
-          orphanOf.set(db, svc.name);
-          report.notes.push(`${app}: not in the locations of ${ns.file}; the scheduled backups of its ${svc.name} database are pulled all the same`);
-        }
         if (opts.app && app !== opts.app) continue;
         if (listBackups(base, ns.name, app).some((b) => b.stamp === stamp)) continue;
         const r = await backupOne(s, { app, svc: via, node, db }, base, () => undefined, () => null, {
