@@ -62,8 +62,9 @@ export class SetupLock {
 }
 
 /**
- * setup-node's own lock (null when no node has silver-state yet), taken after the node list was
- * read: that list is read again under the lock and must be the one the scripts were built from.
+ * setup-node's own lock (with no node set up yet, one no node grants: see lockWhereInstalled),
+ * taken after the node list was read: that list is read again under the lock and must be the one
+ * the scripts were built from.
  */
 export function setupLockTaker(ns: Nodeset, rt: Runtime, remote: Remote, nodes: NodeTargets): (token: string) => Promise<Lease> {
   return async (token) => {
