@@ -267,7 +267,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
   program
     .command('restore')
     .description("replace an app's database with a backup (asks first): under the deploy lock, the app in maintenance on the balancers, the rows checked against the manifest")
-    .argument('<app>', 'the app name')
+    .argument('<app>', "the app name (of an app no longer in the locations: its database's name, as silver backups lists it)")
     .argument('<nodeset>', 'the nodeset file (.conf)')
     .argument('<backup>', 'a stamp (silver backups lists them), a backup folder, or latest')
     .option('-y, --yes', 'do not ask for confirmation')

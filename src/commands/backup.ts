@@ -34,6 +34,9 @@ const appsOf = (ns: Nodeset) => [...new Set(ns.locations.map((l) => l.app))];
  */
 function checkKept(ns: Nodeset, app: string, base: string): void {
   if (appsOf(ns).includes(app) || (APP_NAME.test(app) && listBackups(base, ns.name, app).some((b) => b.manifest))) return;
+  // (an orphan's backups are kept under its database's name: MariaDB's for old-shop is old_shop)
+  const kept = APP_NAME.test(app) ? ns.services.map((n) => service(n).dbName(app)).find((db) => db !== app && listBackups(base, ns.name, db).some((b) => b.manifest)) : undefined;
+  if (kept) throw new ExitError(`app "${app}" is not in the locations of ${ns.file}; the backups of its database are kept under its database's name: ${kept}`, 2);
   checkApp(ns, app);
 }
 
@@ -613,13 +616,16 @@ export interface RestoreReport {
  * app's database untouched), then makes it the app's database and counts again.
  */
 export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string, opts: { yes?: boolean; from?: string } = {}): Promise<RestoreReport> {
-  checkApp(ns, app);
-  const b = resolveBackup(backupsBase(rt.state.root, opts.from), ns.name, app, arg);
+  const base = backupsBase(rt.state.root, opts.from);
+  checkKept(ns, app, base);
+  // (an orphan: a database no app of the locations has, its backups kept under its name)
+  const orphan = !appsOf(ns).includes(app);
+  const b = resolveBackup(base, ns.name, app, arg);
   const m = b.manifest!;
   if (!ns.services.includes(m.service)) throw new ExitError(`${b.dir} is a ${m.service} backup; nodeset ${ns.name} has no [service:${m.service}]`, 2);
   const bad = localProblems(b);
   if (bad.length > 0) throw new ExitError(`${b.dir}: ${bad.join('; ')}: nothing was sent, nothing restored`, 1);
-  const question = `Restore ${app}'s ${m.service} database ${m.database} on nodeset ${ns.name} from backup ${m.stamp} (${m.time}${m.nodeset !== ns.name ? `, of nodeset ${m.nodeset}` : ''})? Everything written to it since is lost.`;
+  const question = `Restore ${orphan ? `the ${m.service} database ${m.database} (an app no longer in the locations)` : `${app}'s ${m.service} database ${m.database}`} on nodeset ${ns.name} from backup ${m.stamp} (${m.time}${m.nodeset !== ns.name ? `, of nodeset ${m.nodeset}` : ''})? Everything written to it since is lost.`;
   if (!opts.yes && !(await rt.confirm(question))) throw new ExitError('nothing restored (answer y, or pass -y)', 1);
   const t0 = rt.now();
   const s = await Session.open(ns, rt, [`service:${m.service}`]);
@@ -628,12 +634,15 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
   const say = (t: string) => rt.io.err(t);
   try {
     await s.checkHelpers([m.service]);
+    if (orphan) await orphanThere(s, node, m);
     await underDeployLock(s, `restore ${app}`, async (steps) => {
-      const balanced = ns.nodes.some((n) => n.role === 'balancer');
+      // (an orphan's database serves no location: no balancer has an entry for it)
+      const balanced = !orphan && ns.nodes.some((n) => n.role === 'balancer');
       let previous: ModeEntry | null = null;
       let held = false;
       try {
-        if (!balanced) report.maintenance = 'none: the nodeset has no balancer, so the app kept serving while it was restored';
+        if (orphan) report.maintenance = 'none: no location serves it (an app no longer in the locations)';
+        else if (!balanced) report.maintenance = 'none: the nodeset has no balancer, so the app kept serving while it was restored';
         if (balanced) {
           // (held on the nodes: a run killed from here on leaves the app in maintenance, and the
           // next restore puts back the entry from before this one)
@@ -671,6 +680,21 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
   report.ok = report.replaced && report.problems.length === 0 && !report.interrupted;
   report.seconds = (rt.now() - t0) / 1000;
   return report;
+}
+
+/**
+ * An orphan's backup restores into its database as it stands on the service node (its owner, its
+ * users and their grants are there; silver makes them only for an app of the locations): the
+ * node must list that database, and it must be no app's of the file.
+ */
+async function orphanThere(s: Session, node: string, m: Manifest): Promise<void> {
+  const svc = service(m.service);
+  const listed = (await s.remote.run(node, `listing the ${m.service} databases`, dbVerbs.list(svc))).split('\n').includes(`db ${m.database}`);
+  if (!listed) throw new ExitError(`${node} has no ${m.service} database ${m.database}: an orphan's backup restores only into its database as it stands there; to restore it elsewhere, put its app back in the locations, run silver update, then silver restore: nothing restored`, 1);
+  const owner = appsOf(s.ns).find((a) => svc.dbName(a) === m.database);
+  if (owner) throw new ExitError(`${node}: the ${m.service} database ${m.database} is app ${owner}'s now: restore ${owner}'s own backups (silver restore ${owner}); nothing restored`, 1);
+  const problem = orphanProblem(m.database, svc, appsOf(s.ns), []);
+  if (problem) throw new ExitError(`${node}: ${problem}: nothing restored`, 1);
 }
 
 /**

@@ -577,3 +577,60 @@ test('verify: a backup of another nodeset (its folder given whole) is verified b
   const rec = stateOn(d.nodes, DB, 'backups') as { apps: Record<string, { verifyOk?: boolean }> } | null;
   t.falsy(rec?.apps['hello']?.verifyOk);
 });
+
+test('restore of an orphan (an app taken out of the file), by its database\'s name: under the lock, into its database as it stands, no balancer asked; MariaDB\'s underscore name is said for the dashed one', async (t) => {
+  const d = await setup();
+  d.nodes.database(DB, 'old_shop', { 'public.orders': 7 });
+  d.nodes.database(MY, 'old_wiki', { pages: 2 });
+  await backup(d.ns, d.rt);
+  d.nodes.database(DB, 'old_shop', { 'public.orders': 1 });
+  const before = d.nodes.calls.length;
+  const r = await cli(d, ['restore', 'old_shop', '/n/shop.conf', 'latest', '-y', '--json']);
+  t.is(r.code, 0, r.err);
+  const rep = JSON.parse(r.out) as { ok: boolean; database: string; maintenance: string };
+  t.true(rep.ok);
+  t.is(rep.maintenance, 'none: no location serves it (an app no longer in the locations)');
+  t.deepEqual(d.nodes.dbs.get(DB)!.get('old_shop'), { 'public.orders': 7 }, 'the rows are back');
+  const calls = d.nodes.calls.slice(before);
+  t.false(calls.some((c) => c.argv[2]?.endsWith('silver-balancer')), 'no balancer is asked');
+  t.deepEqual(
+    calls.filter((c) => c.node === DB && c.argv[2]?.endsWith('silver-db-postgresql')).map((c) => c.argv.slice(3).join(' ').replace(/\b[a-f0-9]{12}\b/g, 'ID').replace(/_[a-f0-9]{8}\b/g, '_X').replace(/\b[a-f0-9]{64}\b/g, 'SHA')),
+    ['list', 'put ID 0', 'load old_shop ID silver_restore_old_shop_X SHA', 'restore old_shop ID silver_restore_old_shop_X', 'drop old_shop silver_restore_old_shop_X', 'forget ID'],
+  );
+  t.is(d.nodes.state.get(DB)!.get('lock'), undefined, 'the lock is released');
+  // MariaDB keeps old-wiki's database as old_wiki: that name restores it; the dashed one says so.
+  const dashed = await cli(d, ['restore', 'old-wiki', '/n/shop.conf', 'latest', '-y']);
+  t.is(dashed.code, 2);
+  t.regex(dashed.err, /app "old-wiki" is not in the locations of \/n\/shop\.conf; the backups of its database are kept under its database's name: old_wiki/);
+  t.is((await cli(d, ['backups', '/n/shop.conf', '--app', 'old-wiki'])).code, 2);
+  d.nodes.database(MY, 'old_wiki', { pages: 0 });
+  const my = await cli(d, ['restore', 'old_wiki', '/n/shop.conf', 'latest', '-y']);
+  t.is(my.code, 0, my.err);
+  t.deepEqual(d.nodes.dbs.get(MY)!.get('old_wiki'), { pages: 2 });
+});
+
+test('restore of an orphan whose database is no longer on the node, or whose name is now an app\'s database, refuses before anything is sent: exit 1', async (t) => {
+  const d = await setup();
+  d.nodes.database(DB, 'old_shop', { 'public.orders': 7 });
+  await backup(d.ns, d.rt, { app: 'old_shop' });
+  d.nodes.dbs.get(DB)!.delete('old_shop');
+  const before = d.nodes.calls.length;
+  const gone = await cli(d, ['restore', 'old_shop', '/n/shop.conf', 'latest', '-y']);
+  t.is(gone.code, 1);
+  t.regex(gone.err, /db\.shop\.test has no postgresql database old_shop: an orphan's backup restores only into its database as it stands there; to restore it elsewhere, put its app back in the locations, run silver update, then silver restore: nothing restored/);
+  const sent = d.nodes.calls.slice(before).filter((c) => c.argv[2]?.endsWith('silver-db-postgresql')).map((c) => c.argv[3]);
+  t.deepEqual(sent, ['list'], 'only asked: nothing sent, nothing restored');
+  t.is(d.nodes.state.get(DB)!.get('lock'), undefined, 'no lock taken');
+  // A folder of backups named for what is now an app's database (MariaDB's my_blog is my-blog's).
+  await backup(d.ns, d.rt, { app: 'my-blog' });
+  const from = join(d.base, 'my-blog', '20261202T100000Z');
+  const to = join(d.base, 'my_blog', '20261202T100000Z');
+  mkdirSync(to, { recursive: true });
+  writeFileSync(join(to, 'my_blog.sql'), readFileSync(join(from, 'my-blog.sql')));
+  const m = JSON.parse(readFileSync(join(from, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(to, 'manifest.json'), JSON.stringify({ ...m, app: 'my_blog', file: 'my_blog.sql' }));
+  const mine = await cli(d, ['restore', 'my_blog', '/n/shop.conf', 'latest', '-y']);
+  t.is(mine.code, 1, mine.err);
+  t.regex(mine.err, /mysql\.shop\.test: the mysql database my_blog is app my-blog's now: restore my-blog's own backups \(silver restore my-blog\); nothing restored/);
+  t.false(d.nodes.verbs(MY, 'silver-db-mysql').some((v) => /^(put|load|restore) /.test(v)), 'nothing sent');
+});
