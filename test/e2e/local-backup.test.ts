@@ -1,4 +1,5 @@
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -265,4 +266,43 @@ run("attack: an app that sets its database's search_path to put its own count() 
   t.is(await pg("SELECT rolsuper FROM pg_roles WHERE rolname = 'hello';"), 'f', 'the backup ran no code of the app as the superuser');
   t.is((await on(DB, 'test -e /var/lib/postgresql/pwned && cat /var/lib/postgresql/pwned || echo none')).trim(), 'none', 'no shell command ran as postgres');
   await pg('ALTER DATABASE hello RESET search_path; DROP SCHEMA trap CASCADE;');
+});
+
+run('attack: a MariaDB dump changed to reach another database, or to make a trigger that runs as root, is refused by the account that loads it: the other database and the app\'s are untouched, no trigger, no loading account left', async (t) => {
+  const root = async (sql: string) => (await on(MY, `printf %s ${b64(sql)} | base64 -d | mariadb -N -B`)).trim();
+  await root('CREATE DATABASE victim; CREATE TABLE victim.t (n int); INSERT INTO victim.t VALUES (1), (2);');
+  const b0 = await silver(['backup', file, '--app', 'counter'], env);
+  t.is(b0.code, 0, b0.stdout + b0.stderr);
+  const b = await latest('counter');
+  const m = manifestOf(b);
+  const dump = join(b.path, m.file);
+  const keep = readFileSync(dump, 'utf8');
+  const hits = await my('SELECT COUNT(*) FROM hits');
+  // (whoever can write the backups folder can write the manifest's sums too)
+  const tamper = (extra: string) => {
+    const text = keep.replace(/^-- Dump completed/m, `${extra}\n-- Dump completed`);
+    writeFileSync(dump, text);
+    const sum = createHash('sha256').update(text).digest('hex');
+    writeFileSync(join(b.path, 'manifest.json'), readFileSync(join(b.path, 'manifest.json'), 'utf8').replace(/"sha256": "[0-9a-f]{64}"/, `"sha256": "${sum}"`).replace(/"size": \d+/, `"size": ${Buffer.byteLength(text)}`));
+  };
+  try {
+    tamper('DROP DATABASE victim;\nDROP TABLE counter.hits;');
+    const r = await silver(['restore', 'counter', file, 'latest', '-y'], env);
+    t.is(r.code, 1, r.stdout + r.stderr);
+    t.regex(r.stdout, /counter: restore from \S+ FAILED: .*Access denied for user 'silver_load_[a-z0-9]{8}'@'localhost' to database 'victim'.*; counter was not changed/);
+    t.is(await root('SELECT COUNT(*) FROM victim.t'), '2', 'the other database is untouched');
+    t.is(await my('SELECT COUNT(*) FROM hits'), hits, 'the app\'s database is untouched');
+
+    tamper('DELIMITER ;;\nCREATE DEFINER=`root`@`localhost` TRIGGER pwn BEFORE INSERT ON hits FOR EACH ROW SET NEW.role = CURRENT_USER() ;;\nDELIMITER ;');
+    const v = await silver(['backup', '--verify', file, '--app', 'counter'], env);
+    t.is(v.code, 1, v.stdout + v.stderr);
+    t.regex(v.stdout, /counter: backup \S+ verification FAILED: .*the dump makes triggers, views, routines or events that run as another user than counter's \(root@localhost\): refused, nothing restored/);
+    t.is(await root("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_NAME = 'pwn'"), '0', 'no trigger of root\'s anywhere');
+  } finally {
+    rmSync(b.path, { recursive: true, force: true });
+    await root('DROP DATABASE IF EXISTS victim;');
+  }
+  t.is(await root("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'silver\\_load\\_%'"), '0', 'no loading account is left');
+  t.is(await root("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'silver\\_%'"), '0', 'no throw-away database is left');
+  t.is((await on(MY, 'ls /var/lib/silverlining/services/mysql | grep -c cnf || true')).trim(), '0', 'no option file is left');
 });

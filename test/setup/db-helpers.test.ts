@@ -91,6 +91,11 @@ sql = sys.stdin.read()
 with open(os.path.join(T, 'sql.log'), 'a') as f: f.write(sql + '--\\n')
 args = [a for a in sys.argv[1:] if not a.startswith('-') and a != 'root']
 if args:
+    # (a load: the option file it was given, as it was then, and its mode)
+    for a in sys.argv[1:]:
+        if a.startswith('--defaults-extra-file='):
+            p = a.split('=', 1)[1]
+            with open(os.path.join(T, 'loader.seen'), 'a') as f: f.write(p + '\\n' + open(p).read() + '%o\\n' % (os.stat(p).st_mode & 0o777))
     if os.path.exists(os.path.join(T, 'load.fail')): sys.stderr.write('ERROR 1064 at line 3\\n'); sys.exit(1)
     sys.exit(0)
 dbs = lines('dbs')
@@ -104,6 +109,8 @@ for line in sql.split('\\n'):
     if line.startswith('SELECT VERSION()'): print('10.11.6-MariaDB (fake)')
     if 'information_schema.SCHEMATA' in line and os.path.exists(os.path.join(T, 'defaults')): print(open(os.path.join(T, 'defaults')).read().strip())
     if line.startswith('SELECT COUNT(*) FROM mysql.global_priv'): print('0')
+    if line.startswith('SELECT DEFINER FROM information_schema.TRIGGERS'):
+        for d in lines('definers'): print(d)
     m = re.match(r"SELECT CONCAT\\('GRANT ALL PRIVILEGES ON \`(.*?)\`", line)
     if m: print("GRANT ALL PRIVILEGES ON \`%s\`.* TO 'x'@'10.0.0.2';" % m.group(1))
 if 'JSON_OBJECTAGG' in sql: print('counts ' + (open(os.path.join(T, 'counts')).read().strip() if os.path.exists(os.path.join(T, 'counts')) else '{}'))
@@ -566,8 +573,9 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.is(ok.code, 0, ok.stderr);
   t.is(ok.stdout, 'counts {"hits": 1}\n');
   t.deepEqual(dbs(tr), ['counter', target]);
-  // (--sandbox: a dump's \\! or \\. is refused, never run as root)
-  t.true(calls(tr).includes(`mariadb --sandbox -u root ${target}`), calls(tr).join('\n'));
+  // (--sandbox: a dump's \\! or \\. is refused; loaded by an account of the load's own, never root)
+  t.true(calls(tr).some((c) => new RegExp(`^mariadb --defaults-extra-file=\\S+/silver_load_[a-z0-9]{8}\\.cnf --sandbox ${target}$`).test(c)), calls(tr).join('\n'));
+  t.false(calls(tr).some((c) => c.includes(`-u root ${target}`) || c.includes(`root ${target}`)), 'never root');
   t.regex(read(tr, 'sql.log'), /START TRANSACTION WITH CONSISTENT SNAPSHOT;/);
   const r = await sh(tr, ['restore', 'counter', ID, target]);
   t.is(r.code, 0, r.stderr);
@@ -577,7 +585,7 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.regex(sql, /DROP DATABASE IF EXISTS `counter`;\nCREATE DATABASE `counter`;/);
   t.regex(sql, /GRANT ALL PRIVILEGES ON `counter`\.\* TO 'x'@'10\.0\.0\.2';/);
   t.regex(sql, /DROP DATABASE IF EXISTS `silver_restore_counter_0a1b2c3d`;/);
-  t.true(calls(tr).includes('mariadb --sandbox -u root counter'));
+  t.true(calls(tr).some((c) => /^mariadb --defaults-extra-file=\S+\.cnf --sandbox counter$/.test(c)), calls(tr).join('\n'));
   // A load that fails leaves no database behind.
   writeFileSync(join(tr.dir, 'load.fail'), '');
   const failed = await sh(tr, ['load', 'counter', ID, 'silver_verify_counter_00000000', sha(dump)]);
@@ -596,7 +604,7 @@ test('MariaDB: a restore cut short (its load fails, as a kill or a reboot would 
   t.is(readFileSync(join(tr.svc, 'incomplete-counter'), 'utf8'), `${ID}\n`);
   const refused = await sh(tr, ['dump', 'counter', 'bbbbbbbbbbbb']);
   t.is(refused.code, 1);
-  t.regex(refused.stderr, /counter is incomplete: a restore of it was cut short \(killed, a reboot\); restore it again \(silver restore\) before it is dumped/);
+  t.regex(refused.stderr, /counter is incomplete: a restore of it was cut short \(killed, a reboot, a load that failed\); restore it again \(silver restore\) before it is dumped/);
   t.false(existsSync(join(tr.staged, 'bbbbbbbbbbbb')), 'nothing staged');
   rmSync(join(tr.dir, 'load.fail'));
   const again = await sh(tr, ['restore', 'counter', ID, target]);
@@ -666,4 +674,64 @@ test('PostgreSQL ensure: two sessions whatever there is (what exists, then what 
   t.is(bad.code, 1);
   t.regex(bad.stderr, /role hello has superuser, createrole, createdb, replication or bypassrls rights: refusing/);
   t.notRegex(read(tr, 'sql.log'), /ALTER|CREATE|REVOKE/);
+});
+
+test('attack: a MariaDB dump is loaded by an account of its own with rights on the one database it fills (and SET USER), its password in a file of root\'s, never on a command line; the account and the file go, whatever ends the load', async (t) => {
+  const { tr, dump, target } = await stagedCounter();
+  const ok = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
+  t.is(ok.code, 0, ok.stderr);
+  const [path, , user, password, mode] = read(tr, 'loader.seen').split('\n');
+  const name = /^user=(silver_load_[a-z0-9]{8})$/.exec(user!)?.[1];
+  t.truthy(name, user);
+  t.regex(password!, /^password=[A-Za-z0-9]{32}$/);
+  t.is(mode, '600');
+  t.is(path, join(tr.svc, `${name}.cnf`));
+  const pw = password!.slice('password='.length);
+  t.false(calls(tr).some((c) => c.includes(pw)), 'the password is on no command line');
+  const sql = read(tr, 'sql.log');
+  t.true(sql.includes(`CREATE USER '${name}'@'localhost' IDENTIFIED BY '${pw}';\nGRANT ALL PRIVILEGES ON \`${target}\`.* TO '${name}'@'localhost';\nGRANT SET USER ON *.* TO '${name}'@'localhost';`), sql);
+  t.true(sql.includes(`DROP USER IF EXISTS '${name}'@'localhost';`), 'the account is dropped');
+  t.false(existsSync(path!), 'its option file is removed');
+  // A load that fails drops the account and its file all the same.
+  writeFileSync(join(tr.dir, 'load.fail'), '');
+  rmSync(join(tr.dir, 'loader.seen'));
+  t.is((await sh(tr, ['load', 'counter', ID, 'silver_verify_counter_00000000', sha(dump)])).code, 1);
+  const failed = read(tr, 'loader.seen').split('\n');
+  t.false(existsSync(failed[0]!));
+  t.true(read(tr, 'sql.log').includes(`DROP USER IF EXISTS '${/^user=(.*)$/.exec(failed[2]!)![1]}'@'localhost';`));
+  t.deepEqual(readdirSync(tr.svc).filter((f) => f.endsWith('.cnf')), []);
+});
+
+test('attack: a MariaDB dump whose triggers, views, routines or events run as another user than the app\'s (root, another app) is refused: load leaves no database; restore leaves none of it either (the database marked incomplete)', async (t) => {
+  const { tr, dump, target } = await stagedCounter();
+  writeFileSync(join(tr.dir, 'definers'), 'counter@10.0.0.2\nroot@localhost\nshop@10.0.0.2\n');
+  const r = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /the dump makes triggers, views, routines or events that run as another user than counter's \(root@localhost shop@10\.0\.0\.2\): refused, nothing restored/);
+  t.deepEqual(dbs(tr), ['counter'], 'the throw-away database is dropped');
+  // (a definer that only begins with the app's name, or names no address, is another's)
+  for (const other of ['counter@10.0.0.2@x', 'counter_x@10.0.0.2', 'counter@localhost', 'counter@%']) {
+    writeFileSync(join(tr.dir, 'definers'), `${other}\n`);
+    t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 1, other);
+  }
+  writeFileSync(join(tr.dir, 'definers'), 'counter@10.0.0.2\ncounter@10.213.246.17\n');
+  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0, 'the app\'s own, from any app server');
+  // restore: the same check on the app's database, which is dropped when it fails.
+  writeFileSync(join(tr.dir, 'definers'), 'root@localhost\n');
+  const rr = await sh(tr, ['restore', 'counter', ID, target]);
+  t.is(rr.code, 1);
+  t.regex(rr.stderr, /run as another user than counter's \(root@localhost\)/);
+  t.false(dbs(tr).includes('counter'), 'none of the refused dump stays');
+  t.is(readFileSync(join(tr.svc, 'incomplete-counter'), 'utf8'), `${ID}\n`);
+});
+
+test('MariaDB: a dump\'s ALTER DATABASE lines (its collation switched around a routine) name the database it is loaded into, never the app\'s own while a copy loads', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
+  const dump = '-- MariaDB dump\nALTER DATABASE `counter` CHARACTER SET latin1 COLLATE latin1_swedish_ci ;\nDELIMITER ;;\nALTER DATABASE `counter` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci ;;\nDELIMITER ;\nINSERT INTO `t` VALUES (\'ALTER DATABASE `counter` x\');\n-- Dump completed on 2026-12-02\n';
+  await sh(tr, ['put', ID, '0'], dump);
+  const target = 'silver_verify_counter_0a1b2c3d';
+  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
+  const loaded = read(tr, 'sql.log').split('--\n').find((x) => x.startsWith('-- MariaDB dump'))!;
+  t.is(loaded, dump.replace('ALTER DATABASE `counter` CHARACTER SET latin1', `ALTER DATABASE \`${target}\` CHARACTER SET latin1`).replace('ALTER DATABASE `counter` CHARACTER SET utf8mb4', `ALTER DATABASE \`${target}\` CHARACTER SET utf8mb4`));
 });
