@@ -30,6 +30,9 @@ export function isSecretKey(key: string): boolean {
   return /(secret|password|passwd|token|api_key|apikey|private_key)/i.test(key) && key !== 'secret_file';
 }
 
+/** The shortest value redact() hides: a shorter one would hide every match of it in the text. */
+export const MIN_REDACTED = 4;
+
 /**
  * The text with every occurrence of these secret values (4 characters or more) as `[REDACTED]`:
  * the longest first (a short value inside a longer one must not break the longer one's match),
@@ -41,7 +44,7 @@ export function redact(text: string, values: Iterable<string>): string {
   const all = new Set<string>();
   for (const v of values) {
     for (const one of [v, ...(v.includes('\n') ? v.split('\n').map((l) => l.trim()) : [])]) {
-      if (one.length < 4) continue;
+      if (one.length < MIN_REDACTED) continue;
       for (const form of encodings(one)) all.add(form);
     }
   }

@@ -7,7 +7,7 @@ import { applyChanges, badSettingName, badSettingValue, envFile, fingerprint, pa
 import { ExitError } from '../diagnostics.js';
 import type { Nodeset } from '../nodeset/types.js';
 import type { Runtime } from '../runtime.js';
-import { redact } from '../secret.js';
+import { isSecretKey, MIN_REDACTED, redact } from '../secret.js';
 import { converge, GRACE_MS, nextInstance, pruneAll, readRollout, underLock } from './update.js';
 
 /**
@@ -85,6 +85,14 @@ export async function parseChanges(action: string, args: readonly string[], stdi
   return out;
 }
 
+/**
+ * The keys of the changes whose value is a secret's by its name (PASSWORD, TOKEN, …) but too
+ * short for the output's redaction (redact() passes over values under MIN_REDACTED characters).
+ */
+export function shortSecrets(changes: readonly SettingChange[]): string[] {
+  return changes.flatMap((c) => ('value' in c && c.value.length > 0 && c.value.length < MIN_REDACTED && isSecretKey(c.key) ? [c.key] : []));
+}
+
 function checkApp(ns: Nodeset, app: string): void {
   if (!ns.locations.some((l) => l.app === app)) throw new ExitError(`app "${app}" is not in the locations of ${ns.file}`, 2);
 }
@@ -120,6 +128,7 @@ export async function envChange(ns: Nodeset, app: string, changes: readonly Sett
   checkApp(ns, app);
   const secretValues = new Set(changes.flatMap((c) => ('value' in c ? [c.value] : [])));
   const rt: Runtime = { ...given, io: { out: (t) => given.io.out(redact(t, secretValues)), err: (t) => given.io.err(redact(t, secretValues)) } };
+  for (const key of shortSecrets(changes)) rt.io.err(`silver env set: warning: ${key} looks like a secret and its value is under ${MIN_REDACTED} characters: silver's output cannot hide a value that short (it would hide every match of it in the text); a longer one is hidden everywhere`);
   const t0 = rt.now();
   const graceMs = opts.graceMs ?? GRACE_MS;
   const s = await Session.open(ns, rt, ['appserver']);

@@ -250,3 +250,14 @@ test('a clear of the staged settings that reaches only some app servers (cut sho
   t.true(u.ok, JSON.stringify(u.failure));
   t.is(settingsOf(envOf(nodes, A1, u.instance))['GREETING'], 'hi');
 });
+
+test('a value under 4 characters for a key that names a secret is set, with a warning that silver\'s output cannot hide it; other short values and longer secrets get none', async (t) => {
+  const { ns, rt, nodes, io } = await fakeDeploy();
+  deployed(nodes);
+  const r = await envChange(ns, 'hello', [{ key: 'DB_PASSWORD', value: 'abc' }, { key: 'WORKERS', value: '4' }, { key: 'API_TOKEN', value: 'long-enough' }], rt, opts);
+  t.true(r.ok, JSON.stringify(r.failure));
+  const warnings = io.stderr.filter((l) => l.includes('warning'));
+  t.deepEqual(warnings, ["silver env set: warning: DB_PASSWORD looks like a secret and its value is under 4 characters: silver's output cannot hide a value that short (it would hide every match of it in the text); a longer one is hidden everywhere"]);
+  t.deepEqual(settingsOf(envOf(nodes, A1, NEW)), { GREETING: 'hi', DB_PASSWORD: 'abc', WORKERS: '4', API_TOKEN: 'long-enough' });
+  t.false(everything(io, r).includes('long-enough'));
+});
