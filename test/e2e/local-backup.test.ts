@@ -268,41 +268,62 @@ run("attack: an app that sets its database's search_path to put its own count() 
   await pg('ALTER DATABASE hello RESET search_path; DROP SCHEMA trap CASCADE;');
 });
 
-run('attack: a MariaDB dump changed to reach another database, or to make a trigger that runs as root, is refused by the account that loads it: the other database and the app\'s are untouched, no trigger, no loading account left', async (t) => {
+run('attack: a MariaDB dump changed to reach another database, to run code as root (a procedure of root\'s called during the load, a trigger) or to read a file of root\'s is refused by the account that loads it: nothing changes, nothing is left; the app\'s own trigger comes back, run by its local account', async (t) => {
   const root = async (sql: string) => (await on(MY, `printf %s ${b64(sql)} | base64 -d | mariadb -N -B`)).trim();
   await root('CREATE DATABASE victim; CREATE TABLE victim.t (n int); INSERT INTO victim.t VALUES (1), (2);');
+  // (the app's own trigger, as the app's user at its app server's address makes it)
+  const appHost = (await root("SELECT Host FROM mysql.user WHERE User = 'counter' AND Host <> 'localhost' LIMIT 1"));
+  await root(`CREATE DEFINER=\`counter\`@\`${appHost}\` TRIGGER counter.mark BEFORE INSERT ON counter.hits FOR EACH ROW SET NEW.role = CONCAT('t:', NEW.role);`);
   const b0 = await silver(['backup', file, '--app', 'counter'], env);
   t.is(b0.code, 0, b0.stdout + b0.stderr);
   const b = await latest('counter');
   const m = manifestOf(b);
   const dump = join(b.path, m.file);
   const keep = readFileSync(dump, 'utf8');
+  const keptManifest = readFileSync(join(b.path, 'manifest.json'), 'utf8');
   const hits = await my('SELECT COUNT(*) FROM hits');
   // (whoever can write the backups folder can write the manifest's sums too)
   const tamper = (extra: string) => {
     const text = keep.replace(/^-- Dump completed/m, `${extra}\n-- Dump completed`);
     writeFileSync(dump, text);
     const sum = createHash('sha256').update(text).digest('hex');
-    writeFileSync(join(b.path, 'manifest.json'), readFileSync(join(b.path, 'manifest.json'), 'utf8').replace(/"sha256": "[0-9a-f]{64}"/, `"sha256": "${sum}"`).replace(/"size": \d+/, `"size": ${Buffer.byteLength(text)}`));
+    writeFileSync(join(b.path, 'manifest.json'), keptManifest.replace(/"sha256": "[0-9a-f]{64}"/, `"sha256": "${sum}"`).replace(/"size": \d+/, `"size": ${Buffer.byteLength(text)}`));
   };
   try {
     tamper('DROP DATABASE victim;\nDROP TABLE counter.hits;');
     const r = await silver(['restore', 'counter', file, 'latest', '-y'], env);
     t.is(r.code, 1, r.stdout + r.stderr);
     t.regex(r.stdout, /counter: restore from \S+ FAILED: .*Access denied for user 'silver_load_[a-z0-9]{8}'@'localhost' to database 'victim'.*; counter was not changed/);
+    for (const [what, extra, refusal] of [
+      ['a procedure of root\'s, called', 'DELIMITER ;;\nCREATE DEFINER=`root`@`localhost` PROCEDURE pwn() SQL SECURITY DEFINER BEGIN DROP DATABASE victim; END ;;\nDELIMITER ;\nCALL pwn();', /SUPER, SET USER privilege|1227/],
+      ['a trigger of root\'s', 'DELIMITER ;;\nCREATE DEFINER=`root`@`localhost` TRIGGER pwn BEFORE INSERT ON hits FOR EACH ROW SET NEW.role = CURRENT_USER() ;;\nDELIMITER ;', /SUPER, SET USER privilege|1227/],
+      ['a file of root\'s read', "CREATE TABLE leak (s text);\nLOAD DATA LOCAL INFILE '/var/lib/silverlining/services/mysql/counter.password' INTO TABLE leak;", /LOAD DATA LOCAL|4166|used command is not allowed/i],
+    ] as const) {
+      tamper(extra);
+      const v = await silver(['backup', '--verify', file, '--app', 'counter'], env);
+      t.is(v.code, 1, `${what}: ${v.stdout}${v.stderr}`);
+      t.regex(v.stdout, /counter: backup \S+ verification FAILED: loading the dump into silver_verify_counter_[a-z0-9]{8} failed/, what);
+      t.regex(v.stdout, refusal, what);
+    }
     t.is(await root('SELECT COUNT(*) FROM victim.t'), '2', 'the other database is untouched');
     t.is(await my('SELECT COUNT(*) FROM hits'), hits, 'the app\'s database is untouched');
-
-    tamper('DELIMITER ;;\nCREATE DEFINER=`root`@`localhost` TRIGGER pwn BEFORE INSERT ON hits FOR EACH ROW SET NEW.role = CURRENT_USER() ;;\nDELIMITER ;');
-    const v = await silver(['backup', '--verify', file, '--app', 'counter'], env);
-    t.is(v.code, 1, v.stdout + v.stderr);
-    t.regex(v.stdout, /counter: backup \S+ verification FAILED: .*the dump makes triggers, views, routines or events that run as another user than counter's \(root@localhost\): refused, nothing restored/);
+    t.is(await root("SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_NAME = 'pwn'"), '0');
     t.is(await root("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_NAME = 'pwn'"), '0', 'no trigger of root\'s anywhere');
   } finally {
-    rmSync(b.path, { recursive: true, force: true });
+    writeFileSync(dump, keep);
+    writeFileSync(join(b.path, 'manifest.json'), keptManifest);
     await root('DROP DATABASE IF EXISTS victim;');
   }
+  // The backup as it was restores: the app's trigger comes back, its definer the app's local
+  // account (locked: no one logs in as it), and it runs when the app writes.
+  const ok = await silver(['restore', 'counter', file, b.stamp, '-y'], env);
+  t.is(ok.code, 0, ok.stdout + ok.stderr);
+  t.is(await root("SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_NAME = 'mark'"), 'counter@localhost');
+  t.regex(await root("SELECT JSON_VALUE(Priv, '$.account_locked') FROM mysql.global_priv WHERE User = 'counter' AND Host = 'localhost'"), /^(1|true)$/);
+  t.is((await httpGet(balancer, 'counter.backup.test')).status, 200);
+  t.regex(await my('SELECT role FROM hits ORDER BY n DESC LIMIT 1'), /^t:/, 'the app\'s trigger ran');
   t.is(await root("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'silver\\_load\\_%'"), '0', 'no loading account is left');
   t.is(await root("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'silver\\_%'"), '0', 'no throw-away database is left');
   t.is((await on(MY, 'ls /var/lib/silverlining/services/mysql | grep -c cnf || true')).trim(), '0', 'no option file is left');
+  await root('DROP TRIGGER counter.mark;');
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -93,7 +93,7 @@ args = [a for a in sys.argv[1:] if not a.startswith('-') and a != 'root']
 if args:
     # (a load: the option file it was given, as it was then, and its mode)
     for a in sys.argv[1:]:
-        if a.startswith('--defaults-extra-file='):
+        if a.startswith('--defaults-file='):
             p = a.split('=', 1)[1]
             with open(os.path.join(T, 'loader.seen'), 'a') as f: f.write(p + '\\n' + open(p).read() + '%o\\n' % (os.stat(p).st_mode & 0o777))
     if os.path.exists(os.path.join(T, 'load.fail')): sys.stderr.write('ERROR 1064 at line 3\\n'); sys.exit(1)
@@ -110,7 +110,14 @@ for line in sql.split('\\n'):
     if 'information_schema.SCHEMATA' in line and os.path.exists(os.path.join(T, 'defaults')): print(open(os.path.join(T, 'defaults')).read().strip())
     if line.startswith('SELECT COUNT(*) FROM mysql.global_priv'): print('0')
     if line.startswith('SELECT DEFINER FROM information_schema.TRIGGERS'):
-        for d in lines('definers'): print(d)
+        if os.path.exists(os.path.join(T, 'definers.fail')): sys.stderr.write('ERROR 2013: Lost connection\\n'); sys.exit(1)
+        # (LOADER: the account of the last load, as its option file named it)
+        seen = [l[5:] for l in lines('loader.seen') if l.startswith('user=')]
+        for d in lines('definers'): print(d.replace('LOADER', seen[-1] if seen else 'LOADER'))
+    if line.startswith('SELECT Host FROM mysql.db WHERE User = '):
+        for h in lines('legacy-hosts'): print(h)
+    if line.startswith("SELECT User FROM mysql.user WHERE Host = 'localhost' AND User LIKE 'silver\\\\_load\\\\_%'"):
+        for u in lines('loaders'): print(u)
     m = re.match(r"SELECT CONCAT\\('GRANT ALL PRIVILEGES ON \`(.*?)\`", line)
     if m: print("GRANT ALL PRIVILEGES ON \`%s\`.* TO 'x'@'10.0.0.2';" % m.group(1))
 if 'JSON_OBJECTAGG' in sql: print('counts ' + (open(os.path.join(T, 'counts')).read().strip() if os.path.exists(os.path.join(T, 'counts')) else '{}'))
@@ -573,8 +580,9 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.is(ok.code, 0, ok.stderr);
   t.is(ok.stdout, 'counts {"hits": 1}\n');
   t.deepEqual(dbs(tr), ['counter', target]);
-  // (--sandbox: a dump's \\! or \\. is refused; loaded by an account of the load's own, never root)
-  t.true(calls(tr).some((c) => new RegExp(`^mariadb --defaults-extra-file=\\S+/silver_load_[a-z0-9]{8}\\.cnf --sandbox ${target}$`).test(c)), calls(tr).join('\n'));
+  // (--sandbox: a dump's \\! or \\. is refused; loaded by an account of the load's own, never root,
+  // with its option file alone and LOAD DATA LOCAL off)
+  t.true(calls(tr).some((c) => new RegExp(`^mariadb --defaults-file=\\S+/loader-silver_load_[a-z0-9]{8}\\.cnf --local-infile=0 --sandbox ${target}$`).test(c)), calls(tr).join('\n'));
   t.false(calls(tr).some((c) => c.includes(`-u root ${target}`) || c.includes(`root ${target}`)), 'never root');
   t.regex(read(tr, 'sql.log'), /START TRANSACTION WITH CONSISTENT SNAPSHOT;/);
   const r = await sh(tr, ['restore', 'counter', ID, target]);
@@ -585,7 +593,7 @@ test('MariaDB load and restore: the sum and the completed line checked, a new da
   t.regex(sql, /DROP DATABASE IF EXISTS `counter`;\nCREATE DATABASE `counter`;/);
   t.regex(sql, /GRANT ALL PRIVILEGES ON `counter`\.\* TO 'x'@'10\.0\.0\.2';/);
   t.regex(sql, /DROP DATABASE IF EXISTS `silver_restore_counter_0a1b2c3d`;/);
-  t.true(calls(tr).some((c) => /^mariadb --defaults-extra-file=\S+\.cnf --sandbox counter$/.test(c)), calls(tr).join('\n'));
+  t.true(calls(tr).some((c) => /^mariadb --defaults-file=\S+\/loader-counter\.cnf --local-infile=0 --sandbox counter$/.test(c)), calls(tr).join('\n'));
   // A load that fails leaves no database behind.
   writeFileSync(join(tr.dir, 'load.fail'), '');
   const failed = await sh(tr, ['load', 'counter', ID, 'silver_verify_counter_00000000', sha(dump)]);
@@ -676,7 +684,7 @@ test('PostgreSQL ensure: two sessions whatever there is (what exists, then what 
   t.notRegex(read(tr, 'sql.log'), /ALTER|CREATE|REVOKE/);
 });
 
-test('attack: a MariaDB dump is loaded by an account of its own with rights on the one database it fills (and SET USER), its password in a file of root\'s, never on a command line; the account and the file go, whatever ends the load', async (t) => {
+test('attack: a MariaDB dump is loaded by an account with rights on the one database it fills and nothing ON *.*, its password in an option file of root\'s read alone (--defaults-file), LOAD DATA LOCAL off; a copy\'s account is dropped, the app\'s local one (a restore) locked, whatever ends the load', async (t) => {
   const { tr, dump, target } = await stagedCounter();
   const ok = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
   t.is(ok.code, 0, ok.stderr);
@@ -685,44 +693,135 @@ test('attack: a MariaDB dump is loaded by an account of its own with rights on t
   t.truthy(name, user);
   t.regex(password!, /^password=[A-Za-z0-9]{32}$/);
   t.is(mode, '600');
-  t.is(path, join(tr.svc, `${name}.cnf`));
+  t.is(path, join(tr.svc, `loader-${name}.cnf`));
   const pw = password!.slice('password='.length);
   t.false(calls(tr).some((c) => c.includes(pw)), 'the password is on no command line');
   const sql = read(tr, 'sql.log');
-  t.true(sql.includes(`CREATE USER '${name}'@'localhost' IDENTIFIED BY '${pw}';\nGRANT ALL PRIVILEGES ON \`${target}\`.* TO '${name}'@'localhost';\nGRANT SET USER ON *.* TO '${name}'@'localhost';`), sql);
+  // (the target's name taken literally: _ is a pattern in a database-level grant)
+  t.true(sql.includes(`CREATE USER IF NOT EXISTS '${name}'@'localhost' IDENTIFIED BY '${pw}';\nALTER USER '${name}'@'localhost' IDENTIFIED BY '${pw}' ACCOUNT UNLOCK;\nGRANT ALL PRIVILEGES ON \`silver\\_restore\\_counter\\_0a1b2c3d\`.* TO '${name}'@'localhost';\n--`), sql);
+  t.false(/ON \*\.\*/.test(sql), 'no global right (SET USER would let a dump CALL a procedure of root\'s)');
   t.true(sql.includes(`DROP USER IF EXISTS '${name}'@'localhost';`), 'the account is dropped');
   t.false(existsSync(path!), 'its option file is removed');
+  // A restore loads the app's database by the app's local account, locked (a new password) after.
+  const r = await sh(tr, ['restore', 'counter', ID, target]);
+  t.is(r.code, 0, r.stderr);
+  const restoreSql = read(tr, 'sql.log').slice(sql.length);
+  t.regex(restoreSql, /CREATE USER IF NOT EXISTS 'counter'@'localhost' IDENTIFIED BY '[A-Za-z0-9]{32}';\nALTER USER 'counter'@'localhost' IDENTIFIED BY '[A-Za-z0-9]{32}' ACCOUNT UNLOCK;\nGRANT ALL PRIVILEGES ON `counter`\.\* TO 'counter'@'localhost';/);
+  t.regex(restoreSql, /ALTER USER 'counter'@'localhost' IDENTIFIED BY '[A-Za-z0-9]{32}' ACCOUNT LOCK;/);
+  t.false(/DROP USER IF EXISTS 'counter'/.test(restoreSql), 'the app\'s local account stays: its objects\' definer');
   // A load that fails drops the account and its file all the same.
   writeFileSync(join(tr.dir, 'load.fail'), '');
   rmSync(join(tr.dir, 'loader.seen'));
-  t.is((await sh(tr, ['load', 'counter', ID, 'silver_verify_counter_00000000', sha(dump)])).code, 1);
+  await sh(tr, ['put', 'bbbbbbbbbbbb', '0'], dump);
+  t.is((await sh(tr, ['load', 'counter', 'bbbbbbbbbbbb', 'silver_verify_counter_00000000', sha(dump)])).code, 1);
   const failed = read(tr, 'loader.seen').split('\n');
   t.false(existsSync(failed[0]!));
   t.true(read(tr, 'sql.log').includes(`DROP USER IF EXISTS '${/^user=(.*)$/.exec(failed[2]!)![1]}'@'localhost';`));
   t.deepEqual(readdirSync(tr.svc).filter((f) => f.endsWith('.cnf')), []);
 });
 
-test('attack: a MariaDB dump whose triggers, views, routines or events run as another user than the app\'s (root, another app) is refused: load leaves no database; restore leaves none of it either (the database marked incomplete)', async (t) => {
-  const { tr, dump, target } = await stagedCounter();
-  writeFileSync(join(tr.dir, 'definers'), 'counter@10.0.0.2\nroot@localhost\nshop@10.0.0.2\n');
-  const r = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
-  t.is(r.code, 1);
-  t.regex(r.stderr, /the dump makes triggers, views, routines or events that run as another user than counter's \(root@localhost shop@10\.0\.0\.2\): refused, nothing restored/);
-  t.deepEqual(dbs(tr), ['counter'], 'the throw-away database is dropped');
-  // (a definer that only begins with the app's name, or names no address, is another's)
-  for (const other of ['counter@10.0.0.2@x', 'counter_x@10.0.0.2', 'counter@localhost', 'counter@%']) {
-    writeFileSync(join(tr.dir, 'definers'), `${other}\n`);
-    t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 1, other);
+test('attack: the definers a MariaDB dump names for its objects: the app\'s own user (at an address, or local) becomes the loading account, any other stays and MariaDB refuses it; a load whose objects run as anyone else, or whose definers cannot be read, is refused and leaves nothing', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'counter\n');
+  writeFileSync(join(tr.dir, 'counts'), '{"hits": 1}');
+  const lines = [
+    '/*!50003 CREATE*/ /*!50017 DEFINER=`counter`@`10.0.0.2`*/ /*!50003 TRIGGER t1 BEFORE INSERT ON hits FOR EACH ROW SET NEW.n = 1 */;;',
+    'CREATE DEFINER=`counter`@`localhost` PROCEDURE `p1`()',
+    '/*!50013 DEFINER=`counter`@`10.213.246.17` SQL SECURITY DEFINER */',
+    '/*!50106 CREATE*/ /*!50117 DEFINER=`counter`@`10.0.0.2`*/ /*!50106 EVENT `e1` ON SCHEDULE EVERY 1 DAY DO SELECT 1 */ ;;',
+    'CREATE DEFINER=`root`@`localhost` PROCEDURE `p2`()',
+    'CREATE DEFINER=`counter`@`%` PROCEDURE `p3`()',
+    'CREATE DEFINER=`counter_x`@`10.0.0.2` PROCEDURE `p4`()',
+    "INSERT INTO `hits` VALUES ('CREATE DEFINER=`counter`@`10.0.0.2`');",
+  ];
+  const dump = `-- MariaDB dump\n${lines.join('\n')}\n-- Dump completed on 2026-12-02\n`;
+  await sh(tr, ['put', ID, '0'], dump);
+  const target = 'silver_verify_counter_0a1b2c3d';
+  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
+  const loaded = read(tr, 'sql.log').split('--\n').find((x) => x.startsWith('-- MariaDB dump'))!.split('\n');
+  t.deepEqual(loaded.slice(1, 9), [
+    '/*!50003 CREATE*/ /*!50017 DEFINER=CURRENT_USER*/ /*!50003 TRIGGER t1 BEFORE INSERT ON hits FOR EACH ROW SET NEW.n = 1 */;;',
+    'CREATE DEFINER=CURRENT_USER PROCEDURE `p1`()',
+    '/*!50013 DEFINER=CURRENT_USER SQL SECURITY DEFINER */',
+    '/*!50106 CREATE*/ /*!50117 DEFINER=CURRENT_USER*/ /*!50106 EVENT `e1` ON SCHEDULE EVERY 1 DAY DO SELECT 1 */ ;;',
+    // (any other definer is left as it is: the loading account may not name it, and MariaDB refuses the load)
+    'CREATE DEFINER=`root`@`localhost` PROCEDURE `p2`()',
+    'CREATE DEFINER=`counter`@`%` PROCEDURE `p3`()',
+    'CREATE DEFINER=`counter_x`@`10.0.0.2` PROCEDURE `p4`()',
+    "INSERT INTO `hits` VALUES ('CREATE DEFINER=`counter`@`10.0.0.2`');",
+  ]);
+  // What the database holds afterwards is checked all the same: only the loading account.
+  t.is((await sh(tr, ['drop', 'counter', target])).code, 0);
+  writeFileSync(join(tr.dir, 'definers'), 'LOADER@localhost\n');
+  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
+  t.is((await sh(tr, ['drop', 'counter', target])).code, 0);
+  for (const other of ['root@localhost', 'counter@10.0.0.2', 'counter@localhost', 'LOADER@%']) {
+    writeFileSync(join(tr.dir, 'definers'), `LOADER@localhost\n${other}\n`);
+    const r = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
+    t.is(r.code, 1, other);
+    t.regex(r.stderr, /the dump makes triggers, views, routines or events that run as another user than the app's \(.+\): refused, nothing restored/);
+    t.deepEqual(dbs(tr), ['counter'], 'the throw-away database is dropped');
   }
-  writeFileSync(join(tr.dir, 'definers'), 'counter@10.0.0.2\ncounter@10.213.246.17\n');
-  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0, 'the app\'s own, from any app server');
-  // restore: the same check on the app's database, which is dropped when it fails.
+  rmSync(join(tr.dir, 'definers'));
+  writeFileSync(join(tr.dir, 'definers.fail'), '');
+  const blind = await sh(tr, ['load', 'counter', ID, target, sha(dump)]);
+  t.is(blind.code, 1);
+  t.regex(blind.stderr, /the definers of silver_verify_counter_0a1b2c3d's triggers, views, routines and events could not be read: refused/);
+  t.deepEqual(dbs(tr), ['counter']);
+  // restore: the same check on the app's database, which is dropped when it fails (still marked incomplete).
+  rmSync(join(tr.dir, 'definers.fail'));
+  t.is((await sh(tr, ['load', 'counter', ID, 'silver_restore_counter_0a1b2c3d', sha(dump)])).code, 0);
   writeFileSync(join(tr.dir, 'definers'), 'root@localhost\n');
-  const rr = await sh(tr, ['restore', 'counter', ID, target]);
+  const rr = await sh(tr, ['restore', 'counter', ID, 'silver_restore_counter_0a1b2c3d']);
   t.is(rr.code, 1);
-  t.regex(rr.stderr, /run as another user than counter's \(root@localhost\)/);
+  t.regex(rr.stderr, /run as another user than the app's \(root@localhost\)/);
   t.false(dbs(tr).includes('counter'), 'none of the refused dump stays');
   t.is(readFileSync(join(tr.svc, 'incomplete-counter'), 'utf8'), `${ID}\n`);
+});
+
+test('attack: a database-level grant names the app\'s database literally (_ is a pattern there: my_app\'s users reached my1app); ensure takes back an earlier release\'s pattern grants; the loaders\' grants and a restore\'s grants given again are literal too', async (t) => {
+  const tr = tree('mysql');
+  writeFileSync(join(tr.dir, 'dbs'), 'my_app\nmy1app\n');
+  writeFileSync(join(tr.dir, 'counts'), '{"hits": 1}');
+  writeFileSync(join(tr.dir, 'legacy-hosts'), '10.0.0.2\n10.0.0.9\n');
+  const e = await sh(tr, ['ensure', 'my_app', '10.0.0.2']);
+  t.is(e.code, 0, e.stderr);
+  const sql = read(tr, 'sql.log');
+  t.true(sql.includes("GRANT ALL PRIVILEGES ON `my\\_app`.* TO 'my_app'@'10.0.0.2';"), sql);
+  t.false(sql.includes('ON `my_app`.* TO'), 'no pattern grant');
+  t.true(sql.includes("REVOKE ALL PRIVILEGES ON `my_app`.* FROM 'my_app'@'10.0.0.2';"));
+  t.true(sql.includes("REVOKE ALL PRIVILEGES ON `my_app`.* FROM 'my_app'@'10.0.0.9';"));
+  // (a name without _ or % grants as before and revokes nothing)
+  const plain = tree('mysql');
+  writeFileSync(join(plain.dir, 'legacy-hosts'), '10.0.0.2\n');
+  t.is((await sh(plain, ['ensure', 'counter', '10.0.0.2'])).code, 0);
+  t.false(read(plain, 'sql.log').includes('REVOKE'));
+  const dump = '-- MariaDB dump\nINSERT INTO `hits` VALUES (1);\n-- Dump completed on 2026-12-02\n';
+  await sh(tr, ['put', ID, '0'], dump);
+  const target = 'silver_restore_my_app_0a1b2c3d';
+  t.is((await sh(tr, ['load', 'my_app', ID, target, sha(dump)])).code, 0);
+  t.is((await sh(tr, ['restore', 'my_app', ID, target])).code, 0);
+  const grants = [...read(tr, 'sql.log').matchAll(/^GRANT ALL PRIVILEGES ON `(.*?)`\.\* TO /gm)].map((m) => m[1]);
+  // (the copy's loader, the app's local account, and the grants given again as the node lists them)
+  t.deepEqual(grants, ['silver\\_restore\\_my\\_app\\_0a1b2c3d', 'my\\_app', 'my\\_app']);
+  t.true(read(tr, 'sql.log').includes("SELECT CONCAT('GRANT ALL PRIVILEGES ON `my\\_app`.* TO ', QUOTE(User)"));
+});
+
+test('MariaDB: a loading account a kill left behind goes with the next load (its option file gone or a day old); one a load running now made stays', async (t) => {
+  const { tr, dump, target } = await stagedCounter();
+  writeFileSync(join(tr.dir, 'loaders'), 'silver_load_aaaaaaaa\nsilver_load_bbbbbbbb\nsilver_load_cccccccc\n');
+  writeFileSync(join(tr.svc, 'loader-silver_load_bbbbbbbb.cnf'), '[client]\n');
+  writeFileSync(join(tr.svc, 'loader-silver_load_cccccccc.cnf'), '[client]\n');
+  execFileSync('touch', ['-d', '2 days ago', join(tr.svc, 'loader-silver_load_cccccccc.cnf')]);
+  writeFileSync(join(tr.svc, 'loader-shop.cnf'), '[client]\n');
+  execFileSync('touch', ['-d', '2 days ago', join(tr.svc, 'loader-shop.cnf')]);
+  t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
+  const sql = read(tr, 'sql.log');
+  t.true(sql.includes("DROP USER IF EXISTS 'silver_load_aaaaaaaa'@'localhost';"));
+  t.true(sql.includes("DROP USER IF EXISTS 'silver_load_cccccccc'@'localhost';"));
+  t.false(sql.includes("DROP USER IF EXISTS 'silver_load_bbbbbbbb'@'localhost';"), 'a fresh one is another load\'s');
+  t.true(sql.includes("ALTER USER IF EXISTS 'shop'@'localhost' ACCOUNT LOCK;"));
+  t.deepEqual(readdirSync(tr.svc).filter((f) => f.endsWith('.cnf')), ['loader-silver_load_bbbbbbbb.cnf']);
 });
 
 test('MariaDB: a dump\'s ALTER DATABASE lines (its collation switched around a routine) name the database it is loaded into, never the app\'s own while a copy loads', async (t) => {
