@@ -271,9 +271,12 @@ run("attack: an app that sets its database's search_path to put its own count() 
 run('attack: a MariaDB dump changed to reach another database, to run code as root (a procedure of root\'s called during the load, a trigger) or to read a file of root\'s is refused by the account that loads it: nothing changes, nothing is left; the app\'s own trigger comes back, run by its local account', async (t) => {
   const root = async (sql: string) => (await on(MY, `printf %s ${b64(sql)} | base64 -d | mariadb -N -B`)).trim();
   await root('CREATE DATABASE victim; CREATE TABLE victim.t (n int); INSERT INTO victim.t VALUES (1), (2);');
-  // (the app's own trigger, as the app's user at its app server's address makes it)
+  // (the app's own trigger, as the app's user at its app server's address makes it: in its own
+  // database, its names unqualified — mariadb-dump keeps them as written, and a name qualified
+  // with the database would point the copy's load at the app's live database, which the loading
+  // account may not touch)
   const appHost = (await root("SELECT Host FROM mysql.user WHERE User = 'counter' AND Host <> 'localhost' LIMIT 1"));
-  await root(`CREATE DEFINER=\`counter\`@\`${appHost}\` TRIGGER counter.mark BEFORE INSERT ON counter.hits FOR EACH ROW SET NEW.role = CONCAT('t:', NEW.role);`);
+  await my(`CREATE DEFINER=\`counter\`@\`${appHost}\` TRIGGER mark BEFORE INSERT ON hits FOR EACH ROW SET NEW.role = CONCAT('t:', NEW.role);`);
   const b0 = await silver(['backup', file, '--app', 'counter'], env);
   t.is(b0.code, 0, b0.stdout + b0.stderr);
   const b = await latest('counter');
@@ -325,5 +328,5 @@ run('attack: a MariaDB dump changed to reach another database, to run code as ro
   t.is(await root("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'silver\\_load\\_%'"), '0', 'no loading account is left');
   t.is(await root("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name LIKE 'silver\\_%'"), '0', 'no throw-away database is left');
   t.is((await on(MY, 'ls /var/lib/silverlining/services/mysql | grep -c cnf || true')).trim(), '0', 'no option file is left');
-  await root('DROP TRIGGER counter.mark;');
+  await my('DROP TRIGGER mark;');
 });
