@@ -268,6 +268,30 @@ run("attack: an app that sets its database's search_path to put its own count() 
   await pg('ALTER DATABASE hello RESET search_path; DROP SCHEMA trap CASCADE;');
 });
 
+run("attack: an app whose index expression calls an IMMUTABLE function of its own (planning a count folds it, in the session that counts) gets nothing from the backup's or the verification's row counts: no shell command as postgres, no superuser", async (t) => {
+  const trap = [
+    'SET ROLE hello;',
+    // (run as the superuser, it would run a shell command as postgres and make the app a superuser)
+    "CREATE FUNCTION public.trap_run() RETURNS void LANGUAGE plpgsql AS $f$ BEGIN BEGIN EXECUTE 'COPY (SELECT current_user) TO PROGRAM ''cat > /var/lib/postgresql/pwned2'''; EXCEPTION WHEN others THEN NULL; END; BEGIN EXECUTE 'ALTER ROLE hello SUPERUSER'; EXCEPTION WHEN others THEN NULL; END; END $f$;",
+    "CREATE FUNCTION public.trap_fold(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$ BEGIN PERFORM public.trap_run(); RETURN $1; END $f$;",
+    'CREATE TABLE public.trapped (n int);',
+    'INSERT INTO public.trapped VALUES (1), (2);',
+    'CREATE INDEX ON public.trapped ((n + public.trap_fold(1)));',
+  ].join('\n');
+  await pg(trap);
+  try {
+    const b = await silver(['backup', file, '--app', 'hello'], env);
+    t.is(b.code, 0, b.stdout + b.stderr);
+    t.is(manifestOf(await latest('hello')).rowCounts['public.trapped'], 2, 'its rows are counted, by the app\'s own role');
+    const v = await silver(['backup', '--verify', file, '--app', 'hello'], env);
+    t.is(v.code, 0, v.stdout + v.stderr);
+    t.is(await pg("SELECT rolsuper FROM pg_roles WHERE rolname = 'hello';"), 'f', 'no code of the app ran as the superuser');
+    t.is((await on(DB, 'test -e /var/lib/postgresql/pwned2 && cat /var/lib/postgresql/pwned2 || echo none')).trim(), 'none', 'no shell command ran as postgres');
+  } finally {
+    await pg('DROP TABLE public.trapped; DROP FUNCTION public.trap_fold(int); DROP FUNCTION public.trap_run();');
+  }
+});
+
 run('attack: a MariaDB dump changed to reach another database, to run code as root (a procedure of root\'s called during the load, a trigger) or to read a file of root\'s is refused by the account that loads it: nothing changes, nothing is left; the app\'s own trigger comes back, run by its local account', async (t) => {
   const root = async (sql: string) => (await on(MY, `printf %s ${b64(sql)} | base64 -d | mariadb -N -B`)).trim();
   await root('CREATE DATABASE victim; CREATE TABLE victim.t (n int); INSERT INTO victim.t VALUES (1), (2);');

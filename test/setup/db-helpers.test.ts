@@ -1,7 +1,7 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
@@ -44,7 +44,7 @@ with open(os.path.join(T, 'sql.log'), 'a') as f: f.write(sql + '--\\n')
 if os.environ.get('PGPASSFILE'):
     st = os.stat(os.environ['PGPASSFILE'])
     with open(os.path.join(T, 'pgpass.psql.seen'), 'w') as f: f.write(open(os.environ['PGPASSFILE']).read() + '%o\\n' % (st.st_mode & 0o777))
-    if os.path.exists(os.path.join(T, 'settings.fail')):
+    if os.path.exists(os.path.join(T, 'settings.fail')) and 'silver_settings' in sql:
         sys.stderr.write('ERROR:  permission denied to set parameter "x"\\n')
         sys.exit(3)
     if 'FROM silver_refused' in sql: print('refused 1 of 3' if os.path.exists(os.path.join(T, 'settings.partial')) else 'restored')
@@ -272,8 +272,9 @@ test('silver-db-mysql refuses hostile names, ids and databases before it runs an
   t.deepEqual(calls(tr).filter((c) => !c.startsWith('mariadb -u root -N')), [], 'nothing but the ensure check ran');
 });
 
-test('PostgreSQL dump: one session exports the snapshot, counts the rows in it and runs pg_dump on it; the archive is checked and staged root-only', async (t) => {
+test('PostgreSQL dump: one session of the app\'s own role exports the snapshot, counts the rows in it and runs pg_dump (postgres\'s) on it; the archive is checked and staged root-only', async (t) => {
   const tr = tree('postgresql');
+  writeFileSync(join(tr.svc, 'hello.password'), 's3cretpassw0rdXYZ');
   writeFileSync(join(tr.dir, 'counts'), '{ "public.visits" : 5, "public.we|ird\\nname" : 1 }');
   const r = await sh(tr, ['dump', 'hello', ID]);
   t.is(r.code, 0, r.stderr);
@@ -290,7 +291,10 @@ test('PostgreSQL dump: one session exports the snapshot, counts the rows in it a
   const order = ['BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;', 'SELECT pg_export_snapshot() AS silver_snapshot \\gset', '\\setenv SILVER_SNAPSHOT :silver_snapshot', "SELECT 'counts ' ||", '\\! pg_dump -Fc --snapshot="$SILVER_SNAPSHOT" -d hello >&4 && echo ok >&5', 'COMMIT;'].map((s) => sql.indexOf(s));
   t.false(order.includes(-1), sql);
   t.deepEqual([...order].sort((a, b) => a - b), order, 'in one session, in this order');
-  t.true(calls(tr).some((c) => c === 'psql -X -v ON_ERROR_STOP=1 -qAt -d hello'));
+  // (the session is the app's role's, over the loopback address: never a superuser's, whose
+  // planning of count(*) would call the app's functions)
+  t.true(calls(tr).some((c) => c === 'psql -X -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -U hello -d hello'), calls(tr).join('\n'));
+  t.false(calls(tr).some((c) => c.startsWith('psql') && c.includes('SELECT') ), 'no SQL on a command line');
 });
 
 test('PostgreSQL dump of a stopped database, a failing pg_dump, an empty or unreadable archive: exit 1, nothing staged', async (t) => {
@@ -301,6 +305,7 @@ test('PostgreSQL dump of a stopped database, a failing pg_dump, an empty or unre
     ['list.fail', /pg_restore cannot read the dump: it is damaged or truncated/],
   ] as [string, RegExp][]) {
     const tr = tree('postgresql');
+    writeFileSync(join(tr.svc, 'hello.password'), 's3cretpassw0rdXYZ');
     writeFileSync(join(tr.dir, flag), '');
     const r = await sh(tr, ['dump', 'hello', ID]);
     t.is(r.code, 1, flag);
@@ -402,6 +407,7 @@ test('PostgreSQL restore: the loaded copy counted, connections to the app\'s dat
   const target = 'silver_restore_hello_0a1b2c3d';
   writeFileSync(join(tr.dir, 'dbs'), `postgres\nhello\n${target}\n`);
   writeFileSync(join(tr.dir, 'counts'), '{"public.visits": 5}');
+  writeFileSync(join(tr.svc, 'hello.password'), 's3cretpassw0rdXYZ');
   const r = await sh(tr, ['restore', 'hello', ID, target]);
   t.is(r.code, 0, r.stderr);
   t.is(r.stdout, 'counts {"public.visits": 5}\n');
@@ -472,8 +478,9 @@ test('PostgreSQL restore: the database-level settings the dump kept (DATABASE PR
   // password in a file postgres alone reads, gone after; the statements one row of COPY's text
   // format (every backslash, tab and line break escaped: nothing psql could run as a command of
   // its own), run by EXECUTE in one statement.
+  // (the copy's rows counted first, in a session of the app's role in the copy)
   const session = calls(tr).filter((c) => c.startsWith('psql ') && c.includes('-U hello'));
-  t.deepEqual(session, ['psql -X -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -U hello -d hello']);
+  t.deepEqual(session, [`psql -X -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -U hello -d ${target}`, 'psql -X -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -U hello -d hello']);
   t.regex(calls(tr).find((c) => c.startsWith('runuser') && c.includes('-U hello'))!, /^runuser -u postgres -- env PGPASSFILE=\S+ PGOPTIONS=/, 'run as postgres, not root');
   t.is(read(tr, 'pgpass.psql.seen'), '127.0.0.1:*:hello:hello:s3cretpassw0rdXYZ\n600\n');
   const sql = read(tr, 'sql.log');
@@ -503,12 +510,12 @@ test('PostgreSQL restore: the database-level settings the dump kept (DATABASE PR
   t.notRegex(refused.stdout + refused.stderr, /8MB|pwned|permission denied/);
   t.deepEqual(dbs(tr), ['postgres', 'hello']);
 
-  // An archive without them: no session, no line.
+  // An archive without them: no settings session (the count's alone), no line.
   setup();
   rmSync(join(tr.dir, 'props.list'));
   const none = await sh(tr, ['restore', 'hello', ID, target]);
   t.is(none.stdout, 'counts {"public.visits": 5}\n');
-  t.false(calls(tr).some((c) => c.includes('-U hello')));
+  t.deepEqual(calls(tr).filter((c) => c.startsWith('psql ') && c.includes('-U hello')), [`psql -X -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -U hello -d ${target}`]);
 });
 
 test('MariaDB dump: mariadb-dump of the app\'s database in one transaction, with routines and triggers; a truncated dump fails and is not kept', async (t) => {
@@ -680,7 +687,7 @@ test('PostgreSQL ensure: two sessions whatever there is (what exists, then what 
   writeFileSync(join(tr.dir, 'sql.log'), '');
   const bad = await sh(tr, ['ensure', 'hello']);
   t.is(bad.code, 1);
-  t.regex(bad.stderr, /role hello has superuser, createrole, createdb, replication or bypassrls rights: refusing/);
+  t.regex(bad.stderr, /role hello has superuser, createrole, createdb, replication or bypassrls rights, or is a member of another role: refusing/);
   t.notRegex(read(tr, 'sql.log'), /ALTER|CREATE|REVOKE/);
 });
 
@@ -833,4 +840,26 @@ test('MariaDB: a dump\'s ALTER DATABASE lines (its collation switched around a r
   t.is((await sh(tr, ['load', 'counter', ID, target, sha(dump)])).code, 0);
   const loaded = read(tr, 'sql.log').split('--\n').find((x) => x.startsWith('-- MariaDB dump'))!;
   t.is(loaded, dump.replace('ALTER DATABASE `counter` CHARACTER SET latin1', `ALTER DATABASE \`${target}\` CHARACTER SET latin1`).replace('ALTER DATABASE `counter` CHARACTER SET utf8mb4', `ALTER DATABASE \`${target}\` CHARACTER SET utf8mb4`));
+});
+
+test('attack: PostgreSQL rows are counted in a session of the app\'s own role — the dump\'s, a copy\'s load, a restore\'s — never a superuser\'s (planning count(*) runs the IMMUTABLE functions of a table\'s index expressions as whoever counts)', async (t) => {
+  const tr = tree('postgresql');
+  writeFileSync(join(tr.svc, 'hello.password'), 's3cretpassw0rdXYZ');
+  writeFileSync(join(tr.dir, 'counts'), '{"public.visits": 5}');
+  renameSync(join(tr.bin, 'psql'), join(tr.bin, 'psql.real'));
+  writeFileSync(join(tr.bin, 'psql'), `#!/bin/sh\nsql=$(cat)\ncase "$sql" in *"SELECT 'counts ' ||"*) echo "$*" >> '${tr.dir}/counted.log' ;; esac\nprintf '%s\\n' "$sql" | '${tr.bin}/psql.real' "$@"\n`, { mode: 0o755 });
+  t.is((await sh(tr, ['dump', 'hello', ID])).code, 0);
+  t.is((await sh(tr, ['forget', ID])).code, 0);
+  const archive = Buffer.from('PGDMP\x01\x0e an archive\n', 'latin1');
+  await sh(tr, ['put', ID, '0'], archive);
+  const target = 'silver_restore_hello_0a1b2c3d';
+  writeFileSync(join(tr.dir, 'roles'), 'hello\n');
+  writeFileSync(join(tr.dir, 'dbs'), 'postgres\nhello\n');
+  const load = await sh(tr, ['load', 'hello', ID, target, sha(archive)]);
+  t.is(load.code, 0, load.stderr);
+  const restore = await sh(tr, ['restore', 'hello', ID, target]);
+  t.is(restore.code, 0, restore.stderr);
+  const counted = read(tr, 'counted.log').split('\n').filter(Boolean);
+  t.is(counted.length, 3, counted.join('\n'));
+  for (const argv of counted) t.regex(argv, new RegExp(`^-X -v ON_ERROR_STOP=1 -qAt -h 127\\.0\\.0\\.1 -U hello -d (hello|${target})$`));
 });

@@ -34,7 +34,7 @@ _restart=$CHANGED
 _hba="# managed by silver
 # TYPE  DATABASE  USER      ADDRESS          METHOD
 local   all       postgres                   peer
-local   all       all                        peer
+local   all       all                        reject
 host    all       all       127.0.0.1/32     scram-sha-256
 host    all       all       ::1/128          scram-sha-256
 # the nodeset's app servers; each app's user may connect only to its own database"
