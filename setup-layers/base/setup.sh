@@ -238,6 +238,23 @@ if [ "$SILVER_ROLE" = appserver ]; then
   _include='include "/etc/silverlining/nft.d/*.nft"'
   _output_rules="$_output_rules
 		tcp dport 20000-29999 meta skuid != { root, www-data } reject with tcp reset"
+  # Behind a balancer no app walks around it either through an app server's own front proxy —
+  # this node's (the loopback, its own addresses: the traffic leaves by lo) or another app
+  # server's — with a Host of another app's: that app's maintenance, read-only mode and allow
+  # list, and the forwarded headers the balancer sets, are the balancer's. Apps reach each other
+  # (and themselves) by their public address, the balancer's.
+  if [ "$SILVER_BALANCED" = 1 ]; then
+    _output_rules="$_output_rules
+		oifname \"lo\" tcp dport 80 meta skuid != { root, www-data } reject with tcp reset"
+    _v4='' _v6=''
+    for _a in $SILVER_APPSERVER_ADDRS; do
+      case "$_a" in *:*) _v6="$_v6${_v6:+, }$_a" ;; *) _v4="$_v4${_v4:+, }$_a" ;; esac
+    done
+    [ -z "$_v4" ] || _output_rules="$_output_rules
+		ip daddr { $_v4 } tcp dport 80 meta skuid != { root, www-data } reject with tcp reset"
+    [ -z "$_v6" ] || _output_rules="$_output_rules
+		ip6 daddr { $_v6 } tcp dport 80 meta skuid != { root, www-data } reject with tcp reset"
+  fi
 fi
 _output="	chain output {
 		type filter hook output priority filter; policy accept;

@@ -73,6 +73,8 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
         '\t\tproxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
         '\t\tproxy_set_header X-Forwarded-Proto $silver_proto;',
         `\t\tproxy_set_header X-Forwarded-Prefix ${l.path};`,
+        // (the header silver's own requests to an app's update_fetch carry, never a client's)
+        '\t\tproxy_set_header X-Silverlining-Update "";',
         '\t\tproxy_next_upstream error timeout http_502;',
         // (a connect on loopback is at once; one that hangs is a port another app holds, whose
         // handshake the firewall drops: see silver-deploy's listeners_sync)

@@ -139,6 +139,15 @@ run('setup-node on real LXC: 4 wired nodes, the balancer answers, PostgreSQL onl
     t.true(lines.slice(2).every((l) => l.endsWith(' refused')), `${node}: ${lines.join(', ')}`);
   }
 
+  // Attack: behind the balancer an app's code reaches no app server's front proxy — its own
+  // (loopback, its address) nor another's — with another app's Host: root and nginx may.
+  const fronts = ['127.0.0.1', addr['app1.setup.test']!, addr['app2.setup.test']!];
+  const front = [
+    'c() { if timeout 3 runuser -u "$1" -- bash -c "exec 3<> /dev/tcp/$2/80" 2> /dev/null; then echo "$1 $2 open"; else echo "$1 $2 refused"; fi; }',
+    `for h in ${fronts.join(' ')}; do c root $h; c www-data $h; c app-hello $h; c nobody $h; done`,
+  ].join('\n');
+  t.deepEqual((await on('app1.setup.test', front)).out.trim().split('\n'), fronts.flatMap((h) => [`root ${h} open`, `www-data ${h} open`, `app-hello ${h} refused`, `nobody ${h} refused`]));
+
   // Services run only where they belong.
   const active = async (node: string, unit: string) => (await on(node, `systemctl is-active ${unit} || true`)).out.trim();
   t.is(await active('balancer.setup.test', 'haproxy'), 'active');

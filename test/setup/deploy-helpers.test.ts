@@ -103,12 +103,13 @@ exit "$rc"`,
   fake(
     t,
     'curl',
-    `out=/dev/null
-while [ $# -gt 0 ]; do [ "$1" = -o ] && { out=$2; shift; }; shift; done
+    `out=/dev/null w=''
+while [ $# -gt 0 ]; do case "$1" in -o) out=$2; shift ;; -w) w=$2; shift ;; esac; shift; done
 code=$(cat "$T/curl.code" 2> /dev/null || echo 200)
 [ "$code" = 000 ] && exit 7
-if [ "$out" != /dev/null ]; then if [ -f "$T/curl.body" ]; then cat "$T/curl.body" > "$out"; else : > "$out"; fi; fi
-printf '%s' "$code"`,
+body() { if [ -f "$T/curl.body" ]; then cat "$T/curl.body"; fi; }
+if [ "$out" = - ]; then body; elif [ "$out" != /dev/null ]; then body > "$out"; fi
+case "$w" in '%{stderr}'*) printf '%s' "$code" >&2 ;; *) printf '%s' "$code" ;; esac`,
   );
   // timeout SECONDS bash -c SCRIPT - PORT PATH (a request over /dev/tcp: the health check, the
   // waits): answers the code in curl.code like curl (000: refused, exit 7).
@@ -157,6 +158,8 @@ exec /usr/bin/install "$@"`,
   fake(t, 'dpkg-query', 'exit 1');
   // ss: what ss.out holds (nothing: no listener, no connection); not among the calls.
   writeFileSync(join(t.bin, 'ss'), `#!/bin/sh\ncat '${t.dir}/ss.out' 2> /dev/null || true\n`, { mode: 0o755 });
+  // logger -t TAG -- TEXT: the node's journal, as lines in journal.log (never the machine's own)
+  writeFileSync(join(t.bin, 'logger'), `#!/bin/sh\nshift 3\nprintf '%s\\n' "$*" >> '${t.dir}/journal.log'\n`, { mode: 0o755 });
   fake(t, 'apt-get', 'exit 0');
   return t;
 }
@@ -211,7 +214,7 @@ function snapshot(t: Tree): string[] {
   const walk = (d: string) => {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);
-      if (p === join(t.dir, 'calls.log') || p === join(t.dir, 'input')) continue;
+      if (p === join(t.dir, 'calls.log') || p === join(t.dir, 'input') || p === join(t.dir, 'journal.log')) continue;
       const st = lstatSync(p);
       if (st.isSymbolicLink()) out.push(`${p} -> ${readlinkSync(p)}`);
       else if (st.isDirectory()) {
@@ -655,12 +658,23 @@ test('silver-deploy: root\'s scratch directory must not be a symbolic link (swit
   const ok = await deploy(tr, 'fetch', 'blog', one, '/export', 'primary');
   t.is(ok.code, 0, ok.stderr);
   t.is(ok.stdout, '200\n');
-  t.true(calls(tr).includes('curl -s -o ' + join(tr.run, 'fetch-blog.out') + ' -m 300 -w %{http_code} -H X-Silverlining-Update: primary http://127.0.0.1:20001/export'));
+  t.true(calls(tr).includes('curl -s -o - -m 300 -w %{stderr}%{http_code} -H X-Silverlining-Update: primary http://127.0.0.1:20001/export'), calls(tr).join('\n'));
   writeFileSync(join(tr.dir, 'curl.code'), '500');
   writeFileSync(join(tr.dir, 'curl.body'), 'boom\x1b[0m\n');
   const failed = await deploy(tr, 'fetch', 'blog', one, '/export', 'secondary');
   t.is(failed.code, 1);
   t.regex(failed.stderr, /update_fetch \/export answered 500: boom\[0m/);
+  // Attack: an answer without end (here 4 MiB) streams through: nothing of it stays in root's /run.
+  for (const [code, role] of [['200', 'primary'], ['500', 'secondary'], ['200', 'migrate']] as const) {
+    writeFileSync(join(tr.dir, 'curl.code'), code);
+    writeFileSync(join(tr.dir, 'curl.body'), 'x'.repeat(4 << 20));
+    writeFileSync(join(tr.dir, 'active-units'), '');
+    const r = await deploy(tr, 'fetch', 'blog', one, '/export', role);
+    t.is(r.code, code === '200' ? 0 : 1, r.stderr);
+    if (code !== '200') t.regex(r.stderr, new RegExp(`update_fetch /export answered 500: x{300}\n?$`));
+    t.deepEqual(readdirSync(tr.run).filter((f) => f.startsWith('fetch-')), [], role);
+  }
+  rmSync(join(tr.dir, 'curl.code'));
 
   rmSync(tr.run, { recursive: true });
   const elsewhere = join(tr.dir, 'elsewhere');
@@ -749,8 +763,8 @@ test('silver-deploy: migrate runs under a unit of its own name; while one runs (
   t.is(made.code, 0, made.stderr);
   t.is(made.stdout, '200\n');
   t.deepEqual(calls(tr).filter((c) => /^(systemd-run|curl) /.test(c)), [
-    `systemd-run --quiet --wait --pipe --collect --service-type=exec --unit=silver-migrate-blog.service -- curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:20001/migrate`,
-    `curl -s -o ${join(tr.run, 'fetch-blog.out')} -m 300 -w %{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:20001/migrate`,
+    'systemd-run --quiet --wait --pipe --collect --service-type=exec --unit=silver-migrate-blog.service -- curl -s -o - -m 300 -w %{stderr}%{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:20001/migrate',
+    'curl -s -o - -m 300 -w %{stderr}%{http_code} -H X-Silverlining-Update: migrate http://127.0.0.1:20001/migrate',
   ]);
 });
 
@@ -1273,4 +1287,20 @@ test('attack: a command run-stage kept for one app is run for that app alone, on
   t.regex((await sh(tr, ['run', 'blog', 'pipe', id])).stderr, /no command .* staged for blog/);
   // An update script's file (s.*) is not a staged command.
   t.regex((await sh(tr, ['run', 'blog', 'pipe', 's.AAAAAAAAAA'])).stderr, /bad command id/);
+});
+
+const journalLog = (t: Tree) => (existsSync(join(t.dir, 'journal.log')) ? readFileSync(join(t.dir, 'journal.log'), 'utf8') : '');
+
+test('attack: the journal lines a verb writes before it checks its arguments hold silver\'s characters only: a line break or a control character in an argument is not written (it would be a line of its own in the stream silver logs silver trusts)', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 20001);
+  t.true(journalLog(tr).includes(`stage blog ${one}\n`), journalLog(tr));
+  writeFileSync(join(tr.dir, 'journal.log'), '');
+  const r = await deploy(tr, 'stop', 'blog', `${one}\nswitch blog hello.2026-01-01_001`);
+  t.is(r.code, 1);
+  t.is(journalLog(tr), 'stop (arguments with other characters, not logged)\n');
+  writeFileSync(join(tr.dir, 'journal.log'), '');
+  await deploy(tr, 'stop', 'blog', 'x\u001b[2Jy');
+  t.is(journalLog(tr), 'stop (arguments with other characters, not logged)\n');
 });

@@ -69,6 +69,16 @@ test('behind a balancer an app server\'s port 80 accepts only the nodeset\'s nod
   t.regex(fw('service:postgresql', '1'), /\n\t\tip saddr \{ 10\.4\.3\.2, 10\.4\.3\.3 \} tcp dport 5432 accept\n/);
 });
 
+test('attack: behind a balancer no app walks around it through an app server\'s own front proxy — this node\'s (loopback, its own addresses: out by lo) or another app server\'s — only root and nginx connect to port 80 there; without a balancer apps may', (t) => {
+  const behind = fw('appserver', '1');
+  t.regex(behind, /\n\t\toifname "lo" tcp dport 80 meta skuid != \{ root, www-data \} reject with tcp reset\n/);
+  t.regex(behind, /\n\t\tip daddr \{ 10\.4\.3\.2, 10\.4\.3\.3 \} tcp dport 80 meta skuid != \{ root, www-data \} reject with tcp reset\n/);
+  const v6 = nftablesConf({ SILVER_ROLE: 'appserver', SILVER_BALANCED: '1', SILVER_NODE_ADDRS: '10.4.3.2 fd00::6', SILVER_APPSERVER_ADDRS: '10.4.3.2 fd00::6', SILVER_SERVICE_PORT: '', SILVER_VRRP_PEER: '' });
+  t.regex(v6, /\n\t\tip daddr \{ 10\.4\.3\.2 \} tcp dport 80 [^\n]*\n\t\tip6 daddr \{ fd00::6 \} tcp dport 80 meta skuid != \{ root, www-data \} reject with tcp reset\n/);
+  t.notRegex(fw('appserver', '0'), /dport 80 meta skuid/, 'without a balancer the app servers are the site');
+  t.notRegex(fw('balancer', '1'), /dport 80 meta skuid/);
+});
+
 const canNft = process.getuid?.() === 0 && existsSync('/usr/sbin/nft');
 test('a balancer of a pair admits VRRP from the other balancer only, and its port 80 from anyone (the peer passes it ACME validation requests)', (t) => {
   const paired = fw('balancer', '1', undefined, '10.4.3.7');

@@ -157,3 +157,10 @@ test('HTTPS on a balancer pair with tls = acme: a validation request without an 
     t.regex(single, /^\thttp-request redirect scheme https code 301 if !\{ ssl_fc \}$/m);
   }
 });
+
+test('attack: the front proxy passes no client\'s X-Silverlining-Update to an app (the header silver\'s own update_fetch requests carry): every app location clears it', (t) => {
+  const conf = nginxFrontConf({ locations: [loc('a.com', '/', 'site'), loc('a.com', '/wiki/', 'wiki')] as never });
+  const named = [...conf.matchAll(/\tlocation @silver_\d+ \{\n([\s\S]*?)\n\t\}/g)].map((m) => m[1]!);
+  t.is(named.length, 2);
+  for (const block of named) t.true(block.includes('\t\tproxy_set_header X-Silverlining-Update "";'), block);
+});
