@@ -455,6 +455,8 @@ test('PostgreSQL restore: the database-level settings the dump kept (DATABASE PR
   writeFileSync(join(tr.svc, 'hello.password'), 's3cretpassw0rdXYZ');
   const archive = Buffer.from('PGDMP\x01\x0e an archive\n', 'latin1');
   await sh(tr, ['put', ID, '0'], archive);
+  // (the sum load recorded: the settings come from the archive it checked alone)
+  writeFileSync(join(tr.staged, `${ID}.loaded`), `${sha(archive)}\n`);
   // (what pg_restore --create writes of the entries: the database's comment and properties, each
   // after its header; a value with a line break, a tab, a backslash and what psql would take for
   // its own commands at a line's start)
@@ -509,6 +511,14 @@ test('PostgreSQL restore: the database-level settings the dump kept (DATABASE PR
   t.is(refused.stdout, 'settings refused\ncounts {"public.visits": 5}\n');
   t.notRegex(refused.stdout + refused.stderr, /8MB|pwned|permission denied/);
   t.deepEqual(dbs(tr), ['postgres', 'hello']);
+
+  // A staged file changed since load checked it: its settings are not taken.
+  setup();
+  writeFileSync(join(tr.staged, ID), Buffer.concat([archive, Buffer.from('x')]));
+  const changed = await sh(tr, ['restore', 'hello', ID, target]);
+  t.is(changed.stdout, 'counts {"public.visits": 5}\n');
+  t.false(read(tr, 'sql.log').includes('silver_settings'));
+  writeFileSync(join(tr.staged, ID), archive);
 
   // An archive without them: no settings session (the count's alone), no line.
   setup();
