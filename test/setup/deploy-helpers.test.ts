@@ -573,6 +573,27 @@ test('silver-deploy: a switch nginx rejects restores the old upstream file, leav
   t.deepEqual(readdirSync(tr.nginx), ['upstream-blog.conf']);
 });
 
+test('silver-deploy: the listener on an instance\'s port must be the app\'s own user before a wait passes or a switch moves traffic to it', async (t) => {
+  const tr = tree(DEPLOY);
+  const one = inst('blog', 1);
+  await stage(tr, 'blog', one, 20001);
+  // (as ss -Hltne answers: a line a listening socket, its owner's uid among its words)
+  const own = 'LISTEN 0      5      127.0.0.1:20001 0.0.0.0:* uid:4242 ino:4552191 sk:132 cgroup:/silver.slice <->';
+  writeFileSync(join(tr.dir, 'ss.out'), `${own}\n`);
+  t.is((await deploy(tr, 'wait', 'blog', one, '-', '5', '2xx')).code, 0);
+  t.is((await deploy(tr, 'switch', 'blog', one)).code, 0);
+  for (const other of ['LISTEN 0      5      [::1]:20001 [::]:* uid:1000 ino:4552192 sk:133 v6only:1 <->', 'LISTEN 0      5      0.0.0.0:20001 0.0.0.0:* uid:42420 ino:1 sk:1 <->']) {
+    writeFileSync(join(tr.dir, 'ss.out'), `${own}\n${other}\n`);
+    const w = await deploy(tr, 'wait', 'blog', one, '-', '5', '2xx');
+    t.is(w.code, 1, other);
+    t.regex(w.stderr, /port 20001 is held by another user than app-blog/);
+    const sw = await deploy(tr, 'switch', 'blog', one);
+    t.is(sw.code, 1, other);
+    t.regex(sw.stderr, /port 20001 is held by another user than app-blog/);
+  }
+  rmSync(join(tr.dir, 'ss.out'));
+});
+
 test('silver-deploy: stop refuses the active instance; unswitch points the upstream nowhere and removes active', async (t) => {
   const tr = tree(DEPLOY);
   const [one, two] = [inst('blog', 1), inst('blog', 2)];
