@@ -79,6 +79,9 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
         // (a connect on loopback is at once; one that hangs is a port another app holds, whose
         // handshake the firewall drops: see silver-deploy's listeners_sync)
         '\t\tproxy_connect_timeout 5s;',
+        // (an app's X-Accel-Redirect would send the request on to another app's named location
+        // on this host, past its route check and the balancer's modes for that app)
+        '\t\tproxy_ignore_headers X-Accel-Redirect;',
         '\t}',
       );
     });
@@ -134,15 +137,22 @@ function tlsFrontend(tls: BalancerTls): string[] {
   return [
     `\tbind :443 ssl crt ${CERTS_DIR}/ alpn http/1.1`,
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
-    ...(peer ? ['\tacl silver_acme path_beg /.well-known/acme-challenge/', `\tacl silver_acme_forwarded req.hdr(${ACME_PEER_HEADER}) -m found`] : []),
-    `\thttp-request set-var(txn.acme) path,field(4,/),map(${ACME_MAP}) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }`,
+    '\tacl silver_acme path_beg /.well-known/acme-challenge/',
+    ...(peer ? [`\tacl silver_acme_forwarded req.hdr(${ACME_PEER_HEADER}) -m found`] : []),
+    `\thttp-request set-var(txn.acme) path,field(4,/),map(${ACME_MAP}) if !{ ssl_fc } silver_acme`,
     '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
     ...(peer
       ? [
           '\thttp-request return status 404 content-type text/plain string "no such challenge" if !{ ssl_fc } silver_acme silver_acme_forwarded',
           '\thttp-request redirect scheme https code 301 if !{ ssl_fc } !silver_acme',
         ]
-      : ['\thttp-request redirect scheme https code 301 if !{ ssl_fc }']),
+      : [
+          // (a token this balancer does not have is never redirected to HTTPS, where an app would
+          // answer it — for an ACME account of its own, or to use up the CA's limits for the
+          // domain: the validation requests are the balancer's)
+          '\thttp-request return status 404 content-type text/plain string "no such challenge" if !{ ssl_fc } silver_acme',
+          '\thttp-request redirect scheme https code 301 if !{ ssl_fc }',
+        ]),
     '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
     ...(tls.hsts ? [`\thttp-response set-header Strict-Transport-Security "max-age=${tls.hsts}" if { ssl_fc }`] : []),
     ...REQUEST_RULES,
@@ -155,12 +165,21 @@ function tlsFrontend(tls: BalancerTls): string[] {
  * What every request goes through before it is routed. The Host header whole: req.hdr splits a
  * value at its commas, and `Host: a.test:1,b.test` would match b.test's rules while nginx serves
  * a.test — a request with more than one value is refused (routes read req.fhdr). And what the apps
- * are told of the request is the balancer's to say, not the client's: the scheme, no forwarded host.
+ * are told of the request is the balancer's to say, not the client's: the scheme, the client's
+ * address, no forwarded host; and a request that is not safe to repeat is not repeated.
  */
 const REQUEST_RULES = [
   '\thttp-request deny deny_status 400 if { req.hdr_cnt(host) gt 1 }',
   '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
   '\thttp-request del-header X-Forwarded-Host',
+  // (the client's address is the balancer's to say: option forwardfor adds it after these go —
+  // a client's own X-Forwarded-For, Forwarded or X-Real-IP would tell an app any address)
+  '\thttp-request del-header X-Forwarded-For',
+  '\thttp-request del-header Forwarded',
+  '\thttp-request del-header X-Real-IP',
+  // (a request the app may have acted upon — it answered 502 or 503, or nothing in time — is
+  // sent again only when it is safe to repeat; a connection that failed is retried for any)
+  '\thttp-request disable-l7-retry unless { method GET HEAD OPTIONS }',
 ];
 
 /** A pair's peer for the validation requests this balancer cannot answer (see tlsFrontend). */

@@ -71,6 +71,10 @@ test('the balancer routes a known host by path, longest first, and 404s other ho
     '\thttp-request deny deny_status 400 if { req.hdr_cnt(host) gt 1 }',
     '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
     '\thttp-request del-header X-Forwarded-Host',
+    '\thttp-request del-header X-Forwarded-For',
+    '\thttp-request del-header Forwarded',
+    '\thttp-request del-header X-Real-IP',
+    '\thttp-request disable-l7-retry unless { method GET HEAD OPTIONS }',
     // (the Host header whole: req.hdr would split it at commas)
     '\tacl silver_host req.fhdr(host),field(1,:) -i foobar.com www.foobar.com',
     '\tuse_backend unknown_host if !silver_host',
@@ -110,13 +114,16 @@ test('the balancer without host names routes by location only; without locations
 test('HTTPS: port 443 with a certificate folder, modern TLS only, the ACME answers on port 80 before anything else, every other plain request redirected, HSTS, the scheme for the apps', (t) => {
   const cfg = haproxyCfg(['foobar.com', 'www.foobar.com'], servers, locations, new Map(), { hosts: ['foobar.com', 'www.foobar.com'], hsts: 600 });
   const www = section(cfg, 'frontend www');
-  t.deepEqual(www.slice(0, 9), [
+  t.deepEqual(www.slice(0, 11), [
     'frontend www',
     '\tbind :80',
     '\tbind :443 ssl crt /etc/haproxy/certs/ alpn http/1.1',
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
-    '\thttp-request set-var(txn.acme) path,field(4,/),map(/etc/haproxy/silver-acme.map) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }',
+    '\tacl silver_acme path_beg /.well-known/acme-challenge/',
+    '\thttp-request set-var(txn.acme) path,field(4,/),map(/etc/haproxy/silver-acme.map) if !{ ssl_fc } silver_acme',
     '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
+    // (a token it does not have: a 404 here, never a redirect to an app's HTTPS)
+    '\thttp-request return status 404 content-type text/plain string "no such challenge" if !{ ssl_fc } silver_acme',
     '\thttp-request redirect scheme https code 301 if !{ ssl_fc }',
     '\thttp-request set-header X-Forwarded-Proto https if { ssl_fc }',
     '\thttp-response set-header Strict-Transport-Security "max-age=600" if { ssl_fc }',
@@ -130,14 +137,14 @@ test('HTTPS: port 443 with a certificate folder, modern TLS only, the ACME answe
 test('HTTPS on a balancer pair with tls = acme: a validation request without an answer here goes to the peer, marked; a marked one gets a 404 (no loop); only plain-HTTP challenge paths', (t) => {
   const cfg = haproxyCfg(['foobar.com'], servers, locations, new Map(), { hosts: ['foobar.com'], hsts: null, acmePeer: '10.4.3.12' });
   const www = section(cfg, 'frontend www');
-  t.deepEqual(www.slice(0, 15), [
+  t.deepEqual(www.slice(0, 19), [
     'frontend www',
     '\tbind :80',
     '\tbind :443 ssl crt /etc/haproxy/certs/ alpn http/1.1',
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
     '\tacl silver_acme path_beg /.well-known/acme-challenge/',
     '\tacl silver_acme_forwarded req.hdr(X-Silver-Acme-Peer) -m found',
-    '\thttp-request set-var(txn.acme) path,field(4,/),map(/etc/haproxy/silver-acme.map) if !{ ssl_fc } { path_beg /.well-known/acme-challenge/ }',
+    '\thttp-request set-var(txn.acme) path,field(4,/),map(/etc/haproxy/silver-acme.map) if !{ ssl_fc } silver_acme',
     '\thttp-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
     '\thttp-request return status 404 content-type text/plain string "no such challenge" if !{ ssl_fc } silver_acme silver_acme_forwarded',
     '\thttp-request redirect scheme https code 301 if !{ ssl_fc } !silver_acme',
@@ -145,16 +152,21 @@ test('HTTPS on a balancer pair with tls = acme: a validation request without an 
     '\thttp-request deny deny_status 400 if { req.hdr_cnt(host) gt 1 }',
     '\thttp-request set-header X-Forwarded-Proto http if !{ ssl_fc }',
     '\thttp-request del-header X-Forwarded-Host',
+    '\thttp-request del-header X-Forwarded-For',
+    '\thttp-request del-header Forwarded',
+    '\thttp-request del-header X-Real-IP',
+    '\thttp-request disable-l7-retry unless { method GET HEAD OPTIONS }',
     // (before the host names' routes: the first use_backend that matches wins)
     '\tuse_backend acme_peer if !{ ssl_fc } silver_acme',
   ]);
-  t.is(www[15], '\tacl silver_host req.fhdr(host),field(1,:) -i foobar.com');
+  t.is(www[19], '\tacl silver_host req.fhdr(host),field(1,:) -i foobar.com');
   t.deepEqual(section(cfg, 'backend acme_peer'), ['backend acme_peer', '\thttp-request set-header X-Silver-Acme-Peer 1', '\tserver peer 10.4.3.12:80']);
-  // One balancer (or tls = FILE on a pair): no forwarding, every other plain request redirected.
+  // One balancer (or tls = FILE on a pair): no forwarding; a token it does not have is a 404, every
+  // other plain request redirected.
   for (const tls of [{ hosts: ['foobar.com'], hsts: null }, { hosts: ['foobar.com'], hsts: null, acmePeer: null }]) {
     const single = haproxyCfg(['foobar.com'], servers, locations, new Map(), tls);
-    t.false(/acme_peer|silver_acme|X-Silver-Acme-Peer/.test(single));
-    t.regex(single, /^\thttp-request redirect scheme https code 301 if !\{ ssl_fc \}$/m);
+    t.false(/acme_peer|silver_acme_forwarded|X-Silver-Acme-Peer/.test(single));
+    t.regex(single, /^\thttp-request return status 404 content-type text\/plain string "no such challenge" if !\{ ssl_fc \} silver_acme\n\thttp-request redirect scheme https code 301 if !\{ ssl_fc \}$/m);
   }
 });
 
@@ -163,4 +175,11 @@ test('attack: the front proxy passes no client\'s X-Silverlining-Update to an ap
   const named = [...conf.matchAll(/\tlocation @silver_\d+ \{\n([\s\S]*?)\n\t\}/g)].map((m) => m[1]!);
   t.is(named.length, 2);
   for (const block of named) t.true(block.includes('\t\tproxy_set_header X-Silverlining-Update "";'), block);
+});
+
+test('attack: the front proxy does not act on an app\'s X-Accel-Redirect (to another app\'s named location on the host, past its route check and the balancer\'s modes for it)', (t) => {
+  const conf = nginxFrontConf({ locations: [loc('r.test', '/', 'main'), loc('r.test', '/blog/', 'blog')] as never });
+  const named = [...conf.matchAll(/\tlocation @silver_\d+ \{\n([\s\S]*?)\n\t\}/g)].map((m) => m[1]!);
+  t.is(named.length, 2);
+  for (const block of named) t.true(block.includes('\t\tproxy_ignore_headers X-Accel-Redirect;'), block);
 });
