@@ -172,7 +172,7 @@ function roleUnits(role: string): Record<string, string> {
 
 /** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
 function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[], tls: TlsWiring | null): Record<string, string> {
-  if (layer === 'appserver') return fileVars('SILVER_NGINX_CONF', nginxFrontConf(ns));
+  if (layer === 'appserver') return fileVars('SILVER_NGINX_CONF', nginxFrontConf(ns, ns.nodes.some((n) => n.role === 'balancer')));
   if (layer === 'balancer') {
     const vrrp = keepalivedConf(ns, node, all);
     return { ...fileVars('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns, node, all))), ...tlsVars(ns, tls), SILVER_VRRP: vrrp ? '1' : '0', ...fileVars('SILVER_KEEPALIVED_CONF', vrrp ?? '') };

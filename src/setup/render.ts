@@ -35,15 +35,17 @@ export function routeId(location: { host: string; path: string }): string {
   return `loc_${createHash('sha256').update(`${location.host} ${location.path}`).digest('hex').slice(0, 12)}`;
 }
 
-/** An app server's front proxy: one server per host name, a location per app, the health URL. */
-export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
+/**
+ * An app server's front proxy: one server per host name, a location per app, the health URL.
+ * `balanced`: a balancer sets the scheme and the client's address (only the nodeset's nodes reach
+ * port 80 then); without one the clients come straight here, and what an app is told of them is
+ * this proxy's own word — never a client's X-Forwarded-Proto or X-Forwarded-For.
+ */
+export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>, balanced = true): string {
   const out = [
     '# managed by silver: the front proxy of this app server',
     'include /etc/silverlining/nginx/upstream-*.conf;',
-    'map $http_x_forwarded_proto $silver_proto {',
-    '\tdefault $http_x_forwarded_proto;',
-    '\t""      $scheme;',
-    '}',
+    ...(balanced ? ['map $http_x_forwarded_proto $silver_proto {', '\tdefault $http_x_forwarded_proto;', '\t""      $scheme;', '}'] : []),
     'server {',
     '\tlisten 80 default_server;',
     '\tserver_name _;',
@@ -70,8 +72,8 @@ export function nginxFrontConf(ns: Pick<Nodeset, 'locations'>): string {
         '\t\tproxy_http_version 1.1;',
         '\t\tproxy_set_header Connection "";',
         '\t\tproxy_set_header Host $host;',
-        '\t\tproxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
-        '\t\tproxy_set_header X-Forwarded-Proto $silver_proto;',
+        `\t\tproxy_set_header X-Forwarded-For ${balanced ? '$proxy_add_x_forwarded_for' : '$remote_addr'};`,
+        `\t\tproxy_set_header X-Forwarded-Proto ${balanced ? '$silver_proto' : '$scheme'};`,
         `\t\tproxy_set_header X-Forwarded-Prefix ${l.path};`,
         // (the header silver's own requests to an app's update_fetch carry, never a client's)
         '\t\tproxy_set_header X-Silverlining-Update "";',

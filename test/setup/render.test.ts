@@ -183,3 +183,15 @@ test('attack: the front proxy does not act on an app\'s X-Accel-Redirect (to ano
   t.is(named.length, 2);
   for (const block of named) t.true(block.includes('\t\tproxy_ignore_headers X-Accel-Redirect;'), block);
 });
+
+test('attack: without a balancer the clients reach the front proxy straight, and what an app is told of them is its own word: the scheme it served, the address it saw — never a client\'s X-Forwarded-Proto or X-Forwarded-For; behind one, the balancer\'s', (t) => {
+  const locations = [loc('a.com', '/', 'site')] as never;
+  const alone = nginxFrontConf({ locations }, false);
+  t.false(alone.includes('$http_x_forwarded_proto'), alone);
+  t.true(alone.includes('\t\tproxy_set_header X-Forwarded-Proto $scheme;'));
+  t.true(alone.includes('\t\tproxy_set_header X-Forwarded-For $remote_addr;'));
+  const behind = nginxFrontConf({ locations }, true);
+  t.true(behind.includes('map $http_x_forwarded_proto $silver_proto {'));
+  t.true(behind.includes('\t\tproxy_set_header X-Forwarded-Proto $silver_proto;'));
+  t.true(behind.includes('\t\tproxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;'));
+});
