@@ -314,7 +314,7 @@ const OWN_PAGE_RETURN = modeReturn('%[var(txn.silver_page),b64dec]');
 /**
  * An app backend's modes: the app's own entry of MODES_MAP, else the `*` entry; in maintenance
  * every request but those from ALLOW_ACL's addresses, in read-only every request but GET, HEAD
- * and OPTIONS, gets a 503 with Retry-After and the app's own page (PAGES_MAP) or else the
+ * and OPTIONS (and those asking for an upgrade: a WebSocket's tunnel carries writes), gets a 503 with Retry-After and the app's own page (PAGES_MAP) or else the
  * message page, before any server is chosen.
  * (Health checks are the balancer's own requests: http-request rules never see them.)
  */
@@ -326,10 +326,13 @@ function modeRules(app: string): string[] {
     '\tacl silver_read_only var(txn.silver_mode),field(1,:) -m str read-only',
     `\tacl silver_allowed src -f ${ALLOW_ACL}`,
     '\tacl silver_reads method GET HEAD OPTIONS',
-    `\thttp-request set-var(txn.silver_page) str(${app}),map_str(${PAGES_MAP}) if silver_maintenance !silver_allowed or silver_read_only !silver_reads`,
+    // (a GET that asks for an upgrade — a WebSocket — opens a tunnel that carries writes: no read)
+    '\tacl silver_upgrade req.hdr(upgrade) -m found',
+    `\thttp-request set-var(txn.silver_page) str(${app}),map_str(${PAGES_MAP}) if silver_maintenance !silver_allowed or silver_read_only !silver_reads or silver_read_only silver_upgrade`,
     `\t${OWN_PAGE_RETURN} if { var(txn.silver_page) -m found }`,
     `\t${MODE_RETURN} if silver_maintenance !silver_allowed`,
     `\t${MODE_RETURN} if silver_read_only !silver_reads`,
+    `\t${MODE_RETURN} if silver_read_only silver_upgrade`,
   ];
 }
 

@@ -187,6 +187,9 @@ run('maintenance: 503 with Retry-After and the escaped page for every request; a
 run('read-only: GET, HEAD and OPTIONS pass, other methods get 503 with Retry-After; an app\'s own entry wins over *; clear goes back', async (t) => {
   t.is((await mode('set', '*', 'read-only', '20', b64('Reading only'))).code, 0);
   for (const method of ['GET', 'HEAD', 'OPTIONS']) t.is((await get('/', method)).status, 200, method);
+  // (a GET asking for an upgrade — a WebSocket, whose tunnel carries writes — is no read)
+  const ws = await send('/', 'GET', { Host: 'modes.test', Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' });
+  t.is(ws.status, 503, 'a WebSocket in read-only');
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
     const r = await get('/', method);
     t.is(r.status, 503, method);

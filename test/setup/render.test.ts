@@ -40,7 +40,7 @@ function section(cfg: string, header: string): string[] {
 test('the balancer has a backend per location, named by app and its location count, checking the app\'s health path under the location', (t) => {
   const cfg = haproxyCfg(['foobar.com', 'www.foobar.com'], servers, locations, new Map([['wiki', '/health'], ['blog', '/status/ok']]));
   t.deepEqual([...cfg.matchAll(/^backend (\S+)$/gm)].map((m) => m[1]), ['unknown_host', 'app_blog_1', 'app_wiki_1', 'app_blog_2', 'app_api_1']);
-  t.deepEqual(section(cfg, 'backend app_wiki_1').filter((l) => !/silver_mode|silver_(allowed|reads)/.test(l)), [
+  t.deepEqual(section(cfg, 'backend app_wiki_1').filter((l) => !/silver_mode|silver_(allowed|reads|upgrade)/.test(l)), [
     'backend app_wiki_1',
     '\t# silver-location wiki foobar.com /wiki/',
     `\thttp-request set-header X-Silver-Backend ${routeId(loc('foobar.com', '/wiki/', 'wiki'))}`,
