@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /**
@@ -13,4 +14,15 @@ export function findHaproxy(): string | null {
     if (dir && existsSync(join(dir, 'haproxy'))) return join(dir, 'haproxy');
   }
   return null;
+}
+
+/**
+ * DIR/certs with the balancer's self-signed default certificate (`0-default.pem`, key and
+ * certificate in one file, as setup-node makes it), for a loopback HAProxy with `tls`.
+ */
+export function defaultCertFolder(dir: string): void {
+  mkdirSync(join(dir, 'certs'));
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=silver-default', '-keyout', join(dir, 'k'), '-out', join(dir, 'c')]);
+  if (made.status !== 0) throw new Error(made.stderr.toString());
+  writeFileSync(join(dir, 'certs/0-default.pem'), Buffer.concat([readFileSync(join(dir, 'c')), readFileSync(join(dir, 'k'))]));
 }

@@ -1,12 +1,12 @@
 import test from 'ava';
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
-import { findHaproxy } from '../helpers/haproxy.js';
+import { defaultCertFolder, findHaproxy } from '../helpers/haproxy.js';
 import { ask } from '../helpers/load.js';
 import { ACME_MAP, ALLOW_ACL, CERTS_DIR, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
 
@@ -124,10 +124,7 @@ async function start(x: Balancer): Promise<void> {
 
 test.before(async () => {
   if (!HAPROXY) return;
-  mkdirSync(join(dir, 'certs'));
-  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=silver-default', '-keyout', join(dir, 'k'), '-out', join(dir, 'c')]);
-  if (made.status !== 0) throw new Error(made.stderr.toString());
-  writeFileSync(join(dir, 'certs/0-default.pem'), Buffer.concat([readFileSync(join(dir, 'c')), readFileSync(join(dir, 'k'))]));
+  defaultCertFolder(dir);
   // (no app server: its port is closed, the app backend is down; challenges never reach it)
   const appPort = await freePort('127.0.0.1');
   for (const x of [A, B]) {

@@ -1,11 +1,11 @@
 import test from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findHaproxy } from '../helpers/haproxy.js';
+import { defaultCertFolder, findHaproxy } from '../helpers/haproxy.js';
 import { ask } from '../helpers/load.js';
 import { ACME_MAP, ALLOW_ACL, CERTS_DIR, haproxyCfg, MODES_MAP, nginxFrontConf, PAGES_MAP } from '../../src/setup/render.js';
 
@@ -98,10 +98,7 @@ const tls = { http: 0, https: 0 };
 
 test.before(async () => {
   if (!HAPROXY) return;
-  mkdirSync(join(dir, 'certs'));
-  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=silver-default', '-keyout', join(dir, 'k'), '-out', join(dir, 'c')]);
-  if (made.status !== 0) throw new Error(made.stderr.toString());
-  writeFileSync(join(dir, 'certs/0-default.pem'), Buffer.concat([readFileSync(join(dir, 'c')), readFileSync(join(dir, 'k'))]));
+  defaultCertFolder(dir);
   const appPort = await app('hello', plain.hits);
   plain.http = await freePort();
   const loc = [{ host: 'attack.test', path: '/', app: 'hello' }];
