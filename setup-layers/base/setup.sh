@@ -190,6 +190,14 @@ if [ "$CHECK" != 1 ] && [ -f /etc/nftables.conf ] && [ ! -L /etc/nftables.conf ]
   _slurp < /etc/nftables.conf
   _nft_prev=$_S
 fi
+# _split_addrs LIST: of the addresses in LIST, the IPv4 ones in _v4, the IPv6 ones in _v6, each as
+# an nft set's list.
+_split_addrs() {
+  _v4='' _v6=''
+  for _a in $1; do
+    case "$_a" in *:*) _v6="$_v6${_v6:+, }$_a" ;; *) _v4="$_v4${_v4:+, }$_a" ;; esac
+  done
+}
 # Firewall: SSH, then only what the role serves. Behind a balancer, an app server's port 80 is
 # open to the nodeset's own nodes only, so that no client walks around the balancer (and its
 # maintenance or read-only mode); without one, the app servers are the site.
@@ -197,10 +205,7 @@ case "$SILVER_ROLE" in
   appserver)
     _rules="		tcp dport 80 accept"
     if [ "$SILVER_BALANCED" = 1 ]; then
-      _v4='' _v6=''
-      for _a in $SILVER_NODE_ADDRS; do
-        case "$_a" in *:*) _v6="$_v6${_v6:+, }$_a" ;; *) _v4="$_v4${_v4:+, }$_a" ;; esac
-      done
+      _split_addrs "$SILVER_NODE_ADDRS"
       _rules=""
       [ -z "$_v4" ] || _rules="		ip saddr { $_v4 } tcp dport 80 accept"
       [ -z "$_v6" ] || _rules="$_rules${_rules:+$NL}		ip6 saddr { $_v6 } tcp dport 80 accept"
@@ -236,8 +241,10 @@ if [ "$SILVER_ROLE" = appserver ]; then
   # keeps of who may answer on each instance's port: see its listeners_sync; loaded with the
   # rest, at boot too; none before the first instance.)
   _include='include "/etc/silverlining/nft.d/*.nft"'
+  # (a connection of anyone but root and nginx refused at once)
+  _root_nginx_only='meta skuid != { root, www-data } reject with tcp reset'
   _output_rules="$_output_rules
-		tcp dport 20000-29999 meta skuid != { root, www-data } reject with tcp reset"
+		tcp dport 20000-29999 $_root_nginx_only"
   # Behind a balancer no app walks around it either through an app server's own front proxy —
   # this node's (the loopback, its own addresses: the traffic leaves by lo) or another app
   # server's — with a Host of another app's: that app's maintenance, read-only mode and allow
@@ -245,15 +252,12 @@ if [ "$SILVER_ROLE" = appserver ]; then
   # (and themselves) by their public address, the balancer's.
   if [ "$SILVER_BALANCED" = 1 ]; then
     _output_rules="$_output_rules
-		oifname \"lo\" tcp dport 80 meta skuid != { root, www-data } reject with tcp reset"
-    _v4='' _v6=''
-    for _a in $SILVER_APPSERVER_ADDRS; do
-      case "$_a" in *:*) _v6="$_v6${_v6:+, }$_a" ;; *) _v4="$_v4${_v4:+, }$_a" ;; esac
-    done
+		oifname \"lo\" tcp dport 80 $_root_nginx_only"
+    _split_addrs "$SILVER_APPSERVER_ADDRS"
     [ -z "$_v4" ] || _output_rules="$_output_rules
-		ip daddr { $_v4 } tcp dport 80 meta skuid != { root, www-data } reject with tcp reset"
+		ip daddr { $_v4 } tcp dport 80 $_root_nginx_only"
     [ -z "$_v6" ] || _output_rules="$_output_rules
-		ip6 daddr { $_v6 } tcp dport 80 meta skuid != { root, www-data } reject with tcp reset"
+		ip6 daddr { $_v6 } tcp dport 80 $_root_nginx_only"
   fi
 fi
 _output="	chain output {

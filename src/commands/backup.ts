@@ -115,6 +115,12 @@ function orphanProblem(db: string, svc: ServiceDescriptor, apps: readonly string
   return null;
 }
 
+/** The databases silver made on a service node, as its helper lists them (`db NAME` lines). */
+async function listedDatabases(s: Session, node: string, svc: ServiceDescriptor): Promise<Set<string>> {
+  const out = await s.remote.run(node, `listing the ${svc.name} databases`, dbVerbs.list(svc));
+  return new Set(out.split('\n').filter((l) => l.startsWith('db ')).map((l) => l.slice(3)));
+}
+
 /**
  * The apps (of the nodeset's locations) with a database on a service node, by service; with
  * `orphans`, every other database silver made there too — an app taken out of the file leaves
@@ -126,12 +132,7 @@ export async function appDatabases(s: Session, only?: string, orphans = false, s
   for (const name of s.ns.services) {
     const svc = service(name);
     const node = serviceNode(s, name);
-    const listed = new Set(
-      (await s.remote.run(node, `listing the ${name} databases`, dbVerbs.list(svc)))
-        .split('\n')
-        .filter((l) => l.startsWith('db '))
-        .map((l) => l.slice(3)),
-    );
+    const listed = await listedDatabases(s, node, svc);
     const apps = appsOf(s.ns);
     for (const app of apps) if ((!only || app === only) && listed.has(svc.dbName(app))) out.push({ app, svc, node, db: svc.dbName(app) });
     if (!orphans) continue;
@@ -689,8 +690,7 @@ export async function restore(ns: Nodeset, rt: Runtime, app: string, arg: string
  */
 async function orphanThere(s: Session, node: string, m: Manifest): Promise<void> {
   const svc = service(m.service);
-  const listed = (await s.remote.run(node, `listing the ${m.service} databases`, dbVerbs.list(svc))).split('\n').includes(`db ${m.database}`);
-  if (!listed) throw new ExitError(`${node} has no ${m.service} database ${m.database}: an orphan's backup restores only into its database as it stands there; to restore it elsewhere, put its app back in the locations, run silver update, then silver restore: nothing restored`, 1);
+  if (!(await listedDatabases(s, node, svc)).has(m.database)) throw new ExitError(`${node} has no ${m.service} database ${m.database}: an orphan's backup restores only into its database as it stands there; to restore it elsewhere, put its app back in the locations, run silver update, then silver restore: nothing restored`, 1);
   const owner = appsOf(s.ns).find((a) => svc.dbName(a) === m.database);
   if (owner) throw new ExitError(`${node}: the ${m.service} database ${m.database} is app ${owner}'s now: restore ${owner}'s own backups (silver restore ${owner}); nothing restored`, 1);
   const problem = orphanProblem(m.database, svc, appsOf(s.ns), []);

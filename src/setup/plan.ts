@@ -140,7 +140,7 @@ function authorizedVars(ns: Nodeset, deployKey: string): Record<string, string> 
  */
 function firewall(ns: Nodeset, all: readonly AddressedNode[], node: AddressedNode, list: NodeList): Record<string, string> {
   return {
-    SILVER_BALANCED: ns.nodes.some((n) => n.role === 'balancer') ? '1' : '0',
+    SILVER_BALANCED: hasBalancer(ns) ? '1' : '0',
     SILVER_NODE_ADDRS: list.nodeAddrs,
     // (a balancer pair: VRRP from the other balancer)
     SILVER_VRRP_PEER: vrrpPeer(ns, node, all),
@@ -170,9 +170,14 @@ function roleUnits(role: string): Record<string, string> {
   };
 }
 
+/** The nodeset has a balancer: its app servers serve the nodeset's own nodes alone. */
+function hasBalancer(ns: Nodeset): boolean {
+  return ns.nodes.some((n) => n.role === 'balancer');
+}
+
 /** Files silver renders for a layer (content and MD5 sum as variables, for `ensure_known`). */
 function renderedFiles(ns: Nodeset, layer: string, appservers: readonly AddressedNode[], appHealth: ReadonlyMap<string, string>, node: AddressedNode, all: readonly AddressedNode[], tls: TlsWiring | null): Record<string, string> {
-  if (layer === 'appserver') return fileVars('SILVER_NGINX_CONF', nginxFrontConf(ns, ns.nodes.some((n) => n.role === 'balancer')));
+  if (layer === 'appserver') return fileVars('SILVER_NGINX_CONF', nginxFrontConf(ns, hasBalancer(ns)));
   if (layer === 'balancer') {
     const vrrp = keepalivedConf(ns, node, all);
     return { ...fileVars('SILVER_HAPROXY_CFG', haproxyCfg(ns.hostnames, appservers, ns.locations, appHealth, tlsOf(ns, node, all))), ...tlsVars(ns, tls), SILVER_VRRP: vrrp ? '1' : '0', ...fileVars('SILVER_KEEPALIVED_CONF', vrrp ?? '') };

@@ -314,8 +314,9 @@ const OWN_PAGE_RETURN = modeReturn('%[var(txn.silver_page),b64dec]');
 /**
  * An app backend's modes: the app's own entry of MODES_MAP, else the `*` entry; in maintenance
  * every request but those from ALLOW_ACL's addresses, in read-only every request but GET, HEAD
- * and OPTIONS (and those asking for an upgrade: a WebSocket's tunnel carries writes), gets a 503 with Retry-After and the app's own page (PAGES_MAP) or else the
- * message page, before any server is chosen.
+ * and OPTIONS (and those asking for an upgrade: a WebSocket's tunnel carries writes), gets a 503
+ * with Retry-After and the app's own page (PAGES_MAP) or else the message page, before any
+ * server is chosen.
  * (Health checks are the balancer's own requests: http-request rules never see them.)
  */
 function modeRules(app: string): string[] {

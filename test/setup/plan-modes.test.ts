@@ -46,7 +46,7 @@ test('the firewall variables: whether the nodeset has a balancer, and every node
 /** The nftables.conf the base layer writes for these variables (its firewall part, run in sh). */
 function nftablesConf(vars: Record<string, string>): string {
   const text = readFileSync(join(layersRoot(), 'base/setup.sh'), 'utf8');
-  const start = text.indexOf('case "$SILVER_ROLE" in');
+  const start = text.indexOf('_split_addrs() {');
   const end = text.indexOf('\nEOT\n', start);
   if (start < 0 || end < 0) throw new Error('base/setup.sh: no firewall part found');
   const part = text.slice(start, end + 5).replace('ensure_file /etc/nftables.conf 755 root:root <<EOT', 'cat <<EOT');
