@@ -580,13 +580,13 @@ ensure_block() {
   fi
 }
 
-# firewall_loaded: the rules of /etc/nftables.conf are in the kernel (a flushed ruleset is loaded again).
+# firewall_loaded: the rules of /etc/nftables.conf are in the kernel (a flushed ruleset is loaded
+# again): silver's tables are there — as the firewall's watcher says, or as nft lists them.
 firewall_loaded() {
-  # (silver's table, and on an app server with instances the table of who may answer on their
-  # ports, which nftables.conf includes)
+  _fw_want
+  # shellcheck disable=SC2086 # (table names, split on purpose)
+  if nft_watch_holds $_want; then return 0; fi
   _t=$(nft list tables 2> /dev/null) || _t=''
-  _want=silver
-  [ ! -f /etc/silverlining/nft.d/listeners.nft ] || _want='silver silver_listeners'
   for _n in $_want; do
     case "$NL$_t$NL" in *"${NL}table inet $_n$NL"*) ;; *) _t='' ;; esac
   done
@@ -596,27 +596,149 @@ firewall_loaded() {
   fi
 }
 
-# take_fresh_lock: on a node that had no silver-state when this run began (SILVER_FRESH_STATE), the
-# deploy lock the run holds (SILVER_LOCK_TOKEN, _HOLDER, _TTL) is taken at once, before anything
-# else is done there: a node is never set up and free for another run (the run's heartbeat
-# renews it from then on; see setup-lock.ts).
-take_fresh_lock() {
-  [ "$CHECK" != 1 ] && [ "${SILVER_FRESH_STATE:-0}" = 1 ] && [ -n "${SILVER_LOCK_TOKEN:-}" ] || return 0
-  /usr/local/lib/silverlining/bin/silver-state lock "$SILVER_LOCK_TOKEN" "$SILVER_LOCK_TTL" "$SILVER_LOCK_HOLDER" > /dev/null 2>&1 || true
+# _fw_want: silver's tables in _want — its own, and on an app server with instances the table of
+# who may answer on their ports, which nftables.conf includes.
+_fw_want() {
+  _want=silver
+  [ ! -f /etc/silverlining/nft.d/listeners.nft ] || _want='silver silver_listeners'
+}
+
+# The firewall's watcher: what spares the probe its `nft list tables`. A transient unit runs
+# `nft monitor destroy tables`, which prints a line for every table removed (a flushed ruleset
+# removes them all) and an error line when it lost events. A full run (the base layer, nft_watch_arm)
+# starts it where none runs silent, waits until the kernel lists its subscription, then sees
+# silver's tables there and records which, with the watcher's process (its id and start time)
+# and the boot. While that same process runs, asleep (an event waiting makes it runnable at once),
+# and has printed nothing, none of those tables was removed since. Anything else — no record,
+# another boot, the watcher gone, busy or with output, a table wanted that it did not see —
+# and the probe lists the tables with nft, as without it. Its files are root's, in FP_DIR.
+NFTW_UNIT=silver-nft-watch.service
+NFT_BIN=/usr/sbin/nft
+
+# _proc_start PID: the process's start time (ticks since boot, /proc/PID/stat's 22nd field), its
+# name and state in _PS, _PN, _PT; false when there is no such process. By the shell.
+_proc_start() {
+  _PS='' _PN='' _PT=''
+  case "$1" in '' | 0 | *[!0-9]*) return 1 ;; esac
+  # shellcheck disable=SC2034 # (the fields before the 22nd, read past)
+  read -r _f1 _PN _PT _f4 _f5 _f6 _f7 _f8 _f9 _f10 _f11 _f12 _f13 _f14 _f15 _f16 _f17 _f18 _f19 _f20 _f21 _PS _f23 < "/proc/$1/stat" 2> /dev/null || return 1
+  case "$_PS" in '' | *[!0-9]*) return 1 ;; esac
+}
+
+# nft_watch_holds TABLE...: the watcher recorded these tables there and has seen none removed since
+# (see above). Reads files, starts no process.
+nft_watch_holds() {
+  [ -f "$FP_DIR/nftwatch.rec" ] && [ ! -L "$FP_DIR" ] || return 1
+  _wb='' _wp='' _ws='' _wt=''
+  read -r _wb _wp _ws _wt < "$FP_DIR/nftwatch.rec" || return 1
+  _boot=''
+  read -r _boot < /proc/sys/kernel/random/boot_id || return 1
+  [ -n "$_wb" ] && [ "$_wb" = "$_boot" ] || return 1
+  _proc_start "$_wp" || return 1
+  [ "$_PN $_PT $_PS" = "(nft) S $_ws" ] || return 1
+  [ -f "$FP_DIR/nftwatch.out" ] && [ ! -s "$FP_DIR/nftwatch.out" ] || return 1
+  for _n; do
+    case " $_wt " in *" $_n "*) ;; *) return 1 ;; esac
+  done
+}
+
+# _nft_subscribed PID: the kernel lists a netlink socket of PID's subscribed to nftables' events
+# (/proc/net/netlink: protocol 12, netfilter; group 7, NFNLGRP_NFTABLES, bit 0x40).
+_nft_subscribed() {
+  while read -r _sk _eth _np _ng _rest; do
+    if [ "$_eth" != 12 ] || [ "$_np" != "$1" ]; then continue; fi
+    case "$_ng" in '' | *[!0-9a-f]*) continue ;; esac
+    [ $((0x$_ng & 0x40)) = 0 ] || return 0
+  done < /proc/net/netlink
+  return 1
+}
+
+# nft_watch_arm: (a full run, once the firewall is loaded) the firewall's watcher in place, as above:
+# kept when it holds, else started anew and recorded; no record when anything is not as it should be.
+nft_watch_arm() {
+  [ "$CHECK" != 1 ] && [ -d "$FP_DIR" ] && [ ! -L "$FP_DIR" ] || return 0
+  _fw_want
+  # shellcheck disable=SC2086 # (table names, split on purpose)
+  if nft_watch_holds $_want; then return 0; fi
+  rm -f "$FP_DIR/nftwatch.rec"
+  systemctl stop "$NFTW_UNIT" > /dev/null 2>&1 || true
+  systemctl reset-failed "$NFTW_UNIT" > /dev/null 2>&1 || true
+  [ -x "$NFT_BIN" ] && [ -r /proc/net/netlink ] || return 0
+  systemd-run --quiet --collect --unit="$NFTW_UNIT" -p StandardOutput="truncate:$FP_DIR/nftwatch.out" -p StandardError=inherit \
+    -p MemoryMax=32M "$NFT_BIN" monitor destroy tables > /dev/null 2>&1 || return 0
+  _wp=$(systemctl show -p MainPID --value "$NFTW_UNIT" 2> /dev/null) || return 0
+  # Subscribed within 2 s, or no record: the probe lists the tables.
+  _i=0
+  until _nft_subscribed "$_wp"; do
+    _i=$((_i + 1))
+    [ "$_i" -le 100 ] || return 0
+    sleep 0.02
+  done
+  _proc_start "$_wp" && [ "$_PN" = '(nft)' ] || return 0
+  _ws=$_PS
+  # The tables there now, seen after the subscription: what the watcher would report removed.
+  _t=$(nft list tables 2> /dev/null) || return 0
+  _seen=''
+  for _n in $_want; do
+    case "$NL$_t$NL" in *"${NL}table inet $_n$NL"*) _seen="$_seen $_n" ;; esac
+  done
+  _boot=''
+  read -r _boot < /proc/sys/kernel/random/boot_id || return 0
+  (umask 077 && printf '%s %s %s%s\n' "$_boot" "$_wp" "$_ws" "$_seen" > "$FP_DIR/nftwatch.rec.new") || return 0
+  mv -f "$FP_DIR/nftwatch.rec.new" "$FP_DIR/nftwatch.rec"
 }
 
 # repair_instances: on an app server, each app's active instance runs and answers its health
 # check, and what an interrupted deploy left running is stopped (silver-deploy repair; skipped
-# while a deploy holds the nodeset's lock — but under setup-node's own, SILVER_REPAIR_TOKEN).
+# while a deploy holds the nodeset's lock — but under setup-node's own, SILVER_REPAIR_TOKEN). Where
+# all is well (instances_well), repair has nothing to do and is not asked.
 repair_instances() {
-  [ -x /usr/local/lib/silverlining/bin/silver-deploy ] || return 0
+  [ -x "$HELPER_BIN/silver-deploy" ] || return 0
+  if instances_well; then return 0; fi
   _check=''
   [ "$CHECK" != 1 ] || _check=--check
   # shellcheck disable=SC2086 # (no argument at all unless checking)
-  _repair=$(SILVER_LOCK_TOKEN=${SILVER_REPAIR_TOKEN:-} /usr/local/lib/silverlining/bin/silver-deploy repair $_check) || exit 1
+  _repair=$(SILVER_LOCK_TOKEN=${SILVER_REPAIR_TOKEN:-} "$HELPER_BIN/silver-deploy" repair $_check) || exit 1
   while IFS= read -r _l; do [ -z "$_l" ] || changed "$_l"; done <<EOT
 $_repair
 EOT
+}
+
+# instances_well: nothing on this app server for silver-deploy repair to do — for each app, no
+# switch left half done, its active instance running (its invocation link) and answering its
+# health check with a 2xx, no other instance running — seen by the shell and one request an app
+# (silver-http, as repair asks it). False for anything else (a stop-after under way included),
+# which repair then looks at.
+APPS_ROOT=/var/lib/silverlining/apps
+UNIT_LINKS=/run/systemd/units
+HELPER_BIN=/usr/local/lib/silverlining/bin
+instances_well() {
+  [ -x "$HELPER_BIN/silver-http" ] && [ -d "$UNIT_LINKS" ] || return 1
+  _here=$PWD
+  for _ai in "$APPS_ROOT"/*/instances; do
+    [ -d "$_ai" ] || continue
+    _ad=${_ai%/instances}
+    [ ! -e "$_ad/switching" ] || return 1
+    _act=-
+    if [ -L "$_ad/active" ]; then
+      cd -P "$_ad/active" 2> /dev/null || return 1
+      _act=${PWD##*/}
+      cd "$_here" || return 1
+    fi
+    for _i in "$_ai"/*; do
+      _i=${_i##*/}
+      case "$_i" in '*' | *.tmp) continue ;; esac
+      if [ "$_i" != "$_act" ]; then
+        [ ! -L "$UNIT_LINKS/invocation:silver-$_i.service" ] || return 1
+        continue
+      fi
+      [ -L "$UNIT_LINKS/invocation:silver-$_i.service" ] || return 1
+      _port='' _path=''
+      { read -r _port < "$_ai/$_i/port" && read -r _path < "$_ai/$_i/health"; } 2> /dev/null || return 1
+      _code=$(timeout 3 "$HELPER_BIN/silver-http" "$_port" "$_path" 2> /dev/null) || return 1
+      case "$_code" in 2[0-9][0-9]) ;; *) return 1 ;; esac
+    done
+  done
 }
 
 # ensure_backup_schedule: a service node's scheduled backups (the nodeset's `backup =` of its

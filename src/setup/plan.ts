@@ -370,8 +370,9 @@ export function nodeScript(layers: { layer: string; vars: Record<string, string>
       '[ "$_rc" -eq 0 ] || exit "$_rc"',
     );
   }
-  // (with the digest of these inputs, which setup-node's probe sends: see fast-path.ts)
-  if (digest) lines.push(`fingerprint_end ${digest}`);
+  // (with the digest of these inputs, which setup-node's probe sends: see fast-path.ts; and the
+  // firewall's watcher, once every layer's change to the tables is made: see nft_watch_arm)
+  if (digest) lines.push('nft_watch_arm', `fingerprint_end ${digest}`);
   return scriptBytes(lines);
 }
 

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, openSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -66,6 +66,11 @@ function tree(helper: string): Tree {
   };
   for (const d of [t.bin, t.apps, t.nginx, join(prefix, 'run'), t.units, t.tmp]) mkdirSync(d, { recursive: true });
   writeFileSync(t.script, helperText(helper, prefix));
+  // (silver-deploy's request helper where it calls it, as setup-node installs it)
+  const helpers = join(prefix, 'usr/local/lib/silverlining/bin');
+  mkdirSync(helpers, { recursive: true });
+  copyFileSync(join(layersRoot(), 'appserver/bin/silver-http'), join(helpers, 'silver-http'));
+  chmodSync(join(helpers, 'silver-http'), 0o755);
   writeFileSync(join(dir, 'users'), 'app-blog\napp-wiki\napp-news\n');
   // (the app users, as the helpers read them: the password file, uid 4242 as the id fake says)
   mkdirSync(join(prefix, 'etc'), { recursive: true });
@@ -111,14 +116,14 @@ body() { if [ -f "$T/curl.body" ]; then cat "$T/curl.body"; fi; }
 if [ "$out" = - ]; then body; elif [ "$out" != /dev/null ]; then body > "$out"; fi
 case "$w" in '%{stderr}'*) printf '%s' "$code" >&2 ;; *) printf '%s' "$code" ;; esac`,
   );
-  // timeout SECONDS bash -c SCRIPT - PORT PATH (a request over /dev/tcp: the health check, the
+  // timeout SECONDS .../silver-http PORT PATH (a request over /dev/tcp: the health check, the
   // waits): answers the code in curl.code like curl (000: refused, exit 7).
   // Logged as `http SECONDS URL`.
   writeFileSync(
     join(t.bin, 'timeout'),
     `#!/bin/sh
-[ "$2 $3" = "bash -c" ] || exec /usr/bin/timeout "$@"
-echo "http $1 http://127.0.0.1:$6$7" >> '${t.dir}/calls.log'
+case "$2" in */silver-http) ;; *) exec /usr/bin/timeout "$@" ;; esac
+echo "http $1 http://127.0.0.1:$3$4" >> '${t.dir}/calls.log'
 code=$(cat '${t.dir}/curl.code' 2> /dev/null || echo 200)
 [ "$code" = 000 ] && exit 7
 echo "$code"
@@ -955,7 +960,7 @@ test('silver-deploy: repair skips while the deploy lock is fresh; else restarts 
   writeFileSync(join(tr.dir, 'active-units'), `silver-${one}.service\nsilver-${zero}.service\n`);
   writeFileSync(
     join(tr.bin, 'timeout'),
-    `#!/bin/sh\n[ "$2 $3" = "bash -c" ] || exec /usr/bin/timeout "$@"\necho "http $1 http://127.0.0.1:$6$7" >> '${tr.dir}/calls.log'\nn=$(date +%s); printf 'tok-12345678 %s %s 30 %s\\n' "$n" "$n" ${b64('update')} > '${lock}'\necho 200\n`,
+    `#!/bin/sh\ncase "$2" in */silver-http) ;; *) exec /usr/bin/timeout "$@" ;; esac\necho "http $1 http://127.0.0.1:$3$4" >> '${tr.dir}/calls.log'\nn=$(date +%s); printf 'tok-12345678 %s %s 30 %s\\n' "$n" "$n" ${b64('update')} > '${lock}'\necho 200\n`,
     { mode: 0o755 },
   );
   clearCalls(tr);
