@@ -688,6 +688,15 @@ nft_watch_arm() {
   mv -f "$FP_DIR/nftwatch.rec.new" "$FP_DIR/nftwatch.rec"
 }
 
+# take_fresh_lock: on a node that had no silver-state when this run began (SILVER_FRESH_STATE), the
+# deploy lock the run holds (SILVER_LOCK_TOKEN, _HOLDER, _TTL) is taken at once, before anything
+# else is done there: a node is never set up and free for another run (the run's heartbeat
+# renews it from then on; see setup-lock.ts).
+take_fresh_lock() {
+  [ "$CHECK" != 1 ] && [ "${SILVER_FRESH_STATE:-0}" = 1 ] && [ -n "${SILVER_LOCK_TOKEN:-}" ] || return 0
+  /usr/local/lib/silverlining/bin/silver-state lock "$SILVER_LOCK_TOKEN" "$SILVER_LOCK_TTL" "$SILVER_LOCK_HOLDER" > /dev/null 2>&1 || true
+}
+
 # repair_instances: on an app server, each app's active instance runs and answers its health
 # check, and what an interrupted deploy left running is stopped (silver-deploy repair; skipped
 # while a deploy holds the nodeset's lock — but under setup-node's own, SILVER_REPAIR_TOKEN). Where
