@@ -34,23 +34,31 @@ if [ ! -e /etc/haproxy/silver-modes.map ] || [ ! -e /etc/haproxy/silver-allow.ac
 fi
 
 # HTTPS (tls = in [balancer]): what the configuration reads must be there before it is checked:
-# the certificates' folder (with a self-signed default for names without their own), the ACME
+# the certificates' folder, the self-signed default for names without their own (outside that
+# folder: the bind line names it first, so no host's certificate can become the default by its
+# name's order; an earlier release's 0-default.pem in the folder is moved there), the ACME
 # answers' map; for tls = acme, acme.conf and the ACME server's CA bundle for silver-acme; for
 # tls = FILE, that PEM (root's alone).
 if [ "$SILVER_TLS" != off ]; then
   ensure_dir /etc/haproxy/certs 700 root:root
-  if [ ! -e /etc/haproxy/certs/0-default.pem ]; then
-    changed "/etc/haproxy/certs/0-default.pem (self-signed, for names without a certificate of their own)"
+  if [ ! -e /etc/haproxy/silver-default.pem ]; then
+    changed "/etc/haproxy/silver-default.pem (self-signed, for names without a certificate of their own)"
     if [ "$CHECK" != 1 ]; then
-      # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-      mkdir -p -m 700 /run/silverlining
-      [ "$(stat -c '%u %a' /run/silverlining)" = "0 700" ] || { echo "/run/silverlining is not root's alone" >&2; exit 1; }
-      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=silver-default -keyout /run/silverlining/default.key -out /run/silverlining/default.crt 2> /dev/null
-      cat /run/silverlining/default.crt /run/silverlining/default.key > /etc/haproxy/certs/0-default.pem
-      chmod 600 /etc/haproxy/certs/0-default.pem
-      rm -f /run/silverlining/default.key /run/silverlining/default.crt
+      if [ -f /etc/haproxy/certs/0-default.pem ] && [ ! -L /etc/haproxy/certs/0-default.pem ]; then
+        mv -f /etc/haproxy/certs/0-default.pem /etc/haproxy/silver-default.pem
+      else
+        # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
+        mkdir -p -m 700 /run/silverlining
+        [ "$(stat -c '%u %a' /run/silverlining)" = "0 700" ] || { echo "/run/silverlining is not root's alone" >&2; exit 1; }
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=silver-default -keyout /run/silverlining/default.key -out /run/silverlining/default.crt 2> /dev/null
+        (umask 077 && cat /run/silverlining/default.crt /run/silverlining/default.key > /etc/haproxy/silver-default.pem.new)
+        rm -f /run/silverlining/default.key /run/silverlining/default.crt
+        mv -f /etc/haproxy/silver-default.pem.new /etc/haproxy/silver-default.pem
+      fi
+      chmod 600 /etc/haproxy/silver-default.pem
     fi
   fi
+  ensure_absent /etc/haproxy/certs/0-default.pem
   if [ ! -e /etc/haproxy/silver-acme.map ]; then
     changed /etc/haproxy/silver-acme.map
     act sh -c ': > /etc/haproxy/silver-acme.map'

@@ -109,6 +109,12 @@ export interface BalancedLocation {
 export const MODES_MAP = '/etc/haproxy/silver-modes.map';
 /** HTTPS: a PEM (chain and key) per host, and the ACME HTTP-01 answers (`silver-acme`). */
 export const CERTS_DIR = '/etc/haproxy/certs';
+/**
+ * The balancer's self-signed certificate for names without one of their own: the first `crt` of
+ * the bind line, so HAProxy's default whatever the names in CERTS_DIR (a folder is read in
+ * order: `0-a.example.pem` would come first there).
+ */
+export const DEFAULT_CERT = '/etc/haproxy/silver-default.pem';
 export const ACME_MAP = '/etc/haproxy/silver-acme.map';
 
 /** HTTPS on the balancer: its host names (each redirected to HTTPS), HSTS, and a pair's peer. */
@@ -137,7 +143,7 @@ export const ACME_PEER_HEADER = 'X-Silver-Acme-Peer';
 function tlsFrontend(tls: BalancerTls): string[] {
   const peer = tls.acmePeer ?? null;
   return [
-    `\tbind :443 ssl crt ${CERTS_DIR}/ alpn http/1.1`,
+    `\tbind :443 ssl crt ${DEFAULT_CERT} crt ${CERTS_DIR}/ alpn http/1.1`,
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
     '\tacl silver_acme path_beg /.well-known/acme-challenge/',
     ...(peer ? [`\tacl silver_acme_forwarded req.hdr(${ACME_PEER_HEADER}) -m found`] : []),

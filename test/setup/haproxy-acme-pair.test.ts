@@ -6,9 +6,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
-import { defaultCertFolder, findHaproxy } from '../helpers/haproxy.js';
+import { defaultCertFolder, findHaproxy, localCerts } from '../helpers/haproxy.js';
 import { ask } from '../helpers/load.js';
-import { ACME_MAP, ALLOW_ACL, CERTS_DIR, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
+import { ACME_MAP, ALLOW_ACL, CERTS_DIR, DEFAULT_CERT, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
 
 // tls = acme on a balancer pair, on loopback with two real HAProxy processes (no container):
 // balancer A on 127.0.0.2, B on 127.0.0.3, each with the configuration haproxyCfg renders for it
@@ -52,15 +52,14 @@ async function freePort(ip: string): Promise<number> {
 function config(x: Balancer, appPort: number): string {
   const peer = peerOf(x);
   const cfg = haproxyCfg([HOST], [{ name: `app1.${HOST}`, address: '127.0.0.1' }], [{ host: HOST, path: '/', app: 'hello' }], new Map(), { hosts: [HOST], hsts: null, acmePeer: peer.ip });
-  for (const needed of ['bind :80\n', 'bind :443 ssl', `server peer ${peer.ip}:80\n`, '127.0.0.1:80 check', ACME_MAP, `${CERTS_DIR}/`]) if (!cfg.includes(needed)) throw new Error(`the configuration has no ${needed}`);
+  for (const needed of ['bind :80\n', 'bind :443 ssl', `server peer ${peer.ip}:80\n`, '127.0.0.1:80 check', ACME_MAP, `${CERTS_DIR}/`, DEFAULT_CERT]) if (!cfg.includes(needed)) throw new Error(`the configuration has no ${needed}`);
   for (const f of ['modes.map', 'allow.acl', 'pages.map']) writeFileSync(join(dir, `${x.name}-${f}`), '');
   writeFileSync(x.map, '');
-  return cfg
+  return localCerts(cfg, dir)
     .replaceAll(MODES_MAP, join(dir, `${x.name}-modes.map`))
     .replaceAll(ALLOW_ACL, join(dir, `${x.name}-allow.acl`))
     .replaceAll(PAGES_MAP, join(dir, `${x.name}-pages.map`))
     .replaceAll(ACME_MAP, x.map)
-    .replaceAll(`${CERTS_DIR}/`, `${join(dir, 'certs')}/`)
     .replace('/run/haproxy/admin.sock', x.sock)
     .replace('bind :80\n', `bind ${x.ip}:${x.http}\n`)
     .replace('bind :443 ssl', `bind ${x.ip}:${x.https} ssl`)

@@ -5,9 +5,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultCertFolder, findHaproxy } from '../helpers/haproxy.js';
+import { connect } from 'node:tls';
+import { defaultCertFolder, findHaproxy, localCerts, selfSigned } from '../helpers/haproxy.js';
 import { ask } from '../helpers/load.js';
-import { ACME_MAP, ALLOW_ACL, CERTS_DIR, haproxyCfg, MODES_MAP, nginxFrontConf, PAGES_MAP } from '../../src/setup/render.js';
+import { ACME_MAP, ALLOW_ACL, haproxyCfg, MODES_MAP, nginxFrontConf, PAGES_MAP } from '../../src/setup/render.js';
 
 // Attacks on the balancer tier, played against the real HAProxy (and, for the front proxy,
 // Debian's nginx: SILVER_TEST_NGINX, taken out of its package as .ci/run does) on loopback, with
@@ -58,12 +59,11 @@ async function app(name: string, hits: Map<string, number>): Promise<number> {
 function haproxyConfig(name: string, cfg: string, http: number, https: number, serverPort: number): string {
   const f = (x: string) => join(dir, `${name}-${x}`);
   for (const x of ['modes.map', 'allow.acl', 'pages.map', 'acme.map']) writeFileSync(f(x), '');
-  return cfg
+  return localCerts(cfg, dir)
     .replaceAll(MODES_MAP, f('modes.map'))
     .replaceAll(ALLOW_ACL, f('allow.acl'))
     .replaceAll(PAGES_MAP, f('pages.map'))
     .replaceAll(ACME_MAP, f('acme.map'))
-    .replaceAll(`${CERTS_DIR}/`, `${join(dir, 'certs')}/`)
     .replace('/run/haproxy/admin.sock', f('admin.sock'))
     .replace('bind :80\n', `bind 127.0.0.1:${http}\n`)
     .replace('bind :443 ssl', `bind 127.0.0.1:${https} ssl`)
@@ -99,6 +99,8 @@ const tls = { http: 0, https: 0 };
 test.before(async () => {
   if (!HAPROXY) return;
   defaultCertFolder(dir);
+  // (a host whose name sorts before any other in the certificates' folder)
+  selfSigned(dir, '0-a.attack.test', join(dir, 'certs', '0-a.attack.test.pem'));
   const appPort = await app('hello', plain.hits);
   plain.http = await freePort();
   const loc = [{ host: 'attack.test', path: '/', app: 'hello' }];
@@ -120,6 +122,24 @@ test.after.always(async () => {
   }
   for (const s of servers) s.close();
   rmSync(dir, { recursive: true, force: true });
+});
+
+/** The common name of the certificate the TLS balancer shows for SNI `servername`. */
+async function certFor(servername: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port: tls.https, servername, rejectUnauthorized: false }, () => {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      socket.end();
+      resolve(String(cn));
+    });
+    socket.on('error', reject);
+  });
+}
+
+run("a careless nodeset: a host named 0-a… (first in the certificates' folder) never becomes the balancer's default certificate: other names get the self-signed one", async (t) => {
+  t.is(await certFor('unknown.test'), 'silver-default');
+  t.is(await certFor('attack.test'), 'silver-default', 'no certificate of its own yet: the default');
+  t.is(await certFor('0-a.attack.test'), '0-a.attack.test', 'the host itself gets its own');
 });
 
 run('attack: a POST the app answered 503 reaches it once: the balancer sends no request that is not safe to repeat again (a payment twice)', async (t) => {

@@ -1,13 +1,12 @@
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { ACME_MAP, ALLOW_ACL, CERTS_DIR, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
+import { defaultCertFolder, localCerts } from '../helpers/haproxy.js';
+import { ACME_MAP, ALLOW_ACL, haproxyCfg, MODES_MAP, PAGES_MAP } from '../../src/setup/render.js';
 
 // A reload of the balancer (setup-node after a node came or went, set-health) under keep-alive
 // load fails no request: the rendered configuration run by a real HAProxy in master-worker mode
@@ -74,17 +73,13 @@ run('reloads under keep-alive load fail no request (idle connections are not clo
 run('the HTTPS configuration (certificate folder, ACME answers, redirect) is one HAProxy accepts', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'silver-haproxy-tls-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  mkdirSync(join(dir, 'certs'));
-  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=silver-default', '-keyout', join(dir, 'k'), '-out', join(dir, 'c')]);
-  t.is(made.status, 0);
-  writeFileSync(join(dir, 'certs/0-default.pem'), Buffer.concat([readFileSync(join(dir, 'c')), readFileSync(join(dir, 'k'))]));
+  defaultCertFolder(dir);
   for (const f of ['modes.map', 'allow.acl', 'pages.map', 'acme.map']) writeFileSync(join(dir, f), '');
-  const cfg = haproxyCfg(['shop.test'], [{ name: 'app1.shop.test', address: '127.0.0.1' }], [{ host: 'shop.test', path: '/', app: 'hello' }], new Map(), { hosts: ['shop.test'], hsts: 600 })
+  const cfg = localCerts(haproxyCfg(['shop.test'], [{ name: 'app1.shop.test', address: '127.0.0.1' }], [{ host: 'shop.test', path: '/', app: 'hello' }], new Map(), { hosts: ['shop.test'], hsts: 600 }), dir)
     .replaceAll(MODES_MAP, join(dir, 'modes.map'))
     .replaceAll(ALLOW_ACL, join(dir, 'allow.acl'))
     .replaceAll(PAGES_MAP, join(dir, 'pages.map'))
     .replaceAll(ACME_MAP, join(dir, 'acme.map'))
-    .replaceAll(`${CERTS_DIR}/`, `${join(dir, 'certs')}/`)
     .replace(/^\tstats socket .*\n/m, '')
     .replace(/^\t(user|group) haproxy\n|^\tdaemon\n|^\tlog \/dev\/log.*\n/gm, '');
   writeFileSync(join(dir, 'haproxy.cfg'), cfg);

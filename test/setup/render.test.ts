@@ -117,7 +117,7 @@ test('HTTPS: port 443 with a certificate folder, modern TLS only, the ACME answe
   t.deepEqual(www.slice(0, 11), [
     'frontend www',
     '\tbind :80',
-    '\tbind :443 ssl crt /etc/haproxy/certs/ alpn http/1.1',
+    '\tbind :443 ssl crt /etc/haproxy/silver-default.pem crt /etc/haproxy/certs/ alpn http/1.1',
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
     '\tacl silver_acme path_beg /.well-known/acme-challenge/',
     '\thttp-request set-var(txn.acme) path,field(4,/),map(/etc/haproxy/silver-acme.map) if !{ ssl_fc } silver_acme',
@@ -140,7 +140,7 @@ test('HTTPS on a balancer pair with tls = acme: a validation request without an 
   t.deepEqual(www.slice(0, 19), [
     'frontend www',
     '\tbind :80',
-    '\tbind :443 ssl crt /etc/haproxy/certs/ alpn http/1.1',
+    '\tbind :443 ssl crt /etc/haproxy/silver-default.pem crt /etc/haproxy/certs/ alpn http/1.1',
     '\thttp-request return status 200 content-type text/plain string "ok" if { path /.silver/balancer-health }',
     '\tacl silver_acme path_beg /.well-known/acme-challenge/',
     '\tacl silver_acme_forwarded req.hdr(X-Silver-Acme-Peer) -m found',
