@@ -342,6 +342,8 @@ test('silver-deploy: stage unpacks the tarball and writes the unit, env installs
   // (restarted for as long as it takes: after a power cut the database may come up minutes late)
   t.regex(unit, /\[Unit\]\n(.*\n)*StartLimitIntervalSec=0\n(.*\n)*\[Service\]/);
   t.true(unit.includes('Restart=on-failure\nRestartSec=2\n'));
+  // The sandbox: no other user's processes, files of its own alone, System V IPC and /dev/shm its own.
+  for (const line of ['PrivateTmp=yes', 'NoNewPrivileges=yes', 'ProtectSystem=full', 'ProtectHome=yes', 'ProtectProc=invisible', 'UMask=0077', 'PrivateIPC=yes', 'TemporaryFileSystem=/dev/shm:mode=1777']) t.true(unit.includes(`\n${line}\n`), line);
   t.true(calls(tr).includes(`chown -R root:app-blog ${d}.tmp/app`));
   t.true(calls(tr).includes(`systemctl show -p NeedDaemonReload --value silver-${one}.service`));
   t.false(calls(tr).includes('systemctl daemon-reload'), 'a unit systemd never loaded needs no daemon-reload');
@@ -748,7 +750,7 @@ test('silver-deploy: fetch-script runs the decoded command as the app\'s user, i
   const script = /-- \/bin\/sh (\S+)$/.exec(call!)?.[1];
   t.is(chown, `chown root:app-blog ${script}`, "the app's user may read it, no other");
   // (in the one-off commands' slice: a deployer's key taken away stops it)
-  t.is(call, `systemd-run --quiet --wait --pipe --collect --service-type=exec --slice=silver-oneoff -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectProc=invisible -p ProtectSystem=full -p ProtectHome=yes -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh ${script}`);
+  t.is(call, `systemd-run --quiet --wait --pipe --collect --service-type=exec --slice=silver-oneoff -p User=app-blog -p Group=app-blog -p PrivateTmp=yes -p NoNewPrivileges=yes -p ProtectSystem=full -p ProtectHome=yes -p ProtectProc=invisible -p UMask=0077 -p PrivateIPC=yes -p TemporaryFileSystem=/dev/shm:mode=1777 -p WorkingDirectory=${d}/app -p EnvironmentFile=${d}/env -E SILVER_UPDATE=secondary -- /bin/sh ${script}`);
   // The script is a file, never an argument systemd would expand \${VAR} in (a password on a command line).
   t.regex(script!, new RegExp(`^${tr.run}-scripts/s\\.[A-Za-z0-9]{10}$`));
   t.is(readFileSync(join(tr.dir, 'last-script'), 'utf8'), './manage.py export > "$OUT"\n');
