@@ -4,7 +4,7 @@ import type { AddressedNode } from './plan.js';
 
 /**
  * A balancer pair's keepalived: VRRP version 3 with 200 ms adverts over unicast between the two
- * balancers' addresses (no multicast on the bridge), the virtual address on eth0 of the one that
+ * balancers' addresses (no multicast on the bridge; adverts from any other source dropped), the virtual address on eth0 of the one that
  * holds it, each checking its own HAProxy (an instance whose HAProxy is down gives the address
  * up). Both start as BACKUP with nopreempt: the first one up (or the higher priority, balancer 1,
  * when both come up together) takes the address, and one that comes back does not take it away
@@ -39,6 +39,9 @@ export function keepalivedConf(ns: Nodeset, node: AddressedNode, all: readonly A
     '\tadvert_int 0.2',
     `\tunicast_src_ip ${node.address}`,
     `\tunicast_peer {\n\t\t${peer.address}\n\t}`,
+    // (an advert whose source is not the peer is dropped, whatever reaches eth0: the firewall's
+    // VRRP rule says the same)
+    '\tcheck_unicast_src',
     `\tvirtual_ipaddress {\n\t\t${ns.virtualAddress}/24 dev eth0\n\t}`,
     '\ttrack_script {\n\t\tsilver_haproxy\n\t}',
     '}',

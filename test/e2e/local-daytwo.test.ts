@@ -90,6 +90,13 @@ run("run: a command as the app's user with its environment and settings, its exi
   t.is(piped.stdout, `from stdin\n${A2}\n`);
   // The app's files folder outlives instances.
   t.is((await silver(['run', 'hello', file, '--', 'sh', '-c', 'echo kept > "$CONFIG_FILES/note"; echo cached > "$SILVER_CACHE/c"'], env)).code, 0);
+  // attack: what an app leaves in /dev/shm or System V shared memory, open to all, is its own alone
+  // (no other app on the node reaches it, nor fills a tmpfs they share); its files are its own.
+  const sb = await silver(['run', 'hello', file, '--node', A1, '--', 'sh', '-c', 'umask; echo x > /dev/shm/planted; chmod 666 /dev/shm/planted; ipcmk -M 4096 -p 666 > /dev/null && echo ipc; ls /dev/shm'], env);
+  t.is(sb.stdout, '0077\nipc\nplanted\n', sb.stderr);
+  const node = await silver(['exec', file, '--node', A1, '--', 'sh', '-c', 'ls /dev/shm | grep -c planted; ipcs -m | grep -c app-hello; systemctl show -p UMask -p PrivateIPC "silver-hello.*.service" | sort -u'], env);
+  const said = node.stdout.split('\n').filter((l) => l.startsWith(`${A1}: `)).map((l) => l.slice(A1.length + 2));
+  t.deepEqual(said, ['0', '0', 'PrivateIPC=yes', 'UMask=0077'], 'the node has neither; the active instance runs in the same sandbox');
 });
 
 run('logs: both app servers merged with node and instance; -f follows across an update and ends cleanly on Ctrl-C', async (t) => {

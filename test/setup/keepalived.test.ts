@@ -23,7 +23,7 @@ test('each balancer: VRRP v3 unicast to the other, the virtual address, its HAPr
   t.regex(one, /^\tstate BACKUP\n\tnopreempt$/m);
   t.regex(one, /^\tpriority 150$/m);
   t.regex(two, /^\tpriority 100$/m);
-  t.regex(one, /^\tunicast_src_ip 10\.213\.9\.11\n\tunicast_peer \{\n\t\t10\.213\.9\.12\n\t\}$/m);
+  t.regex(one, /^\tunicast_src_ip 10\.213\.9\.11\n\tunicast_peer \{\n\t\t10\.213\.9\.12\n\t\}\n(\t\/\/.*\n)*\tcheck_unicast_src$/m, 'an advert from any other source is dropped');
   t.regex(two, /^\tunicast_src_ip 10\.213\.9\.12\n\tunicast_peer \{\n\t\t10\.213\.9\.11\n\t\}$/m);
   t.regex(one, /^\t\t10\.213\.9\.5\/24 dev eth0$/m);
   t.regex(one, /script "\/usr\/bin\/systemctl is-active --quiet haproxy"/);
