@@ -88,6 +88,7 @@ function build(io: Io, host: ConfigHost, runtime: () => Promise<Runtime>, stdin?
       io.out(opts.json ? jsonText(planJson(ns), 2) : renderPlan(ns));
       // (old baked images, told by their names: plan asks no provider)
       for (const w of (await import('./image/age.js')).namedImageWarnings(ns, Date.now())) io.err(w);
+      for (const w of (await import('./nodeset/origins.js')).sharedOriginWarnings(ns)) io.err(w);
     });
 
   program

@@ -102,3 +102,16 @@ test('silver plan warns about a baked image older than 30 days from its name alo
   t.regex(r.stderr, /^silver: image silver-image-old-appserver-20200101T0000Z was baked \d+ days ago: it lacks the security updates since; bake a new one \(silver image bake \S+old\.conf --role appserver\)\n$/);
   t.regex(r.stdout, /^app1\.o\.test\s+appserver/m);
 });
+
+test("silver plan warns when apps share a host name (one browser origin: each reads the other's cookies), and only then", async (t) => {
+  const r = await silver(['plan', 'nodesets/foobar.conf']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /^nodesets\/foobar\.conf: warning: apps blog \(\/\), wiki \(\/wiki\/\) share the host foobar\.com: .*cookies/m);
+  t.notRegex(r.stderr, /share the host baz\.com/, 'a host of one app alone');
+  const dir = mkdtempSync(join(tmpdir(), 'silver-plan-'));
+  const file = join(dir, 'own.conf');
+  writeFileSync(file, '[general]\nname = own\nbase_domain = own.test\n[provider]\nprovider = local\n[appserver]\nlocations =\n  http://blog.own.test/ blog\n  http://blog.own.test/admin/ blog\n  http://wiki.own.test/ wiki\n');
+  const own = await silver(['plan', file]);
+  t.is(own.code, 0, own.stderr);
+  t.is(own.stderr, '', 'one app a host (at two paths of it): nothing to say');
+});
