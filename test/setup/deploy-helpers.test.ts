@@ -1030,6 +1030,19 @@ test('silver-deploy: bad app names, instance names, ports, paths and packages ar
     rmSync(join(tr.apps, 'blog/instances', good), { recursive: true, force: true });
     clearCalls(tr);
   }
+  // What dpkg says is installed is not asked for again: one dpkg-query for all, apt-get for the rest.
+  {
+    writeFileSync(join(tr.bin, 'dpkg-query'), `#!/bin/sh\necho "dpkg-query $*" >> '${tr.dir}/calls.log'\nprintf 'libfoo1 installed\\nlibbar2 not-installed\\n'\n`, { mode: 0o755 });
+    clearCalls(tr);
+    const r = await sh(tr, ['stage', 'blog', good, '20002', '/health', b64('x'), 'libfoo1', 'libbar2', 'libbaz3'], execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']));
+    t.is(r.code, 0, r.stderr);
+    t.is(calls(tr).filter((c) => c.startsWith('dpkg-query')).length, 1);
+    const apt = calls(tr).filter((c) => c.startsWith('apt-get install'));
+    t.true(apt.length > 0 && apt.every((c) => c.endsWith(' libbar2 libbaz3')), apt.join(' | '));
+    t.regex(r.stdout, /^installed libbar2 libbaz3$/m);
+    rmSync(join(tr.apps, 'blog/instances', good), { recursive: true, force: true });
+    clearCalls(tr);
+  }
   // A package name is checked whole before apt-get sees it (a second line could be an option).
   const tgz = execFileSync('tar', ['-czf', '-', '-C', tr.tmp, '.']);
   const r = await sh(tr, ['stage', 'blog', good, '20002', '/health', b64('x'), 'libfoo1', 'vim\n-oDpkg::Pre-Invoke::=/home/silver/x'], tgz);
