@@ -611,17 +611,24 @@ _fw_want() {
 # and the boot. While that same process runs, asleep (an event waiting makes it runnable at once),
 # and has printed nothing, none of those tables was removed since. Anything else — no record,
 # another boot, the watcher gone, busy or with output, a table wanted that it did not see —
-# and the probe lists the tables with nft, as without it. Its files are root's, in FP_DIR.
+# and the probe lists the tables with nft, as without it. Its record is root's, in FP_DIR; its
+# output root's too, in /run/silverlining (NFTW_OUT).
 NFTW_UNIT=silver-nft-watch.service
+NFTW_OUT=/run/silverlining/nftwatch.out
 NFT_BIN=/usr/sbin/nft
 
-# _proc_start PID: the process's start time (ticks since boot, /proc/PID/stat's 22nd field), its
-# name and state in _PS, _PN, _PT; false when there is no such process. By the shell.
+# _proc_start PID: the process's name (/proc/PID/comm), state and start time (ticks since boot,
+# stat's 22nd field) in _PN, _PT, _PS; false when there is no such process. By the shell: stat's
+# fields are read after the name's last ") " (a name may hold spaces and parentheses: one of
+# "nft) S 1" must not pass for nft); they are a letter and numbers there, nothing a pattern.
 _proc_start() {
   _PS='' _PN='' _PT=''
   case "$1" in '' | 0 | *[!0-9]*) return 1 ;; esac
-  # shellcheck disable=SC2034 # (the fields before the 22nd, read past)
-  read -r _f1 _PN _PT _f4 _f5 _f6 _f7 _f8 _f9 _f10 _f11 _f12 _f13 _f14 _f15 _f16 _f17 _f18 _f19 _f20 _f21 _PS _f23 < "/proc/$1/stat" 2> /dev/null || return 1
+  IFS= read -r _st < "/proc/$1/stat" 2> /dev/null || return 1
+  IFS= read -r _PN < "/proc/$1/comm" 2> /dev/null || return 1
+  # shellcheck disable=SC2086 # (split on purpose: state, then numbers)
+  set -- ${_st##*) }
+  _PT=${1:-} _PS=${20:-}
   case "$_PS" in '' | *[!0-9]*) return 1 ;; esac
 }
 
@@ -635,8 +642,8 @@ nft_watch_holds() {
   read -r _boot < /proc/sys/kernel/random/boot_id || return 1
   [ -n "$_wb" ] && [ "$_wb" = "$_boot" ] || return 1
   _proc_start "$_wp" || return 1
-  [ "$_PN $_PT $_PS" = "(nft) S $_ws" ] || return 1
-  [ -f "$FP_DIR/nftwatch.out" ] && [ ! -s "$FP_DIR/nftwatch.out" ] || return 1
+  [ "$_PN $_PT $_PS" = "nft S $_ws" ] || return 1
+  [ -f "$NFTW_OUT" ] && [ ! -s "$NFTW_OUT" ] || return 1
   for _n; do
     case " $_wt " in *" $_n "*) ;; *) return 1 ;; esac
   done
@@ -664,7 +671,15 @@ nft_watch_arm() {
   systemctl stop "$NFTW_UNIT" > /dev/null 2>&1 || true
   systemctl reset-failed "$NFTW_UNIT" > /dev/null 2>&1 || true
   [ -x "$NFT_BIN" ] && [ -r /proc/net/netlink ] || return 0
-  systemd-run --quiet --collect --unit="$NFTW_UNIT" -p StandardOutput="truncate:$FP_DIR/nftwatch.out" -p StandardError=inherit \
+  # (its output in root's folder of /run, which no app can fill: a line it could not write there
+  # would be an event lost)
+  _nd=${NFTW_OUT%/*}
+  [ ! -L "$_nd" ] || return 0
+  # shellcheck disable=SC2174 # (its parent exists: -m applies to the one directory made)
+  [ -d "$_nd" ] || mkdir -p -m 700 "$_nd" || return 0
+  [ -O "$_nd" ] || return 0
+  chmod 700 "$_nd" || return 0
+  systemd-run --quiet --collect --unit="$NFTW_UNIT" -p StandardOutput="truncate:$NFTW_OUT" -p StandardError=inherit \
     -p MemoryMax=32M "$NFT_BIN" monitor destroy tables > /dev/null 2>&1 || return 0
   _wp=$(systemctl show -p MainPID --value "$NFTW_UNIT" 2> /dev/null) || return 0
   # Subscribed within 2 s, or no record: the probe lists the tables.
@@ -674,7 +689,7 @@ nft_watch_arm() {
     [ "$_i" -le 100 ] || return 0
     sleep 0.02
   done
-  _proc_start "$_wp" && [ "$_PN" = '(nft)' ] || return 0
+  _proc_start "$_wp" && [ "$_PN" = nft ] || return 0
   _ws=$_PS
   # The tables there now, seen after the subscription: what the watcher would report removed.
   _t=$(nft list tables 2> /dev/null) || return 0
@@ -841,8 +856,7 @@ _watch_idle() {
   _wp='' _ws=''
   read -r _wp < "$FP_DIR/watch.pid" || return 1
   case "$_wp" in '' | 0 | *[!0-9]*) return 1 ;; esac
-  read -r _ws < "/proc/$_wp/stat" || return 1
-  case "$_ws" in "$_wp (inotifywait) S "*) return 0 ;; *) return 1 ;; esac
+  _proc_start "$_wp" && [ "$_PN $_PT" = 'inotifywait S' ]
 }
 
 # _watch_ready: the watcher runs — the invocation that was started, on the roots of this run

@@ -36,7 +36,8 @@ fi
 # HTTPS (tls = in [balancer]): what the configuration reads must be there before it is checked:
 # the certificates' folder, the self-signed default for names without their own (outside that
 # folder: the bind line names it first, so no host's certificate can become the default by its
-# name's order; an earlier release's 0-default.pem in the folder is moved there), the ACME
+# name's order; an earlier release's 0-default.pem in the folder is copied there, and removed
+# once the new configuration is loaded), the ACME
 # answers' map; for tls = acme, acme.conf and the ACME server's CA bundle for silver-acme; for
 # tls = FILE, that PEM (root's alone).
 if [ "$SILVER_TLS" != off ]; then
@@ -45,7 +46,10 @@ if [ "$SILVER_TLS" != off ]; then
     changed "/etc/haproxy/silver-default.pem (self-signed, for names without a certificate of their own)"
     if [ "$CHECK" != 1 ]; then
       if [ -f /etc/haproxy/certs/0-default.pem ] && [ ! -L /etc/haproxy/certs/0-default.pem ]; then
-        mv -f /etc/haproxy/certs/0-default.pem /etc/haproxy/silver-default.pem
+        # (copied: the configuration on disk may still name only the folder, until the new one
+        # is in place; the old file goes after that, below)
+        cp -p /etc/haproxy/certs/0-default.pem /etc/haproxy/silver-default.pem.new
+        mv -f /etc/haproxy/silver-default.pem.new /etc/haproxy/silver-default.pem
       else
         # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
         mkdir -p -m 700 /run/silverlining
@@ -58,7 +62,6 @@ if [ "$SILVER_TLS" != off ]; then
       chmod 600 /etc/haproxy/silver-default.pem
     fi
   fi
-  ensure_absent /etc/haproxy/certs/0-default.pem
   if [ ! -e /etc/haproxy/silver-acme.map ]; then
     changed /etc/haproxy/silver-acme.map
     act sh -c ': > /etc/haproxy/silver-acme.map'
@@ -164,6 +167,9 @@ fi
 ensure_on haproxy
 [ "$_changed" = 1 ] && reload_unit haproxy
 followed /etc/haproxy/haproxy.cfg "reload haproxy"
+# (an earlier release's default, in the certificates' folder: gone once the configuration that
+# names the new one first is loaded — with the folder alone, an empty folder would not load)
+[ "$SILVER_TLS" = off ] || ensure_absent /etc/haproxy/certs/0-default.pem
 
 # A balancer pair (nodes = 2, virtual_address): keepalived holds the shared address on one of
 # the two (configuration rendered by silver: src/setup/keepalived.ts).

@@ -26,6 +26,8 @@ export const STRIP: readonly string[] = [
   'etc/silverlining/backup.conf',
   'etc/ssl/private/silver-*',
   'etc/haproxy/certs/',
+  // (the balancer's self-signed default: each node made from the image makes its own)
+  'etc/haproxy/silver-default.pem',
   // (the ACME account's key and dehydrated's copies of the certificates' keys; the balancer
   // pair's key and its peer's host key; the ACME settings)
   'var/lib/silverlining/acme/',

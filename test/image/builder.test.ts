@@ -23,7 +23,7 @@ const FILES: Record<string, string> = {
   'etc/systemd/system/silver-hello.2026-12-01_001.service': 'u', 'etc/systemd/system/nginx.service.d/x.conf': 'keep',
   'var/log/journal/abc/system.journal': 'j', 'var/log/dpkg.log': 'l', 'var/log/cloud-init.log': 'l', 'var/log/apt/history.log': 'keep',
   'var/lib/cloud/instances/i-0abc/user-data.txt': 'ed25519_private', 'var/lib/cloud/instance': 'l',
-  'etc/haproxy/silver-modes.map': 'm', 'etc/haproxy/haproxy.cfg': 'keep', 'etc/haproxy/certs/shop.test.pem': 'k',
+  'etc/haproxy/silver-modes.map': 'm', 'etc/haproxy/haproxy.cfg': 'keep', 'etc/haproxy/certs/shop.test.pem': 'k', 'etc/haproxy/silver-default.pem': 'k',
   'usr/local/lib/silverlining/bin/silver-deploy': 'keep', 'tmp/x': 'x', 'var/tmp/y z': 'x', 'etc/machine-id': 'abcdef',
 };
 

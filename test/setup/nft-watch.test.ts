@@ -1,6 +1,6 @@
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { layersRoot } from '../../src/layers.js';
@@ -67,6 +67,7 @@ function run(b: Box, script: string, listeners = true): string {
   const prelude = [
     `. '${join(layersRoot(), 'lib.sh')}'`,
     `FP_DIR='${b.fp}'`,
+    `NFTW_OUT='${b.dir}/run/nftwatch.out'`,
     `nft -f '${b.dir}/tables.nft' > /dev/null`,
     // (_fw_want, as on an app server with instances or without)
     `_fw_want() { _want=${listeners ? "'silver silver_listeners'" : 'silver'}; }`,
@@ -104,21 +105,21 @@ rootTest(`a table removed, the ruleset flushed, or the listeners' table written 
     t.is(lines[0], 'does not hold', what);
     t.true(b.nftCalls().includes('nft list tables'), `${what}: listed`);
     t.is(lines.includes('changed: load firewall rules') && lines.includes('act nft -f /etc/nftables.conf'), reload, `${what}: loaded again only when a table is gone`);
-    t.regex(readFileSync(join(b.fp, 'nftwatch.out'), 'utf8'), /^delete table inet silver/m, what);
+    t.regex(readFileSync(join(b.dir, 'run', 'nftwatch.out'), 'utf8'), /^delete table inet silver/m, what);
   }
 });
 
 rootTest(`the check does not hold: the watcher ended or not asleep, another boot, no record, a table wanted that it did not see; a full run then starts it anew${why}`, (t) => {
   const spoils: [string, string, boolean?][] = [
-    ['the watcher ended', `kill "$(cat '${'DIR'}/mainpid')"; sleep 0.1`],
-    ['another boot', `sed -i 's/^[^ ]*/00000000-0000-0000-0000-000000000000/' '${'FP'}/nftwatch.rec'`],
-    ['no record', `rm -f '${'FP'}/nftwatch.rec'`],
-    ['a process of another name under its id', `sed -i "s/^\\([^ ]*\\) [0-9]*/\\1 $$/" '${'FP'}/nftwatch.rec'`],
-    ['output it wrote', `echo '# ERROR: We lost some netlink events!' >> '${'FP'}/nftwatch.out'`],
+    ['the watcher ended', `kill "$(cat '@DIR@/mainpid')"; sleep 0.1`],
+    ['another boot', `sed -i 's/^[^ ]*/00000000-0000-0000-0000-000000000000/' '@FP@/nftwatch.rec'`],
+    ['no record', `rm -f '@FP@/nftwatch.rec'`],
+    ['a process of another name under its id', `sed -i "s/^\\([^ ]*\\) [0-9]*/\\1 $$/" '@FP@/nftwatch.rec'`],
+    ['output it wrote', `echo '# ERROR: We lost some netlink events!' >> '@DIR@/run/nftwatch.out'`],
   ];
   for (const [what, spoil] of spoils) {
     const b = box();
-    const s = spoil.replaceAll('DIR', b.dir).replaceAll('FP', b.fp);
+    const s = spoil.replaceAll('@DIR@', b.dir).replaceAll('@FP@', b.fp);
     const out = run(b, `_fw_want\nnft_watch_arm\n${s}\n${holds}\nnft_watch_arm\n${holds}`);
     t.deepEqual(out.trim().split('\n'), ['does not hold', 'holds'], what);
     t.is(b.runs(), 2, `${what}: started anew`);
@@ -143,4 +144,24 @@ rootTest(`a check-only run arms nothing${why}`, (t) => {
   t.is(out.trim(), 'does not hold');
   t.is(b.runs(), 0);
   t.false(existsSync(join(b.fp, 'nftwatch.rec')));
+});
+
+test('_proc_start reads the state and start time after the name\'s last ") ": a process named "nft) S 9 9" passes for no nft, and its own fields are read', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'silver-procname-'));
+  dirs.push(dir);
+  const forged = join(dir, 'nft) S 9 9');
+  symlinkSync('/bin/sleep', forged);
+  const p = spawn(forged, ['30'], { stdio: 'ignore' });
+  t.teardown(() => p.kill());
+  // (asleep first: the state read here and by the shell the same)
+  const fieldsOf = () => {
+    const stat = readFileSync(`/proc/${p.pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(') ') + 2).trim().split(' ');
+  };
+  for (let i = 0; i < 200 && fieldsOf()[0] !== 'S'; i++) execFileSync('/bin/sleep', ['0.01']);
+  const fields = fieldsOf();
+  t.is(fields[0], 'S');
+  const out = execFileSync('sh', ['-c', `. '${join(layersRoot(), 'lib.sh')}'\n_proc_start ${p.pid} && printf '%s|%s|%s' "$_PN" "$_PT" "$_PS"`], { encoding: 'utf8' });
+  t.is(out, `nft) S 9 9|${fields[0]}|${fields[19]}`);
+  t.not(out.split('|')[0], 'nft');
 });
