@@ -382,6 +382,8 @@ test('PostgreSQL load: the sum checked first (a mismatch creates nothing), then 
   t.regex(read(tr, 'sql.log'), /CREATE DATABASE "silver_verify_hello_0a1b2c3d" OWNER "hello";\nREVOKE ALL ON DATABASE "silver_verify_hello_0a1b2c3d" FROM PUBLIC;/);
   // As the app's own role over the loopback address, never a superuser session; its password in a file postgres alone reads, gone after.
   t.true(calls(tr).includes(`pg_restore --no-owner --no-privileges --exit-on-error -h 127.0.0.1 -U hello -d ${target}`), calls(tr).join('\n'));
+  // (the archive read by pg_restore as an account of its own — it came from outside: neither root nor postgres)
+  t.true(calls(tr).some((c) => /^runuser -u silver-pgload -- env PGPASSFILE=\S+ PGOPTIONS=.* pg_restore --no-owner /.test(c)), calls(tr).join('\n'));
   t.is(read(tr, 'pgpass.seen'), `127.0.0.1:*:${target}:hello:s3cretpassw0rdXYZ\n600\n`);
   t.false(calls(tr).some((c) => c.includes('s3cretpassw0rdXYZ')), 'the password on no command line');
   t.deepEqual(readdirSync(join(tr.dir, 'root/run')), [], 'the password file removed');

@@ -5,6 +5,9 @@
 
 # shellcheck disable=SC2086 # (a list of package names, split on purpose)
 ensure_pkgs $SILVER_PACKAGES
+# (the account a restore's load runs pg_restore as: an archive from outside, read with the app
+# role's password for that session alone — no other program runs as it)
+ensure_user silver-pgload /var/lib/silverlining/pgload
 # The newest cluster (major versions are whole numbers), found without starting a process.
 _ver=''
 for _d in /etc/postgresql/*/main; do
