@@ -632,6 +632,14 @@ _proc_start() {
   case "$_PS" in '' | *[!0-9]*) return 1 ;; esac
 }
 
+# _root_run_dir DIR: DIR (in /run) a folder of root's alone, made when missing; false otherwise.
+_root_run_dir() {
+  [ ! -L "$1" ] || return 1
+  # shellcheck disable=SC2174 # (its parent exists: -m applies to the one directory made)
+  [ -d "$1" ] || mkdir -p -m 700 "$1" || return 1
+  [ -O "$1" ] && chmod 700 "$1"
+}
+
 # nft_watch_holds TABLE...: the watcher recorded these tables there and has seen none removed since
 # (see above). Reads files, starts no process.
 nft_watch_holds() {
@@ -673,12 +681,7 @@ nft_watch_arm() {
   [ -x "$NFT_BIN" ] && [ -r /proc/net/netlink ] || return 0
   # (its output in root's folder of /run, which no app can fill: a line it could not write there
   # would be an event lost)
-  _nd=${NFTW_OUT%/*}
-  [ ! -L "$_nd" ] || return 0
-  # shellcheck disable=SC2174 # (its parent exists: -m applies to the one directory made)
-  [ -d "$_nd" ] || mkdir -p -m 700 "$_nd" || return 0
-  [ -O "$_nd" ] || return 0
-  chmod 700 "$_nd" || return 0
+  _root_run_dir "${NFTW_OUT%/*}" || return 0
   systemd-run --quiet --collect --unit="$NFTW_UNIT" -p StandardOutput="truncate:$NFTW_OUT" -p StandardError=inherit \
     -p MemoryMax=32M "$NFT_BIN" monitor destroy tables > /dev/null 2>&1 || return 0
   _wp=$(systemctl show -p MainPID --value "$NFTW_UNIT" 2> /dev/null) || return 0
@@ -841,6 +844,10 @@ _fp_roots() {
 # since): the probe walks the roots, as without it. Its files are root's, in FP_DIR: its output,
 # roots, invocation, process, and watch.ok once its watches were found whole.
 WATCH_UNIT=silver-setup-watch.service
+# (its output in root's folder of /run, which no app can fill: a line it could not write on a full
+# disk would be a change unseen)
+WATCH_OUT=/run/silverlining/setup-watch.out
+WATCH_ERR=/run/silverlining/setup-watch.err
 WATCH_BIN=/usr/bin/inotifywait
 WATCH_LINK=/run/systemd/units/invocation:$WATCH_UNIT
 WATCH_ROOTS=''
@@ -852,7 +859,7 @@ WATCH_MAX_DIRS=4000
 # (watch.pid) is inotifywait, asleep — no event is waiting for it to read (an event queued makes
 # it runnable at once). By the shell, without a process.
 _watch_idle() {
-  [ -L "$WATCH_LINK" ] && [ -f "$FP_DIR/watch.out" ] && [ ! -s "$FP_DIR/watch.out" ] || return 1
+  [ -L "$WATCH_LINK" ] && [ -f "$WATCH_OUT" ] && [ ! -s "$WATCH_OUT" ] || return 1
   _wp='' _ws=''
   read -r _wp < "$FP_DIR/watch.pid" || return 1
   case "$_wp" in '' | 0 | *[!0-9]*) return 1 ;; esac
@@ -875,7 +882,7 @@ _watch_ready() {
 _watch_stop() {
   systemctl stop "$WATCH_UNIT" > /dev/null 2>&1 || true
   systemctl reset-failed "$WATCH_UNIT" > /dev/null 2>&1 || true
-  rm -f "$FP_DIR/watch.ok" "$FP_DIR/watch.out" "$FP_DIR/watch.err" "$FP_DIR/watch.roots" "$FP_DIR/watch.id" "$FP_DIR/watch.pid"
+  rm -f "$FP_DIR/watch.ok" "$WATCH_OUT" "$WATCH_ERR" "$FP_DIR/watch.roots" "$FP_DIR/watch.id" "$FP_DIR/watch.pid"
 }
 
 # _watch_begin: (fingerprint_begin, before FP_SINCE) the watcher of _roots, in place; WATCH_ROOTS
@@ -894,8 +901,9 @@ _watch_begin() {
   # (what changes from here on, less the file system's clock step, is newer than this)
   _ns=$(($(date +%s%N) - 50000000))
   _w0=${_ns%?????????}.${_ns#"${_ns%?????????}"}
+  _root_run_dir "${WATCH_OUT%/*}" || return 0
   # shellcheck disable=SC2086
-  systemd-run --quiet --collect --unit="$WATCH_UNIT" -p StandardOutput="truncate:$FP_DIR/watch.out" -p StandardError="truncate:$FP_DIR/watch.err" \
+  systemd-run --quiet --collect --unit="$WATCH_UNIT" -p StandardOutput="truncate:$WATCH_OUT" -p StandardError="truncate:$WATCH_ERR" \
     -p MemoryMax=64M "$WATCH_BIN" -r -e modify,attrib,move,create,delete,delete_self,move_self,unmount -- $_roots > /dev/null 2>&1 || return 0
   readlink "$WATCH_LINK" > "$FP_DIR/watch.id" 2> /dev/null || true
   systemctl show -p MainPID --value "$WATCH_UNIT" > "$FP_DIR/watch.pid" 2> /dev/null || true
@@ -904,10 +912,10 @@ _watch_begin() {
   while [ -z "$_we" ]; do
     # (the unit opens its output as it starts, which may be after systemd-run returns; a
     # redirection that fails would end this shell)
-    if [ -f "$FP_DIR/watch.err" ]; then
+    if [ -f "$WATCH_ERR" ]; then
       while IFS= read -r _l; do
         [ "$_l" != 'Watches established.' ] || _we=1
-      done < "$FP_DIR/watch.err"
+      done < "$WATCH_ERR"
     fi
     [ -n "$_we" ] && break
     _i=$((_i + 1))

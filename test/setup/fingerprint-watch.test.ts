@@ -88,7 +88,7 @@ if [ -e '${dir}/late' ]; then rm -f '${dir}/late'; printf 'Setting up watches.\\
 
 /** `script` after lib.sh, in the box (its roots the box's): its standard output. */
 function sh(b: Box, script: string): string {
-  const prelude = `. '${join(layersRoot(), 'lib.sh')}'\nFP_DIR='${b.fp}'\nWATCH_LINK='${b.link}'\nWATCH_BIN='${b.dir}/inotifywait'\n_fp_roots() { _roots='${b.roots}' _rpoints=''; }\n`;
+  const prelude = `. '${join(layersRoot(), 'lib.sh')}'\nFP_DIR='${b.fp}'\nWATCH_OUT='${b.fp}/watch.out' WATCH_ERR='${b.fp}/watch.err'\nWATCH_LINK='${b.link}'\nWATCH_BIN='${b.dir}/inotifywait'\n_fp_roots() { _roots='${b.roots}' _rpoints=''; }\n`;
   return execFileSync('sh', ['-c', prelude + script], { env: { PATH: `${join(b.dir, 'bin')}:/usr/bin:/bin` }, encoding: 'utf8' });
 }
 
