@@ -216,7 +216,7 @@ run('the fast path: a no-op is the probe alone; each kind of drift, made alone, 
   t.true(await settled(), 'a no-op run is the probe alone');
   // (the watcher stands for the walk of /etc and the helpers' folder: each drift there below is
   // still found, by its ending)
-  t.is((await on('app1.setup.test', 'grep -x FP_WATCH=1 /var/lib/silverlining/setup/fingerprint; systemctl is-active silver-setup-watch.service; stat -c %s /run/silverlining/setup-watch.out')).out.trim(), 'FP_WATCH=1\nactive\n0');
+  t.is((await on('app1.setup.test', 'grep -x FP_WATCH=1 /var/lib/silverlining/setup/fingerprint; systemctl is-active silver-setup-watch.service; stat -c %s /run/silverlining/setup-watch.out; systemctl is-active silver-nft-watch.service; stat -c %s /run/silverlining/nftwatch.out; wc -w < /var/lib/silverlining/setup/nftwatch.rec')).out.trim(), 'FP_WATCH=1\nactive\n0\nactive\n0\n4', "both watchers run, silent; the firewall's records the boot, its process, its start and silver's table");
   t.is((await app1(['--full'])).checked, 'full', '--full checks everything');
   t.true(await settled());
 
