@@ -1,6 +1,6 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -109,6 +109,7 @@ test("silver plan warns when apps share a host name (one browser origin: each re
   t.regex(r.stderr, /^nodesets\/foobar\.conf: warning: apps blog \(\/\), wiki \(\/wiki\/\) share the host foobar\.com: .*cookies/m);
   t.notRegex(r.stderr, /share the host baz\.com/, 'a host of one app alone');
   const dir = mkdtempSync(join(tmpdir(), 'silver-plan-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'own.conf');
   writeFileSync(file, '[general]\nname = own\nbase_domain = own.test\n[provider]\nprovider = local\n[appserver]\nlocations =\n  http://blog.own.test/ blog\n  http://blog.own.test/admin/ blog\n  http://wiki.own.test/ wiki\n');
   const own = await silver(['plan', file]);
