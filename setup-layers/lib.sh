@@ -7,6 +7,8 @@ umask 022
 export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
 CHECK=${SILVER_CHECK:-0}
+# (silver's root helpers, installed by the layers: the deploy user's one sudo rule points here)
+HELPER_BIN=/usr/local/lib/silverlining/bin
 
 changed() {
   if [ "$CHECK" = 1 ]; then echo "silver-would: $*"; else
@@ -373,9 +375,7 @@ ensure_pkgs() {
   CHANGED=1
   [ "$CHECK" = 1 ] && return 0
   # (logs in root's own /run/silverlining, never in the shared /tmp)
-  [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; return 1; }
-  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-  mkdir -p -m 700 /run/silverlining
+  root_run_dir /run/silverlining || { echo "/run/silverlining is not a folder of root's alone" >&2; return 1; }
   # shellcheck disable=SC2086 # (a list of package names, split on purpose)
   if ! apt-get install -y -q --no-install-recommends $_missing > /run/silverlining/apt.log 2>&1; then
     apt-get update -q > /run/silverlining/apt-update.log 2>&1 || true
@@ -586,11 +586,8 @@ firewall_loaded() {
   _fw_want
   # shellcheck disable=SC2086 # (table names, split on purpose)
   if nft_watch_holds $_want; then return 0; fi
-  _t=$(nft list tables 2> /dev/null) || _t=''
-  for _n in $_want; do
-    case "$NL$_t$NL" in *"${NL}table inet $_n$NL"*) ;; *) _t='' ;; esac
-  done
-  if [ -z "$_t" ]; then
+  _fw_listed
+  if [ "$_seen" != " $_want" ]; then
     changed "load firewall rules"
     act nft -f /etc/nftables.conf
   fi
@@ -601,6 +598,16 @@ firewall_loaded() {
 _fw_want() {
   _want=silver
   [ ! -f /etc/silverlining/nft.d/listeners.nft ] || _want='silver silver_listeners'
+}
+
+# _fw_listed: of _want, the tables nft lists, in _seen (each after a space, in _want's order;
+# none when nft cannot say).
+_fw_listed() {
+  _seen=''
+  _t=$(nft list tables 2> /dev/null) || return 0
+  for _n in $_want; do
+    case "$NL$_t$NL" in *"${NL}table inet $_n$NL"*) _seen="$_seen $_n" ;; esac
+  done
 }
 
 # The firewall's watcher: what spares the probe its `nft list tables`. A transient unit runs
@@ -632,8 +639,10 @@ _proc_start() {
   case "$_PS" in '' | *[!0-9]*) return 1 ;; esac
 }
 
-# _root_run_dir DIR: DIR (in /run) a folder of root's alone, made when missing; false otherwise.
-_root_run_dir() {
+# root_run_dir DIR: DIR (in /run) a folder of root's alone — no link, root's, mode 700 — made when
+# missing; false otherwise. Where root keeps its scratch files: a name in the shared /tmp could be
+# a planted link.
+root_run_dir() {
   [ ! -L "$1" ] || return 1
   # shellcheck disable=SC2174 # (its parent exists: -m applies to the one directory made)
   [ -d "$1" ] || mkdir -p -m 700 "$1" || return 1
@@ -681,7 +690,7 @@ nft_watch_arm() {
   [ -x "$NFT_BIN" ] && [ -r /proc/net/netlink ] || return 0
   # (its output in root's folder of /run, which no app can fill: a line it could not write there
   # would be an event lost)
-  _root_run_dir "${NFTW_OUT%/*}" || return 0
+  root_run_dir "${NFTW_OUT%/*}" || return 0
   systemd-run --quiet --collect --unit="$NFTW_UNIT" -p StandardOutput="truncate:$NFTW_OUT" -p StandardError=inherit \
     -p MemoryMax=32M "$NFT_BIN" monitor destroy tables > /dev/null 2>&1 || return 0
   _wp=$(systemctl show -p MainPID --value "$NFTW_UNIT" 2> /dev/null) || return 0
@@ -695,11 +704,7 @@ nft_watch_arm() {
   _proc_start "$_wp" && [ "$_PN" = nft ] || return 0
   _ws=$_PS
   # The tables there now, seen after the subscription: what the watcher would report removed.
-  _t=$(nft list tables 2> /dev/null) || return 0
-  _seen=''
-  for _n in $_want; do
-    case "$NL$_t$NL" in *"${NL}table inet $_n$NL"*) _seen="$_seen $_n" ;; esac
-  done
+  _fw_listed
   _boot=''
   read -r _boot < /proc/sys/kernel/random/boot_id || return 0
   (umask 077 && printf '%s %s %s%s\n' "$_boot" "$_wp" "$_ws" "$_seen" > "$FP_DIR/nftwatch.rec.new") || return 0
@@ -712,7 +717,7 @@ nft_watch_arm() {
 # renews it from then on; see setup-lock.ts).
 take_fresh_lock() {
   [ "$CHECK" != 1 ] && [ "${SILVER_FRESH_STATE:-0}" = 1 ] && [ -n "${SILVER_LOCK_TOKEN:-}" ] || return 0
-  /usr/local/lib/silverlining/bin/silver-state lock "$SILVER_LOCK_TOKEN" "$SILVER_LOCK_TTL" "$SILVER_LOCK_HOLDER" > /dev/null 2>&1 || true
+  "$HELPER_BIN/silver-state" lock "$SILVER_LOCK_TOKEN" "$SILVER_LOCK_TTL" "$SILVER_LOCK_HOLDER" > /dev/null 2>&1 || true
 }
 
 # repair_instances: on an app server, each app's active instance runs and answers its health
@@ -738,7 +743,6 @@ EOT
 # which repair then looks at.
 APPS_ROOT=/var/lib/silverlining/apps
 UNIT_LINKS=/run/systemd/units
-HELPER_BIN=/usr/local/lib/silverlining/bin
 instances_well() {
   [ -x "$HELPER_BIN/silver-http" ] && [ -d "$UNIT_LINKS" ] || return 1
   _here=$PWD
@@ -901,7 +905,7 @@ _watch_begin() {
   # (what changes from here on, less the file system's clock step, is newer than this)
   _ns=$(($(date +%s%N) - 50000000))
   _w0=${_ns%?????????}.${_ns#"${_ns%?????????}"}
-  _root_run_dir "${WATCH_OUT%/*}" || return 0
+  root_run_dir "${WATCH_OUT%/*}" || return 0
   # shellcheck disable=SC2086
   systemd-run --quiet --collect --unit="$WATCH_UNIT" -p StandardOutput="truncate:$WATCH_OUT" -p StandardError="truncate:$WATCH_ERR" \
     -p MemoryMax=64M "$WATCH_BIN" -r -e modify,attrib,move,create,delete,delete_self,move_self,unmount -- $_roots > /dev/null 2>&1 || return 0

@@ -32,9 +32,7 @@ if [ ! -f "$_conf" ] || ! known_same "$_conf" "$SILVER_NGINX_CONF_MD5" "$SILVER_
   _wrote=1
   # (a working copy an earlier run kept is the one that worked: it stays)
   if [ "$CHECK" != 1 ] && [ -f "$_conf" ] && [ ! -f /run/silverlining/silver.conf.working ]; then
-    [ ! -L /run/silverlining ] || { echo "/run/silverlining is a symbolic link" >&2; exit 1; }
-    # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-    mkdir -p -m 700 /run/silverlining
+    root_run_dir /run/silverlining || { echo "/run/silverlining is not a folder of root's alone" >&2; exit 1; }
     cp -p "$_conf" /run/silverlining/silver.conf.working
   fi
 fi

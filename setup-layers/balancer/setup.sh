@@ -51,9 +51,7 @@ if [ "$SILVER_TLS" != off ]; then
         cp -p /etc/haproxy/certs/0-default.pem /etc/haproxy/silver-default.pem.new
         mv -f /etc/haproxy/silver-default.pem.new /etc/haproxy/silver-default.pem
       else
-        # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-        mkdir -p -m 700 /run/silverlining
-        [ "$(stat -c '%u %a' /run/silverlining)" = "0 700" ] || { echo "/run/silverlining is not root's alone" >&2; exit 1; }
+        root_run_dir /run/silverlining || { echo "/run/silverlining is not a folder of root's alone" >&2; exit 1; }
         openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=silver-default -keyout /run/silverlining/default.key -out /run/silverlining/default.crt 2> /dev/null
         (umask 077 && cat /run/silverlining/default.crt /run/silverlining/default.key > /etc/haproxy/silver-default.pem.new)
         rm -f /run/silverlining/default.key /run/silverlining/default.crt
@@ -137,12 +135,7 @@ fi
 # lists them in nodeset.conf; checked by haproxy before it replaces the running one, in root's
 # own /run/silverlining (a name in the shared /tmp could be a planted link).
 if ! known_same /etc/haproxy/haproxy.cfg "$SILVER_HAPROXY_CFG_MD5" "$SILVER_HAPROXY_CFG" && [ "$CHECK" != 1 ]; then
-  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-  mkdir -p -m 700 /run/silverlining
-  if [ -L /run/silverlining ] || [ ! -d /run/silverlining ] || [ "$(stat -c %u /run/silverlining)" != 0 ]; then
-    echo "/run/silverlining is not a directory owned by root" >&2
-    exit 1
-  fi
+  root_run_dir /run/silverlining || { echo "/run/silverlining is not a folder of root's alone" >&2; exit 1; }
   # (the configuration's lock, which silver-balancer's set-health holds too: a health path an
   # update sets meanwhile is neither lost under this write nor written over it)
   exec 7> /run/silverlining/haproxy-cfg.lock

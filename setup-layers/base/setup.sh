@@ -140,12 +140,7 @@ ensure_dir /usr/local/lib/silverlining/bin 755 root:root
 _sudoers="# managed by silver: the deploy user may run silver's root-owned helpers, nothing else
 silver ALL=(root) NOPASSWD: /usr/local/lib/silverlining/bin/"
 if [ "$CHECK" != 1 ] && ! known_same /etc/sudoers.d/silver '' "$_sudoers$NL"; then
-  # shellcheck disable=SC2174 # (/run exists: -m applies to the one directory made)
-  mkdir -p -m 700 /run/silverlining
-  if [ -L /run/silverlining ] || [ ! -d /run/silverlining ] || [ "$(stat -c %u /run/silverlining)" != 0 ]; then
-    echo "/run/silverlining is not a directory owned by root" >&2
-    exit 1
-  fi
+  root_run_dir /run/silverlining || { echo "/run/silverlining is not a folder of root's alone" >&2; exit 1; }
   printf '%s\n' "$_sudoers" > /run/silverlining/sudoers.$$
   visudo -cqf /run/silverlining/sudoers.$$ || { rm -f /run/silverlining/sudoers.$$; echo "the sudoers rule does not validate: the one in place is kept" >&2; exit 1; }
   rm -f /run/silverlining/sudoers.$$

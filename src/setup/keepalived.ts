@@ -4,9 +4,9 @@ import type { AddressedNode } from './plan.js';
 
 /**
  * A balancer pair's keepalived: VRRP version 3 with 200 ms adverts over unicast between the two
- * balancers' addresses (no multicast on the bridge; adverts from any other source dropped), the virtual address on eth0 of the one that
- * holds it, each checking its own HAProxy (an instance whose HAProxy is down gives the address
- * up). Both start as BACKUP with nopreempt: the first one up (or the higher priority, balancer 1,
+ * balancers' addresses (no multicast on the bridge; adverts from any other source dropped), the
+ * virtual address on eth0 of the one that holds it, each checking its own HAProxy (an instance
+ * whose HAProxy is down gives the address up). Both start as BACKUP with nopreempt: the first one up (or the higher priority, balancer 1,
  * when both come up together) takes the address, and one that comes back does not take it away
  * again. The router id comes from the nodeset's name (two nodesets on one segment do not clash).
  */

@@ -194,7 +194,7 @@ test('the probe holds what it needs of lib.sh, the fingerprint check and each la
   t.true(probe!.text.includes(lib));
   t.true(full!.text.includes(whole), 'the full script has all of it');
   const defined = [...lib.matchAll(/^([a-z_]+)\(\) \{$/gm)].map((m) => m[1]);
-  t.deepEqual(defined, ['changed', 'act', '_unit_fast', 'firewall_loaded', '_fw_want', '_proc_start', 'nft_watch_holds', 'repair_instances', 'instances_well', '_watch_idle', '_btime', '_units_in', 'fast_probe'], 'the check, what the probes call, and what those call');
+  t.deepEqual(defined, ['changed', 'act', '_unit_fast', 'firewall_loaded', '_fw_want', '_fw_listed', '_proc_start', 'nft_watch_holds', 'repair_instances', 'instances_well', '_watch_idle', '_btime', '_units_in', 'fast_probe'], 'the check, what the probes call, and what those call');
   t.true(lib.length < whole.length / 4);
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'base', 'probe.sh'), 'utf8')));
   t.true(probe!.text.includes(readFileSync(join(layersRoot(), 'appserver', 'probe.sh'), 'utf8')));
